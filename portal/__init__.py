@@ -1,0 +1,1 @@
+"""The Batch portal: Django project and web app."""

@@ -1,0 +1,198 @@
+"""Django settings for the Batch portal.
+
+Everything comes from the environment; with nothing set, it runs on embedded local defaults.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+import redis
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Runtime state of the embedded setup (SQLite file, secret key, broker files); never committed.
+VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def dev_secret_key(path: Path) -> str:
+    """Return the secret key stored at path, creating a random one the first time."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate = path.with_name(f".{path.name}.{os.getpid()}")
+    candidate.write_text(secrets.token_urlsafe(50))
+    candidate.chmod(0o600)
+    try:
+        # link() fails if the file exists, so processes starting together agree on one key.
+        os.link(candidate, path)
+    except FileExistsError:
+        pass
+    finally:
+        candidate.unlink()
+    return path.read_text().strip()
+
+
+def celery_broker(redis_url: str, fallback_dir: Path, timeout: float = 0.5) -> tuple[str, dict, str]:
+    """Choose Celery's broker: Redis if it answers at redis_url, else files under fallback_dir.
+
+    Returns (broker_url, transport_options, reason). The filesystem transport works across
+    the processes of one machine, which is all the embedded setup needs.
+    """
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout).ping()
+        return redis_url, {}, f"Redis answers at {redis_url}"
+    except (redis.RedisError, OSError) as exc:
+        reason = f"no Redis answers at {redis_url} ({exc.__class__.__name__}: {exc})"
+    for folder in ("queue", "processed", "control"):
+        (fallback_dir / folder).mkdir(parents=True, exist_ok=True)
+    options = {
+        # One folder for in and out: every producer and consumer shares the same queue files.
+        "data_folder_in": str(fallback_dir / "queue"),
+        "data_folder_out": str(fallback_dir / "queue"),
+        "processed_folder": str(fallback_dir / "processed"),
+        "control_folder": str(fallback_dir / "control"),
+        "store_processed": False,
+    }
+    return "filesystem://", options, reason
+
+
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or dev_secret_key(VAR_DIR / "secret_key")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "portal",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    # Lets runserver serve static files the way production does, through WhiteNoise.
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if "DATABASE_URL" not in os.environ:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}",
+        conn_max_age=600,
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Not the manifest variant: it needs collectstatic before any page renders, which tests
+    # and runserver skip. Vendored files carry their version in the file name instead.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
+
+# Azure Batch: localbatch by default; a real account is only a change of these three.
+BATCH_ACCOUNT_URL = os.environ.get("BATCH_ACCOUNT_URL", "http://127.0.0.1:8089")
+BATCH_ACCOUNT_NAME = os.environ.get("BATCH_ACCOUNT_NAME", "localbatch")
+# localbatch's published development key (localbatch.DEV_ACCOUNT_KEY), not a secret.
+BATCH_ACCOUNT_KEY = os.environ.get(
+    "BATCH_ACCOUNT_KEY",
+    "bG9jYWxiYXRjaC1kZXYta2V5LW5vdC1hLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmZ2hpams=",
+)
+
+# Azure Blob Storage: Azurite by default, with its published development account.
+AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
+)
+
+# Celery: configured in batchsync/celery.py; only the broker lives here.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+if os.environ.get("CELERY_BROKER_URL"):
+    CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+    BROKER_REASON = "CELERY_BROKER_URL is set"
+elif DEBUG:
+    # Only a development machine may fall back: in production, several machines sharing
+    # one queue must not silently split into one private queue each.
+    CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS, BROKER_REASON = celery_broker(
+        REDIS_URL, VAR_DIR / "broker"
+    )
+else:
+    CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_URL, {}
+    BROKER_REASON = "REDIS_URL, without a fallback (DJANGO_DEBUG is off)"
+# BROKER_REASON is reported by `manage.py dev_bootstrap`, once, rather than by
+# every process that imports these settings.
+
