@@ -1,0 +1,28 @@
+"""The Celery app of the portal, run as `celery -A batchsync worker -B -Q submit,sync`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+# Tasks are listed explicitly (each with a fixed name="batchsync.…") rather than discovered.
+app = Celery("batchsync", include=["batchsync.tasks"])
+# The broker (and its transport options) come from Django settings: CELERY_BROKER_URL.
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    # A task is acknowledged after it ran, so a worker that dies mid-task leaves it queued;
+    # tasks are idempotent, so running one twice is safe.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # Tasks can be long (Batch calls); one at a time per process keeps the rest on the queue
+    # for other workers instead of stuck behind it.
+    worker_prefetch_multiplier=1,
+    # Results live in the database rows tasks update, never in Celery.
+    task_ignore_result=True,
+    result_backend=None,
+    # Nothing goes to Celery's default "celery" queue, which no worker here consumes.
+    task_default_queue="sync",
+    task_create_missing_queues=True,
+    broker_connection_retry_on_startup=True,
+)
