@@ -1,0 +1,103 @@
+"""Fixtures shared by the whole suite: the localbatch plugin and a real Azurite blob service."""
+
+import importlib.util
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# localbatch.testing provides the `localbatch` fixture; load it once it exists.
+if importlib.util.find_spec("localbatch") and importlib.util.find_spec("localbatch.testing"):
+    pytest_plugins = ["localbatch.testing"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AZURITE_BLOB = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's published development account (documented by Microsoft; not a secret).
+AZURITE_ACCOUNT_NAME = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@dataclass(frozen=True)
+class Azurite:
+    blob_endpoint: str
+    account_name: str
+    account_key: str
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account_name};"
+            f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_answers(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"azurite-blob exited with code {process.returncode} before answering")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # Any HTTP answer (an unauthenticated request gets 403) means it is up.
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"azurite-blob did not answer at {url} within {timeout:.0f}s")
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """A real Azurite blob service on a free loopback port, with its data in a temp folder."""
+    if not AZURITE_BLOB.exists():
+        pytest.fail(f"{AZURITE_BLOB} is missing: run `npm ci` (or `make test`, which does it)")
+    workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
+    log_path = workdir / "azurite.log"
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT_NAME}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(AZURITE_BLOB),
+                "--blobHost", "127.0.0.1",
+                "--blobPort", str(port),
+                "--location", str(workdir / "data"),
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        try:
+            wait_until_answers(endpoint + "?comp=list", process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; its output:\n{log_path.read_text()[-2000:]}") from None
+        yield Azurite(endpoint, AZURITE_ACCOUNT_NAME, AZURITE_ACCOUNT_KEY)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
