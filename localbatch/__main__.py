@@ -1,0 +1,48 @@
+"""Command line: `python -m localbatch serve` starts a local Batch account on loopback."""
+
+import argparse
+import signal
+import sys
+import threading
+
+from . import API_VERSION, DEFAULT_PORT, DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, __version__
+from .server import Faults, start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localbatch", description="A local Azure Batch service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the Batch REST API and run tasks as local processes")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--data-dir", default="var/localbatch", help="where state and node directories live")
+    serve.add_argument("--account-name", default=DEV_ACCOUNT_NAME)
+    serve.add_argument("--account-key", default=DEV_ACCOUNT_KEY, help="base64 SharedKey (default: the dev key)")
+    serve.add_argument("--node-start-seconds", type=float, default=2.0,
+                       help="how long a new node takes to become idle (default 2)")
+    serve.add_argument("--fault-rate", type=float, default=0.0, help="share of requests to fail (0..1)")
+    serve.add_argument("--fault-status", type=int, default=503, choices=(429, 500, 503))
+    serve.add_argument("--fault-delay-ms", type=int, default=0, help="delay added to every request")
+    args = parser.parse_args(argv)
+
+    faults = Faults(rate=args.fault_rate, status=args.fault_status, delay_ms=args.fault_delay_ms)
+    running = start(args.data_dir, args.host, args.port, args.account_name, args.account_key,
+                    args.node_start_seconds, faults)
+    key_note = " (the well-known dev key)" if args.account_key == DEV_ACCOUNT_KEY else ""
+    print(f"localbatch {__version__} serving the Batch API {API_VERSION}\n"
+          f"  endpoint:     {running.endpoint}\n"
+          f"  account name: {running.account_name}\n"
+          f"  account key:  {running.account_key}{key_note}\n"
+          f"  data dir:     {args.data_dir}", flush=True)
+    if args.fault_rate:
+        print(f"  faults:       {args.fault_rate:.0%} of requests answer {args.fault_status}", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    running.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The in-memory model of one Batch account, guarded by one lock and written through to the Store.
+
+Entities are dicts in the REST shape (camelCase). Keys starting with "_" are localbatch's own
+bookkeeping: persisted, never sent to clients."""
+
+import itertools
+import threading
+import time
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+
+from .store import Store
+from .timeutil import now_iso
+
+TASK_STATES = ("active", "preparing", "running", "completed")
+
+
+def public(entity: dict) -> dict:
+    return {k: v for k, v in entity.items() if not k.startswith("_")}
+
+
+def key_of(ident: str) -> str:
+    # Batch ids are case-preserving but unique without regard to case.
+    return ident.lower()
+
+
+class AccountState:
+    def __init__(self, store: Store):
+        self.store = store
+        self.lock = threading.RLock()
+        self._depth = 0
+        self.listeners: list = []   # called after a transaction wrote something (wakes the scheduler)
+        self.pools: dict[str, dict] = {}
+        self.nodes: dict[str, dict[str, dict]] = defaultdict(dict)   # pool key -> node id -> node
+        self.jobs: dict[str, dict] = {}
+        self.tasks: dict[str, dict[str, dict]] = defaultdict(dict)   # job key -> task key -> task (creation order)
+        # Derived, rebuilt at load: counts of tasks per job by state and by result, in tasks and in slots.
+        self.task_counts: dict[str, Counter] = defaultdict(Counter)
+        self.active: dict[str, dict[str, None]] = defaultdict(dict)  # job key -> ordered set of active task keys
+        self._etag = itertools.count(int(time.time() * 1e7))
+        self._seq = itertools.count(1)
+        self._load()
+
+    # -- transactions -------------------------------------------------------------------------
+    @contextmanager
+    def tx(self):
+        """Hold the lock; on leaving the outermost block, write changes and wake the scheduler."""
+        with self.lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self.store.flush():
+                    for listener in self.listeners:
+                        listener()
+
+    def touch(self, entity: dict) -> None:
+        """A client-visible change: new eTag and lastModified."""
+        entity["eTag"] = f"0x{next(self._etag):X}"
+        entity["lastModified"] = now_iso()
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save_pool(self, pool: dict) -> None:
+        self.store.put("pool", key_of(pool["id"]), pool)
+
+    def save_node(self, pool_key: str, node: dict) -> None:
+        self.store.put("node", f"{pool_key}/{node['id']}", node)
+
+    def save_job(self, job: dict) -> None:
+        self.store.put("job", key_of(job["id"]), job)
+
+    def save_task(self, job_key: str, task: dict) -> None:
+        self.store.put("task", f"{job_key}/{key_of(task['id'])}", task)
+
+    def _load(self) -> None:
+        for pool in self.store.load("pool"):
+            self.pools[key_of(pool["id"])] = pool
+        for node in sorted(self.store.load("node"), key=lambda n: n.get("_seq", 0)):
+            self.nodes[node["_pool"]][node["id"]] = node
+        for job in self.store.load("job"):
+            self.jobs[key_of(job["id"])] = job
+        max_seq = 0
+        for task in sorted(self.store.load("task"), key=lambda t: t["_seq"]):
+            job_key = task["_job"]
+            self.tasks[job_key][key_of(task["id"])] = task
+            self._count(job_key, task, +1)
+            max_seq = max(max_seq, task["_seq"])
+        for entity in itertools.chain(self.pools.values(), self.jobs.values()):
+            max_seq = max(max_seq, entity.get("_seq", 0))
+        self._seq = itertools.count(max_seq + 1)
+
+    # -- tasks --------------------------------------------------------------------------------
+    def _count(self, job_key: str, task: dict, sign: int) -> None:
+        counts = self.task_counts[job_key]
+        slots = task.get("requiredSlots") or 1
+        state = task["state"]
+        counts[state] += sign
+        counts["slots:" + state] += sign * slots
+        if state == "active":
+            if sign > 0:
+                self.active[job_key][key_of(task["id"])] = None
+            else:
+                self.active[job_key].pop(key_of(task["id"]), None)
+        if state == "completed":
+            result = (task.get("executionInfo") or {}).get("result") or "success"
+            counts[result] += sign
+            counts["slots:" + result] += sign * slots
+
+    def add_task(self, job_key: str, task: dict) -> None:
+        task["_job"] = job_key
+        task["_seq"] = self.next_seq()
+        self.tasks[job_key][key_of(task["id"])] = task
+        self._count(job_key, task, +1)
+        self.save_task(job_key, task)
+
+    def remove_task(self, job_key: str, task: dict) -> None:
+        self._count(job_key, task, -1)
+        del self.tasks[job_key][key_of(task["id"])]
+        self.store.delete("task", f"{job_key}/{key_of(task['id'])}")
+
+    def update_task(self, task: dict, state: str | None = None, **execution_info) -> None:
+        """The one place a task's state or result changes, so the per-job counts stay right."""
+        job_key = task["_job"]
+        self._count(job_key, task, -1)
+        if state and state != task["state"]:
+            now = now_iso()
+            task["previousState"] = task["state"]
+            task["previousStateTransitionTime"] = task["stateTransitionTime"]
+            task["state"] = state
+            task["stateTransitionTime"] = now
+        if execution_info:
+            info = task.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
+            for name, value in execution_info.items():
+                if value is None:
+                    info.pop(name, None)
+                else:
+                    info[name] = value
+        self._count(job_key, task, +1)
+        self.touch(task)
+        self.save_task(job_key, task)
+
+    def remove_job(self, job_key: str) -> None:
+        for task in list(self.tasks.get(job_key, {}).values()):
+            self.store.delete("task", f"{job_key}/{key_of(task['id'])}")
+        self.tasks.pop(job_key, None)
+        self.task_counts.pop(job_key, None)
+        self.active.pop(job_key, None)
+        self.jobs.pop(job_key, None)
+        self.store.delete("job", job_key)
+
+    def remove_pool(self, pool_key: str) -> None:
+        for node_id in list(self.nodes.get(pool_key, {})):
+            self.store.delete("node", f"{pool_key}/{node_id}")
+        self.nodes.pop(pool_key, None)
+        self.pools.pop(pool_key, None)
+        self.store.delete("pool", pool_key)
