@@ -1,0 +1,33 @@
+"""A person logs in through a real browser and reaches the dashboard."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_log_in_and_out(page, live_server, django_user_model):
+    django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+
+    page.goto(live_server.url + "/")
+    assert page.url.startswith(live_server.url + "/login/")
+
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("correct horse battery staple")
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    assert "Signed in as alice" in page.inner_text("header")
+
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("heading", name="Log in").wait_for()
+
+
+def test_wrong_password_shows_a_plain_error(page, live_server, django_user_model):
+    django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("not it")
+    page.get_by_role("button", name="Log in").click()
+
+    assert "did not match" in page.get_by_role("alert").inner_text()
