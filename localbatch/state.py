@@ -64,17 +64,23 @@ class AccountState:
         return next(self._seq)
 
     # -- persistence --------------------------------------------------------------------------
+    # A worker thread may finish after its pool, node, job or task was deleted: saving only what is
+    # still in the model keeps such late writes from bringing a deleted entity back after a restart.
     def save_pool(self, pool: dict) -> None:
-        self.store.put("pool", key_of(pool["id"]), pool)
+        if self.pools.get(key_of(pool["id"])) is pool:
+            self.store.put("pool", key_of(pool["id"]), pool)
 
     def save_node(self, pool_key: str, node: dict) -> None:
-        self.store.put("node", f"{pool_key}/{node['id']}", node)
+        if self.nodes.get(pool_key, {}).get(node["id"]) is node:
+            self.store.put("node", f"{pool_key}/{node['id']}", node)
 
     def save_job(self, job: dict) -> None:
-        self.store.put("job", key_of(job["id"]), job)
+        if self.jobs.get(key_of(job["id"])) is job:
+            self.store.put("job", key_of(job["id"]), job)
 
     def save_task(self, job_key: str, task: dict) -> None:
-        self.store.put("task", f"{job_key}/{key_of(task['id'])}", task)
+        if self.tasks.get(job_key, {}).get(key_of(task["id"])) is task:
+            self.store.put("task", f"{job_key}/{key_of(task['id'])}", task)
 
     def _load(self) -> None:
         for pool in self.store.load("pool"):
