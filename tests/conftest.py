@@ -78,6 +78,8 @@ def azurite():
                 "--skipApiVersionCheck",
                 "--loose",
                 "--silent",
+                # Azurite reports telemetry to Microsoft by default; tests send nothing out.
+                "--disableTelemetry",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
