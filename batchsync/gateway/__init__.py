@@ -1,0 +1,15 @@
+"""The only code in the portal that talks to Azure Batch: specs in, records and our errors out."""
+
+from .client import BatchGateway
+from .errors import AlreadyExists, AuthFailed, GatewayError, NotFound, Rejected, Transient
+from .records import (AddTasksResult, FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord,
+                      TaskCountsRecord, TaskFailure, TaskRecord)
+from .specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
+
+__all__ = [
+    "BatchGateway",
+    "GatewayError", "NotFound", "AlreadyExists", "Transient", "Rejected", "AuthFailed",
+    "PoolRecord", "NodeRecord", "NodeCountsRecord", "JobRecord", "TaskCountsRecord", "TaskRecord",
+    "FileRecord", "TaskFailure", "AddTasksResult",
+    "ImageSpec", "ResourceFileSpec", "OutputFileSpec", "PoolSpec", "JobSpec", "TaskSpec",
+]

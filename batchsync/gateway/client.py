@@ -1,0 +1,321 @@
+"""BatchGateway: the portal's one door to Azure Batch, taking specs and returning records and our errors."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from azure.batch import BatchClient, models
+from azure.batch.models._models import BatchJobTerminateOptions  # not exported by azure.batch.models
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import AzureError
+
+from . import convert
+from .errors import GatewayError, Rejected, Transient, redact, translate
+from .records import (AddTasksResult, FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord,
+                      TaskCountsRecord, TaskFailure, TaskRecord)
+from .specs import JobSpec, PoolSpec, TaskSpec
+
+# Batch's limit for one addtaskcollection request.
+TASKS_PER_REQUEST = 100
+
+# The SDK's own retries stay short so they don't multiply with ours (add_tasks here, Celery above).
+SDK_RETRY_SETTINGS = dict(retry_total=2, retry_backoff_factor=0.5, retry_backoff_max=4,
+                          connection_timeout=10, read_timeout=60)
+
+
+class BatchGateway:
+    """A Batch account. Every method raises only `GatewayError` subclasses."""
+
+    def __init__(self, account_url: str, account_name: str, account_key: str):
+        self._client = BatchClient(account_url, AzureNamedKeyCredential(account_name, account_key),
+                                   **SDK_RETRY_SETTINGS)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> BatchGateway:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # --- pools and nodes -------------------------------------------------------------------------
+
+    def list_pools(self) -> list[PoolRecord]:
+        return [convert.pool_record(pool) for pool in self._each(self._client.list_pools())]
+
+    def get_pool(self, pool_id: str) -> PoolRecord:
+        with _translated():
+            return convert.pool_record(self._client.get_pool(pool_id))
+
+    def create_pool(self, spec: PoolSpec) -> None:
+        """Raises AlreadyExists if the id is taken; the caller decides whether that is success."""
+        with _translated():
+            self._client.create_pool(convert.pool_create_options(spec))
+
+    def resize_pool(self, pool_id: str, *, dedicated: int, low_priority: int) -> None:
+        """Returns once Batch has accepted the resize; the pool is `resizing` until the nodes are there."""
+        options = models.BatchPoolResizeOptions(target_dedicated_nodes=dedicated,
+                                                target_low_priority_nodes=low_priority)
+        with _translated():
+            # The public begin_resize_pool starts a thread that polls every 5 s until the resize ends;
+            # the initial request alone is what we need (same for delete and terminate below).
+            self._client._resize_pool_internal(pool_id, options)
+
+    def delete_pool(self, pool_id: str) -> None:
+        """Returns once Batch has accepted; the pool is `deleting` until it is gone."""
+        with _translated():
+            self._client._delete_pool_internal(pool_id)
+
+    def list_nodes(self, pool_id: str) -> list[NodeRecord]:
+        return [convert.node_record(pool_id, node) for node in self._each(self._client.list_nodes(pool_id))]
+
+    def list_node_counts(self) -> list[NodeCountsRecord]:
+        return [convert.node_counts_record(counts) for counts in self._each(self._client.list_pool_node_counts())]
+
+    # --- jobs ------------------------------------------------------------------------------------
+
+    def list_jobs(self, *, changed_since: datetime | None = None) -> list[JobRecord]:
+        # A job's lastModified moves with its settings, stateTransitionTime with its state.
+        since = None if changed_since is None else (
+            f"{_since_filter('stateTransitionTime', changed_since)} or {_since_filter('lastModified', changed_since)}")
+        return [convert.job_record(job) for job in self._each(self._client.list_jobs(filter=since))]
+
+    def get_job(self, job_id: str) -> JobRecord:
+        with _translated():
+            return convert.job_record(self._client.get_job(job_id))
+
+    def create_job(self, spec: JobSpec) -> None:
+        """Raises AlreadyExists if the id is taken; the caller decides whether that is success."""
+        with _translated():
+            self._client.create_job(convert.job_create_options(spec))
+
+    def set_terminate_on_complete(self, job_id: str) -> None:
+        """Let the job complete by itself once all its tasks have completed."""
+        with _translated():
+            self._client.update_job(job_id, models.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
+
+    def terminate_job(self, job_id: str, *, reason: str) -> None:
+        """Returns once Batch has accepted; the job is `terminating` until its running tasks are stopped."""
+        with _translated():
+            # Without an options object the SDK fails client-side before sending anything.
+            self._client._terminate_job_internal(job_id, BatchJobTerminateOptions(termination_reason=reason))
+
+    def delete_job(self, job_id: str) -> None:
+        """Returns once Batch has accepted; the job is `deleting` until it and its tasks are gone."""
+        with _translated():
+            self._client._delete_job_internal(job_id)
+
+    def get_task_counts(self, job_id: str) -> TaskCountsRecord:
+        with _translated():
+            return convert.task_counts_record(self._client.get_job_task_counts(job_id))
+
+    # --- tasks -----------------------------------------------------------------------------------
+
+    def list_tasks(self, job_id: str, *, changed_since: datetime | None = None,
+                   page_size: int = 1000) -> Iterator[TaskRecord]:
+        """The job's tasks, fetched page by page as the caller iterates; with `changed_since`, only
+        those whose state changed at or after that moment."""
+        since = None if changed_since is None else _since_filter("stateTransitionTime", changed_since)
+        pages = self._client.list_tasks(job_id, filter=since, select=convert.TASK_RECORD_FIELDS,
+                                        max_results=page_size)
+        return (convert.task_record(job_id, task) for task in self._each(pages))
+
+    def get_task(self, job_id: str, task_id: str) -> TaskRecord:
+        with _translated():
+            return convert.task_record(job_id, self._client.get_task(job_id, task_id))
+
+    def add_tasks(self, job_id: str, specs: Sequence[TaskSpec], *, budget_seconds: float = 120,
+                  max_concurrency: int = 4) -> AddTasksResult:
+        """Add tasks in requests of 100, retrying busy or failed requests until `budget_seconds` is spent.
+
+        A task that exists already counts as added, so calling again with the same ids after a Transient
+        is safe. Tasks Batch refuses come back in `failures`. Raises Transient when the budget runs out,
+        and the error of the whole request when Batch refuses it (e.g. JobNotFound, JobCompleted)."""
+        deadline = time.monotonic() + budget_seconds
+        outcome = _AddOutcome()
+        chunks = [list(specs[i:i + TASKS_PER_REQUEST]) for i in range(0, len(specs), TASKS_PER_REQUEST)]
+        with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="add-tasks") as pool:
+            futures = [pool.submit(self._add_chunk, job_id, chunk, deadline, outcome) for chunk in chunks]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            if any(future.exception() for future in done):
+                outcome.stop.set()   # the other chunks give up at their next attempt
+        errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Stopped)]
+        if errors:
+            first = next((e for e in errors if not isinstance(e, Transient)), errors[0])
+            if isinstance(first, Transient):
+                raise Transient(f"Added {len(outcome.added)} of {len(specs)} tasks to job {job_id} within "
+                                f"{budget_seconds:g}s; Batch is busy or unreachable. Retry with the same task "
+                                f"ids. Last error: {first.message}", retry_after=first.retry_after,
+                                code=first.code, status=first.status, request_id=first.request_id)
+            raise first
+        return AddTasksResult(added=tuple(outcome.added), failures=tuple(outcome.failures))
+
+    def _add_chunk(self, job_id: str, chunk: list[TaskSpec], deadline: float, outcome: _AddOutcome) -> None:
+        pending = {spec.id: spec for spec in chunk}
+        attempt = 0
+        while pending:
+            if outcome.stop.is_set():
+                raise _Stopped()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Transient(f"time budget for adding tasks to job {job_id} ran out")
+            group = models.BatchTaskGroup(task_values=[convert.task_create_options(s) for s in pending.values()])
+            try:
+                # One attempt per call, no longer than what is left: this loop does the retrying.
+                with _translated():
+                    response = self._client.create_task_collection(
+                        job_id, group, retry_total=0, read_timeout=max(1.0, min(60.0, remaining)))
+            except Transient as error:
+                attempt += 1
+                _sleep_before_retry(attempt, error.retry_after, deadline, error)
+                continue
+            except Rejected as error:
+                if error.code != "RequestBodyTooLarge":
+                    raise
+                if len(pending) == 1:
+                    outcome.fail(TaskFailure(next(iter(pending)), error.code, error.message))
+                    return
+                # Too big for one request: send each half on its own.
+                specs = list(pending.values())
+                self._add_chunk(job_id, specs[:len(specs) // 2], deadline, outcome)
+                self._add_chunk(job_id, specs[len(specs) // 2:], deadline, outcome)
+                return
+
+            retry_some = False
+            for result in response.result_values or ():
+                spec_id, status, error = result.task_id, convert._text(result.status), result.error
+                if spec_id not in pending:
+                    continue
+                code = error.code if error else None
+                if status == "success" or code == "TaskExists":
+                    outcome.add(pending.pop(spec_id).id)
+                elif status == "clienterror":
+                    message = error.message.value if error and error.message else "refused by Batch"
+                    outcome.fail(TaskFailure(pending.pop(spec_id).id, code, redact(message.split("\n")[0])))
+                else:
+                    retry_some = True   # servererror: try this task again
+            if pending:
+                # Tasks Batch answered with servererror, or not at all, are in an unknown state; resending is
+                # safe because an existing task counts as added.
+                attempt += 1
+                _sleep_before_retry(attempt, None, deadline,
+                                    Transient(f"Batch did not add {len(pending)} tasks to job {job_id}"
+                                              + (" (server error)" if retry_some else "")))
+
+    def terminate_task(self, job_id: str, task_id: str) -> None:
+        with _translated():
+            self._client.terminate_task(job_id, task_id)
+
+    def delete_task(self, job_id: str, task_id: str) -> None:
+        with _translated():
+            self._client.delete_task(job_id, task_id)
+
+    def reactivate_task(self, job_id: str, task_id: str) -> None:
+        """Run a failed, completed task again (its retry count starts from zero)."""
+        with _translated():
+            self._client.reactivate_task(job_id, task_id)
+
+    # --- files -----------------------------------------------------------------------------------
+
+    def list_task_files(self, job_id: str, task_id: str, *, recursive: bool = True) -> list[FileRecord]:
+        files = self._client.list_task_files(job_id, task_id, recursive=recursive)
+        return [convert.file_record(file) for file in self._each(files)]
+
+    def read_task_file(self, job_id: str, task_id: str, path: str, *, start: int = 0,
+                       length: int | None = None) -> bytes:
+        """Bytes `start` .. `start + length` of a file in the task's folder (to the end without `length`)."""
+        return self._read(lambda **range_: self._client.download_task_file(job_id, task_id, path, **range_),
+                          start, length)
+
+    def get_task_file_size(self, job_id: str, task_id: str, path: str) -> int:
+        with _translated():
+            return int(self._client.get_task_file_properties(job_id, task_id, path).content_length)
+
+    def list_node_files(self, pool_id: str, node_id: str, *, recursive: bool = True) -> list[FileRecord]:
+        files = self._client.list_node_files(pool_id, node_id, recursive=recursive)
+        return [convert.file_record(file) for file in self._each(files)]
+
+    def read_node_file(self, pool_id: str, node_id: str, path: str, *, start: int = 0,
+                       length: int | None = None) -> bytes:
+        """Bytes `start` .. `start + length` of a file under the node's root folder."""
+        return self._read(lambda **range_: self._client.download_node_file(pool_id, node_id, path, **range_),
+                          start, length)
+
+    def get_node_file_size(self, pool_id: str, node_id: str, path: str) -> int:
+        with _translated():
+            return int(self._client.get_node_file_properties(pool_id, node_id, path).content_length)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _each(items: Iterable) -> Iterator:
+        """Iterate an SDK pager; pages are fetched during iteration, so errors are translated here."""
+        with _translated():
+            yield from items
+
+    @staticmethod
+    def _read(download: Callable[..., Iterator[bytes]], start: int, length: int | None) -> bytes:
+        if start < 0 or (length is not None and length < 0):
+            raise ValueError("start and length must not be negative")
+        if length == 0:
+            return b""
+        byte_range = None
+        if length is not None:
+            byte_range = f"bytes={start}-{start + length - 1}"   # the end is inclusive
+        elif start:
+            byte_range = f"bytes={start}-"
+        with _translated():
+            return b"".join(download(ocp_range=byte_range))
+
+
+class _Stopped(Exception):
+    """A chunk of add_tasks gave up because another chunk failed."""
+
+
+class _AddOutcome:
+    """What add_tasks' worker threads found out, shared between them."""
+
+    def __init__(self):
+        self.added: list[str] = []
+        self.failures: list[TaskFailure] = []
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def add(self, task_id: str) -> None:
+        with self._lock:
+            self.added.append(task_id)
+
+    def fail(self, failure: TaskFailure) -> None:
+        with self._lock:
+            self.failures.append(failure)
+
+
+@contextmanager
+def _translated():
+    try:
+        yield
+    except AzureError as exc:
+        # `from None`: the SDK's exception text includes response bodies, which may echo SAS URLs.
+        raise translate(exc) from None
+
+
+def _sleep_before_retry(attempt: int, retry_after: float | None, deadline: float, error: GatewayError) -> None:
+    """Exponential backoff with jitter (at least what Batch asked for); re-raise `error` if it would overrun."""
+    delay = min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0)
+    delay = max(delay, retry_after or 0.0)
+    if time.monotonic() + delay >= deadline:
+        raise error
+    time.sleep(delay)
+
+
+def _since_filter(field: str, moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("changed_since must be timezone-aware")
+    return f"{field} ge datetime'{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}'"

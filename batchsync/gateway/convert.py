@@ -1,0 +1,220 @@
+"""Translation between the SDK's models and ours: specs to SDK options, SDK entities to records."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+
+from azure.batch import models
+
+from .records import (FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord, TaskCountsRecord,
+                      TaskRecord)
+from .specs import JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
+
+# Batch reports "no limit" as .NET's TimeSpan.MaxValue (about 29,000 years) rather than leaving it out.
+_UNLIMITED = timedelta(days=365 * 1000)
+
+# The REST fields TaskRecord is built from; list_tasks asks Batch for these and nothing else.
+TASK_RECORD_FIELDS = [
+    "id", "displayName", "state", "previousState", "stateTransitionTime", "creationTime", "commandLine",
+    "executionInfo", "nodeInfo", "requiredSlots", "environmentSettings", "constraints",
+]
+
+
+# --- specs → SDK ---------------------------------------------------------------------------------
+
+def pool_create_options(spec: PoolSpec) -> models.BatchPoolCreateOptions:
+    return models.BatchPoolCreateOptions(id=spec.id, display_name=spec.display_name, **_pool_settings(spec))
+
+
+def job_create_options(spec: JobSpec) -> models.BatchJobCreateOptions:
+    if spec.pool_id is not None:
+        pool_info = models.BatchPoolInfo(pool_id=spec.pool_id)
+    else:
+        auto = spec.auto_pool
+        pool_info = models.BatchPoolInfo(auto_pool_specification=models.BatchAutoPoolSpecification(
+            auto_pool_id_prefix=auto.id, pool_lifetime_option="job", keep_alive=False,
+            pool=models.BatchPoolSpecification(display_name=auto.display_name, **_pool_settings(auto))))
+    preparation = None
+    if spec.preparation_command_line:
+        preparation = models.BatchJobPreparationTask(command_line=spec.preparation_command_line)
+    return models.BatchJobCreateOptions(
+        id=spec.id, display_name=spec.display_name, priority=spec.priority, pool_info=pool_info,
+        constraints=models.BatchJobConstraints(max_task_retry_count=spec.max_task_retry_count,
+                                               max_wall_clock_time=_duration(spec.max_wall_clock_seconds)),
+        job_preparation_task=preparation,
+        common_environment_settings=_environment(spec.environment),
+        all_tasks_complete_mode=spec.on_all_tasks_complete,
+        uses_task_dependencies=spec.uses_task_dependencies,
+    )
+
+
+def task_create_options(spec: TaskSpec) -> models.BatchTaskCreateOptions:
+    constraints = None
+    if spec.max_task_retry_count is not None or spec.max_wall_clock_seconds is not None:
+        constraints = models.BatchTaskConstraints(max_task_retry_count=spec.max_task_retry_count,
+                                                  max_wall_clock_time=_duration(spec.max_wall_clock_seconds))
+    return models.BatchTaskCreateOptions(
+        id=spec.id, command_line=spec.command_line, display_name=spec.display_name,
+        environment_settings=_environment(spec.environment),
+        resource_files=_resource_files(spec.resource_files),
+        output_files=[_output_file(output) for output in spec.output_files] or None,
+        constraints=constraints, required_slots=spec.required_slots,
+    )
+
+
+def _pool_settings(spec: PoolSpec) -> dict:
+    image = spec.image
+    start_task = None
+    if spec.start_task_command_line:
+        start_task = models.BatchStartTask(command_line=spec.start_task_command_line,
+                                           resource_files=_resource_files(spec.start_task_resource_files),
+                                           wait_for_success=spec.start_task_wait_for_success)
+    return dict(
+        vm_size=spec.vm_size,
+        virtual_machine_configuration=models.VirtualMachineConfiguration(
+            image_reference=models.BatchVmImageReference(publisher=image.publisher, offer=image.offer,
+                                                         sku=image.sku, version=image.version),
+            node_agent_sku_id=image.node_agent_sku_id),
+        target_dedicated_nodes=spec.target_dedicated_nodes,
+        target_low_priority_nodes=spec.target_low_priority_nodes,
+        task_slots_per_node=spec.task_slots_per_node,
+        task_scheduling_policy=models.BatchTaskSchedulingPolicy(node_fill_type=spec.node_fill_type),
+        start_task=start_task,
+    )
+
+
+def _environment(environment) -> list[models.EnvironmentSetting] | None:
+    return [models.EnvironmentSetting(name=name, value=value) for name, value in environment.items()] or None
+
+
+def _resource_files(files: tuple[ResourceFileSpec, ...]) -> list[models.ResourceFile] | None:
+    return [models.ResourceFile(http_url=f.http_url, file_path=f.file_path) for f in files] or None
+
+
+def _output_file(spec: OutputFileSpec) -> models.OutputFile:
+    return models.OutputFile(
+        file_pattern=spec.file_pattern,
+        destination=models.OutputFileDestination(container=models.OutputFileBlobContainerDestination(
+            container_url=spec.container_url, path=spec.path)),
+        upload_options=models.OutputFileUploadConfiguration(upload_condition=spec.upload_condition))
+
+
+def _duration(seconds: int | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+# --- SDK → records -------------------------------------------------------------------------------
+
+def pool_record(pool: models.BatchPool) -> PoolRecord:
+    return PoolRecord(
+        id=pool.id, display_name=pool.display_name, state=_text(pool.state),
+        allocation_state=_text(pool.allocation_state), vm_size=pool.vm_size,
+        target_dedicated_nodes=pool.target_dedicated_nodes, target_low_priority_nodes=pool.target_low_priority_nodes,
+        current_dedicated_nodes=pool.current_dedicated_nodes,
+        current_low_priority_nodes=pool.current_low_priority_nodes,
+        task_slots_per_node=pool.task_slots_per_node,
+        node_fill_type=_text(pool.task_scheduling_policy.node_fill_type) if pool.task_scheduling_policy else None,
+        start_task_command_line=pool.start_task.command_line if pool.start_task else None,
+        creation_time=_aware(pool.creation_time), state_transition_time=_aware(pool.state_transition_time),
+        last_modified=_aware(pool.last_modified), etag=pool.etag,
+    )
+
+
+def node_record(pool_id: str, node: models.BatchNode) -> NodeRecord:
+    start = node.start_task_info
+    failure = start.failure_info if start else None
+    return NodeRecord(
+        pool_id=pool_id, id=node.id, state=_text(node.state), scheduling_state=_text(node.scheduling_state),
+        is_dedicated=node.is_dedicated, running_tasks_count=node.running_tasks_count,
+        running_task_slots_count=node.running_task_slots_count, total_tasks_run=node.total_tasks_run,
+        total_tasks_succeeded=node.total_tasks_succeeded,
+        start_task_state=_text(start.state) if start else None,
+        start_task_exit_code=start.exit_code if start else None,
+        start_task_result=_text(start.result) if start else None,
+        start_task_failure_code=failure.code if failure else None,
+        start_task_failure_message=failure.message if failure else None,
+        state_transition_time=_aware(node.state_transition_time),
+    )
+
+
+def node_counts_record(counts: models.BatchPoolNodeCounts) -> NodeCountsRecord:
+    return NodeCountsRecord(pool_id=counts.pool_id, dedicated=_counts_by_state(counts.dedicated),
+                            low_priority=_counts_by_state(counts.low_priority))
+
+
+def _counts_by_state(counts: models.BatchNodeCounts | None) -> dict[str, int]:
+    # The REST names are camelCase ("startTaskFailed"); node states are the same words in lowercase.
+    return {name.lower(): int(value) for name, value in (counts.as_dict() if counts else {}).items()}
+
+
+def job_record(job: models.BatchJob) -> JobRecord:
+    execution = job.execution_info
+    pool_id = (execution.pool_id if execution else None) or (job.pool_info.pool_id if job.pool_info else None)
+    return JobRecord(
+        id=job.id, display_name=job.display_name, state=_text(job.state), pool_id=pool_id, priority=job.priority,
+        on_all_tasks_complete=_text(job.all_tasks_complete_mode),
+        creation_time=_aware(job.creation_time), state_transition_time=_aware(job.state_transition_time),
+        start_time=_aware(execution.start_time) if execution else None,
+        end_time=_aware(execution.end_time) if execution else None,
+        terminate_reason=execution.termination_reason if execution else None,
+        last_modified=_aware(job.last_modified), etag=job.etag,
+    )
+
+
+def task_counts_record(result: models.BatchTaskCountsResult) -> TaskCountsRecord:
+    tasks, slots = result.task_counts, result.task_slot_counts
+    return TaskCountsRecord(
+        active=tasks.active, running=tasks.running, completed=tasks.completed, succeeded=tasks.succeeded,
+        failed=tasks.failed, active_slots=slots.active, running_slots=slots.running,
+        completed_slots=slots.completed, succeeded_slots=slots.succeeded, failed_slots=slots.failed,
+    )
+
+
+def task_record(job_id: str, task: models.BatchTask) -> TaskRecord:
+    execution, node, constraints = task.execution_info, task.node_info, task.constraints
+    failure = execution.failure_info if execution else None
+    wall_clock = constraints.max_wall_clock_time if constraints else None
+    return TaskRecord(
+        job_id=job_id, id=task.id, display_name=task.display_name, state=_text(task.state),
+        previous_state=_text(task.previous_state), state_transition_time=_aware(task.state_transition_time),
+        creation_time=_aware(task.creation_time), command_line=task.command_line,
+        exit_code=execution.exit_code if execution else None,
+        result=_text(execution.result) if execution else None,
+        failure_category=_text(failure.category) if failure else None,
+        failure_code=failure.code if failure else None,
+        failure_message=failure.message if failure else None,
+        retry_count=execution.retry_count if execution else None,
+        requeue_count=execution.requeue_count if execution else None,
+        start_time=_aware(execution.start_time) if execution else None,
+        end_time=_aware(execution.end_time) if execution else None,
+        node_id=node.node_id if node else None, pool_id=node.pool_id if node else None,
+        required_slots=task.required_slots,
+        environment=tuple((setting.name, setting.value or "") for setting in task.environment_settings or ()),
+        max_wall_clock_seconds=(None if wall_clock is None or wall_clock >= _UNLIMITED
+                                else int(wall_clock.total_seconds())),
+        max_task_retry_count=constraints.max_task_retry_count if constraints else None,
+    )
+
+
+def file_record(file: models.BatchNodeFile) -> FileRecord:
+    properties = file.properties
+    return FileRecord(
+        name=file.name, is_directory=bool(file.is_directory),
+        size=int(properties.content_length) if properties and properties.content_length is not None else None,
+        last_modified=_aware(properties.last_modified) if properties else None,
+    )
+
+
+def _text(value) -> str | None:
+    """Batch's wire string for an SDK enum member (the SDK leaves values it doesn't know as plain strings)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """The same moment in UTC (datetime.timezone.utc, whatever tzinfo the SDK's parser attached)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)

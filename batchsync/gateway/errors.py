@@ -1,0 +1,130 @@
+"""The gateway's own errors: every SDK exception leaves the gateway as one of these."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+
+# Batch's 409 codes that say "this id is taken"; every other 409 is a state conflict.
+_EXISTS_CODES = frozenset({
+    "PoolExists", "JobExists", "TaskExists", "JobScheduleExists", "NodeUserExists",
+    "JobWithSameIdExists", "JobScheduleWithSameIdExists",
+})
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+# Batch echoes property values back in its messages, and resource and output file URLs carry SAS tokens.
+_SECRETS = [
+    (re.compile(r"([?&]sig=)[^&\s'\"]+", re.IGNORECASE), r"\1REDACTED"),
+    (re.compile(r"(SharedKey\s+[^:\s]+:)\S+"), r"\1REDACTED"),
+    (re.compile(r"(AccountKey=)[^;\s'\"]+", re.IGNORECASE), r"\1REDACTED"),
+]
+
+
+class GatewayError(Exception):
+    """Batch refused or could not answer; `code` is Batch's error code when it sent one."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 request_id: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        facts = [f"code {self.code}" if self.code else "", f"HTTP {self.status}" if self.status else "",
+                 f"request {self.request_id}" if self.request_id else ""]
+        facts = [fact for fact in facts if fact]
+        return f"{self.message} ({', '.join(facts)})" if facts else self.message
+
+
+class NotFound(GatewayError):
+    """The pool, job, task, node or file does not exist (any longer)."""
+
+
+class AlreadyExists(GatewayError):
+    """An entity with this id exists already; for idempotent creates this is success."""
+
+
+class Rejected(GatewayError):
+    """Batch refused the request as it stands (bad input, or the entity is in the wrong state)."""
+
+
+class AuthFailed(GatewayError):
+    """The account name or key is wrong, or the account may not do this."""
+
+
+class Transient(GatewayError):
+    """Busy, throttled, timed out or unreachable: the same request may succeed later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **facts):
+        super().__init__(message, **facts)
+        self.retry_after = retry_after
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def translate(exc: AzureError) -> GatewayError:
+    """Our error for an SDK exception, chosen by Batch's error code and HTTP status, not by the SDK's class."""
+    response = getattr(exc, "response", None) if isinstance(exc, HttpResponseError) else None
+    if response is None and isinstance(exc, ClientAuthenticationError):
+        return AuthFailed(f"Batch credentials were refused: {redact(str(exc.message or exc))}")
+    if response is None:
+        # No answer at all: connection refused or reset, DNS, a timeout, or retries ran out.
+        return Transient(f"Batch could not be reached: {redact(str(exc.message or exc))}")
+
+    status = response.status_code
+    error = getattr(exc, "error", None)
+    code, message = getattr(error, "code", None), getattr(error, "message", None)
+    if not code:
+        code, message = _error_from_streamed_body(response)
+    # Batch appends "\nRequestId:…\nTime:…" to its messages; the request id is kept separately.
+    message = redact(str(message or exc.reason or exc.message).split("\n")[0])
+    facts = {"code": code, "status": status, "request_id": response.headers.get("request-id")}
+
+    if code in _EXISTS_CODES:
+        return AlreadyExists(message, **facts)
+    if status == 404 or (code or "").endswith("NotFound"):
+        return NotFound(message, **facts)
+    if status in (401, 403):
+        return AuthFailed(message, **facts)
+    if status in _TRANSIENT_STATUSES:
+        return Transient(message, retry_after=_retry_after_seconds(response.headers), **facts)
+    if 400 <= status < 500:
+        return Rejected(message, **facts)
+    return GatewayError(message, **facts)
+
+
+def _error_from_streamed_body(response) -> tuple[str | None, str | None]:
+    """Batch's code and message from an error body the SDK did not read.
+
+    File downloads are streamed, so the SDK raises before reading the body and the exception has no code."""
+    try:
+        body = json.loads(response.read())
+        return body.get("code"), (body.get("message") or {}).get("value")
+    except Exception:  # not JSON, already consumed, or the connection dropped: keep status-only facts
+        return None, None
+
+
+def _retry_after_seconds(headers) -> float | None:
+    if headers.get("retry-after-ms"):
+        return float(headers["retry-after-ms"]) / 1000
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,138 @@
+"""What the gateway returns: plain frozen dataclasses with Batch's field names in snake_case.
+
+States and other enums are Batch's lowercase wire strings; datetimes are timezone-aware (UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    id: str
+    display_name: str | None
+    state: str | None
+    allocation_state: str | None
+    vm_size: str | None
+    target_dedicated_nodes: int | None
+    target_low_priority_nodes: int | None
+    current_dedicated_nodes: int | None
+    current_low_priority_nodes: int | None
+    task_slots_per_node: int | None
+    node_fill_type: str | None
+    start_task_command_line: str | None
+    creation_time: datetime | None
+    state_transition_time: datetime | None
+    last_modified: datetime | None
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    pool_id: str
+    id: str
+    state: str | None
+    scheduling_state: str | None
+    is_dedicated: bool | None
+    running_tasks_count: int | None
+    running_task_slots_count: int | None
+    total_tasks_run: int | None
+    total_tasks_succeeded: int | None
+    start_task_state: str | None
+    start_task_exit_code: int | None
+    start_task_result: str | None
+    start_task_failure_code: str | None
+    start_task_failure_message: str | None
+    state_transition_time: datetime | None
+
+
+@dataclass(frozen=True)
+class NodeCountsRecord:
+    """Node counts of one pool, keyed by node state as `NodeRecord.state` spells it, plus "total"."""
+    pool_id: str
+    dedicated: dict[str, int]
+    low_priority: dict[str, int]
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    display_name: str | None
+    state: str | None
+    pool_id: str | None
+    priority: int | None
+    on_all_tasks_complete: str | None
+    creation_time: datetime | None
+    state_transition_time: datetime | None
+    start_time: datetime | None
+    end_time: datetime | None
+    terminate_reason: str | None
+    last_modified: datetime | None
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class TaskCountsRecord:
+    """Task counts of one job, and the same counts weighted by each task's required slots."""
+    active: int
+    running: int
+    completed: int
+    succeeded: int
+    failed: int
+    active_slots: int
+    running_slots: int
+    completed_slots: int
+    succeeded_slots: int
+    failed_slots: int
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    job_id: str
+    id: str
+    display_name: str | None
+    state: str | None
+    previous_state: str | None
+    state_transition_time: datetime | None
+    creation_time: datetime | None
+    command_line: str | None
+    exit_code: int | None
+    result: str | None
+    failure_category: str | None
+    failure_code: str | None
+    failure_message: str | None
+    retry_count: int | None
+    requeue_count: int | None
+    start_time: datetime | None
+    end_time: datetime | None
+    node_id: str | None
+    pool_id: str | None
+    required_slots: int | None
+    environment: tuple[tuple[str, str], ...]
+    max_wall_clock_seconds: int | None   # None: unlimited
+    max_task_retry_count: int | None     # -1: unlimited
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A task or node file; `name` is relative to the task folder or the node root."""
+    name: str
+    is_directory: bool
+    size: int | None
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task Batch refused to add, with Batch's reason."""
+    id: str
+    code: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class AddTasksResult:
+    added: tuple[str, ...]          # added now, or found already there (a retry of an earlier add)
+    failures: tuple[TaskFailure, ...]
