@@ -514,7 +514,8 @@ class Runtime:
             if needs_prep:
                 with self.state.tx():
                     if task["state"] == "preparing":
-                        self.state.update_task(task, "running")
+                        # startTime is when the task itself starts running, after the preparation task.
+                        self.state.update_task(task, "running", startTime=now_iso())
             task_dir = task["_dir"]
             extra = self._settings(job.get("commonEnvironmentSettings"), task.get("environmentSettings"))
             extra.update({"AZ_BATCH_JOB_ID": job["id"], "AZ_BATCH_TASK_ID": task["id"]})

@@ -20,6 +20,7 @@ class Store:
             "CREATE TABLE IF NOT EXISTS docs (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,"
             " PRIMARY KEY (kind, key)) WITHOUT ROWID")
         self._pending: dict[tuple[str, str], dict | None] = {}
+        self._closed = False
 
     def load(self, kind: str) -> list[dict]:
         rows = self._db.execute("SELECT body FROM docs WHERE kind = ?", (kind,))
@@ -34,6 +35,10 @@ class Store:
     def flush(self) -> bool:
         """Write what changed; True when anything was written."""
         if not self._pending:
+            return False
+        if self._closed:
+            # A worker thread finishing after shutdown (its process was just killed): nothing to keep.
+            self._pending = {}
             return False
         pending, self._pending = self._pending, {}
         upserts = [(kind, key, json.dumps(doc, separators=(",", ":")))
@@ -55,4 +60,5 @@ class Store:
             raise
 
     def close(self) -> None:
+        self._closed = True
         self._db.close()
