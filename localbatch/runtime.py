@@ -65,6 +65,8 @@ class Runtime:
         self.node_start_seconds = node_start_seconds
         self.attempts: dict[tuple[str, str], Attempt] = {}     # (job key, task key) -> running attempt
         self.node_attempts: dict[tuple[str, str], Attempt] = {}  # (pool key, node id) -> start task attempt
+        # (job key, node id, "prep" | "release") -> running preparation or release attempt
+        self.job_task_attempts: dict[tuple[str, str, str], Attempt] = {}
         self.prep_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -84,7 +86,8 @@ class Runtime:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
-        for attempt in list(self.attempts.values()) + list(self.node_attempts.values()):
+        for attempt in (list(self.attempts.values()) + list(self.node_attempts.values())
+                        + list(self.job_task_attempts.values())):
             attempt.kill("shutdown")
 
     def wake(self) -> None:
@@ -295,6 +298,9 @@ class Runtime:
             if task_key[0] == job_key:
                 attempt.kill("job")
                 running = True
+        for (attempt_job, _, kind), attempt in list(self.job_task_attempts.items()):
+            if attempt_job == job_key and kind == "prep":
+                attempt.kill("job")
         if running:
             return
         counts = self.state.task_counts[job_key]
@@ -739,13 +745,17 @@ class Runtime:
             self._save_prep_status(job, pool, node, "jobPreparationTaskExecutionInfo", record)
             while True:
                 attempt = Attempt()
+                self.job_task_attempts[(job_key, node["id"], "prep")] = attempt
                 code, failure, preprocessing = self._run_process(attempt, spec["commandLine"], task_dir, env,
                                                                  None if limit > 10 ** 9 else limit, spec.get("resourceFiles"))
+                if attempt.ended_by:   # the job ended or localbatch is stopping: no retry
+                    break
                 if code not in (0, None) and not preprocessing and (retries == -1 or record["retryCount"] < retries):
                     record = dict(record, retryCount=record["retryCount"] + 1, lastRetryTime=now_iso())
                     continue
                 break
-            succeeded = code == 0 and failure is None
+            self.job_task_attempts.pop((job_key, node["id"], "prep"), None)
+            succeeded = code == 0 and failure is None and attempt.ended_by is None
             if failure is None and not succeeded:
                 failure = _failure("FailureExitCode", "The job preparation task exited with an exit code representing a failure")
             record = dict(record, state="completed", endTime=now_iso(), result="success" if succeeded else "failure")
@@ -790,8 +800,11 @@ class Runtime:
         extra.update({"AZ_BATCH_JOB_ID": job["id"], "AZ_BATCH_TASK_ID": spec["id"],
                       "AZ_BATCH_JOB_PREP_DIR": prep_dir, "AZ_BATCH_JOB_PREP_WORKING_DIR": os.path.join(prep_dir, "wd")})
         env = self._environment(pool, node, task_dir, extra)
-        code, failure, _ = self._run_process(Attempt(), spec["commandLine"], task_dir, env,
+        attempt = Attempt()
+        self.job_task_attempts[(key_of(job["id"]), node["id"], "release")] = attempt
+        code, failure, _ = self._run_process(attempt, spec["commandLine"], task_dir, env,
                                              parse_duration(spec["maxWallClockTime"]), spec.get("resourceFiles"))
+        self.job_task_attempts.pop((key_of(job["id"]), node["id"], "release"), None)
         succeeded = code == 0 and failure is None
         if failure is None and not succeeded:
             failure = _failure("FailureExitCode", "The job release task exited with an exit code representing a failure")

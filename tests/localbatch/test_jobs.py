@@ -393,3 +393,30 @@ def test_auto_pool_job_creates_a_pool_runs_on_it_and_deletes_it_after_the_job(ba
         return None
     assert wait_for(pool_gone, message="auto pool deleted") == "PoolNotFound"
     assert list(batch_client.list_pools()) == []
+
+
+def test_terminating_a_job_stops_its_running_preparation_task(batch_client):
+    make_pool(batch_client)
+    batch_client.create_job(models.BatchJobCreateOptions(
+        id="job-1", pool_info=models.BatchPoolInfo(pool_id="pool-1"),
+        job_preparation_task=models.BatchJobPreparationTask(
+            command_line=sh("echo $$ > $AZ_BATCH_NODE_SHARED_DIR/prep.pid; exec sleep 600"))))
+    batch_client.create_task("job-1", task("t1", "true"))
+    wait_for(lambda: batch_client.get_task("job-1", "t1").state == "preparing", message="t1 preparing")
+    node_id = batch_client.get_task("job-1", "t1").node_info.node_id
+    pid_text = wait_for(lambda: read_node_text(batch_client, node_id, "shared/prep.pid"), message="prep pid written")
+    pid = int(pid_text)
+    assert pid_alive(pid)
+
+    terminate(batch_client, "job-1")
+
+    assert batch_client.get_job("job-1").state == "completed"
+    wait_for(lambda: not pid_alive(pid), timeout=5, message=f"preparation pid {pid} gone")
+    assert batch_client.get_task("job-1", "t1").state != "running"
+
+
+def read_node_text(client, node_id: str, path: str) -> str:
+    try:
+        return b"".join(client.download_node_file("pool-1", node_id, path)).decode().strip()
+    except ResourceNotFoundError:
+        return ""
