@@ -24,7 +24,8 @@ from .specs import JobSpec, PoolSpec, TaskSpec
 # Batch's limit for one addtaskcollection request.
 TASKS_PER_REQUEST = 100
 
-# The SDK's own retries stay short so they don't multiply with ours (add_tasks here, Celery above).
+# The SDK's own retries stay short so they don't multiply with ours (add_tasks here, Celery above), and
+# a read timeout keeps one call from outliving the Celery task that made it.
 SDK_RETRY_SETTINGS = dict(retry_total=2, retry_backoff_factor=0.5, retry_backoff_max=4,
                           connection_timeout=10, read_timeout=60)
 
@@ -174,7 +175,7 @@ class BatchGateway:
                         job_id, group, retry_total=0, read_timeout=max(1.0, min(60.0, remaining)))
             except Transient as error:
                 attempt += 1
-                _sleep_before_retry(attempt, error.retry_after, deadline, error)
+                _sleep_before_retry(attempt, error.retry_after, deadline, outcome.stop, error)
                 continue
             except Rejected as error:
                 if error.code != "RequestBodyTooLarge":
@@ -188,26 +189,13 @@ class BatchGateway:
                 self._add_chunk(job_id, specs[len(specs) // 2:], deadline, outcome)
                 return
 
-            retry_some = False
-            for result in response.result_values or ():
-                spec_id, status, error = result.task_id, convert._text(result.status), result.error
-                if spec_id not in pending:
-                    continue
-                code = error.code if error else None
-                if status == "success" or code == "TaskExists":
-                    outcome.add(pending.pop(spec_id).id)
-                elif status == "clienterror":
-                    message = error.message.value if error and error.message else "refused by Batch"
-                    outcome.fail(TaskFailure(pending.pop(spec_id).id, code, redact(message.split("\n")[0])))
-                else:
-                    retry_some = True   # servererror: try this task again
+            _settle(response.result_values or (), pending, outcome)
             if pending:
-                # Tasks Batch answered with servererror, or not at all, are in an unknown state; resending is
-                # safe because an existing task counts as added.
+                # Tasks Batch answered with servererror, or not at all, are in an unknown state; resending
+                # them is safe because a task that exists already counts as added.
                 attempt += 1
-                _sleep_before_retry(attempt, None, deadline,
-                                    Transient(f"Batch did not add {len(pending)} tasks to job {job_id}"
-                                              + (" (server error)" if retry_some else "")))
+                _sleep_before_retry(attempt, None, deadline, outcome.stop,
+                                    Transient(f"Batch did not add {len(pending)} tasks to job {job_id}"))
 
     def terminate_task(self, job_id: str, task_id: str) -> None:
         with _translated():
@@ -306,13 +294,31 @@ def _translated():
         raise translate(exc) from None
 
 
-def _sleep_before_retry(attempt: int, retry_after: float | None, deadline: float, error: GatewayError) -> None:
-    """Exponential backoff with jitter (at least what Batch asked for); re-raise `error` if it would overrun."""
+def _settle(results, pending: dict[str, TaskSpec], outcome: _AddOutcome) -> None:
+    """Move the tasks Batch added (or had already) and those it refused out of `pending`."""
+    for result in results:
+        if result.task_id not in pending:
+            continue
+        status, error = convert.wire_value(result.status), result.error
+        code = error.code if error else None
+        if status == "success" or code == "TaskExists":
+            outcome.add(pending.pop(result.task_id).id)
+        elif status == "clienterror":
+            message = error.message.value if error and error.message else "refused by Batch"
+            outcome.fail(TaskFailure(pending.pop(result.task_id).id, code, redact(message.split("\n")[0])))
+        # "servererror" stays pending and is sent again.
+
+
+def _sleep_before_retry(attempt: int, retry_after: float | None, deadline: float, stop: threading.Event,
+                        error: GatewayError) -> None:
+    """Exponential backoff with jitter, at least what Batch asked for; raise `error` instead if that would
+    overrun the deadline. Wakes early, and gives up, when another chunk has failed."""
     delay = min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0)
     delay = max(delay, retry_after or 0.0)
     if time.monotonic() + delay >= deadline:
         raise error
-    time.sleep(delay)
+    if stop.wait(delay):
+        raise _Stopped()
 
 
 def _since_filter(field: str, moment: datetime) -> str:

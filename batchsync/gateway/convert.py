@@ -108,13 +108,13 @@ def _duration(seconds: int | None) -> timedelta | None:
 
 def pool_record(pool: models.BatchPool) -> PoolRecord:
     return PoolRecord(
-        id=pool.id, display_name=pool.display_name, state=_text(pool.state),
-        allocation_state=_text(pool.allocation_state), vm_size=pool.vm_size,
+        id=pool.id, display_name=pool.display_name, state=wire_value(pool.state),
+        allocation_state=wire_value(pool.allocation_state), vm_size=pool.vm_size,
         target_dedicated_nodes=pool.target_dedicated_nodes, target_low_priority_nodes=pool.target_low_priority_nodes,
         current_dedicated_nodes=pool.current_dedicated_nodes,
         current_low_priority_nodes=pool.current_low_priority_nodes,
         task_slots_per_node=pool.task_slots_per_node,
-        node_fill_type=_text(pool.task_scheduling_policy.node_fill_type) if pool.task_scheduling_policy else None,
+        node_fill_type=wire_value(pool.task_scheduling_policy.node_fill_type) if pool.task_scheduling_policy else None,
         start_task_command_line=pool.start_task.command_line if pool.start_task else None,
         creation_time=_aware(pool.creation_time), state_transition_time=_aware(pool.state_transition_time),
         last_modified=_aware(pool.last_modified), etag=pool.etag,
@@ -125,13 +125,13 @@ def node_record(pool_id: str, node: models.BatchNode) -> NodeRecord:
     start = node.start_task_info
     failure = start.failure_info if start else None
     return NodeRecord(
-        pool_id=pool_id, id=node.id, state=_text(node.state), scheduling_state=_text(node.scheduling_state),
+        pool_id=pool_id, id=node.id, state=wire_value(node.state), scheduling_state=wire_value(node.scheduling_state),
         is_dedicated=node.is_dedicated, running_tasks_count=node.running_tasks_count,
         running_task_slots_count=node.running_task_slots_count, total_tasks_run=node.total_tasks_run,
         total_tasks_succeeded=node.total_tasks_succeeded,
-        start_task_state=_text(start.state) if start else None,
+        start_task_state=wire_value(start.state) if start else None,
         start_task_exit_code=start.exit_code if start else None,
-        start_task_result=_text(start.result) if start else None,
+        start_task_result=wire_value(start.result) if start else None,
         start_task_failure_code=failure.code if failure else None,
         start_task_failure_message=failure.message if failure else None,
         state_transition_time=_aware(node.state_transition_time),
@@ -152,8 +152,8 @@ def job_record(job: models.BatchJob) -> JobRecord:
     execution = job.execution_info
     pool_id = (execution.pool_id if execution else None) or (job.pool_info.pool_id if job.pool_info else None)
     return JobRecord(
-        id=job.id, display_name=job.display_name, state=_text(job.state), pool_id=pool_id, priority=job.priority,
-        on_all_tasks_complete=_text(job.all_tasks_complete_mode),
+        id=job.id, display_name=job.display_name, state=wire_value(job.state), pool_id=pool_id, priority=job.priority,
+        on_all_tasks_complete=wire_value(job.all_tasks_complete_mode),
         creation_time=_aware(job.creation_time), state_transition_time=_aware(job.state_transition_time),
         start_time=_aware(execution.start_time) if execution else None,
         end_time=_aware(execution.end_time) if execution else None,
@@ -176,12 +176,12 @@ def task_record(job_id: str, task: models.BatchTask) -> TaskRecord:
     failure = execution.failure_info if execution else None
     wall_clock = constraints.max_wall_clock_time if constraints else None
     return TaskRecord(
-        job_id=job_id, id=task.id, display_name=task.display_name, state=_text(task.state),
-        previous_state=_text(task.previous_state), state_transition_time=_aware(task.state_transition_time),
+        job_id=job_id, id=task.id, display_name=task.display_name, state=wire_value(task.state),
+        previous_state=wire_value(task.previous_state), state_transition_time=_aware(task.state_transition_time),
         creation_time=_aware(task.creation_time), command_line=task.command_line,
         exit_code=execution.exit_code if execution else None,
-        result=_text(execution.result) if execution else None,
-        failure_category=_text(failure.category) if failure else None,
+        result=wire_value(execution.result) if execution else None,
+        failure_category=wire_value(failure.category) if failure else None,
         failure_code=failure.code if failure else None,
         failure_message=failure.message if failure else None,
         retry_count=execution.retry_count if execution else None,
@@ -206,7 +206,7 @@ def file_record(file: models.BatchNodeFile) -> FileRecord:
     )
 
 
-def _text(value) -> str | None:
+def wire_value(value) -> str | None:
     """Batch's wire string for an SDK enum member (the SDK leaves values it doesn't know as plain strings)."""
     return value.value if isinstance(value, Enum) else value
 

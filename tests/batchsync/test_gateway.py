@@ -420,6 +420,20 @@ def test_add_tasks_again_counts_tasks_already_there_as_added(gateway):
     assert len(list(gateway.list_tasks("job-1"))) == 120
 
 
+def test_add_tasks_splits_requests_batch_finds_too_large(gateway):
+    gateway.create_job(JobSpec(id="job-1", pool_id="nowhere"))
+    # 100 of these make a request over Batch's 1 MB limit; one alone is over it too.
+    big = [TaskSpec(id=task_id, command_line="true", environment={"PAYLOAD": "x" * 15_000})
+           for task_id in task_ids(100)]
+    huge = TaskSpec(id="huge", command_line="true", environment={"PAYLOAD": "x" * 1_100_000})
+
+    result = gateway.add_tasks("job-1", [*big, huge])
+
+    assert sorted(result.added) == task_ids(100)
+    assert [(failure.id, failure.code) for failure in result.failures] == [("huge", "RequestBodyTooLarge")]
+    assert len(list(gateway.list_tasks("job-1"))) == 100
+
+
 def test_add_tasks_to_a_missing_job_raises_not_found(gateway):
     with pytest.raises(NotFound) as raised:
         gateway.add_tasks("no-such-job", [TaskSpec(id=task_id, command_line="true") for task_id in task_ids(250)])
