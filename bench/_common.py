@@ -1,0 +1,165 @@
+"""Shared pieces of the localbatch benchmarks: a localbatch subprocess, an SDK client, timing and printing.
+
+Benchmarks measure against `python -m localbatch serve` in its own process, so the client's
+CPU (SDK serialisation, threads) does not share the server's GIL."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from localbatch import API_VERSION, DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME  # noqa: E402
+from localbatch.auth import authorization_header  # noqa: E402
+
+SERVER_MODE = "localbatch in a subprocess (python -m localbatch serve), client in this process"
+
+
+@dataclass
+class Server:
+    endpoint: str
+    account_name: str
+    account_key: str
+    data_dir: str
+    process: subprocess.Popen
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def localbatch_server(node_start_seconds: float = 0.1):
+    """A fresh localbatch subprocess on a free port with a temporary data dir; removed afterwards."""
+    data_dir = tempfile.mkdtemp(prefix="localbatch-bench-")
+    port = _free_port()
+    log = open(os.path.join(data_dir, "server.log"), "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localbatch", "serve", "--port", str(port), "--data-dir", data_dir,
+         "--node-start-seconds", str(node_start_seconds)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"localbatch exited with {process.returncode}; see {data_dir}/server.log")
+            try:
+                if requests.get(f"{endpoint}/_localbatch/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("localbatch did not answer its health check within 20 s")
+            time.sleep(0.05)
+        yield Server(endpoint, DEV_ACCOUNT_NAME, DEV_ACCOUNT_KEY, data_dir, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def batch_client(server: Server, pool_maxsize: int = 10):
+    """The real azure-batch SDK client pointed at `server`, with a connection pool big enough for
+    the SDK's create_tasks threads."""
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.core.pipeline.transport import RequestsTransport
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=pool_maxsize, pool_maxsize=pool_maxsize)
+    session.mount("http://", adapter)
+    return BatchClient(server.endpoint, AzureNamedKeyCredential(server.account_name, server.account_key),
+                       transport=RequestsTransport(session=session, session_owner=True))
+
+
+def signed_get(session: requests.Session, server: Server, path_and_query: str) -> requests.Response:
+    """A GET signed with SharedKey exactly as the SDK signs it, without the SDK."""
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+    headers = {"ocp-date": date}
+    headers["Authorization"] = authorization_header("GET", path_and_query, headers, server.account_name,
+                                                    server.account_key)
+    return session.get(server.endpoint + path_and_query, headers=headers)
+
+
+def wait_for(check, timeout: float = 60.0, interval: float = 0.02, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {message}")
+
+
+def make_pool(client, pool_id: str, nodes: int, slots: int = 1) -> str:
+    from azure.batch import models
+    client.create_pool(models.BatchPoolCreateOptions(
+        id=pool_id, vm_size="standard_d2s_v3", target_dedicated_nodes=nodes, task_slots_per_node=slots,
+        task_scheduling_policy=models.BatchTaskSchedulingPolicy(node_fill_type="spread")))
+    wait_for(lambda: client.get_pool(pool_id).allocation_state == "steady", message=f"pool {pool_id} steady")
+    if nodes:
+        wait_for(lambda: all(n.state == "idle" for n in client.list_nodes(pool_id))
+                 and len(list(client.list_nodes(pool_id))) == nodes, message=f"pool {pool_id} nodes idle")
+    return pool_id
+
+
+def make_job(client, job_id: str, pool_id: str) -> str:
+    from azure.batch import models
+    client.create_job(models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id)))
+    return job_id
+
+
+class Timer:
+    """`with Timer() as t: ...` then `t.seconds`."""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False
+
+
+def percentile(values, pct: float) -> float:
+    """Linear-interpolated percentile (pct in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def header(title: str) -> None:
+    print(f"{title}\n  setup: {SERVER_MODE}; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; "
+          f"Batch API {API_VERSION}")
+
+
+def result(name: str, value: float, unit: str, goal: str = "", met: bool | None = None, compared: str = "") -> None:
+    """One line per figure: name, value and unit, the goal (and whether it is met), the compared figure."""
+    line = f"  {name:<46} {value:>10.3f} {unit:<8}"
+    if goal:
+        line += f"  goal {goal}" + ("" if met is None else f" [{'MET' if met else 'MISSED'}]")
+    if compared:
+        line += f"  | compared with: {compared}"
+    print(line, flush=True)
