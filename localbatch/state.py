@@ -133,7 +133,8 @@ class AccountState:
         job_key = task["_job"]
         self._count(job_key, task, -1)
         if state and state != task["state"]:
-            now = now_iso()
+            # One clock read: a completed task's endTime equals its stateTransitionTime, as on Batch.
+            now = execution_info.get("endTime") or execution_info.get("startTime") or now_iso()
             task["previousState"] = task["state"]
             task["previousStateTransitionTime"] = task["stateTransitionTime"]
             task["state"] = state
