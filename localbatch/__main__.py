@@ -3,7 +3,7 @@
 import argparse
 import signal
 import sys
-import threading
+import time
 
 from . import API_VERSION, DEFAULT_PORT, DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, __version__
 from .server import Faults, start
@@ -36,10 +36,14 @@ def main(argv: list[str] | None = None) -> int:
           f"  data dir:     {args.data_dir}", flush=True)
     if args.fault_rate:
         print(f"  faults:       {args.fault_rate:.0%} of requests answer {args.fault_status}", flush=True)
-    stop = threading.Event()
+    # Poll a plain flag: a signal the kernel delivers to another thread only marks the handler as due, and
+    # it runs once the main thread executes bytecode, which an untimed Event.wait() never does again. The
+    # handler takes no lock either (Event.set from a handler can deadlock on the Event's own lock).
+    stopping: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+        signal.signal(signum, lambda signum, _frame: stopping.append(signum))
+    while not stopping:
+        time.sleep(0.2)
     running.stop()
     return 0
 

@@ -609,9 +609,10 @@ class Handler(BaseHTTPRequestHandler):
             path, offset, length = response.file
             self.send_header("Content-Length", str(length))
             self.end_headers()
-            with open(path, "rb") as source:
-                self.wfile.flush()
-                self.connection.sendfile(source, offset, length)
+            if length:   # socket.sendfile refuses a count of 0 (an empty stdout.txt)
+                with open(path, "rb") as source:
+                    self.wfile.flush()
+                    self.connection.sendfile(source, offset, length)
             return
         if "Content-Length" not in response.headers:
             self.send_header("Content-Length", str(len(payload)))

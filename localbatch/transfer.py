@@ -96,7 +96,7 @@ def matching_files(pattern: str, working_dir: str) -> list[tuple[str, str]]:
         if _has_wildcard(part):
             break
         fixed.append(part)
-    anchor = os.path.normpath(os.path.join(working_dir, *fixed[:-1])) if _has_wildcard(pattern) else None
+    anchor = os.path.normpath(os.path.join(working_dir, *fixed)) if _has_wildcard(pattern) else None
     out = []
     for match in sorted(glob.glob(pattern, root_dir=working_dir, recursive=True)):
         full = os.path.normpath(os.path.join(working_dir, match))
