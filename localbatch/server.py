@@ -197,13 +197,13 @@ class LocalBatch:
         etag = entity.get("eTag")
         modified = from_iso(entity["lastModified"]).replace(microsecond=0) if entity.get("lastModified") else None
         if_match = headers.get("if-match")
-        if if_match and if_match != "*" and etag not in [t.strip() for t in if_match.split(",")]:
+        if if_match and if_match != "*" and etag not in _etags(if_match):
             raise errors.condition_not_met(412)
         since = headers.get("if-unmodified-since")
         if since and modified and modified > from_rfc1123(since):
             raise errors.condition_not_met(412)
         if_none = headers.get("if-none-match")
-        if if_none and (if_none == "*" or etag in [t.strip() for t in if_none.split(",")]):
+        if if_none and (if_none == "*" or etag in _etags(if_none)):
             raise errors.condition_not_met(304 if read else 412)
         since = headers.get("if-modified-since")
         if since and modified and modified <= from_rfc1123(since):
@@ -552,6 +552,20 @@ class LocalBatch:
         return Response(200, self.faults.as_dict())
 
 
+def _etags(header: str) -> list[str]:
+    """The entity tags of an If-Match/If-None-Match header. The SDK quotes them ('"0x8D..."', via
+    azure-core's quote_etag) although Batch sends ETag unquoted, so quotes and W/ are dropped."""
+    tags = []
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if len(tag) >= 2 and tag[0] == tag[-1] and tag[0] in "\"'":
+            tag = tag[1:-1]
+        tags.append(tag)
+    return tags
+
+
 def _match(pattern: list[str], segments: list[str]) -> dict | None:
     params = {}
     for index, part in enumerate(pattern):
@@ -656,5 +670,8 @@ def start(data_dir: str, host: str = "127.0.0.1", port: int = 0, account_name: s
                      node_start_seconds, faults)
     server.app = app
     app.start()
-    threading.Thread(target=server.serve_forever, name="localbatch-http", daemon=True).start()
+    # serve_forever checks for shutdown() every poll_interval; the default 0.5 s made every stop
+    # (one per test) take half a second.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="localbatch-http",
+                     daemon=True).start()
     return Running(server, app)

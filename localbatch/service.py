@@ -8,7 +8,7 @@ import uuid
 from collections import Counter
 
 from . import errors, validate
-from .odata import DATETIME, ENUM, INTEGER, STRING
+from .odata import BOOLEAN, DATETIME, ENUM, INTEGER, STRING
 from .runtime import Runtime
 from .state import AccountState, key_of, public
 from .timeutil import format_duration, now_iso
@@ -35,7 +35,7 @@ POOL_FILTER_FIELDS = {
 }
 NODE_FILTER_FIELDS = {
     "id": STRING, "state": ENUM, "schedulingState": ENUM, "stateTransitionTime": DATETIME, "lastBootTime": DATETIME,
-    "allocationTime": DATETIME, "isDedicated": ENUM, "startTaskInfo/state": ENUM, "startTaskInfo/result": ENUM,
+    "allocationTime": DATETIME, "isDedicated": BOOLEAN, "startTaskInfo/state": ENUM, "startTaskInfo/result": ENUM,
     "startTaskInfo/exitCode": INTEGER, "startTaskInfo/startTime": DATETIME, "startTaskInfo/endTime": DATETIME,
     "runningTasksCount": INTEGER, "totalTasksRun": INTEGER,
 }
