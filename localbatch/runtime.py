@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 import uuid
 import zlib
 
@@ -72,6 +73,7 @@ class Runtime:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._cleanup_due = 0.0
+        self._spawned: list[threading.Thread] = []
         state.listeners.append(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -103,9 +105,21 @@ class Runtime:
                 with self.state.tx():
                     self._step()
             except Exception:  # noqa: BLE001 - the scheduler must outlive one bad step; the error is printed
-                import traceback
                 traceback.print_exc()
                 time.sleep(0.2)
+            finally:
+                # Whatever the step committed as running must get its worker, even if the step then failed.
+                self._start_spawned()
+
+    def _spawn(self, target, args: tuple, name: str) -> None:
+        """Queue a worker thread; it starts after the step's transaction, so that starting threads
+        (which waits for each to run) does not hold the account lock."""
+        self._spawned.append(threading.Thread(target=target, args=args, name=name, daemon=True))
+
+    def _start_spawned(self) -> None:
+        spawned, self._spawned = self._spawned, []
+        for thread in spawned:
+            thread.start()
 
     def _next_timeout(self) -> float:
         return 0.5
@@ -426,8 +440,7 @@ class Runtime:
                                endTime=None, exitCode=None, failureInfo=None, result=None)
         attempt = Attempt()
         self.attempts[(job_key, key_of(task["id"]))] = attempt
-        threading.Thread(target=self._run_task, args=(attempt, job_key, job, pool, node, task, needs_prep),
-                         name=f"task-{task['id']}", daemon=True).start()
+        self._spawn(self._run_task, (attempt, job_key, job, pool, node, task, needs_prep), f"task-{task['id']}")
 
     # -- environment --------------------------------------------------------------------------
     def _environment(self, pool: dict, node: dict, task_dir: str, extra: dict[str, str]) -> dict[str, str]:
@@ -554,7 +567,6 @@ class Runtime:
                 if self._task_is_current(job_key, task):
                     self._finish_task(job_key, job, task, attempt, code, failure, preprocessing, succeeded)
         except Exception:  # noqa: BLE001 - never leave a task running forever because of a bug
-            import traceback
             traceback.print_exc()
             with self.state.tx():
                 self.attempts.pop((job_key, key_of(task["id"])), None)
@@ -681,8 +693,7 @@ class Runtime:
         self.node_attempts[(pool_key, node["id"])] = attempt
         node["startTaskInfo"] = {"state": "running", "startTime": now_iso(), "retryCount": 0}
         self.state.save_node(pool_key, node)
-        threading.Thread(target=self._run_start_task, args=(attempt, pool_key, pool, node), daemon=True,
-                         name=f"start-{node['id']}").start()
+        self._spawn(self._run_start_task, (attempt, pool_key, pool, node), f"start-{node['id']}")
 
     def _run_start_task(self, attempt: Attempt, pool_key: str, pool: dict, node: dict) -> None:
         spec = pool["startTask"]
@@ -788,8 +799,7 @@ class Runtime:
                   "taskRootDirectory": f"workitems/{job['id']}/job-1/{job['jobReleaseTask']['id']}"}
         status["jobReleaseTaskExecutionInfo"] = record
         self.state.save_job(job)
-        threading.Thread(target=self._run_release, args=(job, pool, node), daemon=True,
-                         name=f"release-{job['id']}-{node_id}").start()
+        self._spawn(self._run_release, (job, pool, node), f"release-{job['id']}-{node_id}")
 
     def _run_release(self, job: dict, pool: dict, node: dict) -> None:
         spec = job["jobReleaseTask"]
