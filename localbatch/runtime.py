@@ -22,6 +22,7 @@ from .timeutil import iso_to_epoch, now_iso, parse_duration, to_iso, utcnow
 KILLED_EXIT_CODE = 128 + signal.SIGKILL   # what a shell reports for a process killed with SIGKILL
 RECENT_TASKS_KEPT = 10
 NODE_REMOVAL_SECONDS = 0.2
+IDLE_TICK = 0.5   # the longest the scheduler sleeps without being woken (timers: wall clock, retention)
 
 
 def _failure(code: str, message: str, category: str = "usererror") -> dict:
@@ -74,6 +75,7 @@ class Runtime:
         self._thread: threading.Thread | None = None
         self._cleanup_due = 0.0
         self._spawned: list[threading.Thread] = []
+        self._next_due = 0.0
         state.listeners.append(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -122,7 +124,8 @@ class Runtime:
             thread.start()
 
     def _next_timeout(self) -> float:
-        return 0.5
+        # Sleep until the next node transition is due (nodes start in 50 ms in tests), at most IDLE_TICK.
+        return min(IDLE_TICK, max(0.005, self._next_due - time.time()))
 
     def _recover(self) -> None:
         """After a restart (even kill -9): requeue what was running, as Batch does when a node is lost."""
@@ -168,6 +171,7 @@ class Runtime:
     # -- the scheduling step (always under the lock) ------------------------------------------
     def _step(self) -> None:
         now = time.time()
+        self._next_due = now + IDLE_TICK
         for pool_key, pool in list(self.state.pools.items()):
             if pool["state"] == "deleting":
                 self._delete_pool(pool_key, pool)
@@ -218,6 +222,8 @@ class Runtime:
     def _advance_nodes(self, pool_key: str, pool: dict, now: float) -> None:
         for node in list(self.state.nodes[pool_key].values()):
             state = node["state"]
+            if state in ("creating", "starting", "leavingpool"):
+                self._next_due = min(self._next_due, node.get("_next_at", now))
             if state == "creating" and now >= node["_next_at"]:
                 node["_next_at"] = now + self.node_start_seconds / 2
                 self._set_node_state(pool_key, node, "starting")
