@@ -1,4 +1,4 @@
-"""Views of the portal: the dashboard and the health check."""
+"""The team dashboard and the health check."""
 
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
