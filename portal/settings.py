@@ -86,6 +86,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    # Wraps the template loaders so a view can render "area/page.html#partial" for htmx requests.
+    "template_partials",
 ]
 
 MIDDLEWARE = [
