@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class PortalConfig(AppConfig):
     name = "portal"
     verbose_name = "Batch portal"
+
+    def ready(self):
+        # Pool templates register their admin from their own module, so portal/admin.py (the mirror's admin)
+        # and this feature change independently.
+        from portal import admin_pool_templates  # noqa: F401
