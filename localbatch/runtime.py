@@ -442,6 +442,11 @@ class Runtime:
                                     f"workitems/{job['id']}/job-1/{task['id']}"}
         task["_dir"] = task_dir
         task.pop("_files_cleaned", None)
+        # The folder and empty output files exist from the moment the task shows as assigned, as on
+        # Batch, so a client that sees it running can always open stdout.txt.
+        os.makedirs(os.path.join(task_dir, "wd"), exist_ok=True)
+        for name in ("stdout.txt", "stderr.txt"):
+            open(os.path.join(task_dir, name), "ab").close()
         self.state.update_task(task, "preparing" if needs_prep else "running", startTime=now_iso(),
                                endTime=None, exitCode=None, failureInfo=None, result=None)
         attempt = Attempt()
@@ -698,6 +703,9 @@ class Runtime:
         attempt = Attempt()
         self.node_attempts[(pool_key, node["id"])] = attempt
         node["startTaskInfo"] = {"state": "running", "startTime": now_iso(), "retryCount": 0}
+        startup = os.path.join(self.node_dir(pool["id"], node["id"]), "startup")
+        for name in ("stdout.txt", "stderr.txt"):
+            open(os.path.join(startup, name), "ab").close()
         self.state.save_node(pool_key, node)
         self._spawn(self._run_start_task, (attempt, pool_key, pool, node), f"start-{node['id']}")
 
