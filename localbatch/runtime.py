@@ -12,12 +12,11 @@ import subprocess
 import threading
 import time
 import traceback
-import uuid
 import zlib
 
 from . import transfer
 from .state import AccountState, key_of
-from .timeutil import iso_to_epoch, now_iso, parse_duration, to_iso, utcnow
+from .timeutil import iso_to_epoch, now_iso, parse_duration, utcnow
 
 KILLED_EXIT_CODE = 128 + signal.SIGKILL   # what a shell reports for a process killed with SIGKILL
 RECENT_TASKS_KEPT = 10
@@ -344,7 +343,6 @@ class Runtime:
                 self.state.touch(pool)
                 self.state.save_pool(pool)
         if job["state"] == "deleting":
-            pool_key, pool = self.pool_of(job)
             for nodes in self.state.nodes.values():
                 for node in nodes.values():
                     path = os.path.join(self.nodes_root, node["_pool"], node["id"], "workitems", job["id"])

@@ -1,9 +1,11 @@
 """The HTTP front of localbatch: routing, SharedKey auth, conditional headers, paging, fault injection."""
 
+import bisect
 import json
 import os
 import random
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -16,7 +18,7 @@ from .odata import ODataError, compile_filter, parse_select, project
 from .runtime import Runtime
 from .service import (JOB_FILTER_FIELDS, NODE_FILTER_FIELDS, POOL_FILTER_FIELDS, PREP_STATUS_FILTER_FIELDS,
                       TASK_FILTER_FIELDS, BatchService)
-from .state import AccountState, public
+from .state import AccountState
 from .store import Store
 from .timeutil import from_iso, from_rfc1123, to_rfc1123
 
@@ -267,7 +269,6 @@ class LocalBatch:
         except ValueError:
             after = 0
         if after:
-            import bisect
             start = bisect.bisect_right(values, after, key=lambda e: e["_seq"])
             values = values[start:]
         return ((e["_seq"], e) for e in values)
@@ -292,7 +293,7 @@ class LocalBatch:
         with self.state.tx():
             entity = entity_of()
             self._check_conditions(request, entity, read=False)
-            result = action()
+            action()
             headers = self._entity_headers(entity) if include_headers and entity.get("eTag") else {}
             return Response(status, None, headers)
 
@@ -527,7 +528,6 @@ class LocalBatch:
         if os.path.isdir(path):
             if request.query.get("recursive", "false").lower() != "true" and os.listdir(path):
                 raise errors.conflict("DirectoryNotEmpty", "The directory is not empty; pass recursive=true.")
-            import shutil
             shutil.rmtree(path)
         else:
             os.remove(path)

@@ -4,6 +4,7 @@ Every operation runs inside `state.tx()` (the HTTP layer opens it), so a request
 whole or, when it raises BatchError before changing anything, leaves the account as it was."""
 
 import os
+import shutil
 import uuid
 from collections import Counter
 
@@ -11,7 +12,7 @@ from . import errors, validate
 from .odata import BOOLEAN, DATETIME, ENUM, INTEGER, STRING
 from .runtime import Runtime
 from .state import AccountState, key_of, public
-from .timeutil import format_duration, now_iso
+from .timeutil import UNLIMITED, format_duration, now_iso
 
 TASK_FILTER_FIELDS = {
     "id": STRING, "displayName": STRING, "state": ENUM, "previousState": ENUM, "stateTransitionTime": DATETIME,
@@ -243,11 +244,12 @@ class BatchService:
             changes["allowTaskPreemption"] = validate.check_bool(body["allowTaskPreemption"], "allowTaskPreemption")
         if "constraints" in body or replace:
             constraints = validate.check_object(body.get("constraints") or {}, "constraints")
+            wall_clock = UNLIMITED if replace else job["constraints"]["maxWallClockTime"]
+            if constraints.get("maxWallClockTime"):
+                wall_clock = format_duration(validate.check_duration(constraints["maxWallClockTime"],
+                                                                     "constraints.maxWallClockTime"))
             changes["constraints"] = {
-                "maxWallClockTime": format_duration(validate.check_duration(constraints["maxWallClockTime"],
-                                                                            "constraints.maxWallClockTime"))
-                if constraints.get("maxWallClockTime") else job["constraints"]["maxWallClockTime"] if not replace
-                else "P10675199DT2H48M5.4775807S",
+                "maxWallClockTime": wall_clock,
                 "maxTaskRetryCount": validate.check_int(constraints.get("maxTaskRetryCount", 0),
                                                         "constraints.maxTaskRetryCount", -1, 100)}
         if "onAllTasksComplete" in body or replace:
@@ -280,9 +282,8 @@ class BatchService:
             return
         job["previousState"], job["previousStateTransitionTime"] = job["state"], job["stateTransitionTime"]
         job["state"], job["stateTransitionTime"] = "deleting", now_iso()
-        job.pop("_release_started", None) if job["previousState"] in ("active", "disabled") else None
-        if job["previousState"] == "completed":
-            job["_release_started"] = True   # release already ran when it completed
+        # A completed job already ran its release tasks; any other job runs them on the way out.
+        job["_release_started"] = job["previousState"] == "completed"
         self.state.touch(job)
         self.state.save_job(job)
 
@@ -423,7 +424,6 @@ class BatchService:
         self.runtime.kill_task(job_key, task)
         self.state.remove_task(job_key, task)
         if task.get("_dir"):
-            import shutil
             shutil.rmtree(task["_dir"], ignore_errors=True)
 
     # -- files --------------------------------------------------------------------------------

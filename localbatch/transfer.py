@@ -122,7 +122,10 @@ def upload_output_files(specs: list[dict], working_dir: str, succeeded: bool, lo
             wildcard = _has_wildcard(spec["filePattern"])
             container = ContainerClient.from_container_url(container_spec["containerUrl"])
             for path, name in matching_files(spec["filePattern"], working_dir):
-                blob_name = f"{prefix}/{name}" if wildcard and prefix else (prefix or name) if not wildcard else name
+                if wildcard:
+                    blob_name = f"{prefix}/{name}" if prefix else name   # path is a virtual directory
+                else:
+                    blob_name = prefix or name                           # path is the full blob name
                 try:
                     with open(path, "rb") as data:
                         container.upload_blob(blob_name, data, overwrite=True)
