@@ -25,4 +25,22 @@ app.conf.update(
     task_default_queue="sync",
     task_create_missing_queues=True,
     broker_connection_retry_on_startup=True,
+    task_routes={"batchsync.sync_*": {"queue": "sync"}},
+    # A static schedule, run by exactly one beat. Each run expires when the next one is due: a backlog
+    # (worker down, Redis restarted) then collapses into one pass instead of a burst of stale ones.
+    beat_schedule={
+        "sync-every-5s": {
+            "task": "batchsync.sync_all_accounts",
+            "schedule": 5.0,
+            "options": {"expires": 5.0},
+        },
+        # Lists every job and task of the jobs still changing: catches deletions and anything the
+        # incremental passes missed.
+        "reconcile-every-5min": {
+            "task": "batchsync.sync_all_accounts",
+            "schedule": 300.0,
+            "kwargs": {"full": True},
+            "options": {"expires": 300.0},
+        },
+    },
 )

@@ -1,4 +1,37 @@
 """Celery tasks: thin wrappers that load rows by id and call one sync or submit function.
 
-None yet: the sync and submission code arrive later.
-"""
+Each is idempotent and safe to run twice or side by side: the sync functions take their own locks."""
+
+from celery import shared_task
+
+from portal.models import BatchAccount, Job
+
+from . import accounts, sync
+
+
+@shared_task(name="batchsync.sync_all_accounts")
+def sync_all_accounts_task(full: bool = False) -> None:
+    """Beat's entry point: one sync_account_task per account (the configured one is created if new)."""
+    accounts.default_account()
+    for account_id in BatchAccount.objects.values_list("pk", flat=True):
+        sync_account_task.delay(account_id, full=full)
+
+
+@shared_task(name="batchsync.sync_account")
+def sync_account_task(account_id: int, full: bool = False) -> None:
+    """Pools, nodes and jobs of the account, then one task sync per job whose tasks can still change."""
+    account = BatchAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return
+    sync.sync_account(account, full=full, tasks=False)
+    for job_pk in sync.jobs_needing_task_sync(account).values_list("pk", flat=True):
+        sync_job_tasks_task.delay(job_pk, full=full)
+
+
+@shared_task(name="batchsync.sync_job_tasks")
+def sync_job_tasks_task(job_pk: int, full: bool = False) -> None:
+    """The job's changed tasks (all of them, and deletions, with `full`)."""
+    job = Job.objects.select_related("account").filter(pk=job_pk, gone_at__isnull=True).first()
+    if job is None:
+        return
+    (sync.reconcile_job_tasks if full else sync.sync_job_tasks)(job)

@@ -1,0 +1,48 @@
+"""Which Batch accounts the portal fronts, and a gateway for each; keys come from the environment only."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from portal.models import BatchAccount
+
+from .gateway import BatchGateway
+
+DEFAULT_ACCOUNT_NAME = "default"
+
+
+def default_account() -> BatchAccount:
+    """The row of the account configured in settings (BATCH_ACCOUNT_URL/NAME), created on first use.
+
+    Settings stay the source of truth: if they changed since the row was written, the row follows."""
+    wanted = {"account_url": settings.BATCH_ACCOUNT_URL, "account_name": settings.BATCH_ACCOUNT_NAME,
+              "is_default": True}
+    account, created = BatchAccount.objects.get_or_create(name=DEFAULT_ACCOUNT_NAME, defaults=wanted)
+    if not created and any(getattr(account, field) != value for field, value in wanted.items()):
+        for field, value in wanted.items():
+            setattr(account, field, value)
+        account.save(update_fields=list(wanted))
+    return account
+
+
+def account_key(account: BatchAccount) -> str:
+    """The account's shared key, from the environment variable the row names.
+
+    The default account falls back to settings.BATCH_ACCOUNT_KEY (which holds localbatch's public
+    development key when nothing is set)."""
+    key = os.environ.get(account.key_env_var, "")
+    if not key and account.is_default:
+        key = settings.BATCH_ACCOUNT_KEY
+    if not key:
+        # Names the variable, never a value.
+        raise ImproperlyConfigured(
+            f"Batch account {account.name!r} has no key: set the environment variable {account.key_env_var}.")
+    return key
+
+
+def gateway_for(account: BatchAccount) -> BatchGateway:
+    """A gateway to the account; the caller closes it (it is a context manager)."""
+    return BatchGateway(account.account_url, account.account_name, account_key(account))

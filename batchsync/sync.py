@@ -1,0 +1,495 @@
+"""Batch → database: the only writer of the mirror's Batch fields (pools, nodes, jobs, tasks).
+
+Every write is an upsert keyed on Batch ids that never replaces a newer state with an older one, so
+any pass may run twice, overlap another, or stop half-way and be run again."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from django.db import connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.utils import timezone
+
+from portal.models import (AllocationState, BatchAccount, Job, JobState, Node, NodeState, Pool, PoolState, Task,
+                           TaskResult, TaskState)
+
+from . import locks
+from .accounts import gateway_for
+from .gateway import BatchGateway, JobRecord, NodeRecord, NotFound, PoolRecord, TaskRecord, Transient
+
+log = logging.getLogger(__name__)
+
+# Incremental task passes ask for tasks changed since the watermark minus SKEW. It covers a clock
+# difference between this machine and Batch, and changes Batch shows in its lists later than their
+# stateTransitionTime says. What slips through anyway is caught by the periodic full reconcile.
+SKEW = timedelta(minutes=5)
+# Rows per upsert transaction: large enough to amortise round trips, small enough to keep each
+# transaction short for the readers of the same table.
+UPSERT_BATCH = 2000
+# The job's tasks keep being synced this long after the job completed, for late-visible final states.
+AFTER_COMPLETION = SKEW
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Transient errors are retried with exponential backoff and jitter until `budget_seconds` is spent."""
+    budget_seconds: float = 30.0
+    first_delay: float = 0.5
+    max_delay: float = 8.0
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass
+class SyncStats:
+    """What a pass did. `tasks` counts rows written; unchanged rows are listed but not written."""
+    pools: int = 0
+    nodes: int = 0
+    jobs: int = 0
+    tasks: int = 0
+    tasks_listed: int = 0
+    gone: int = 0
+    busy: list[str] = field(default_factory=list)    # skipped: another sync held their lock
+    seconds: float = 0.0
+
+    def __iadd__(self, other: SyncStats) -> SyncStats:
+        for f in fields(self):
+            if f.name != "seconds":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+
+# --- the account ---------------------------------------------------------------------------------
+
+def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = True,
+                 gateway: BatchGateway | None = None, retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
+    """One pass over the account: pools and nodes, jobs and their task counts, and (with `tasks`) the
+    tasks of every job that can still change. `full` lists every job and task instead of the changes,
+    and marks what Batch deleted as gone. Each part takes its own lock and is skipped if it is busy."""
+    started = time.monotonic()
+    stats = SyncStats()
+    with _gateway(account, gateway) as gw:
+        stats += sync_pools(account, gateway=gw, retry=retry)
+        stats += sync_jobs(account, full=full, gateway=gw, retry=retry)
+        if tasks:
+            for job in jobs_needing_task_sync(account):
+                sync = reconcile_job_tasks if full else sync_job_tasks
+                stats += sync(job, gateway=gw, retry=retry)
+    BatchAccount.objects.filter(pk=account.pk).update(last_synced_at=timezone.now())
+    stats.seconds = time.monotonic() - started
+    log.info("account %s synced%s: %s", account.name, " (full)" if full else "", stats)
+    return stats
+
+
+def jobs_needing_task_sync(account: BatchAccount):
+    """Jobs whose tasks can still change: not gone, and unfinished or completed less than
+    AFTER_COMPLETION before their tasks were last synced."""
+    settled = ExpressionWrapper(F("state_transition_time") + AFTER_COMPLETION, output_field=DateTimeField())
+    return (Job.objects.filter(account=account, gone_at__isnull=True)
+            .filter(~Q(state=JobState.COMPLETED) | Q(tasks_synced_at__isnull=True)
+                    | Q(state_transition_time__isnull=True) | Q(tasks_synced_at__lt=settled))
+            .order_by("pk"))
+
+
+# --- pools and nodes -------------------------------------------------------------------------------
+
+def sync_pools(account: BatchAccount, *, gateway: BatchGateway | None = None,
+               retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
+    """Every pool and its nodes; pools and nodes Batch no longer lists are marked gone, returning ones revived."""
+    stats = SyncStats()
+    with locks.hold(f"account:{account.pk}:pools", ttl=300) as acquired:
+        if not acquired:
+            stats.busy.append(f"pools of account {account.name}")
+            return stats
+        with _gateway(account, gateway) as gw:
+            records = _retrying(gw.list_pools, f"list pools of account {account.name}", retry)
+            now = timezone.now()
+            rows = [_pool_row(account, record, now) for record in records]
+            stats.pools = _upsert(Pool, "account", account.pk, "pool_id", rows, POOL_FIELDS)
+            stats.gone += _mark_gone(Pool.objects.filter(account=account), "pool_id", {r.id for r in records}, now)
+            stats.gone += Node.objects.filter(pool__account=account, pool__gone_at__isnull=False,
+                                              gone_at__isnull=True).update(gone_at=now)
+
+            pools = {pool.pool_id: pool for pool in Pool.objects.filter(account=account, gone_at__isnull=True)}
+            for record in records:
+                pool = pools.get(record.id)
+                if pool is None:
+                    continue
+                try:
+                    nodes = _retrying(lambda: gw.list_nodes(record.id), f"list nodes of pool {record.id}", retry)
+                except NotFound:
+                    continue   # deleted since it was listed; the next pass marks it gone
+                now = timezone.now()
+                stats.nodes += _upsert(Node, "pool", pool.pk, "node_id", [_node_row(pool, n, now) for n in nodes],
+                                       NODE_FIELDS)
+                stats.gone += _mark_gone(Node.objects.filter(pool=pool), "node_id", {n.id for n in nodes}, now)
+    return stats
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGateway | None = None,
+              retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
+    """Jobs changed since the newest change the mirror has (or all, with `full`, which also marks deleted
+    jobs gone), then Batch's task counts for every job that is not finished."""
+    stats = SyncStats()
+    with locks.hold(f"account:{account.pk}:jobs", ttl=300) as acquired:
+        if not acquired:
+            stats.busy.append(f"jobs of account {account.name}")
+            return stats
+        with _gateway(account, gateway) as gw:
+            since = None if full else _jobs_watermark(account)
+            if since is None:
+                full = True
+            records = _retrying(lambda: gw.list_jobs(changed_since=since),
+                                f"list jobs of account {account.name}", retry)
+            now = timezone.now()
+            stats.jobs = _upsert(Job, "account", account.pk, "job_id", [_job_row(account, r, now) for r in records],
+                                 JOB_FIELDS)
+            if full:
+                gone = _mark_gone(Job.objects.filter(account=account), "job_id", {r.id for r in records}, now)
+                if gone:
+                    stats.gone += gone + _mark_tasks_of_gone_jobs_gone(account, now)
+
+            # Progress comes from Batch's own counts, for every job whose tasks can still change.
+            for job in jobs_needing_task_sync(account).only("pk", "job_id"):
+                try:
+                    counts = _retrying(lambda: gw.get_task_counts(job.job_id), f"task counts of job {job.job_id}",
+                                       retry)
+                except NotFound:
+                    stats.gone += _mark_job_gone(job)
+                    continue
+                Job.objects.filter(pk=job.pk).update(
+                    task_active=counts.active, task_running=counts.running, task_completed=counts.completed,
+                    task_succeeded=counts.succeeded, task_failed=counts.failed)
+    return stats
+
+
+def _jobs_watermark(account: BatchAccount) -> datetime | None:
+    """The newest change to any job the mirror holds, minus SKEW; None if it holds none."""
+    newest = [value for value in (
+        Job.objects.filter(account=account).order_by("-state_transition_time")
+        .exclude(state_transition_time=None).values_list("state_transition_time", flat=True).first(),
+        Job.objects.filter(account=account).order_by("-last_modified")
+        .exclude(last_modified=None).values_list("last_modified", flat=True).first(),
+    ) if value is not None]
+    return max(newest) - SKEW if newest else None
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+def sync_job_tasks(job: Job, *, gateway: BatchGateway | None = None, retry: RetryPolicy = DEFAULT_RETRY,
+                   page_size: int = 1000) -> SyncStats:
+    """The job's tasks changed since its watermark (minus SKEW), upserted; then the watermark moves on.
+
+    The watermark moves only after the whole listing was stored, so a pass that stops half-way leaves
+    it where it was and the next pass fetches the same changes again."""
+    return _sync_tasks(job, full=False, gateway=gateway, retry=retry, page_size=page_size)
+
+
+def reconcile_job_tasks(job: Job, *, gateway: BatchGateway | None = None, retry: RetryPolicy = DEFAULT_RETRY,
+                        page_size: int = 1000) -> SyncStats:
+    """Every task of the job, upserted; tasks Batch no longer lists are marked gone."""
+    return _sync_tasks(job, full=True, gateway=gateway, retry=retry, page_size=page_size)
+
+
+def _sync_tasks(job: Job, *, full: bool, gateway: BatchGateway | None, retry: RetryPolicy,
+                page_size: int) -> SyncStats:
+    stats = SyncStats()
+    with locks.hold(f"job:{job.pk}:tasks", ttl=900) as acquired:
+        if not acquired:
+            stats.busy.append(f"tasks of job {job.job_id}")
+            return stats
+        # The caller's copy may be stale (queued tasks load it early); the lock holder's view counts.
+        job.refresh_from_db(fields=["job_id", "task_watermark_at", "gone_at", "account"])
+        if job.gone_at is not None:
+            return stats
+        since = None if full or job.task_watermark_at is None else job.task_watermark_at - SKEW
+        with _gateway(job.account, gateway) as gw:
+            try:
+                outcome = _retrying(lambda: _task_pass(job, gw, since, page_size),
+                                    f"{'reconcile' if full else 'sync'} tasks of job {job.job_id}", retry)
+            except NotFound:
+                stats.gone += _mark_job_gone(job)
+                return stats
+        started_at, listed, written, seen, newest = outcome
+        stats.tasks_listed, stats.tasks = listed, written
+        now = timezone.now()
+        if full:
+            stats.gone += _mark_tasks_gone(job, seen, now)
+        # Anchored on when the listing began as well as on the newest change seen: a job that went quiet
+        # would otherwise re-list its whole last SKEW of activity on every pass, forever.
+        watermark = max(started_at, newest) if newest else started_at
+        Job.objects.filter(pk=job.pk).filter(Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=watermark)) \
+            .update(task_watermark_at=watermark)
+        Job.objects.filter(pk=job.pk).update(tasks_synced_at=now)
+    log.info("job %s tasks %s: listed %d, wrote %d, gone %d", job.job_id, "reconciled" if full else "synced",
+             stats.tasks_listed, stats.tasks, stats.gone)
+    return stats
+
+
+def _task_pass(job: Job, gw: BatchGateway, since: datetime | None, page_size: int):
+    """List and store; returns (started_at, listed, written, ids seen, newest stateTransitionTime)."""
+    started_at = timezone.now()
+    # A job without rows yet (its first pass) needs no look-up of stored times before writing.
+    check_existing = Task.objects.filter(job_id=job.pk).exists()
+    listed = written = 0
+    seen: set[str] = set()
+    newest: datetime | None = None
+    for chunk in _chunks(gw.list_tasks(job.job_id, changed_since=since, page_size=page_size), UPSERT_BATCH):
+        now = timezone.now()
+        rows = [_task_row(job, record, now) for record in chunk]
+        listed += len(rows)
+        for row in rows:
+            seen.add(row.task_id)
+            if row.state_transition_time is not None and (newest is None or row.state_transition_time > newest):
+                newest = row.state_transition_time
+        written += _upsert(Task, "job", job.pk, "task_id", rows, TASK_FIELDS, compare=TASK_COMPARE,
+                           check_existing=check_existing)
+    return started_at, listed, written, seen, newest
+
+
+def upsert_tasks(job: Job, records: Iterable[TaskRecord]) -> int:
+    """Store task records as they are; rows already holding a newer state keep it. Returns rows written."""
+    now = timezone.now()
+    return _upsert(Task, "job", job.pk, "task_id", [_task_row(job, r, now) for r in records], TASK_FIELDS,
+                   compare=TASK_COMPARE)
+
+
+# --- records → rows ------------------------------------------------------------------------------
+
+POOL_FIELDS = ["display_name", "state", "allocation_state", "vm_size", "target_dedicated_nodes",
+               "target_low_priority_nodes", "current_dedicated_nodes", "current_low_priority_nodes",
+               "task_slots_per_node", "node_fill_type", "start_task_command_line", "creation_time",
+               "state_transition_time", "last_modified", "etag", "last_synced_at", "gone_at"]
+NODE_FIELDS = ["state", "scheduling_state", "is_dedicated", "running_tasks_count", "running_task_slots_count",
+               "total_tasks_run", "total_tasks_succeeded", "start_task_state", "start_task_exit_code",
+               "start_task_result", "start_task_failure_code", "start_task_failure_message",
+               "state_transition_time", "last_synced_at", "gone_at"]
+JOB_FIELDS = ["display_name", "state", "pool_id", "priority", "on_all_tasks_complete", "creation_time",
+              "state_transition_time", "start_time", "end_time", "terminate_reason", "last_modified", "etag",
+              "last_synced_at", "gone_at"]
+TASK_FIELDS = ["display_name", "state", "previous_state", "state_transition_time", "creation_time", "command_line",
+               "exit_code", "result", "failure_category", "failure_code", "failure_message", "retry_count",
+               "requeue_count", "start_time", "end_time", "duration_seconds", "node_id", "pool_id",
+               "required_slots", "environment", "max_wall_clock_seconds", "max_task_retry_count",
+               "last_synced_at", "gone_at"]
+# A task row with the same stateTransitionTime is rewritten only if one of these differs: they are the
+# only fields Batch changes without a state transition (through a task update).
+TASK_COMPARE = ("max_wall_clock_seconds", "max_task_retry_count")
+
+_POOL_STATES = frozenset(PoolState.values)
+_ALLOCATION_STATES = frozenset(AllocationState.values)
+_NODE_STATES = frozenset(NodeState.values)
+_JOB_STATES = frozenset(JobState.values)
+_TASK_STATES = frozenset(TaskState.values)
+_TASK_RESULTS = frozenset(TaskResult.values)
+
+
+def _choice(value: str | None, known: frozenset[str], unknown: str = "unknown") -> str:
+    return value if value in known else unknown
+
+
+def _text(value: str | None, limit: int | None = None) -> str:
+    # Limits guard the columns whose length Batch does not document (codes, reasons).
+    return (value or "")[:limit] if limit else (value or "")
+
+
+def _pool_row(account: BatchAccount, r: PoolRecord, now: datetime) -> Pool:
+    return Pool(
+        account_id=account.pk, pool_id=r.id, display_name=_text(r.display_name, 1024),
+        state=_choice(r.state, _POOL_STATES), allocation_state=_choice(r.allocation_state, _ALLOCATION_STATES),
+        vm_size=_text(r.vm_size, 100), target_dedicated_nodes=r.target_dedicated_nodes or 0,
+        target_low_priority_nodes=r.target_low_priority_nodes or 0,
+        current_dedicated_nodes=r.current_dedicated_nodes or 0,
+        current_low_priority_nodes=r.current_low_priority_nodes or 0,
+        task_slots_per_node=r.task_slots_per_node or 1, node_fill_type=_text(r.node_fill_type, 20),
+        start_task_command_line=_text(r.start_task_command_line), creation_time=r.creation_time,
+        state_transition_time=r.state_transition_time, last_modified=r.last_modified, etag=_text(r.etag, 100),
+        last_synced_at=now, gone_at=None)
+
+
+def _node_row(pool: Pool, r: NodeRecord, now: datetime) -> Node:
+    return Node(
+        pool_id=pool.pk, node_id=r.id, state=_choice(r.state, _NODE_STATES),
+        scheduling_state=_text(r.scheduling_state, 20), is_dedicated=r.is_dedicated is not False,
+        running_tasks_count=r.running_tasks_count or 0, running_task_slots_count=r.running_task_slots_count or 0,
+        total_tasks_run=r.total_tasks_run or 0, total_tasks_succeeded=r.total_tasks_succeeded or 0,
+        start_task_state=_text(r.start_task_state, 20), start_task_exit_code=r.start_task_exit_code,
+        start_task_result=_text(r.start_task_result, 20), start_task_failure_code=_text(r.start_task_failure_code, 100),
+        start_task_failure_message=_text(r.start_task_failure_message), state_transition_time=r.state_transition_time,
+        last_synced_at=now, gone_at=None)
+
+
+def _job_row(account: BatchAccount, r: JobRecord, now: datetime) -> Job:
+    return Job(
+        account_id=account.pk, job_id=r.id, display_name=_text(r.display_name, 1024),
+        state=_choice(r.state, _JOB_STATES), pool_id=_text(r.pool_id, 64), priority=r.priority or 0,
+        on_all_tasks_complete=_text(r.on_all_tasks_complete, 20), creation_time=r.creation_time,
+        state_transition_time=r.state_transition_time, start_time=r.start_time, end_time=r.end_time,
+        terminate_reason=_text(r.terminate_reason, 100), last_modified=r.last_modified, etag=_text(r.etag, 100),
+        last_synced_at=now, gone_at=None)
+
+
+def _task_row(job: Job, r: TaskRecord, now: datetime) -> Task:
+    start, end = r.start_time, r.end_time
+    return Task(
+        job_id=job.pk, task_id=r.id, display_name=r.display_name or "", state=_choice(r.state, _TASK_STATES),
+        previous_state=_text(r.previous_state, 20), state_transition_time=r.state_transition_time,
+        creation_time=r.creation_time, command_line=r.command_line or "", exit_code=r.exit_code,
+        result=_choice(r.result, _TASK_RESULTS, ""), failure_category=_text(r.failure_category, 20),
+        failure_code=_text(r.failure_code, 100), failure_message=r.failure_message or "",
+        retry_count=r.retry_count or 0, requeue_count=r.requeue_count or 0, start_time=start, end_time=end,
+        duration_seconds=(end - start).total_seconds() if start and end else None,
+        node_id=r.node_id or "", pool_id=r.pool_id or "", required_slots=r.required_slots or 1,
+        # Batch's own shape for environmentSettings.
+        environment=[{"name": name, "value": value} for name, value in r.environment],
+        max_wall_clock_seconds=r.max_wall_clock_seconds, max_task_retry_count=r.max_task_retry_count,
+        last_synced_at=now, gone_at=None)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+def _upsert(model, parent_field: str, parent_pk: int, key_field: str, rows: list, update_fields: list[str],
+            compare: tuple[str, ...] = (), check_existing: bool = True) -> int:
+    """Insert or update `rows` of one parent in batches; returns how many were written.
+
+    A row whose stored stateTransitionTime is newer than the incoming one is left alone (never back in
+    time); with `compare`, so is one with the same time and the same `compare` values (nothing changed).
+    Each batch is checked and written in one transaction, under the caller's lock on the parent."""
+    written = 0
+    for batch in _chunks(_newest_per_key(rows, key_field), UPSERT_BATCH):
+        with transaction.atomic():
+            if check_existing:
+                stored = _stored(model, parent_field, parent_pk, key_field, [getattr(r, key_field) for r in batch],
+                                 compare)
+                batch = [row for row in batch if _should_write(row, stored.get(getattr(row, key_field)), compare)]
+            if batch:
+                model.objects.bulk_create(batch, update_conflicts=True, unique_fields=[parent_field, key_field],
+                                          update_fields=update_fields)
+        written += len(batch)
+    return written
+
+
+def _newest_per_key(rows: list, key_field: str) -> list:
+    # One statement may not touch a row twice (PostgreSQL refuses), and a listing can repeat an entity.
+    by_key = {}
+    for row in rows:
+        key = getattr(row, key_field)
+        kept = by_key.get(key)
+        if kept is None or _newer_or_same(row.state_transition_time, kept.state_transition_time):
+            by_key[key] = row
+    return list(by_key.values()) if len(by_key) != len(rows) else rows
+
+
+def _stored(model, parent_field: str, parent_pk: int, key_field: str, keys: list[str],
+            compare: tuple[str, ...]) -> dict[str, tuple]:
+    # Some SQLite builds allow only 999 parameters per statement.
+    step = max(1, (connection.features.max_query_params or 10_000) - 1)
+    stored = {}
+    for start in range(0, len(keys), step):
+        found = model.objects.filter(**{f"{parent_field}_id": parent_pk, f"{key_field}__in": keys[start:start + step]})
+        for key, *values in found.values_list(key_field, "state_transition_time", "gone_at", *compare):
+            stored[key] = tuple(values)
+    return stored
+
+
+def _should_write(row, stored: tuple | None, compare: tuple[str, ...]) -> bool:
+    if stored is None:
+        return True
+    stored_time, stored_gone, *stored_values = stored
+    if not _newer_or_same(row.state_transition_time, stored_time):
+        return False
+    if compare and row.state_transition_time == stored_time and stored_gone is None:
+        return any(getattr(row, name) != value for name, value in zip(compare, stored_values))
+    return True
+
+
+def _newer_or_same(incoming: datetime | None, stored: datetime | None) -> bool:
+    if stored is None:
+        return True
+    return incoming is not None and incoming >= stored
+
+
+def _mark_gone(queryset, key_field: str, present: set[str], now: datetime) -> int:
+    """Mark rows of `queryset` whose key is not in `present` gone; revived rows were cleared by the upsert."""
+    missing = [pk for pk, key in queryset.filter(gone_at__isnull=True).values_list("pk", key_field)
+               if key not in present]
+    for batch in _chunks(missing, 500):
+        queryset.filter(pk__in=batch).update(gone_at=now)
+    return len(missing)
+
+
+def _mark_tasks_gone(job: Job, seen: set[str], now: datetime) -> int:
+    gone = _mark_gone(Task.objects.filter(job_id=job.pk), "task_id", seen, now)
+    if gone:
+        log.info("job %s: %d tasks deleted in Batch marked gone", job.job_id, gone)
+    return gone
+
+
+def _mark_job_gone(job: Job) -> int:
+    """The job was deleted in Batch: it and its tasks stay, marked gone."""
+    now = timezone.now()
+    jobs = Job.objects.filter(pk=job.pk, gone_at__isnull=True).update(gone_at=now)
+    tasks = Task.objects.filter(job_id=job.pk, gone_at__isnull=True).update(gone_at=now)
+    if jobs:
+        log.info("job %s deleted in Batch: marked gone with %d tasks", job.job_id, tasks)
+    return jobs + tasks
+
+
+def _mark_tasks_of_gone_jobs_gone(account: BatchAccount, now: datetime) -> int:
+    return Task.objects.filter(job__account=account, job__gone_at__isnull=False, gone_at__isnull=True) \
+        .update(gone_at=now)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _retrying(action: Callable[[], T], what: str, policy: RetryPolicy) -> T:
+    """Run `action`, again after a Transient error, with exponential backoff and jitter (at least what
+    Batch asked for in Retry-After), until the policy's time budget would be overrun."""
+    deadline = time.monotonic() + policy.budget_seconds
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except Transient as error:
+            attempt += 1
+            delay = min(policy.max_delay, policy.first_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            delay = max(delay, error.retry_after or 0.0)
+            if time.monotonic() + delay > deadline:
+                log.warning("%s: giving up after %d attempts: %s", what, attempt, error)
+                raise
+            log.info("%s: retrying in %.1fs after: %s", what, delay, error)
+            time.sleep(delay)
+
+
+@contextmanager
+def _gateway(account: BatchAccount, gateway: BatchGateway | None) -> Iterator[BatchGateway]:
+    """The caller's gateway, or one of our own that is closed afterwards."""
+    if gateway is not None:
+        yield gateway
+        return
+    with gateway_for(account) as own:
+        yield own
