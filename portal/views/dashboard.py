@@ -3,14 +3,19 @@
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
-from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from portal import selectors
+from portal.views.common import partial_for, render_page
 
+
+@require_safe
 @login_required
 def dashboard(request):
-    return render(request, "dashboard/index.html")
+    data = selectors.dashboard_data(user=request.user)
+    partial = partial_for(request, {}, default="live")
+    return render_page(request, "dashboard/index.html", {"d": data}, partial)
 
 
 @require_safe

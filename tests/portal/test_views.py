@@ -1,4 +1,4 @@
-"""Login, logout, the dashboard placeholder and the health check."""
+"""Login, logout, reaching the dashboard and the health check."""
 
 import pytest
 from django.urls import reverse
@@ -19,7 +19,7 @@ def test_logged_in_user_sees_the_dashboard(client, user):
     response = client.get(reverse("dashboard"))
 
     assert response.status_code == 200
-    assert b"The dashboard arrives with the sync" in response.content
+    assert b"<h1>Dashboard</h1>" in response.content
     assert b"alice" in response.content
 
 

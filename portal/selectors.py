@@ -1,0 +1,674 @@
+"""Reads for the pages: dashboard, pools, jobs and tasks, each answered from an index of the mirror.
+
+Nothing here writes, and nothing here counts the task table: counts come from Batch's task counts."""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import TruncHour
+from django.http import Http404
+from django.utils import timezone
+
+from portal.models import BatchAccount, Job, JobState, Node, NodeState, Pool, Task, TaskResult, TaskState
+
+PAGE_SIZE = 50
+DASHBOARD_JOBS = 12
+DASHBOARD_FAILURES = 8
+# A sync normally runs every few seconds; older than this and the page says it may be out of date.
+STALE_AFTER = timedelta(minutes=2)
+
+
+# --- Access ---------------------------------------------------------------------------------
+
+def user_can_view_account(*, user, account_id: int) -> bool:
+    """Whether `user` may read the mirror of one Batch account.
+
+    Every active, signed-in user reads every account until per-account roles exist; this is the
+    one place to narrow that, and every object fetch below goes through it."""
+    return bool(user.is_authenticated and user.is_active and account_id)
+
+
+def visible_account_ids(user) -> list[int]:
+    """Ids of the accounts `user` may read; lists filter on these (the account table is tiny)."""
+    return [pk for pk in BatchAccount.objects.order_by("pk").values_list("pk", flat=True)
+            if user_can_view_account(user=user, account_id=pk)]
+
+
+def accounts_synced_at(account_ids: list[int]) -> datetime | None:
+    """When the least recently synced of these accounts was synced: a page is only as fresh as that."""
+    synced = list(BatchAccount.objects.filter(pk__in=account_ids).values_list("last_synced_at", flat=True))
+    return None if not synced or None in synced else min(synced)
+
+
+def _checked(obj, user, account_id: int):
+    # 404 rather than 403: a person without access learns nothing about which ids exist.
+    if not user_can_view_account(user=user, account_id=account_id):
+        raise Http404("No such object")
+    return obj
+
+
+def _get_or_404(queryset, **lookup):
+    try:
+        return queryset.get(**lookup)
+    except queryset.model.DoesNotExist:
+        raise Http404(f"No {queryset.model._meta.verbose_name} matches the given query.") from None
+
+
+# --- What can still change --------------------------------------------------------------------
+
+def pool_is_live(pool: Pool) -> bool:
+    """A pool that still exists in Batch can resize, and its nodes change state, at any time."""
+    return pool.gone_at is None
+
+
+def job_is_live(job: Job) -> bool:
+    return job.gone_at is None and job.state != JobState.COMPLETED
+
+
+def task_is_live(task: Task) -> bool:
+    return task.gone_at is None and task.state != TaskState.COMPLETED and job_is_live(task.job)
+
+
+def sync_is_stale(synced_at: datetime | None, now: datetime | None = None) -> bool:
+    return synced_at is None or (now or timezone.now()) - synced_at > STALE_AFTER
+
+
+# --- Progress ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Progress:
+    """A job's tasks split into the four parts of its progress bar, from Batch's task counts."""
+
+    succeeded: int
+    failed: int
+    running: int
+    waiting: int
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed + self.running + self.waiting
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+    def percent(self, part: int) -> float:
+        return round(100 * part / self.total, 2) if self.total else 0.0
+
+    @property
+    def succeeded_pct(self) -> float:
+        return self.percent(self.succeeded)
+
+    @property
+    def failed_pct(self) -> float:
+        return self.percent(self.failed)
+
+    @property
+    def running_pct(self) -> float:
+        return self.percent(self.running)
+
+    @property
+    def waiting_pct(self) -> float:
+        return self.percent(self.waiting)
+
+    @property
+    def finished_pct(self) -> int:
+        # Rounded down, so a job shows 100 % only when every task has finished.
+        return 100 * self.finished // self.total if self.total else 0
+
+
+def job_progress(job: Job) -> Progress:
+    # Batch counts completed = succeeded + failed; trust the parts so the bar always adds up.
+    return Progress(succeeded=job.task_succeeded, failed=job.task_failed,
+                    running=job.task_running, waiting=job.task_active)
+
+
+# --- Keyset pagination ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sort:
+    """One way to order a list: by a (possibly nullable) field with a unique tiebreak, or by the tiebreak."""
+
+    key: str
+    label: str
+    field: str | None
+    descending: bool = False
+
+    @property
+    def param(self) -> str:
+        return f"-{self.key}" if self.descending else self.key
+
+
+@dataclass
+class Page:
+    items: list
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+    first: bool = True
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_cursor is not None
+
+    @property
+    def has_prev(self) -> bool:
+        return self.prev_cursor is not None
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def _encode_cursor(segment: int, value, tie) -> str:
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = json.dumps([segment, value, tie], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, model, sort: Sort, tiebreak: str) -> tuple[int, object, object]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        segment, value, tie = json.loads(raw)
+        if segment not in (0, 1) or (segment == 1 and sort.field is None):
+            raise BadCursor(cursor)
+        if sort.field is not None and segment == 0:
+            value = model._meta.get_field(sort.field).to_python(value)
+            if value is None:
+                raise BadCursor(cursor)
+        tie = model._meta.get_field(tiebreak).to_python(tie)
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        raise BadCursor(cursor) from exc
+    except Exception as exc:  # Django's ValidationError from to_python
+        raise BadCursor(cursor) from exc
+    return segment, value, tie
+
+
+def keyset_page(queryset, *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
+                after: str | None = None, before: str | None = None) -> Page:
+    """One page of `queryset` in `sort` order, after or before a cursor, without OFFSET or COUNT.
+
+    A nullable sort field splits the order into two segments, rows with a value (ordered by value,
+    then tiebreak) and rows without (ordered by tiebreak), both in the sort's direction. Each
+    segment is one range scan of an index on (filter…, field, tiebreak), so a page deep into
+    100,000 rows costs what the first page costs. A cursor holds (segment, value, tiebreak)."""
+    model = queryset.model
+    segments = [0] if sort.field is None else [0, 1]
+    backwards = bool(before) and not after
+    cursor = before if backwards else after
+    position = None
+    if cursor:
+        try:
+            position = _decode_cursor(cursor, model, sort, tiebreak)
+        except BadCursor:
+            # A stale or hand-edited link shows the first page rather than an error.
+            position, backwards = None, False
+
+    def segment_queryset(segment: int, reverse: bool, start):
+        descending = sort.descending != reverse
+        if sort.field is None or segment == 1:
+            qs = queryset if sort.field is None else queryset.filter(**{f"{sort.field}__isnull": True})
+            if start is not None:
+                qs = qs.filter(**{f"{tiebreak}__{'lt' if descending else 'gt'}": start[2]})
+            return qs.order_by(f"-{tiebreak}" if descending else tiebreak)
+        qs = queryset.filter(**{f"{sort.field}__isnull": False})
+        if start is not None:
+            _, value, tie = start
+            # (field, tie) > (value, tie') written so the first condition bounds the index range
+            # on every database; the OR only drops rows equal to the cursor's value.
+            if descending:
+                qs = qs.filter(Q(**{f"{sort.field}__lte": value}),
+                               Q(**{f"{sort.field}__lt": value}) | Q(**{f"{tiebreak}__lt": tie}))
+            else:
+                qs = qs.filter(Q(**{f"{sort.field}__gte": value}),
+                               Q(**{f"{sort.field}__gt": value}) | Q(**{f"{tiebreak}__gt": tie}))
+        prefix = "-" if descending else ""
+        return qs.order_by(f"{prefix}{sort.field}", f"{prefix}{tiebreak}")
+
+    def fetch(reverse: bool, start) -> tuple[list, bool]:
+        order = list(reversed(segments)) if reverse else segments
+        if start is not None:
+            order = order[order.index(start[0]):]
+        rows: list = []
+        for segment in order:
+            from_here = start if start is not None and segment == start[0] else None
+            rows.extend(segment_queryset(segment, reverse, from_here)[: size + 1 - len(rows)])
+            if len(rows) > size:
+                return rows[:size], True
+        return rows, False
+
+    def position_of(row) -> str:
+        value = getattr(row, sort.field) if sort.field else None
+        segment = 1 if sort.field and value is None else 0
+        return _encode_cursor(segment, value, getattr(row, tiebreak))
+
+    if backwards:
+        rows, more_before = fetch(reverse=True, start=position)
+        rows.reverse()
+        if not more_before:
+            # Back at the start: show a full first page, not the remainder of a short one.
+            return keyset_page(queryset, sort=sort, tiebreak=tiebreak, size=size)
+        return Page(rows, next_cursor=position_of(rows[-1]) if rows else None,
+                    prev_cursor=position_of(rows[0]) if rows else None, first=False)
+    rows, more_after = fetch(reverse=False, start=position)
+    return Page(rows,
+                next_cursor=position_of(rows[-1]) if more_after else None,
+                # After a cursor something came before this page; on the first page nothing did.
+                prev_cursor=position_of(rows[0]) if position is not None and rows else None,
+                first=position is None)
+
+
+# --- Dashboard --------------------------------------------------------------------------------
+
+@dataclass
+class PoolSummary:
+    pool: Pool
+    node_states: list[tuple[str, str, int]]  # (state value, label, count), most common first
+    nodes: int
+
+    @property
+    def live(self) -> bool:
+        return pool_is_live(self.pool)
+
+
+@dataclass
+class HourBar:
+    hour: datetime
+    succeeded: int
+    failed: int
+    height_pct: float = 0.0   # of the chart's scale
+    failed_pct: float = 0.0   # of this bar
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def end(self) -> datetime:
+        return self.hour + timedelta(hours=1)
+
+
+def nice_ceiling(value: int) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, … at or above value: a round top for a chart's scale."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if step * factor >= value:
+                return step * factor
+        step *= 10
+
+
+@dataclass
+class Throughput:
+    bars: list[HourBar]
+    peak: int
+
+    @property
+    def scale(self) -> int:
+        return nice_ceiling(max(self.peak, 1))
+
+    @property
+    def half_scale(self) -> str:
+        half = self.scale / 2
+        return f"{half:,.0f}" if half == int(half) else f"{half:,.1f}"
+
+    @property
+    def succeeded(self) -> int:
+        return sum(bar.succeeded for bar in self.bars)
+
+    @property
+    def failed(self) -> int:
+        return sum(bar.failed for bar in self.bars)
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed
+
+
+@dataclass
+class Dashboard:
+    pools: list[PoolSummary]
+    node_totals: dict[str, int]
+    active_jobs: list[Job]
+    active_job_count: int
+    tasks_running: int
+    tasks_waiting: int
+    recent_failures: list[Task]
+    throughput: Throughput
+    synced_at: datetime | None
+    accounts: int = 0
+    now: datetime = field(default_factory=timezone.now)
+
+    @property
+    def nodes(self) -> int:
+        return sum(self.node_totals.values())
+
+    @property
+    def more_active_jobs(self) -> int:
+        return max(self.active_job_count - len(self.active_jobs), 0)
+
+
+NODE_STATE_LABELS = {state: str(label)[:1].lower() + str(label)[1:] for state, label in NodeState.choices}
+
+
+def _node_counts(pool_ids: list[int]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {pk: {} for pk in pool_ids}
+    if pool_ids:
+        rows = (Node.objects.filter(pool_id__in=pool_ids, gone_at__isnull=True)
+                .values_list("pool_id", "state").annotate(n=Count("id")).order_by())
+        for pool_id, state, n in rows:
+            counts[pool_id][state] = n
+    return counts
+
+
+def _pool_summaries(pools: list[Pool]) -> list[PoolSummary]:
+    counts = _node_counts([pool.pk for pool in pools])
+    summaries = []
+    for pool in pools:
+        by_state = sorted(counts[pool.pk].items(), key=lambda item: (-item[1], item[0]))
+        summaries.append(PoolSummary(
+            pool=pool,
+            node_states=[(state, NODE_STATE_LABELS.get(state, state), n) for state, n in by_state],
+            nodes=sum(counts[pool.pk].values()),
+        ))
+    return summaries
+
+
+def tasks_finished_per_hour(*, hours: int = 24, now: datetime | None = None) -> Throughput:
+    """Tasks that finished in each of the last `hours` hours (the current one included), split
+    into succeeded and failed: two GROUP BYs over the end-time indexes, never a scan of all tasks."""
+    now = now or timezone.now()
+    current = now.replace(minute=0, second=0, microsecond=0)
+    since = current - timedelta(hours=hours - 1)
+
+    def per_hour(queryset) -> dict[datetime, int]:
+        rows = (queryset.filter(end_time__gte=since).annotate(hour=TruncHour("end_time"))
+                .values_list("hour").annotate(n=Count("*")).order_by())
+        return {hour: n for hour, n in rows}
+
+    # Total from the end_time index, failures from the (result, end_time) index: both index-only.
+    # Counts per hour across all accounts: no id or name leaves them, and a join would cost the scan.
+    total = per_hour(Task.objects.all())
+    failed = per_hour(Task.objects.filter(result=TaskResult.FAILURE))
+    bars = []
+    for step in range(hours):
+        hour = since + timedelta(hours=step)
+        n_failed = failed.get(hour, 0)
+        bars.append(HourBar(hour=hour, succeeded=max(total.get(hour, 0) - n_failed, 0), failed=n_failed))
+    throughput = Throughput(bars=bars, peak=max((bar.total for bar in bars), default=0))
+    for bar in bars:
+        bar.height_pct = round(100 * bar.total / throughput.scale, 2)
+        bar.failed_pct = round(100 * bar.failed / bar.total, 2) if bar.total else 0.0
+    return throughput
+
+
+def _live_jobs():
+    return Job.objects.filter(gone_at__isnull=True).exclude(state=JobState.COMPLETED)
+
+
+def dashboard_data(*, user) -> Dashboard:
+    now = timezone.now()
+    accounts = visible_account_ids(user)
+    pools = list(Pool.objects.filter(account_id__in=accounts, gone_at__isnull=True)
+                 .select_related("account").order_by("pool_id"))
+    summaries = _pool_summaries(pools)
+    node_totals: dict[str, int] = {}
+    for summary in summaries:
+        for state, _, n in summary.node_states:
+            node_totals[state] = node_totals.get(state, 0) + n
+
+    live = _live_jobs().filter(account_id__in=accounts)
+    active_jobs = list(live.select_related("submitted_by").order_by("-creation_time", "-pk")[:DASHBOARD_JOBS])
+    # Jobs are thousands, not millions; one aggregate over the unfinished ones is cheap.
+    totals = live.aggregate(jobs=Count("pk"), running=Sum("task_running"), waiting=Sum("task_active"))
+    failures = list(Task.objects.filter(result=TaskResult.FAILURE, job__account_id__in=accounts)
+                    .select_related("job").order_by("-end_time")[:DASHBOARD_FAILURES])
+    synced_at = accounts_synced_at(accounts)
+    return Dashboard(
+        pools=summaries, node_totals=node_totals, active_jobs=active_jobs, active_job_count=totals["jobs"],
+        tasks_running=totals["running"] or 0, tasks_waiting=totals["waiting"] or 0,
+        recent_failures=failures, throughput=tasks_finished_per_hour(now=now), synced_at=synced_at,
+        accounts=len(accounts), now=now,
+    )
+
+
+# --- Pools ------------------------------------------------------------------------------------
+
+def pool_list(*, user) -> list[PoolSummary]:
+    """Every pool, those Batch still has first, then the ones it deleted, kept as history."""
+    pools = Pool.objects.filter(account_id__in=visible_account_ids(user)).select_related("account")
+    return _pool_summaries(list(pools.order_by(F("gone_at").desc(nulls_first=True), "pool_id")))
+
+
+def pool_get(*, user, pk: int) -> Pool:
+    pool = _get_or_404(Pool.objects.select_related("account"), pk=pk)
+    return _checked(pool, user, pool.account_id)
+
+
+@dataclass
+class PoolDetail:
+    pool: Pool
+    nodes: list[Node]
+    gone_nodes: list[Node]
+    node_states: list[tuple[str, str, int]]
+    start_task_failures: int
+    jobs: list[Job]
+    live: bool
+
+
+def pool_detail(*, pool: Pool) -> PoolDetail:
+    nodes, gone = [], []
+    for node in Node.objects.filter(pool=pool).order_by("node_id"):
+        (gone if node.gone_at else nodes).append(node)
+    counts: dict[str, int] = {}
+    for node in nodes:
+        counts[node.state] = counts.get(node.state, 0) + 1
+    # The legend lists every state in Batch's order, present ones with their count.
+    node_states = [(state, NODE_STATE_LABELS[state], counts.get(state, 0)) for state in NodeState.values]
+    jobs = list(_live_jobs().filter(account_id=pool.account_id, pool_id=pool.pool_id)
+                .order_by("-creation_time", "-pk")[:10])
+    return PoolDetail(
+        pool=pool, nodes=nodes, gone_nodes=gone, node_states=node_states,
+        start_task_failures=sum(1 for node in nodes if node.start_task_result == TaskResult.FAILURE
+                                or node.state == NodeState.START_TASK_FAILED),
+        jobs=jobs, live=pool_is_live(pool),
+    )
+
+
+# --- Jobs -------------------------------------------------------------------------------------
+
+JOB_SORT = Sort("created", "Newest first", "creation_time", descending=True)
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    state: str = ""
+    pool: str = ""
+    submitter: int | None = None
+    q: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.state or self.pool or self.submitter or self.q)
+
+
+def job_filters_from(params) -> JobFilters:
+    state = params.get("state", "")
+    submitter = params.get("submitter", "")
+    return JobFilters(
+        state=state if state in {"live", *JobState.values} else "",
+        pool=params.get("pool", "").strip()[:64],
+        submitter=int(submitter) if submitter.isdigit() else None,
+        q=params.get("q", "").strip()[:200],
+    )
+
+
+def job_list(*, user, filters: JobFilters, after: str | None = None, before: str | None = None,
+             size: int = PAGE_SIZE) -> Page:
+    """Jobs newest first, filtered; `q` matches anywhere in the job id or display name."""
+    jobs = Job.objects.filter(account_id__in=visible_account_ids(user)).select_related("submitted_by", "account")
+    if filters.state == "live":
+        jobs = jobs.filter(gone_at__isnull=True).exclude(state=JobState.COMPLETED)
+    elif filters.state:
+        jobs = jobs.filter(state=filters.state)
+    if filters.pool:
+        jobs = jobs.filter(pool_id=filters.pool)
+    if filters.submitter:
+        jobs = jobs.filter(submitted_by_id=filters.submitter)
+    if filters.q:
+        jobs = jobs.filter(Q(job_id__icontains=filters.q) | Q(display_name__icontains=filters.q))
+    return keyset_page(jobs, sort=JOB_SORT, tiebreak="id", size=size, after=after, before=before)
+
+
+def job_filter_choices(*, user) -> dict:
+    """The pools and submitters the jobs list can be filtered by."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    return {
+        "states": [("live", "Not finished"), *JobState.choices],
+        "pools": list(Pool.objects.filter(account_id__in=visible_account_ids(user)).order_by("pool_id")
+                      .values_list("pool_id", flat=True).distinct()),
+        "submitters": list(User.objects.filter(submitted_jobs__isnull=False).distinct()
+                           .order_by(User.USERNAME_FIELD)),
+    }
+
+
+def job_get(*, user, pk: int) -> Job:
+    job = _get_or_404(Job.objects.select_related("account", "submitted_by"), pk=pk)
+    return _checked(job, user, job.account_id)
+
+
+def job_pool(job: Job) -> Pool | None:
+    return Pool.objects.filter(account_id=job.account_id, pool_id=job.pool_id).first() if job.pool_id else None
+
+
+# --- Tasks ------------------------------------------------------------------------------------
+
+TASK_SORTS = {
+    sort.param: sort
+    for key, label, field_name in [
+        ("id", "Task id", None),
+        ("start", "Start time", "start_time"),
+        ("end", "End time", "end_time"),
+        ("duration", "Duration", "duration_seconds"),
+    ]
+    for sort in (Sort(key, label, field_name), Sort(key, label, field_name, descending=True))
+}
+DEFAULT_TASK_SORT = TASK_SORTS["id"]
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    state: str = ""
+    failed: bool = False
+    exit_code: int | None = None
+    q: str = ""
+    sort: Sort = DEFAULT_TASK_SORT
+
+    @property
+    def active(self) -> bool:
+        return bool(self.state or self.failed or self.exit_code is not None or self.q)
+
+
+def task_filters_from(params) -> TaskFilters:
+    state = params.get("state", "")
+    exit_code = params.get("exit_code", "").strip()
+    try:
+        code = int(exit_code) if exit_code else None
+    except ValueError:
+        code = None
+    if code is not None and not -(2**31) <= code < 2**31:
+        code = None  # Exit codes are 32-bit; anything else matches nothing and would overflow the column.
+    return TaskFilters(
+        state=state if state in TaskState.values else "",
+        failed=params.get("failed") in {"1", "on", "true"},
+        exit_code=code,
+        q=params.get("q", "").strip()[:200],
+        sort=TASK_SORTS.get(params.get("sort", ""), DEFAULT_TASK_SORT),
+    )
+
+
+def task_list(*, job: Job, filters: TaskFilters, after: str | None = None, before: str | None = None,
+              size: int = PAGE_SIZE) -> Page:
+    """One page of a job's tasks: filtered, searched anywhere in the id or name, in the chosen order.
+
+    Every filter and sort has an index starting with the job (see Task.Meta.indexes), so a page
+    costs the same for 100 tasks as for 100,000; there is no count of matching tasks."""
+    tasks = Task.objects.filter(job=job).defer("command_line", "environment")
+    if filters.state:
+        tasks = tasks.filter(state=filters.state)
+    if filters.failed:
+        tasks = tasks.filter(result=TaskResult.FAILURE)
+    if filters.exit_code is not None:
+        tasks = tasks.filter(exit_code=filters.exit_code)
+    if filters.q:
+        tasks = tasks.filter(Q(task_id__icontains=filters.q) | Q(display_name__icontains=filters.q))
+    return keyset_page(tasks, sort=filters.sort, tiebreak="task_id", size=size, after=after, before=before)
+
+
+def task_get(*, user, pk: int) -> Task:
+    task = _get_or_404(Task.objects.select_related("job", "job__account"), pk=pk)
+    return _checked(task, user, task.job.account_id)
+
+
+@dataclass
+class TimelineStep:
+    state: str
+    label: str
+    at: datetime | None
+    note: str = ""
+    after_seconds: float | None = None
+    current: bool = False
+
+
+def task_timeline(task: Task) -> list[TimelineStep]:
+    """The task's states in order, with when each began, from the times Batch reports.
+
+    Batch keeps the times of the last attempt only: with retries, `start_time` is the last start."""
+    steps = [TimelineStep(TaskState.ACTIVE, "Created, waiting for a node", task.creation_time)]
+    if task.previous_state == TaskState.PREPARING or task.state == TaskState.PREPARING:
+        at = task.state_transition_time if task.state == TaskState.PREPARING else None
+        steps.append(TimelineStep(TaskState.PREPARING, "Preparing (job preparation task)", at))
+    if task.start_time or task.state in (TaskState.RUNNING, TaskState.COMPLETED):
+        note = f"attempt {task.retry_count + 1}" if task.retry_count else ""
+        at = task.start_time or (task.state_transition_time if task.state == TaskState.RUNNING else None)
+        steps.append(TimelineStep(TaskState.RUNNING, "Started running", at, note))
+    if task.state == TaskState.COMPLETED:
+        label = {"success": "Succeeded", "failure": "Failed"}.get(task.result, "Completed")
+        at = task.end_time or task.state_transition_time
+        note = "" if task.exit_code is None else f"exit code {task.exit_code}"
+        steps.append(TimelineStep(TaskState.COMPLETED, label, at, note))
+    if task.gone_at:
+        steps.append(TimelineStep("gone", "Deleted in Batch", task.gone_at))
+    previous = None
+    for step in steps:
+        if previous is not None and previous.at and step.at:
+            previous.after_seconds = max((step.at - previous.at).total_seconds(), 0.0)
+        previous = step
+    steps[-1].current = True
+    return steps
+
+
+def task_environment(task: Task) -> list[tuple[str, str]]:
+    """The task's environment settings as (name, value) pairs, whichever shape the sync stored."""
+    env = task.environment or []
+    if isinstance(env, dict):
+        return sorted((str(k), "" if v is None else str(v)) for k, v in env.items())
+    pairs = []
+    for item in env:
+        if isinstance(item, dict):
+            pairs.append((str(item.get("name", "")), "" if item.get("value") is None else str(item.get("value"))))
+    return pairs
+
+
+def task_node(task: Task) -> Node | None:
+    if not (task.node_id and task.pool_id):
+        return None
+    return (Node.objects.select_related("pool")
+            .filter(pool__account_id=task.job.account_id, pool__pool_id=task.pool_id, node_id=task.node_id)
+            .first())

@@ -1,0 +1,103 @@
+"""Template filters and tags for the pages: relative times, durations, plain status words, progress."""
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+
+from portal import selectors
+from portal.models import TaskResult, TaskState
+
+register = template.Library()
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """'12 s ago', '4 min ago', '3 h ago', '2 d ago'; 'never' for no time."""
+    if value is None:
+        return "never"
+    seconds = int((timezone.now() - value).total_seconds())
+    if seconds < 0:
+        # Batch's clock may run a little ahead of ours.
+        return "just now"
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """A length of time for people: '850 ms', '12.4 s', '4 min 3 s', '2 h 5 min', '3 d 4 h'."""
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60} min"
+    return f"{whole // 86400} d {whole % 86400 // 3600} h"
+
+
+@register.filter
+def between(end: datetime | None, start: datetime | None) -> float | None:
+    """Seconds from start to end, for `{{ end|between:start|duration }}`."""
+    if end is None or start is None:
+        return None
+    return max((end - start).total_seconds(), 0.0)
+
+
+TASK_STATUS_WORDS = {
+    TaskState.ACTIVE: "waiting",
+    TaskState.PREPARING: "preparing",
+    TaskState.RUNNING: "running",
+    TaskState.UNKNOWN: "unknown",
+}
+
+
+@register.filter
+def task_status(task) -> str:
+    """One plain word for a task's state and result, also used as its CSS class."""
+    if task.state == TaskState.COMPLETED:
+        return {TaskResult.SUCCESS: "succeeded", TaskResult.FAILURE: "failed"}.get(task.result, "completed")
+    return TASK_STATUS_WORDS.get(task.state, task.state or "unknown")
+
+
+@register.filter
+def progress(job) -> selectors.Progress:
+    return selectors.job_progress(job)
+
+
+@register.inclusion_tag("includes/synced.html")
+def synced(at: datetime | None, what: str = "Synced"):
+    """'Synced 4 s ago' from a last_synced_at, marked stale when the sync has fallen behind."""
+    return {"at": at, "what": what, "stale": selectors.sync_is_stale(at)}
+
+
+@register.filter
+def num(value) -> str:
+    """An integer with thousands separators: 100000 → '100,000'."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return ""
+
+
+@register.simple_tag
+def when(value: datetime | None, empty: str = "–"):
+    """A <time> element: short local form on the page, the full UTC time on hover and for machines."""
+    if value is None:
+        return empty
+    value = timezone.localtime(value)
+    today = timezone.localdate()
+    short = value.strftime("%H:%M:%S") if value.date() == today else value.strftime("%b %d, %H:%M")
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(),
+                       value.strftime("%Y-%m-%d %H:%M:%S %Z"), short)

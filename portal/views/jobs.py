@@ -1,0 +1,39 @@
+"""Jobs: the filtered, searchable list, and one job with its progress and task table."""
+
+from django.contrib.auth.decorators import login_required
+from django.views.decorators.http import require_safe
+
+from portal import selectors
+from portal.views.common import partial_for, render_page
+
+
+@require_safe
+@login_required
+def job_list(request):
+    filters = selectors.job_filters_from(request.GET)
+    page = selectors.job_list(user=request.user, filters=filters,
+                              after=request.GET.get("after"), before=request.GET.get("before"))
+    partial = partial_for(request, {}, default="jobs")
+    synced_at = selectors.accounts_synced_at(selectors.visible_account_ids(request.user))
+    context = {"page": page, "filters": filters, "synced_at": synced_at}
+    if partial is None:
+        # The filter form sits outside the partial, so only a whole page needs its choices.
+        context["choices"] = selectors.job_filter_choices(user=request.user)
+    return render_page(request, "jobs/list.html", context, partial)
+
+
+@require_safe
+@login_required
+def job_detail(request, pk: int):
+    job = selectors.job_get(user=request.user, pk=pk)
+    partial = partial_for(request, {"job-summary": "summary"}, default="tasks")
+    context = {"job": job, "live": selectors.job_is_live(job)}
+    if partial != "tasks":
+        context["pool"] = selectors.job_pool(job)
+    if partial != "summary":
+        filters = selectors.task_filters_from(request.GET)
+        context["filters"] = filters
+        context["sorts"] = selectors.TASK_SORTS.values()
+        context["page"] = selectors.task_list(job=job, filters=filters,
+                                              after=request.GET.get("after"), before=request.GET.get("before"))
+    return render_page(request, "jobs/detail.html", context, partial)

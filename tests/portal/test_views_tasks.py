@@ -1,0 +1,164 @@
+"""A task's page: what it ran, where and when, how it ended, its timeline, and the output placeholder."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from portal import selectors
+from portal.models import JobState, TaskState
+from tests.factories import JobFactory, NodeFactory, PoolFactory, TaskFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "task"}
+POLL = 'hx-trigger="every 5s'
+
+
+@pytest.fixture
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def text(response) -> str:
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+def test_anonymous_is_sent_to_login(client):
+    task = TaskFactory()
+
+    response = client.get(reverse("task_detail", args=[task.pk]))
+
+    assert response.status_code == 302
+    assert response.url == f"{reverse('login')}?next=/tasks/{task.pk}/"
+
+
+def test_an_inactive_user_cannot_see_a_task(client):
+    task = TaskFactory()
+    client.force_login(UserFactory(is_active=False))
+
+    assert client.get(reverse("task_detail", args=[task.pk])).status_code == 302
+
+
+def test_task_detail_404s_for_a_missing_task(signed_in):
+    assert signed_in.get(reverse("task_detail", args=[31337])).status_code == 404
+
+
+def test_task_detail_shows_command_environment_node_timings_and_retries(signed_in):
+    pool = PoolFactory(pool_id="render")
+    node = NodeFactory(pool=pool, node_id="tvm-0042")
+    job = JobFactory(job_id="frames", pool_id="render")
+    start = timezone.now() - timedelta(minutes=30)
+    task = TaskFactory(job=job, task_id="frame-7", command_line="blender -b scene.blend -f 7",
+                       environment=[{"name": "FRAME", "value": "7"}, {"name": "QUALITY", "value": "high"}],
+                       node_id="tvm-0042", pool_id="render", creation_time=start - timedelta(minutes=2),
+                       start_time=start, end_time=start + timedelta(seconds=95), duration_seconds=95.0,
+                       retry_count=2, max_task_retry_count=3, exit_code=0)
+
+    page = text(signed_in.get(reverse("task_detail", args=[task.pk])))
+
+    assert "blender -b scene.blend -f 7" in page
+    assert "FRAME" in page and "QUALITY" in page and "high" in page
+    assert f'href="/pools/{pool.pk}/#node-{node.node_id}"' in page
+    assert "1 min 35 s" in page  # ran for
+    assert "2 min 0 s" in page  # waited for
+    assert "2 of 3" in page and "attempt 3" in page
+    assert "succeeded" in page
+    assert f'href="/jobs/{job.pk}/"' in page
+
+
+def test_task_detail_explains_a_failure(signed_in):
+    task = TaskFactory(failed=True, exit_code=137, failure_category="usererror", failure_code="FailureExitCode",
+                       failure_message="The task process exited with an unexpected exit code")
+
+    page = text(signed_in.get(reverse("task_detail", args=[task.pk])))
+
+    assert "Why it failed" in page
+    assert "exited with code <strong class=\"mono\">137</strong>" in page
+    assert "FailureExitCode" in page and "usererror" in page
+    assert "The task process exited with an unexpected exit code" in page
+
+
+def test_task_timeline_follows_the_task_through_its_states():
+    created = timezone.now() - timedelta(minutes=10)
+    waiting = TaskFactory.build(state=TaskState.ACTIVE, creation_time=created, job=JobFactory.build())
+    running = TaskFactory.build(state=TaskState.RUNNING, creation_time=created, start_time=created + timedelta(seconds=30),
+                                job=JobFactory.build())
+    failed = TaskFactory.build(failed=True, creation_time=created, start_time=created + timedelta(seconds=30),
+                               end_time=created + timedelta(seconds=90), job=JobFactory.build(), retry_count=1)
+    gone = TaskFactory.build(creation_time=created, gone_at=timezone.now(), job=JobFactory.build())
+
+    assert [s.label for s in selectors.task_timeline(waiting)] == ["Created, waiting for a node"]
+    assert [s.label for s in selectors.task_timeline(running)] == ["Created, waiting for a node", "Started running"]
+    steps = selectors.task_timeline(failed)
+    assert [s.label for s in steps] == ["Created, waiting for a node", "Started running", "Failed"]
+    assert [s.after_seconds for s in steps] == [30.0, 60.0, None]
+    assert steps[1].note == "attempt 2" and steps[2].note == "exit code 1" and steps[2].current
+    assert selectors.task_timeline(gone)[-1].label == "Deleted in Batch"
+
+
+def test_task_detail_has_a_place_for_the_output(signed_in):
+    task = TaskFactory()
+
+    response = signed_in.get(reverse("task_detail", args=[task.pk]))
+
+    assert "tasks/_output.html" in [t.name for t in response.templates]
+    assert 'id="output"' in text(response) and "logs feature" in text(response)
+
+
+def test_task_detail_polls_while_the_task_can_change(signed_in):
+    running = TaskFactory(state=TaskState.RUNNING)
+    waiting = TaskFactory(state=TaskState.ACTIVE)
+    done = TaskFactory()
+    in_finished_job = TaskFactory(state=TaskState.ACTIVE, job=JobFactory(state=JobState.COMPLETED))
+    gone = TaskFactory(state=TaskState.RUNNING, gone_at=timezone.now())
+
+    for task in (running, waiting):
+        assert POLL in text(signed_in.get(reverse("task_detail", args=[task.pk])))
+    for task in (done, in_finished_job, gone):
+        assert POLL not in text(signed_in.get(reverse("task_detail", args=[task.pk])))
+
+
+def test_task_detail_htmx_gets_only_the_live_part(signed_in):
+    task = TaskFactory(state=TaskState.RUNNING, command_line="sleep 100")
+
+    page = text(signed_in.get(reverse("task_detail", args=[task.pk]), **HTMX))
+
+    assert page.lstrip().startswith('<div id="task"')
+    assert POLL in page and "Timeline" in page
+    # The command line and the output do not change, so the poll does not carry them.
+    assert "sleep 100" not in page and 'id="output"' not in page and "<html" not in page
+
+
+def test_a_task_deleted_in_batch_is_shown_as_history(signed_in):
+    task = TaskFactory(gone_at=timezone.now() - timedelta(hours=1))
+
+    page = text(signed_in.get(reverse("task_detail", args=[task.pk])))
+
+    assert "deleted in Batch 1 h ago" in page and "Deleted in Batch" in page
+
+
+def test_task_detail_escapes_everything_from_batch(signed_in):
+    evil = "<script>alert(1)</script>"
+    task = TaskFactory(task_id="<script>id</script>", display_name=evil, command_line=f"echo '{evil}'",
+                       environment=[{"name": "<script>n</script>", "value": evil}], failed=True,
+                       failure_message=evil, failure_code="<script>c</script>", node_id="<script>node</script>")
+
+    page = text(signed_in.get(reverse("task_detail", args=[task.pk])))
+
+    assert "<script>" not in page
+    assert "echo &#x27;&lt;script&gt;alert(1)&lt;/script&gt;&#x27;" in page
+    assert "&lt;script&gt;n&lt;/script&gt;" in page
+
+
+def test_task_detail_makes_a_fixed_number_of_queries(signed_in, django_assert_max_num_queries):
+    pool = PoolFactory(pool_id="render")
+    NodeFactory(pool=pool, node_id="tvm-0001")
+    task = TaskFactory(job=JobFactory(pool_id="render"), pool_id="render", node_id="tvm-0001")
+    TaskFactory.create_batch(30, job=task.job)
+
+    with django_assert_max_num_queries(4):  # session, user, task with its job, node with its pool
+        signed_in.get(reverse("task_detail", args=[task.pk]))
