@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from urllib.parse import parse_qs, quote, urljoin, urlparse
 
 from azure.batch import BatchClient, models
 from azure.batch.models._models import BatchJobTerminateOptions  # not exported by azure.batch.models
 from azure.core.credentials import AzureNamedKeyCredential
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.rest import HttpRequest
 
 from . import convert
 from .errors import GatewayError, Rejected, Transient, redact, translate
@@ -123,10 +125,13 @@ class BatchGateway:
                    page_size: int = 1000) -> Iterator[TaskRecord]:
         """The job's tasks, fetched page by page as the caller iterates; with `changed_since`, only
         those whose state changed at or after that moment."""
-        since = None if changed_since is None else _since_filter("stateTransitionTime", changed_since)
-        pages = self._client.list_tasks(job_id, filter=since, select=convert.TASK_RECORD_FIELDS,
-                                        max_results=page_size)
-        return (convert.task_record(job_id, task) for task in self._each(pages))
+        query = {"maxresults": str(page_size), "$select": ",".join(convert.TASK_RECORD_FIELDS)}
+        if changed_since is not None:
+            query["$filter"] = _since_filter("stateTransitionTime", changed_since)
+        # Pages are read as plain JSON (see convert.task_record_from_wire for why), through the SDK's own
+        # pipeline: the same shared-key signing, retry policy and timeouts as every other call.
+        pages = self._json_pages(f"/jobs/{quote(job_id, safe='')}/tasks", query)
+        return (convert.task_record_from_wire(job_id, task) for task in pages)
 
     def get_task(self, job_id: str, task_id: str) -> TaskRecord:
         with _translated():
@@ -247,6 +252,29 @@ class BatchGateway:
         """Iterate an SDK pager; pages are fetched during iteration, so errors are translated here."""
         with _translated():
             yield from items
+
+    def _json_pages(self, path: str, query: dict[str, str]) -> Iterator[dict]:
+        """The items of a Batch list, following odata.nextLink, as the JSON Batch sent."""
+        api_version = self._client._config.api_version   # the version the SDK speaks everywhere else
+        params = {name: quote(value, safe=",") for name, value in query.items()}
+        request = HttpRequest("GET", path, params={**params, "api-version": api_version},
+                              headers={"Accept": "application/json"})
+        while request is not None:
+            with _translated():
+                response = self._client.send_request(request)
+                if response.status_code != 200:
+                    raise HttpResponseError(response=response)
+                body = response.json()
+            yield from body.get("value") or ()
+            next_link = body.get("odata.nextLink")
+            request = None
+            if next_link:
+                # As the SDK's own pagers do: the link's query as sent, with the client's api-version.
+                parsed = urlparse(next_link)
+                params = {name: [quote(value) for value in values] for name, values in parse_qs(parsed.query).items()}
+                params["api-version"] = api_version
+                request = HttpRequest("GET", urljoin(next_link, parsed.path), params=params,
+                                      headers={"Accept": "application/json"})
 
     @staticmethod
     def _read(download: Callable[..., Iterator[bytes]], start: int, length: int | None) -> bytes:

@@ -337,6 +337,28 @@ def test_list_tasks_follows_pages(gateway):
     assert sorted(listed) == task_ids(23)
 
 
+def test_list_tasks_gives_the_same_records_as_get_task(gateway):
+    # list_tasks reads JSON pages itself and get_task goes through the SDK's models: one record either way.
+    make_pool(gateway, "pool-1")
+    gateway.create_job(JobSpec(id="job-1", pool_id="pool-1"))
+    gateway.add_tasks("job-1", [TaskSpec(id="fails", display_name="Fails", command_line=shell("exit 3"),
+                                         environment={"A": "1", "B": ""}, max_task_retry_count=1,
+                                         max_wall_clock_seconds=90061),
+                                TaskSpec(id="ok", command_line=shell("exit 0"))])
+    wait_task_completed(gateway, "job-1", "fails")
+    wait_task_completed(gateway, "job-1", "ok")
+    gateway.create_job(JobSpec(id="job-2", pool_id="nowhere"))
+    gateway.add_tasks("job-2", [TaskSpec(id="waits", command_line="true")])
+
+    for job_id in ("job-1", "job-2"):
+        for listed in gateway.list_tasks(job_id):
+            assert listed == gateway.get_task(job_id, listed.id)
+    failed = next(task for task in gateway.list_tasks("job-1") if task.id == "fails")
+    assert (failed.max_wall_clock_seconds, failed.environment) == (90061, (("A", "1"), ("B", "")))
+    assert (failed.failure_category, failed.result, failed.exit_code) == ("usererror", "failure", 3)
+    assert failed.start_time.tzinfo == timezone.utc
+
+
 def test_list_tasks_of_missing_job_is_not_found(gateway):
     with pytest.raises(NotFound):
         list(gateway.list_tasks("no-such-job"))
