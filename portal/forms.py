@@ -9,7 +9,7 @@ from portal.services import POOL_ID_PATTERN, POOL_ID_RULE
 
 def _node_count_field(label: str) -> forms.IntegerField:
     return forms.IntegerField(
-        label=label, min_value=0, max_value=MAX_NODES_PER_KIND,
+        label=label, label_suffix="", min_value=0, max_value=MAX_NODES_PER_KIND,
         error_messages={"required": "Give a number of nodes (0 for none).",
                         "invalid": "Give a whole number of nodes.",
                         "min_value": "The number of nodes cannot be negative.",
@@ -19,7 +19,8 @@ def _node_count_field(label: str) -> forms.IntegerField:
 
 class _NodeCountsForm(forms.Form):
     dedicated_nodes = _node_count_field("Dedicated nodes")
-    low_priority_nodes = _node_count_field("Low-priority nodes")
+    # Batch's API says low-priority; Azure's pricing and the pool pages say spot.
+    low_priority_nodes = _node_count_field("Spot (low-priority) nodes")
 
 
 class PoolCreateForm(_NodeCountsForm):
@@ -28,7 +29,7 @@ class PoolCreateForm(_NodeCountsForm):
         error_messages={"invalid_choice": "That pool template no longer exists; choose another one.",
                         "required": "Choose a pool template."})
     pool_id = forms.CharField(
-        label="Pool id", max_length=64, strip=True,
+        label="Pool id", label_suffix="", max_length=64, strip=True,
         help_text=f"Batch's name for the pool; it cannot be changed later. {POOL_ID_RULE}",
         validators=[RegexValidator(POOL_ID_PATTERN, message=f"That pool id is not valid. {POOL_ID_RULE}")],
         error_messages={"required": "Give the new pool an id.",
@@ -54,7 +55,7 @@ class PoolResizeForm(_NodeCountsForm):
 
 class PoolDeleteForm(forms.Form):
     confirm_pool_id = forms.CharField(
-        label="Type the pool id to confirm", strip=True,
+        label="Type the pool id to confirm", label_suffix="", strip=True,
         error_messages={"required": "Type the pool's id to confirm that it should be deleted."},
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
 

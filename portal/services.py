@@ -141,7 +141,7 @@ def _checked_pool_id(pool_id) -> str:
 
 def _check_counts(dedicated_nodes, low_priority_nodes) -> None:
     for field, value, kind in (("dedicated_nodes", dedicated_nodes, "dedicated"),
-                               ("low_priority_nodes", low_priority_nodes, "low-priority")):
+                               ("low_priority_nodes", low_priority_nodes, "spot")):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_NODES_PER_KIND:
             raise PoolActionError(f"Give a whole number of {kind} nodes from 0 to {MAX_NODES_PER_KIND}.",
                                   field=field)

@@ -4,13 +4,19 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import dashboard, jobs, pools, tasks
+from portal.views import dashboard, jobs, pool_actions, pools, tasks
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
     path("healthz", dashboard.healthz, name="healthz"),
     path("pools/", pools.pool_list, name="pool_list"),
     path("pools/<int:pk>/", pools.pool_detail, name="pool_detail"),
+    path("pools/new/", pool_actions.pool_create, name="pool_create"),
+    path("pools/new/confirm/", pool_actions.pool_create_confirm, name="pool_create_confirm"),
+    path("pools/<int:pk>/resize/", pool_actions.pool_resize, name="pool_resize"),
+    path("pools/<int:pk>/resize/confirm/", pool_actions.pool_resize_confirm, name="pool_resize_confirm"),
+    path("pools/<int:pk>/delete/", pool_actions.pool_delete, name="pool_delete"),
+    path("pools/<int:pk>/delete/confirm/", pool_actions.pool_delete_confirm, name="pool_delete_confirm"),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
     path("tasks/<int:pk>/", tasks.task_detail, name="task_detail"),
