@@ -293,12 +293,14 @@ class HourBar:
 
 
 def nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 5, 10, 20, 50, … at or above value: a round top for a chart's scale."""
+    """The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × a power of ten, whole) at or
+    above value: a chart's top gridline, close enough to the peak that the bars fill the chart."""
     step = 1
     while True:
-        for factor in (1, 2, 5):
-            if step * factor >= value:
-                return step * factor
+        for factor in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
+            top = step * factor
+            if top >= value and top == int(top):
+                return int(top)
         step *= 10
 
 

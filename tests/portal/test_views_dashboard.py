@@ -92,8 +92,14 @@ def test_tasks_finished_per_hour_counts_the_last_24_hours_split_by_result():
     assert (throughput.bars[-1].succeeded, throughput.bars[-1].failed) == (3, 1)
     assert (throughput.bars[-4].succeeded, throughput.bars[-4].failed) == (1, 0)
     assert throughput.total == 5 and throughput.failed == 1 and throughput.peak == 4
-    assert throughput.scale == 5
-    assert throughput.bars[-1].height_pct == 80.0 and throughput.bars[-1].failed_pct == 25.0
+    assert throughput.scale == 4
+    assert throughput.bars[-1].height_pct == 100.0 and throughput.bars[-1].failed_pct == 25.0
+    assert throughput.bars[-4].height_pct == 25.0
+
+
+@pytest.mark.parametrize("peak, top", [(1, 1), (4, 4), (7, 8), (9, 10), (11, 15), (260, 300), (3001, 4000)])
+def test_the_chart_scale_is_a_round_number_just_above_the_peak(peak, top):
+    assert selectors.nice_ceiling(peak) == top
 
 
 def test_dashboard_chart_and_tiles_show_what_finished(signed_in):

@@ -1,0 +1,79 @@
+"""A pool and a job made in localbatch through the SDK reach the pages after a sync, in a real browser."""
+
+import os
+
+import pytest
+from azure.batch import models
+
+from batchsync.accounts import default_account
+from batchsync.sync import sync_account
+from tests.localbatch.helpers import make_job, make_pool, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCREENSHOTS = os.environ.get("PORTAL_SCREENSHOT_DIR", "/tmp")
+
+
+@pytest.fixture
+def batch_account(localbatch, settings, monkeypatch):
+    """The portal's default account, pointed at this test's localbatch."""
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    # An exported key would win over the setting and send the sync elsewhere.
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    return default_account()
+
+
+def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
+        page, live_server, batch_client, batch_account, django_user_model):
+    make_pool(batch_client, "render-pool", nodes=2, slots=2)
+    wait_for(lambda: [n.state for n in batch_client.list_nodes("render-pool")] == ["idle", "idle"],
+             message="two idle nodes")
+    make_job(batch_client, "render-job", "render-pool", display_name="Render frames")
+    batch_client.create_tasks("render-job", [
+        *(models.BatchTaskCreateOptions(id=f"frame-{i:03d}", command_line="/bin/sh -c 'echo rendered'")
+          for i in range(6)),
+        models.BatchTaskCreateOptions(id="frame-bad", command_line="/bin/sh -c 'echo broken >&2; exit 3'"),
+    ])
+    wait_for(lambda: all(t.state == "completed" for t in batch_client.list_tasks("render-job")),
+             message="every task completed")
+    sync_account(batch_account)
+    django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+
+    page.set_viewport_size({"width": 1360, "height": 1000})
+    page.goto(live_server.url + "/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("correct horse battery staple")
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    jobs = page.get_by_role("region", name="Active jobs")
+    pools = page.get_by_role("region", name="Pools")
+    assert "render-pool" in pools.inner_text()
+    assert "render-job" in jobs.inner_text()
+    assert "7 of 7 done" in jobs.inner_text() and "1 failed" in jobs.inner_text()
+    assert "frame-bad" in page.get_by_role("region", name="Recent failures").inner_text()
+    assert "Synced" in page.locator("#dashboard .synced").inner_text()
+    page.screenshot(path=f"{SCREENSHOTS}/portal-dashboard.png", full_page=True)
+
+    jobs.get_by_role("link", name="render-job").click()
+    page.get_by_role("heading", name="render-job").wait_for()
+    table = page.locator("#tasks table")
+    assert table.locator("tbody tr").count() == 7
+    page.get_by_label("Failed only").check()
+    page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 1")
+    assert "failed=1" in page.url
+    page.screenshot(path=f"{SCREENSHOTS}/portal-job.png", full_page=True)
+
+    page.locator("#tasks").get_by_role("link", name="frame-bad").click()
+    page.get_by_role("heading", name="frame-bad").wait_for()
+    assert "Why it failed" in page.inner_text("main")
+    assert "exited with code 3" in page.inner_text("main")
+    assert "/bin/sh -c 'echo broken >&2; exit 3'" in page.inner_text("main")
+    page.screenshot(path=f"{SCREENSHOTS}/portal-task.png", full_page=True)
+
+    page.get_by_role("link", name="render-pool").first.click()
+    page.get_by_role("heading", name="render-pool").wait_for()
+    assert page.locator(".heatmap .cell").count() == 2
+    page.screenshot(path=f"{SCREENSHOTS}/portal-pool.png", full_page=True)
