@@ -50,10 +50,15 @@ def pool_create_confirm(request):
     if not valid:
         return _create_form_page(request, form, template)
     values = _create_values(form)
-    if "confirmed" not in request.POST:
+    # The confirm page names the template version it showed; if an admin edited the template since, what
+    # would be created is no longer what was reviewed, so it is shown again instead of created.
+    version = template.updated_at.isoformat()
+    reviewed = request.POST.get("template_version") == version
+    if "confirmed" not in request.POST or not reviewed:
         spec = services.pool_spec_from_template(template=template, **values)
         return render(request, "pools/actions/create_confirm.html", {
-            "form": form, "template": template, "spec": spec,
+            "form": form, "template": template, "spec": spec, "template_version": version,
+            "template_changed": "confirmed" in request.POST,
             "task_slots": (spec.target_dedicated_nodes + spec.target_low_priority_nodes) * spec.task_slots_per_node,
             "resource_files": template.resource_files_for_display()})
     try:

@@ -91,8 +91,12 @@ def pool_ids(batch_client) -> list[str]:
 
 
 def create_post(template, pool_id="pool-a", dedicated=2, low_priority=0, **extra) -> dict:
-    return {"template": template.pk, "pool_id": pool_id, "dedicated_nodes": dedicated,
-            "low_priority_nodes": low_priority, **extra}
+    """The create form's fields; with `confirmed`, also the template version the confirm page carries."""
+    data = {"template": template.pk, "pool_id": pool_id, "dedicated_nodes": dedicated,
+            "low_priority_nodes": low_priority}
+    if "confirmed" in extra:
+        data["template_version"] = template.updated_at.isoformat()
+    return data | extra
 
 
 def text(response) -> str:
@@ -290,6 +294,25 @@ def test_after_a_sync_the_pool_page_shows_each_nodes_start_task(manager_client, 
     for node in nodes:
         row = re.search(rf'<tr id="node-{node.node_id}">.*?</tr>', page, re.DOTALL)
         assert row and "succeeded" in row.group(0)
+
+
+def test_a_template_edited_after_review_is_shown_again_not_created(manager_client, batch, batch_client, small_linux):
+    review = manager_client.post(reverse("pool_create_confirm"), create_post(small_linux, "render-farm"))
+    version = re.search(r'name="template_version" value="([^"]+)"', text(review)).group(1)
+    small_linux.vm_size = "standard_e64s_v5"
+    small_linux.save()
+
+    response = manager_client.post(reverse("pool_create_confirm"), create_post(
+        small_linux, "render-farm", confirmed="1", template_version=version))
+
+    assert "was changed after you reviewed it, so nothing was created" in text(response)
+    assert "standard_e64s_v5" in text(response)
+    assert pool_ids(batch_client) == []
+    # Confirming what is now shown creates it.
+    again = re.search(r'name="template_version" value="([^"]+)"', text(response)).group(1)
+    manager_client.post(reverse("pool_create_confirm"), create_post(
+        small_linux, "render-farm", confirmed="1", template_version=again))
+    assert batch_client.get_pool("render-farm").vm_size == "standard_e64s_v5"
 
 
 def test_start_task_resource_files_reach_batch(manager_client, batch, batch_client, small_linux):
