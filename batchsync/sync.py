@@ -6,7 +6,9 @@ any pass may run twice, overlap another, or stop half-way and be run again."""
 from __future__ import annotations
 
 import logging
+import queue
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -247,15 +249,20 @@ def _task_pass(job: Job, gw: BatchGateway, since: datetime | None, page_size: in
     listed = written = 0
     seen: set[str] = set()
     newest: datetime | None = None
-    for chunk in _chunks(gw.list_tasks(job.job_id, changed_since=since, page_size=page_size), UPSERT_BATCH):
-        now = timezone.now()
-        rows = [_task_row(job, record, now) for record in chunk]
-        listed += len(rows)
-        for row in rows:
+
+    def rows():
+        for chunk in _chunks(gw.list_tasks(job.job_id, changed_since=since, page_size=page_size), UPSERT_BATCH):
+            now = timezone.now()
+            yield [_task_row(job, record, now) for record in chunk]
+
+    # Batch's next pages are fetched and parsed while the database stores the previous ones.
+    for batch in _read_ahead(rows()):
+        listed += len(batch)
+        for row in batch:
             seen.add(row.task_id)
             if row.state_transition_time is not None and (newest is None or row.state_transition_time > newest):
                 newest = row.state_transition_time
-        written += _upsert(Task, "job", job.pk, "task_id", rows, TASK_FIELDS, compare=TASK_COMPARE,
+        written += _upsert(Task, "job", job.pk, "task_id", batch, TASK_FIELDS, compare=TASK_COMPARE,
                            check_existing=check_existing)
     return started_at, listed, written, seen, newest
 
@@ -464,6 +471,52 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+_DONE = object()
+
+
+def _read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Yield what `items` yields, produced in a background thread up to `depth` items ahead.
+
+    An exception raised by `items` is raised here, in the consumer, at the point it occurred; if the
+    consumer stops early the producer is told to stop and is waited for, so nothing outlives the call."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put((_DONE, None))
+        except BaseException as error:   # handed to the consumer, which raises it
+            handoff.put((_DONE, error))
+
+    producer = threading.Thread(target=produce, name="sync-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while producer.is_alive():
+            try:   # unblock a producer waiting to hand over its last item
+                handoff.get_nowait()
+            except queue.Empty:
+                pass
+            producer.join(timeout=0.1)
 
 
 def _retrying(action: Callable[[], T], what: str, policy: RetryPolicy) -> T:
