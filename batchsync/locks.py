@@ -81,7 +81,8 @@ def _file_lock(name: str) -> Iterator[bool]:
     # flock is released by the kernel when the process dies, so no expiry is needed here.
     folder = settings.VAR_DIR / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"{quote(f'{_database()}:{name}', safe='')}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    # VAR_DIR belongs to one installation, and so to one database: the name alone is enough here.
+    fd = os.open(folder / f"{quote(name, safe='')}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
