@@ -1,0 +1,94 @@
+"""Dashboard server time on PostgreSQL with 1,000 jobs, 20 pools and 100,000 tasks finished over the last day,
+compared with the same page over 10 jobs and 2 pools measured in the same run.
+
+EXPLAIN shows which index each of the page's queries on the task table uses."""
+
+import argparse
+from datetime import timedelta
+
+import _pages as p
+from _common import percentile, result
+
+GOAL_MS = 150.0
+
+
+def fill(account, *, pools: int, nodes_per_pool: int, jobs: int, tasks_per_job: int, seed: int) -> None:
+    """Pools with nodes in a mix of states; jobs, most of them still running; their tasks ending over 24 h."""
+    import random
+
+    from portal.models import Job, Node, Pool
+
+    rnd = random.Random(seed)
+    t_now = p.now()
+    node_states = ["running"] * 6 + ["idle"] * 3 + ["starting", "starttaskfailed", "offline"]
+    pool_rows = Pool.objects.bulk_create(
+        Pool(account=account, pool_id=f"pool-{i:02d}", state="active", allocation_state="steady",
+             vm_size="standard_d4s_v5", target_dedicated_nodes=nodes_per_pool, current_dedicated_nodes=nodes_per_pool,
+             last_synced_at=t_now) for i in range(pools))
+    Node.objects.bulk_create(
+        Node(pool=pool, node_id=f"tvm-{i:04d}", state=rnd.choice(node_states), last_synced_at=t_now)
+        for pool in pool_rows for i in range(nodes_per_pool))
+    job_rows = Job.objects.bulk_create(
+        Job(account=account, job_id=f"job-{i:05d}", display_name=f"Job {i}", pool_id=f"pool-{i % pools:02d}",
+            # A quarter finished; the rest still running, as on a busy day.
+            state="completed" if i % 4 == 0 else "active",
+            creation_time=t_now - timedelta(minutes=jobs - i), last_synced_at=t_now) for i in range(jobs))
+    for i, job in enumerate(job_rows):
+        p.copy_tasks(job, p.task_rows(job, tasks_per_job, seed=seed + i, done=0.7,
+                                      ended_within=timedelta(hours=24)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=1_000)
+    parser.add_argument("--pools", type=int, default=20)
+    parser.add_argument("--tasks-per-job", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=50)
+    args = parser.parse_args()
+
+    url = p.setup_django()
+    from django.db import connection
+
+    from portal.models import Task
+
+    p.header(f"Dashboard: {args.jobs:,} jobs, {args.pools} pools, {args.jobs * args.tasks_per_job:,} tasks "
+             f"against 10 jobs and 2 pools", url)
+    client = p.signed_in_client()
+
+    # The small mirror first, measured on its own; then the big one in its place.
+    small = p.fresh_account("bench-pages-dashboard")
+    fill(small, pools=2, nodes_per_pool=4, jobs=10, tasks_per_job=10, seed=7)
+    p.analyze()
+    small_times = p.time_pages(client, ["/"], args.requests)[0]
+
+    big = p.fresh_account("bench-pages-dashboard", report_others=False)
+    fill(big, pools=args.pools, nodes_per_pool=10, jobs=args.jobs, tasks_per_job=args.tasks_per_job, seed=11)
+    p.analyze()
+    ended = Task.objects.filter(end_time__gte=p.now() - timedelta(hours=24)).count()
+    print(f"  filled: {ended:,} tasks ended in the last 24 h (all accounts)")
+    big_times, poll_times = p.time_pages(client, ["/"], args.requests)[0], \
+        p.time_pages(client, ["/"], args.requests, {"HX-Request": "true", "HX-Target": "dashboard"})[0]
+
+    big_p95, small_p95, poll_p95 = (percentile(t, 95) * 1000 for t in (big_times, small_times, poll_times))
+    result("p95 dashboard, full page", big_p95, "ms", f"<= {GOAL_MS:.0f} ms", big_p95 <= GOAL_MS,
+           f"10 jobs and 2 pools {small_p95:.1f} ms ({big_p95 / small_p95:.2f}x)")
+    result("p95 dashboard, htmx poll (every 5 s)", poll_p95, "ms", f"<= {GOAL_MS:.0f} ms", poll_p95 <= GOAL_MS,
+           f"median {percentile(poll_times, 50) * 1000:.1f} ms")
+
+    print("  EXPLAIN ANALYZE of the dashboard's queries (first plan line, index used, time):")
+    for sql in p.queries_of(client, "/"):
+        if sql.split(" FROM ")[1].startswith(('"django_session"', '"auth_user"')):
+            continue  # the session and the signed-in user: every page's, not the dashboard's
+        plan = p.explain(sql)
+        table = next((t for t in ("portal_task", "portal_job", "portal_node", "portal_pool", "portal_batchaccount")
+                      if t in sql), "?")
+        seq = [line.strip() for line in plan if "Seq Scan" in line]
+        timing = next((line.strip() for line in plan if line.startswith("Execution Time")), "")
+        print(f"    {table:<20} {plan[0].strip()[:52]:<52} index {','.join(p.indexes_in(plan)) or '-':<34}"
+              f"{' SEQ SCAN ' + seq[0].split(' on ')[-1].split()[0] if seq else ''} {timing}")
+    connection.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
