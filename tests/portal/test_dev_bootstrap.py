@@ -1,11 +1,17 @@
-"""dev_bootstrap gives the demo admin a fresh password and prints where to log in."""
+"""dev_bootstrap gives the demo admin a fresh password, prints where to log in, and makes a demo pool on localbatch."""
 
+import functools
+import http.server
 import re
+import threading
 from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+
+from batchsync.gateway import BatchGateway
+from tests.localbatch.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -34,5 +40,51 @@ def test_running_again_replaces_the_password():
     assert authenticate(username="admin", password=second) is not None
 
 
-def test_demo_pool_step_is_skipped_with_a_notice():
-    assert "Demo pool: skipped" in run_bootstrap("--demo-pool")
+def test_demo_pool_is_created_on_localbatch_and_a_second_run_changes_nothing(settings, localbatch):
+    settings.BATCH_ACCOUNT_URL, settings.BATCH_ACCOUNT_NAME = localbatch.endpoint, localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+
+    first = run_bootstrap("--demo-pool")
+    second = run_bootstrap("--demo-pool")
+
+    assert "created the pool, the job, 6 tasks." in first
+    assert "created nothing new, it was all there." in second
+    with BatchGateway(localbatch.endpoint, localbatch.account_name, localbatch.account_key) as gateway:
+        pool = gateway.get_pool("demo-pool")
+        assert (pool.target_dedicated_nodes, pool.task_slots_per_node) == (2, 2)
+        assert "echo" in pool.start_task_command_line
+        assert gateway.get_job("demo-job").pool_id == "demo-pool"
+        wait_for(lambda: gateway.get_task_counts("demo-job").completed == 6, timeout=60, message="demo tasks done")
+        counts = gateway.get_task_counts("demo-job")
+        assert (counts.succeeded, counts.failed) == (5, 1)
+
+
+def test_demo_pool_is_skipped_with_a_notice_when_no_localbatch_answers(settings):
+    settings.BATCH_ACCOUNT_URL = "http://127.0.0.1:9"   # the discard port: nothing answers
+
+    output = run_bootstrap("--demo-pool", "--wait-seconds", "0.5")
+
+    assert "Demo pool: skipped, no localbatch answered at http://127.0.0.1:9 within 0.5 s." in output
+    assert LOGIN_LINE.search(output), "the admin is ready all the same"
+
+
+def test_demo_pool_is_never_created_on_a_service_that_is_not_localbatch(settings, tmp_path):
+    # Any other HTTP service (a real Batch account among them) has no /_localbatch/health.
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        settings.BATCH_ACCOUNT_URL = f"http://127.0.0.1:{server.server_address[1]}"
+        output = run_bootstrap("--demo-pool", "--skip-admin")
+        server.shutdown()
+
+    assert "is not a localbatch (the demo pool is only ever created on localbatch)" in output
+
+
+def test_skip_admin_leaves_the_password_alone(settings):
+    password = LOGIN_LINE.search(run_bootstrap()).group(1)
+    settings.BATCH_ACCOUNT_URL = "http://127.0.0.1:9"
+
+    output = run_bootstrap("--skip-admin", "--demo-pool", "--wait-seconds", "0")
+
+    assert not LOGIN_LINE.search(output)
+    assert authenticate(username="admin", password=password) is not None

@@ -1,6 +1,10 @@
-"""Prepare the embedded development setup: a demo admin with a fresh password, printed."""
+"""Prepare the embedded development setup: a demo admin with a fresh password, printed; a demo pool on localbatch."""
 
+import json
 import secrets
+import time
+import urllib.error
+import urllib.request
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -9,28 +13,43 @@ from django.core.management.base import BaseCommand
 ADMIN_USERNAME = "admin"
 PORTAL_URL = "http://127.0.0.1:8000"
 
+DEMO_POOL_ID = "demo-pool"
+DEMO_JOB_ID = "demo-job"
+
 
 class Command(BaseCommand):
     help = (
         "Create the demo user 'admin' (or give it a new random password), report which "
-        "Celery broker is in use, and print where to log in. For development only."
+        "Celery broker is in use, and print where to log in. With --demo-pool, also create a small "
+        "demo pool and job on localbatch once it answers. For development only."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--demo-pool",
             action="store_true",
-            help="Create a demo pool on localbatch. Not implemented yet: skipped with a notice.",
+            help=f"Create the pool {DEMO_POOL_ID} (2 nodes x 2 slots) and the job {DEMO_JOB_ID} with a few "
+                 "tasks (one fails) on localbatch, once it answers; what exists already is left as it is.",
         )
+        parser.add_argument(
+            "--skip-admin",
+            action="store_true",
+            help="Leave the admin's password alone (for the bootstrap process of `make dev`, which runs "
+                 "after the password was printed).",
+        )
+        parser.add_argument("--wait-seconds", type=float, default=60.0,
+                            help="How long to wait for localbatch to answer (default %(default)s).")
 
     def handle(self, *args, **options):
-        password = self.reset_admin()
-        self.report_broker()
+        if not options["skip_admin"]:
+            password = self.reset_admin()
+            self.report_broker()
         if options["demo_pool"]:
-            self.create_demo_pool()
-        self.stdout.write("")
-        self.stdout.write(self.style.SUCCESS(f"Portal: {PORTAL_URL}  login: {ADMIN_USERNAME} / {password}"))
-        self.stdout.write("")
+            self.create_demo_pool(options["wait_seconds"])
+        if not options["skip_admin"]:
+            self.stdout.write("")
+            self.stdout.write(self.style.SUCCESS(f"Portal: {PORTAL_URL}  login: {ADMIN_USERNAME} / {password}"))
+            self.stdout.write("")
 
     def reset_admin(self) -> str:
         # A new password on every run, so no password is ever shared between machines or stored.
@@ -54,8 +73,75 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Celery broker: {settings.BROKER_REASON}.")
 
-    def create_demo_pool(self):
-        # TODO(demo-pool): create a small demo pool on localbatch through batchsync's gateway
-        # once the sync code exists. It also needs localbatch to be up, which it is not yet
-        # at this point of `make dev` (honcho starts it afterwards).
-        self.stdout.write(self.style.WARNING("Demo pool: skipped, not implemented yet (TODO(demo-pool))."))
+    def create_demo_pool(self, wait_seconds: float):
+        from batchsync.accounts import default_account, gateway_for
+        from batchsync.gateway import GatewayError
+
+        url = settings.BATCH_ACCOUNT_URL
+        problem = wait_for_localbatch(url, wait_seconds)
+        if problem:
+            self.stdout.write(self.style.WARNING(f"Demo pool: skipped, {problem}."))
+            return
+        try:
+            with gateway_for(default_account()) as gateway:
+                created = create_demo(gateway)
+        except GatewayError as exc:
+            self.stdout.write(self.style.WARNING(f"Demo pool: localbatch at {url} refused it ({exc}); "
+                                                 "the portal works without it."))
+            return
+        what = ", ".join(created) if created else "nothing new, it was all there"
+        self.stdout.write(f"Demo pool: {DEMO_POOL_ID} (2 nodes x 2 slots) and {DEMO_JOB_ID} on localbatch "
+                          f"at {url}: created {what}.")
+
+
+def wait_for_localbatch(url: str, wait_seconds: float) -> str | None:
+    """None once localbatch's health check answers at `url`; otherwise why not.
+
+    Only localbatch answers /_localbatch/health: a real Batch account never gets a demo pool (it costs money)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/_localbatch/health", timeout=2) as response:
+                if json.loads(response.read()).get("status") == "ok":
+                    return None
+        except urllib.error.HTTPError:
+            return f"{url} is not a localbatch (the demo pool is only ever created on localbatch)"
+        except (OSError, ValueError):
+            pass   # not listening yet, or still starting
+        if time.monotonic() >= deadline:
+            return f"no localbatch answered at {url} within {wait_seconds:g} s"
+        time.sleep(0.25)
+
+
+def create_demo(gateway) -> list[str]:
+    """The demo pool, job and tasks; what exists already counts as done. Returns what was created."""
+    from batchsync.gateway import AlreadyExists, ImageSpec, JobSpec, PoolSpec, TaskSpec
+
+    created = []
+    try:
+        gateway.create_pool(PoolSpec(
+            id=DEMO_POOL_ID, display_name="Demo pool", vm_size="standard_d2s_v3",
+            image=ImageSpec(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts",
+                            node_agent_sku_id="batch.node.ubuntu 22.04"),
+            target_dedicated_nodes=2, task_slots_per_node=2,
+            start_task_command_line="/bin/sh -c 'echo demo node $AZ_BATCH_NODE_ID is ready'"))
+        created.append("the pool")
+    except AlreadyExists:
+        pass
+    try:
+        gateway.create_job(JobSpec(id=DEMO_JOB_ID, pool_id=DEMO_POOL_ID, display_name="Demo job"))
+        created.append("the job")
+    except AlreadyExists:
+        pass
+    tasks = [TaskSpec(id=f"frame-{n}", display_name=f"Render frame {n}",
+                      command_line=f"/bin/sh -c 'echo rendering frame {n}; sleep {n}; echo frame {n} done'")
+             for n in range(1, 6)]
+    tasks.append(TaskSpec(id="frame-6", display_name="Render frame 6 (fails)",
+                          command_line="/bin/sh -c 'echo rendering frame 6; echo out of memory >&2; exit 3'"))
+    existing = {task.id for task in gateway.list_tasks(DEMO_JOB_ID)}
+    missing = [task for task in tasks if task.id not in existing]
+    if missing:
+        # add_tasks counts a task that exists already as added, so a half-finished earlier run is completed.
+        gateway.add_tasks(DEMO_JOB_ID, missing)
+        created.append(f"{len(missing)} tasks")
+    return created
