@@ -57,6 +57,11 @@ def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
     assert "Synced" in page.locator("#dashboard .synced").inner_text()
     page.screenshot(path=f"{SCREENSHOTS}/portal-dashboard.png", full_page=True)
 
+    # Nobody reloads: a job submitted now shows up after the next sync through the page's own polling.
+    make_job(batch_client, "late-job", "render-pool")
+    sync_account(batch_account)
+    jobs.get_by_role("link", name="late-job").wait_for(timeout=15_000)
+
     jobs.get_by_role("link", name="render-job").click()
     page.get_by_role("heading", name="render-job").wait_for()
     table = page.locator("#tasks table")
