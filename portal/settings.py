@@ -129,6 +129,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The worker's processes and the web server write the same file. IMMEDIATE takes the write lock
+    # when a transaction begins, so a transaction that reads then writes waits its turn (timeout, in
+    # seconds) instead of failing with "database is locked"; WAL lets pages read while the sync writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        transaction_mode="IMMEDIATE", timeout=20, init_command="PRAGMA journal_mode=WAL;")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
