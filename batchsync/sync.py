@@ -90,7 +90,10 @@ def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = Tru
                 stats += sync(job, gateway=gw, retry=retry)
     BatchAccount.objects.filter(pk=account.pk).update(last_synced_at=timezone.now())
     stats.seconds = time.monotonic() - started
-    log.info("account %s synced%s: %s", account.name, " (full)" if full else "", stats)
+    # Every few seconds from beat: say it at INFO only when something changed.
+    changed = stats.pools or stats.nodes or stats.jobs or stats.tasks or stats.gone
+    log.log(logging.INFO if changed else logging.DEBUG, "account %s synced%s: %s", account.name,
+            " (full)" if full else "", stats)
     return stats
 
 
@@ -158,7 +161,7 @@ def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGatewa
                                 f"list jobs of account {account.name}", retry)
             now = timezone.now()
             stats.jobs = _upsert(Job, "account", account.pk, "job_id", [_job_row(account, r, now) for r in records],
-                                 JOB_FIELDS)
+                                 JOB_FIELDS, compare=JOB_COMPARE)
             if full:
                 gone = _mark_gone(Job.objects.filter(account=account), "job_id", {r.id for r in records}, now)
                 if gone:
@@ -172,9 +175,10 @@ def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGatewa
                 except NotFound:
                     stats.gone += _mark_job_gone(job)
                     continue
+                # last_synced_at too: an unchanged job is not listed by an incremental pass, yet was checked.
                 Job.objects.filter(pk=job.pk).update(
                     task_active=counts.active, task_running=counts.running, task_completed=counts.completed,
-                    task_succeeded=counts.succeeded, task_failed=counts.failed)
+                    task_succeeded=counts.succeeded, task_failed=counts.failed, last_synced_at=timezone.now())
     return stats
 
 
@@ -236,8 +240,8 @@ def _sync_tasks(job: Job, *, full: bool, gateway: BatchGateway | None, retry: Re
         Job.objects.filter(pk=job.pk).filter(Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=watermark)) \
             .update(task_watermark_at=watermark)
         Job.objects.filter(pk=job.pk).update(tasks_synced_at=now)
-    log.info("job %s tasks %s: listed %d, wrote %d, gone %d", job.job_id, "reconciled" if full else "synced",
-             stats.tasks_listed, stats.tasks, stats.gone)
+    log.log(logging.INFO if stats.tasks or stats.gone else logging.DEBUG, "job %s tasks %s: listed %d, wrote %d, gone %d",
+            job.job_id, "reconciled" if full else "synced", stats.tasks_listed, stats.tasks, stats.gone)
     return stats
 
 
@@ -292,6 +296,8 @@ TASK_FIELDS = ["display_name", "state", "previous_state", "state_transition_time
                "requeue_count", "start_time", "end_time", "duration_seconds", "node_id", "pool_id",
                "required_slots", "environment", "max_wall_clock_seconds", "max_task_retry_count",
                "last_synced_at", "gone_at"]
+# A job's etag changes with every change to the job itself; its state changes move stateTransitionTime.
+JOB_COMPARE = ("etag", "last_modified")
 # A task row with the same stateTransitionTime is rewritten only if one of these differs: they are the
 # only fields Batch changes without a state transition (through a task update).
 TASK_COMPARE = ("max_wall_clock_seconds", "max_task_retry_count")

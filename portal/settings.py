@@ -167,6 +167,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The Azure SDK logs every request and response at INFO: several lines per Batch call, every few
+    # seconds from the sync. Its warnings and errors still show.
+    "loggers": {"azure": {"level": os.environ.get("AZURE_LOG_LEVEL", "WARNING")}},
 }
 
 # Azure Batch: localbatch by default; a real account is only a change of these three.
@@ -185,6 +188,14 @@ AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
 )
+
+# Submissions (batchsync/submit.py). Container SAS URLs (create, write) that tasks upload their stdout/stderr and
+# their output files to; empty means not uploaded. The lease is how long a worker may hold a submission between
+# two recorded steps, so also how long a killed worker delays the re-drive.
+SUBMISSION_LOGS_CONTAINER_URL = os.environ.get("SUBMISSION_LOGS_CONTAINER_URL", "")
+SUBMISSION_OUTPUTS_CONTAINER_URL = os.environ.get("SUBMISSION_OUTPUTS_CONTAINER_URL", "")
+SUBMISSION_LEASE_SECONDS = float(os.environ.get("SUBMISSION_LEASE_SECONDS", "300"))
+SUBMISSION_CHUNK_SIZE = int(os.environ.get("SUBMISSION_CHUNK_SIZE", "2000"))
 
 # Celery: configured in batchsync/celery.py; only the broker lives here.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -423,9 +423,11 @@ def test_an_unchanged_pass_writes_nothing(account, gateway):
     gateway.create_job(JobSpec(id="job-1", pool_id="pool-1"))
     add_tasks(gateway, "job-1", 10)
     sync.sync_account(account)
+    first_seen = mirrored_job(account).last_synced_at
 
     again = sync.sync_account(account)
     full = sync.sync_account(account, full=True)
 
-    assert again.tasks_listed == 10 and again.tasks == 0
-    assert full.tasks_listed == 10 and full.tasks == 0 and full.gone == 0
+    assert again.tasks_listed == 10 and (again.jobs, again.tasks) == (0, 0)
+    assert full.tasks_listed == 10 and (full.jobs, full.tasks, full.gone) == (0, 0, 0)
+    assert mirrored_job(account).last_synced_at > first_seen, "checked, so its 'synced' time moves on"
