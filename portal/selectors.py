@@ -5,9 +5,10 @@ Nothing here writes, and nothing here counts the task table: counts come from Ba
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncHour
 from django.http import Http404
@@ -181,9 +182,8 @@ def _decode_cursor(cursor: str, model, sort: Sort, tiebreak: str) -> tuple[int, 
             if value is None:
                 raise BadCursor(cursor)
         tie = model._meta.get_field(tiebreak).to_python(tie)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
-        raise BadCursor(cursor) from exc
-    except Exception as exc:  # Django's ValidationError from to_python
+    except (ValueError, TypeError, ValidationError, binascii.Error) as exc:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors; to_python raises ValidationError.
         raise BadCursor(cursor) from exc
     return segment, value, tie
 
@@ -342,8 +342,6 @@ class Dashboard:
     recent_failures: list[Task]
     throughput: Throughput
     synced_at: datetime | None
-    accounts: int = 0
-    now: datetime = field(default_factory=timezone.now)
 
     @property
     def nodes(self) -> int:
@@ -434,7 +432,6 @@ def dashboard_data(*, user) -> Dashboard:
         pools=summaries, node_totals=node_totals, active_jobs=active_jobs, active_job_count=totals["jobs"],
         tasks_running=totals["running"] or 0, tasks_waiting=totals["waiting"] or 0,
         recent_failures=failures, throughput=tasks_finished_per_hour(now=now), synced_at=synced_at,
-        accounts=len(accounts), now=now,
     )
 
 
@@ -451,6 +448,16 @@ def pool_get(*, user, pk: int) -> Pool:
     return _checked(pool, user, pool.account_id)
 
 
+# Past this many nodes the table lists only the nodes that need a look; the heatmap still shows all.
+NODE_TABLE_LIMIT = 200
+HEALTHY_NODE_STATES = {NodeState.IDLE, NodeState.RUNNING, NodeState.CREATING, NodeState.STARTING,
+                       NodeState.WAITING_FOR_START_TASK}
+
+
+def node_needs_a_look(node: Node) -> bool:
+    return node.state not in HEALTHY_NODE_STATES or node.start_task_result == TaskResult.FAILURE
+
+
 @dataclass
 class PoolDetail:
     pool: Pool
@@ -460,6 +467,11 @@ class PoolDetail:
     start_task_failures: int
     jobs: list[Job]
     live: bool
+    table_nodes: list[Node]
+
+    @property
+    def nodes_not_in_table(self) -> int:
+        return len(self.nodes) - len(self.table_nodes)
 
 
 def pool_detail(*, pool: Pool) -> PoolDetail:
@@ -478,6 +490,7 @@ def pool_detail(*, pool: Pool) -> PoolDetail:
         start_task_failures=sum(1 for node in nodes if node.start_task_result == TaskResult.FAILURE
                                 or node.state == NodeState.START_TASK_FAILED),
         jobs=jobs, live=pool_is_live(pool),
+        table_nodes=nodes if len(nodes) <= NODE_TABLE_LIMIT else [n for n in nodes if node_needs_a_look(n)],
     )
 
 

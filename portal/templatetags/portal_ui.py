@@ -77,9 +77,10 @@ def progress(job) -> selectors.Progress:
 
 
 @register.inclusion_tag("includes/synced.html")
-def synced(at: datetime | None, what: str = "Synced"):
-    """'Synced 4 s ago' from a last_synced_at, marked stale when the sync has fallen behind."""
-    return {"at": at, "what": what, "stale": selectors.sync_is_stale(at)}
+def synced(at: datetime | None, what: str = "Synced", live: bool = True):
+    """'Synced 4 s ago' from a last_synced_at, marked stale when the sync has fallen behind on
+    something that can still change (a finished job is not synced again, and that is fine)."""
+    return {"at": at, "what": what if live else "Last synced", "stale": live and selectors.sync_is_stale(at)}
 
 
 @register.filter

@@ -11,7 +11,7 @@ from portal.views.common import partial_for, render_page
 @login_required
 def pool_list(request):
     pools = selectors.pool_list(user=request.user)
-    synced_at = min((p.pool.last_synced_at for p in pools if p.live and p.pool.last_synced_at), default=None)
+    synced_at = selectors.accounts_synced_at(selectors.visible_account_ids(request.user))
     context = {"pools": pools, "synced_at": synced_at}
     return render_page(request, "pools/list.html", context, partial_for(request, {}, default="live"))
 

@@ -161,6 +161,19 @@ def test_job_detail_polls_while_the_job_runs_and_stops_when_it_completes(signed_
     assert POLL not in text(signed_in.get(reverse("job_detail", args=[gone.pk])))
 
 
+def test_only_a_job_that_can_still_change_is_called_out_of_date(signed_in):
+    long_ago = timezone.now() - timedelta(hours=3)
+    running = JobFactory(last_synced_at=long_ago, tasks_synced_at=long_ago)
+    done = JobFactory(state=JobState.COMPLETED, last_synced_at=long_ago, tasks_synced_at=long_ago)
+
+    running_page = text(signed_in.get(reverse("job_detail", args=[running.pk])))
+    done_page = text(signed_in.get(reverse("job_detail", args=[done.pk])))
+
+    assert running_page.count("may be out of date") == 2  # the job and its tasks
+    assert "may be out of date" not in done_page
+    assert "Last synced" in done_page and "3 h ago" in done_page
+
+
 def test_job_detail_htmx_partials_render_only_their_part(signed_in):
     job = JobFactory(job_id="partial-job", task_active=1)
     TaskFactory(job=job, task_id="only-task")

@@ -98,6 +98,19 @@ def test_pool_detail_heatmap_has_one_square_per_node_coloured_by_state(signed_in
     assert "1 node that left the pool" in page and 'href="#node-tvm-left"' not in page
 
 
+def test_a_big_pool_lists_only_the_nodes_that_need_a_look_but_shows_every_square(signed_in):
+    pool = PoolFactory()
+    NodeFactory.create_batch(205, pool=pool, state=NodeState.RUNNING)
+    NodeFactory(pool=pool, node_id="tvm-offline", state=NodeState.OFFLINE)
+    NodeFactory(pool=pool, node_id="tvm-bad-start", state=NodeState.IDLE, start_task_result="failure")
+
+    page = text(signed_in.get(reverse("pool_detail", args=[pool.pk])))
+
+    assert page.count('<a class="cell ') == 207
+    assert re.findall(r'<tr id="node-([^"]+)"', page) == ["tvm-bad-start", "tvm-offline"]
+    assert "205 idle, running or starting nodes with a good start task are not listed" in page
+
+
 def test_pool_detail_lists_the_active_jobs_on_the_pool(signed_in):
     pool = PoolFactory(pool_id="render")
     JobFactory(job_id="on-this-pool", pool_id="render", task_active=3)
