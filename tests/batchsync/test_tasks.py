@@ -106,10 +106,12 @@ def test_sync_job_tasks_task_skips_a_job_that_is_gone(configured, localbatch):
     assert job.tasks_synced_at is None
 
 
-def test_every_scheduled_task_is_registered_and_routed_to_the_sync_queue():
+def test_every_scheduled_task_is_registered_and_the_sync_runs_on_the_sync_queue():
     schedule = app.conf.beat_schedule
-    assert schedule, "beat has something to run"
     for entry in schedule.values():
         assert entry["task"] in app.tasks
-        assert app.amqp.router.route({}, entry["task"])["queue"].name == "sync"
-    assert {entry.get("kwargs", {}).get("full", False) for entry in schedule.values()} == {False, True}
+    syncs = [entry for entry in schedule.values() if entry["task"] == "batchsync.sync_all_accounts"]
+    assert {entry.get("kwargs", {}).get("full", False) for entry in syncs} == {False, True}, \
+        "an incremental pass and a full reconcile"
+    for name in ("batchsync.sync_all_accounts", "batchsync.sync_account", "batchsync.sync_job_tasks"):
+        assert app.amqp.router.route({}, name)["queue"].name == "sync"
