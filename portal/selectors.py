@@ -448,6 +448,7 @@ def pool_get(*, user, pk: int) -> Pool:
     return _checked(pool, user, pool.account_id)
 
 
+GONE_NODES_SHOWN = 50
 # Past this many nodes the table lists only the nodes that need a look; the heatmap still shows all.
 NODE_TABLE_LIMIT = 200
 HEALTHY_NODE_STATES = {NodeState.IDLE, NodeState.RUNNING, NodeState.CREATING, NodeState.STARTING,
@@ -470,14 +471,18 @@ class PoolDetail:
     table_nodes: list[Node]
 
     @property
+    def more_gone_nodes(self) -> bool:
+        return len(self.gone_nodes) >= GONE_NODES_SHOWN
+
+    @property
     def nodes_not_in_table(self) -> int:
         return len(self.nodes) - len(self.table_nodes)
 
 
 def pool_detail(*, pool: Pool) -> PoolDetail:
-    nodes, gone = [], []
-    for node in Node.objects.filter(pool=pool).order_by("node_id"):
-        (gone if node.gone_at else nodes).append(node)
+    nodes = list(Node.objects.filter(pool=pool, gone_at__isnull=True).order_by("node_id"))
+    # Nodes that left pile up over months of autoscaling; the page keeps the latest as history.
+    gone = list(Node.objects.filter(pool=pool, gone_at__isnull=False).order_by("-gone_at", "node_id")[:GONE_NODES_SHOWN])
     counts: dict[str, int] = {}
     for node in nodes:
         counts[node.state] = counts.get(node.state, 0) + 1

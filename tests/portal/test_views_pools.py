@@ -111,6 +111,19 @@ def test_a_big_pool_lists_only_the_nodes_that_need_a_look_but_shows_every_square
     assert "205 idle, running or starting nodes with a good start task are not listed" in page
 
 
+def test_pool_detail_keeps_the_latest_nodes_that_left_as_history(signed_in):
+    pool = PoolFactory()
+    NodeFactory(pool=pool)
+    left = timezone.now() - timedelta(days=1)
+    for i in range(55):
+        NodeFactory(pool=pool, node_id=f"left-{i:02d}", gone_at=left + timedelta(minutes=i))
+
+    page = text(signed_in.get(reverse("pool_detail", args=[pool.pk])))
+
+    assert "The latest 50 nodes that left the pool" in page
+    assert "left-54" in page and "left-05" in page and "left-04" not in page
+
+
 def test_pool_detail_lists_the_active_jobs_on_the_pool(signed_in):
     pool = PoolFactory(pool_id="render")
     JobFactory(job_id="on-this-pool", pool_id="render", task_active=3)
