@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from portal import selectors
 from portal.models import JobState, NodeState, TaskState
-from tests.factories import BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory
+from tests.factories import BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +32,12 @@ def test_anonymous_is_sent_to_login(client):
 
     assert response.status_code == 302
     assert response.url == f"{reverse('login')}?next=/"
+
+
+def test_an_inactive_user_is_treated_as_signed_out(client):
+    client.force_login(UserFactory(is_active=False))
+
+    assert client.get(reverse("dashboard")).status_code == 302
 
 
 def test_dashboard_shows_pools_with_nodes_by_state(signed_in):
