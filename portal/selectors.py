@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import TruncHour
+from django.db.models.functions import Coalesce, TruncHour
 from django.http import Http404
 from django.utils import timezone
 
@@ -189,13 +189,18 @@ def _decode_cursor(cursor: str, model, sort: Sort, tiebreak: str) -> tuple[int, 
 
 
 def keyset_page(queryset, *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
-                after: str | None = None, before: str | None = None) -> Page:
+                after: str | None = None, before: str | None = None, sort_index: bool = True) -> Page:
     """One page of `queryset` in `sort` order, after or before a cursor, without OFFSET or COUNT.
 
     A nullable sort field splits the order into two segments, rows with a value (ordered by value,
     then tiebreak) and rows without (ordered by tiebreak), both in the sort's direction. Each
     segment is one range scan of an index on (filter…, field, tiebreak), so a page deep into
-    100,000 rows costs what the first page costs. A cursor holds (segment, value, tiebreak)."""
+    100,000 rows costs what the first page costs. A cursor holds (segment, value, tiebreak).
+
+    `sort_index=False` says the filters match few rows: the order is then written so that no index
+    can produce it, and the database reads the few rows from the filter's index and sorts them.
+    Otherwise PostgreSQL may walk the whole sort index looking for them: it assumes the filter's
+    rows are spread evenly along the sort, and running tasks, say, all sit at its far end."""
     model = queryset.model
     segments = [0] if sort.field is None else [0, 1]
     backwards = bool(before) and not after
@@ -226,8 +231,12 @@ def keyset_page(queryset, *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
             else:
                 qs = qs.filter(Q(**{f"{sort.field}__gte": value}),
                                Q(**{f"{sort.field}__gt": value}) | Q(**{f"{tiebreak}__gt": tie}))
-        prefix = "-" if descending else ""
-        return qs.order_by(f"{prefix}{sort.field}", f"{prefix}{tiebreak}")
+        if sort_index:
+            prefix = "-" if descending else ""
+            return qs.order_by(f"{prefix}{sort.field}", f"{prefix}{tiebreak}")
+        # COALESCE(x, x) sorts as x does (x is never null here) but matches no index.
+        key = Coalesce(F(sort.field), F(sort.field))
+        return qs.order_by(key.desc() if descending else key.asc(), f"-{tiebreak}" if descending else tiebreak)
 
     def fetch(reverse: bool, start) -> tuple[list, bool]:
         order = list(reversed(segments)) if reverse else segments
@@ -251,7 +260,7 @@ def keyset_page(queryset, *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
         rows.reverse()
         if not more_before:
             # Back at the start: show a full first page, not the remainder of a short one.
-            return keyset_page(queryset, sort=sort, tiebreak=tiebreak, size=size)
+            return keyset_page(queryset, sort=sort, tiebreak=tiebreak, size=size, sort_index=sort_index)
         return Page(rows, next_cursor=position_of(rows[-1]) if rows else None,
                     prev_cursor=position_of(rows[0]) if rows else None, first=False)
     rows, more_after = fetch(reverse=False, start=position)
@@ -628,7 +637,27 @@ def task_list(*, job: Job, filters: TaskFilters, after: str | None = None, befor
         tasks = tasks.filter(exit_code=filters.exit_code)
     if filters.q:
         tasks = tasks.filter(Q(task_id__icontains=filters.q) | Q(display_name__icontains=filters.q))
-    return keyset_page(tasks, sort=filters.sort, tiebreak="task_id", size=size, after=after, before=before)
+    bound = _matching_tasks_at_most(job, filters)
+    return keyset_page(tasks, sort=filters.sort, tiebreak="task_id", size=size, after=after, before=before,
+                       sort_index=bound is None or bound > FEW_TASKS)
+
+
+# Up to this many matching tasks, fetching them all from the filter's index and sorting them is cheap.
+FEW_TASKS = 5_000
+
+
+def _matching_tasks_at_most(job: Job, filters: TaskFilters) -> int | None:
+    """An upper bound on the tasks the filters match, from Batch's counts on the job (None: unknown)."""
+    bounds = []
+    if filters.state:
+        bounds.append({TaskState.ACTIVE: job.task_active, TaskState.RUNNING: job.task_running,
+                       # Batch counts preparing tasks as running.
+                       TaskState.PREPARING: job.task_running,
+                       TaskState.COMPLETED: job.task_completed}.get(filters.state))
+    if filters.failed:
+        bounds.append(job.task_failed)
+    bounds = [b for b in bounds if b is not None]
+    return min(bounds) if bounds else None
 
 
 def task_get(*, user, pk: int) -> Task:

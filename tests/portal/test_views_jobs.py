@@ -265,17 +265,26 @@ def test_task_pages_list_every_task_once_in_order_under_each_sort(signed_in, sor
     assert back_pages == list(reversed(pages))
 
 
-def test_task_pages_with_filters_and_sort_walk_only_the_matching_tasks(signed_in):
-    job = JobFactory()
+# Batch's counts decide whether the page sorts from the sort's index or from the filter's (few
+# matching tasks); both ways must give the same pages.
+@pytest.mark.parametrize("batch_counts", [0, 100_000])
+@pytest.mark.parametrize("params, matches", [
+    ("failed=1&sort=-duration", lambda t: t.result == TaskResult.FAILURE),
+    ("state=running&sort=start", lambda t: t.state == TaskState.RUNNING),
+    ("state=completed&sort=-end", lambda t: t.state == TaskState.COMPLETED),
+])
+def test_task_pages_with_filters_and_sort_walk_only_the_matching_tasks(signed_in, params, matches, batch_counts):
+    job = JobFactory(task_failed=batch_counts, task_running=batch_counts, task_completed=batch_counts)
     tasks = make_tasks(job)
-    failed = [t for t in tasks if t.result == TaskResult.FAILURE]
     url = reverse("job_detail", args=[job.pk])
 
-    pages, _ = walk(signed_in, url, f"{url}?failed=1&sort=-duration")
-    seen = [pk for p in pages for pk in p]
+    pages, last_url = walk(signed_in, url, f"{url}?{params}")
+    back_pages, _ = walk(signed_in, url, last_url, link=PREV)
 
-    assert seen == expected_order(failed, "-duration")
-    assert len(seen) > 10
+    wanted = [t for t in tasks if matches(t)]
+    assert [pk for p in pages for pk in p] == expected_order(wanted, params.rsplit("sort=", 1)[1])
+    assert back_pages == list(reversed(pages))
+    assert len(wanted) > 10
 
 
 def test_a_bad_cursor_shows_the_first_page(signed_in):
