@@ -82,3 +82,27 @@ def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
     page.get_by_role("heading", name="render-pool").wait_for()
     assert page.locator(".heatmap .cell").count() == 2
     page.screenshot(path=f"{SCREENSHOTS}/portal-pool.png", full_page=True)
+
+
+def test_a_poll_of_the_task_table_keeps_the_keyboard_focus(page, live_server, django_user_model):
+    from tests.factories import JobFactory, TaskFactory
+
+    job = JobFactory(job_id="focus-job", task_running=3)
+    tasks = TaskFactory.create_batch(3, job=job, state="running")
+    django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("correct horse battery staple")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    page.goto(f"{live_server.url}/jobs/{job.pk}/")
+
+    link = f"task-{tasks[1].pk}"
+    page.focus(f"#{link}")
+    # Mark the table as it is now, to tell afterwards that a poll replaced it.
+    page.evaluate("document.getElementById('tasks').dataset.before = 'yes'")
+    with page.expect_response(lambda r: r.request.headers.get("hx-target") == "tasks", timeout=10_000):
+        pass
+    page.wait_for_function("!document.getElementById('tasks').dataset.before")
+
+    assert page.evaluate("document.activeElement.id") == link
