@@ -6,6 +6,7 @@ import fcntl
 import functools
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -21,18 +22,19 @@ KEY_PREFIX = "batchsync:lock:"
 
 
 @contextmanager
-def hold(name: str, *, ttl: float = 600) -> Iterator[bool]:
-    """Try to take the lock `name` without waiting; yield whether this caller got it, release it after.
+def hold(name: str, *, ttl: float = 600, wait: float = 0.0) -> Iterator[bool]:
+    """Try to take the lock `name`, waiting up to `wait` seconds for its holder; yield whether this
+    caller got it, and release it after.
 
     The lock expires after `ttl` seconds, so a worker killed while holding it blocks the next run for
     no longer than that. Work done under a lock must therefore stay correct should it outlive the lock
     (the sync's upserts never go back in time and its watermarks only move forward)."""
     lock = _redis_lock(name, ttl)
     if lock is None:
-        with _file_lock(name) as acquired:
+        with _file_lock(name, wait) as acquired:
             yield acquired
         return
-    acquired = lock.acquire(blocking=False)
+    acquired = lock.acquire(blocking=wait > 0, blocking_timeout=wait or None)
     try:
         yield acquired
     finally:
@@ -77,18 +79,23 @@ def _warn_fallback(url: str, reason: str) -> None:
 
 
 @contextmanager
-def _file_lock(name: str) -> Iterator[bool]:
+def _file_lock(name: str, wait: float) -> Iterator[bool]:
     # flock is released by the kernel when the process dies, so no expiry is needed here.
     folder = settings.VAR_DIR / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     # VAR_DIR belongs to one installation, and so to one database: the name alone is enough here.
     fd = os.open(folder / f"{quote(name, safe='')}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.1)
         try:
             yield True
         finally:

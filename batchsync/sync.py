@@ -38,6 +38,9 @@ SKEW = timedelta(minutes=5)
 UPSERT_BATCH = 2000
 # The job's tasks keep being synced this long after the job completed, for late-visible final states.
 AFTER_COMPLETION = SKEW
+# A full pass waits this long for an incremental pass holding the same lock, rather than skipping: both
+# are scheduled on round seconds, so a skipping reconcile could lose to the incremental every time.
+FULL_PASS_WAITS = 120.0
 
 T = TypeVar("T")
 
@@ -86,8 +89,8 @@ def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = Tru
         stats += sync_jobs(account, full=full, gateway=gw, retry=retry)
         if tasks:
             for job in jobs_needing_task_sync(account):
-                sync = reconcile_job_tasks if full else sync_job_tasks
-                stats += sync(job, gateway=gw, retry=retry)
+                task_pass = reconcile_job_tasks if full else sync_job_tasks
+                stats += task_pass(job, gateway=gw, retry=retry)
     BatchAccount.objects.filter(pk=account.pk).update(last_synced_at=timezone.now())
     stats.seconds = time.monotonic() - started
     # Every few seconds from beat: say it at INFO only when something changed.
@@ -149,7 +152,7 @@ def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGatewa
     """Jobs changed since the newest change the mirror has (or all, with `full`, which also marks deleted
     jobs gone), then Batch's task counts for every job that is not finished."""
     stats = SyncStats()
-    with locks.hold(f"account:{account.pk}:jobs", ttl=300) as acquired:
+    with locks.hold(f"account:{account.pk}:jobs", ttl=300, wait=FULL_PASS_WAITS if full else 0) as acquired:
         if not acquired:
             stats.busy.append(f"jobs of account {account.name}")
             return stats
@@ -213,7 +216,7 @@ def reconcile_job_tasks(job: Job, *, gateway: BatchGateway | None = None, retry:
 def _sync_tasks(job: Job, *, full: bool, gateway: BatchGateway | None, retry: RetryPolicy,
                 page_size: int) -> SyncStats:
     stats = SyncStats()
-    with locks.hold(f"job:{job.pk}:tasks", ttl=900) as acquired:
+    with locks.hold(f"job:{job.pk}:tasks", ttl=900, wait=FULL_PASS_WAITS if full else 0) as acquired:
         if not acquired:
             stats.busy.append(f"tasks of job {job.job_id}")
             return stats

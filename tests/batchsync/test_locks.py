@@ -1,6 +1,7 @@
 """batchsync.locks with the real Redis at REDIS_URL, and the file fallback when no Redis answers."""
 
 import multiprocessing
+import threading
 import uuid
 
 import pytest
@@ -80,6 +81,48 @@ def test_an_expired_lock_can_be_taken_and_its_old_holder_does_not_release_the_ne
     second.__exit__(None, None, None)
     with locks.hold(name) as fourth:
         assert fourth
+
+
+class Holder(threading.Thread):
+    """Holds the lock in another thread until told to let go; `letting_go` is set just before it does."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name_, self.held, self.release, self.letting_go = name, threading.Event(), threading.Event(), \
+            threading.Event()
+        self.start()
+        assert self.held.wait(10)
+
+    def run(self):
+        with locks.hold(self.name_) as acquired:
+            assert acquired
+            self.held.set()
+            self.release.wait(30)
+            self.letting_go.set()
+
+
+@pytest.mark.parametrize("backend", ["redis", "file"])
+def test_a_waiting_caller_gets_the_lock_once_its_holder_is_done(real_redis, settings, tmp_path, name, backend):
+    if backend == "file":
+        settings.REDIS_URL, settings.DEBUG, settings.VAR_DIR = NO_REDIS, True, tmp_path
+    holder = Holder(name)
+    threading.Timer(0.5, holder.release.set).start()
+
+    with locks.hold(name, wait=30) as acquired:
+        assert acquired and holder.letting_go.is_set(), "it got the lock once the holder let go, not before"
+    holder.join()
+
+
+@pytest.mark.parametrize("backend", ["redis", "file"])
+def test_a_caller_gives_up_when_the_wait_is_over(real_redis, settings, tmp_path, name, backend):
+    if backend == "file":
+        settings.REDIS_URL, settings.DEBUG, settings.VAR_DIR = NO_REDIS, True, tmp_path
+    holder = Holder(name)
+
+    with locks.hold(name, wait=0.2) as acquired:
+        assert not acquired
+    holder.release.set()
+    holder.join()
 
 
 def test_without_redis_in_debug_a_file_lock_excludes_a_second_holder(settings, tmp_path, name):

@@ -1,6 +1,7 @@
 """batchsync.sync against a real localbatch through the real SDK, into the real database."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -431,3 +432,28 @@ def test_an_unchanged_pass_writes_nothing(account, gateway):
     assert again.tasks_listed == 10 and (again.jobs, again.tasks) == (0, 0)
     assert full.tasks_listed == 10 and (full.jobs, full.tasks, full.gone) == (0, 0, 0)
     assert mirrored_job(account).last_synced_at > first_seen, "checked, so its 'synced' time moves on"
+
+
+def test_a_full_pass_waits_for_a_busy_lock_instead_of_skipping(account, gateway):
+    # The incremental and the full pass are scheduled on round seconds; a skipping full pass could lose
+    # the race to the incremental one every time and never reconcile.
+    make_pool(gateway, "pool-1", nodes=0)
+    gateway.create_job(JobSpec(id="job-1", pool_id="pool-1"))
+    add_tasks(gateway, "job-1", 3)
+    sync.sync_jobs(account)
+    job = mirrored_job(account)
+    held, letting_go = threading.Event(), threading.Event()
+
+    def incremental_pass_in_progress():
+        with locks.hold(f"job:{job.pk}:tasks"):
+            held.set()
+            time.sleep(0.5)
+            letting_go.set()
+
+    holder = threading.Thread(target=incremental_pass_in_progress)
+    holder.start()
+    held.wait(10)
+    stats = sync.reconcile_job_tasks(job)
+    holder.join()
+
+    assert letting_go.is_set() and stats.busy == [] and stats.tasks == 3
