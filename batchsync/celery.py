@@ -25,7 +25,8 @@ app.conf.update(
     task_default_queue="sync",
     task_create_missing_queues=True,
     broker_connection_retry_on_startup=True,
-    task_routes={"batchsync.sync_*": {"queue": "sync"}},
+    task_routes={"batchsync.sync_*": {"queue": "sync"}, "batchsync.submit_*": {"queue": "submit"},
+                 "batchsync.redrive_*": {"queue": "submit"}},
     # A static schedule, run by exactly one beat. Each run expires when the next one is due: a backlog
     # (worker down, Redis restarted) then collapses into one pass instead of a burst of stale ones.
     beat_schedule={
@@ -36,6 +37,12 @@ app.conf.update(
         },
         # Lists every job and task of the jobs still changing: catches deletions and anything the
         # incremental passes missed.
+        # Submissions whose doorbell was lost (Redis restarted, worker killed) or whose retry is due.
+        "redrive-submissions-every-30s": {
+            "task": "batchsync.redrive_submissions",
+            "schedule": 30.0,
+            "options": {"expires": 30.0, "queue": "submit"},
+        },
         "reconcile-every-5min": {
             "task": "batchsync.sync_all_accounts",
             "schedule": 300.0,

@@ -6,7 +6,7 @@ from celery import shared_task
 
 from portal.models import BatchAccount, Job
 
-from . import accounts, sync
+from . import accounts, submit, sync
 
 
 @shared_task(name="batchsync.sync_all_accounts")
@@ -35,3 +35,16 @@ def sync_job_tasks_task(job_pk: int, full: bool = False) -> None:
     if job is None:
         return
     (sync.reconcile_job_tasks if full else sync.sync_job_tasks)(job)
+
+
+@shared_task(name="batchsync.submit_submission")
+def submit_submission_task(submission_id: int) -> None:
+    """Take one submission further towards Batch; a no-op if it is final or another run holds it."""
+    submit.submit_submission(submission_id)
+
+
+@shared_task(name="batchsync.redrive_submissions")
+def redrive_submissions_task() -> None:
+    """Beat's safety net: enqueue the unfinished submissions whose message was lost or whose worker died."""
+    submit.redrive_submissions()
+    submit.link_submitted_jobs()

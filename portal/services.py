@@ -1,4 +1,5 @@
-"""User-initiated writes, named `<entity>_<action>`: creating, resizing and deleting Batch pools.
+"""User-initiated writes, named `<entity>_<action>`: creating, resizing and deleting Batch pools; job template
+versions and submissions.
 
 Each checks the user's permission and its input, asks Batch through the gateway, and turns Batch's refusals into
 `PoolActionError`s whose message says what happened and what to do."""
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
+from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -197,3 +200,174 @@ def _request_sync(account_pk: int) -> None:
         sync_account_task.delay(account_pk)
     except Exception:
         logger.warning("could not enqueue a sync of account %s after a pool action", account_pk, exc_info=True)
+
+
+# --- submissions (the submission issue) ---------------------------------------------------------------------
+
+WRITE_COMMAND_LINES = "portal.write_command_lines"
+
+
+class SubmissionError(Exception):
+    """A submission was not made; `message` is for the person, `field_errors` maps parameter names to words.
+    Nothing was written and nothing was sent to Batch."""
+
+    def __init__(self, message: str, *, field_errors: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field_errors = field_errors or {}
+
+
+def can_write_command_lines(user) -> bool:
+    return bool(user and user.is_active and user.has_perm(WRITE_COMMAND_LINES))
+
+
+def job_template_version_create(*, user, template, spec: dict):
+    """A new version of `template` with the next number; the spec is checked first (SubmissionError lists what is
+    wrong). Writing a command line is writing code that runs on the pool, so it needs portal.write_command_lines."""
+    from portal.models import JobTemplateVersion
+    from portal.templating import SpecError, parse_spec
+
+    if not can_write_command_lines(user):
+        raise PermissionDenied("Writing job templates needs the portal.write_command_lines permission.")
+    try:
+        parse_spec(spec)
+    except SpecError as exc:
+        raise SubmissionError("The template spec has problems: " + "; ".join(exc.problems)) from None
+    with transaction.atomic():
+        # Locks the template row, so two editors saving at once get consecutive numbers instead of an error.
+        type(template).objects.select_for_update().get(pk=template.pk)
+        latest = template.versions.order_by("-number").values_list("number", flat=True).first() or 0
+        version = JobTemplateVersion.objects.create(template=template, number=latest + 1, spec=spec, created_by=user)
+        _record_submission_action(user=user, action="job_template.version_create", target=str(version),
+                                  details={"template_id": template.pk, "number": version.number})
+    return version
+
+
+@dataclass(frozen=True)
+class PreparedSubmission:
+    """A submission checked and ready to write: what `submission_prepare` returns for the preview page."""
+    template_version: object
+    values: dict
+    files: dict
+    rows: list | None
+    command_line: str | None     # None: the template's own
+    preview: object              # portal.templating.Preview; .summary is the sentence to show
+
+
+def submission_prepare(*, user, template_version, parameters: dict, uploaded_files=None, parent=None,
+                       command_line: str | None = None) -> PreparedSubmission:
+    """Check everything `submission_create` would, without writing anything: the preview page calls this.
+    SubmissionError says what the person must fix."""
+    from portal import templating
+    from portal.models import Submission
+
+    if not (user and user.is_authenticated and user.is_active):
+        raise PermissionDenied("Submitting needs a signed-in, active account.")
+    version = _offered_version(template_version, parent=parent)
+    if parent is not None:
+        if not isinstance(parent, Submission) or not (parent.submitted_by_id == user.pk or user.is_staff):
+            raise SubmissionError("You can only re-run your own submissions.")
+    spec = version.parsed
+    if command_line is not None and command_line.strip() == spec.command_line.strip():
+        command_line = None
+    if command_line is not None:
+        if not can_write_command_lines(user):
+            raise PermissionDenied("Writing your own command line needs the portal.write_command_lines permission.")
+        placeholders = {p.name for p in spec.parameters} | ({spec.fan_out.placeholder} - {None})
+        problems = templating.command_line_problems(command_line, placeholders,
+                                                    csv_columns=spec.fan_out.kind == "csv")
+        if not command_line.strip() or problems:
+            raise SubmissionError("The command line cannot be used: " + (" ".join(problems) or "it is empty."),
+                                  field_errors={"command_line": " ".join(problems) or "Give a command line."})
+    try:
+        values, files = templating.clean_values(spec, parameters or {}, uploaded_files or {})
+        rows = None
+        if spec.fan_out.kind == "csv":
+            table = files.get(spec.fan_out.parameter, ())
+            if not table or table[0].content is None:
+                raise templating.ParameterErrors({spec.fan_out.parameter: "upload the CSV file the tasks are made "
+                                                                          "from."})
+            rows = templating.parse_csv(spec.fan_out.parameter, table[0].content)
+            missing = templating.missing_csv_columns(spec, rows, command_line)
+            if missing:
+                raise templating.ParameterErrors({spec.fan_out.parameter: "the CSV file has no column named "
+                                                                          + ", ".join(missing) + "."})
+    except templating.ParameterErrors as exc:
+        raise SubmissionError("Some values need fixing; nothing was submitted.", field_errors=exc.errors) from None
+    preview = templating.preview(spec, values, files, rows)
+    if preview.task_count == 0:
+        raise SubmissionError("These values create no tasks; nothing was submitted. Check the inputs.")
+    if preview.task_count > templating.MAX_TASKS:
+        raise SubmissionError(f"These values create {preview.task_count:,} tasks; the most one submission may "
+                              f"create is {templating.MAX_TASKS:,}. Nothing was submitted; split the work.")
+    return PreparedSubmission(template_version=version, values=values, files=files, rows=rows,
+                              command_line=command_line, preview=preview)
+
+
+def submission_create(*, user, template_version, parameters: dict, uploaded_files=None, parent=None,
+                      command_line: str | None = None):
+    """Record a submission (the outbox row) and, once it is committed, ask a worker to send it to Batch.
+
+    `template_version` is a JobTemplateVersion or its id, as the form posted it; it must be the template's current
+    version (or the parent's, for a re-run) of an active template. `uploaded_files` maps file parameters to
+    portal.templating.InputFile lists. Raises SubmissionError (nothing written, nothing enqueued) or
+    PermissionDenied."""
+    from batchsync.accounts import default_account
+    from portal.models import Submission
+
+    prepared = submission_prepare(user=user, template_version=template_version, parameters=parameters,
+                                  uploaded_files=uploaded_files, parent=parent, command_line=command_line)
+    version, preview = prepared.template_version, prepared.preview
+    public_id = uuid.uuid4()
+    account = default_account()
+    with transaction.atomic():
+        submission = Submission.objects.create(
+            public_id=public_id, account=account, template_version=version, submitted_by=user, parent=parent,
+            parameters=prepared.values,
+            inputs={name: [{"name": f.name, "url": f.url, "size": f.size} for f in given]
+                    for name, given in prepared.files.items()},
+            csv_rows=prepared.rows or [], command_line=prepared.command_line or "",
+            # Ids derive from the row: a retry that finds the job already there knows it is its own. Lower case,
+            # because Batch ids are case-insensitive.
+            job_id=f"sub-{public_id.hex}", total_tasks=preview.task_count)
+        _record_submission_action(user=user, action="submission.create", target=submission.job_id,
+                                  details={"template_version_id": version.pk, "tasks": preview.task_count,
+                                           "parent": parent.job_id if parent else None})
+        transaction.on_commit(lambda: _request_submit(submission.pk))
+    return submission
+
+
+def _offered_version(template_version, *, parent):
+    from portal.models import JobTemplateVersion
+
+    pk = template_version.pk if isinstance(template_version, JobTemplateVersion) else template_version
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        pk = None
+    version = (JobTemplateVersion.objects.select_related("template").filter(pk=pk, template__is_active=True).first()
+               if pk is not None else None)
+    if version is None:
+        raise SubmissionError("That template is not offered any more, or the form was changed; nothing was "
+                              "submitted. Open the template list and start again.")
+    current = version.template.current_version()
+    if version.pk != current.pk and not (parent is not None and parent.template_version_id == version.pk):
+        raise SubmissionError(f"The template “{version.template.name}” has changed since the form was opened; "
+                              "nothing was submitted. Reload the form to use the current version.")
+    return version
+
+
+def _record_submission_action(*, user, action: str, target: str, details: dict) -> None:
+    """Integration point for the audit history, like `_record_action` for pools: called inside the transaction
+    that makes the change. Intentionally empty until the audit issue lands."""
+
+
+def _request_submit(submission_pk: int) -> None:
+    # The fast path only: if the broker is down the row is still there, and the re-driver sends it.
+    try:
+        from batchsync.tasks import submit_submission_task
+
+        submit_submission_task.delay(submission_pk)
+    except Exception:
+        logger.warning("could not enqueue submission %s; the re-driver will pick it up", submission_pk,
+                       exc_info=True)

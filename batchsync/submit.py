@@ -1,0 +1,298 @@
+"""Sends submissions to Batch: the only writer of a Submission's progress.
+
+`submit_submission` is a step machine — create the job, add its tasks chunk by chunk, let the job end by itself —
+that can be stopped anywhere and run again: ids derive from the submission, Batch's "already exists" is success,
+and every step is recorded with a conditional update under a lease, so two runs never both make progress.
+`redrive_submissions` finds what a lost message or a dead worker left unfinished."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from portal import templating
+from portal.models import UNFINISHED_SUBMISSION_STATES, Job, Submission, SubmissionState
+
+from .accounts import gateway_for
+from .gateway import (
+    AlreadyExists,
+    AuthFailed,
+    BatchGateway,
+    GatewayError,
+    NotFound,
+    Rejected,
+    Transient,
+)
+
+logger = logging.getLogger(__name__)
+
+# 2,000 tasks = 20 requests of 100, five full rounds of add_tasks' four threads: big enough that recording
+# progress costs little, small enough that a resumed submission repeats little.
+CHUNK_SIZE = 2_000
+# Our own time budget for one chunk (the SDK's create_tasks would retry a 5xx forever).
+CHUNK_BUDGET_SECONDS = 60.0
+# One run stops starting chunks after this and hands over to a fresh Celery task, so no task runs for long.
+RUN_BUDGET_SECONDS = 120.0
+# Transient failures retried with growing waits (2 s, 4 s, … capped at 5 min, with jitter): 15 attempts are
+# about 40 minutes of Batch being unreachable before the person is told it failed.
+MAX_ATTEMPTS = 15
+MAX_RETRY_DELAY_SECONDS = 300.0
+# An unfinished submission nobody holds and nothing touched for this long is re-driven.
+STALE_SECONDS = 30.0
+REDRIVE_BATCH = 500
+# The reason Batch records for a job stopped because its submission failed part-way.
+FAILED_TERMINATE_REASON = "SubmissionFailed"
+
+
+def lease_seconds() -> float:
+    """How long a run holds a submission without recording progress; longer than one chunk or one Batch call
+    with the SDK's retries. A worker that dies holding it delays the re-drive by at most this."""
+    return float(getattr(settings, "SUBMISSION_LEASE_SECONDS", 300))
+
+
+def chunk_size() -> int:
+    return int(getattr(settings, "SUBMISSION_CHUNK_SIZE", CHUNK_SIZE))
+
+
+def chunk_budget_seconds() -> float:
+    return float(getattr(settings, "SUBMISSION_CHUNK_BUDGET_SECONDS", CHUNK_BUDGET_SECONDS))
+
+
+class _LeaseLost(Exception):
+    """Another run took the submission over (our lease had expired); it carries on, this one stops."""
+
+
+class _Run:
+    """One run's hold on a submission: every write checks that the lease it set is still the row's."""
+
+    def __init__(self, submission: Submission, lease: timezone.datetime):
+        self.submission = submission
+        self.lease = lease
+
+    def advance(self, *, release: bool = False, expect: dict | None = None, **changes) -> None:
+        now = timezone.now()
+        new_lease = None if release else now + timedelta(seconds=lease_seconds())
+        updated = Submission.objects.filter(pk=self.submission.pk, lease_expires_at=self.lease, **(expect or {})).update(
+            lease_expires_at=new_lease, updated_at=now, **changes)
+        if updated != 1:
+            raise _LeaseLost()
+        self.lease = new_lease
+        for name, value in changes.items():
+            if not hasattr(value, "resolve_expression"):
+                setattr(self.submission, name, value)
+
+
+def submit_submission(submission_id: int) -> str | None:
+    """Take the submission one run further; returns its state after the run, or None if it was not ours to run
+    (final already, held by another run, or waiting for its next retry). Safe to call any number of times."""
+    run = _claim(submission_id)
+    if run is None:
+        return None
+    submission = run.submission
+    try:
+        if submission.attempts > MAX_ATTEMPTS:
+            _fail(run, None, f"Batch could not be reached for a long time ({MAX_ATTEMPTS} attempts); "
+                             f"{_progress(submission)}.", job_may_exist=submission.state != SubmissionState.PENDING)
+            return submission.state
+        with gateway_for(submission.account) as gateway:
+            _drive(run, gateway)
+    except _LeaseLost:
+        logger.info("submission %s: another run took over", submission.job_id)
+        return None
+    return submission.state
+
+
+def _claim(submission_id: int) -> _Run | None:
+    now = timezone.now()
+    lease = now + timedelta(seconds=lease_seconds())
+    claimed = (Submission.objects
+               .filter(pk=submission_id, state__in=UNFINISHED_SUBMISSION_STATES)
+               .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+               .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+               .update(lease_expires_at=lease, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now))
+    if claimed != 1:
+        return None
+    submission = Submission.objects.select_related("account", "template_version").get(pk=submission_id)
+    return _Run(submission, submission.lease_expires_at)
+
+
+def _drive(run: _Run, gateway: BatchGateway) -> None:
+    submission = run.submission
+    spec = submission.template_version.parsed
+    started = time.monotonic()
+    try:
+        if submission.state in (SubmissionState.PENDING, SubmissionState.CREATING_JOB):
+            run.advance(state=SubmissionState.CREATING_JOB)
+            try:
+                gateway.create_job(templating.job_spec(spec, job_id=submission.job_id, display_name=_display(submission)))
+            except AlreadyExists:
+                pass   # an earlier run of ours created it: the id holds the submission's uuid
+            run.advance(state=SubmissionState.ADDING_TASKS)
+
+        if submission.state == SubmissionState.ADDING_TASKS:
+            tasks = expand(submission, spec, start=submission.tasks_added)
+            while submission.tasks_added < submission.total_tasks:
+                if time.monotonic() - started > RUN_BUDGET_SECONDS:
+                    run.advance(release=True)
+                    _enqueue(submission.pk)
+                    return
+                chunk = [task for _, task in zip(range(chunk_size()), tasks)]
+                result = gateway.add_tasks(submission.job_id, chunk, budget_seconds=chunk_budget_seconds())
+                if result.failures:
+                    _fail(run, gateway, _refused_task_message(result.failures[0]), job_may_exist=True)
+                    return
+                # Conditional on the count this run read: a second run that somehow got here stops at once.
+                done = submission.tasks_added
+                run.advance(expect={"tasks_added": done}, tasks_added=done + len(chunk))
+            run.advance(state=SubmissionState.FINALIZING)
+
+        if submission.state == SubmissionState.FINALIZING:
+            try:
+                gateway.set_terminate_on_complete(submission.job_id)
+            except Rejected as exc:
+                # The job has ended already (a person terminated it): every task was added, nothing is left to do.
+                if exc.code not in ("JobCompleted", "JobTerminating"):
+                    raise
+            run.advance(release=True, state=SubmissionState.SUBMITTED, submitted_at=timezone.now(), error_message="")
+            link_submitted_jobs(submission.account_id)
+    except (Transient, AuthFailed) as exc:
+        _retry_later(run, exc)
+    except (Rejected, NotFound) as exc:
+        _fail(run, gateway, _refusal_message(submission, exc), job_may_exist=submission.state != SubmissionState.CREATING_JOB)
+    except GatewayError as exc:
+        # An answer we do not recognise (an unexpected status): as likely to pass as a 503, and bounded alike.
+        _retry_later(run, exc)
+
+
+def expand(submission: Submission, spec=None, *, start: int = 0):
+    """The submission's task specs from the `start`-th, exactly as every run sends them."""
+    spec = spec or submission.template_version.parsed
+    files = {name: tuple(templating.InputFile(name=f["name"], url=f["url"], size=f.get("size", 0)) for f in given)
+             for name, given in (submission.inputs or {}).items()}
+    return templating.expand_tasks(
+        spec, submission.parameters, files, rows=submission.csv_rows, command_line=submission.command_line or None,
+        output_container_url=getattr(settings, "SUBMISSION_OUTPUTS_CONTAINER_URL", "") or None,
+        logs_container_url=getattr(settings, "SUBMISSION_LOGS_CONTAINER_URL", "") or None,
+        job_id=submission.job_id, start=start)
+
+
+def _retry_later(run: _Run, exc: GatewayError) -> None:
+    submission = run.submission
+    if submission.attempts >= MAX_ATTEMPTS:
+        _fail(run, None, f"Batch could not be reached for a long time ({MAX_ATTEMPTS} attempts); "
+                         f"{_progress(submission)}.", job_may_exist=True)
+        return
+    delay = min(MAX_RETRY_DELAY_SECONDS, 2.0 ** submission.attempts) * random.uniform(0.5, 1.0)
+    delay = max(delay, getattr(exc, "retry_after", None) or 0.0)
+    logger.warning("submission %s: %s; retrying in %.0fs (attempt %s)", submission.job_id, exc, delay,
+                   submission.attempts)
+    reason = ("Batch refused the portal's credentials" if isinstance(exc, AuthFailed)
+              else "Batch is busy or could not be reached")
+    run.advance(release=True, next_attempt_at=timezone.now() + timedelta(seconds=delay),
+                error_message=f"{reason}; trying again shortly ({_progress(submission)} so far).")
+    _enqueue(submission.pk, countdown=delay)
+
+
+def _fail(run: _Run, gateway: BatchGateway | None, message: str, *, job_may_exist: bool) -> None:
+    submission = run.submission
+    logger.warning("submission %s failed: %s", submission.job_id, message)
+    if job_may_exist:
+        message += " " + _stop_job(submission, gateway)
+    run.advance(release=True, state=SubmissionState.FAILED, error_message=message)
+
+
+def _stop_job(submission: Submission, gateway: BatchGateway | None) -> str:
+    """Terminate a job left part-made, so that none of a failed submission runs; the words to say what happened."""
+    try:
+        if gateway is None:
+            with gateway_for(submission.account) as own:
+                own.terminate_job(submission.job_id, reason=FAILED_TERMINATE_REASON)
+        else:
+            gateway.terminate_job(submission.job_id, reason=FAILED_TERMINATE_REASON)
+    except NotFound:
+        return "No job was left in Batch."
+    except Rejected:
+        return f"The job {submission.job_id} had already ended."
+    except GatewayError:
+        logger.warning("submission %s: could not stop its job", submission.job_id, exc_info=True)
+        return (f"The job {submission.job_id} could not be stopped; terminate it from its page so that the tasks "
+                "already added do not run.")
+    return f"The job {submission.job_id} was stopped, so none of it runs; submit again once this is fixed."
+
+
+def _refused_task_message(failure) -> str:
+    if failure.code == "RequestBodyTooLarge":
+        return (f"Task {failure.id} is too large for Batch: one task may be at most 1 MB, counting its command "
+                "line, files and settings. Use shorter values or fewer files.")
+    reason = (failure.message or "no reason given").rstrip(". ")
+    return f"Batch refused task {failure.id}: {reason}."
+
+
+def _refusal_message(submission: Submission, exc: GatewayError) -> str:
+    reason = (exc.message or "no reason given").rstrip(". ")
+    if submission.state == SubmissionState.CREATING_JOB:
+        return (f"Batch refused to create the job: {reason}. Ask the owner of the template "
+                f"“{submission.template_version.template.name}” to check it.")
+    if isinstance(exc, NotFound) or exc.code in ("JobCompleted", "JobTerminating", "JobBeingDeleted"):
+        return (f"The job {submission.job_id} was ended or deleted in Batch before all its tasks were added "
+                f"({_progress(submission)}).")
+    return f"Batch refused the submission: {reason} ({_progress(submission)})."
+
+
+def _progress(submission: Submission) -> str:
+    return f"{submission.tasks_added:,} of {submission.total_tasks:,} tasks added"
+
+
+def _display(submission: Submission) -> str:
+    version = submission.template_version
+    who = submission.submitted_by.get_username() if submission.submitted_by_id else "unknown"
+    return f"{version.template.name} (v{version.number}) by {who}"
+
+
+def _enqueue(submission_pk: int, countdown: float | None = None) -> None:
+    # Redis is a doorbell, not the record: if this fails the re-driver finds the row.
+    from .tasks import submit_submission_task
+
+    try:
+        options = {"countdown": countdown} if countdown else {}
+        submit_submission_task.apply_async((submission_pk,), **options)
+    except Exception:
+        logger.warning("could not enqueue submission %s; the re-driver will", submission_pk, exc_info=True)
+
+
+def redrive_submissions() -> list[int]:
+    """Enqueue every unfinished submission nobody holds whose retry is due or that went quiet (its message lost,
+    its worker killed); returns their ids. Duplicates are harmless: a run claims the row or does nothing."""
+    now = timezone.now()
+    free = (Submission.objects.filter(state__in=UNFINISHED_SUBMISSION_STATES)
+            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)))
+    due = free.filter(next_attempt_at__lte=now)
+    stale = free.filter(next_attempt_at__isnull=True, updated_at__lt=now - timedelta(seconds=STALE_SECONDS))
+    ids = sorted(set(due.values_list("pk", flat=True)[:REDRIVE_BATCH])
+                 | set(stale.values_list("pk", flat=True)[:REDRIVE_BATCH]))
+    from .tasks import submit_submission_task
+
+    for pk in ids:
+        try:
+            # Expires before the next re-drive, so a backed-up queue does not fill with copies.
+            submit_submission_task.apply_async((pk,), expires=STALE_SECONDS * 2)
+        except Exception:
+            logger.warning("could not enqueue submission %s", pk, exc_info=True)
+            break
+    return ids
+
+
+def link_submitted_jobs(account_id: int | None = None) -> int:
+    """Record who submitted each mirrored job that came from a submission (the sync creates the mirror row)."""
+    jobs = Job.objects.filter(submitted_by__isnull=True, job_id__startswith="sub-")
+    if account_id is not None:
+        jobs = jobs.filter(account_id=account_id)
+    matching = Submission.objects.filter(account_id=OuterRef("account_id"), job_id=OuterRef("job_id"),
+                                         submitted_by__isnull=False)
+    return jobs.filter(Exists(matching)).update(submitted_by=Subquery(matching.values("submitted_by")[:1]))

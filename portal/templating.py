@@ -1,0 +1,741 @@
+"""Job templates as data: checking a template's spec, checking a person's values against its parameters, and
+turning both into the exact job and task specs sent to Batch. Pure: no database, no network.
+
+Safety rule: a value never reaches a shell unquoted. Every value is checked against its type, then passed through
+`shlex.quote`; the rendered script is itself quoted and run as `/bin/sh -c '<script>'`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import shlex
+import string
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from batchsync.gateway.specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
+
+PARAMETER_TYPES = ("string", "integer", "number", "boolean", "choice", "file", "files")
+FAN_OUT_KINDS = ("none", "files", "csv", "range")
+# More tasks than this in one submission is almost certainly a slip (a range of 1..10,000,000); Batch itself
+# allows more, an engineer can split the work.
+MAX_TASKS = 100_000
+# A string parameter may not be longer than the template allows, and a template may not allow more than this.
+DEFAULT_MAX_LENGTH = 1_000
+MAX_MAX_LENGTH = 2_000_000
+MAX_CSV_ROWS = MAX_TASKS
+NAME_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+# A file name as it lands in the task's working directory: no folders, no leading dot or dash (an option to
+# the program), nothing the shell or Batch treats specially even before quoting.
+FILE_NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._+ -]{0,199}\Z")
+FILE_NAME_RULE = ("Use a plain file name: letters, digits, spaces, dots, hyphens, underscores and plus signs, "
+                  "starting with a letter or digit, at most 200 characters, no folders.")
+INTEGER_PATTERN = re.compile(r"\A[+-]?[0-9]{1,18}\Z")
+NUMBER_PATTERN = re.compile(r"\A[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?\Z")
+# Folder in the task's working directory that uploaded files are downloaded into, apart from the template's own.
+INPUTS_DIR = "inputs"
+SHELL = "/bin/sh"
+
+
+class SpecError(ValueError):
+    """A template's spec is not usable; `problems` lists what to fix, for the engineer editing it."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class ParameterErrors(ValueError):
+    """Values a person gave do not fit the template; `errors` maps each parameter name (or "__all__") to words."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file a person uploaded for a `file` or `files` parameter. `url` is where Batch downloads it from (a blob
+    URL with a read SAS, or any https URL); `content` is needed only for a CSV that the tasks fan out over."""
+    name: str
+    url: str
+    size: int = 0
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    label: str
+    required: bool = False
+    default: object = None
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+    max_length: int = DEFAULT_MAX_LENGTH
+    pattern: str | None = None
+    flag: str | None = None            # boolean: rendered as this option when true and as nothing when false
+    extensions: tuple[str, ...] = ()   # file(s): allowed endings, lower case, e.g. (".txt",)
+    max_files: int = 100
+    max_file_bytes: int = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class FanOut:
+    kind: str = "none"
+    parameter: str | None = None
+    placeholder: str | None = None     # the name the per-task value is rendered as in the command line
+    start: int = 1                     # range: first value
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """A checked template spec; build it with `parse_spec`."""
+    command_line: str
+    parameters: tuple[Parameter, ...]
+    fan_out: FanOut
+    pool_id: str | None = None
+    auto_pool: dict | None = None
+    resource_files: tuple[ResourceFileSpec, ...] = ()
+    preparation_command_line: str | None = None
+    outputs: tuple[dict, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    max_wall_clock_seconds: int | None = None
+    max_task_retry_count: int = 0
+    required_slots: int = 1
+    priority: int = 0
+
+    def parameter(self, name: str) -> Parameter:
+        return next(p for p in self.parameters if p.name == name)
+
+    @property
+    def pool_label(self) -> str:
+        if self.pool_id:
+            return f"pool {self.pool_id}"
+        return f"a pool of its own ({self.auto_pool['node_count']} × {self.auto_pool['vm_size']})"
+
+
+@dataclass(frozen=True)
+class Preview:
+    task_count: int
+    pool_label: str
+    input_bytes: int
+    input_files: int
+
+    @property
+    def summary(self) -> str:
+        tasks = "1 task" if self.task_count == 1 else f"{self.task_count:,} tasks"
+        text = f"creates {tasks} on {self.pool_label}"
+        if self.input_files:
+            text += f"; inputs {human_bytes(self.input_bytes)}"
+        return text
+
+
+# --- the spec ---------------------------------------------------------------------------------------------
+
+
+def parse_spec(raw: Mapping) -> TemplateSpec:
+    """Check a template spec (the JSON stored on a template version) and return it typed; SpecError says what is
+    wrong, all problems at once."""
+    problems: list[str] = []
+    if not isinstance(raw, Mapping):
+        raise SpecError(["The spec must be a JSON object."])
+    known = {"pool", "command_line", "parameters", "fan_out", "resource_files", "job_preparation", "outputs",
+             "environment", "constraints", "required_slots", "priority"}
+    problems += [f"Unknown key “{key}”." for key in raw if key not in known]
+
+    pool_id, auto_pool = _parse_pool(raw.get("pool"), problems)
+    parameters = _parse_parameters(raw.get("parameters", []), problems)
+    names = {p.name for p in parameters}
+    fan_out = _parse_fan_out(raw.get("fan_out") or {"kind": "none"}, parameters, problems)
+    command_line = raw.get("command_line")
+    if not isinstance(command_line, str) or not command_line.strip():
+        problems.append("command_line: give the command each task runs.")
+        command_line = ""
+    else:
+        placeholders = set(names)
+        if fan_out.placeholder:
+            placeholders.add(fan_out.placeholder)
+        for problem in command_line_problems(command_line, placeholders, csv_columns=fan_out.kind == "csv"):
+            problems.append(f"command_line: {problem}")
+
+    resource_files = []
+    for number, item in enumerate(raw.get("resource_files") or [], start=1):
+        if (not isinstance(item, Mapping) or set(item) != {"http_url", "file_path"}
+                or not str(item["http_url"]).startswith(("https://", "http://"))
+                or not _relative_path(item["file_path"])):
+            problems.append(f"resource_files[{number}]: give http_url (https://…) and a relative file_path.")
+        else:
+            resource_files.append(ResourceFileSpec(http_url=item["http_url"], file_path=item["file_path"]))
+
+    preparation = raw.get("job_preparation")
+    preparation_command_line = None
+    if preparation is not None:
+        if not isinstance(preparation, Mapping) or not str(preparation.get("command_line", "")).strip():
+            problems.append("job_preparation: give {\"command_line\": \"…\"}.")
+        else:
+            preparation_command_line = preparation["command_line"]
+
+    outputs = []
+    for number, item in enumerate(raw.get("outputs") or [], start=1):
+        condition = item.get("upload_condition", "tasksuccess") if isinstance(item, Mapping) else None
+        if (not isinstance(item, Mapping) or not isinstance(item.get("pattern"), str) or not item["pattern"].strip()
+                or condition not in ("tasksuccess", "taskfailure", "taskcompletion")):
+            problems.append(f"outputs[{number}]: give a file pattern, e.g. {{\"pattern\": \"out/*.png\"}}, and "
+                            "optionally upload_condition tasksuccess, taskfailure or taskcompletion.")
+        else:
+            outputs.append({"pattern": item["pattern"], "upload_condition": condition})
+
+    environment = raw.get("environment") or {}
+    if not isinstance(environment, Mapping) or not all(
+            isinstance(k, str) and NAME_PATTERN.fullmatch(k) and isinstance(v, str) for k, v in environment.items()):
+        problems.append("environment: give an object of NAME: \"value\" strings.")
+        environment = {}
+
+    constraints = raw.get("constraints") or {}
+    wall_clock = constraints.get("max_wall_clock_seconds") if isinstance(constraints, Mapping) else None
+    retries = constraints.get("max_task_retry_count", 0) if isinstance(constraints, Mapping) else 0
+    if wall_clock is not None and not _int_in(wall_clock, 1, 180 * 24 * 3600):
+        problems.append("constraints.max_wall_clock_seconds: give whole seconds, at most 180 days.")
+        wall_clock = None
+    if not _int_in(retries, -1, 100):
+        problems.append("constraints.max_task_retry_count: give a whole number from -1 (unlimited) to 100.")
+        retries = 0
+    required_slots = raw.get("required_slots", 1)
+    if not _int_in(required_slots, 1, 256):
+        problems.append("required_slots: give a whole number from 1 to 256.")
+        required_slots = 1
+    priority = raw.get("priority", 0)
+    if not _int_in(priority, -1000, 1000):
+        problems.append("priority: give a whole number from -1000 to 1000.")
+        priority = 0
+
+    if problems:
+        raise SpecError(problems)
+    return TemplateSpec(
+        command_line=command_line, parameters=tuple(parameters), fan_out=fan_out, pool_id=pool_id,
+        auto_pool=auto_pool, resource_files=tuple(resource_files), preparation_command_line=preparation_command_line,
+        outputs=tuple(outputs), environment=dict(environment), max_wall_clock_seconds=wall_clock,
+        max_task_retry_count=retries, required_slots=required_slots, priority=priority)
+
+
+def _parse_pool(pool, problems: list[str]) -> tuple[str | None, dict | None]:
+    if not isinstance(pool, Mapping) or ("pool_id" in pool) == ("auto_pool" in pool):
+        problems.append("pool: give either {\"pool_id\": \"…\"} or {\"auto_pool\": {…}}.")
+        return None, None
+    if "pool_id" in pool:
+        if not isinstance(pool["pool_id"], str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", pool["pool_id"]):
+            problems.append("pool.pool_id: 1 to 64 letters, digits, hyphens and underscores.")
+            return None, None
+        return pool["pool_id"], None
+    auto = pool["auto_pool"]
+    needed = {"vm_size", "node_count", "image"}
+    if not isinstance(auto, Mapping) or not needed <= set(auto):
+        problems.append("pool.auto_pool: give vm_size, node_count and image (publisher, offer, sku, "
+                        "node_agent_sku_id), and optionally task_slots_per_node and start_task.")
+        return None, None
+    image = auto["image"]
+    if not isinstance(image, Mapping) or not {"publisher", "offer", "sku", "node_agent_sku_id"} <= set(image):
+        problems.append("pool.auto_pool.image: give publisher, offer, sku and node_agent_sku_id.")
+    if not _int_in(auto["node_count"], 0, 100):
+        problems.append("pool.auto_pool.node_count: give a whole number from 0 to 100.")
+    if not _int_in(auto.get("task_slots_per_node", 1), 1, 256):
+        problems.append("pool.auto_pool.task_slots_per_node: give a whole number from 1 to 256.")
+    start_task = auto.get("start_task")
+    if start_task is not None and (not isinstance(start_task, Mapping)
+                                   or not str(start_task.get("command_line", "")).strip()):
+        problems.append("pool.auto_pool.start_task: give {\"command_line\": \"…\"}.")
+    return None, dict(auto)
+
+
+def _parse_parameters(raw, problems: list[str]) -> list[Parameter]:
+    if not isinstance(raw, list):
+        problems.append("parameters: give a list.")
+        return []
+    parameters, seen = [], set()
+    for number, item in enumerate(raw, start=1):
+        where = f"parameters[{number}]"
+        if not isinstance(item, Mapping):
+            problems.append(f"{where}: give an object.")
+            continue
+        name, kind = item.get("name"), item.get("type")
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            problems.append(f"{where}: name must be letters, digits and underscores, not starting with a digit.")
+            continue
+        where = f"parameter “{name}”"
+        if name in seen:
+            problems.append(f"{where}: the name is used twice.")
+        seen.add(name)
+        if kind not in PARAMETER_TYPES:
+            problems.append(f"{where}: type must be one of {', '.join(PARAMETER_TYPES)}.")
+            continue
+        choices = tuple(item.get("choices") or ())
+        if kind == "choice" and (not choices or not all(isinstance(c, str) and _plain_text(c) for c in choices)):
+            problems.append(f"{where}: a choice needs a list of choices (plain text).")
+        max_length = item.get("max_length", DEFAULT_MAX_LENGTH)
+        if not _int_in(max_length, 1, MAX_MAX_LENGTH):
+            problems.append(f"{where}: max_length must be a whole number from 1 to {MAX_MAX_LENGTH}.")
+            max_length = DEFAULT_MAX_LENGTH
+        pattern = item.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError):
+                problems.append(f"{where}: pattern is not a valid regular expression.")
+                pattern = None
+        low, high = item.get("min"), item.get("max")
+        for bound in (low, high):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+                problems.append(f"{where}: min and max must be numbers.")
+        flag = item.get("flag")
+        if flag is not None and (not isinstance(flag, str) or not re.fullmatch(r"-{1,2}[A-Za-z0-9][A-Za-z0-9_-]*",
+                                                                                flag)):
+            problems.append(f"{where}: flag must look like an option, e.g. --verbose.")
+            flag = None
+        extensions = tuple(str(e).lower() for e in item.get("extensions") or ())
+        parameter = Parameter(
+            name=name, type=kind, label=str(item.get("label") or name.replace("_", " ").capitalize()),
+            required=bool(item.get("required", False)), default=item.get("default"), min=low, max=high,
+            choices=choices, help=str(item.get("help", "")), max_length=max_length, pattern=pattern, flag=flag,
+            extensions=extensions, max_files=item.get("max_files", 100),
+            max_file_bytes=item.get("max_file_bytes", 1024 ** 3))
+        if parameter.default is not None and kind not in ("file", "files"):
+            try:
+                clean_value(parameter, parameter.default)
+            except ValueError as exc:
+                problems.append(f"{where}: the default does not fit the parameter: {exc}")
+        parameters.append(parameter)
+    return parameters
+
+
+def _parse_fan_out(raw, parameters: list[Parameter], problems: list[str]) -> FanOut:
+    if not isinstance(raw, Mapping) or raw.get("kind", "none") not in FAN_OUT_KINDS:
+        problems.append(f"fan_out: kind must be one of {', '.join(FAN_OUT_KINDS)}.")
+        return FanOut()
+    kind = raw.get("kind", "none")
+    if kind == "none":
+        return FanOut()
+    by_name = {p.name: p for p in parameters}
+    parameter = by_name.get(raw.get("parameter"))
+    wanted = {"files": ("files",), "csv": ("file",), "range": ("integer",)}[kind]
+    if parameter is None or parameter.type not in wanted:
+        problems.append(f"fan_out: a {kind} fan-out needs \"parameter\" naming a {' or '.join(wanted)} parameter.")
+        return FanOut()
+    default_placeholder = {"files": "file", "csv": "row", "range": "value"}[kind]
+    placeholder = raw.get("as", default_placeholder)
+    if not isinstance(placeholder, str) or not NAME_PATTERN.fullmatch(placeholder) or placeholder in by_name:
+        problems.append("fan_out.as: a name (letters, digits, underscores) that is not a parameter's name.")
+        placeholder = default_placeholder
+    start = raw.get("start", 1)
+    if not _int_in(start, -(10 ** 9), 10 ** 9):
+        problems.append("fan_out.start: give a whole number.")
+        start = 1
+    return FanOut(kind=kind, parameter=parameter.name, placeholder=placeholder, start=start)
+
+
+def command_line_problems(command_line: str, placeholders: set[str], *, csv_columns: bool = False) -> list[str]:
+    """What is wrong with a command line template's {placeholders}: unknown names, format specs, bad braces."""
+    problems = []
+    try:
+        fields = list(string.Formatter().parse(command_line))
+    except ValueError:
+        return ["braces do not match; write {{ and }} for a literal brace."]
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if spec or conversion:
+            problems.append(f"“{{{name}}}”: only plain {{name}} placeholders are allowed.")
+            continue
+        base, _, column = name.partition(".")
+        if column:
+            if not csv_columns or base not in placeholders or not NAME_PATTERN.fullmatch(column):
+                problems.append(f"“{{{name}}}” is not a CSV column placeholder of this template.")
+        elif base not in placeholders:
+            problems.append(f"“{{{name}}}” names no parameter of this template.")
+    quoted = _placeholders_inside_quotes(fields)
+    if quoted:
+        problems.append(f"{', '.join('{' + name + '}' for name in quoted)} inside quotes: each value becomes one "
+                        "shell word, quoted for you, so write the placeholder outside quotes.")
+    if "\x00" in command_line:
+        problems.append("it contains a NUL character.")
+    return problems
+
+
+def _placeholders_inside_quotes(fields) -> list[str]:
+    # A quoted value inside "…" would keep its quotes literally ('7' instead of 7); inside '…' it would not be a
+    # placeholder for the shell at all. Tracks the shell's quoting through the literal text between placeholders.
+    inside, escaped, found = None, False, []
+    for literal, name, _, _ in fields:
+        for char in literal:
+            if escaped:
+                escaped = False
+            elif char == "\\" and inside != "'":
+                escaped = True
+            elif inside is None and char in "'\"":
+                inside = char
+            elif char == inside:
+                inside = None
+        if name is not None and inside is not None:
+            found.append(name)
+    return found
+
+
+# --- values -----------------------------------------------------------------------------------------------
+
+
+def clean_value(parameter: Parameter, raw):
+    """The value of one non-file parameter, converted to its type; ValueError in plain words if it does not fit."""
+    kind = parameter.type
+    if kind == "string":
+        if not isinstance(raw, str):
+            raise ValueError("give text.")
+        if len(raw) > parameter.max_length:
+            raise ValueError(f"at most {parameter.max_length:,} characters, please (this is {len(raw):,}).")
+        if not _plain_text(raw):
+            raise ValueError("line breaks, tabs and other control characters are not allowed.")
+        if parameter.pattern and not re.fullmatch(parameter.pattern, raw):
+            raise ValueError("this value is not in the form the template expects." +
+                             (f" {parameter.help}" if parameter.help else ""))
+        return raw
+    if kind == "integer":
+        if isinstance(raw, bool) or not (isinstance(raw, int) or (isinstance(raw, str)
+                                                                   and INTEGER_PATTERN.fullmatch(raw.strip()))):
+            raise ValueError("give a whole number, e.g. 42.")
+        value = int(raw)
+        _check_range(parameter, value)
+        return value
+    if kind == "number":
+        if isinstance(raw, bool) or not (isinstance(raw, (int, float)) or (isinstance(raw, str)
+                                                                            and NUMBER_PATTERN.fullmatch(raw.strip()))):
+            raise ValueError("give a number, e.g. 2.5.")
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError("give a finite number.")
+        _check_range(parameter, value)
+        return value
+    if kind == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "on", "yes", "1"):
+            return True
+        if isinstance(raw, str) and raw.strip().lower() in ("false", "off", "no", "0", ""):
+            return False
+        raise ValueError("give yes or no.")
+    if kind == "choice":
+        if raw not in parameter.choices:
+            raise ValueError(f"choose one of: {', '.join(parameter.choices)}.")
+        return raw
+    raise ValueError("give a file.")
+
+
+def _check_range(parameter: Parameter, value) -> None:
+    if parameter.min is not None and value < parameter.min:
+        raise ValueError(f"at least {parameter.min:g}, please.")
+    if parameter.max is not None and value > parameter.max:
+        raise ValueError(f"at most {parameter.max:g}, please.")
+
+
+def clean_file(parameter: Parameter, item: InputFile) -> InputFile:
+    if not isinstance(item, InputFile):
+        raise ValueError("give an uploaded file.")
+    if not FILE_NAME_PATTERN.fullmatch(item.name) or item.name.endswith((" ", ".")):
+        raise ValueError(f"“{_shown(item.name)}” is not a plain file name. {FILE_NAME_RULE}")
+    if parameter.extensions and not item.name.lower().endswith(parameter.extensions):
+        raise ValueError(f"“{item.name}” is not one of the accepted kinds of file ({', '.join(parameter.extensions)}).")
+    if not isinstance(item.size, int) or item.size < 0 or item.size > parameter.max_file_bytes:
+        raise ValueError(f"“{item.name}” is larger than {human_bytes(parameter.max_file_bytes)}, the limit for this "
+                         "template.")
+    if not item.url.startswith(("https://", "http://")) or any(c in item.url for c in " \n\r\x00"):
+        raise ValueError(f"“{item.name}” has no usable download address; upload it again.")
+    return item
+
+
+def clean_values(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]] | None = None
+                 ) -> tuple[dict, dict[str, tuple[InputFile, ...]]]:
+    """Every parameter's value checked and typed (defaults filled in), and the uploaded files per parameter.
+
+    Raises ParameterErrors with one plain message per parameter at fault; values for names the template does not
+    have are refused too (a tampered or outdated form)."""
+    files = files or {}
+    errors: dict[str, str] = {}
+    by_name = {p.name: p for p in spec.parameters}
+    for name in list(values) + list(files):
+        if name not in by_name:
+            errors[str(name)[:64]] = "this template has no such parameter (the form may be out of date; reload it)."
+    cleaned: dict = {}
+    cleaned_files: dict[str, tuple[InputFile, ...]] = {}
+    for parameter in spec.parameters:
+        if parameter.type in ("file", "files"):
+            given = tuple(files.get(parameter.name) or ())
+            if parameter.name in values:
+                errors[parameter.name] = "upload the file rather than typing its name."
+                continue
+            if not given:
+                if parameter.required:
+                    errors[parameter.name] = "upload a file." if parameter.type == "file" else "upload one or more files."
+                continue
+            if parameter.type == "file" and len(given) > 1:
+                errors[parameter.name] = "upload just one file."
+                continue
+            if len(given) > parameter.max_files:
+                errors[parameter.name] = f"at most {parameter.max_files} files, please (you gave {len(given)})."
+                continue
+            try:
+                given = tuple(clean_file(parameter, item) for item in given)
+            except ValueError as exc:
+                errors[parameter.name] = str(exc)
+                continue
+            names = [item.name.lower() for item in given]
+            if len(set(names)) != len(names):
+                errors[parameter.name] = "two files have the same name; rename one."
+                continue
+            cleaned_files[parameter.name] = given
+            continue
+        raw = values.get(parameter.name)
+        if raw is None or (isinstance(raw, str) and raw == "" and parameter.type not in ("string", "boolean")):
+            if parameter.default is not None:
+                raw = parameter.default
+            elif parameter.required:
+                errors[parameter.name] = "this is required."
+                continue
+            elif parameter.type == "boolean":
+                raw = False
+            else:
+                continue
+        if parameter.required and parameter.type == "string" and raw == "":
+            errors[parameter.name] = "this is required."
+            continue
+        try:
+            cleaned[parameter.name] = clean_value(parameter, raw)
+        except ValueError as exc:
+            errors[parameter.name] = str(exc)
+    if errors:
+        raise ParameterErrors(errors)
+    return cleaned, cleaned_files
+
+
+def parse_csv(parameter_name: str, content: bytes, *, max_value_length: int = DEFAULT_MAX_LENGTH) -> list[dict]:
+    """The rows of an uploaded CSV as dicts keyed by its header; ParameterErrors for what a person must fix."""
+    def refuse(message: str):
+        raise ParameterErrors({parameter_name: message})
+
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        refuse("the CSV file is not UTF-8 text; save it as “CSV UTF-8”.")
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if not header:
+            refuse("the CSV file is empty; its first line must name the columns.")
+        columns = [column.strip() for column in header]
+        for column in columns:
+            if not NAME_PATTERN.fullmatch(column):
+                refuse(f"the column name “{_shown(column)}” is not usable: use letters, digits and underscores, "
+                       "not starting with a digit.")
+        if len(set(columns)) != len(columns):
+            refuse("two columns have the same name.")
+        rows = []
+        for line, record in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in record):
+                continue
+            if len(record) != len(columns):
+                refuse(f"line {line} has {len(record)} values but the header names {len(columns)} columns.")
+            for cell in record:
+                if len(cell) > max_value_length or not _plain_text(cell):
+                    refuse(f"line {line}: values must be single lines of at most {max_value_length:,} characters.")
+            rows.append(dict(zip(columns, record)))
+            if len(rows) > MAX_CSV_ROWS:
+                refuse(f"the CSV file has more than {MAX_CSV_ROWS:,} rows; split it.")
+    except csv.Error as exc:
+        refuse(f"the CSV file could not be read ({exc}).")
+    if not rows:
+        refuse("the CSV file has a header but no rows.")
+    return rows
+
+
+# --- rendering --------------------------------------------------------------------------------------------
+
+
+def quote_value(value) -> str:
+    """One value as a single shell word: the only way a value enters a command line."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, float):
+        value = repr(value)
+    return shlex.quote(str(value))
+
+
+def render_script(command_line: str, words: Mapping[str, str]) -> str:
+    """The command line template with each {placeholder} replaced by its already-quoted shell word(s)."""
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(command_line):
+        out.append(literal)
+        if name is not None:
+            out.append(words[name])
+    return "".join(out)
+
+
+def shell_command(script: str) -> str:
+    """Batch runs a command line without a shell; this runs `script` under one, the script quoted as one word."""
+    return f"{SHELL} -c {shlex.quote(script)}"
+
+
+def _words_for_values(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]]) -> dict:
+    words = {}
+    for parameter in spec.parameters:
+        if parameter.type in ("file", "files"):
+            given = files.get(parameter.name, ())
+            words[parameter.name] = " ".join(quote_value(f"{INPUTS_DIR}/{item.name}") for item in given)
+        elif parameter.name not in values:
+            words[parameter.name] = "''"
+        elif parameter.type == "boolean" and parameter.flag:
+            words[parameter.name] = parameter.flag if values[parameter.name] else ""
+        else:
+            words[parameter.name] = quote_value(values[parameter.name])
+    return words
+
+
+def _input_resource_files(items: Sequence[InputFile]) -> tuple[ResourceFileSpec, ...]:
+    return tuple(ResourceFileSpec(http_url=item.url, file_path=f"{INPUTS_DIR}/{item.name}") for item in items)
+
+
+def task_count(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]],
+               rows: Sequence[Mapping] | None = None) -> int:
+    kind = spec.fan_out.kind
+    if kind == "files":
+        return len(files.get(spec.fan_out.parameter, ()))
+    if kind == "csv":
+        return len(rows or ())
+    if kind == "range":
+        return max(0, values.get(spec.fan_out.parameter, spec.fan_out.start - 1) - spec.fan_out.start + 1)
+    return 1
+
+
+def task_id(index: int) -> str:
+    """The id of the index-th task (from 1): derived, never typed, the same every time the submission is expanded."""
+    return f"t{index:05d}"
+
+
+def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]], *,
+                 rows: Sequence[Mapping] | None = None, command_line: str | None = None,
+                 output_container_url: str | None = None, logs_container_url: str | None = None,
+                 job_id: str = "", start: int = 0) -> Iterator[TaskSpec]:
+    """The task specs of a submission, in order, from the `start`-th (0-based); the same inputs give the same
+    tasks with the same ids, so a resumed submission sends exactly what the first attempt would have."""
+    template = command_line if command_line is not None else spec.command_line
+    words = _words_for_values(spec, values, files)
+    shared_files = list(spec.resource_files)
+    fan = spec.fan_out
+    for parameter in spec.parameters:
+        if parameter.type in ("file", "files") and not (fan.kind == "files" and parameter.name == fan.parameter):
+            shared_files += _input_resource_files(files.get(parameter.name, ()))
+    outputs_base = []
+    for output in spec.outputs:
+        if output_container_url:
+            outputs_base.append((output["pattern"], output["upload_condition"], output_container_url, "outputs"))
+    if logs_container_url:
+        # stdout and stderr sit one folder above the working directory; saved whatever the outcome.
+        outputs_base.append(("../std*.txt", "taskcompletion", logs_container_url, "logs"))
+
+    count = task_count(spec, values, files, rows)
+    for index in range(start + 1, count + 1):
+        item_words, item_files, display = {}, [], None
+        if fan.kind == "files":
+            item = files[fan.parameter][index - 1]
+            item_words[fan.placeholder] = quote_value(f"{INPUTS_DIR}/{item.name}")
+            item_words[fan.parameter] = item_words[fan.placeholder]
+            item_files = list(_input_resource_files([item]))
+            display = item.name
+        elif fan.kind == "csv":
+            row = rows[index - 1]
+            item_words.update({f"{fan.placeholder}.{column}": quote_value(value) for column, value in row.items()})
+            display = f"row {index}"
+        elif fan.kind == "range":
+            value = fan.start + index - 1
+            item_words[fan.placeholder] = quote_value(value)
+            display = f"{fan.placeholder} {value}"
+        identifier = task_id(index)
+        script = render_script(template, {**words, **item_words})
+        yield TaskSpec(
+            id=identifier, command_line=shell_command(script), display_name=display,
+            resource_files=tuple(shared_files + item_files),
+            output_files=tuple(OutputFileSpec(file_pattern=pattern, container_url=url,
+                                              path=f"{job_id}/{identifier}/{folder}" if job_id else None,
+                                              upload_condition=condition)
+                               for pattern, condition, url, folder in outputs_base),
+            max_task_retry_count=None, max_wall_clock_seconds=spec.max_wall_clock_seconds,
+            required_slots=spec.required_slots)
+
+
+def missing_csv_columns(spec: TemplateSpec, rows: Sequence[Mapping], command_line: str | None = None) -> list[str]:
+    """CSV columns the command line uses that the uploaded file does not have."""
+    if spec.fan_out.kind != "csv" or not rows:
+        return []
+    template = command_line if command_line is not None else spec.command_line
+    prefix = spec.fan_out.placeholder + "."
+    used = {name[len(prefix):] for _, name, _, _ in string.Formatter().parse(template)
+            if name and name.startswith(prefix)}
+    return sorted(used - set(rows[0]))
+
+
+def job_spec(spec: TemplateSpec, *, job_id: str, display_name: str) -> JobSpec:
+    """The job a submission creates: tasks are added after it, so it starts with onAllTasksComplete=noaction."""
+    auto_pool = None
+    if spec.auto_pool:
+        auto, image, start_task = spec.auto_pool, spec.auto_pool["image"], spec.auto_pool.get("start_task") or {}
+        auto_pool = PoolSpec(
+            id=job_id[:40], vm_size=auto["vm_size"], target_dedicated_nodes=auto["node_count"],
+            task_slots_per_node=auto.get("task_slots_per_node", 1),
+            image=ImageSpec(publisher=image["publisher"], offer=image["offer"], sku=image["sku"],
+                            version=image.get("version", "latest"), node_agent_sku_id=image["node_agent_sku_id"]),
+            start_task_command_line=start_task.get("command_line"),
+            start_task_resource_files=tuple(ResourceFileSpec(**item) for item in start_task.get("resource_files", ())))
+    return JobSpec(
+        id=job_id, pool_id=spec.pool_id, auto_pool=auto_pool, display_name=display_name[:1024],
+        priority=spec.priority, max_task_retry_count=spec.max_task_retry_count,
+        preparation_command_line=spec.preparation_command_line, environment=dict(spec.environment),
+        on_all_tasks_complete="noaction")
+
+
+def preview(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]],
+            rows: Sequence[Mapping] | None = None) -> Preview:
+    items = [item for given in files.values() for item in given]
+    return Preview(task_count=task_count(spec, values, files, rows), pool_label=spec.pool_label,
+                   input_bytes=sum(item.size for item in items), input_files=len(items))
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} bytes"
+
+
+def _plain_text(text: str) -> bool:
+    # No control characters at all: NUL truncates strings in C programs, line breaks start new commands in
+    # anything that re-reads the value, and the rest only ever comes from pasted binary.
+    return not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def _int_in(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _relative_path(path) -> bool:
+    return (isinstance(path, str) and path.strip() != "" and not path.startswith(("/", "\\"))
+            and ".." not in path.replace("\\", "/").split("/"))
+
+
+def _shown(text: str) -> str:
+    """A name as it may be shown back: control characters made visible, and not too long."""
+    return "".join(c if 32 <= ord(c) != 127 else "?" for c in text)[:80]

@@ -1,0 +1,364 @@
+"""batchsync.submit against a real localbatch through the real SDK: one job, every task exactly once, whatever is
+re-run, however often Batch answers 503; plain failures; the re-driver; the shipped example templates."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from batchsync import submit
+from batchsync.celery import app
+from batchsync.gateway import BatchGateway, PoolSpec
+from localbatch.server import Faults
+from portal import services
+from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
+from portal.templating import InputFile
+from tests.batchsync.test_sync import UBUNTU
+from tests.factories import UserFactory
+from tests.localbatch.helpers import wait_for
+
+pytestmark = pytest.mark.django_db
+
+POOL = "demo-pool"
+
+
+@pytest.fixture
+def batch(localbatch, settings, monkeypatch):
+    """localbatch with the portal's default account pointing at it."""
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    # An exported key in the shell running the tests must not send the portal elsewhere.
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    return localbatch
+
+
+@pytest.fixture
+def gateway(batch):
+    with BatchGateway(batch.endpoint, batch.account_name, batch.account_key) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def idle_pool(gateway):
+    """The examples' pool with no nodes: tasks wait, so the job stays active whatever the test re-runs."""
+    gateway.create_pool(PoolSpec(id=POOL, vm_size="standard_d2s_v3", image=UBUNTU))
+    return POOL
+
+
+@pytest.fixture
+def running_pool(gateway):
+    gateway.create_pool(PoolSpec(id=POOL, vm_size="standard_d2s_v3", image=UBUNTU, target_dedicated_nodes=2,
+                                 task_slots_per_node=4))
+    wait_for(lambda: [n for n in gateway.list_nodes(POOL) if n.state == "idle"].__len__() == 2, timeout=30,
+             message="two idle nodes")
+    return POOL
+
+
+@pytest.fixture
+def alice():
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def eager():
+    """What submit enqueues (retries, hand-overs, re-drives) runs at once in this process, as a worker would."""
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = False, False
+
+
+def frames_version(spec_changes=None):
+    template = JobTemplate.objects.get(slug="render-frames")
+    version = template.current_version()
+    if spec_changes:
+        version = JobTemplateVersion.objects.create(template=template, number=version.number + 1,
+                                                    spec={**version.spec, **spec_changes})
+    return version
+
+
+def create(user, frames, seconds="0", version=None) -> Submission:
+    return services.submission_create(user=user, template_version=version or frames_version(),
+                                      parameters={"frames": str(frames), "seconds_per_frame": seconds})
+
+
+def run_to_the_end(submission: Submission, timeout: float = 60) -> Submission:
+    """Run the submission as the worker and re-driver would, waiting out retries, until it is final."""
+    def step():
+        submission.refresh_from_db()
+        if submission.is_final:
+            return True
+        if submission.next_attempt_at is None or submission.next_attempt_at <= timezone.now():
+            submit.submit_submission(submission.pk)
+        return False
+
+    wait_for(step, timeout=timeout, interval=0.2, message=f"submission {submission.job_id} to end")
+    submission.refresh_from_db()
+    return submission
+
+
+def jobs_in_batch(gateway):
+    return [job.id for job in gateway.list_jobs()]
+
+
+def task_ids_in_batch(gateway, job_id):
+    return [task.id for task in gateway.list_tasks(job_id)]
+
+
+def expected_ids(count):
+    return [f"t{n:05d}" for n in range(1, count + 1)]
+
+
+# --- the pipeline -----------------------------------------------------------------------------------------
+
+
+def test_a_submission_becomes_one_job_whose_tasks_all_run_once_and_which_then_ends(gateway, running_pool, alice):
+    submission = create(alice, 12)
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
+
+    submission.refresh_from_db()
+    assert (submission.state, submission.tasks_added, submission.total_tasks) == ("submitted", 12, 12)
+    assert submission.submitted_at is not None and submission.error_message == ""
+    assert jobs_in_batch(gateway) == [submission.job_id]
+    assert sorted(task_ids_in_batch(gateway, submission.job_id)) == expected_ids(12)
+    job = wait_for(lambda: (j := gateway.get_job(submission.job_id)).state == "completed" and j, timeout=60,
+                   message="the job to end by itself")
+    assert job.terminate_reason == "AllTasksComplete" and job.pool_id == POOL
+    counts = gateway.get_task_counts(submission.job_id)
+    assert (counts.completed, counts.succeeded) == (12, 12)
+    stdout = gateway.read_task_file(submission.job_id, "t00007", "stdout.txt").decode()
+    assert stdout == "rendering frame 7\nframe 7 done\n"
+
+
+def test_the_job_waits_with_noaction_until_every_task_is_added(batch, gateway, idle_pool, alice, settings):
+    settings.SUBMISSION_CHUNK_BUDGET_SECONDS = 1
+    submission = create(alice, 250)
+    # Batch accepts the job but no tasks: a job created with terminatejob would now end at once, with no tasks.
+    batch.app.faults = Faults(rate=1.0, status=503, retry_after=0, path_pattern="addtaskcollection")
+    try:
+        assert submit.submit_submission(submission.pk) == SubmissionState.ADDING_TASKS
+        job = gateway.get_job(submission.job_id)
+        assert (job.state, job.on_all_tasks_complete) == ("active", "noaction")
+        assert task_ids_in_batch(gateway, submission.job_id) == []
+    finally:
+        batch.app.faults = Faults()
+
+    Submission.objects.filter(pk=submission.pk).update(next_attempt_at=timezone.now())
+    assert run_to_the_end(submission).state == SubmissionState.SUBMITTED
+    assert gateway.get_job(submission.job_id).on_all_tasks_complete == "terminatejob"
+
+
+@pytest.mark.parametrize("state, tasks_added", [
+    (SubmissionState.PENDING, 0),
+    (SubmissionState.CREATING_JOB, 0),
+    (SubmissionState.ADDING_TASKS, 0),
+    (SubmissionState.ADDING_TASKS, 100),
+    (SubmissionState.ADDING_TASKS, 200),
+    (SubmissionState.FINALIZING, 250),
+])
+def test_re_running_any_step_is_harmless(gateway, idle_pool, alice, settings, state, tasks_added):
+    settings.SUBMISSION_CHUNK_SIZE = 100
+    submission = create(alice, 250)
+    assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
+
+    # As if the worker had died right after this step reached Batch but before the row recorded the next one.
+    Submission.objects.filter(pk=submission.pk).update(state=state, tasks_added=tasks_added, lease_expires_at=None)
+    assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
+    assert submit.submit_submission(submission.pk) is None, "a final submission is left alone"
+
+    submission.refresh_from_db()
+    assert (submission.state, submission.tasks_added) == ("submitted", 250)
+    assert jobs_in_batch(gateway) == [submission.job_id]
+    ids = task_ids_in_batch(gateway, submission.job_id)
+    assert sorted(ids) == expected_ids(250) and len(ids) == len(set(ids))
+
+
+def test_with_a_fifth_of_batch_calls_answered_503_there_is_still_one_job_and_every_task_once(
+        batch, gateway, idle_pool, alice, settings):
+    settings.SUBMISSION_CHUNK_SIZE = 300
+    submissions = [create(alice, 1000), create(alice, 7)]
+    batch.app.faults = Faults(rate=0.2, status=503, retry_after=0)
+    try:
+        for submission in submissions:
+            run_to_the_end(submission)
+    finally:
+        batch.app.faults = Faults()
+
+    for submission in submissions:
+        assert submission.state == SubmissionState.SUBMITTED, submission.error_message
+    assert sorted(jobs_in_batch(gateway)) == sorted(s.job_id for s in submissions)
+    for submission in submissions:
+        ids = task_ids_in_batch(gateway, submission.job_id)
+        assert sorted(ids) == expected_ids(submission.total_tasks) and len(ids) == len(set(ids))
+        assert gateway.get_job(submission.job_id).on_all_tasks_complete == "terminatejob"
+
+
+def test_while_batch_is_unreachable_the_submission_waits_for_its_retry_and_says_why(batch, idle_pool, alice):
+    submission = create(alice, 3)
+    batch.app.faults = Faults(rate=1.0, status=503, retry_after=0)
+    try:
+        assert submit.submit_submission(submission.pk) == SubmissionState.CREATING_JOB
+        submission.refresh_from_db()
+        assert submission.next_attempt_at > timezone.now() and submission.lease_expires_at is None
+        assert "Batch is busy or could not be reached; trying again shortly" in submission.error_message
+        assert submit.submit_submission(submission.pk) is None, "not before its retry is due"
+    finally:
+        batch.app.faults = Faults()
+
+    Submission.objects.filter(pk=submission.pk).update(next_attempt_at=timezone.now())
+    assert run_to_the_end(submission).state == SubmissionState.SUBMITTED
+    assert submission.error_message == ""
+
+
+def test_when_the_retry_budget_is_spent_the_submission_fails_in_plain_words(batch, gateway, idle_pool, alice):
+    submission = create(alice, 3)
+    Submission.objects.filter(pk=submission.pk).update(attempts=submit.MAX_ATTEMPTS - 1)
+    batch.app.faults = Faults(rate=1.0, status=503, retry_after=0)
+    try:
+        assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
+    finally:
+        batch.app.faults = Faults()
+
+    submission.refresh_from_db()
+    assert submission.error_message.startswith("Batch could not be reached for a long time (15 attempts); "
+                                               "0 of 3 tasks added.")
+
+
+def test_a_task_over_1_mb_fails_the_submission_with_a_clear_message_and_stops_the_job(gateway, idle_pool, alice):
+    version = frames_version({"parameters": [
+        {"name": "frames", "type": "integer", "max": 10},
+        {"name": "seconds_per_frame", "type": "string", "max_length": 2_000_000}]})
+    submission = create(alice, 3, seconds="9" * 1_100_000, version=version)
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
+
+    submission.refresh_from_db()
+    assert submission.error_message.startswith("Task t00001 is too large for Batch: one task may be at most 1 MB")
+    assert f"The job {submission.job_id} was stopped, so none of it runs" in submission.error_message
+    job = gateway.get_job(submission.job_id)
+    assert job.state in ("terminating", "completed") and job.terminate_reason == submit.FAILED_TERMINATE_REASON
+
+
+def test_a_job_batch_refuses_to_create_fails_the_submission_and_names_the_template(gateway, alice):
+    submission = create(alice, 2)
+    # An id Batch refuses stands for any job Batch will not take (a bad auto-pool spec, a quota).
+    Submission.objects.filter(pk=submission.pk).update(job_id="bad id with spaces")
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
+
+    submission.refresh_from_db()
+    assert submission.error_message.startswith("Batch refused to create the job:")
+    assert "“Render frames 1..N”" in submission.error_message
+    assert jobs_in_batch(gateway) == []
+
+
+def test_a_job_deleted_before_its_tasks_were_added_fails_the_submission(gateway, idle_pool, alice):
+    submission = create(alice, 5)
+    Submission.objects.filter(pk=submission.pk).update(state=SubmissionState.ADDING_TASKS)
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
+
+    submission.refresh_from_db()
+    assert "was ended or deleted in Batch before all its tasks were added (0 of 5 tasks added)" in (
+        submission.error_message)
+
+
+# --- the re-driver ----------------------------------------------------------------------------------------
+
+
+def test_the_re_driver_finishes_a_submission_stuck_in_adding_tasks(gateway, idle_pool, alice, settings, eager):
+    settings.SUBMISSION_CHUNK_SIZE = 100
+    stuck = create(alice, 300)
+    # A worker created the job, added 150 tasks (the last chunk only half-way) and recorded 100, then died
+    # holding its lease.
+    gateway.create_job(submit.templating.job_spec(stuck.template_version.parsed, job_id=stuck.job_id,
+                                                  display_name="x"))
+    gateway.add_tasks(stuck.job_id, list(submit.expand(stuck))[:150])
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Submission.objects.filter(pk=stuck.pk).update(state=SubmissionState.ADDING_TASKS, tasks_added=100,
+                                                  lease_expires_at=long_ago, updated_at=long_ago, attempts=1)
+    # Neither of these is the re-driver's: one is held by a live run, the other waits for its retry.
+    held, waiting = create(alice, 2), create(alice, 2)
+    Submission.objects.filter(pk=held.pk).update(lease_expires_at=timezone.now() + timedelta(minutes=5),
+                                                 updated_at=long_ago)
+    Submission.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
+
+    assert submit.redrive_submissions() == [stuck.pk]
+
+    stuck.refresh_from_db()
+    assert (stuck.state, stuck.tasks_added, stuck.attempts) == ("submitted", 300, 2)
+    ids = task_ids_in_batch(gateway, stuck.job_id)
+    assert sorted(ids) == expected_ids(300) and len(ids) == len(set(ids))
+    assert jobs_in_batch(gateway) == [stuck.job_id]
+    assert submit.redrive_submissions() == [], "nothing else is due: the fresh ones are not stale yet"
+
+
+def test_the_re_driver_picks_up_a_pending_submission_whose_message_was_lost(gateway, idle_pool, alice, eager):
+    submission = create(alice, 4)   # on_commit never fires in this test's transaction: the doorbell is lost
+    assert submit.redrive_submissions() == [], "not before it has been quiet for a while"
+
+    Submission.objects.filter(pk=submission.pk).update(updated_at=timezone.now() - timedelta(minutes=1))
+    assert submit.redrive_submissions() == [submission.pk]
+
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.SUBMITTED
+    assert sorted(task_ids_in_batch(gateway, submission.job_id)) == expected_ids(4)
+
+
+def test_submitted_jobs_are_linked_to_who_submitted_them_once_the_sync_mirrors_them(gateway, idle_pool, alice):
+    from batchsync.accounts import default_account
+    from batchsync.sync import sync_jobs
+    from portal.models import Job
+
+    submission = create(alice, 2)
+    submit.submit_submission(submission.pk)
+    sync_jobs(default_account())
+
+    assert submit.link_submitted_jobs() == 1
+    assert Job.objects.get(job_id=submission.job_id).submitted_by == alice
+
+
+# --- the shipped examples ------------------------------------------------------------------------------------
+
+
+def run_example(gateway, submission) -> dict[str, str]:
+    assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
+    wait_for(lambda: gateway.get_job(submission.job_id).state == "completed", timeout=60,
+             message="the example's job to end")
+    outputs = {}
+    for task in gateway.list_tasks(submission.job_id):
+        assert task.exit_code == 0, (task.id, task.failure_message)
+        outputs[task.id] = gateway.read_task_file(submission.job_id, task.id, "stdout.txt").decode()
+    return outputs
+
+
+def test_the_python_script_example_runs_with_its_parameters(gateway, running_pool, alice):
+    version = JobTemplate.objects.get(slug="python-script").current_version()
+    submission = services.submission_create(user=alice, template_version=version,
+                                            parameters={"count": "2", "mode": "thorough", "label": "it's $(x)"})
+
+    assert run_example(gateway, submission) == {
+        "t00001": "it's $(x): step 1 of 2 (thorough)\nit's $(x): step 2 of 2 (thorough)\n"}
+
+
+def test_the_count_words_example_counts_each_uploaded_file(gateway, running_pool, alice, azurite):
+    from datetime import datetime, timezone as tz
+
+    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = service.create_container("inputs")
+    files = []
+    for name, text in [("one.txt", "a b c"), ("two words.txt", "hello world\n")]:
+        container.upload_blob(name, text.encode())
+        sas = generate_blob_sas(azurite.account_name, "inputs", name, account_key=azurite.account_key,
+                                permission=BlobSasPermissions(read=True),
+                                expiry=datetime.now(tz.utc) + timedelta(hours=1))
+        url = f"{container.get_blob_client(name).url}?{sas}"
+        files.append(InputFile(name=name, url=url, size=len(text)))
+    version = JobTemplate.objects.get(slug="count-words").current_version()
+    submission = services.submission_create(user=alice, template_version=version, parameters={},
+                                            uploaded_files={"texts": files})
+
+    assert run_example(gateway, submission) == {"t00001": "3 inputs/one.txt\n", "t00002": "2 inputs/two words.txt\n"}
