@@ -1,4 +1,5 @@
-"""One run of a thing at a time: named Redis locks with an expiry and an owner token; a file lock in dev without Redis."""
+"""One run of a thing at a time: named Redis locks with an expiry and an owner token, or a file lock
+in development when no Redis answers."""
 
 from __future__ import annotations
 

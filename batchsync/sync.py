@@ -135,7 +135,8 @@ def sync_pools(account: BatchAccount, *, gateway: BatchGateway | None = None,
                 if pool is None:
                     continue
                 try:
-                    nodes = _retrying(lambda: gw.list_nodes(record.id), f"list nodes of pool {record.id}", retry)
+                    nodes = _retrying(lambda pool_id=record.id: gw.list_nodes(pool_id),
+                                      f"list nodes of pool {record.id}", retry)
                 except NotFound:
                     continue   # deleted since it was listed; the next pass marks it gone
                 now = timezone.now()
@@ -152,7 +153,8 @@ def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGatewa
     """Jobs changed since the newest change the mirror has (or all, with `full`, which also marks deleted
     jobs gone), then Batch's task counts for every job that is not finished."""
     stats = SyncStats()
-    with locks.hold(f"account:{account.pk}:jobs", ttl=300, wait=FULL_PASS_WAITS if full else 0) as acquired:
+    wait = FULL_PASS_WAITS if full else 0
+    with locks.hold(f"account:{account.pk}:jobs", ttl=300, wait=wait) as acquired:
         if not acquired:
             stats.busy.append(f"jobs of account {account.name}")
             return stats
@@ -173,8 +175,8 @@ def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGatewa
             # Progress comes from Batch's own counts, for every job whose tasks can still change.
             for job in jobs_needing_task_sync(account).only("pk", "job_id"):
                 try:
-                    counts = _retrying(lambda: gw.get_task_counts(job.job_id), f"task counts of job {job.job_id}",
-                                       retry)
+                    counts = _retrying(lambda job_id=job.job_id: gw.get_task_counts(job_id),
+                                       f"task counts of job {job.job_id}", retry)
                 except NotFound:
                     stats.gone += _mark_job_gone(job)
                     continue
@@ -243,8 +245,9 @@ def _sync_tasks(job: Job, *, full: bool, gateway: BatchGateway | None, retry: Re
         Job.objects.filter(pk=job.pk).filter(Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=watermark)) \
             .update(task_watermark_at=watermark)
         Job.objects.filter(pk=job.pk).update(tasks_synced_at=now)
-    log.log(logging.INFO if stats.tasks or stats.gone else logging.DEBUG, "job %s tasks %s: listed %d, wrote %d, gone %d",
-            job.job_id, "reconciled" if full else "synced", stats.tasks_listed, stats.tasks, stats.gone)
+    log.log(logging.INFO if stats.tasks or stats.gone else logging.DEBUG,
+            "job %s tasks %s: listed %d, wrote %d, gone %d", job.job_id, "reconciled" if full else "synced",
+            stats.tasks_listed, stats.tasks, stats.gone)
     return stats
 
 
@@ -428,7 +431,7 @@ def _should_write(row, stored: tuple | None, compare: tuple[str, ...]) -> bool:
     if not _newer_or_same(row.state_transition_time, stored_time):
         return False
     if compare and row.state_transition_time == stored_time and stored_gone is None:
-        return any(getattr(row, name) != value for name, value in zip(compare, stored_values))
+        return any(getattr(row, name) != value for name, value in zip(compare, stored_values, strict=True))
     return True
 
 
