@@ -25,7 +25,8 @@ def sync_account_task(account_id: int, full: bool = False) -> None:
         return
     sync.sync_account(account, full=full, tasks=False)
     for job_pk in sync.jobs_needing_task_sync(account).values_list("pk", flat=True):
-        sync_job_tasks_task.delay(job_pk, full=full)
+        # A backlog (slow or stopped worker) collapses: the next round enqueues a fresh one anyway.
+        sync_job_tasks_task.apply_async((job_pk,), {"full": full}, expires=300 if full else 60)
 
 
 @shared_task(name="batchsync.sync_job_tasks")
