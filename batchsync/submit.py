@@ -32,10 +32,12 @@ from .gateway import (
 
 logger = logging.getLogger(__name__)
 
-# 2,000 tasks = 20 requests of 100, five full rounds of add_tasks' four threads: big enough that recording
-# progress costs little, small enough that a resumed submission repeats little.
+# Progress is recorded every 2,000 tasks: often enough that a resumed submission repeats little, rarely enough
+# that recording costs nothing measurable. Requests do not pause for it (see add_tasks' on_progress).
 CHUNK_SIZE = 2_000
-# Our own time budget for one chunk (the SDK's create_tasks would retry a 5xx forever).
+# Tasks handed to one add_tasks call; the time between two run-budget checks.
+SLICE_SIZE = 20_000
+# Our own time budget per chunk of an add_tasks call (the SDK's create_tasks would retry a 5xx forever).
 CHUNK_BUDGET_SECONDS = 60.0
 # One run stops starting chunks after this and hands over to a fresh Celery task, so no task runs for long.
 RUN_BUDGET_SECONDS = 120.0
@@ -142,14 +144,24 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
                     run.advance(release=True)
                     _enqueue(submission.pk)
                     return
-                chunk = [task for _, task in zip(range(chunk_size()), tasks)]
-                result = gateway.add_tasks(submission.job_id, chunk, budget_seconds=chunk_budget_seconds())
+                base = submission.tasks_added
+                batch = [task for _, task in zip(range(SLICE_SIZE), tasks)]
+                # Requests keep flowing while progress is recorded, every chunk_size() tasks, from this thread.
+                step, recorded = chunk_size(), [base]
+
+                def record(prefix: int, *, base=base, step=step, recorded=recorded) -> None:
+                    if prefix == len(batch) or base + prefix - recorded[0] >= step:
+                        # Conditional on the count this run last wrote: a second run that got here stops at once.
+                        run.advance(expect={"tasks_added": recorded[0]}, tasks_added=base + prefix)
+                        recorded[0] = base + prefix
+
+                result = gateway.add_tasks(submission.job_id, batch, on_progress=record,
+                                           budget_seconds=chunk_budget_seconds() * max(1, len(batch) // step))
                 if result.failures:
                     _fail(run, gateway, _refused_task_message(result.failures[0]), job_may_exist=True)
                     return
-                # Conditional on the count this run read: a second run that somehow got here stops at once.
-                done = submission.tasks_added
-                run.advance(expect={"tasks_added": done}, tasks_added=done + len(chunk))
+                if submission.tasks_added != base + len(batch):
+                    run.advance(expect={"tasks_added": submission.tasks_added}, tasks_added=base + len(batch))
             run.advance(state=SubmissionState.FINALIZING)
 
         if submission.state == SubmissionState.FINALIZING:

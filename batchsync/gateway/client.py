@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, quote, urljoin, urlparse
@@ -138,20 +139,26 @@ class BatchGateway:
             return convert.task_record(job_id, self._client.get_task(job_id, task_id))
 
     def add_tasks(self, job_id: str, specs: Sequence[TaskSpec], *, budget_seconds: float = 120,
-                  max_concurrency: int = 4) -> AddTasksResult:
+                  max_concurrency: int = 4, on_progress: Callable[[int], None] | None = None) -> AddTasksResult:
         """Add tasks in requests of 100, retrying busy or failed requests until `budget_seconds` is spent.
 
         A task that exists already counts as added, so calling again with the same ids after a Transient
         is safe. Tasks Batch refuses come back in `failures`. Raises Transient when the budget runs out,
-        and the error of the whole request when Batch refuses it (e.g. JobNotFound, JobCompleted)."""
+        and the error of the whole request when Batch refuses it (e.g. JobNotFound, JobCompleted).
+
+        `on_progress(n)` is called in the caller's thread, while requests are still running, whenever the first
+        n specs (in order) have all been added: a caller can record progress without pausing the requests.
+        If it raises, the remaining requests stop and its exception propagates."""
         deadline = time.monotonic() + budget_seconds
         outcome = _AddOutcome()
         chunks = [list(specs[i:i + TASKS_PER_REQUEST]) for i in range(0, len(specs), TASKS_PER_REQUEST)]
         with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="add-tasks") as pool:
             futures = [pool.submit(self._add_chunk, job_id, chunk, deadline, outcome) for chunk in chunks]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            if any(future.exception() for future in done):
-                outcome.stop.set()   # the other chunks give up at their next attempt
+            try:
+                self._report_progress(futures, chunks, on_progress, outcome)
+            except BaseException:
+                outcome.stop.set()
+                raise
         errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Stopped)]
         if errors:
             first = next((e for e in errors if not isinstance(e, Transient)), errors[0])
@@ -163,21 +170,42 @@ class BatchGateway:
             raise first
         return AddTasksResult(added=tuple(outcome.added), failures=tuple(outcome.failures))
 
-    def _add_chunk(self, job_id: str, chunk: list[TaskSpec], deadline: float, outcome: _AddOutcome) -> None:
+    @staticmethod
+    def _report_progress(futures, chunks, on_progress, outcome: _AddOutcome) -> None:
+        """Wait for the requests; call `on_progress` as the run of fully added leading chunks grows."""
+        settled, prefix, reported = 0, 0, 0
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            if any(future.exception() for future in done):
+                outcome.stop.set()   # the other chunks give up at their next attempt
+                wait(pending)
+                return
+            # A chunk counts towards the prefix only if none of its tasks was refused.
+            while settled < len(futures) and futures[settled].done() and futures[settled].result() == 0:
+                prefix += len(chunks[settled])
+                settled += 1
+            if on_progress is not None and prefix > reported:
+                on_progress(prefix)
+                reported = prefix
+
+    def _add_chunk(self, job_id: str, chunk: list[TaskSpec], deadline: float, outcome: _AddOutcome,
+                   wire: dict[str, dict] | None = None) -> int:
+        """Add one request's worth of tasks; returns how many of them Batch refused."""
         pending = {spec.id: spec for spec in chunk}
-        attempt = 0
+        # Each task's JSON is built once, however often the request is retried or split.
+        wire = wire if wire is not None else {spec.id: convert.task_wire(spec) for spec in chunk}
+        attempt, refused = 0, 0
         while pending:
             if outcome.stop.is_set():
                 raise _Stopped()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Transient(f"time budget for adding tasks to job {job_id} ran out")
-            group = models.BatchTaskGroup(task_values=[convert.task_create_options(s) for s in pending.values()])
             try:
                 # One attempt per call, no longer than what is left: this loop does the retrying.
-                with _translated():
-                    response = self._client.create_task_collection(
-                        job_id, group, retry_total=0, read_timeout=max(1.0, min(60.0, remaining)))
+                results = self._post_task_collection(job_id, [wire[s.id] for s in pending.values()],
+                                                     read_timeout=max(1.0, min(60.0, remaining)))
             except Transient as error:
                 attempt += 1
                 _sleep_before_retry(attempt, error.retry_after, deadline, outcome.stop, error)
@@ -187,20 +215,36 @@ class BatchGateway:
                     raise
                 if len(pending) == 1:
                     outcome.fail(TaskFailure(next(iter(pending)), error.code, error.message))
-                    return
+                    return refused + 1
                 # Too big for one request: send each half on its own.
                 specs = list(pending.values())
-                self._add_chunk(job_id, specs[:len(specs) // 2], deadline, outcome)
-                self._add_chunk(job_id, specs[len(specs) // 2:], deadline, outcome)
-                return
+                return (refused + self._add_chunk(job_id, specs[:len(specs) // 2], deadline, outcome, wire)
+                        + self._add_chunk(job_id, specs[len(specs) // 2:], deadline, outcome, wire))
 
-            _settle(response.result_values or (), pending, outcome)
+            refused += _settle(results, pending, outcome)
             if pending:
                 # Tasks Batch answered with servererror, or not at all, are in an unknown state; resending
                 # them is safe because a task that exists already counts as added.
                 attempt += 1
                 _sleep_before_retry(attempt, None, deadline, outcome.stop,
                                     Transient(f"Batch did not add {len(pending)} tasks to job {job_id}"))
+        return refused
+
+    def _post_task_collection(self, job_id: str, tasks: list[dict], *, read_timeout: float) -> list[dict]:
+        """One addtaskcollection request through the SDK's pipeline (its signing, policies and transport), with
+        JSON in and out: on a 10,000-task submission the SDK's models cost more than the requests
+        (bench/submit_sweep.py). Returns Batch's per-task results; raises our errors for the whole request."""
+        request = HttpRequest(
+            "POST", f"/jobs/{quote(job_id, safe='')}/addtaskcollection",
+            params={"api-version": self._client._config.api_version},
+            headers={"Accept": "application/json",
+                     "content-type": "application/json; odata=minimalmetadata"},
+            content=json.dumps({"value": tasks}, separators=(",", ":")))
+        with _translated():
+            response = self._client.send_request(request, retry_total=0, read_timeout=read_timeout)
+            if response.status_code != 200:
+                raise HttpResponseError(response=response)
+            return response.json().get("value") or []
 
     def terminate_task(self, job_id: str, task_id: str) -> None:
         with _translated():
@@ -322,19 +366,24 @@ def _translated():
         raise translate(exc) from None
 
 
-def _settle(results, pending: dict[str, TaskSpec], outcome: _AddOutcome) -> None:
-    """Move the tasks Batch added (or had already) and those it refused out of `pending`."""
+def _settle(results, pending: dict[str, TaskSpec], outcome: _AddOutcome) -> int:
+    """Move the tasks Batch added (or had already) and those it refused out of `pending`; returns how many it
+    refused."""
+    refused = 0
     for result in results:
-        if result.task_id not in pending:
+        task_id = result.get("taskId")
+        if task_id not in pending:
             continue
-        status, error = convert.wire_value(result.status), result.error
-        code = error.code if error else None
+        status, error = result.get("status"), result.get("error") or {}
+        code = error.get("code")
         if status == "success" or code == "TaskExists":
-            outcome.add(pending.pop(result.task_id).id)
+            outcome.add(pending.pop(task_id).id)
         elif status == "clienterror":
-            message = error.message.value if error and error.message else "refused by Batch"
-            outcome.fail(TaskFailure(pending.pop(result.task_id).id, code, redact(message.split("\n")[0])))
+            message = (error.get("message") or {}).get("value") or "refused by Batch"
+            outcome.fail(TaskFailure(pending.pop(task_id).id, code, redact(message.split("\n")[0])))
+            refused += 1
         # "servererror" stays pending and is sent again.
+    return refused
 
 
 def _sleep_before_retry(attempt: int, retry_after: float | None, deadline: float, stop: threading.Event,

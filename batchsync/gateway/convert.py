@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 
 from azure.batch import models
+from azure.batch._utils.model_base import SdkJSONEncoder
 
 from .records import (FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord, TaskCountsRecord,
                       TaskRecord)
@@ -14,6 +15,9 @@ from .specs import JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
 
 # Batch reports "no limit" as .NET's TimeSpan.MaxValue (about 29,000 years) rather than leaving it out.
 _UNLIMITED = timedelta(days=365 * 1000)
+
+# Durations on the wire exactly as the SDK writes them (ISO 8601, e.g. PT05M00S).
+_DURATION_ENCODER = SdkJSONEncoder()
 
 # The REST fields TaskRecord is built from; list_tasks asks Batch for these and nothing else.
 TASK_RECORD_FIELDS = [
@@ -62,6 +66,37 @@ def task_create_options(spec: TaskSpec) -> models.BatchTaskCreateOptions:
         output_files=[_output_file(output) for output in spec.output_files] or None,
         constraints=constraints, required_slots=spec.required_slots,
     )
+
+
+def task_wire(spec: TaskSpec) -> dict:
+    """A task as addtaskcollection's JSON has it: the same body `task_create_options` serialises to (a test holds
+    them equal), built without the SDK's models, which cost several times the HTTP time on big submissions."""
+    task = {"id": spec.id, "commandLine": spec.command_line}
+    if spec.display_name is not None:
+        task["displayName"] = spec.display_name
+    if spec.environment:
+        task["environmentSettings"] = [{"name": name, "value": value} for name, value in spec.environment.items()]
+    if spec.resource_files:
+        task["resourceFiles"] = [{"httpUrl": f.http_url, "filePath": f.file_path} for f in spec.resource_files]
+    if spec.output_files:
+        task["outputFiles"] = [_output_file_wire(output) for output in spec.output_files]
+    if spec.max_task_retry_count is not None or spec.max_wall_clock_seconds is not None:
+        constraints = {}
+        if spec.max_task_retry_count is not None:
+            constraints["maxTaskRetryCount"] = spec.max_task_retry_count
+        if spec.max_wall_clock_seconds is not None:
+            constraints["maxWallClockTime"] = _DURATION_ENCODER.default(timedelta(seconds=spec.max_wall_clock_seconds))
+        task["constraints"] = constraints
+    task["requiredSlots"] = spec.required_slots
+    return task
+
+
+def _output_file_wire(spec: OutputFileSpec) -> dict:
+    container = {"containerUrl": spec.container_url}
+    if spec.path is not None:
+        container["path"] = spec.path
+    return {"filePattern": spec.file_pattern, "destination": {"container": container},
+            "uploadOptions": {"uploadCondition": spec.upload_condition}}
 
 
 def _pool_settings(spec: PoolSpec) -> dict:

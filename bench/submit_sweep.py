@@ -1,0 +1,133 @@
+"""A 10,000-task sweep on PostgreSQL: from `portal.services.submission_create` to every task accepted by
+localbatch, compared in the same run with a bare `create_tasks(max_concurrency=4)` of the same tasks and with
+adding them one call each.
+
+The submission is driven by `batchsync.submit.submit_submission` called in this process right after
+`submission_create` returns, as the worker would run it (no view exists yet, and the broker hop is left out:
+it adds milliseconds, not seconds). Both the sweep and the bare call are timed over several alternating rounds,
+and the median is compared. One call each is measured on a sample and extrapolated to 10,000; the output says so.
+The job's pool has no nodes, so nothing runs while tasks are being added."""
+
+import argparse
+import os
+import statistics
+import sys
+
+import _common as c
+from sync_tasks import DEFAULT_DATABASE_URL, ensure_database
+
+KEY_VARIABLE = "BENCH_BATCH_ACCOUNT_KEY"
+RATIO_GOAL = 1.25       # sweep time ÷ bare create_tasks time, at most
+SPEEDUP_GOAL = 20.0     # one call each ÷ sweep time, at least
+
+
+def setup_django(url: str, server) -> None:
+    # The portal's default account is the benchmark's localbatch: settings are read once, at setup.
+    os.environ["DATABASE_URL"] = url
+    os.environ["BATCH_ACCOUNT_URL"] = server.endpoint
+    os.environ["BATCH_ACCOUNT_NAME"] = server.account_name
+    os.environ["BATCH_ACCOUNT_KEY"] = server.account_key
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+    from django.core.management import call_command
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def sweep(user, version, tasks: int) -> tuple[float, str]:
+    from batchsync.submit import submit_submission
+    from portal.services import submission_create
+
+    with c.Timer() as timer:
+        submission = submission_create(user=user, template_version=version,
+                                       parameters={"frames": str(tasks), "seconds_per_frame": "0"})
+        state = submit_submission(submission.pk)
+    if state != "submitted":
+        submission.refresh_from_db()
+        raise RuntimeError(f"the sweep ended {state}: {submission.error_message}")
+    return timer.seconds, submission.job_id
+
+
+def bare_create_tasks(client, job_id: str, options) -> float:
+    with c.Timer() as timer:
+        result = client.create_tasks(job_id, options, max_concurrency=4)
+    added = sum(1 for r in result.result_values if r.status == "success")
+    if added != len(options):
+        raise RuntimeError(f"only {added} of {len(options)} tasks were added to {job_id}")
+    return timer.seconds
+
+
+def one_call_each(client, job_id: str, options) -> float:
+    with c.Timer() as timer:
+        for option in options:
+            client.create_task(job_id, option)
+    return timer.seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the sweep and the bare call")
+    parser.add_argument("--one-by-one-sample", type=int, default=500)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--latency-ms", type=int, default=0,
+                        help="added by localbatch to every request, to stand in for the network to a real account")
+    args = parser.parse_args()
+
+    c.header(f"submission of a {args.tasks:,}-task sweep (range fan-out) vs bare create_tasks vs one call each; "
+             f"database {args.database_url.split('@')[-1]}; {args.latency_ms} ms added per request")
+    ensure_database(args.database_url)
+    with c.localbatch_server() as server:
+        setup_django(args.database_url, server)
+        from django.contrib.auth import get_user_model
+
+        from batchsync.gateway import convert
+        from batchsync.submit import expand
+        from portal.models import JobTemplate, Submission
+
+        user, _ = get_user_model().objects.get_or_create(username="bench-submitter")
+        version = JobTemplate.objects.get(slug="render-frames").current_version()
+        client = c.batch_client(server)
+        c.make_pool(client, "demo-pool", nodes=0)
+        if args.latency_ms:
+            from localbatch import admin
+            admin.set_faults(server.endpoint, server.account_name, server.account_key, delay_ms=args.latency_ms)
+
+        sweeps, bares, job_ids = [], [], []
+        for round_number in range(args.rounds):
+            seconds, job_id = sweep(user, version, args.tasks)
+            sweeps.append(seconds)
+            job_ids.append(job_id)
+            # Exactly the task specs the submission sent, through the SDK's models.
+            options = [convert.task_create_options(spec) for spec in expand(Submission.objects.get(job_id=job_id))]
+            bare_job = c.make_job(client, f"bare-{round_number}", "demo-pool")
+            bares.append(bare_create_tasks(client, bare_job, options))
+            print(f"  round {round_number + 1}: sweep {seconds:.2f} s, bare create_tasks {bares[-1]:.2f} s",
+                  flush=True)
+
+        sample = options[:args.one_by_one_sample]
+        one_job = c.make_job(client, "one-by-one", "demo-pool")
+        sample_seconds = one_call_each(client, one_job, sample)
+        counts = client.get_job_task_counts(job_ids[0]).task_counts
+        client.close()
+
+    sweep_median, bare_median = statistics.median(sweeps), statistics.median(bares)
+    one_by_one = sample_seconds / len(sample) * args.tasks
+    ratio, speedup = sweep_median / bare_median, one_by_one / sweep_median
+    c.result("sweep: submission_create → all tasks accepted", sweep_median, "s",
+             compared=f"median of {args.rounds}: {', '.join(f'{s:.2f}' for s in sweeps)} s; "
+                      f"{args.tasks / sweep_median:.0f} tasks/s")
+    c.result("bare create_tasks(max_concurrency=4)", bare_median, "s",
+             compared=f"median of {args.rounds}: {', '.join(f'{s:.2f}' for s in bares)} s")
+    c.result("sweep ÷ bare create_tasks", ratio, "x", f"<= {RATIO_GOAL}", ratio <= RATIO_GOAL)
+    c.result(f"one call each, extrapolated from {len(sample)}", one_by_one, "s",
+             compared=f"measured {sample_seconds:.2f} s for {len(sample)} create_task calls "
+                      f"({sample_seconds / len(sample) * 1000:.1f} ms each) × {args.tasks:,}")
+    c.result("one call each ÷ sweep", speedup, "x", f">= {SPEEDUP_GOAL:g}", speedup >= SPEEDUP_GOAL,
+             compared=f"one call each ÷ bare create_tasks: {one_by_one / bare_median:.1f} x")
+    c.result("  tasks in the first sweep's job", counts.active, "tasks", compared=f"should be {args.tasks}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
