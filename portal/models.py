@@ -233,7 +233,7 @@ class Task(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.job_id}/{self.task_id}"
+        return self.task_id
 
 
 # The most nodes of each kind (dedicated, low-priority) a pool can be given from the portal. Batch allows far
