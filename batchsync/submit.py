@@ -279,15 +279,19 @@ def _enqueue(submission_pk: int, countdown: float | None = None) -> None:
 
 
 def redrive_submissions() -> list[int]:
-    """Enqueue every unfinished submission nobody holds whose retry is due or that went quiet (its message lost,
-    its worker killed); returns their ids. Duplicates are harmless: a run claims the row or does nothing."""
+    """Enqueue every unfinished submission that should be moving and is not: its retry is due, the run holding it
+    stopped recording progress (a killed worker's lease ran out), or it was never picked up (its message lost
+    with a Redis restart). Returns their ids. Duplicates are harmless: a run claims the row or does nothing."""
     now = timezone.now()
-    free = (Submission.objects.filter(state__in=UNFINISHED_SUBMISSION_STATES)
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)))
-    due = free.filter(next_attempt_at__lte=now)
-    stale = free.filter(next_attempt_at__isnull=True, updated_at__lt=now - timedelta(seconds=STALE_SECONDS))
-    ids = sorted(set(due.values_list("pk", flat=True)[:REDRIVE_BATCH])
-                 | set(stale.values_list("pk", flat=True)[:REDRIVE_BATCH]))
+    stale_seconds = float(getattr(settings, "SUBMISSION_STALE_SECONDS", STALE_SECONDS))
+    unfinished = Submission.objects.filter(state__in=UNFINISHED_SUBMISSION_STATES)
+    due = unfinished.filter(next_attempt_at__lte=now).filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+    abandoned = unfinished.filter(lease_expires_at__lt=now)
+    lost = unfinished.filter(lease_expires_at__isnull=True, next_attempt_at__isnull=True,
+                             updated_at__lt=now - timedelta(seconds=stale_seconds))
+    ids = sorted({pk for queryset in (due, abandoned, lost)
+                  for pk in queryset.values_list("pk", flat=True)[:REDRIVE_BATCH]})
     from .tasks import submit_submission_task
 
     for pk in ids:
@@ -295,7 +299,7 @@ def redrive_submissions() -> list[int]:
             # Expires before the next re-drive, so a backed-up queue does not fill with copies.
             submit_submission_task.apply_async((pk,), expires=STALE_SECONDS * 2)
         except Exception:
-            logger.warning("could not enqueue submission %s", pk, exc_info=True)
+            logger.warning("could not enqueue submission %s; the next re-drive tries again", pk, exc_info=True)
             break
     return ids
 
