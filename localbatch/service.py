@@ -282,8 +282,8 @@ class BatchService:
             return
         job["previousState"], job["previousStateTransitionTime"] = job["state"], job["stateTransitionTime"]
         job["state"], job["stateTransitionTime"] = "deleting", now_iso()
-        # A completed job already ran its release tasks; any other job runs them on the way out.
-        job["_release_started"] = job["previousState"] == "completed"
+        # A completed (or terminating) job has already started its release tasks; an active one runs them now.
+        job["_release_started"] = bool(job.get("_release_started")) or job["previousState"] == "completed"
         self.state.touch(job)
         self.state.save_job(job)
 
