@@ -11,3 +11,4 @@ class PortalConfig(AppConfig):
         # Pool templates register their admin from their own module, so portal/admin.py (the mirror's admin)
         # and this feature change independently.
         from portal import admin_pool_templates  # noqa: F401
+        from portal import admin_job_templates  # noqa: F401

@@ -3,6 +3,7 @@ re-run, however often Batch answers 503; plain failures; the re-driver; the ship
 
 from datetime import timedelta
 
+import kombu.pools
 import pytest
 from django.utils import timezone
 
@@ -262,6 +263,67 @@ def test_a_job_deleted_before_its_tasks_were_added_fails_the_submission(gateway,
     submission.refresh_from_db()
     assert "was ended or deleted in Batch before all its tasks were added (0 of 5 tasks added)" in (
         submission.error_message)
+
+
+def test_submission_create_sends_it_through_celery_once_committed(gateway, idle_pool, alice, eager,
+                                                                 django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        submission = create(alice, 5)
+
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.SUBMITTED and submission.attempts == 1
+    assert sorted(task_ids_in_batch(gateway, submission.job_id)) == expected_ids(5)
+
+
+def test_a_broker_that_cannot_be_reached_does_not_lose_the_submission(gateway, idle_pool, alice, caplog,
+                                                                       django_capture_on_commit_callbacks):
+    previous = app.conf.broker_url, app.conf.broker_connection_retry, app.conf.broker_connection_max_retries
+    app.conf.broker_url = "redis://127.0.0.1:9/0"   # the discard port: nothing answers
+    app.conf.broker_connection_retry, app.conf.broker_connection_max_retries = False, 0
+    kombu.pools.reset()
+    app._pool, app.amqp._producer_pool = None, None
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            submission = create(alice, 3)   # the enqueue fails after the commit; no error reaches the person
+    finally:
+        app.conf.broker_url, app.conf.broker_connection_retry, app.conf.broker_connection_max_retries = previous
+        kombu.pools.reset()
+        app._pool, app.amqp._producer_pool = None, None
+
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.PENDING
+    assert f"could not enqueue submission {submission.pk}; the re-driver will pick it up" in caplog.text
+    # The re-driver finds it once it has been quiet for a while, and the pipeline does the rest.
+    Submission.objects.filter(pk=submission.pk).update(updated_at=timezone.now() - timedelta(minutes=1))
+    app.conf.task_always_eager = True
+    try:
+        assert submit.redrive_submissions() == [submission.pk]
+    finally:
+        app.conf.task_always_eager = False
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.SUBMITTED
+
+
+def test_stdout_and_stderr_are_saved_to_the_logs_container(gateway, running_pool, alice, azurite, settings):
+    from datetime import datetime, timezone as tz
+
+    from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = service.create_container("task-logs")
+    sas = generate_container_sas(azurite.account_name, "task-logs", account_key=azurite.account_key,
+                                 permission=ContainerSasPermissions(read=True, write=True, create=True),
+                                 expiry=datetime.now(tz.utc) + timedelta(hours=1))
+    settings.SUBMISSION_LOGS_CONTAINER_URL = f"{container.url}?{sas}"
+    submission = create(alice, 2)
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
+    wait_for(lambda: gateway.get_job(submission.job_id).state == "completed", timeout=60, message="the job to end")
+
+    names = sorted(blob.name for blob in container.list_blobs())
+    assert names == [f"{submission.job_id}/t0000{n}/logs/{kind}.txt" for n in (1, 2) for kind in ("stderr", "stdout")]
+    saved = container.download_blob(f"{submission.job_id}/t00002/logs/stdout.txt").readall().decode()
+    assert saved == "rendering frame 2\nframe 2 done\n"
 
 
 # --- the re-driver ----------------------------------------------------------------------------------------

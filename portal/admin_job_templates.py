@@ -1,0 +1,122 @@
+"""Django admin for job templates (engineers define what people can run) and a read-only view of submissions.
+
+A template's spec is edited as JSON; saving a changed spec makes a new version through
+`portal.services.job_template_version_create`, so versions already used by submissions never change."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+
+from portal import services
+from portal.models import JobTemplate, JobTemplateVersion, Submission
+
+
+class JobTemplateForm(forms.ModelForm):
+    spec = forms.JSONField(
+        required=False, widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
+        help_text="The current version's spec. Saving a different spec creates the next version; see "
+                  "portal/templating.py for the keys. Needs the “write command lines” permission.")
+
+    class Meta:
+        model = JobTemplate
+        fields = ["name", "slug", "description", "is_active"]
+
+    def __init__(self, *args, can_write: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = self.instance.current_version() if self.instance.pk else None
+        if current is not None:
+            self.fields["spec"].initial = current.spec
+        self.fields["spec"].disabled = not can_write
+
+    def clean_spec(self):
+        from portal.templating import SpecError, parse_spec
+
+        spec = self.cleaned_data.get("spec")
+        if spec in (None, "") or self.fields["spec"].disabled:
+            return None
+        try:
+            parse_spec(spec)
+        except SpecError as exc:
+            raise forms.ValidationError(exc.problems) from None
+        return spec
+
+
+class JobTemplateVersionInline(admin.TabularInline):
+    model = JobTemplateVersion
+    extra = 0
+    can_delete = False
+    fields = ["number", "created_by", "created_at", "spec_shown", "submissions_count"]
+    readonly_fields = fields
+    ordering = ["-number"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="spec")
+    def spec_shown(self, version):
+        return json.dumps(version.spec, indent=1)[:2000]
+
+    @admin.display(description="submissions")
+    def submissions_count(self, version):
+        return version.submissions.count()
+
+
+@admin.register(JobTemplate)
+class JobTemplateAdmin(admin.ModelAdmin):
+    form = JobTemplateForm
+    list_display = ["name", "slug", "is_active", "current_version_number", "updated_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "slug", "description"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [JobTemplateVersionInline]
+    fields = ["name", "slug", "description", "is_active", "spec"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        can_write = services.can_write_command_lines(request.user)
+
+        class BoundForm(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, can_write=can_write, **inner)
+
+        return BoundForm
+
+    @admin.display(description="version")
+    def current_version_number(self, template):
+        current = template.current_version()
+        return current.number if current else "—"
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        spec = form.cleaned_data.get("spec")
+        current = form.instance.current_version()
+        if spec is None or (current is not None and current.spec == spec):
+            return
+        try:
+            version = services.job_template_version_create(user=request.user, template=form.instance, spec=spec)
+        except (PermissionDenied, services.SubmissionError) as exc:
+            self.message_user(request, f"The spec was not saved: {getattr(exc, 'message', exc)}", messages.ERROR)
+        else:
+            self.message_user(request, f"Saved as version {version.number}.", messages.SUCCESS)
+
+
+@admin.register(Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    """Read-only: a submission's progress is written by batchsync/submit.py alone."""
+
+    list_display = ["job_id", "state", "tasks_added", "total_tasks", "submitted_by", "template_version", "created_at"]
+    list_filter = ["state"]
+    search_fields = ["job_id", "submitted_by__username"]
+    list_select_related = ["submitted_by", "template_version__template"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
