@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import dashboard, jobs, pool_actions, pools, tasks
+from portal.views import dashboard, jobs, logs, pool_actions, pools, tasks
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -20,6 +20,10 @@ urlpatterns = [
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
     path("tasks/<int:pk>/", tasks.task_detail, name="task_detail"),
+    path("tasks/<int:pk>/output/", logs.task_output, name="task_output"),
+    path("tasks/<int:pk>/output/window/", logs.task_output_window, name="task_output_window"),
+    path("tasks/<int:pk>/output/tail/", logs.task_output_tail, name="task_output_tail"),
+    path("tasks/<int:pk>/output/download/", logs.task_output_download, name="task_output_download"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,4 +1,4 @@
-"""A task's page: what it ran, where and when, how it ended, its timeline, and the output placeholder."""
+"""A task's page: what it ran, where and when, how it ended, its timeline, and where its output loads."""
 
 from datetime import timedelta
 
@@ -100,13 +100,15 @@ def test_task_timeline_follows_the_task_through_its_states():
     assert selectors.task_timeline(gone)[-1].label == "Deleted in Batch"
 
 
-def test_task_detail_has_a_place_for_the_output(signed_in):
+def test_task_detail_loads_the_output_viewer_after_the_page(signed_in):
     task = TaskFactory()
 
     response = signed_in.get(reverse("task_detail", args=[task.pk]))
 
     assert "tasks/_output.html" in [t.name for t in response.templates]
-    assert 'id="output"' in text(response) and "logs feature" in text(response)
+    # The page itself never waits on Batch: the viewer is fetched once it has loaded.
+    assert 'id="output"' in text(response)
+    assert f'hx-get="{reverse("task_output", args=[task.pk])}" hx-trigger="load"' in text(response)
 
 
 def test_task_detail_polls_while_the_task_can_change(signed_in):

@@ -1,0 +1,113 @@
+"""A task's output in a real browser: it follows a running task to its end, and output that holds
+markup or scripts shows as text while its colours show as colours."""
+
+import os
+
+import pytest
+from azure.batch import models
+
+from batchsync.accounts import default_account
+from batchsync.sync import sync_account
+from portal.models import Task
+from tests.localbatch.helpers import make_job, make_pool, wait_for, wait_task_completed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCREENSHOTS = os.environ.get("PORTAL_SCREENSHOT_DIR", "/tmp")
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def batch_account(localbatch, settings, monkeypatch):
+    """The portal's default account, pointed at this test's localbatch."""
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    return default_account()
+
+
+@pytest.fixture
+def job(batch_client):
+    make_pool(batch_client, "log-pool", nodes=1, slots=2)
+    wait_for(lambda: [n.state for n in batch_client.list_nodes("log-pool")] == ["idle"], message="an idle node")
+    return make_job(batch_client, "log-job", "log-pool")
+
+
+def add_task(batch_client, task_id: str, script: str):
+    quoted = "'" + script.replace("'", "'\"'\"'") + "'"
+    batch_client.create_task("log-job", models.BatchTaskCreateOptions(id=task_id, command_line=f"/bin/sh -c {quoted}"))
+
+
+def log_in_and_open(page, live_server, django_user_model, task_id: str):
+    django_user_model.objects.create_user(username="alice", password=PASSWORD)
+    page.set_viewport_size({"width": 1360, "height": 1000})
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    page.goto(f"{live_server.url}/tasks/{Task.objects.get(task_id=task_id).pk}/")
+    page.get_by_role("heading", name=task_id).wait_for()
+
+
+def test_the_viewer_follows_a_running_task_to_its_end_and_stops_polling(
+        page, live_server, batch_client, batch_account, job, django_user_model, tmp_path):
+    go_on, finish = tmp_path / "go-on", tmp_path / "finish"
+    add_task(batch_client, "chatty", f"echo 'line 1: starting'; while [ ! -e {go_on} ]; do sleep 0.05; done; "
+                                     f"echo 'line 2: working'; while [ ! -e {finish} ]; do sleep 0.05; done; "
+                                     "echo 'line 3: all done'")
+    wait_for(lambda: batch_client.get_task("log-job", "chatty").state == "running", message="the task running")
+    sync_account(batch_account)
+    log_in_and_open(page, live_server, django_user_model, "chatty")
+
+    lines = page.get_by_role("log", name="stdout.txt")
+    lines.get_by_text("line 1: starting").wait_for()
+    assert page.locator("#log-tail[hx-trigger]").count() == 1
+
+    # Nobody reloads: new lines arrive through the viewer's own polling of only the new bytes.
+    go_on.touch()
+    lines.get_by_text("line 2: working").wait_for(timeout=15_000)
+    assert lines.locator(".log-line").count() == 2
+
+    finish.touch()
+    wait_task_completed(batch_client, "log-job", "chatty")
+    sync_account(batch_account)
+    lines.get_by_text("line 3: all done").wait_for(timeout=15_000)
+    page.get_by_text("The task has ended; this is the whole output.").wait_for(timeout=15_000)
+    # Each line once, in order, numbered; and the poller is gone, so nothing asks again.
+    assert lines.locator(".lt").all_inner_texts() == ["line 1: starting", "line 2: working", "line 3: all done"]
+    assert lines.locator(".ln").all_inner_texts() == ["1", "2", "3"]
+    assert page.locator("#log-tail[hx-trigger]").count() == 0
+    page.screenshot(path=f"{SCREENSHOTS}/portal-task-output.png", full_page=True)
+
+
+def test_markup_and_scripts_in_output_stay_text_and_colours_show(
+        page, live_server, batch_client, batch_account, job, django_user_model):
+    # printf: \047 is a single quote, \033 the ESC of a colour code.
+    add_task(batch_client, "payload", (
+        "printf '<script>window.pwned = 1</script>\\n"
+        "<img src=x onerror=\"window.pwned = 2\">\\n"
+        "<svg onload=\"window.pwned = 3\"></svg> \\047quoted\\047 & more\\n"
+        "\\033[31mred failure\\033[0m then \\033[1;32mbold green\\033[0m\\n'"))
+    wait_task_completed(batch_client, "log-job", "payload")
+    sync_account(batch_account)
+    log_in_and_open(page, live_server, django_user_model, "payload")
+
+    lines = page.get_by_role("log", name="stdout.txt")
+    lines.get_by_text("red failure").wait_for()
+
+    assert page.evaluate("window.pwned") is None
+    assert lines.locator("script, img, svg").count() == 0
+    assert lines.locator(".lt").all_inner_texts()[:3] == [
+        "<script>window.pwned = 1</script>", '<img src=x onerror="window.pwned = 2">',
+        "<svg onload=\"window.pwned = 3\"></svg> 'quoted' & more"]
+    red = lines.locator("span.ansi-red")
+    assert red.inner_text() == "red failure"
+    assert red.evaluate("e => getComputedStyle(e).color") == "rgb(255, 123, 114)"
+    assert lines.locator("span.ansi-green.ansi-bold").inner_text() == "bold green"
+    # The wrap toggle is CSS only: ticking it changes how lines wrap, nothing else.
+    first = lines.locator(".lt").first
+    assert first.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
+    page.get_by_label("Wrap long lines").check()
+    assert first.evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"

@@ -1,0 +1,89 @@
+"""Helpers for the log tests: a Batch account row on the test's localbatch, tasks that write real output,
+and a gateway that counts what it reads from Batch (the reads themselves are real)."""
+
+import threading
+
+import pytest
+from azure.batch import models
+
+from batchsync.gateway import BatchGateway, GatewayError
+from portal.models import BatchAccount
+from tests.localbatch.helpers import make_job, make_pool, wait_for
+
+KEY_VARIABLE = "PORTAL_TEST_LOGS_BATCH_KEY"
+
+
+class CountingGateway:
+    """A real BatchGateway that records each file call, so a test can assert how much it asked Batch for."""
+
+    def __init__(self, gateway: BatchGateway):
+        self._gateway = gateway
+        self._lock = threading.Lock()
+        self.size_calls = 0
+        self.reads: list[int] = []           # bytes each read_task_file brought back
+
+    def get_task_file_size(self, *args, **kwargs):
+        with self._lock:
+            self.size_calls += 1
+        return self._gateway.get_task_file_size(*args, **kwargs)
+
+    def read_task_file(self, *args, **kwargs):
+        data = self._gateway.read_task_file(*args, **kwargs)
+        with self._lock:
+            self.reads.append(len(data))
+        return data
+
+    @property
+    def calls(self) -> int:
+        return self.size_calls + len(self.reads)
+
+    def close(self):
+        self._gateway.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+
+@pytest.fixture
+def account(localbatch, monkeypatch):
+    monkeypatch.setenv(KEY_VARIABLE, localbatch.account_key)
+    return BatchAccount.objects.create(name="logs", account_url=localbatch.endpoint,
+                                       account_name=localbatch.account_name, key_env_var=KEY_VARIABLE)
+
+
+@pytest.fixture
+def gateway(localbatch):
+    with BatchGateway(localbatch.endpoint, localbatch.account_name, localbatch.account_key) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def batch_job(batch_client):
+    """A pool of one node with four slots and a job on it, in the test's localbatch."""
+    make_pool(batch_client, "logs-pool", nodes=1, slots=4)
+    wait_for(lambda: [n.state for n in batch_client.list_nodes("logs-pool")] == ["idle"], message="an idle node")
+    return make_job(batch_client, "logs-job", "logs-pool")
+
+
+def add_task(batch_client, task_id: str, script: str, job_id: str = "logs-job") -> str:
+    batch_client.create_task(job_id, models.BatchTaskCreateOptions(
+        id=task_id, command_line=f"/bin/sh -c {shell_quote(script)}"))
+    return task_id
+
+
+def shell_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def file_size(gateway: BatchGateway, task_id: str, path: str = "stdout.txt", job_id: str = "logs-job") -> int:
+    """The file's size, or -1 while the task has no files yet."""
+    try:
+        return gateway.get_task_file_size(job_id, task_id, path)
+    except GatewayError:
+        return -1
