@@ -149,8 +149,8 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
                 # Requests keep flowing while progress is recorded, every chunk_size() tasks, from this thread.
                 step, recorded = chunk_size(), [base]
 
-                def record(prefix: int, *, base=base, step=step, recorded=recorded) -> None:
-                    if prefix == len(batch) or base + prefix - recorded[0] >= step:
+                def record(prefix: int, *, base=base, step=step, recorded=recorded, size=len(batch)) -> None:
+                    if prefix == size or base + prefix - recorded[0] >= step:
                         # Conditional on the count this run last wrote: a second run that got here stops at once.
                         run.advance(expect={"tasks_added": recorded[0]}, tasks_added=base + prefix)
                         recorded[0] = base + prefix

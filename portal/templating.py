@@ -2,7 +2,13 @@
 turning both into the exact job and task specs sent to Batch. Pure: no database, no network.
 
 Safety rule: a value never reaches a shell unquoted. Every value is checked against its type, then passed through
-`shlex.quote`; the rendered script is itself quoted and run as `/bin/sh -c '<script>'`."""
+`shlex.quote`; the rendered script is itself quoted and run as `/bin/sh -c '<script>'`. A placeholder therefore
+stands for whole shell words and must be written outside quotes (`echo {name}`, not `echo "{name}"`); the spec
+check refuses the latter.
+
+Command line placeholders: `{parameter}` for each parameter (a file parameter renders as `inputs/<name>`, a
+`files` parameter as all of them), plus the fan-out's per-task name (`fan_out.as`: `{file}`, `{value}`, or
+`{row.column}` for a CSV). Literal braces are written `{{` and `}}`."""
 
 from __future__ import annotations
 
