@@ -64,6 +64,7 @@ def test_the_viewer_follows_a_running_task_to_its_end_and_stops_polling(
     lines = page.get_by_role("log", name="stdout.txt")
     lines.get_by_text("line 1: starting").wait_for()
     assert page.locator("#log-tail[hx-trigger]").count() == 1
+    assert page.locator("#log-writing").inner_text().strip() == "· still being written"
 
     # Nobody reloads: new lines arrive through the viewer's own polling of only the new bytes.
     go_on.touch()
@@ -79,6 +80,7 @@ def test_the_viewer_follows_a_running_task_to_its_end_and_stops_polling(
     assert lines.locator(".lt").all_inner_texts() == ["line 1: starting", "line 2: working", "line 3: all done"]
     assert lines.locator(".ln").all_inner_texts() == ["1", "2", "3"]
     assert page.locator("#log-tail[hx-trigger]").count() == 0
+    assert page.locator("#log-writing").inner_text().strip() == "· complete"
     page.screenshot(path=f"{SCREENSHOTS}/portal-task-output.png", full_page=True)
 
 
