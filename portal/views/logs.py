@@ -93,8 +93,10 @@ def _window_context(task, path: str, window: logs.LogWindow, first_line: int | N
 @login_required
 def task_output(request, pk: int):
     """The Output section: the task's files from Batch and the tail of the chosen one (stdout.txt)."""
-    task = _task(request, pk)
-    path = _path(request)
+    return _viewer(request, _task(request, pk), _path(request))
+
+
+def _viewer(request, task, path: str):
     live = selectors.task_is_live(task)
     context = {"task": task, "path": path, "live": live}
     try:
@@ -156,6 +158,12 @@ def task_output_tail(request, pk: int):
         window, live = logs.LogWindow("", after, after, after), True     # try again at the next poll
     except GatewayError as error:
         return render(request, "tasks/output.html#tail_problem", {"problem": _problem(error)})
+    if window.size < after:
+        # The file is shorter than what the viewer already shows: Batch ran the task again (a retry)
+        # and the new attempt started a new file. Replace the whole viewer rather than append to it.
+        response = _viewer(request, task, path)
+        response["HX-Retarget"], response["HX-Reswap"] = "#log-viewer", "outerHTML"
+        return response
     context = _window_context(task, path, window, line, live)
     context["first_line"], context["rows"] = line, _rows(window, line)
     context["next_line"] = _next_line(window, line)

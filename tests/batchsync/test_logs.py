@@ -9,14 +9,9 @@ from django.core.cache import cache
 
 from batchsync import logs
 from tests.localbatch.helpers import wait_for, wait_task_completed
-from tests.logfiles import (
-    CountingGateway,
-    account,
-    add_task,
-    batch_job,
-    file_size,
-    gateway,
-)
+from tests.logfiles import CountingGateway, add_task, file_size
+# Fixtures, imported so pytest finds them here.
+from tests.logfiles import account, batch_job, gateway  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

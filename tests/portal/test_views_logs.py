@@ -12,14 +12,9 @@ from portal.models import TaskState
 from portal.views import logs as log_views
 from tests.factories import JobFactory, TaskFactory, UserFactory
 from tests.localbatch.helpers import wait_for, wait_task_completed
-from tests.logfiles import (
-    CountingGateway,
-    account,
-    add_task,
-    batch_job,
-    file_size,
-    gateway,
-)
+from tests.logfiles import CountingGateway, add_task, file_size
+# Fixtures, imported so pytest finds them here.
+from tests.logfiles import account, batch_job, gateway  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -201,3 +196,32 @@ def test_download_streams_the_whole_file_as_an_attachment(signed_in, account, ba
     assert b"".join(response.streaming_content) == expected
     assert int(response["Content-Length"]) == len(expected) == 6000025
     assert max(counted.reads) <= logs.DOWNLOAD_CHUNK_BYTES and len(counted.reads) == 2
+
+
+def test_when_a_retry_starts_the_file_again_the_viewer_is_replaced_not_appended_to(
+        signed_in, account, gateway, batch_client, counted, tmp_path):
+    from azure.batch import models
+
+    from tests.localbatch.helpers import make_job, make_pool
+    make_pool(batch_client, "retry-pool", nodes=1)
+    make_job(batch_client, "logs-job", "retry-pool")
+    marker, go = tmp_path / "marker", tmp_path / "go"
+    script = (f"if [ -e {marker} ]; then echo second attempt; sleep 30; "
+              f"else touch {marker}; seq 1 100; while [ ! -e {go} ]; do sleep 0.05; done; exit 1; fi")
+    batch_client.create_task("logs-job", models.BatchTaskCreateOptions(
+        id="retried", command_line=f"/bin/sh -c '{script}'",
+        constraints=models.BatchTaskConstraints(max_task_retry_count=1)))
+    wait_for(lambda: file_size(gateway, "retried") == 292, message="the first attempt's 100 lines")
+    task = task_row(account, "retried", state=TaskState.RUNNING)
+    tail_url = reverse("task_output_tail", args=[task.pk])
+    assert "every 2s" in body(signed_in.get(reverse("task_output", args=[task.pk])))
+
+    go.touch()
+    wait_for(lambda: file_size(gateway, "retried") == len("second attempt\n"), message="the retry's output")
+    cache.clear()        # past the shared tail's second
+    response = signed_in.get(tail_url, {"path": "stdout.txt", "after": 292, "line": 101})
+
+    assert response["HX-Retarget"] == "#log-viewer" and response["HX-Reswap"] == "outerHTML"
+    page = body(response)
+    assert 'id="log-viewer"' in page and ">second attempt<" in page and 'id="L1"' in page
+    batch_client.terminate_task("logs-job", "retried")
