@@ -35,3 +35,21 @@ def make_job(client, job_id: str = "job-1", pool_id: str = "pool-1", **options):
 def wait_task_completed(client, job_id: str, task_id: str, timeout: float = 20.0):
     return wait_for(lambda: (t := client.get_task(job_id, task_id)).state == "completed" and t,
                     timeout=timeout, message=f"task {task_id} completed")
+
+
+def task(task_id: str, command: str, **options) -> models.BatchTaskCreateOptions:
+    return models.BatchTaskCreateOptions(id=task_id, command_line=command, **options)
+
+
+def sh(script: str) -> str:
+    """A command line run by a shell, as Batch needs for $VAR expansion and pipes."""
+    return f"/bin/sh -c '{script}'"
+
+
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (an unreaped zombie is dead for our purposes)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

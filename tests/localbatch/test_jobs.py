@@ -10,26 +10,9 @@ from azure.batch.models._models import BatchJobTerminateOptions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 
-from .helpers import make_job, make_pool, wait_for, wait_task_completed
+from .helpers import make_job, make_pool, pid_alive, sh, task, wait_for, wait_task_completed
 
 POLL = {"polling_interval": 0.1}   # the SDK's pollers default to 5 s between polls
-
-
-def task(task_id: str, command: str, **options) -> models.BatchTaskCreateOptions:
-    return models.BatchTaskCreateOptions(id=task_id, command_line=command, **options)
-
-
-def sh(script: str) -> str:
-    return f"/bin/sh -c '{script}'"
-
-
-def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (an unreaped zombie is dead for our purposes)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def read_task_file(client, job_id: str, task_id: str, path: str = "stdout.txt") -> str:

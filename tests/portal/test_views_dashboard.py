@@ -9,22 +9,12 @@ from django.utils import timezone
 from portal import selectors
 from portal.models import JobState, NodeState, TaskState
 from tests.factories import BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory, UserFactory
+from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dashboard"}
 POLL = 'hx-trigger="every 5s'
-
-
-@pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
-def text(response) -> str:
-    assert response.status_code == 200, response.status_code
-    return response.content.decode()
 
 
 def test_anonymous_is_sent_to_login(client):

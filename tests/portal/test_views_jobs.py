@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from portal.models import JobState, Task, TaskResult, TaskState
 from tests.factories import BatchAccountFactory, JobFactory, TaskFactory, UserFactory
+from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
 
@@ -19,17 +20,6 @@ TASK_LINK = re.compile(r'href="/tasks/(\d+)/"')
 JOB_LINK = re.compile(r'href="/jobs/(\d+)/"')
 NEXT = re.compile(r'<a rel="next" href="([^"]+)"')
 PREV = re.compile(r'<a rel="prev" href="([^"]+)"')
-
-
-@pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
-def text(response) -> str:
-    assert response.status_code == 200, response.status_code
-    return response.content.decode()
 
 
 # --- Jobs list ----------------------------------------------------------------------------------

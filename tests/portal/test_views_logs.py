@@ -32,12 +32,6 @@ def empty_cache():
 
 
 @pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def counted(monkeypatch, gateway):
     """Every gateway the views open is this one, counting its reads (which still go to localbatch)."""
     counting = CountingGateway(gateway)

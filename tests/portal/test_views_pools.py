@@ -9,22 +9,12 @@ from django.utils import timezone
 
 from portal.models import AllocationState, NodeState
 from tests.factories import JobFactory, NodeFactory, PoolFactory, UserFactory
+from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 POLL = 'hx-trigger="every 5s'
-
-
-@pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
-def text(response) -> str:
-    assert response.status_code == 200, response.status_code
-    return response.content.decode()
 
 
 def test_anonymous_is_sent_to_login_from_the_pool_pages(client):
