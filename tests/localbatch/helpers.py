@@ -1,8 +1,15 @@
-"""Small helpers shared by the localbatch tests (polling, the SDK's models)."""
+"""Small helpers shared by the localbatch tests: polling, pools, jobs and tasks, and signed raw HTTP."""
 
+import http.client
+import json
 import time
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 from azure.batch import models
+
+from localbatch import auth
 
 
 def wait_for(check, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
@@ -53,3 +60,44 @@ def pid_alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+# -- raw HTTP, for what the SDK would normalise -------------------------------------------------
+
+def http_date(moment: datetime | None = None) -> str:
+    return format_datetime(moment or datetime.now(timezone.utc), usegmt=True)
+
+
+def send(localbatch, method: str, path_and_query: str, headers: dict | None = None, body: bytes = b""):
+    """Send one request exactly as given (no normalisation of the path); (status, headers, parsed body)."""
+    url = urlsplit(localbatch.endpoint)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        connection.putrequest(method, path_and_query, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders(body or None)
+        response = connection.getresponse()
+        raw = response.read()
+        payload = json.loads(raw) if raw and "json" in (response.getheader("Content-Type") or "") else raw
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
+    finally:
+        connection.close()
+
+
+def signed_headers(localbatch, method: str, path_and_query: str, body: bytes = b"", date: str | None = None,
+                   account: str | None = None, key: str | None = None, extra: dict | None = None) -> dict:
+    """Headers the way the SDK builds them, signed with localbatch.auth (account and key overridable)."""
+    headers = {"ocp-date": date or http_date(), **(extra or {})}
+    if method not in ("GET", "HEAD"):
+        headers["content-length"] = str(len(body))
+    if body:
+        headers["content-type"] = "application/json; odata=minimalmetadata"
+    headers["Authorization"] = auth.authorization_header(
+        method, path_and_query, headers, account or localbatch.account_name, key or localbatch.account_key)
+    return headers
+
+
+def signed_send(localbatch, method: str, path_and_query: str, body: bytes = b"", **options):
+    return send(localbatch, method, path_and_query, signed_headers(localbatch, method, path_and_query, body, **options),
+                body)

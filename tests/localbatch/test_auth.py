@@ -6,10 +6,8 @@ over exactly this URL must be refused with 403 AuthenticationFailed and change n
 tests pin localbatch.auth.string_to_sign to the SDK's own BatchSharedKeyAuthPolicy."""
 
 import base64
-import http.client
 import json
 from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,51 +19,13 @@ from azure.core.pipeline import PipelineContext, PipelineRequest
 from azure.core.rest import HttpRequest
 
 from localbatch import API_VERSION, auth
-from tests.localbatch.helpers import make_job, make_pool, wait_task_completed
+from tests.localbatch.helpers import (http_date, make_job, make_pool, send, signed_headers, signed_send,
+                                     wait_task_completed)
 
 OTHER_KEY = base64.b64encode(b"not the localbatch account key, but valid base64").decode()
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def http_date(moment: datetime | None = None) -> str:
-    return format_datetime(moment or datetime.now(timezone.utc), usegmt=True)
-
-
-def send(localbatch, method: str, path_and_query: str, headers: dict | None = None, body: bytes = b""):
-    """Send one request exactly as given (no normalisation of the path); (status, headers, parsed body)."""
-    url = urlsplit(localbatch.endpoint)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    try:
-        connection.putrequest(method, path_and_query, skip_accept_encoding=True)
-        for name, value in (headers or {}).items():
-            connection.putheader(name, value)
-        connection.endheaders(body or None)
-        response = connection.getresponse()
-        raw = response.read()
-        payload = json.loads(raw) if raw and "json" in (response.getheader("Content-Type") or "") else raw
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
-    finally:
-        connection.close()
-
-
-def signed_headers(localbatch, method: str, path_and_query: str, body: bytes = b"", date: str | None = None,
-                   account: str | None = None, key: str | None = None, extra: dict | None = None) -> dict:
-    """Headers the way the SDK builds them, signed with localbatch.auth (account and key overridable)."""
-    headers = {"ocp-date": date or http_date(), **(extra or {})}
-    if method not in ("GET", "HEAD"):
-        headers["content-length"] = str(len(body))
-    if body:
-        headers["content-type"] = "application/json; odata=minimalmetadata"
-    headers["Authorization"] = auth.authorization_header(
-        method, path_and_query, headers, account or localbatch.account_name, key or localbatch.account_key)
-    return headers
-
-
-def signed_send(localbatch, method: str, path_and_query: str, body: bytes = b"", **options):
-    return send(localbatch, method, path_and_query, signed_headers(localbatch, method, path_and_query, body, **options),
-                body)
-
 
 def assert_auth_failed(status: int, body) -> dict:
     assert status == 403

@@ -1,12 +1,9 @@
 """Pools, nodes, node files, conditional requests, paging and scheduling policy of localbatch,
 driven through the real azure-batch SDK (and, where the SDK would normalise, signed raw HTTP)."""
 
-import http.client
 import json
 import os
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
-from urllib.parse import urlsplit
+from datetime import timedelta
 
 import pytest
 from azure.batch import models
@@ -14,8 +11,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (HttpResponseError, ResourceExistsError, ResourceModifiedError,
                                    ResourceNotFoundError)
 
-from localbatch import API_VERSION, auth
-from tests.localbatch.helpers import make_job, make_pool, wait_for, wait_task_completed
+from localbatch import API_VERSION
+from tests.localbatch.helpers import make_job, make_pool, signed_send, wait_for, wait_task_completed
 
 VM_SIZE = "standard_d2s_v3"
 POLL = 0.05   # LRO polling interval for begin_* (the SDK's default is 5 s)
@@ -26,26 +23,7 @@ NODE_LIFECYCLE = ["creating", "starting", "waitingforstarttask", "idle"]
 
 def signed_request(localbatch, method: str, path_and_query: str, body: bytes = b"", headers: dict | None = None):
     """A SharedKey-signed request sent byte for byte as given: (status, headers, body as JSON or bytes)."""
-    headers = {"ocp-date": format_datetime(datetime.now(timezone.utc), usegmt=True), **(headers or {})}
-    if method not in ("GET", "HEAD"):
-        headers["content-length"] = str(len(body))
-    if body:
-        headers["content-type"] = "application/json; odata=minimalmetadata"
-    headers["Authorization"] = auth.authorization_header(method, path_and_query, headers, localbatch.account_name,
-                                                         localbatch.account_key)
-    url = urlsplit(localbatch.endpoint)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    try:
-        connection.putrequest(method, path_and_query, skip_accept_encoding=True)
-        for name, value in headers.items():
-            connection.putheader(name, value)
-        connection.endheaders(body or None)
-        response = connection.getresponse()
-        raw = response.read()
-        payload = json.loads(raw) if raw and "json" in (response.getheader("Content-Type") or "") else raw
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
-    finally:
-        connection.close()
+    return signed_send(localbatch, method, path_and_query, body, extra=headers)
 
 
 def error_of(caught) -> tuple[int, str | None]:
