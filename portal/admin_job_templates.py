@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
 from portal import services
+from portal.admin import ReadOnlyAdmin
 from portal.models import JobTemplate, JobTemplateVersion, Submission
 
 
@@ -103,20 +104,10 @@ class JobTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Submission)
-class SubmissionAdmin(admin.ModelAdmin):
+class SubmissionAdmin(ReadOnlyAdmin):
     """Read-only: a submission's progress is written by batchsync/submit.py alone."""
 
     list_display = ["job_id", "state", "tasks_added", "total_tasks", "submitted_by", "template_version", "created_at"]
     list_filter = ["state"]
     search_fields = ["job_id", "submitted_by__username"]
     list_select_related = ["submitted_by", "template_version__template"]
-    show_full_result_count = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
