@@ -65,6 +65,19 @@ class TaskResult(models.TextChoices):
     FAILURE = "failure"
 
 
+class Team(models.Model):
+    """A group of people who share work: Team scope on every list, and what an Operator may act on."""
+
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class BatchAccount(models.Model):
     """One Batch account the portal fronts. Its key is a secret and lives in the environment,
     in the variable named by `key_env_var`, never in the database."""
@@ -163,6 +176,8 @@ class Job(models.Model):
     # Who submitted it through the portal (set by the submission issue; empty for outside jobs).
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="submitted_jobs")
+    # The submitter's team at submission time (portal.access scopes and Operator rights); empty for outside jobs.
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     # Incremental task sync: tasks changed at or after this time (minus a skew overlap) are fetched next.
     task_watermark_at = models.DateTimeField(null=True, blank=True)
     tasks_synced_at = models.DateTimeField(null=True, blank=True)
@@ -215,6 +230,10 @@ class Task(models.Model):
     max_task_retry_count = models.IntegerField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     gone_at = models.DateTimeField(null=True, blank=True)
+    # When stdout/stderr were found saved in Blob (by the task's own output-file rules or by the archiver), and
+    # the first line of stderr that looks like an error: part of the failure-triage signature.
+    logs_saved_at = models.DateTimeField(null=True, blank=True)
+    error_line = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["task_id"]
@@ -230,6 +249,8 @@ class Task(models.Model):
             # Dashboard: recent failures and tasks finished per hour.
             models.Index(fields=["result", "-end_time"], name="task_result_end"),
             models.Index(fields=["-end_time"], name="task_end"),
+            # Failure triage: failed tasks grouped by signature.
+            models.Index(fields=["result", "failure_code", "exit_code"], name="task_failure_signature"),
         ]
 
     def __str__(self) -> str:
@@ -416,6 +437,8 @@ class Submission(models.Model):
                                      related_name="submissions")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
                                help_text="The submission this one re-runs.")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions",
+                             help_text="The submitter's team when it was made.")
     parameters = models.JSONField(default=dict, blank=True, help_text="Checked values, by parameter name.")
     # {parameter: [{"name", "url", "size"}]}, plus the rows of a CSV the tasks fan out over: the expansion needs
     # nothing but this row and the template version.
@@ -433,9 +456,13 @@ class Submission(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # When the submitter was e-mailed that the job finished; set once, so nobody is told twice.
+    notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("submit", "Can submit work from job templates and act on their own submissions"),
+                       ("operate_team_work", "Can act on the jobs and submissions of their teams")]
         indexes = [
             models.Index(fields=["submitted_by", "-created_at"], name="submission_submitter"),
             # The re-driver's two questions, over unfinished rows only: which retries are due, which went quiet.
@@ -451,3 +478,39 @@ class Submission(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in (SubmissionState.SUBMITTED, SubmissionState.FAILED)
+
+
+# --- audit history (the access and audit issue) -----------------------------------------------------------------
+
+
+class AuditEvent(models.Model):
+    """One thing a person did, appended and never changed: each row carries the hash of the previous one, so a
+    row edited or removed behind the app's back breaks the chain (`manage.py audit_verify`); on PostgreSQL a
+    trigger refuses UPDATE and DELETE outright. No foreign keys: deleting a user or a job must not touch history."""
+
+    at = models.DateTimeField()
+    actor_id = models.IntegerField(null=True, blank=True, help_text="Id of the user; empty for the system.")
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=40, blank=True)
+    object_id = models.CharField(max_length=200, blank=True)
+    object_label = models.CharField(max_length=300, blank=True)
+    team_id = models.IntegerField(null=True, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    changes = models.JSONField(default=dict, blank=True, help_text="{field: [before, after]}")
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["-at"], name="audit_at"),
+            models.Index(fields=["actor_id", "-at"], name="audit_actor"),
+            models.Index(fields=["action", "-at"], name="audit_action"),
+            models.Index(fields=["object_type", "object_id", "-at"], name="audit_object"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.object_label}"
