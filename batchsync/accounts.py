@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from portal.models import BatchAccount
 
-from .gateway import BatchGateway
+from .gateway import BatchGateway, BlobStore, Containers
 
 DEFAULT_ACCOUNT_NAME = "default"
 
@@ -46,3 +46,10 @@ def account_key(account: BatchAccount) -> str:
 def gateway_for(account: BatchAccount) -> BatchGateway:
     """A gateway to the account; the caller closes it (it is a context manager)."""
     return BatchGateway(account.account_url, account.account_name, account_key(account))
+
+
+def blob_store() -> BlobStore:
+    """The portal's storage account (Azurite by default); the caller closes it (it is a context manager)."""
+    return BlobStore(settings.AZURE_STORAGE_CONNECTION_STRING,
+                     Containers(inputs=settings.STORAGE_INPUTS_CONTAINER, logs=settings.STORAGE_LOGS_CONTAINER,
+                                outputs=settings.STORAGE_OUTPUTS_CONTAINER))

@@ -189,6 +189,15 @@ AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
 )
 
+# Containers the portal keeps inputs, saved logs and task outputs in (created by dev_bootstrap), and how long
+# the SAS URLs it signs live: a browser upload's is short; a task's must outlast the job (tasks upload their logs
+# when they end, possibly days after submission).
+STORAGE_INPUTS_CONTAINER = os.environ.get("STORAGE_INPUTS_CONTAINER", "portal-inputs")
+STORAGE_LOGS_CONTAINER = os.environ.get("STORAGE_LOGS_CONTAINER", "portal-logs")
+STORAGE_OUTPUTS_CONTAINER = os.environ.get("STORAGE_OUTPUTS_CONTAINER", "portal-outputs")
+STORAGE_UPLOAD_SAS_MINUTES = int(os.environ.get("STORAGE_UPLOAD_SAS_MINUTES", "30"))
+STORAGE_TASK_SAS_HOURS = float(os.environ.get("STORAGE_TASK_SAS_HOURS", str(7 * 24)))
+
 # Submissions (batchsync/submit.py). Container SAS URLs (create, write) that tasks upload their stdout/stderr and
 # their output files to; empty means not uploaded. The lease is how long a worker may hold a submission between
 # two recorded steps, so also how long a killed worker delays the re-drive.

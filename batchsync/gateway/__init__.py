@@ -4,6 +4,7 @@ from .client import BatchGateway
 from .errors import AlreadyExists, AuthFailed, GatewayError, NotFound, Rejected, Transient
 from .records import (AddTasksResult, FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord,
                       TaskCountsRecord, TaskFailure, TaskRecord)
+from .storage import BlobInfo, BlobStore, Containers
 from .specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "GatewayError", "NotFound", "AlreadyExists", "Transient", "Rejected", "AuthFailed",
     "PoolRecord", "NodeRecord", "NodeCountsRecord", "JobRecord", "TaskCountsRecord", "TaskRecord",
     "FileRecord", "TaskFailure", "AddTasksResult",
+    "BlobStore", "BlobInfo", "Containers",
     "ImageSpec", "ResourceFileSpec", "OutputFileSpec", "PoolSpec", "JobSpec", "TaskSpec",
 ]

@@ -1,0 +1,186 @@
+"""Blob storage, the portal's side of it: uploaded inputs, saved logs and outputs, and SAS URLs that each allow
+one thing for a short time. Like client.py, the only place that imports the storage SDK; callers get our
+dataclasses and errors.
+
+Blob paths, not URLs, are what the database keeps: a SAS is signed when it is needed (a task is built, a person
+downloads), so no stored row carries a credential that could leak or expire."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerSasPermissions,
+    ContentSettings,
+    CorsRule,
+    generate_blob_sas,
+    generate_container_sas,
+)
+
+from .errors import AuthFailed, GatewayError, NotFound, Transient
+
+# A SAS starts a little in the past: the signer's clock and the storage service's may disagree.
+_CLOCK_SKEW = timedelta(minutes=5)
+READ_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    container: str
+    path: str
+    size: int
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Containers:
+    """The three containers the portal uses; names come from settings (portal/settings.py STORAGE_*)."""
+    inputs: str = "portal-inputs"
+    logs: str = "portal-logs"
+    outputs: str = "portal-outputs"
+
+    def __iter__(self):
+        return iter((self.inputs, self.logs, self.outputs))
+
+
+class BlobStore:
+    def __init__(self, connection_string: str, containers: Containers | None = None):
+        self._service = BlobServiceClient.from_connection_string(connection_string)
+        self.containers = containers or Containers()
+        credential = self._service.credential
+        self._account_name = credential.account_name
+        self._account_key = credential.account_key
+
+    def close(self) -> None:
+        self._service.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- set-up ---------------------------------------------------------------------------------------------
+
+    def ensure_containers(self, *, cors_origins: Iterable[str] = ()) -> None:
+        """Create the containers if missing (private: no anonymous access) and, when browsers upload straight to
+        storage, allow those origins to PUT blocks."""
+        with _translated():
+            for name in self.containers:
+                try:
+                    self._service.create_container(name)
+                except ResourceExistsError:
+                    pass
+            origins = sorted(set(cors_origins))
+            if origins:
+                rule = CorsRule(origins, ["PUT", "OPTIONS"], allowed_headers=["*"], exposed_headers=["*"],
+                                max_age_in_seconds=3600)
+                self._service.set_service_properties(cors=[rule])
+
+    # --- SAS URLs -------------------------------------------------------------------------------------------
+
+    def upload_url(self, path: str, *, minutes: int = 30) -> str:
+        """A URL that can create and write one blob in the inputs container and nothing else (no read, list or
+        delete), valid for `minutes`: handed to a browser to upload one file in blocks."""
+        return self._blob_url(self.containers.inputs, path, BlobSasPermissions(create=True, write=True),
+                              timedelta(minutes=minutes))
+
+    def read_url(self, container: str, path: str, *, hours: float = 1) -> str:
+        """A read-only URL to one blob: a task's resource file, or a download link."""
+        return self._blob_url(container, path, BlobSasPermissions(read=True), timedelta(hours=hours))
+
+    def container_write_url(self, container: str, *, hours: float) -> str:
+        """A container URL that can create and write blobs but not read, list or delete them: what Batch's
+        output-file rules upload with. It must outlive the task, so `hours` covers the longest job."""
+        start, expiry = _window(timedelta(hours=hours))
+        token = generate_container_sas(self._account_name, container, account_key=self._account_key,
+                                       permission=ContainerSasPermissions(create=True, write=True),
+                                       start=start, expiry=expiry)
+        return f"{self._service.get_container_client(container).url}?{token}"
+
+    def _blob_url(self, container: str, path: str, permission, lifetime: timedelta) -> str:
+        start, expiry = _window(lifetime)
+        token = generate_blob_sas(self._account_name, container, path, account_key=self._account_key,
+                                  permission=permission, start=start, expiry=expiry)
+        return f"{self._service.get_blob_client(container, path).url}?{token}"
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def info(self, container: str, path: str) -> BlobInfo | None:
+        """The blob's size and time, or None when it does not exist."""
+        with _translated():
+            try:
+                props = self._service.get_blob_client(container, path).get_blob_properties()
+            except ResourceNotFoundError:
+                return None
+        return BlobInfo(container, path, props.size, props.last_modified)
+
+    def list_blobs(self, container: str, prefix: str) -> list[BlobInfo]:
+        with _translated():
+            return [BlobInfo(container, item.name, item.size, item.last_modified)
+                    for item in self._service.get_container_client(container).list_blobs(name_starts_with=prefix)]
+
+    def read_range(self, container: str, path: str, start: int, length: int) -> bytes:
+        """Bytes [start, start + length) of the blob, fewer at its end. Raises NotFound."""
+        if length <= 0:
+            return b""
+        with _translated():
+            downloader = self._service.get_blob_client(container, path).download_blob(offset=start, length=length)
+            return downloader.readall()
+
+    def iter_chunks(self, container: str, path: str, *, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+        """The whole blob in chunks of at most `chunk_bytes`, one range request each: constant memory however big
+        the blob is. Raises NotFound."""
+        info = self.info(container, path)
+        if info is None:
+            raise NotFound(f"blob {container}/{path} does not exist")
+        offset = 0
+        while offset < info.size:
+            data = self.read_range(container, path, offset, min(chunk_bytes, info.size - offset))
+            if not data:
+                break
+            offset += len(data)
+            yield data
+
+    # --- writing (the archiver, tests) ---------------------------------------------------------------------
+
+    def put(self, container: str, path: str, data: bytes | Iterable[bytes], *, length: int | None = None,
+            content_type: str = "text/plain; charset=utf-8") -> None:
+        """Write the blob, replacing it; `data` may be an iterable of chunks (streamed with `length` given)."""
+        with _translated():
+            self._service.get_blob_client(container, path).upload_blob(
+                data, length=length, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+
+
+def _window(lifetime: timedelta) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    return now - _CLOCK_SKEW, now + lifetime
+
+
+@contextmanager
+def _translated():
+    """Storage SDK errors out as our own; messages never carry the SAS or the key (the SDK puts neither in)."""
+    try:
+        yield
+    except ResourceNotFoundError as exc:
+        raise NotFound(f"not found in blob storage: {_reason(exc)}", status=404) from None
+    except HttpResponseError as exc:
+        status = exc.status_code
+        if status in (401, 403):
+            raise AuthFailed(f"blob storage refused the credentials: {_reason(exc)}", status=status) from None
+        if status is None or status in (408, 429) or status >= 500:
+            raise Transient(f"blob storage did not answer: {_reason(exc)}", status=status) from None
+        raise GatewayError(f"blob storage refused the request: {_reason(exc)}", status=status) from None
+    except AzureError as exc:
+        raise Transient(f"blob storage could not be reached: {type(exc).__name__}") from None
+
+
+def _reason(exc: HttpResponseError) -> str:
+    code = getattr(exc, "error_code", None)
+    return str(code) if code else (exc.reason or "unknown error")
