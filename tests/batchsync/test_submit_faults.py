@@ -1,20 +1,22 @@
-"""Fault tests with real processes: a Celery worker (`celery -A batchsync worker -Q submit --pool solo`) on real
-Redis, SIGKILLed between two chunks of a 2,000-task submission; and the broker's data dropped right after a
-submit. Each must end with exactly one job, every task exactly once, and the submission final.
+"""Fault tests with real processes: a Celery worker (`celery -A batchsync worker -Q submit --pool solo`) on a real
+Redis, SIGKILLed between two chunks of a 2,000-task submission; and that Redis (a private redis-server) restarted
+without its data right after a submit. Each must end with exactly one job, every task exactly once, and the submission final.
 
 The worker reads the same database as the test, so these need a database another process can open: PostgreSQL,
 as in CI (.ci/run). With the in-memory SQLite of a plain local run they are skipped."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import kombu.pools
 import pytest
 import redis
-from django.conf import settings as django_settings
+from django.contrib.auth.models import Group
 from django.db import connection
 
 from batchsync import submit
@@ -33,8 +35,6 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELERY = REPO_ROOT / ".venv" / "bin" / "celery"
-# A Redis database of its own, so a developer's worker on the usual one cannot take these tests' messages.
-BROKER_DB = 13
 TASKS = 2_000
 
 
@@ -47,27 +47,62 @@ def database_url() -> str | None:
     return f"postgres://{quote(db['USER'] or '')}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@pytest.fixture
-def broker_url():
-    parts = urlsplit(django_settings.REDIS_URL)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{BROKER_DB}", "", ""))
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+class PrivateRedis:
+    """A redis-server of the test's own, without persistence, so restarting it loses every message: what a Redis
+    restart without its data does to a broker in production. The shared Redis is left alone."""
+
+    def __init__(self, tmp_path):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = tmp_path / "redis.log"
+        self.process = None
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+                stdout=log, stderr=subprocess.STDOUT)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        wait_for(lambda: _answers(client), timeout=20, interval=0.1, message="redis-server to answer")
+        return client
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def _answers(client) -> bool:
     try:
-        client.ping()
+        return client.ping()
     except redis.ConnectionError:
-        pytest.fail(f"no Redis answers at {url}: start one (.ci/run does) or set REDIS_URL")
-    client.flushdb()
-    # This process enqueues (submission_create, the re-driver) to the same Redis database as the worker.
+        return False
+
+
+@pytest.fixture
+def broker_url(tmp_path):
+    """The broker: a private Redis; yields (url, client, server), `server` to restart it."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: install the redis-server package (.ci/run's machine has it)")
+    server = PrivateRedis(tmp_path)
+    client = server.start()
+    # This process enqueues (submission_create, the re-driver) to the same Redis as the worker.
     previous = app.conf.broker_url
-    app.conf.broker_url = url
+    app.conf.broker_url = server.url
     _drop_broker_connections()
     try:
-        yield url, client
+        yield server.url, client, server
     finally:
         app.conf.broker_url = previous
         _drop_broker_connections()
-        client.flushdb()
         client.close()
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _drop_broker_connections():
@@ -143,6 +178,7 @@ def workers(tmp_path, needs_shared_database, broker_url, batch):
 
 
 def frames(user, count) -> Submission:
+    user.groups.add(Group.objects.get(name="Submitter"))
     version = JobTemplate.objects.get(slug="render-frames").current_version()
     return services.submission_create(user=user, template_version=version,
                                       parameters={"frames": str(count), "seconds_per_frame": "0"})
@@ -197,11 +233,14 @@ def test_a_worker_killed_between_chunks_leaves_one_job_with_every_task_once(batc
 
 def test_a_submission_whose_message_redis_lost_is_re_driven(batch, workers, broker_url, settings):
     _, gateway = batch
-    _, redis_client = broker_url
+    _, redis_client, server = broker_url
     submission = frames(UserFactory(), 300)
-    # As if Redis restarted without its data right after the submit: the doorbell is gone, the row is not.
     assert redis_client.llen("submit") == 1
-    redis_client.flushdb()
+    # Redis restarts without its data right after the submit: the doorbell is gone, the row is not.
+    server.stop()
+    redis_client = server.start()
+    assert redis_client.llen("submit") == 0
+    _drop_broker_connections()
     workers.start()
     settings.SUBMISSION_STALE_SECONDS = 1
 
