@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import dashboard, jobs, logs, pool_actions, pools, tasks
+from portal.views import dashboard, job_actions, jobs, logs, pool_actions, pools, tasks
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -19,7 +19,11 @@ urlpatterns = [
     path("pools/<int:pk>/delete/confirm/", pool_actions.pool_delete_confirm, name="pool_delete_confirm"),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
+    path("jobs/<int:pk>/terminate/", job_actions.job_terminate, name="job_terminate"),
+    path("jobs/<int:pk>/retry-failed/", job_actions.job_retry_failed, name="job_retry_failed"),
     path("tasks/<int:pk>/", tasks.task_detail, name="task_detail"),
+    path("tasks/<int:pk>/terminate/", job_actions.task_terminate, name="task_terminate"),
+    path("tasks/<int:pk>/delete/", job_actions.task_delete, name="task_delete"),
     path("tasks/<int:pk>/output/", logs.task_output, name="task_output"),
     path("tasks/<int:pk>/output/window/", logs.task_output_window, name="task_output_window"),
     path("tasks/<int:pk>/output/tail/", logs.task_output_tail, name="task_output_tail"),

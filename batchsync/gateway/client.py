@@ -19,9 +19,9 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.rest import HttpRequest
 
 from . import convert
-from .errors import GatewayError, Rejected, Transient, redact, translate
+from .errors import AuthFailed, GatewayError, Rejected, Transient, redact, translate
 from .records import (AddTasksResult, FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord,
-                      TaskCountsRecord, TaskFailure, TaskRecord)
+                      ReactivateResult, TaskCountsRecord, TaskFailure, TaskRecord)
 from .specs import JobSpec, PoolSpec, TaskSpec
 
 # Batch's limit for one addtaskcollection request.
@@ -259,6 +259,70 @@ class BatchGateway:
         with _translated():
             self._client.reactivate_task(job_id, task_id)
 
+    def reactivate_tasks(self, job_id: str, task_ids: Sequence[str], *, max_concurrency: int = 16,
+                         budget_seconds: float = 20.0) -> ReactivateResult:
+        """Reactivate many tasks of one job, `max_concurrency` calls at a time (Batch has no bulk call for it).
+
+        A task Batch refuses (no longer failed, gone) is reported in `refused` and the rest go on; a busy Batch is
+        retried with backoff until `budget_seconds` is spent, and tasks not reached by then come back in
+        `not_tried`. An error about the job itself (JobNotFound, JobCompleted, JobBeingTerminated, …) stops the
+        remaining calls and is raised, since no other task of that job can be reactivated either."""
+        deadline = time.monotonic() + budget_seconds
+        pending = iter(list(dict.fromkeys(task_ids)))
+        lock, stop = threading.Lock(), threading.Event()
+        reactivated: list[str] = []
+        refused: list[TaskFailure] = []
+        not_tried: list[str] = []
+        job_errors: list[GatewayError] = []
+
+        def next_id() -> str | None:
+            with lock:
+                return next(pending, None)
+
+        def work() -> None:
+            while (task_id := next_id()) is not None:
+                if stop.is_set() or time.monotonic() >= deadline:
+                    with lock:
+                        not_tried.append(task_id)
+                    continue
+                outcome = self._reactivate_within(job_id, task_id, deadline, stop)
+                with lock:
+                    if outcome is None:
+                        reactivated.append(task_id)
+                    elif _is_job_error(outcome):
+                        job_errors.append(outcome)
+                        not_tried.append(task_id)
+                        stop.set()
+                    else:
+                        refused.append(TaskFailure(task_id, outcome.code, outcome.message))
+
+        workers = max(1, min(max_concurrency, len(task_ids)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reactivate") as pool:
+            for future in [pool.submit(work) for _ in range(workers)]:
+                future.result()
+        if job_errors:
+            raise job_errors[0]
+        return ReactivateResult(reactivated=tuple(reactivated), refused=tuple(refused), not_tried=tuple(not_tried))
+
+    def _reactivate_within(self, job_id: str, task_id: str, deadline: float,
+                           stop: threading.Event) -> GatewayError | None:
+        """One task's reactivation, retried while Batch is busy and time is left; the error Batch ended with."""
+        attempt = 0
+        while True:
+            try:
+                self.reactivate_task(job_id, task_id)
+                return None
+            except Transient as error:
+                attempt += 1
+                try:
+                    _sleep_before_retry(attempt, error.retry_after, deadline, stop, error)
+                except _Stopped:
+                    return error
+                except Transient:
+                    return error
+            except GatewayError as error:
+                return error
+
     # --- files -----------------------------------------------------------------------------------
 
     def list_task_files(self, job_id: str, task_id: str, *, recursive: bool = True) -> list[FileRecord]:
@@ -396,6 +460,15 @@ def _sleep_before_retry(attempt: int, retry_after: float | None, deadline: float
         raise error
     if stop.wait(delay):
         raise _Stopped()
+
+
+# Batch's answers to a task call that are about the job, not the task: no other task of the job would fare better.
+_JOB_ERROR_CODES = frozenset({"JobNotFound", "JobCompleted", "JobBeingTerminated", "JobBeingDeleted",
+                              "JobNotActive", "JobDisabled"})
+
+
+def _is_job_error(error: GatewayError) -> bool:
+    return error.code in _JOB_ERROR_CODES or isinstance(error, AuthFailed)
 
 
 def _since_filter(field: str, moment: datetime) -> str:

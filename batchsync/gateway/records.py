@@ -136,3 +136,13 @@ class TaskFailure:
 class AddTasksResult:
     added: tuple[str, ...]          # added now, or found already there (a retry of an earlier add)
     failures: tuple[TaskFailure, ...]
+
+
+@dataclass(frozen=True)
+class ReactivateResult:
+    """What `reactivate_tasks` did: tasks Batch put back to `active`, tasks it refused (with its code, e.g.
+    TaskNotCompleted, TaskSucceeded, TaskNotFound; None when Batch stayed busy), and tasks not tried because the
+    time budget ran out."""
+    reactivated: tuple[str, ...]
+    refused: tuple[TaskFailure, ...]
+    not_tried: tuple[str, ...]
