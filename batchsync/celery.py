@@ -25,7 +25,8 @@ app.conf.update(
     task_default_queue="sync",
     task_create_missing_queues=True,
     broker_connection_retry_on_startup=True,
-    task_routes={"batchsync.sync_*": {"queue": "sync"}, "batchsync.submit_*": {"queue": "submit"},
+    task_routes={"batchsync.sync_*": {"queue": "sync"}, "batchsync.archive_*": {"queue": "sync"},
+                 "batchsync.submit_*": {"queue": "submit"},
                  "batchsync.redrive_*": {"queue": "submit"}},
     # A static schedule, run by exactly one beat. Each run expires when the next one is due: a backlog
     # (worker down, Redis restarted) then collapses into one pass instead of a burst of stale ones.
@@ -42,6 +43,18 @@ app.conf.update(
             "task": "batchsync.redrive_submissions",
             "schedule": 30.0,
             "options": {"expires": 30.0, "queue": "submit"},
+        },
+        # Copies finished tasks' stdout/stderr to Blob before the node's copy goes (bounded batch per run).
+        "archive-logs-every-15s": {
+            "task": "batchsync.archive_finished_tasks",
+            "schedule": 15.0,
+            "options": {"expires": 15.0},
+        },
+        # Completion e-mails for jobs the sync has seen finish (each submission once: batchsync/notify.py).
+        "notify-finished-jobs-every-30s": {
+            "task": "batchsync.notify_finished_jobs",
+            "schedule": 30.0,
+            "options": {"expires": 30.0},
         },
         "reconcile-every-5min": {
             "task": "batchsync.sync_all_accounts",

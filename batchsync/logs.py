@@ -1,5 +1,6 @@
-"""Bounded reads of a task's files on its node: a window of at most `max_bytes`, the tail, only the new
-bytes after an offset, a shared tail per running task, and a constant-memory stream of the whole file."""
+"""Bounded reads of a task's files, from its node or from the saved copy in Blob: a window of at most
+`max_bytes`, the tail, only the new bytes after an offset, a shared tail per running task, a bounded
+search, and a constant-memory stream of the whole file."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 
 from portal.models import BatchAccount
 
 from .accounts import gateway_for
+from .gateway import BlobInfo, GatewayError, NotFound, Rejected
 
 WINDOW_BYTES = 64 * 1024
 # Download chunks: big enough that per-request overhead stays small, small enough for flat memory.
@@ -23,6 +26,16 @@ SHARED_TAIL_SECONDS = 1.0
 # A reader that died while holding the lock blocks the others for no longer than this.
 SHARED_LOCK_SECONDS = 5
 MAX_NAME_LENGTH = 1024
+# The files saved to Blob when a task ends, at <job id>/<task id>/logs/<name> in the logs container: by the
+# task's own output-file rule (portal-made tasks) or by batchsync.archive (the rest).
+SAVED_FILES = ("stdout.txt", "stderr.txt")
+# Search: at most this much of a file is read per request, in chunks of this size, and counting stops here.
+SEARCH_SCAN_BYTES = 64 * 1024 * 1024
+SEARCH_CHUNK_BYTES = 4 * 1024 * 1024
+SEARCH_MAX_HITS = 500
+SEARCH_MAX_CHARS = 200
+# A window opened at a search hit starts up to this many bytes before it, so a few lines of context show.
+HIT_CONTEXT_BYTES = 1024
 
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -75,6 +88,208 @@ def validate_name(path: str) -> str:
     return path
 
 
+def saved_path(job_id: str, task_id: str, name: str) -> str | None:
+    """Where the saved copy of the task file `name` lives in the logs container; None for files never saved."""
+    return f"{job_id}/{task_id}/logs/{name}" if name in SAVED_FILES else None
+
+
+class CleanedUpBeforeSaved(GatewayError):
+    """The archiver found the node's copy gone before it could save it: there is no copy anywhere."""
+
+
+class NodeFile:
+    """A task file read from its node through the Batch gateway; its size is asked once per object."""
+
+    kind = "node"
+    saved_at = None
+
+    def __init__(self, batch, job_id: str, task_id: str, path: str, node_id: str = ""):
+        self._batch, self.job_id, self.task_id, self.path, self.node_id = batch, job_id, task_id, path, node_id
+        self._size: int | None = None
+
+    def size(self) -> int:
+        if self._size is None:
+            self._size = self._batch.get_task_file_size(self.job_id, self.task_id, self.path)
+        return self._size
+
+    def read(self, start: int, length: int) -> bytes:
+        return self._batch.read_task_file(self.job_id, self.task_id, self.path, start=start, length=length)
+
+
+class SavedFile:
+    """The saved copy of a task file in Blob; it no longer changes, so its size comes with it."""
+
+    kind = "saved"
+
+    def __init__(self, store, info: BlobInfo):
+        self._store, self.info = store, info
+        self.path = info.path.rsplit("/", 1)[-1]
+        self.saved_at = info.last_modified
+
+    def size(self) -> int:
+        return self.info.size
+
+    def read(self, start: int, length: int) -> bytes:
+        return self._store.read_range(self.info.container, self.info.path, start, length)
+
+
+def saved_copy(store, job_id: str, task_id: str, path: str) -> SavedFile | None:
+    """The saved copy of the file in Blob, or None when there is none or storage did not answer (the caller
+    then falls back to the node: a slow storage account must not hide a log the node still has)."""
+    blob = saved_path(job_id, task_id, validate_name(path))
+    if blob is None:
+        return None
+    try:
+        info = store.info(settings.STORAGE_LOGS_CONTAINER, blob)
+    except GatewayError:
+        return None
+    return SavedFile(store, info) if info is not None else None
+
+
+def open_file(task, path: str, *, batch, store, live: bool) -> NodeFile | SavedFile:
+    """The copy of `task`'s file `path` to show: while the task runs, the node's; once it has ended, the saved
+    copy when there is one; the saved copy too whenever the node's is gone (task, job or pool deleted, node
+    removed, files cleaned up).
+
+    Raises the gateway's NotFound / Rejected / Transient for the node's copy when no saved copy stands in,
+    or CleanedUpBeforeSaved when the archiver already found the node's copy gone."""
+    validate_name(path)
+    job_id, task_id = task.job.job_id, task.task_id
+    if not live and (saved := saved_copy(store, job_id, task_id, path)) is not None:
+        return saved
+    node = NodeFile(batch, job_id, task_id, path, node_id=task.node_id)
+    try:
+        node.size()
+    except (NotFound, Rejected) as error:
+        if live and (saved := saved_copy(store, job_id, task_id, path)) is not None:
+            return saved
+        if task.logs_saved_at and path in SAVED_FILES and getattr(error, "code", "") != "TaskFilesUnavailable":
+            raise CleanedUpBeforeSaved(str(error), code=error.code, status=error.status) from error
+        raise
+    return node
+
+
+def window(source, *, start: int | None = None, end: int | None = None, max_bytes: int = WINDOW_BYTES,
+           hold_partial: bool = False) -> LogWindow:
+    """A window of at most `max_bytes` of `source` (a NodeFile or SavedFile); bounds as read_window's."""
+    data, start, end = _window_bytes(source.read, source.size(), start=start, end=end, max_bytes=max_bytes,
+                                     hold_partial=hold_partial)
+    return LogWindow(data.decode("utf-8", errors="replace"), start, end, source.size(), source.kind)
+
+
+def window_at(source, offset: int, *, before: int = HIT_CONTEXT_BYTES, max_bytes: int = WINDOW_BYTES) -> LogWindow:
+    """A window holding byte `offset` (a search hit) near its top, starting at a line start when one lies in
+    the `before` bytes of context; the hit's own line is never cut away."""
+    size = source.size()
+    offset = max(0, min(offset, size))
+    start = max(0, offset - before)
+    end = min(size, start + max_bytes)
+    data = source.read(start, end - start) if end > start else b""
+    newline = data.find(b"\n")
+    if start > 0 and newline != -1 and newline < offset - start:
+        data, start = data[newline + 1:], start + newline + 1
+    data, start, end = _trim(data, start, end, size, trim_head=False, trim_tail=end < size)
+    return LogWindow(data.decode("utf-8", errors="replace"), start, end, size, source.kind)
+
+
+def stream(source, *, chunk_bytes: int = DOWNLOAD_CHUNK_BYTES) -> Iterator[bytes]:
+    """The file's bytes up to the size it had when opened, one ranged read of `chunk_bytes` at a time."""
+    size, offset = source.size(), 0
+    while offset < size:
+        data = source.read(offset, min(chunk_bytes, size - offset))
+        if not data:
+            return
+        offset += len(data)
+        yield data
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Matches of a plain-text search in bytes `start`..`end` of a file of `size` bytes: the byte offset of
+    each (at most `max_hits`; `more` when counting stopped there) and, when the scan began at the file's start,
+    the number of the line each is on."""
+
+    needle: str
+    hits: tuple[int, ...]
+    lines: tuple[int | None, ...]
+    more: bool
+    start: int
+    end: int
+    size: int
+    match_bytes: int
+
+    @property
+    def whole_file(self) -> bool:
+        return self.start == 0 and self.end >= self.size
+
+
+def _matcher(needle: str):
+    """(find(buffer) -> iterator of (start, end)), and the longest match in bytes.
+
+    Case-insensitive plain text, matched on bytes so offsets stay byte offsets: an ASCII needle against the
+    buffer lowered (bytes.lower touches ASCII only, so offsets do not move); any other needle as a pattern we
+    build from escaped literals (each character or its other case), never from the person's text as a regex."""
+    if needle.isascii():
+        lowered = needle.lower().encode()
+
+        def find_ascii(buffer: bytes):
+            haystack, position = buffer.lower(), 0
+            while (found := haystack.find(lowered, position)) != -1:
+                yield found, found + len(lowered)
+                position = found + len(lowered)
+        return find_ascii, len(lowered)
+    parts, longest = [], 0
+    for char in needle:
+        forms = sorted({char, char.lower(), char.upper()})
+        encoded = [f.encode() for f in forms]
+        longest += max(len(e) for e in encoded)
+        parts.append(b"(?:" + b"|".join(re.escape(e) for e in encoded) + b")")
+    pattern = re.compile(b"".join(parts))
+    return (lambda buffer: (m.span() for m in pattern.finditer(buffer))), longest
+
+
+def search(source, needle: str, *, start: int = 0, max_scan: int = SEARCH_SCAN_BYTES,
+           max_hits: int = SEARCH_MAX_HITS, chunk_bytes: int = SEARCH_CHUNK_BYTES) -> SearchResult:
+    """Find `needle` (case-insensitive plain text) in at most `max_scan` bytes of `source` from `start`, read in
+    ranges of `chunk_bytes` (one chunk and the few bytes a match may straddle are in memory at a time),
+    stopping after `max_hits` matches."""
+    if not needle or len(needle) > SEARCH_MAX_CHARS:
+        raise ValueError("empty or too long")
+    find, longest = _matcher(needle)
+    size = source.size()
+    start = max(0, min(start, size))
+    end = min(size, start + max_scan)
+    hits: list[int] = []
+    lines: list[int | None] = []
+    keep = b""                          # the end of the last chunk, where a match may begin
+    offset = start                      # the file offset of the next unread byte
+    newlines_before_buffer = 0          # newlines in start .. (the buffer's first byte)
+    last_hit_end = start
+    more = False
+    while offset < end and not more:
+        data = source.read(offset, min(chunk_bytes, end - offset))
+        if not data:
+            break
+        buffer, buffer_start = keep + data, offset - len(keep)
+        offset += len(data)
+        counted_to, newlines = 0, newlines_before_buffer
+        for match_start, match_end in find(buffer):
+            absolute = buffer_start + match_start
+            if absolute < last_hit_end:
+                continue                # found already, in the previous buffer
+            if len(hits) == max_hits:
+                more = True
+                break
+            newlines += buffer.count(b"\n", counted_to, match_start)
+            counted_to = match_start
+            hits.append(absolute)
+            lines.append(1 + newlines if start == 0 else None)
+            last_hit_end = buffer_start + match_end
+        keep = buffer[-(longest - 1):] if longest > 1 else b""
+        newlines_before_buffer += buffer.count(b"\n", 0, len(buffer) - len(keep))
+    return SearchResult(needle, tuple(hits), tuple(lines), more, start, min(offset, end), size, longest)
+
+
 @contextmanager
 def _gateway(account: BatchAccount, gateway):
     if gateway is not None:
@@ -98,14 +313,8 @@ def read_window(account: BatchAccount, job_id: str, task_id: str, path: str, *, 
     TaskFilesCleanedup) / Transient."""
     validate_name(path)
     with _gateway(account, gateway) as batch:
-        size = batch.get_task_file_size(job_id, task_id, path)
-        return _window(lambda s, n: batch.read_task_file(job_id, task_id, path, start=s, length=n),
-                       size, start=start, end=end, max_bytes=max_bytes, hold_partial=hold_partial)
-
-
-def _window(read, size: int, **bounds) -> LogWindow:
-    data, start, end = _window_bytes(read, size, **bounds)
-    return LogWindow(data.decode("utf-8", errors="replace"), start, end, size)
+        return window(NodeFile(batch, job_id, task_id, path), start=start, end=end, max_bytes=max_bytes,
+                      hold_partial=hold_partial)
 
 
 def _window_bytes(read, size: int, *, start: int | None, end: int | None, max_bytes: int,

@@ -19,7 +19,7 @@ from django.utils import timezone
 from portal import templating
 from portal.models import UNFINISHED_SUBMISSION_STATES, Job, Submission, SubmissionState
 
-from .accounts import gateway_for
+from .accounts import blob_store, gateway_for
 from .gateway import (
     AlreadyExists,
     AuthFailed,
@@ -190,8 +190,19 @@ def expand(submission: Submission, spec=None, *, start: int = 0):
     return templating.expand_tasks(
         spec, submission.parameters, files, rows=submission.csv_rows, command_line=submission.command_line or None,
         output_container_url=getattr(settings, "SUBMISSION_OUTPUTS_CONTAINER_URL", "") or None,
-        logs_container_url=getattr(settings, "SUBMISSION_LOGS_CONTAINER_URL", "") or None,
+        logs_container_url=logs_container_url(),
         job_id=submission.job_id, start=start)
+
+
+def logs_container_url() -> str:
+    """Where tasks upload their stdout/stderr when they end (to <job id>/<task id>/logs/, as the archiver saves
+    them): SUBMISSION_LOGS_CONTAINER_URL when set, else a write-only SAS for the logs container, signed here to
+    outlast the longest job (STORAGE_TASK_SAS_HOURS)."""
+    configured = getattr(settings, "SUBMISSION_LOGS_CONTAINER_URL", "")
+    if configured:
+        return configured
+    with blob_store() as store:
+        return store.container_write_url(settings.STORAGE_LOGS_CONTAINER, hours=settings.STORAGE_TASK_SAS_HOURS)
 
 
 def _retry_later(run: _Run, exc: GatewayError) -> None:

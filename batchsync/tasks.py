@@ -6,7 +6,7 @@ from celery import shared_task
 
 from portal.models import BatchAccount, Job
 
-from . import accounts, submit, sync
+from . import accounts, archive, notify, submit, sync
 
 
 @shared_task(name="batchsync.sync_all_accounts")
@@ -49,3 +49,15 @@ def redrive_submissions_task() -> None:
     """Beat's safety net: enqueue the unfinished submissions whose message was lost or whose worker died."""
     submit.redrive_submissions()
     submit.link_submitted_jobs()
+
+
+@shared_task(name="batchsync.notify_finished_jobs")
+def notify_finished_jobs_task() -> None:
+    """E-mail the submitters of jobs that finished since the last run, each once (batchsync.notify)."""
+    notify.notify_finished_jobs()
+
+
+@shared_task(name="batchsync.archive_finished_tasks")
+def archive_finished_tasks_task() -> None:
+    """Save the logs of the newest finished tasks not yet saved (one pass at a time: it takes a lock)."""
+    archive.archive_finished_tasks()

@@ -12,7 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -51,7 +56,9 @@ class Containers:
 
 class BlobStore:
     def __init__(self, connection_string: str, containers: Containers | None = None):
-        self._service = BlobServiceClient.from_connection_string(connection_string)
+        # Uploads bigger than one block go up block by block: a streamed put holds one block, not the whole blob.
+        self._service = BlobServiceClient.from_connection_string(
+            connection_string, max_single_put_size=READ_CHUNK_BYTES, max_block_size=READ_CHUNK_BYTES)
         self.containers = containers or Containers()
         credential = self._service.credential
         self._account_name = credential.account_name
@@ -91,9 +98,11 @@ class BlobStore:
         return self._blob_url(self.containers.inputs, path, BlobSasPermissions(create=True, write=True),
                               timedelta(minutes=minutes))
 
-    def read_url(self, container: str, path: str, *, hours: float = 1) -> str:
-        """A read-only URL to one blob: a task's resource file, or a download link."""
-        return self._blob_url(container, path, BlobSasPermissions(read=True), timedelta(hours=hours))
+    def read_url(self, container: str, path: str, *, hours: float = 1, download_name: str | None = None) -> str:
+        """A read-only URL to one blob: a task's resource file, or a download link (`download_name` makes the
+        browser save it under that name rather than show it)."""
+        extra = {"content_disposition": f'attachment; filename="{download_name}"'} if download_name else {}
+        return self._blob_url(container, path, BlobSasPermissions(read=True), timedelta(hours=hours), **extra)
 
     def container_write_url(self, container: str, *, hours: float) -> str:
         """A container URL that can create and write blobs but not read, list or delete them: what Batch's
@@ -104,10 +113,14 @@ class BlobStore:
                                        start=start, expiry=expiry)
         return f"{self._service.get_container_client(container).url}?{token}"
 
-    def _blob_url(self, container: str, path: str, permission, lifetime: timedelta) -> str:
+    def blob_url(self, container: str, path: str) -> str:
+        """The blob's address without any SAS: it names the blob, it grants nothing."""
+        return self._service.get_blob_client(container, path).url
+
+    def _blob_url(self, container: str, path: str, permission, lifetime: timedelta, **overrides) -> str:
         start, expiry = _window(lifetime)
         token = generate_blob_sas(self._account_name, container, path, account_key=self._account_key,
-                                  permission=permission, start=start, expiry=expiry)
+                                  permission=permission, start=start, expiry=expiry, **overrides)
         return f"{self._service.get_blob_client(container, path).url}?{token}"
 
     # --- reading --------------------------------------------------------------------------------------------

@@ -1,0 +1,204 @@
+"""The archiver: copies the stdout/stderr of finished tasks from their nodes to Blob, so logs outlive the node,
+the pool and Batch's retention, and notes each task's error line for failure triage.
+
+`Task.logs_saved_at` and `Task.error_line` are the archiver's own bookkeeping, not mirrored Batch fields, so
+this module (not batchsync/sync.py) writes them, each with a conditional update. Tasks the portal creates upload
+their logs themselves (an output-file rule to the same place); for those the archiver only finds the copy and
+marks it. A file the node no longer has (cleaned up, task/job/pool deleted) is marked too, with nothing in Blob:
+`logs_saved_at` set and no blob means "gone before it could be saved", and the task is not tried again."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from portal.models import BatchAccount, Task, TaskState
+
+from . import locks
+from .accounts import blob_store, gateway_for
+from .gateway import GatewayError, NotFound, Rejected
+from .logs import DOWNLOAD_CHUNK_BYTES, SAVED_FILES, saved_path
+
+log = logging.getLogger(__name__)
+
+# Tasks looked at per pass (newest first); the next pass, seconds later, takes the next ones.
+BATCH_SIZE = 50
+# Only this much of the head and of the tail of stderr is read for the error line, however big the file.
+ERROR_SCAN_BYTES = 64 * 1024
+ERROR_LINE_CHARS = 300
+_ERROR_WORDS = re.compile(rb"error|exception|fatal|traceback|failed", re.IGNORECASE)
+_ANSI = re.compile(rb"\x1b\[[0-9;:?]*[@-~]")
+# Batch's answers meaning "this task's files are not there and will not come back".
+_GONE_CODES = {"TaskFilesCleanedup", "TaskFilesUnavailable"}
+LOCK_NAME = "archive-finished-tasks"
+
+
+@dataclass
+class ArchiveReport:
+    saved: int = 0          # files copied from a node into Blob
+    found: int = 0          # files already in Blob (the task's own output-file rule)
+    gone: int = 0           # files the node no longer had
+    tasks_marked: int = 0
+    skipped: list[str] = field(default_factory=list)    # "<job>/<task>: why", left for the next pass
+
+
+def archive_finished_tasks(*, limit: int = BATCH_SIZE) -> ArchiveReport | None:
+    """One pass over up to `limit` completed tasks whose logs are not yet saved, newest first; None when another
+    pass holds the lock."""
+    with locks.hold(LOCK_NAME, ttl=300) as acquired:
+        if not acquired:
+            return None
+        tasks = list(Task.objects.filter(state=TaskState.COMPLETED, logs_saved_at__isnull=True)
+                     .select_related("job", "job__account")
+                     .order_by(F("end_time").desc(nulls_last=True), "-pk")[:limit])
+        report = ArchiveReport()
+        by_account: dict[int, list[Task]] = defaultdict(list)
+        for task in tasks:
+            by_account[task.job.account_id].append(task)
+        with blob_store() as store:
+            for account_id, account_tasks in by_account.items():
+                account = BatchAccount.objects.get(pk=account_id)
+                with gateway_for(account) as batch:
+                    for task in account_tasks:
+                        archive_task(task, batch=batch, store=store, report=report)
+        return report
+
+
+def archive_task(task: Task, *, batch, store, report: ArchiveReport | None = None) -> bool:
+    """Save the task's stdout and stderr (or find them saved) and mark it; False when Batch or Blob could not
+    answer, so a later pass tries again."""
+    report = report or ArchiveReport()
+    job_id, task_id = task.job.job_id, task.task_id
+    ends: dict[str, tuple[bytes, bytes, int]] = {}
+    try:
+        for name in SAVED_FILES:
+            outcome, head, tail, size = _save_file(batch, store, job_id, task_id, name)
+            ends[name] = (head, tail, size)
+            setattr(report, outcome, getattr(report, outcome) + 1)
+    except GatewayError as error:
+        log.warning("archive %s/%s: %s; trying again next pass", job_id, task_id, error)
+        report.skipped.append(f"{job_id}/{task_id}: {error}")
+        return False
+    error_line = find_error_line(*ends["stderr.txt"])
+    marked = Task.objects.filter(pk=task.pk, logs_saved_at__isnull=True).update(
+        logs_saved_at=timezone.now(), error_line=error_line)
+    report.tasks_marked += marked
+    return True
+
+
+def _save_file(batch, store, job_id: str, task_id: str, name: str) -> tuple[str, bytes, bytes, int]:
+    """("found" | "saved" | "gone", head, tail, size): the copy in Blob found or made, with the file's first
+    ERROR_SCAN_BYTES and the at most ERROR_SCAN_BYTES after them that end it; raises Transient and the like for
+    a later pass."""
+    container, path = settings.STORAGE_LOGS_CONTAINER, saved_path(job_id, task_id, name)
+    info = store.info(container, path)
+    if info is not None:
+        head = store.read_range(container, path, 0, min(ERROR_SCAN_BYTES, info.size))   # Blob refuses ranges past the end
+        tail_start = max(len(head), info.size - ERROR_SCAN_BYTES)
+        return "found", head, store.read_range(container, path, tail_start, info.size - tail_start), info.size
+    try:
+        size = batch.get_task_file_size(job_id, task_id, name)
+    except NotFound:
+        return "gone", b"", b"", 0
+    except Rejected as error:
+        if _rejection_code(batch, job_id, task_id, name, error) not in _GONE_CODES:
+            raise
+        return "gone", b"", b"", 0
+    capture = _HeadTail()
+    try:
+        store.put(container, path, capture.watch(_node_chunks(batch, job_id, task_id, name, size)), length=size)
+    except _NodeFileGone:
+        # The node dropped the file mid-copy; the next pass finds no node copy and marks it gone.
+        raise Rejected(f"{name} went away while it was being saved", code="FileChangedWhileSaving") from None
+    after_head = size - len(capture.head)
+    tail = capture.tail[len(capture.tail) - min(len(capture.tail), after_head):] if after_head > 0 else b""
+    return "saved", capture.head, tail, size
+
+
+def _rejection_code(batch, job_id: str, task_id: str, name: str, error: Rejected) -> str | None:
+    """Batch's code for a refused file: a HEAD answer carries no body, so ask for one byte to hear it."""
+    if error.code:
+        return error.code
+    try:
+        batch.read_task_file(job_id, task_id, name, start=0, length=1)
+    except Rejected as again:
+        return again.code
+    except NotFound:
+        return "TaskFilesCleanedup"
+    return None
+
+
+class _NodeFileGone(Exception):
+    pass
+
+
+def _node_chunks(batch, job_id: str, task_id: str, name: str, size: int) -> Iterator[bytes]:
+    offset = 0
+    while offset < size:
+        try:
+            data = batch.read_task_file(job_id, task_id, name, start=offset, length=min(DOWNLOAD_CHUNK_BYTES,
+                                                                                         size - offset))
+        except (NotFound, Rejected):
+            raise _NodeFileGone() from None
+        if not data:
+            # Shorter than it said: Blob would refuse the upload (length mismatch); so do we, plainly.
+            raise _NodeFileGone()
+        offset += len(data)
+        yield data
+
+
+class _HeadTail:
+    """Keeps the first and the last ERROR_SCAN_BYTES of a stream passing through: constant memory."""
+
+    def __init__(self):
+        self.head = b""
+        self.tail = b""
+
+    def watch(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if len(self.head) < ERROR_SCAN_BYTES:
+                self.head += chunk[:ERROR_SCAN_BYTES - len(self.head)]
+            self.tail = (self.tail + chunk)[-ERROR_SCAN_BYTES:]
+            yield chunk
+
+
+def find_error_line(head: bytes, tail: bytes, size: int) -> str:
+    """The first line of stderr that looks like an error (error, exception, fatal, traceback, failed; any case),
+    else its last non-empty line; at most ERROR_LINE_CHARS, "" when stderr is empty.
+
+    Only `head` (the file's first bytes) and `tail` (the bytes that end it, after the head) are looked at; when
+    a gap lies between them, the line cut at each edge is left out. Colour codes are dropped: the line becomes
+    part of a failure signature."""
+    if len(head) + len(tail) >= size:
+        lines = _lines(head + tail)
+    else:
+        lines = _lines(head, cut_last=True) + _lines(tail, cut_first=True)
+    for line in lines:
+        if _ERROR_WORDS.search(line):
+            return _text(line)
+    for line in reversed(lines):
+        if line.strip():
+            return _text(line)
+    return ""
+
+
+def _lines(data: bytes, *, cut_first: bool = False, cut_last: bool = False) -> list[bytes]:
+    lines = _ANSI.sub(b"", data).split(b"\n")
+    # A bounded read may begin or end inside a line; that piece is not a line of its own.
+    if cut_first and len(lines) > 1:
+        lines = lines[1:]
+    if cut_last and len(lines) > 1:
+        lines = lines[:-1]
+    return [line.rstrip(b"\r") for line in lines]
+
+
+def _text(line: bytes) -> str:
+    text = line.decode("utf-8", errors="replace").strip()
+    return "".join(c for c in text if c.isprintable())[:ERROR_LINE_CHARS]
