@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncHour
 from django.http import Http404
 from django.utils import timezone
@@ -721,3 +721,194 @@ def task_node(task: Task) -> Node | None:
     return (Node.objects.select_related("pool")
             .filter(pool__account_id=task.job.account_id, pool__pool_id=task.pool_id, node_id=task.node_id)
             .first())
+
+
+# --- Failure triage -----------------------------------------------------------------------------
+
+TRIAGE_RANGES = {"24h": ("Last 24 hours", timedelta(hours=24)), "7d": ("Last 7 days", timedelta(days=7)),
+                 "all": ("All time", None)}
+DEFAULT_TRIAGE_RANGE = "7d"
+TRIAGE_GROUPS_SHOWN = 40
+TRIAGE_EXAMPLES = 3
+TRIAGE_JOBS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class TriageFilters:
+    range: str = DEFAULT_TRIAGE_RANGE
+    job: int | None = None      # a Job row's pk
+    pool: str = ""
+
+    def since(self, now: datetime) -> datetime | None:
+        span = TRIAGE_RANGES[self.range][1]
+        return None if span is None else now - span
+
+    @property
+    def range_label(self) -> str:
+        return TRIAGE_RANGES[self.range][0]
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The filters as query parameters, for links that keep them (the retry page, "only this job")."""
+        params = {"range": self.range}
+        if self.job:
+            params["job"] = str(self.job)
+        if self.pool:
+            params["pool"] = self.pool
+        return params
+
+
+def triage_filters_from(params) -> TriageFilters:
+    job = params.get("job", "")
+    return TriageFilters(
+        range=params.get("range") if params.get("range") in TRIAGE_RANGES else DEFAULT_TRIAGE_RANGE,
+        job=int(job) if job.isdigit() and len(job) < 19 else None,
+        pool=params.get("pool", "").strip()[:64],
+    )
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What failed tasks share: Batch's failure code, the exit code, and the first error-looking line of stderr."""
+
+    failure_code: str
+    exit_code: int | None
+    error_line: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"code": self.failure_code, "exit": "" if self.exit_code is None else str(self.exit_code),
+                "line": self.error_line}
+
+    def tasks(self, queryset):
+        exit_match = {"exit_code__isnull": True} if self.exit_code is None else {"exit_code": self.exit_code}
+        return queryset.filter(failure_code=self.failure_code, error_line=self.error_line, **exit_match)
+
+
+def signature_from(params) -> Signature | None:
+    """The signature named by a retry link, or None when the parameters cannot name one."""
+    if "code" not in params or "exit" not in params or "line" not in params:
+        return None
+    exit_code = params["exit"].strip()
+    try:
+        code = int(exit_code) if exit_code else None
+    except ValueError:
+        return None
+    if code is not None and not -(2**31) <= code < 2**31:
+        return None
+    return Signature(params["code"][:100], code, params["line"][:300])
+
+
+@dataclass
+class FailureGroup:
+    signature: Signature
+    count: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    job_count: int
+    jobs: list[tuple[Job, int]]       # the most affected jobs first, at most TRIAGE_JOBS_SHOWN
+    examples: list[Task]
+
+    @property
+    def more_jobs(self) -> int:
+        return self.job_count - len(self.jobs)
+
+
+@dataclass
+class Triage:
+    groups: list[FailureGroup]
+    more_groups: int                  # signatures beyond the ones shown
+    failures: int                     # failed tasks in all signatures, shown or not
+    since: datetime | None
+
+
+def _failed_tasks(*, user, filters: TriageFilters, now: datetime):
+    """Failed tasks the filters select, in accounts the user reads: the one query every triage read starts from."""
+    tasks = Task.objects.filter(result=TaskResult.FAILURE)
+    accounts = visible_account_ids(user)
+    if set(accounts) != set(BatchAccount.objects.values_list("pk", flat=True)):
+        # Only when some account is hidden: the join costs a lookup per failed task.
+        tasks = tasks.filter(job__account_id__in=accounts)
+    since = filters.since(now)
+    if since is not None:
+        tasks = tasks.filter(end_time__gte=since)
+    if filters.job:
+        tasks = tasks.filter(job_id=filters.job)
+    if filters.pool:
+        # The jobs on that pool: a few rows from the jobs' pool index, then the tasks of those jobs.
+        tasks = tasks.filter(job_id__in=Job.objects.filter(account_id__in=accounts, pool_id=filters.pool)
+                             .values("pk"))
+    return tasks
+
+
+def failure_triage(*, user, filters: TriageFilters, now: datetime | None = None,
+                   limit: int = TRIAGE_GROUPS_SHOWN) -> Triage:
+    """Failed tasks grouped by signature, largest group first, with the jobs affected and a few examples.
+
+    One GROUP BY over the failed tasks in the range (by signature and job, so each group knows its jobs), then
+    the example tasks of the shown groups only, each from the failure-signature index; nothing counts all tasks."""
+    now = now or timezone.now()
+    failed = _failed_tasks(user=user, filters=filters, now=now)
+    rows = (failed.values_list("failure_code", "exit_code", "error_line", "job_id")
+            .annotate(n=Count("*"), first=Min("end_time"), last=Max("end_time")).order_by())
+    groups: dict[Signature, dict] = {}
+    for code, exit_code, line, job_pk, n, first, last in rows:
+        group = groups.setdefault(Signature(code, exit_code, line), {"count": 0, "first": None, "last": None,
+                                                                     "jobs": []})
+        group["count"] += n
+        group["jobs"].append((n, job_pk))
+        if first is not None and (group["first"] is None or first < group["first"]):
+            group["first"] = first
+        if last is not None and (group["last"] is None or last > group["last"]):
+            group["last"] = last
+    # Largest first; among equals, the one seen most recently.
+    ordered = sorted(groups.items(), key=lambda item: (-item[1]["count"],
+                                                       -(item[1]["last"].timestamp() if item[1]["last"] else 0)))
+    shown = ordered[:limit]
+    top_jobs = {sig: sorted(g["jobs"], key=lambda j: (-j[0], j[1]))[:TRIAGE_JOBS_SHOWN] for sig, g in shown}
+    jobs = Job.objects.in_bulk({pk for picked in top_jobs.values() for _, pk in picked})
+    result = []
+    for signature, group in shown:
+        examples = list(signature.tasks(failed).select_related("job")
+                        .only("pk", "task_id", "display_name", "end_time", "node_id", "job__job_id")
+                        .order_by("-end_time", "-pk")[:TRIAGE_EXAMPLES])
+        result.append(FailureGroup(
+            signature=signature, count=group["count"], first_seen=group["first"], last_seen=group["last"],
+            job_count=len(group["jobs"]), jobs=[(jobs[pk], n) for n, pk in top_jobs[signature] if pk in jobs],
+            examples=examples))
+    return Triage(groups=result, more_groups=max(len(ordered) - limit, 0),
+                  failures=sum(g["count"] for g in groups.values()), since=filters.since(now))
+
+
+def triage_filter_choices(*, user) -> dict:
+    return {"ranges": [(key, label) for key, (label, _) in TRIAGE_RANGES.items()],
+            "pools": list(Pool.objects.filter(account_id__in=visible_account_ids(user)).order_by("pool_id")
+                          .values_list("pool_id", flat=True).distinct())}
+
+
+def triage_job(*, user, filters: TriageFilters) -> Job | None:
+    """The job the triage is narrowed to, if the user may see it (a job they may not see narrows to nothing)."""
+    if not filters.job:
+        return None
+    job = Job.objects.filter(pk=filters.job).first()
+    return job if job and user_can_view_account(user=user, account_id=job.account_id) else None
+
+
+def failure_group_tasks(*, user, filters: TriageFilters, signature: Signature,
+                        now: datetime | None = None) -> list[tuple[Job, list[str]]]:
+    """The Batch ids of one signature's failed tasks, per job (jobs by id): what "retry these" acts on."""
+    now = now or timezone.now()
+    rows = (signature.tasks(_failed_tasks(user=user, filters=filters, now=now))
+            .filter(gone_at__isnull=True).values_list("job_id", "task_id").order_by("job_id", "task_id"))
+    by_job: dict[int, list[str]] = {}
+    for job_pk, task_id in rows:
+        by_job.setdefault(job_pk, []).append(task_id)
+    jobs = Job.objects.select_related("account").in_bulk(list(by_job))
+    return sorted(((jobs[pk], ids) for pk, ids in by_job.items()), key=lambda item: item[0].job_id)
+
+
+def failure_group_gone(*, user, filters: TriageFilters, signature: Signature, now: datetime | None = None) -> int:
+    """How many of the signature's failed tasks Batch has deleted: they can no longer be retried."""
+    now = now or timezone.now()
+    return signature.tasks(_failed_tasks(user=user, filters=filters, now=now)).filter(gone_at__isnull=False).count()
+

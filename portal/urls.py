@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from portal.views import dashboard, job_actions, jobs, logs, pool_actions, pools, tasks
+from portal.views import node_files, triage
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -17,6 +18,7 @@ urlpatterns = [
     path("pools/<int:pk>/resize/confirm/", pool_actions.pool_resize_confirm, name="pool_resize_confirm"),
     path("pools/<int:pk>/delete/", pool_actions.pool_delete, name="pool_delete"),
     path("pools/<int:pk>/delete/confirm/", pool_actions.pool_delete_confirm, name="pool_delete_confirm"),
+    path("pools/<int:pk>/nodes/<str:node_id>/files/", node_files.node_files, name="node_files"),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
     path("jobs/<int:pk>/terminate/", job_actions.job_terminate, name="job_terminate"),
@@ -28,6 +30,9 @@ urlpatterns = [
     path("tasks/<int:pk>/output/window/", logs.task_output_window, name="task_output_window"),
     path("tasks/<int:pk>/output/tail/", logs.task_output_tail, name="task_output_tail"),
     path("tasks/<int:pk>/output/download/", logs.task_output_download, name="task_output_download"),
+    path("failures/", triage.failure_triage, name="failure_triage"),
+    path("failures/retry/", triage.failure_retry, name="failure_retry"),
+    path("jobs/<int:pk>/preparation/", node_files.job_preparation, name="job_preparation"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -20,7 +20,7 @@ from azure.core.rest import HttpRequest
 
 from . import convert
 from .errors import AuthFailed, GatewayError, Rejected, Transient, redact, translate
-from .records import (AddTasksResult, FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord,
+from .records import (AddTasksResult, FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord, PrepTaskRecord,
                       ReactivateResult, TaskCountsRecord, TaskFailure, TaskRecord)
 from .specs import JobSpec, PoolSpec, TaskSpec
 
@@ -339,8 +339,12 @@ class BatchGateway:
         with _translated():
             return int(self._client.get_task_file_properties(job_id, task_id, path).content_length)
 
-    def list_node_files(self, pool_id: str, node_id: str, *, recursive: bool = True) -> list[FileRecord]:
-        files = self._client.list_node_files(pool_id, node_id, recursive=recursive)
+    def list_node_files(self, pool_id: str, node_id: str, *, recursive: bool = True,
+                        prefix: str | None = None) -> list[FileRecord]:
+        """Files under the node's root; with `prefix` (e.g. "startup/"), only names starting with it, filtered by
+        Batch: a busy node's workitems folder holds every task's files."""
+        query = None if prefix is None else f"startswith(name,'{prefix.replace(chr(39), chr(39) * 2)}')"
+        files = self._client.list_node_files(pool_id, node_id, recursive=recursive, filter=query)
         return [convert.file_record(file) for file in self._each(files)]
 
     def read_node_file(self, pool_id: str, node_id: str, path: str, *, start: int = 0,
@@ -352,6 +356,16 @@ class BatchGateway:
     def get_node_file_size(self, pool_id: str, node_id: str, path: str) -> int:
         with _translated():
             return int(self._client.get_node_file_properties(pool_id, node_id, path).content_length)
+
+    def list_job_preparation_status(self, job_id: str) -> list[PrepTaskRecord]:
+        """The nodes where the job's preparation task ran (or runs), one record each; [] for a job without one."""
+        try:
+            return [convert.prep_task_record(status)
+                    for status in self._each(self._client.list_job_preparation_and_release_task_status(job_id))]
+        except Rejected as error:
+            if error.code == "JobPreparationTaskNotSpecified":
+                return []
+            raise
 
     # --- helpers ---------------------------------------------------------------------------------
 

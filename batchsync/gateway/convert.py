@@ -9,8 +9,8 @@ from enum import Enum
 from azure.batch import models
 from azure.batch._utils.model_base import SdkJSONEncoder
 
-from .records import (FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord, TaskCountsRecord,
-                      TaskRecord)
+from .records import (FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord, PrepTaskRecord,
+                      TaskCountsRecord, TaskRecord)
 from .specs import JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
 
 # Batch reports "no limit" as .NET's TimeSpan.MaxValue (about 29,000 years) rather than leaving it out.
@@ -171,6 +171,21 @@ def node_record(pool_id: str, node: models.BatchNode) -> NodeRecord:
         start_task_failure_code=failure.code if failure else None,
         start_task_failure_message=failure.message if failure else None,
         state_transition_time=_aware(node.state_transition_time),
+    )
+
+
+def prep_task_record(status: models.BatchJobPreparationAndReleaseTaskStatus) -> PrepTaskRecord:
+    info = status.job_preparation_task_execution_info
+    failure = info.failure_info if info else None
+    root = (info.task_root_directory or "") if info else ""
+    return PrepTaskRecord(
+        pool_id=status.pool_id, node_id=status.node_id,
+        state=wire_value(info.state) if info else None, result=wire_value(info.result) if info else None,
+        exit_code=info.exit_code if info else None, failure_code=failure.code if failure else None,
+        retry_count=info.retry_count if info else None,
+        start_time=_aware(info.start_time) if info else None, end_time=_aware(info.end_time) if info else None,
+        # Relative to the node root with forward slashes, as node file names are.
+        task_root_directory=root.replace("\\", "/").strip("/") or None,
     )
 
 

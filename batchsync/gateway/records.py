@@ -125,6 +125,22 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class PrepTaskRecord:
+    """A job preparation task on one node: how it ran there, and its folder relative to the node root (its
+    stdout.txt and stderr.txt are node files under it)."""
+    pool_id: str
+    node_id: str
+    state: str | None               # running | completed
+    result: str | None              # success | failure
+    exit_code: int | None
+    failure_code: str | None
+    retry_count: int | None
+    start_time: datetime | None
+    end_time: datetime | None
+    task_root_directory: str | None
+
+
+@dataclass(frozen=True)
 class TaskFailure:
     """A task Batch refused to add, with Batch's reason."""
     id: str

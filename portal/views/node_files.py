@@ -1,0 +1,123 @@
+"""Files on a compute node that belong to no task: a pool's start task output, and a job preparation task's output
+on each node it ran on. Shown in windows like a task's output, with the same line numbers and colours."""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from batchsync import node_files as on_node
+from batchsync.accounts import gateway_for
+from batchsync.gateway import GatewayError, NotFound
+from portal import selectors
+from portal.ansi import ansi_to_html
+from portal.models import Job, Node, Pool
+from portal.views.logs import Row
+
+DEFAULT_PATH = "startup/stdout.txt"
+STANDARD_FILES = ("stdout.txt", "stderr.txt")
+# Batch's node ids: letters, digits and a few separators (tvm-1695681911_2-20161122t193202z).
+NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+NODE_GONE = ("This node is no longer in the pool, so its files are gone with it: Batch keeps a node's files only "
+             "while the node exists.")
+NO_FILE = "The node has no file by this name (yet): the task that writes it may not have started on this node."
+UNREACHABLE = "Batch did not answer while reading this file. Try again in a moment."
+
+
+def _int(request, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise Http404(f"Bad {name}")
+    return int(value)
+
+
+def _problem(error: GatewayError) -> str:
+    if isinstance(error, NotFound):
+        return NODE_GONE if error.code in ("NodeNotFound", "PoolNotFound") else NO_FILE
+    return UNREACHABLE
+
+
+def _rows(window, first_line: int | None) -> list[Row]:
+    return [Row(first_line + i if first_line else None, ansi_to_html(line)) for i, line in enumerate(window.lines)]
+
+
+def _prep_folder(gateway, pool: Pool, node_id: str, path: str) -> tuple[str, Job]:
+    """The job preparation folder `path` lies in on this node, and its job; 404 unless Batch says the job's
+    preparation task ran on this node of this pool in exactly that folder."""
+    job = Job.objects.filter(account_id=pool.account_id, job_id=on_node.job_of(path)).first()
+    if job is None:
+        raise Http404("No such file")
+    for status in gateway.list_job_preparation_status(job.job_id):
+        root = status.task_root_directory
+        if status.node_id == node_id and status.pool_id == pool.pool_id and root and path.startswith(root + "/"):
+            return root, job
+    raise Http404("No such file")
+
+
+@require_safe
+@login_required
+def node_files(request, pk: int, node_id: str):
+    """One file of the start task or of a job preparation task on a node, a window at a time."""
+    pool = selectors.pool_get(user=request.user, pk=pk)
+    if not NODE_ID.match(node_id):
+        raise Http404("No such node")
+    path = request.GET.get("path", DEFAULT_PATH)
+    try:
+        on_node.validate_node_path(path)
+    except on_node.InvalidFileName:
+        raise Http404("No such file") from None
+    start, end, line = _int(request, "start"), _int(request, "end"), _int(request, "line")
+    node = Node.objects.filter(pool=pool, node_id=node_id).first()
+    context = {"pool": pool, "node": node, "node_id": node_id, "path": path, "job": None}
+    try:
+        with gateway_for(pool.account) as gateway:
+            folder = on_node.START_TASK_FOLDER
+            if on_node.job_of(path) is not None:
+                folder, context["job"] = _prep_folder(gateway, pool, node_id, path)
+            context["folder"] = folder
+            # Listed first: a node that is gone answers NodeNotFound here, a missing file only a bare 404 below.
+            files = gateway.list_node_files(pool.pool_id, node_id, prefix=folder + "/")
+            window = on_node.read_window(pool.account, pool.pool_id, node_id, path, start=start, end=end,
+                                            gateway=gateway)
+    except GatewayError as error:
+        context["problem"] = _problem(error)
+        return render(request, "nodes/file.html", context)
+    names = {f.name for f in files if not f.is_directory}
+    standard = [f"{folder}/{name}" for name in STANDARD_FILES]
+    context["files"] = [n for n in standard if n in names] + sorted(n for n in names - set(standard)
+                                                                    if n.count("/") <= folder.count("/") + 1)
+    first_line = 1 if window.at_start else line
+    if end is not None and start is None and line and window.end == end:
+        # "Load earlier" passes the number of the line at `end`; this window's lines come just before it.
+        first_line = line - window.text.count("\n")
+    context.update(window=window, rows=_rows(window, first_line), first_line=first_line,
+                   next_line=first_line + window.text.count("\n") if first_line else None)
+    return render(request, "nodes/file.html", context)
+
+
+@require_safe
+@login_required
+def job_preparation(request, pk: int):
+    """The job page's "Preparation task output": the nodes its preparation task ran on, from Batch, with links to
+    each node's stdout and stderr of it. Loaded after the page, so the page never waits on Batch."""
+    job = selectors.job_get(user=request.user, pk=pk)
+    context = {"job": job, "rows": []}
+    try:
+        with gateway_for(job.account) as gateway:
+            statuses = gateway.list_job_preparation_status(job.job_id)
+    except NotFound:
+        statuses = []
+    except GatewayError:
+        context["problem"] = UNREACHABLE
+        return render(request, "nodes/_preparation.html", context)
+    pools = {p.pool_id: p for p in Pool.objects.filter(account_id=job.account_id,
+                                                       pool_id__in={s.pool_id for s in statuses})}
+    context["rows"] = [(status, pools.get(status.pool_id)) for status in sorted(statuses, key=lambda s: s.node_id)]
+    return render(request, "nodes/_preparation.html", context)

@@ -1,0 +1,352 @@
+"""The failure triage page and "retry these N": failed tasks grouped by (failure code, exit code, error line), with
+counts, jobs, first and last seen, examples and filters; the retry's dry-run count and the retry itself.
+
+Grouping and filters are checked on rows written with factories; the end-to-end tests make tasks fail two ways on
+localbatch, sync and archive them as the worker does, and check what Batch did after a retry. Personas: sam
+(Submitter, owns the jobs), vera (Viewer), olga (Operator of another team), a person without a role, anonymous."""
+
+import html
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+from azure.batch import models
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from batchsync.accounts import blob_store, default_account
+from batchsync.sync import sync_account
+from portal.models import Job, JobState, Task, TaskResult, Team
+from tests.factories import BatchAccountFactory, JobFactory, TaskFactory, UserFactory
+from tests.localbatch.helpers import make_job, make_pool, task, wait_for
+from tests.logfiles import shell_quote
+from tests.portal.pages import text
+
+pytestmark = pytest.mark.django_db
+
+DISK_FULL = "ERROR: disk full on /mnt/scratch"
+
+
+def person(username: str, role: str | None, team: Team | None = None):
+    user = UserFactory(username=username)
+    user.groups.clear()       # exactly the role given, whatever a new account gets by default
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    if team is not None:
+        user.teams.add(team)
+    return user
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def team():
+    return Team.objects.create(name="render")
+
+
+@pytest.fixture
+def sam(team):
+    return person("sam", "Submitter", team)
+
+
+@pytest.fixture
+def vera():
+    return person("vera", "Viewer")
+
+
+def failed(job, n: int, *, code="FailureExitCode", exit_code=1, line=DISK_FULL, ago=timedelta(hours=1), **extra):
+    now = timezone.now()
+    return [TaskFactory(job=job, failed=True, failure_code=code, exit_code=exit_code, error_line=line,
+                        start_time=now - ago - timedelta(minutes=1), end_time=now - ago - timedelta(seconds=i),
+                        **extra) for i in range(n)]
+
+
+def groups_on(page: str) -> list[tuple[int, str]]:
+    """(count, signature text) of each group on the page, in page order."""
+    found = re.findall(r'<h2 class="triage-count"><span class="t-fail">([\d,]+)</span>.*?<p class="signature">(.*?)</p>',
+                       page, re.DOTALL)
+    return [(int(n.replace(",", "")), " ".join(html.unescape(re.sub(r"<[^>]+>", " ", sig)).split()))
+            for n, sig in found]
+
+
+# --- the page, from rows ---------------------------------------------------------------------------------------
+
+
+def test_failed_tasks_are_grouped_by_signature_largest_first_with_jobs_times_and_three_examples(vera):
+    render = JobFactory(job_id="render-a", pool_id="gpu")
+    encode = JobFactory(job_id="encode-b", pool_id="cpu")
+    disk = failed(render, 5) + failed(encode, 2, ago=timedelta(hours=3))
+    slow = failed(encode, 3, code="MaxWallClockTimeExceeded", exit_code=None, line="")
+    # The same codes with another error line are another group; succeeded tasks are in none.
+    failed(render, 1, line="Traceback (most recent call last):")
+    TaskFactory.create_batch(4, job=render)
+
+    page = text(client_for(vera).get(reverse("failure_triage")))
+
+    assert groups_on(page) == [
+        (7, f"failure code: FailureExitCode exit code 1 {DISK_FULL}"),
+        (3, "failure code: MaxWallClockTimeExceeded no exit code no error line found in stderr"),
+        (1, "failure code: FailureExitCode exit code 1 Traceback (most recent call last):"),
+    ]
+    assert "11 failed tasks in 3 groups" in page
+    first = page[page.index('id="group-1"'):page.index('id="group-2"')]
+    # The jobs affected, most failures first, and three examples, newest first, linked to their task pages.
+    assert re.search(r"render-a</a> \(5.*encode-b</a> \(2", first, re.DOTALL)
+    examples = re.findall(r'class="mono example" href="/tasks/(\d+)/"', first)
+    assert examples == [str(t.pk) for t in disk[:3]]
+    # First and last seen are the group's oldest and newest end times.
+    seen = re.findall(r'<dt>(First|Last) seen</dt><dd><time datetime="([^"]+)"', first)
+    assert seen == [("First", timezone.localtime(disk[-1].end_time).isoformat()),
+                    ("Last", timezone.localtime(disk[0].end_time).isoformat())]
+    second = page[page.index('id="group-2"'):page.index('id="group-3"')]
+    assert {int(pk) for pk in re.findall(r'href="/tasks/(\d+)/"', second)} <= {t.pk for t in slow}
+
+
+def test_the_time_range_job_and_pool_filters_narrow_the_groups(vera):
+    render = JobFactory(job_id="render-a", pool_id="gpu")
+    encode = JobFactory(job_id="encode-b", pool_id="cpu")
+    failed(render, 2, ago=timedelta(hours=2))
+    failed(render, 3, code="TaskEnded", exit_code=None, line="", ago=timedelta(days=3))
+    failed(encode, 4, exit_code=137, line="Killed", ago=timedelta(days=10))
+    client = client_for(vera)
+
+    def counts(**params):
+        return [n for n, _ in groups_on(text(client.get(reverse("failure_triage"), params)))]
+
+    assert counts() == [3, 2]                        # the last 7 days, by default
+    assert counts(range="24h") == [2]
+    assert counts(range="all") == [4, 3, 2]
+    assert counts(range="all", job=encode.pk) == [4]
+    assert counts(range="all", pool="gpu") == [3, 2]
+    assert counts(range="all", pool="nowhere") == []
+    # Values no form offers fall back to the defaults rather than failing.
+    assert counts(range="forever", job="x'--") == [3, 2]
+
+
+def test_an_error_line_holding_markup_is_shown_as_text(vera):
+    failed(JobFactory(), 1, line='<script>window.pwned=1</script><img src=x onerror=alert(1)>')
+
+    page = text(client_for(vera).get(reverse("failure_triage")))
+
+    assert "<script>window.pwned" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
+
+
+def test_no_failures_says_so(vera):
+    TaskFactory.create_batch(2)
+    page = text(client_for(vera).get(reverse("failure_triage")))
+    assert 'id="triage-empty"' in page and "No failed tasks ended in the last 7 days" in page
+
+
+def test_the_queries_do_not_grow_with_the_number_of_failed_tasks(vera):
+    """One GROUP BY and one example query per shown group: a group of 60 tasks costs what a group of 3 does."""
+    client = client_for(vera)
+    job = JobFactory()
+    failed(job, 3)
+    failed(job, 2, code="TaskEnded", exit_code=None, line="")
+    client.get(reverse("failure_triage"))     # sessions, permissions and the like, cached from here on
+    with CaptureQueriesContext(connection) as few:
+        text(client.get(reverse("failure_triage")))
+    failed(job, 57)
+    failed(JobFactory(), 40, code="TaskEnded", exit_code=None, line="")
+    with CaptureQueriesContext(connection) as many:
+        page = text(client.get(reverse("failure_triage")))
+    assert [n for n, _ in groups_on(page)] == [60, 42]
+    assert len(many.captured_queries) == len(few.captured_queries)
+    assert not any("COUNT(" in q["sql"].upper() and "GROUP BY" not in q["sql"].upper()
+                   for q in many.captured_queries if "portal_task" in q["sql"])
+
+
+def test_the_page_needs_a_sign_in_and_a_role(client):
+    failed(JobFactory(), 2)
+    response = client.get(reverse("failure_triage"))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+    response = client.get(reverse("failure_retry"), {"code": "FailureExitCode", "exit": "1", "line": DISK_FULL})
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+    # Signed in without a role: nothing of the mirror is readable (once roles gate reads), so no failures either.
+    from portal import access
+    if hasattr(access, "can_read"):
+        page = client_for(person("nobody", None)).get(reverse("failure_triage"))
+        assert page.status_code == 403 or groups_on(page.content.decode()) == []
+
+
+def test_only_accounts_the_person_may_read_are_counted(vera, monkeypatch):
+    from portal import selectors
+
+    visible = JobFactory(account=BatchAccountFactory(name="ours"))
+    hidden = JobFactory(account=BatchAccountFactory(name="theirs", is_default=False))
+    failed(visible, 2)
+    failed(hidden, 5)
+    real = selectors.user_can_view_account
+    monkeypatch.setattr(selectors, "user_can_view_account",
+                        lambda *, user, account_id: account_id != hidden.account_id and real(user=user,
+                                                                                              account_id=account_id))
+
+    page = text(client_for(vera).get(reverse("failure_triage")))
+
+    assert [n for n, _ in groups_on(page)] == [2] and hidden.job_id not in page
+
+
+def test_the_nav_and_the_dashboard_link_to_the_triage_page(vera):
+    failed(JobFactory(), 1)
+    page = text(client_for(vera).get(reverse("dashboard")))
+    assert f'href="{reverse("failure_triage")}"' in page and 'id="d-failures-all"' in page
+
+
+def test_a_retry_link_that_names_no_signature_is_404(vera):
+    client = client_for(vera)
+    assert client.get(reverse("failure_retry")).status_code == 404
+    assert client.get(reverse("failure_retry"), {"code": "X", "exit": "one", "line": ""}).status_code == 404
+    assert client.post(reverse("failure_retry"), {"code": "X", "exit": str(2**40), "line": ""}).status_code == 404
+
+
+# --- against localbatch ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def batch(localbatch, settings, monkeypatch):
+    """localbatch, with the portal's default account pointing at it."""
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    return localbatch
+
+
+@pytest.fixture
+def store(azurite, settings):
+    """The archiver's blob store on the test Azurite, with a logs container of this test's own."""
+    settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
+    settings.STORAGE_LOGS_CONTAINER = f"logs-{uuid.uuid4().hex[:12]}"
+    with blob_store() as store:
+        store.ensure_containers()
+        yield store
+
+
+DISK_SCRIPT = f"echo starting; echo loading >&2; echo '{DISK_FULL}' >&2; exit 3"
+
+
+@pytest.fixture
+def failures(batch, batch_client, store, sam, team):
+    """Three jobs on one pool, each with tasks that failed two ways: exit code 3 after printing DISK_FULL, and
+    killed at their wall-clock limit; synced and archived as the worker does. "mine-1" and "mine-2" are sam's,
+    "theirs" belongs to nobody sam shares a team with."""
+    make_pool(batch_client, "pool-1", nodes=1, slots=8)
+    for job_id in ("mine-1", "mine-2", "theirs"):
+        make_job(batch_client, job_id, "pool-1")
+    plan = {"mine-1": (3, 1), "mine-2": (2, 1), "theirs": (1, 0)}
+    for job_id, (disk, slow) in plan.items():
+        for i in range(disk):
+            batch_client.create_task(job_id, task(f"disk-{i}", "/bin/sh -c " + shell_quote(DISK_SCRIPT)))
+        for i in range(slow):
+            batch_client.create_task(job_id, task(f"slow-{i}", "sleep 30", constraints=models.BatchTaskConstraints(
+                max_wall_clock_time=timedelta(seconds=1))))
+        batch_client.create_task(job_id, task("fine", "echo ok"))
+    for job_id in plan:
+        wait_for(lambda j=job_id: all(t.state == "completed" for t in batch_client.list_tasks(j)),
+                 timeout=30, message=f"{job_id}'s tasks completed")
+    sync_account(default_account())
+    Job.objects.filter(job_id__startswith="mine-").update(submitted_by=sam, team=team)
+    Job.objects.filter(job_id="theirs").update(submitted_by=person("tess", "Submitter"))
+    _archive_all()
+    return batch_client
+
+
+def _archive_all():
+    """Fill Task.error_line as the archiver does when a task finishes (or as it would, were it not there yet)."""
+    try:
+        from batchsync import archive
+    except ImportError:
+        Task.objects.filter(exit_code=3).update(error_line=DISK_FULL)
+        return
+    while (report := archive.archive_finished_tasks(limit=50)) and report.tasks_marked:
+        pass
+
+
+def retry_query(code: str, exit_code: str, line: str, **filters) -> dict:
+    return {"code": code, "exit": exit_code, "line": line, **filters}
+
+
+def test_real_failures_of_two_kinds_are_grouped(failures, vera):
+    page = text(client_for(vera).get(reverse("failure_triage")))
+
+    groups = groups_on(page)
+    assert groups[0] == (6, f"failure code: FailureExitCode exit code 3 {DISK_FULL}")
+    # Killed at the limit: Batch's code, the signal's exit code, and a stderr with nothing in it.
+    assert groups[1][0] == 2 and re.fullmatch(
+        r"failure code: MaxWallClockTimeExceeded (exit code \d+|no exit code) no error line found in stderr",
+        groups[1][1]), groups[1]
+    assert len(groups) == 2
+    first = page[page.index('id="group-1"'):page.index('id="group-2"')]
+    assert "mine-1</a> (3" in first and "mine-2</a> (2" in first and "theirs</a> (1" in first
+    assert len(re.findall(r'class="mono example"', first)) == 3
+
+
+def test_retry_these_counts_first_then_retries_only_the_jobs_the_person_may_act_on(failures, sam):
+    client = client_for(sam)
+    query = retry_query("FailureExitCode", "3", DISK_FULL)
+    Job.objects.filter(job_id="mine-2").update(state=JobState.COMPLETED)   # as the sync would see an ended job
+
+    confirm = text(client.get(reverse("failure_retry"), query))
+
+    assert "This retries 3 failed tasks in 1 job." in confirm
+    assert re.search(r"2 tasks in 1 job that has ended are skipped: Batch cannot run the tasks of an ended job",
+                     confirm)
+    assert "1 task in 1 job is skipped: not yours" in confirm
+    # Counting changed nothing in Batch.
+    assert {t.id: t.state for t in failures.list_tasks("mine-1")}["disk-0"] == "completed"
+
+    response = client.post(reverse("failure_retry"), {**query, "range": "7d"})
+
+    assert response.status_code == 302 and response.url.startswith(reverse("failure_triage"))
+    states = {t.id: t.state for t in failures.list_tasks("mine-1")}
+    assert all(states[f"disk-{i}"] in ("active", "running", "completed") for i in range(3))
+    reactivated = [t for t in failures.list_tasks("mine-1") if t.id.startswith("disk-")]
+    # Reactivated tasks start again: each is waiting or running, or has run once more (retry count from zero).
+    assert all(t.state != "completed" or t.execution_info.end_time > Task.objects.get(
+        job__job_id="mine-1", task_id=t.id).end_time for t in reactivated)
+    # The slow ones, another signature, and the jobs sam may not act on were left alone.
+    assert {t.id: t.state for t in failures.list_tasks("mine-1")}["slow-0"] == "completed"
+    assert all(t.state == "completed" for t in failures.list_tasks("theirs"))
+    assert all(t.state == "completed" for t in failures.list_tasks("mine-2"))
+    followed = text(client.get(response.url))
+    assert "Batch is running 3 failed tasks again in 1 job" in followed
+    assert "Skipped 2 tasks of jobs that have ended" in followed and "Skipped 1 task of jobs that are not yours" in followed
+
+
+def test_a_viewer_may_count_but_retries_nothing(failures, vera):
+    client = client_for(vera)
+    query = retry_query("FailureExitCode", "3", DISK_FULL)
+
+    confirm = text(client.get(reverse("failure_retry"), query))
+    assert "There is no task here that you can retry." in confirm and 'id="retry-confirm"' not in confirm
+    assert "6 tasks in 3 jobs are skipped: not yours" in confirm
+
+    client.post(reverse("failure_retry"), query)
+    for job_id in ("mine-1", "mine-2", "theirs"):
+        assert all(t.state == "completed" for t in failures.list_tasks(job_id))
+
+
+def test_retry_posts_need_the_csrf_token(failures, sam):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(sam)
+    response = client.post(reverse("failure_retry"), retry_query("FailureExitCode", "3", DISK_FULL))
+    assert response.status_code == 403
+    assert all(t.state == "completed" for t in failures.list_tasks("mine-1"))
+
+
+def test_the_retry_page_counts_one_time_range_only(failures, sam):
+    Task.objects.filter(job__job_id="mine-1").update(end_time=timezone.now() - timedelta(days=2))
+    confirm = text(client_for(sam).get(reverse("failure_retry"),
+                                       retry_query("FailureExitCode", "3", DISK_FULL, range="24h")))
+    assert "This retries 2 failed tasks in 1 job." in confirm
+    assert Task.objects.filter(result=TaskResult.FAILURE, job__job_id="mine-1", exit_code=3).count() == 3
