@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 
 from portal import services
 from portal.admin import ReadOnlyAdmin
+from portal.admin_audit import AuditedAdminMixin
 from portal.models import JobTemplate, JobTemplateVersion, Submission
 
 
@@ -65,14 +66,16 @@ class JobTemplateVersionInline(admin.TabularInline):
 
 
 @admin.register(JobTemplate)
-class JobTemplateAdmin(admin.ModelAdmin):
+class JobTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    audit_type = "job_template"
     form = JobTemplateForm
     list_display = ["name", "slug", "is_active", "current_version_number", "updated_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug", "description"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [JobTemplateVersionInline]
-    fields = ["name", "slug", "description", "is_active", "spec"]
+    fields = ["name", "slug", "description", "is_active", "spec", "audit_history"]
+    readonly_fields = ["audit_history"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)

@@ -12,3 +12,7 @@ class PortalConfig(AppConfig):
         # and this feature change independently.
         from portal import admin_pool_templates  # noqa: F401
         from portal import admin_job_templates  # noqa: F401
+        from portal.audit import connect_receivers
+
+        # Sign-in and membership changes happen inside Django; the audit history hears of them by signal.
+        connect_receivers()

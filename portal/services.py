@@ -122,9 +122,17 @@ def pool_delete(*, user, pool: Pool) -> bool:
 
 
 def _record_action(*, user, action: str, account, pool_id: str, details: dict) -> None:
-    """Integration point for the audit history: every successful pool action passes through here.
+    """Every successful pool action passes through here, inside the transaction `_after` opens. A resize's node
+    counts are kept as before → after changes; the rest of `details` stays as it is."""
+    from portal.audit import record_event
 
-    Intentionally empty until the audit issue lands; it will write an audit event in the caller's transaction."""
+    details = dict(details)
+    changes = {}
+    for kind in ("dedicated_nodes", "low_priority_nodes"):
+        if f"from_{kind}" in details:
+            changes[f"target_{kind}"] = [details.pop(f"from_{kind}"), details.pop(kind)]
+    record_event(actor=user, action=action, object_type="pool", object_id=pool_id, object_label=pool_id,
+                 changes=changes, details={"account": account.name, **details})
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -237,9 +245,14 @@ def job_template_version_create(*, user, template, spec: dict):
     with transaction.atomic():
         # Locks the template row, so two editors saving at once get consecutive numbers instead of an error.
         type(template).objects.select_for_update().get(pk=template.pk)
-        latest = template.versions.order_by("-number").values_list("number", flat=True).first() or 0
-        version = JobTemplateVersion.objects.create(template=template, number=latest + 1, spec=spec, created_by=user)
+        latest = template.versions.order_by("-number").values_list("number", "spec").first() or (0, {})
+        version = JobTemplateVersion.objects.create(template=template, number=latest[0] + 1, spec=spec,
+                                                    created_by=user)
+        # What changed, key by key of the spec ("spec.command_line: before → after"), and the version number.
+        changes = {f"spec.{key}": [latest[1].get(key), spec.get(key)]
+                   for key in sorted(set(latest[1]) | set(spec)) if latest[1].get(key) != spec.get(key)}
         _record_submission_action(user=user, action="job_template.version_create", target=str(version),
+                                  obj=template, changes={"version": [latest[0] or None, version.number], **changes},
                                   details={"template_id": template.pk, "number": version.number})
     return version
 
@@ -332,8 +345,13 @@ def submission_create(*, user, template_version, parameters: dict, uploaded_file
             # because Batch ids are case-insensitive.
             job_id=f"sub-{public_id.hex}", total_tasks=preview.task_count)
         _record_submission_action(user=user, action="submission.create", target=submission.job_id,
-                                  details={"template_version_id": version.pk, "tasks": preview.task_count,
-                                           "parent": parent.job_id if parent else None})
+                                  obj=submission,
+                                  details={"template_version_id": version.pk, "template": str(version),
+                                           "tasks": preview.task_count, "job_id": submission.job_id,
+                                           "parent": parent.job_id if parent else None,
+                                           "parameters": prepared.values,
+                                           "inputs": {name: [f.name for f in given]
+                                                      for name, given in prepared.files.items()}})
         transaction.on_commit(lambda: _request_submit(submission.pk))
     return submission
 
@@ -358,9 +376,15 @@ def _offered_version(template_version, *, parent):
     return version
 
 
-def _record_submission_action(*, user, action: str, target: str, details: dict) -> None:
-    """Integration point for the audit history, like `_record_action` for pools: called inside the transaction
-    that makes the change. Intentionally empty until the audit issue lands."""
+def _record_submission_action(*, user, action: str, target: str, details: dict, obj=None, changes=None,
+                              reason: str = "") -> None:
+    """The audit event of a submission or template action, like `_record_action` for pools: called inside the
+    transaction that makes the change. `obj` names the object; without it, `target` is its label."""
+    from portal.audit import record_event
+
+    record_event(actor=user, action=action, obj=obj, object_label=target if obj is None else "",
+                 object_type="" if obj is not None else action.split(".")[0], reason=reason, changes=changes,
+                 details=details)
 
 
 def _request_submit(submission_pk: int) -> None:

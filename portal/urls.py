@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from portal.views import audit as audit_views
 from portal.views import dashboard, job_actions, jobs, logs, pool_actions, pools, tasks
 from portal.views import node_files, triage
 
@@ -33,6 +34,8 @@ urlpatterns = [
     path("failures/", triage.failure_triage, name="failure_triage"),
     path("failures/retry/", triage.failure_retry, name="failure_retry"),
     path("jobs/<int:pk>/preparation/", node_files.job_preparation, name="job_preparation"),
+    path("audit/", audit_views.audit_list, name="audit_list"),
+    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.views.decorators.http import require_safe
 
 from portal import selectors
+from portal.audit import can_view as can_view_audit
 from portal.views.common import partial_for, render_page
 
 
@@ -36,4 +37,9 @@ def job_detail(request, pk: int):
         context["sorts"] = selectors.TASK_SORTS.values()
         context["page"] = selectors.task_list(job=job, filters=filters,
                                               after=request.GET.get("after"), before=request.GET.get("before"))
+    if partial is None:
+        # Only with the whole page: the polled partials leave the History section alone.
+        context["history"] = selectors.audit_rows(selectors.audit_for_job(job), user=request.user)
+        if can_view_audit(request.user):
+            context["audit_url"] = selectors.audit_list_url("job", job.pk)
     return render_page(request, "jobs/detail.html", context, partial)
