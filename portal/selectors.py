@@ -913,7 +913,6 @@ def failure_group_gone(*, user, filters: TriageFilters, signature: Signature, no
     return signature.tasks(_failed_tasks(user=user, filters=filters, now=now)).filter(gone_at__isnull=False).count()
 
 
-
 # --- Audit history ----------------------------------------------------------------------------
 # Reads of portal.models.AuditEvent for the audit pages and the History sections; writes are portal/audit.py's.
 
@@ -950,12 +949,14 @@ def _audit_time(text: str, *, end: bool) -> datetime | None:
 
     text = text.strip()
     try:
-        moment = parse_datetime(text)
-        if moment is None:
-            day = parse_date(text)
-            if day is None:
-                return None
+        # A date first: parse_datetime would read one as its midnight, and "to" a date means the whole day.
+        day = parse_date(text)
+        if day is not None:
             moment = datetime(day.year, day.month, day.day) + (timedelta(days=1) if end else timedelta())
+        else:
+            moment = parse_datetime(text)
+        if moment is None:
+            return None
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if timezone.is_naive(moment) else moment
