@@ -240,7 +240,11 @@ def describe(obj) -> tuple[str, str, str, int | None]:
         object_type = "job_template"
         return object_type, str(obj.template_id), str(obj), None
     object_id = obj.pool_id if isinstance(obj, Pool) else str(obj.pk)
-    return object_type, object_id, str(obj), getattr(obj, "team_id", None)
+    team_id = getattr(obj, "team_id", None)
+    if object_type == "task":
+        # A task belongs to its job's team: an Operator's actions on it are on their team's work.
+        team_id = obj.job.team_id
+    return object_type, object_id, str(obj), team_id
 
 
 def record_event(*, actor, action: str, obj=None, object_type: str = "", object_id: str = "",

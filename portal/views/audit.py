@@ -4,9 +4,11 @@ Both need portal.view_auditevent (Operators and Admins); anyone else gets a 404,
 see."""
 
 import csv
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, StreamingHttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
@@ -29,8 +31,9 @@ def audit_list(request):
     filters = selectors.audit_filters_from(request.GET)
     page = selectors.audit_list(filters=filters, after=request.GET.get("after"), before=request.GET.get("before"))
     selectors.audit_rows(page.items, user=request.user)
+    export_url = reverse("audit_export") + (f"?{urlencode(filters.as_params())}" if filters.active else "")
     context = {"page": page, "filters": filters, "actions": audit.KNOWN_ACTIONS, "object_types": audit.OBJECT_TYPES,
-               "export_params": filters.as_params()}
+               "export_url": export_url}
     return render_page(request, "audit/list.html", context, partial_for(request, {}, default="events"))
 
 

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.views.decorators.http import require_safe
 
 from portal import selectors
+from portal.audit import can_view as can_view_audit
 from portal.views.common import partial_for, render_page
 
 
@@ -19,4 +20,10 @@ def task_detail(request, pk: int):
         "environment": selectors.task_environment(task),
         "node": selectors.task_node(task),
     }
-    return render_page(request, "tasks/detail.html", context, partial_for(request, {}, default="live"))
+    partial = partial_for(request, {}, default="live")
+    if partial is None:
+        # The History section is not part of the polled partial.
+        context["history"] = selectors.audit_rows(selectors.audit_for_object("task", task.pk), user=request.user)
+        if can_view_audit(request.user):
+            context["audit_url"] = selectors.audit_list_url("task", task.pk)
+    return render_page(request, "tasks/detail.html", context, partial)

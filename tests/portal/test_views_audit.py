@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from portal.audit import record_event
 from portal.models import AuditEvent, JobTemplate, Submission
-from tests.factories import JobFactory
+from tests.factories import JobFactory, TaskFactory
 from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
@@ -179,6 +179,12 @@ def test_filter_by_time_range(operator):
     assert "pool.create" in actions(operator.get(reverse("audit_list"), within))
 
 
+def test_the_export_link_carries_the_filters(operator):
+    page = text(operator.get(reverse("audit_list"), {"action": "job.", "who": "opal", "from": "2026-01-01"}))
+
+    assert f'href="{reverse("audit_export")}?who=opal&amp;action=job.&amp;from=2026-01-01"' in page
+
+
 def test_a_time_that_is_not_a_time_is_ignored(operator):
     record_event(actor=None, action="pool.create", object_type="pool", object_id="a")
 
@@ -264,3 +270,16 @@ def test_the_template_admin_page_shows_the_latest_records_and_links_to_the_rest(
 
     assert "job_template.change" in page and "description: old words → new words" in page
     assert f'{reverse("audit_list")}?object_type=job_template&amp;object_id={template.pk}' in page
+
+
+def test_the_task_page_shows_the_tasks_history(client, operator_a, submitter):
+    task = TaskFactory(job=JobFactory(team=operator_a.teams.first()))
+    record_event(actor=operator_a, action="task.terminate", obj=task, reason="hung on frame 12")
+    record_event(actor=operator_a, action="task.terminate", obj=TaskFactory(), reason="some other task")
+
+    client.force_login(submitter)
+    history = text(client.get(reverse("task_detail", args=[task.pk])))
+    history = history[history.index('id="history"'):]
+
+    assert "hung on frame 12" in history and "some other task" not in history
+    assert AuditEvent.objects.filter(reason="hung on frame 12").get().team_id == task.job.team_id
