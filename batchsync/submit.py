@@ -185,13 +185,33 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
 def expand(submission: Submission, spec=None, *, start: int = 0):
     """The submission's task specs from the `start`-th, exactly as every run sends them."""
     spec = spec or submission.template_version.parsed
-    files = {name: tuple(templating.InputFile(name=f["name"], url=f["url"], size=f.get("size", 0)) for f in given)
-             for name, given in (submission.inputs or {}).items()}
+    files = _input_files(submission.inputs or {})
     return templating.expand_tasks(
         spec, submission.parameters, files, rows=submission.csv_rows, command_line=submission.command_line or None,
         output_container_url=getattr(settings, "SUBMISSION_OUTPUTS_CONTAINER_URL", "") or None,
         logs_container_url=logs_container_url(),
         job_id=submission.job_id, start=start)
+
+
+def _input_files(inputs: dict) -> dict[str, tuple[templating.InputFile, ...]]:
+    """The submission's files with the URL each task downloads them from. Uploaded files are kept as blob paths, and
+    a read SAS for exactly that blob is signed here, when the tasks are built, to last as long as a task may wait
+    and run; older rows kept a URL, used as it is."""
+    blobs = any("blob" in item for given in inputs.values() for item in given)
+    store = blob_store() if blobs else None
+    try:
+        def url(item: dict) -> str:
+            if "blob" not in item:
+                return item["url"]
+            return store.read_url(settings.STORAGE_INPUTS_CONTAINER, item["blob"],
+                                  hours=settings.STORAGE_TASK_SAS_HOURS)
+
+        return {name: tuple(templating.InputFile(name=item["name"], url=url(item), size=item.get("size", 0),
+                                                 blob=item.get("blob")) for item in given)
+                for name, given in inputs.items()}
+    finally:
+        if store is not None:
+            store.close()
 
 
 def logs_container_url() -> str:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from batchsync.gateway import (AlreadyExists, AuthFailed, GatewayError, ImageSpec, NotFound, PoolSpec, Rejected,
                                ResourceFileSpec, Transient)
@@ -319,26 +319,60 @@ def submission_prepare(*, user, template_version, parameters: dict, uploaded_fil
 
 
 def submission_create(*, user, template_version, parameters: dict, uploaded_files=None, parent=None,
-                      command_line: str | None = None):
+                      command_line: str | None = None, public_id: uuid.UUID | None = None):
     """Record a submission (the outbox row) and, once it is committed, ask a worker to send it to Batch.
 
     `template_version` is a JobTemplateVersion or its id, as the form posted it; it must be the template's current
     version (or the parent's, for a re-run) of an active template. `uploaded_files` maps file parameters to
     portal.templating.InputFile lists. Raises SubmissionError (nothing written, nothing enqueued) or
-    PermissionDenied."""
-    from batchsync.accounts import default_account
-    from portal.models import Submission
+    PermissionDenied.
 
+    `public_id` is the idempotency key the preview page handed out: a second call with it (a double click, a
+    re-posted form) returns the submission the first made, and never makes another."""
+    from batchsync.accounts import default_account
+
+    if public_id is not None:
+        existing = _submission_with_key(user, public_id)
+        if existing is not None:
+            return existing
     prepared = submission_prepare(user=user, template_version=template_version, parameters=parameters,
                                   uploaded_files=uploaded_files, parent=parent, command_line=command_line)
-    version, preview = prepared.template_version, prepared.preview
-    public_id = uuid.uuid4()
+    public_id = public_id or uuid.uuid4()
     account = default_account()
+    try:
+        submission = _submission_write(user=user, prepared=prepared, public_id=public_id, account=account,
+                                       parent=parent)
+    except IntegrityError:
+        # Two posts of the same preview raced past the check above: the other one's row is the submission.
+        existing = _submission_with_key(user, public_id)
+        if existing is None:
+            raise
+        return existing
+    return submission
+
+
+def _submission_with_key(user, public_id):
+    from portal.models import Submission
+
+    existing = Submission.objects.filter(public_id=public_id).first()
+    if existing is not None and existing.submitted_by_id != user.pk:
+        # Not a double click: someone else's key. Say nothing about that submission.
+        raise SubmissionError("This form cannot be submitted again; nothing was submitted. Start again from the "
+                              "template list.")
+    return existing
+
+
+def _submission_write(*, user, prepared, public_id, account, parent):
+    from portal.models import Submission
+
+    version, preview = prepared.template_version, prepared.preview
     with transaction.atomic():
         submission = Submission.objects.create(
             public_id=public_id, account=account, template_version=version, submitted_by=user, parent=parent,
             parameters=prepared.values,
-            inputs={name: [{"name": f.name, "url": f.url, "size": f.size} for f in given]
+            # Uploaded files are kept as blob paths; a read SAS is signed when the tasks are built.
+            inputs={name: [{"name": f.name, "blob": f.blob, "size": f.size} if f.blob
+                           else {"name": f.name, "url": f.url, "size": f.size} for f in given]
                     for name, given in prepared.files.items()},
             csv_rows=prepared.rows or [], command_line=prepared.command_line or "",
             # Ids derive from the row: a retry that finds the job already there knows it is its own. Lower case,

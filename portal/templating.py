@@ -64,11 +64,14 @@ class ParameterErrors(ValueError):
 @dataclass(frozen=True)
 class InputFile:
     """A file a person uploaded for a `file` or `files` parameter. `url` is where Batch downloads it from (a blob
-    URL with a read SAS, or any https URL); `content` is needed only for a CSV that the tasks fan out over."""
+    URL with a read SAS, or any https URL); `content` is needed only for a CSV that the tasks fan out over.
+    `blob` is its path in the inputs container when it was uploaded through the portal: that, not a signed URL, is
+    what a submission keeps."""
     name: str
     url: str
     size: int = 0
     content: bytes | None = None
+    blob: str | None = None
 
 
 @dataclass(frozen=True)

