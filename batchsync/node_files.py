@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from portal.models import BatchAccount
-
 from . import logs
 from .logs import WINDOW_BYTES, InvalidFileName, LogWindow
 
@@ -32,17 +30,33 @@ def job_of(path: str) -> str | None:
     return parts[1] if parts[0] == WORKITEMS_FOLDER and len(parts) > 1 else None
 
 
-def read_window(account: BatchAccount, pool_id: str, node_id: str, path: str, *, start: int | None = None,
-                end: int | None = None, max_bytes: int = WINDOW_BYTES, gateway=None) -> LogWindow:
-    """A window of at most `max_bytes` of the node file `path`, bounded as batchsync.logs.read_window bounds a
-    task's file: the tail without bounds, from `start`, or the window ending at `end`.
+class NodeRootFile:
+    """A file under a node's root folder, read through the Batch gateway: a source for batchsync.logs.window and
+    batchsync.logs.stream, as a task's NodeFile is. Its size is asked once per object."""
+
+    kind = "node"
+    saved_at = None
+
+    def __init__(self, batch, pool_id: str, node_id: str, path: str):
+        self._batch, self.pool_id, self.node_id, self.path = batch, pool_id, node_id, validate_node_path(path)
+        self._size: int | None = None
+
+    def size(self) -> int:
+        if self._size is None:
+            self._size = self._batch.get_node_file_size(self.pool_id, self.node_id, self.path)
+        return self._size
+
+    def read(self, start: int, length: int) -> bytes:
+        return self._batch.read_node_file(self.pool_id, self.node_id, self.path, start=start, length=length)
+
+
+def read_window(batch, pool_id: str, node_id: str, path: str, *, start: int | None = None,
+                end: int | None = None, max_bytes: int = WINDOW_BYTES) -> LogWindow:
+    """A window of at most `max_bytes` of the node file `path`, bounded as a task file's window is: the tail
+    without bounds, from `start`, or the window ending at `end`.
 
     Raises InvalidFileName, or the gateway's NotFound (node, pool or file gone) / Transient."""
-    validate_node_path(path)
-    with logs._gateway(account, gateway) as batch:
-        size = batch.get_node_file_size(pool_id, node_id, path)
-        return logs._window(lambda s, n: batch.read_node_file(pool_id, node_id, path, start=s, length=n),
-                            size, start=start, end=end, max_bytes=max_bytes, hold_partial=False)
+    return logs.window(NodeRootFile(batch, pool_id, node_id, path), start=start, end=end, max_bytes=max_bytes)
 
 
-__all__ = ["InvalidFileName", "LogWindow", "job_of", "read_window", "validate_node_path"]
+__all__ = ["InvalidFileName", "LogWindow", "NodeRootFile", "job_of", "read_window", "validate_node_path"]

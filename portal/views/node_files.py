@@ -84,8 +84,7 @@ def node_files(request, pk: int, node_id: str):
             context["folder"] = folder
             # Listed first: a node that is gone answers NodeNotFound here, a missing file only a bare 404 below.
             files = gateway.list_node_files(pool.pool_id, node_id, prefix=folder + "/")
-            window = on_node.read_window(pool.account, pool.pool_id, node_id, path, start=start, end=end,
-                                            gateway=gateway)
+            window = on_node.read_window(gateway, pool.pool_id, node_id, path, start=start, end=end)
     except GatewayError as error:
         context["problem"] = _problem(error)
         return render(request, "nodes/file.html", context)
