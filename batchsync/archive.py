@@ -49,10 +49,10 @@ class ArchiveReport:
     skipped: list[str] = field(default_factory=list)    # "<job>/<task>: why", left for the next pass
 
 
-def archive_finished_tasks(*, limit: int = BATCH_SIZE) -> ArchiveReport | None:
+def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0) -> ArchiveReport | None:
     """One pass over up to `limit` completed tasks whose logs are not yet saved, newest first; None when another
-    pass holds the lock."""
-    with locks.hold(LOCK_NAME, ttl=300) as acquired:
+    pass held the lock for longer than `wait` seconds."""
+    with locks.hold(LOCK_NAME, ttl=300, wait=wait) as acquired:
         if not acquired:
             return None
         tasks = list(Task.objects.filter(state=TaskState.COMPLETED, logs_saved_at__isnull=True)

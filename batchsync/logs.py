@@ -4,8 +4,10 @@ search, and a constant-memory stream of the whole file."""
 
 from __future__ import annotations
 
+import io
 import re
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ SEARCH_SCAN_BYTES = 64 * 1024 * 1024
 SEARCH_CHUNK_BYTES = 4 * 1024 * 1024
 SEARCH_MAX_HITS = 500
 SEARCH_MAX_CHARS = 200
+# The most tasks one zip of a job's logs holds.
+ZIP_MAX_TASKS = 10_000
 # A window opened at a search hit starts up to this many bytes before it, so a few lines of context show.
 HIT_CONTEXT_BYTES = 1024
 
@@ -55,6 +59,8 @@ class LogWindow:
     end: int
     size: int
     source: str = "node"
+    # For a window opened at a search hit: the index (in `lines`) of the line holding it.
+    hit_row: int | None = None
 
     @property
     def at_start(self) -> bool:
@@ -93,7 +99,7 @@ def saved_path(job_id: str, task_id: str, name: str) -> str | None:
     return f"{job_id}/{task_id}/logs/{name}" if name in SAVED_FILES else None
 
 
-class CleanedUpBeforeSaved(GatewayError):
+class CleanedUpBeforeSaved(NotFound):
     """The archiver found the node's copy gone before it could save it: there is no copy anywhere."""
 
 
@@ -109,7 +115,15 @@ class NodeFile:
 
     def size(self) -> int:
         if self._size is None:
-            self._size = self._batch.get_task_file_size(self.job_id, self.task_id, self.path)
+            try:
+                self._size = self._batch.get_task_file_size(self.job_id, self.task_id, self.path)
+            except Rejected as error:
+                if error.code:
+                    raise
+                # A HEAD answer has no body, so no code (TaskFilesUnavailable or TaskFilesCleanedup tell
+                # different stories): one byte's GET brings the same refusal with its code.
+                self.read(0, 1)
+                raise
         return self._size
 
     def read(self, start: int, length: int) -> bytes:
@@ -189,7 +203,8 @@ def window_at(source, offset: int, *, before: int = HIT_CONTEXT_BYTES, max_bytes
     if start > 0 and newline != -1 and newline < offset - start:
         data, start = data[newline + 1:], start + newline + 1
     data, start, end = _trim(data, start, end, size, trim_head=False, trim_tail=end < size)
-    return LogWindow(data.decode("utf-8", errors="replace"), start, end, size, source.kind)
+    return LogWindow(data.decode("utf-8", errors="replace"), start, end, size, source.kind,
+                     hit_row=data[:max(0, offset - start)].count(b"\n"))
 
 
 def stream(source, *, chunk_bytes: int = DOWNLOAD_CHUNK_BYTES) -> Iterator[bytes]:
@@ -461,3 +476,67 @@ def stream_file(account: BatchAccount, job_id: str, task_id: str, path: str, *,
                 batch.close()
 
     return size, chunks()
+
+
+class _ZipSink(io.RawIOBase):
+    """Where zipfile writes: bytes wait here until the generator hands them on. Not seekable, so zipfile
+    writes each entry's sizes after its data (a data descriptor) and never goes back."""
+
+    def __init__(self):
+        super().__init__()
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+def zip_job_logs(job_id: str, task_ids: list[str], *, batch, store) -> Iterator[bytes]:
+    """A zip of every task's stdout.txt and stderr.txt (entries `<task id>/stdout.txt`), produced while it is
+    read: each file is copied in ranged reads, from its saved copy when there is one, else from the node, so
+    memory holds one chunk whatever the job's size. Members over 2 GiB get ZIP64 sizes. Files that could not be
+    read are named, with the reason, in MISSING.txt at the end."""
+    try:
+        saved = {info.path: info for info in store.list_blobs(settings.STORAGE_LOGS_CONTAINER, f"{job_id}/")}
+    except GatewayError:
+        saved = {}                      # storage did not answer: every file comes from its node, if it can
+    sink, missing = _ZipSink(), []
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for task_id in task_ids:
+            for name in SAVED_FILES:
+                info = saved.get(saved_path(job_id, task_id, name))
+                source = SavedFile(store, info) if info else NodeFile(batch, job_id, task_id, name)
+                try:
+                    size = source.size()
+                except GatewayError as error:
+                    missing.append(f"{task_id}/{name}: {_why(error)}")
+                    continue
+                member = zipfile.ZipInfo(f"{task_id}/{name}", date_time=time.gmtime()[:6])
+                member.compress_type, member.file_size = zipfile.ZIP_DEFLATED, size
+                written = 0
+                try:
+                    with archive.open(member, "w") as entry:
+                        for chunk in stream(source):
+                            entry.write(chunk)
+                            written += len(chunk)
+                            yield sink.take()
+                except GatewayError as error:
+                    missing.append(f"{task_id}/{name}: cut after {written} of {size} bytes ({_why(error)})")
+                yield sink.take()
+        if missing:
+            archive.writestr("MISSING.txt", "These files could not be read:\n" + "\n".join(missing) + "\n")
+    yield sink.take()
+
+
+def _why(error: GatewayError) -> str:
+    if isinstance(error, NotFound) or (isinstance(error, Rejected) and error.status == 409):
+        return "the node no longer has it and no saved copy exists"
+    return "Batch or storage did not answer"

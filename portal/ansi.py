@@ -15,18 +15,33 @@ _ESCAPE = re.compile(r"\x1b(?:\[([0-9;:?<=>]*)([@-~]|$)|\][^\x07\x1b]*(?:\x07|\x
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def ansi_to_html(text: str) -> SafeString:
-    """HTML for one line (or more) of task output.
+def ansi_to_html(text: str, *, highlight: re.Pattern | None = None) -> SafeString:
+    """HTML for one line (or more) of task output; matches of `highlight` (a search) are wrapped in <mark>.
 
     Escaping happens on each piece of text before any markup is added, so what the task printed is
-    never markup, whatever it contains; only our own span tags and class names are emitted."""
+    never markup, whatever it contains; only our own span and mark tags and class names are emitted."""
+    def piece(raw: str) -> str:
+        raw = _CONTROL.sub("", raw)
+        if highlight is None:
+            return escape(raw)
+        # Each part is escaped on its own, then marked: the mark never cuts an entity or a tag in two.
+        parts, position = [], 0
+        for found in highlight.finditer(raw):
+            if found.end() == found.start():
+                continue
+            parts.append(escape(raw[position:found.start()]))
+            parts.append(f"<mark>{escape(found.group())}</mark>")
+            position = found.end()
+        parts.append(escape(raw[position:]))
+        return "".join(parts)
+
     out: list[str] = []
     fg: str | None = None
     bold = False
     open_span = False
     position = 0
     for match in _ESCAPE.finditer(text):
-        out.append(escape(_CONTROL.sub("", text[position:match.start()])))
+        out.append(piece(text[position:match.start()]))
         position = match.end()
         if match.group(2) != "m":
             continue                                   # not SGR (cursor moves, OSC titles…): dropped
@@ -38,7 +53,7 @@ def ansi_to_html(text: str) -> SafeString:
         if classes:
             out.append(f'<span class="{" ".join(classes)}">')
             open_span = True
-    out.append(escape(_CONTROL.sub("", text[position:])))
+    out.append(piece(text[position:]))
     if open_span:
         out.append("</span>")
     # Safe: every piece of the input went through escape() above; only our own tags were added.

@@ -1,11 +1,14 @@
-"""Helpers for the log tests: a Batch account row on the test's localbatch, tasks that write real output,
-and a gateway that counts what it reads from Batch (the reads themselves are real)."""
+"""Helpers for the log tests: a Batch account row on the test's localbatch, the portal's blob store on the test's
+Azurite, tasks that write real output, and a gateway that counts what it reads from Batch (the reads themselves
+are real)."""
 
 import threading
+import uuid
 
 import pytest
 from azure.batch import models
 
+from batchsync.accounts import blob_store
 from batchsync.gateway import BatchGateway, GatewayError
 from portal.models import BatchAccount
 from tests.localbatch.helpers import make_job, make_pool, wait_for
@@ -55,6 +58,21 @@ def account(localbatch, monkeypatch):
     monkeypatch.setenv(KEY_VARIABLE, localbatch.account_key)
     return BatchAccount.objects.create(name="logs", account_url=localbatch.endpoint,
                                        account_name=localbatch.account_name, key_env_var=KEY_VARIABLE)
+
+
+@pytest.fixture
+def store(azurite, settings):
+    """The portal's blob store on the test Azurite, with a logs container of this test's own."""
+    settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
+    settings.STORAGE_LOGS_CONTAINER = f"logs-{uuid.uuid4().hex[:12]}"
+    with blob_store() as store:
+        store.ensure_containers()
+        yield store
+
+
+def save_copy(store, job_id: str, task_id: str, name: str, data: bytes) -> None:
+    """Put a saved copy where the tasks' output-file rules and the archiver put them."""
+    store.put(store.containers.logs, f"{job_id}/{task_id}/logs/{name}", data)
 
 
 @pytest.fixture

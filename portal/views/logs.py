@@ -1,19 +1,26 @@
-"""A task's output on its page: the file picker, windows of a file read from the node, the live tail of a
-running task, and the download of a whole file."""
+"""A task's output on its page: the file picker, windows of a file read from the node while the task runs and
+from the saved copy in Blob once it has ended (or once the node's copy is gone), the live tail, a bounded
+search, downloads (one file streamed, a short-lived link to the saved copy, every log of a job as one zip)."""
 
 from __future__ import annotations
 
+import re
+from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.utils import timezone
+from django.views.decorators.http import require_POST, require_safe
 
 from batchsync import logs
-from batchsync.accounts import gateway_for
+from batchsync.accounts import blob_store, gateway_for
 from batchsync.gateway import GatewayError, NotFound, Rejected, Transient
-from portal import selectors
+from portal import audit, selectors
 from portal.ansi import ansi_to_html
 
 DEFAULT_FILE = "stdout.txt"
@@ -22,15 +29,25 @@ STANDARD_FILES = ("stdout.txt", "stderr.txt")
 # Seconds between live-tail polls: new lines show within this plus one shared read (≤ 1 s).
 TAIL_POLL_SECONDS = 2
 
+# A link to a saved copy lives this long: enough to start a download, short enough not to matter if it leaks.
+LINK_MINUTES = 15
+# Search results (the offsets of at most SEARCH_MAX_HITS matches) are kept this long, so next/previous read
+# only the window around the next match, not the whole scanned part again.
+SEARCH_CACHE_SECONDS = 300
+
 NOT_STARTED = "This task has not started on a node yet, so it has no output to show. This part updates when it starts."
 NODE_GONE = "The node no longer has this file (the task's files were cleaned up, or its node or job is gone)."
+CLEANED_BEFORE_SAVED = ("The node's copy was cleaned up before it could be saved, so this file is no longer "
+                        "available anywhere.")
 UNREACHABLE = "Batch did not answer while reading this file. Try again in a moment."
+NOT_SAVED = "Only stdout.txt and stderr.txt are saved to storage, and this task has no saved copy of this file yet."
 
 
 @dataclass(frozen=True)
 class Row:
     number: int | None
     html: str
+    hit: bool = False
 
 
 def _task(request, pk: int):
@@ -58,6 +75,8 @@ def _int(request, name: str) -> int | None:
 
 def _problem(error: GatewayError) -> str:
     """What to tell a person when Batch cannot hand over the file."""
+    if isinstance(error, logs.CleanedUpBeforeSaved):
+        return CLEANED_BEFORE_SAVED
     if isinstance(error, Rejected) and error.code == "TaskFilesUnavailable":
         return NOT_STARTED
     if isinstance(error, (NotFound, Rejected)):
@@ -65,8 +84,9 @@ def _problem(error: GatewayError) -> str:
     return UNREACHABLE
 
 
-def _rows(window: logs.LogWindow, first_line: int | None) -> list[Row]:
-    return [Row(first_line + i if first_line else None, ansi_to_html(line))
+def _rows(window: logs.LogWindow, first_line: int | None, *, highlight: re.Pattern | None = None,
+          current: int | None = None) -> list[Row]:
+    return [Row(first_line + i if first_line else None, ansi_to_html(line, highlight=highlight), i == current)
             for i, line in enumerate(window.lines)]
 
 
@@ -77,12 +97,13 @@ def _next_line(window: logs.LogWindow, first_line: int | None) -> int | None:
     return first_line + window.text.count("\n")
 
 
-def _window_context(task, path: str, window: logs.LogWindow, first_line: int | None, live: bool) -> dict:
+def _window_context(task, path: str, window: logs.LogWindow, first_line: int | None, live: bool,
+                    source=None) -> dict:
     if window.at_start:
         first_line = 1
     rows = _rows(window, first_line)
     return {
-        "task": task, "path": path, "window": window, "rows": rows, "live": live,
+        "task": task, "path": path, "window": window, "rows": rows, "live": live, "source": source,
         "first_line": first_line, "next_line": _next_line(window, first_line),
         # "Load earlier" ends where this window starts; its first line number follows from its length.
         "tail_poll_seconds": TAIL_POLL_SECONDS,
@@ -96,21 +117,56 @@ def task_output(request, pk: int):
     return _viewer(request, _task(request, pk), _path(request))
 
 
+class _Opened:
+    """A gateway and a blob store for one request (or one streamed response), closed together."""
+
+    def __init__(self, account):
+        self._stack = ExitStack()
+        self.batch = self._stack.enter_context(gateway_for(account))
+        self.store = self._stack.enter_context(blob_store())
+
+    def close(self):
+        self._stack.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _file_names(opened: _Opened, task, source) -> list[str]:
+    """The picker's files: the node's list, or the saved ones when the node's copy is gone."""
+    try:
+        files = opened.batch.list_task_files(task.job.job_id, task.task_id)
+        names = {f.name for f in files if not f.is_directory}
+    except GatewayError:
+        if source.kind != "saved":
+            raise
+        names = {n for n in logs.SAVED_FILES
+                 if n == source.path or logs.saved_copy(opened.store, task.job.job_id, task.task_id, n)}
+    return [n for n in STANDARD_FILES if n in names] + sorted(names - set(STANDARD_FILES))
+
+
 def _viewer(request, task, path: str):
     live = selectors.task_is_live(task)
     context = {"task": task, "path": path, "live": live}
     try:
-        with gateway_for(task.job.account) as gateway:
-            files = gateway.list_task_files(task.job.job_id, task.task_id)
-            window = (logs.shared_tail if live else logs.read_window)(
-                task.job.account, task.job.job_id, task.task_id, path, gateway=gateway)
+        with _Opened(task.job.account) as opened:
+            source = logs.open_file(task, path, batch=opened.batch, store=opened.store, live=live)
+            following = live and source.kind == "node"
+            if following:
+                window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path,
+                                          gateway=opened.batch)
+            else:
+                window = logs.window(source)
+            files = _file_names(opened, task, source)
     except GatewayError as error:
         context["problem"] = _problem(error)
         context["retry"] = live
         return render(request, "tasks/output.html#viewer", context)
-    names = {f.name for f in files if not f.is_directory}
-    context["files"] = [n for n in STANDARD_FILES if n in names] + sorted(names - set(STANDARD_FILES))
-    context.update(_window_context(task, path, window, None, live))
+    context["files"] = files
+    context.update(_window_context(task, path, window, None, following, source))
     return render(request, "tasks/output.html#viewer", context)
 
 
@@ -123,18 +179,22 @@ def task_output_window(request, pk: int):
     start, end, line = _int(request, "start"), _int(request, "end"), _int(request, "line")
     live = selectors.task_is_live(task)
     try:
-        if start is None and end is None and live:
-            window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path)
-        else:
-            window = logs.read_window(task.job.account, task.job.job_id, task.task_id, path,
-                                      start=start, end=end, hold_partial=live)
+        with _Opened(task.job.account) as opened:
+            source = logs.open_file(task, path, batch=opened.batch, store=opened.store, live=live)
+            live = live and source.kind == "node"
+            if start is None and end is None and live:
+                window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path,
+                                          gateway=opened.batch)
+            else:
+                window = logs.window(source, start=start, end=end, hold_partial=live)
     except GatewayError as error:
         return render(request, "tasks/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
     first_line = line
     if end is not None and start is None and line:
         # "Load earlier" passes the number of the line at `end`; this window's lines come just before it.
         first_line = line - window.text.count("\n") if window.end == end else None
-    return render(request, "tasks/output.html#window", _window_context(task, path, window, first_line, live))
+    return render(request, "tasks/output.html#window",
+                  _window_context(task, path, window, first_line, live, source))
 
 
 @require_safe
@@ -152,10 +212,21 @@ def task_output_tail(request, pk: int):
         if live:
             window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path, after=after)
         else:
-            # The last read: everything up to the end, the unfinished last line included.
-            window = logs.read_window(task.job.account, task.job.job_id, task.task_id, path, start=after)
+            # The last read: everything up to the end, the unfinished last line included, from the saved
+            # copy when there is one (the same bytes).
+            with _Opened(task.job.account) as opened:
+                source = logs.open_file(task, path, batch=opened.batch, store=opened.store, live=False)
+                window = logs.window(source, start=after)
     except Transient:
         window, live = logs.LogWindow("", after, after, after), True     # try again at the next poll
+    except (NotFound, Rejected) as error:
+        if not live or isinstance(error, logs.CleanedUpBeforeSaved):
+            return render(request, "tasks/output.html#tail_problem", {"problem": _problem(error)})
+        # The node's copy went away under a running task (node removed, task or job deleted): the viewer
+        # opens again, showing the saved copy if there is one, or says what happened.
+        response = _viewer(request, task, path)
+        response["HX-Retarget"], response["HX-Reswap"] = "#log-viewer", "outerHTML"
+        return response
     except GatewayError as error:
         return render(request, "tasks/output.html#tail_problem", {"problem": _problem(error)})
     if window.size < after:
@@ -172,27 +243,180 @@ def task_output_tail(request, pk: int):
     return render(request, "tasks/output.html#tail", context)
 
 
+def _open_stream(task, path: str):
+    """(source, size, chunks) for a whole file; the gateway and store close when the chunks end or are closed."""
+    opened = _Opened(task.job.account)
+    try:
+        source = logs.open_file(task, path, batch=opened.batch, store=opened.store,
+                                live=selectors.task_is_live(task))
+        size = source.size()
+    except BaseException:
+        opened.close()
+        raise
+
+    def chunks():
+        try:
+            yield from logs.stream(source)
+        finally:
+            opened.close()
+
+    return source, size, chunks()
+
+
 @require_safe
 @login_required
 def task_output_download(request, pk: int):
-    """The whole file as an attachment, streamed from Batch in ranges with constant memory."""
+    """The whole file as an attachment, streamed in ranges with constant memory: from the saved copy when that
+    is what the viewer shows, else from the node."""
     task = _task(request, pk)
     path = _path(request)
     try:
-        size, chunks = logs.stream_file(task.job.account, task.job.job_id, task.task_id, path)
+        source, size, chunks = _open_stream(task, path)
     except GatewayError as error:
         return HttpResponse(_problem(error), status=404 if isinstance(error, (NotFound, Rejected)) else 503,
                             content_type="text/plain; charset=utf-8")
+    audit.record_event(actor=request.user, action="logs.download", obj=task,
+                       details={"path": path, "kind": "file", "source": source.kind, "bytes": size})
     response = StreamingHttpResponse(chunks, content_type="application/octet-stream")
     filename = f"{task.job.job_id}-{task.task_id}-{path.replace('/', '_')}"
     # Our ids are [A-Za-z0-9_-] and names were validated, but quote anyway: the header must stay one value.
     response["Content-Disposition"] = f'attachment; filename="{_header_safe(filename)}"'
     response["Content-Length"] = str(size)
+    _inert(response)
+    return response
+
+
+def _inert(response):
     # Never let a browser guess a type and render a log as a page.
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox"
-    return response
 
 
 def _header_safe(name: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+
+
+@require_POST
+@login_required
+def task_output_link(request, pk: int):
+    """A read-only link to the saved copy, valid for LINK_MINUTES: the browser downloads straight from
+    storage, so a big file never passes through a web process."""
+    task = _task(request, pk)
+    path = request.POST.get("path", DEFAULT_FILE)
+    try:
+        logs.validate_name(path)
+    except logs.InvalidFileName:
+        raise Http404("No such file") from None
+    context = {"task": task, "path": path}
+    with blob_store() as store:
+        saved = logs.saved_copy(store, task.job.job_id, task.task_id, path)
+        if saved is None:
+            context["problem"] = NOT_SAVED
+            return render(request, "tasks/output.html#link", context, status=404)
+        filename = _header_safe(f"{task.job.job_id}-{task.task_id}-{path}")
+        context["url"] = store.read_url(saved.info.container, saved.info.path, hours=LINK_MINUTES / 60,
+                                        download_name=filename)
+    context["expires"] = timezone.now() + timedelta(minutes=LINK_MINUTES)
+    # Never the URL itself: it is a credential for as long as it lives.
+    audit.record_event(actor=request.user, action="logs.download", obj=task,
+                       details={"path": path, "kind": "link", "minutes": LINK_MINUTES, "bytes": saved.size()})
+    return render(request, "tasks/output.html#link", context)
+
+
+# --- search --------------------------------------------------------------------------------------------------
+
+def _search_hits(task, source, needle: str, region: int) -> logs.SearchResult:
+    """The search of one region (SEARCH_SCAN_BYTES of the file), from the cache when the same file at the same
+    size was searched for the same text a moment ago."""
+    key = (f"logs:search:{task.pk}:{source.path}:{source.kind}:{source.size()}:{region}:"
+           f"{needle.lower().encode().hex()}")
+    found = cache.get(key)
+    if found is None:
+        found = logs.search(source, needle, start=region * logs.SEARCH_SCAN_BYTES, max_scan=logs.SEARCH_SCAN_BYTES,
+                             max_hits=logs.SEARCH_MAX_HITS, chunk_bytes=logs.SEARCH_CHUNK_BYTES)
+        cache.set(key, found, timeout=SEARCH_CACHE_SECONDS)
+    return found
+
+
+@require_safe
+@login_required
+def task_output_search(request, pk: int):
+    """Find text in the file: plain text, case-insensitive, at most SEARCH_SCAN_BYTES read per part of the file;
+    the window opens at the `hit`-th match (-1: the last) of part `region`, with the matches marked."""
+    task = _task(request, pk)
+    path = _path(request)
+    needle = request.GET.get("q", "")
+    region, hit = _int(request, "region") or 0, request.GET.get("hit", "0")
+    if not needle.strip() or len(needle) > logs.SEARCH_MAX_CHARS:
+        return render(request, "tasks/output.html#search_problem",
+                      {"problem": f"Type between 1 and {logs.SEARCH_MAX_CHARS} characters to search for."})
+    if not re.fullmatch(r"-1|\d{1,6}", hit):
+        raise Http404("Bad hit")
+    live = selectors.task_is_live(task)
+    try:
+        with _Opened(task.job.account) as opened:
+            source = logs.open_file(task, path, batch=opened.batch, store=opened.store, live=live)
+            live = live and source.kind == "node"
+            found = _search_hits(task, source, needle, region)
+            index = (len(found.hits) - 1 if hit == "-1" else min(int(hit), len(found.hits) - 1)) if found.hits else None
+            if index is None:
+                window = logs.window(source, start=found.start)
+            else:
+                window = logs.window_at(source, found.hits[index])
+    except GatewayError as error:
+        return render(request, "tasks/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
+    first_line, current = None, window.hit_row
+    if index is not None and found.lines[index]:
+        first_line = found.lines[index] - current
+    context = _window_context(task, path, window, first_line, live, source)
+    highlight = re.compile(re.escape(needle), re.IGNORECASE)
+    context["rows"] = _rows(window, context["first_line"], highlight=highlight, current=current)
+    context["search"] = {
+        "q": needle, "found": found, "index": index, "region": region,
+        "count": len(found.hits), "number": None if index is None else index + 1,
+        "prev": _step(found, region, index, -1), "next": _step(found, region, index, +1),
+        "scan_bytes": logs.SEARCH_SCAN_BYTES, "max_hits": logs.SEARCH_MAX_HITS,
+    }
+    return render(request, "tasks/output.html#window", context)
+
+
+def _step(found: logs.SearchResult, region: int, index: int | None, direction: int) -> dict | None:
+    """Where previous/next lead: another match of this part, or the next/previous part of the file."""
+    if index is not None and 0 <= index + direction < len(found.hits):
+        return {"region": region, "hit": index + direction, "further": False}
+    if direction < 0 and region > 0:
+        return {"region": region - 1, "hit": -1, "further": True}
+    if direction > 0 and not found.more and found.end < found.size:
+        return {"region": region + 1, "hit": 0, "further": True}
+    return None
+
+
+# --- a job's logs as one zip -----------------------------------------------------------------------------------
+
+@require_safe
+@login_required
+def job_logs_zip(request, pk: int):
+    """Every task's stdout and stderr as <task id>/stdout.txt in one zip, written while it is sent: from the saved
+    copy where there is one, else from the node; files that could not be read are listed in MISSING.txt."""
+    job = selectors.job_get(user=request.user, pk=pk)
+    task_ids = list(job.tasks.order_by("task_id").values_list("task_id", flat=True)[:logs.ZIP_MAX_TASKS + 1])
+    if len(task_ids) > logs.ZIP_MAX_TASKS:
+        return HttpResponse(
+            f"This job has more than {logs.ZIP_MAX_TASKS:,} tasks, more than one download can hold. Download the "
+            f"logs of single tasks from their pages, or ask an administrator for the folder {job.job_id}/ of the "
+            f"logs container ({settings.STORAGE_LOGS_CONTAINER}) in storage.",
+            status=413, content_type="text/plain; charset=utf-8")
+    opened = _Opened(job.account)
+
+    def chunks():
+        try:
+            yield from logs.zip_job_logs(job.job_id, task_ids, batch=opened.batch, store=opened.store)
+        finally:
+            opened.close()
+
+    audit.record_event(actor=request.user, action="logs.zip_download", obj=job, details={"tasks": len(task_ids)})
+    response = StreamingHttpResponse(chunks(), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{_header_safe(job.job_id)}-logs.zip"'
+    _inert(response)
+    return response
+

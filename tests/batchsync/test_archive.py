@@ -1,9 +1,9 @@
-"""The archiver against real localbatch nodes and a real Azurite: copies finished tasks' stdout/stderr into the
+"""The archiver against real localbatch nodes and a real Azurite (passes wait for the archiver's lock, which test runs
+in other processes may hold): copies finished tasks' stdout/stderr into the
 logs container, finds copies the tasks saved themselves, marks files the node no longer has so they are not
 tried again, leaves tasks for the next pass when Batch does not answer, and picks each task's error line."""
 
 import hashlib
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,7 +11,6 @@ from azure.batch import models
 from django.utils import timezone
 
 from batchsync import archive, locks, submit
-from batchsync.accounts import blob_store
 from batchsync.archive import find_error_line
 from batchsync.gateway import BatchGateway, PoolSpec
 from batchsync.sync import sync_account
@@ -21,21 +20,11 @@ from tests.factories import JobFactory, TaskFactory, UserFactory
 from tests.localbatch.helpers import wait_for, wait_task_completed
 from tests.logfiles import CountingGateway, add_task
 # Fixtures, imported so pytest finds them here.
-from tests.logfiles import account, batch_job, gateway  # noqa: F401
+from tests.logfiles import account, batch_job, gateway, store  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def store(azurite, settings):
-    """The portal's blob store on the test Azurite, with a logs container of this test's own."""
-    settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
-    settings.STORAGE_LOGS_CONTAINER = f"logs-{uuid.uuid4().hex[:12]}"
-    with blob_store() as store:
-        store.ensure_containers()
-        yield store
 
 
 def saved(store, job_id, task_id, name):
@@ -58,7 +47,7 @@ def test_a_finished_tasks_stdout_and_stderr_are_copied_to_blob_and_the_task_mark
     task = finished_row(account, "work")
     expected = b"".join(batch_client.download_task_file("logs-job", "work", "stdout.txt"))
 
-    report = archive.archive_finished_tasks()
+    report = archive.archive_finished_tasks(wait=60)
 
     assert (report.saved, report.found, report.gone, report.tasks_marked, report.skipped) == (2, 0, 0, 1, [])
     copy = saved(store, "logs-job", "work", "stdout.txt")
@@ -67,7 +56,7 @@ def test_a_finished_tasks_stdout_and_stderr_are_copied_to_blob_and_the_task_mark
     task.refresh_from_db()
     assert task.logs_saved_at is not None and task.error_line == "ERROR: disk full on /mnt"
     # Marked once: the next pass has nothing left to do.
-    assert archive.archive_finished_tasks().tasks_marked == 0
+    assert archive.archive_finished_tasks(wait=60).tasks_marked == 0
 
 
 def test_a_copy_the_task_saved_itself_is_found_and_not_read_from_the_node(
@@ -100,7 +89,7 @@ def test_files_cleaned_up_or_deleted_in_batch_are_marked_gone_with_nothing_saved
     batch_client.delete_task("logs-job", "deleted")
     brief, deleted = finished_row(account, "brief"), finished_row(account, "deleted")
 
-    report = archive.archive_finished_tasks()
+    report = archive.archive_finished_tasks(wait=60)
 
     assert (report.gone, report.saved, report.tasks_marked) == (4, 0, 2)
     for task in (brief, deleted):
@@ -108,7 +97,7 @@ def test_files_cleaned_up_or_deleted_in_batch_are_marked_gone_with_nothing_saved
         assert task.logs_saved_at is not None and task.error_line == ""
         assert saved(store, "logs-job", task.task_id, "stdout.txt") is None
     assert store.list_blobs(store.containers.logs, "logs-job/") == []
-    assert archive.archive_finished_tasks().tasks_marked == 0
+    assert archive.archive_finished_tasks(wait=60).tasks_marked == 0
 
 
 def archive_code(gateway, task_id):
@@ -125,7 +114,7 @@ def test_when_batch_does_not_answer_the_task_is_left_for_the_next_pass(account, 
     account.save()
     task = finished_row(account, "unreachable")
 
-    report = archive.archive_finished_tasks()
+    report = archive.archive_finished_tasks(wait=60)
 
     assert report.tasks_marked == 0 and len(report.skipped) == 1 and "logs-job/unreachable" in report.skipped[0]
     task.refresh_from_db()
@@ -143,7 +132,7 @@ def test_a_pass_takes_the_newest_finished_tasks_first_and_at_most_its_batch(acco
     original = archive.archive_task
     archive.archive_task = lambda task, **kw: seen.append(task.task_id) or original(task, **kw)
     try:
-        archive.archive_finished_tasks(limit=2)
+        archive.archive_finished_tasks(limit=2, wait=60)
     finally:
         archive.archive_task = original
     assert seen == ["t1", "t2"]
@@ -151,7 +140,7 @@ def test_a_pass_takes_the_newest_finished_tasks_first_and_at_most_its_batch(acco
 
 def test_only_one_pass_runs_at_a_time(account, store):
     finished_row(account, "waiting")
-    with locks.hold(archive.LOCK_NAME) as held:
+    with locks.hold(archive.LOCK_NAME, wait=60) as held:
         assert held
         assert archive.archive_finished_tasks() is None
     assert Task.objects.get(task_id="waiting").logs_saved_at is None
@@ -185,7 +174,7 @@ def test_tasks_the_portal_submits_upload_their_logs_to_the_same_layout_with_a_si
 
     # The archiver then only finds them: nothing is read from the nodes.
     sync_account(default_account())
-    report = archive.archive_finished_tasks()
+    report = archive.archive_finished_tasks(wait=60)
     assert (report.found, report.saved, report.tasks_marked) == (4, 0, 2)
 
 
