@@ -41,6 +41,8 @@ class BlobInfo:
     path: str
     size: int
     last_modified: datetime | None = None
+    # Changes with every write, even one within the same second as the last: what tells a replaced upload apart.
+    etag: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class BlobStore:
                 props = self._service.get_blob_client(container, path).get_blob_properties()
             except ResourceNotFoundError:
                 return None
-        return BlobInfo(container, path, props.size, props.last_modified)
+        return BlobInfo(container, path, props.size, props.last_modified, props.etag or "")
 
     def list_blobs(self, container: str, prefix: str) -> list[BlobInfo]:
         with _translated():

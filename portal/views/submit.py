@@ -28,6 +28,7 @@ from django.views.decorators.http import (
 from batchsync.accounts import blob_store
 from batchsync.gateway import GatewayError
 from portal import access, selectors, services, submit_forms, templating
+from portal.audit import can_view as can_view_audit
 from portal.models import (
     Job,
     JobTemplate,
@@ -35,7 +36,6 @@ from portal.models import (
     Submission,
     SubmissionState,
 )
-from portal.audit import can_view as can_view_audit
 from portal.services import SubmissionError
 from portal.views.common import partial_for, render_page
 
@@ -312,7 +312,7 @@ def _checked_blob(store, spec, parameter: str, name: str, blob: str, size: int, 
     if info.size != size:
         raise _FileProblem(f"“{name}” did not upload completely ({templating.human_bytes(info.size)} of "
                            f"{templating.human_bytes(size)}); remove it and upload it again.")
-    stamp = info.last_modified.isoformat() if info.last_modified else ""
+    stamp = info.etag
     if modified is not None and stamp != modified:
         raise _FileProblem(f"“{name}” was changed in storage after the preview; nothing was submitted. Check the "
                            "preview again.")

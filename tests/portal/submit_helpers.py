@@ -5,7 +5,6 @@ import base64
 import json
 import re
 
-import pytest
 import requests
 from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
@@ -24,9 +23,8 @@ def person(username: str, role: str | None = "Submitter", *, command_lines: bool
     return type(user).objects.get(pk=user.pk)   # a fresh object: permissions are cached per object
 
 
-@pytest.fixture
-def storage(azurite, settings):
-    """The portal's storage is the Azurite fixture, its containers made."""
+def use_azurite(azurite, settings):
+    """Make the Azurite fixture the portal's storage, its containers made (a `storage` fixture calls this)."""
     from batchsync.accounts import blob_store
 
     settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string

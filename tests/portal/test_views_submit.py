@@ -10,7 +10,7 @@ from django.urls import reverse
 from batchsync import submit
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from tests.portal.pages import text
-from tests.portal.submit_helpers import form_values, person, storage  # noqa: F401 (a fixture)
+from tests.portal.submit_helpers import form_values, person, use_azurite
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +26,11 @@ ALL_TYPES_SPEC = {
         {"name": "verbose", "type": "boolean", "label": "Verbose", "flag": "--verbose"},
     ],
 }
+
+
+@pytest.fixture
+def storage(azurite, settings):
+    return use_azurite(azurite, settings)
 
 
 @pytest.fixture
