@@ -70,6 +70,28 @@ def celery_broker(redis_url: str, fallback_dir: Path, timeout: float = 0.5) -> t
     return "filesystem://", options, reason
 
 
+def cache_settings(redis_url: str, *, debug: bool, timeout: float = 0.5) -> tuple[dict, str]:
+    """Choose Django's cache: Redis at redis_url, which every web process shares (the live tail of a running task
+    is read from Batch once for all viewers, whichever process serves them, batchsync/logs.py shared_tail); with
+    DEBUG only, a memory cache of each process when no Redis answers. Returns (CACHES, reason)."""
+    shared = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_url,
+        "KEY_PREFIX": "portal",
+        # A Redis that stops answering costs a viewer half a second, not a hung page.
+        "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": 2},
+    }}
+    if not debug:
+        return shared, f"Redis at {redis_url}, without a fallback (DJANGO_DEBUG is off)"
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout).ping()
+        return shared, f"Redis answers at {redis_url}"
+    except (redis.RedisError, OSError) as exc:
+        reason = f"no Redis answers at {redis_url} ({exc.__class__.__name__})"
+    return ({"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            f"{reason}: a memory cache in each process, so each web process reads a live tail on its own")
+
+
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or dev_secret_key(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
@@ -235,4 +257,9 @@ else:
     BROKER_REASON = "REDIS_URL, without a fallback (DJANGO_DEBUG is off)"
 # BROKER_REASON is reported by `manage.py dev_bootstrap`, once, rather than by
 # every process that imports these settings.
+
+# The cache (the shared live tail, search results): Redis, shared by every web process; CACHE_URL if it must live
+# apart from the broker. Only DEBUG falls back to a per-process memory cache, like the broker. CACHE_REASON is
+# reported by dev_bootstrap.
+CACHES, CACHE_REASON = cache_settings(os.environ.get("CACHE_URL") or REDIS_URL, debug=DEBUG)
 

@@ -60,6 +60,21 @@ def account(localbatch, monkeypatch):
                                        account_name=localbatch.account_name, key_env_var=KEY_VARIABLE)
 
 
+LOCAL_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "log-tests"}}
+
+
+@pytest.fixture
+def local_cache(settings):
+    """This process's own memory cache, emptied: the configured cache is the shared Redis, which other test runs use
+    at the same time (and whose clear() would empty the broker's database too)."""
+    from django.core.cache import cache
+
+    settings.CACHES = LOCAL_CACHE
+    cache.clear()
+    yield cache
+    cache.clear()
+
+
 @pytest.fixture
 def store(azurite, settings):
     """The portal's blob store on the test Azurite, with a logs container of this test's own."""

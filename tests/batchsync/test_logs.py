@@ -11,7 +11,7 @@ from batchsync import logs
 from tests.localbatch.helpers import wait_for, wait_task_completed
 from tests.logfiles import CountingGateway, add_task, file_size
 # Fixtures, imported so pytest finds them here.
-from tests.logfiles import account, batch_job, gateway  # noqa: F401
+from tests.logfiles import account, batch_job, gateway, local_cache  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -19,10 +19,8 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
+def empty_cache(local_cache):
+    return local_cache
 
 
 def test_a_running_tasks_tail_grows_and_a_read_after_its_end_brings_only_the_new_bytes(

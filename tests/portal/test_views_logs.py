@@ -15,7 +15,7 @@ from tests.factories import JobFactory, TaskFactory, UserFactory
 from tests.localbatch.helpers import wait_for, wait_task_completed
 from tests.logfiles import CountingGateway, add_task, file_size, save_copy
 # Fixtures, imported so pytest finds them here.
-from tests.logfiles import account, batch_job, gateway, store  # noqa: F401
+from tests.logfiles import account, batch_job, gateway, local_cache, store  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +26,8 @@ PAYLOAD = ("<script>window.pwned = 1</script> & \"quoted\" \\047single\\047 <img
 
 
 @pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
+def empty_cache(local_cache):
+    return local_cache
 
 
 @pytest.fixture(autouse=True)

@@ -80,6 +80,7 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"Celery broker: {settings.BROKER_REASON}.")
+        self.stdout.write(f"Cache: {settings.CACHE_REASON}.")
 
     def prepare_storage(self, wait_seconds: float):
         from batchsync.accounts import blob_store
