@@ -46,7 +46,7 @@ REDACTED = "[redacted]"
 
 # What the list offers as filters; callers may record other actions and types, which are still shown.
 KNOWN_ACTIONS = [
-    "auth.login", "auth.login_failed", "auth.logout",
+    "auth.login", "auth.login_failed", "auth.lockout", "auth.logout",
     "pool.create", "pool.resize", "pool.delete",
     "submission.create", "submission.rerun",
     "job.terminate", "job.delete", "task.terminate", "task.delete", "task.retry",
@@ -313,9 +313,10 @@ def field_changes(before, after, *, exclude=("created_at", "updated_at")) -> dic
 # inside Django (its auth views, the admin's forms), where no service of ours is called.
 
 def connect_receivers() -> None:
+    from django.apps import apps
     from django.contrib.auth import get_user_model
     from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-    from django.db.models.signals import m2m_changed
+    from django.db.models.signals import m2m_changed, post_save, pre_save
 
     from portal.models import Team
 
@@ -325,6 +326,12 @@ def connect_receivers() -> None:
     user_login_failed.connect(_login_failed, dispatch_uid="portal.audit.login_failed")
     m2m_changed.connect(_groups_changed, sender=User.groups.through, dispatch_uid="portal.audit.groups")
     m2m_changed.connect(_teams_changed, sender=Team.members.through, dispatch_uid="portal.audit.teams")
+    pre_save.connect(_user_flags_before, sender=User, dispatch_uid="portal.audit.user_flags_before")
+    post_save.connect(_user_flags_after, sender=User, dispatch_uid="portal.audit.user_flags_after")
+    if apps.is_installed("axes"):
+        from axes.signals import user_locked_out
+
+        user_locked_out.connect(_locked_out, dispatch_uid="portal.audit.locked_out")
 
 
 def _logged_in(sender, request, user, **kwargs):
@@ -346,6 +353,35 @@ def _login_failed(sender, credentials, request=None, **kwargs):
     record_event(actor=None, action="auth.login_failed", object_type="user",
                  object_id=str(known) if known else "", object_label=username,
                  details={"username": username, "known_user": known is not None})
+
+
+def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+    # Sent when django-axes locks a name at an address, and again for each attempt refused while it lasts.
+    username = str(username or "")[:150]
+    record_event(actor=None, action="auth.lockout", object_type="user", object_label=username,
+                 details={"username": username})
+
+
+# The flags that make an account an administrator, or stop it signing in at all, are role changes too.
+_USER_FLAGS = ("is_superuser", "is_staff", "is_active")
+
+
+def _user_flags_before(sender, instance, update_fields=None, raw=False, **kwargs):
+    if raw or instance.pk is None or (update_fields is not None and not set(update_fields) & set(_USER_FLAGS)):
+        return
+    instance._audit_flags_before = (type(instance)._default_manager.filter(pk=instance.pk)
+                                    .values(*_USER_FLAGS).first())
+
+
+def _user_flags_after(sender, instance, created=False, raw=False, **kwargs):
+    before = instance.__dict__.pop("_audit_flags_before", None)
+    if raw or created or not before:
+        return
+    changes = {flag: [before[flag], getattr(instance, flag)] for flag in _USER_FLAGS
+               if before[flag] != getattr(instance, flag)}
+    if changes:
+        record_event(actor=current_user(), action="user.role_change", obj=instance, object_type="user",
+                     changes=changes)
 
 
 def _groups_changed(sender, instance, action, reverse, model, pk_set, **kwargs):

@@ -227,6 +227,16 @@ def test_sign_in_and_sign_out_are_recorded_with_the_address(client, user, settin
     assert (logout.action, logout.actor_name, logout.ip_address) == ("auth.logout", "alice", "198.51.100.21")
 
 
+def test_a_lockout_is_recorded_when_the_failures_reach_the_limit(client, settings):
+    UserFactory(username="bea")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post(reverse("login"), {"username": "bea", "password": "not-it"}, REMOTE_ADDR="198.51.100.5")
+
+    lockout = AuditEvent.objects.get(action="auth.lockout")
+    assert (lockout.details, lockout.ip_address, lockout.actor_id) == ({"username": "bea"}, "198.51.100.5", None)
+    assert AuditEvent.objects.filter(action="auth.login_failed").count() == settings.AXES_FAILURE_LIMIT
+
+
 # --- memberships: role and team changes -----------------------------------------------------------------------
 
 
@@ -272,6 +282,18 @@ def test_a_role_change_in_the_admin_names_who_made_it_and_from_where(admin_clien
     event = AuditEvent.objects.get(action="user.role_change")
     assert (event.actor_name, event.ip_address, event.object_label) == (admin_user.username, "192.0.2.44", "alice")
     assert event.changes == {"groups": [[], ["Operator"]]}
+
+
+def test_making_someone_an_administrator_or_switching_them_off_is_a_role_change(user):
+    user.is_superuser = True
+    user.save()
+    user.last_login = None
+    user.save(update_fields=["last_login"])     # not a role change, and not even looked at
+    user.is_active = False
+    user.save()
+
+    changes = [event.changes for event in events(action="user.role_change", object_id=str(user.pk))]
+    assert changes == [{"is_superuser": [False, True]}, {"is_active": [True, False]}]
 
 
 def test_team_membership_changes_are_recorded_from_either_side(user):
