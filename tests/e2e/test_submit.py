@@ -1,0 +1,116 @@
+"""Someone who is not an engineer submits work in a real browser: picks “Count words in each text file”, uploads
+three files straight to Blob storage (Azurite), checks the preview, submits, and watches it run on localbatch until
+the job's three tasks have succeeded."""
+
+import copy
+import os
+
+import pytest
+from django.conf import settings as django_settings
+from playwright.sync_api import expect
+
+from batchsync.accounts import blob_store, default_account
+from batchsync.celery import app
+from batchsync.submit import link_submitted_jobs
+from batchsync.sync import sync_account
+from tests.localbatch.helpers import make_pool, wait_for
+from tests.portal.submit_helpers import person
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCREENSHOTS = os.environ.get("PORTAL_SCREENSHOT_DIR", "/tmp")
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def portal_backends(localbatch, batch_client, azurite, live_server, settings, monkeypatch):
+    """The live portal wired to this test's localbatch (pool demo-pool, two nodes) and Azurite.
+
+    The submission runs for real, through the path the view starts: on commit, `submit_submission_task.delay()`.
+    With Celery eager that task runs at once, in the live server's thread, instead of in a worker process the test
+    would have to start and stop; the broker hop it skips is not what this test is about. The sync, which beat runs
+    every few seconds in production, is run by the test itself while it watches the page (`watch`), in the test's
+    thread: the live server shares the test's in-memory SQLite connection, and a third thread writing to it would
+    make the test depend on SQLite's table locks."""
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
+    # The browser PUTs the blocks to Azurite's port: storage must allow the live server's origin (CORS), and the
+    # page's Content-Security-Policy must allow that port (connect-src names the configured endpoint).
+    with blob_store() as store:
+        store.ensure_containers(cors_origins=[live_server.url])
+    policy = copy.deepcopy(getattr(django_settings, "CONTENT_SECURITY_POLICY", None))
+    if policy:
+        storage_origin = azurite.blob_endpoint.rsplit("/", 1)[0]
+        policy["DIRECTIVES"]["connect-src"] = [*policy["DIRECTIVES"].get("connect-src", []), storage_origin]
+        settings.CONTENT_SECURITY_POLICY = policy
+    make_pool(batch_client, "demo-pool", nodes=2, slots=2)
+    wait_for(lambda: [n.state for n in batch_client.list_nodes("demo-pool")] == ["idle", "idle"],
+             message="two idle nodes")
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield default_account()
+    finally:
+        app.conf.task_always_eager = eager
+
+
+def watch(page, account, selector: str, words: str, timeout: float = 60):
+    """Sync the mirror, as beat would, until the page (polling by itself, never reloaded) shows `words`."""
+    def shown():
+        sync_account(account)
+        link_submitted_jobs(account.pk)
+        return page.locator(selector).count() and words in page.locator(selector).inner_text()
+
+    wait_for(shown, timeout=timeout, interval=0.3, message=f"“{words}” in {selector}")
+
+
+def test_a_non_engineer_uploads_three_files_and_watches_them_run(page, live_server, portal_backends, tmp_path):
+    account = portal_backends
+    person("nora")
+    texts = {"one.txt": "alpha\n", "two words.txt": "alpha beta\n", "three.md": "alpha beta gamma " * 300_000}
+    for name, content in texts.items():
+        (tmp_path / name).write_text(content)
+
+    page.set_viewport_size({"width": 1360, "height": 1000})
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("nora")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Submit work").click()
+    page.get_by_role("heading", name="Submit work").wait_for()
+    page.get_by_role("link", name="Count words in each text file").first.click()
+    page.get_by_role("heading", name="Count words in each text file").wait_for()
+
+    page.set_input_files("#file-texts", [str(tmp_path / name) for name in texts])
+
+    uploads = page.locator("li.upload")
+    # Not wait_for_function: the page's policy forbids evaluating strings, Playwright's included.
+    expect(page.locator("li.upload.done")).to_have_count(3, timeout=30_000)
+    assert uploads.count() == 3
+    assert [uploads.nth(i).locator("progress").evaluate("bar => bar.value") for i in range(3)] == [100] * 3
+    assert page.locator("#upload-total").evaluate("bar => bar.value") == 100
+    assert "done" in page.locator(".upload-total-words").inner_text()
+    assert page.locator("input[type=hidden][name=texts]").count() == 3
+    page.screenshot(path=f"{SCREENSHOTS}/portal-submit-form.png", full_page=True)
+
+    page.get_by_role("button", name="Preview").click()
+    summary = page.locator("#preview-summary")
+    summary.wait_for()
+    assert "This creates 3 tasks on pool demo-pool; inputs 5.1 MB." in summary.inner_text()
+    assert "inputs/two words.txt" in page.locator("table.preview-tasks").inner_text()
+    page.screenshot(path=f"{SCREENSHOTS}/portal-submit-preview.png", full_page=True)
+
+    page.get_by_role("button", name="Submit").click()
+    page.locator("#submission-state").wait_for()
+    assert "3 / 3 tasks added" in page.locator("#tasks-added").inner_text()
+    watch(page, account, "#job-progress", "Completed 3/3")
+    page.screenshot(path=f"{SCREENSHOTS}/portal-submission.png", full_page=True)
+    assert page.locator("#submission-status[hx-trigger]").count() == 0, "polling stops once nothing can change"
+
+    page.locator("#job-link").click()
+    page.locator("#count-completed").wait_for()
+    assert page.locator("#count-completed .count-value").inner_text().strip() == "3"
+    assert page.locator("#count-failed .count-value").inner_text().strip() == "0"
