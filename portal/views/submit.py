@@ -494,6 +494,7 @@ def submission_detail(request, public_id):
         "poll": "1s" if not submission.is_final else ("2s" if job_live or waiting_for_job else None),
         "added_pct": (100 * submission.tasks_added // submission.total_tasks) if submission.total_tasks else 0,
         "can_rerun": access.can_submit(request.user) and submission.template_version.template.is_active,
+        "values": _submitted_values(submission),
     }
     partial = partial_for(request, {}, default="status")
     if partial is None:
@@ -502,3 +503,25 @@ def submission_detail(request, public_id):
         if can_view_audit(request.user):
             context["audit_url"] = selectors.audit_list_url("submission", submission.pk)
     return render_page(request, "submit/submission_detail.html", context, partial)
+
+
+def _submitted_values(submission) -> list[tuple[str, str]]:
+    """What the person gave, under the labels the form showed."""
+    try:
+        labels = {p.name: p.label for p in submission.template_version.parsed.parameters}
+    except templating.SpecError:
+        labels = {}
+    shown = []
+    for name, value in (submission.parameters or {}).items():
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        value = str(value)
+        if len(value) > 500:
+            value = f"{value[:500]}… ({len(value):,} characters)"
+        shown.append((labels.get(name, name), value))
+    for name, given in (submission.inputs or {}).items():
+        sizes = sum(item.get("size", 0) for item in given)
+        names = ", ".join(item["name"] for item in given[:10]) + (f" and {len(given) - 10} more"
+                                                                  if len(given) > 10 else "")
+        shown.append((labels.get(name, name), f"{names} ({templating.human_bytes(sizes)})"))
+    return shown

@@ -402,7 +402,8 @@ def test_the_detail_page_links_the_job_with_its_progress(as_alice):
 
     page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
 
-    assert f'href="{reverse("job_detail", args=[job.pk])}"' in page and "Completed 3/3" in page
+    assert f'href="{reverse("job_detail", args=[job.pk])}"' in page and "Completed 3/3 · 3 succeeded" in page
+    assert "<dt>Frames</dt>" in page and "<dt>Seconds per frame</dt>" in page, "values under the form's labels"
     assert "hx-trigger" not in page
 
 
