@@ -24,6 +24,7 @@ from azure.storage.blob import (
     ContainerSasPermissions,
     ContentSettings,
     CorsRule,
+    ExponentialRetry,
     generate_blob_sas,
     generate_container_sas,
 )
@@ -59,8 +60,13 @@ class Containers:
 class BlobStore:
     def __init__(self, connection_string: str, containers: Containers | None = None):
         # Uploads bigger than one block go up block by block: a streamed put holds one block, not the whole blob.
+        # Retries are few and short: a page asking for a saved copy falls back to the node within seconds when
+        # storage does not answer (the SDK's default waits 15 s and more between tries); the archiver simply tries
+        # again at its next pass.
         self._service = BlobServiceClient.from_connection_string(
-            connection_string, max_single_put_size=READ_CHUNK_BYTES, max_block_size=READ_CHUNK_BYTES)
+            connection_string, max_single_put_size=READ_CHUNK_BYTES, max_block_size=READ_CHUNK_BYTES,
+            retry_policy=ExponentialRetry(initial_backoff=0.2, increment_base=2, retry_total=2,
+                                          random_jitter_range=0.2))
         self.containers = containers or Containers()
         credential = self._service.credential
         self._account_name = credential.account_name

@@ -1,15 +1,20 @@
-"""A task's output in a real browser: it follows a running task to its end, and output that holds
-markup or scripts shows as text while its colours show as colours."""
+"""A task's output in a real browser: it follows a running task to its end, output that holds markup or scripts
+shows as text while its colours show as colours, and a log saved to storage stays readable and searchable after
+its job is deleted in Batch."""
 
 import os
 
 import pytest
 from azure.batch import models
 
+from batchsync import archive
 from batchsync.accounts import default_account
 from batchsync.sync import sync_account
 from portal.models import Task
 from tests.localbatch.helpers import make_job, make_pool, wait_for, wait_task_completed
+# Fixtures, imported so pytest finds them here.
+from tests.logfiles import store  # noqa: F401
+from tests.personas import role
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,6 +32,12 @@ def batch_account(localbatch, settings, monkeypatch):
     return default_account()
 
 
+@pytest.fixture(autouse=True)
+def saved_logs(store):
+    """The real Azurite the viewer looks for saved copies in."""
+    return store
+
+
 @pytest.fixture
 def job(batch_client):
     make_pool(batch_client, "log-pool", nodes=1, slots=2)
@@ -40,7 +51,8 @@ def add_task(batch_client, task_id: str, script: str):
 
 
 def log_in_and_open(page, live_server, django_user_model, task_id: str):
-    django_user_model.objects.create_user(username="alice", password=PASSWORD)
+    alice = django_user_model.objects.create_user(username="alice", password=PASSWORD)
+    alice.groups.add(role("Viewer"))
     page.set_viewport_size({"width": 1360, "height": 1000})
     page.goto(live_server.url + "/login/")
     page.get_by_label("Username").fill("alice")
@@ -113,3 +125,35 @@ def test_markup_and_scripts_in_output_stay_text_and_colours_show(
     assert first.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
     page.get_by_label("Wrap long lines").check()
     assert first.evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"
+
+
+def test_a_saved_log_outlives_its_job_and_search_marks_matches_as_text(
+        page, live_server, batch_client, batch_account, job, django_user_model, store):
+    add_task(batch_client, "kept", "seq 1 3000 | sed 's/^/step /'; "
+                                   "echo '<script>window.pwned = 1</script> the needle in markup'; "
+                                   "echo 'a NEEDLE again'")
+    wait_task_completed(batch_client, "log-job", "kept")
+    sync_account(batch_account)
+    assert archive.archive_finished_tasks(wait=60).saved == 2
+    batch_client.begin_delete_job("log-job").result()
+    sync_account(batch_account, full=True)
+    assert Task.objects.get(task_id="kept").gone_at is not None
+    log_in_and_open(page, live_server, django_user_model, "kept")
+
+    page.get_by_text("Saved copy in storage, saved").wait_for()
+    lines = page.get_by_role("log", name="stdout.txt")
+    lines.get_by_text("a NEEDLE again").wait_for()
+
+    page.get_by_label("Find in stdout.txt").fill("needle")
+    page.get_by_role("button", name="Find").click()
+    page.get_by_text("match 1").wait_for()
+    assert page.locator(".log-search-status strong").inner_text() == "2 matches"
+    hit = lines.locator(".log-hit")
+    assert hit.locator(".lt").inner_text() == "<script>window.pwned = 1</script> the needle in markup"
+    assert hit.locator("mark").inner_text() == "needle" and hit.locator(".ln").inner_text() == "3001"
+    assert lines.locator("script").count() == 0 and page.evaluate("window.pwned") is None
+
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("match 2").wait_for()
+    assert lines.locator(".log-hit mark").inner_text() == "NEEDLE"
+    page.screenshot(path=f"{SCREENSHOTS}/portal-task-output-search.png", full_page=True)

@@ -476,3 +476,4 @@ def test_the_zip_needs_a_signed_in_reader(client, account, django_user_model):
     client.force_login(django_user_model.objects.create_user(username="no-role"))    # signed in, without a role
     assert client.get(url).status_code in (403, 404)
     assert client.post(reverse("task_output_link", args=[task.pk]), {"path": "stdout.txt"}).status_code in (403, 404)
+
