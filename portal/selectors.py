@@ -1001,13 +1001,15 @@ def audit_list(*, filters: AuditFilters, after: str | None = None, before: str |
 
 def audit_for_job(job: Job, limit: int = HISTORY_SHOWN) -> list:
     """The latest events about a job and about the submission that made it, newest first."""
+    from django.db.models import CharField
+    from django.db.models.functions import Cast
+
     from portal.models import AuditEvent, Submission
 
-    submissions = [str(pk) for pk in Submission.objects.filter(job_id=job.job_id, account_id=job.account_id)
-                   .values_list("pk", flat=True)]
-    about = Q(object_type="job", object_id=str(job.pk))
-    if submissions:
-        about |= Q(object_type="submission", object_id__in=submissions)
+    # One query: the submission's id is looked up inside it (object ids are text).
+    made_it = (Submission.objects.filter(job_id=job.job_id, account_id=job.account_id)
+               .values(pk_text=Cast("pk", output_field=CharField())))
+    about = Q(object_type="job", object_id=str(job.pk)) | Q(object_type="submission", object_id__in=made_it)
     return list(AuditEvent.objects.filter(about).order_by("-id")[:limit])
 
 

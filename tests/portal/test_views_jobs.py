@@ -362,10 +362,10 @@ def test_job_detail_makes_the_same_few_queries_for_10_or_250_tasks(signed_in, dj
     deep = url + html.unescape(found.group(1)) if found else url
 
     # session + user, job, pool, up to two task segments (a nullable sort crosses into the rows
-    # without a value); nothing grows with the number of tasks.
-    with django_assert_max_num_queries(6):
+    # without a value), the History section's events; nothing grows with the number of tasks.
+    with django_assert_max_num_queries(7):
         signed_in.get(url, params)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         signed_in.get(deep)
     with django_assert_max_num_queries(5):
         signed_in.get(url, params, HTTP_HX_TARGET="tasks", **HTMX)

@@ -152,5 +152,5 @@ def test_task_detail_makes_a_fixed_number_of_queries(signed_in, django_assert_ma
     task = TaskFactory(job=JobFactory(pool_id="render"), pool_id="render", node_id="tvm-0001")
     TaskFactory.create_batch(30, job=task.job)
 
-    with django_assert_max_num_queries(4):  # session, user, task with its job, node with its pool
+    with django_assert_max_num_queries(5):  # session, user, task with its job, node with its pool, History
         signed_in.get(reverse("task_detail", args=[task.pk]))
