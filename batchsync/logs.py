@@ -384,12 +384,14 @@ def _incomplete_tail(data: bytes) -> int:
 
 
 def shared_tail(account: BatchAccount, job_id: str, task_id: str, path: str, *, after: int | None = None,
-                max_bytes: int = WINDOW_BYTES, hold_partial: bool = True, gateway=None) -> LogWindow:
+                max_bytes: int = WINDOW_BYTES, hold_partial: bool = True, skip_ahead: bool = False,
+                gateway=None) -> LogWindow:
     """The tail of a running task's file, or the bytes after `after`, read from Batch at most about once
     a second per (task, file) however many viewers ask: each answer is cut from the last tail read,
-    which lives in the Django cache for SHARED_TAIL_SECONDS.
+    which lives in the Django cache (Redis, shared by the web processes) for SHARED_TAIL_SECONDS.
 
-    A viewer more than a window behind the tail gets its own bounded read from `after`."""
+    A viewer more than a window behind the tail gets the latest tail itself with `skip_ahead` (its window then
+    starts after `after`: the caller says what was skipped), else its own bounded read from `after`."""
     validate_name(path)
     key = f"logs:tail:{account.pk}:{job_id}:{task_id}:{path}"
     snapshot = _fresh(cache.get(key))
@@ -412,6 +414,10 @@ def shared_tail(account: BatchAccount, job_id: str, task_id: str, path: str, *, 
     if after > end:
         # The viewer is at (or past, if the file was replaced) the tail: nothing new yet.
         return LogWindow("", min(after, size), min(after, size), size)
+    if skip_ahead:
+        # A task writing faster than a window per poll would leave the viewer further behind at every poll;
+        # a live view wants the newest lines, as `tail -f` does.
+        return LogWindow(data.decode("utf-8", errors="replace"), start, end, size)
     return read_window(account, job_id, task_id, path, start=after, max_bytes=max_bytes,
                        hold_partial=hold_partial, gateway=gateway)
 

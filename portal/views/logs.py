@@ -210,7 +210,8 @@ def task_output_tail(request, pk: int):
     live = selectors.task_is_live(task)
     try:
         if live:
-            window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path, after=after)
+            window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path, after=after,
+                                      skip_ahead=True)
         else:
             # The last read: everything up to the end, the unfinished last line included, from the saved
             # copy when there is one (the same bytes).
@@ -235,8 +236,11 @@ def task_output_tail(request, pk: int):
         response = _viewer(request, task, path)
         response["HX-Retarget"], response["HX-Reswap"] = "#log-viewer", "outerHTML"
         return response
+    skipped = max(0, window.start - after)
+    if skipped:
+        line = None          # the lines skipped are not counted, so what follows has no known numbers
     context = _window_context(task, path, window, line, live)
-    context["first_line"], context["rows"] = line, _rows(window, line)
+    context["first_line"], context["rows"], context["skipped"] = line, _rows(window, line), skipped
     context["next_line"] = _next_line(window, line)
     # More than a window behind: keep polling right away rather than waiting for new output.
     context["live"] = live or not window.at_end

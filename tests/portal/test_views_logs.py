@@ -230,6 +230,23 @@ def test_when_a_retry_starts_the_file_again_the_viewer_is_replaced_not_appended_
     batch_client.terminate_task("logs-job", "retried")
 
 
+def test_a_viewer_far_behind_a_fast_task_skips_to_the_newest_lines_and_says_so(
+        signed_in, account, gateway, batch_client, batch_job, counted, tmp_path):
+    go = tmp_path / "go"
+    add_task(batch_client, "fast", f"echo first; while [ ! -e {go} ]; do sleep 0.05; done; seq 1 100000; sleep 30")
+    wait_for(lambda: file_size(gateway, "fast") == 6, message="the first line")
+    task = task_row(account, "fast", state=TaskState.RUNNING)
+    go.touch()
+    wait_for(lambda: file_size(gateway, "fast") == 6 + 588895, message="100,000 lines more")
+
+    tail = body(signed_in.get(reverse("task_output_tail", args=[task.pk]), {"path": "stdout.txt", "after": 6, "line": 2}))
+
+    assert "not shown: the task writes faster than this page follows" in tail and ">100000<" in tail
+    assert 'id="L' not in tail           # what follows a gap has no known line numbers
+    assert sum(counted.reads) <= logs.WINDOW_BYTES     # one window, not everything in between
+    batch_client.terminate_task("logs-job", "fast")
+
+
 # --- saved copies -----------------------------------------------------------------------------------------------
 
 def test_a_finished_task_with_a_saved_copy_is_read_from_storage_and_the_page_says_so(
