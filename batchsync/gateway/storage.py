@@ -24,7 +24,7 @@ from azure.storage.blob import (
     ContainerSasPermissions,
     ContentSettings,
     CorsRule,
-    ExponentialRetry,
+    LinearRetry,
     generate_blob_sas,
     generate_container_sas,
 )
@@ -65,8 +65,7 @@ class BlobStore:
         # again at its next pass.
         self._service = BlobServiceClient.from_connection_string(
             connection_string, max_single_put_size=READ_CHUNK_BYTES, max_block_size=READ_CHUNK_BYTES,
-            retry_policy=ExponentialRetry(initial_backoff=0.2, increment_base=2, retry_total=2,
-                                          random_jitter_range=0.2))
+            retry_policy=LinearRetry(backoff=0.3, retry_total=2, random_jitter_range=0.1))
         self.containers = containers or Containers()
         credential = self._service.credential
         self._account_name = credential.account_name
