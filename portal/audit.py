@@ -53,10 +53,10 @@ KNOWN_ACTIONS = [
     "logs.download", "logs.zip_download",
     "job_template.create", "job_template.change", "job_template.delete", "job_template.version_create",
     "pool_template.create", "pool_template.change", "pool_template.delete",
-    "user.role_change", "user.team_change",
+    "user.role_change", "user.team_change", "user.delete", "group.permission_change",
     "audit.export",
 ]
-OBJECT_TYPES = ["job", "task", "submission", "pool", "job_template", "pool_template", "user", "audit"]
+OBJECT_TYPES = ["job", "task", "submission", "pool", "job_template", "pool_template", "user", "group", "audit"]
 
 
 VIEW_PERMISSION = "portal.view_auditevent"
@@ -315,8 +315,9 @@ def field_changes(before, after, *, exclude=("created_at", "updated_at")) -> dic
 def connect_receivers() -> None:
     from django.apps import apps
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
     from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-    from django.db.models.signals import m2m_changed, post_save, pre_save
+    from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
     from portal.models import Team
 
@@ -326,6 +327,9 @@ def connect_receivers() -> None:
     user_login_failed.connect(_login_failed, dispatch_uid="portal.audit.login_failed")
     m2m_changed.connect(_groups_changed, sender=User.groups.through, dispatch_uid="portal.audit.groups")
     m2m_changed.connect(_teams_changed, sender=Team.members.through, dispatch_uid="portal.audit.teams")
+    m2m_changed.connect(_group_permissions_changed, sender=Group.permissions.through,
+                        dispatch_uid="portal.audit.group_permissions")
+    post_delete.connect(_user_deleted, sender=User, dispatch_uid="portal.audit.user_deleted")
     pre_save.connect(_user_flags_before, sender=User, dispatch_uid="portal.audit.user_flags_before")
     post_save.connect(_user_flags_after, sender=User, dispatch_uid="portal.audit.user_flags_after")
     if apps.is_installed("axes"):
@@ -382,6 +386,30 @@ def _user_flags_after(sender, instance, created=False, raw=False, **kwargs):
     if changes:
         record_event(actor=current_user(), action="user.role_change", obj=instance, object_type="user",
                      changes=changes)
+
+
+def _user_deleted(sender, instance, **kwargs):
+    record_event(actor=current_user(), action="user.delete", obj=instance, object_type="user")
+
+
+def _group_permissions_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
+    """What a role may do changed (normally only by a migration; an administrator could in the admin)."""
+    from django.contrib.auth.models import Group
+
+    if reverse or not isinstance(instance, Group):
+        return
+    def names():
+        return sorted(f"{app}.{code}" for app, code in
+                      instance.permissions.values_list("content_type__app_label", "codename"))
+
+    if action.startswith("pre_"):
+        instance._audit_permissions_before = names()
+    elif action.startswith("post_"):
+        before, after = getattr(instance, "_audit_permissions_before", None), names()
+        if before is not None and before != after:
+            record_event(actor=current_user(), action="group.permission_change", object_type="group",
+                         object_id=str(instance.pk), object_label=instance.name,
+                         changes={"permissions": [before, after]})
 
 
 def _groups_changed(sender, instance, action, reverse, model, pk_set, **kwargs):

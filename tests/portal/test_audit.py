@@ -296,6 +296,24 @@ def test_making_someone_an_administrator_or_switching_them_off_is_a_role_change(
     assert changes == [{"is_superuser": [False, True]}, {"is_active": [True, False]}]
 
 
+def test_a_change_of_what_a_role_may_do_is_recorded():
+    viewer = Group.objects.get(name="Viewer")
+    before = sorted(f"portal.{code}" for code in viewer.permissions.values_list("codename", flat=True))
+    viewer.permissions.add(Permission.objects.get(codename="view_auditevent"))
+
+    event = AuditEvent.objects.get(action="group.permission_change")
+    assert (event.object_type, event.object_label) == ("group", "Viewer")
+    assert event.changes == {"permissions": [before, sorted([*before, "portal.view_auditevent"])]}
+
+
+def test_deleting_an_account_is_recorded(user):
+    pk = user.pk
+    user.delete()
+
+    event = AuditEvent.objects.get(action="user.delete")
+    assert (event.object_id, event.object_label) == (str(pk), "alice")
+
+
 def test_team_membership_changes_are_recorded_from_either_side(user):
     render, audio = Team.objects.create(name="render"), Team.objects.create(name="audio")
     render.members.add(user)
