@@ -285,3 +285,21 @@ def test_the_whole_upload_is_capped(as_alice, storage, settings):
     assert "These files come to 10 bytes; one submission may take at most 8 bytes." in page
     assert not Submission.objects.exists()
     assert ask_upload(as_alice, "count-words", "texts", "c.txt", 5, total=15).status_code == 400
+
+
+def test_dev_bootstrap_makes_the_containers_and_lets_the_portal_upload_from_the_browser(storage, settings):
+    from io import StringIO
+
+    from azure.storage.blob import BlobServiceClient
+    from django.core.management import call_command
+
+    settings.PORTAL_BASE_URL = "http://127.0.0.1:8000"
+    out = StringIO()
+    call_command("dev_bootstrap", "--skip-admin", "--storage", "--wait-seconds", "5", stdout=out)
+
+    service = BlobServiceClient.from_connection_string(storage.connection_string)
+    [rule] = service.get_service_properties()["cors"]
+    assert sorted(rule.allowed_origins.split(",")) == ["http://127.0.0.1:8000", "http://localhost:8000"]
+    assert "PUT" in rule.allowed_methods
+    assert {"portal-inputs", "portal-logs", "portal-outputs"} <= {c.name for c in service.list_containers()}
+    assert "Storage: containers ready" in out.getvalue()

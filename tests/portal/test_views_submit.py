@@ -427,3 +427,20 @@ def test_an_operator_of_the_team_may_follow_it(as_alice, alice, client):
     client.force_login(operator)
 
     assert client.get(reverse("submission_detail", args=[Submission.objects.get().public_id])).status_code == 200
+
+
+def test_an_idempotency_key_returns_its_submission_and_no_one_elses(alice):
+    from portal import services
+    from portal.services import SubmissionError
+
+    key = uuid.uuid4()
+    first = services.submission_create(user=alice, template_version=version_of("render-frames"),
+                                       parameters={"frames": "2"}, public_id=key)
+    again = services.submission_create(user=alice, template_version=version_of("render-frames"),
+                                       parameters={"frames": "9"}, public_id=key)
+
+    assert again.pk == first.pk and first.public_id == key and Submission.objects.count() == 1
+    with pytest.raises(SubmissionError, match="cannot be submitted again"):
+        services.submission_create(user=person("bob"), template_version=version_of("render-frames"),
+                                   parameters={"frames": "2"}, public_id=key)
+    assert Submission.objects.count() == 1
