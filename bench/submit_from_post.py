@@ -1,0 +1,138 @@
+"""A 10,000-task sweep submitted through the submit form's final POST, on PostgreSQL: from the preview page's Submit
+(the real view, through Django's test Client, in this process) to every task accepted by localbatch, compared in the
+same run with a bare `create_tasks(max_concurrency=4)` of the same tasks and with adding them one call each.
+
+The form is filled in and previewed first (not timed: the person reads the preview); the timed part is the POST of
+the preview's Submit. Celery runs eagerly, so the view's on-commit `submit_submission_task.delay()` drives the
+submission to the end inside that POST, as a worker would right after it (the broker hop is left out: it adds
+milliseconds, not seconds). Several alternating rounds, medians compared; one call each is measured on a sample and
+extrapolated to 10,000, and the output says so. The pool has no nodes, so nothing runs while tasks are added."""
+
+import argparse
+import os
+import re
+import statistics
+import sys
+
+import _common as c
+from submit_sweep import (
+    RATIO_GOAL,
+    SPEEDUP_GOAL,
+    bare_create_tasks,
+    one_call_each,
+    setup_django,
+)
+from sync_tasks import DEFAULT_DATABASE_URL, ensure_database
+
+
+def submitter():
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-form-submitter")
+    user.groups.add(Group.objects.get(name="Submitter"))
+    return user
+
+
+def previewed(client, tasks: int) -> str:
+    """Fill in “Render frames 1..N” and open its preview; the Submit button's signed payload."""
+    from django.urls import reverse
+
+    from portal.models import JobTemplate
+
+    version = JobTemplate.objects.get(slug="render-frames").current_version()
+    response = client.post(reverse("submit_form", args=["render-frames"]),
+                           {"template_version": version.pk, "frames": str(tasks), "seconds_per_frame": "0"},
+                           secure=True)
+    page = response.content.decode()
+    if f"This creates {tasks:,} tasks" not in page:
+        raise RuntimeError(f"the preview did not show {tasks:,} tasks (status {response.status_code})")
+    return re.search(r'name="payload" value="([^"]+)"', page).group(1)
+
+
+def submit_post(client, payload: str, tasks: int) -> tuple[float, str]:
+    from django.urls import reverse
+
+    from portal.models import Submission
+
+    with c.Timer() as timer:
+        response = client.post(reverse("submit_confirm", args=["render-frames"]), {"payload": payload, "submit": "1"},
+                               secure=True)
+    public_id = response["Location"].rstrip("/").rsplit("/", 1)[-1]
+    submission = Submission.objects.get(public_id=public_id)
+    if submission.state != "submitted" or submission.tasks_added != tasks:
+        raise RuntimeError(f"the POST returned with the submission {submission.state}, {submission.tasks_added} "
+                           f"tasks added: {submission.error_message}")
+    return timer.seconds, submission.job_id
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the form POST and the bare call")
+    parser.add_argument("--one-by-one-sample", type=int, default=300)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--latency-ms", type=int, default=0,
+                        help="added by localbatch to every request, to stand in for the network to a real account")
+    args = parser.parse_args()
+
+    c.header(f"a {args.tasks:,}-task sweep through the submit form's final POST vs bare create_tasks vs one call "
+             f"each; database {args.database_url.split('@')[-1]}; {args.latency_ms} ms added per request")
+    ensure_database(args.database_url)
+    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+    with c.localbatch_server() as server:
+        setup_django(args.database_url, server)
+        from django.test import Client
+
+        from batchsync.celery import app
+        from batchsync.gateway import convert
+        from batchsync.submit import expand
+        from portal.models import Submission
+
+        app.conf.task_always_eager = True
+        client = Client()
+        client.force_login(submitter())
+        batch = c.batch_client(server)
+        c.make_pool(batch, "demo-pool", nodes=0)
+        if args.latency_ms:
+            from localbatch import admin
+            admin.set_faults(server.endpoint, server.account_name, server.account_key, delay_ms=args.latency_ms)
+
+        posts, bares, job_ids = [], [], []
+        for round_number in range(args.rounds):
+            payload = previewed(client, args.tasks)
+            seconds, job_id = submit_post(client, payload, args.tasks)
+            posts.append(seconds)
+            job_ids.append(job_id)
+            options = [convert.task_create_options(spec) for spec in expand(Submission.objects.get(job_id=job_id))]
+            bare_job = c.make_job(batch, f"bare-form-{round_number}", "demo-pool")
+            bares.append(bare_create_tasks(batch, bare_job, options))
+            print(f"  round {round_number + 1}: form POST {seconds:.2f} s, bare create_tasks {bares[-1]:.2f} s",
+                  flush=True)
+
+        sample = options[:args.one_by_one_sample]
+        one_job = c.make_job(batch, "one-by-one-form", "demo-pool")
+        sample_seconds = one_call_each(batch, one_job, sample)
+        counts = batch.get_job_task_counts(job_ids[0]).task_counts
+        batch.close()
+
+    post_median, bare_median = statistics.median(posts), statistics.median(bares)
+    one_by_one = sample_seconds / len(sample) * args.tasks
+    ratio, speedup = post_median / bare_median, one_by_one / post_median
+    c.result("form POST → all tasks accepted", post_median, "s",
+             compared=f"median of {args.rounds}: {', '.join(f'{s:.2f}' for s in posts)} s; "
+                      f"{args.tasks / post_median:.0f} tasks/s")
+    c.result("bare create_tasks(max_concurrency=4)", bare_median, "s",
+             compared=f"median of {args.rounds}: {', '.join(f'{s:.2f}' for s in bares)} s")
+    c.result("form POST ÷ bare create_tasks", ratio, "x", f"<= {RATIO_GOAL}", ratio <= RATIO_GOAL)
+    c.result(f"one call each, extrapolated from {len(sample)}", one_by_one, "s",
+             compared=f"measured {sample_seconds:.2f} s for {len(sample)} create_task calls "
+                      f"({sample_seconds / len(sample) * 1000:.1f} ms each) × {args.tasks:,}")
+    c.result("one call each ÷ form POST", speedup, "x", f">= {SPEEDUP_GOAL:g}", speedup >= SPEEDUP_GOAL,
+             compared=f"one call each ÷ bare create_tasks: {one_by_one / bare_median:.1f} x")
+    c.result("  tasks in the first job", counts.active, "tasks", compared=f"should be {args.tasks}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
