@@ -474,7 +474,9 @@ def submission_list(request):
             .select_related("template_version__template"))
     page = selectors.keyset_page(mine, sort=SUBMISSION_SORT, tiebreak="id",
                                  after=request.GET.get("after"), before=request.GET.get("before"))
-    return render(request, "submit/submission_list.html", {"page": page})
+    # The pager's links swap only the table (htmx), and work as plain links without it.
+    return render_page(request, "submit/submission_list.html", {"page": page},
+                       partial_for(request, {}, default="submissions"))
 
 
 @require_safe

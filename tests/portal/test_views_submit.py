@@ -444,3 +444,21 @@ def test_an_idempotency_key_returns_its_submission_and_no_one_elses(alice):
         services.submission_create(user=person("bob"), template_version=version_of("render-frames"),
                                    parameters={"frames": "2"}, public_id=key)
     assert Submission.objects.count() == 1
+
+
+def test_my_submissions_page_by_page_without_counting(as_alice, alice):
+    from portal.views import submit as submit_views
+
+    for frames in range(1, 4):
+        confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames=str(frames)))
+    url = reverse("submission_list")
+    first = text(as_alice.get(url))
+    assert 'rel="next"' not in first, "all three fit one page"
+
+    page = submit_views.selectors.keyset_page(Submission.objects.filter(submitted_by=alice),
+                                              sort=submit_views.SUBMISSION_SORT, tiebreak="id", size=2)
+    assert [s.total_tasks for s in page.items] == [3, 2] and page.has_next
+    partial = text(as_alice.get(url, {"after": page.next_cursor},
+                                headers={"HX-Request": "true", "HX-Target": "submissions"}))
+    assert "<html" not in partial and 'id="submissions"' in partial
+    assert "0 / 1" in partial and "0 / 2" not in partial and "0 / 3" not in partial
