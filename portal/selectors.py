@@ -1013,6 +1013,16 @@ def audit_for_job(job: Job, limit: int = HISTORY_SHOWN) -> list:
     return list(AuditEvent.objects.filter(about).order_by("-id")[:limit])
 
 
+def audit_for_submission(submission, job: Job | None, limit: int = HISTORY_SHOWN) -> list:
+    """The latest events about a submission and, once synced, the job it made, newest first."""
+    from portal.models import AuditEvent
+
+    about = Q(object_type="submission", object_id=str(submission.pk))
+    if job is not None:
+        about |= Q(object_type="job", object_id=str(job.pk))
+    return list(AuditEvent.objects.filter(about).order_by("-id")[:limit])
+
+
 def audit_for_object(object_type: str, object_id, limit: int = HISTORY_SHOWN) -> list:
     from portal.models import AuditEvent
 
@@ -1069,10 +1079,9 @@ def audit_object_links(events, *, user) -> dict[tuple[str, str], str]:
                             .values_list("pk", "pool_id")):
             links[("pool", pool_id)] = reverse("pool_detail", args=[pk])
     if "submission" in wanted:
-        # A submission is shown through the job it made, once the sync has brought that job in.
-        made = dict(Submission.objects.filter(pk__in=pks(wanted["submission"])).values_list("job_id", "pk"))
-        for pk, job_id in Job.objects.filter(job_id__in=made).values_list("pk", "job_id"):
-            links[("submission", str(made[job_id]))] = reverse("job_detail", args=[pk])
+        for pk, public_id in Submission.objects.filter(pk__in=pks(wanted["submission"])).values_list("pk",
+                                                                                                 "public_id"):
+            links[("submission", str(pk))] = reverse("submission_detail", args=[public_id])
     if user.is_staff:
         for object_type, model, admin_name in (("job_template", JobTemplate, "admin:portal_jobtemplate_change"),
                                                ("pool_template", PoolTemplate, "admin:portal_pooltemplate_change"),
