@@ -283,3 +283,23 @@ def test_the_task_page_shows_the_tasks_history(client, operator_a, submitter):
 
     assert "hung on frame 12" in history and "some other task" not in history
     assert AuditEvent.objects.filter(reason="hung on frame 12").get().team_id == task.job.team_id
+
+
+def test_the_submission_page_shows_its_history_and_the_list_links_to_it(client, operator_a, submitter):
+    version = JobTemplate.objects.get(slug="render-frames").current_version()
+    job = JobFactory(job_id="sub-def", submitted_by=submitter, team=operator_a.teams.first())
+    submission = Submission.objects.create(public_id="00000000-0000-0000-0000-000000000002", account=job.account,
+                                           template_version=version, submitted_by=submitter, job_id="sub-def",
+                                           team=operator_a.teams.first(), state="submitted")
+    record_event(actor=submitter, action="submission.create", obj=submission)
+    record_event(actor=operator_a, action="job.terminate", obj=job, reason="out of budget")
+
+    client.force_login(submitter)
+    page = text(client.get(reverse("submission_detail", args=[submission.public_id])))
+    history = page[page.index('id="history"'):]
+
+    assert "submission.create" in history and "out of budget" in history
+
+    client.force_login(operator_a)
+    listed = text(client.get(reverse("audit_list"), {"object_type": "submission"}))
+    assert f'href="{reverse("submission_detail", args=[submission.public_id])}"' in listed
