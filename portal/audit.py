@@ -208,8 +208,20 @@ def row_fields(*, at: datetime, actor_id, actor_name, action, object_type, objec
     }
 
 
+def _same_numbers(value):
+    """Whole floats as ints: PostgreSQL's jsonb gives 1e20 back as 100000000000000000000, which Python reads as an
+    int, so the hash must not tell the two apart."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _same_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_same_numbers(item) for item in value]
+    return value
+
+
 def chain_hash(fields: dict, prev_hash: str) -> str:
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(_same_numbers(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical.encode("utf-8")).hexdigest()
 
 

@@ -92,6 +92,17 @@ def test_an_object_fills_type_id_label_and_team():
         "job", str(job.pk), job.job_id, team.pk)
 
 
+def test_numbers_and_text_the_database_rewrites_still_verify(user):
+    record_event(actor=user, action="submission.create", object_type="submission",
+                 details={"big": 1e20, "small": 1e-7, "one": 1.0, "third": 1 / 3, "huge": 2 ** 70, "nan": float("nan"),
+                          "text": "naïve “quotes” \u2028 and a NUL\x00 byte", "nested": {"b": [1.5, None, True]}},
+                 changes={"frames": [240, 240.0]})
+
+    event = AuditEvent.objects.get()
+    assert event_hash(event) == event.hash
+    assert event.details["nan"] == "nan" and "\x00" not in event.details["text"]
+
+
 def test_long_values_are_cut_to_fit_and_still_verify(user):
     record_event(actor=user, action="job.terminate", object_type="job", object_label="x" * 1000,
                  object_id="9" * 500)
