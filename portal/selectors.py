@@ -4,6 +4,7 @@ Nothing here writes, and nothing here counts the task table: counts come from Ba
 
 import base64
 import binascii
+import heapq
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -731,6 +732,8 @@ DEFAULT_TRIAGE_RANGE = "7d"
 TRIAGE_GROUPS_SHOWN = 40
 TRIAGE_EXAMPLES = 3
 TRIAGE_JOBS_SHOWN = 5
+# Failed tasks read newest first for the examples before the groups still short of them are asked one by one.
+EXAMPLE_SCAN_ROWS = 2_000
 
 
 @dataclass(frozen=True)
@@ -780,9 +783,13 @@ class Signature:
         return {"code": self.failure_code, "exit": "" if self.exit_code is None else str(self.exit_code),
                 "line": self.error_line}
 
-    def tasks(self, queryset):
+    @property
+    def lookup(self) -> dict:
         exit_match = {"exit_code__isnull": True} if self.exit_code is None else {"exit_code": self.exit_code}
-        return queryset.filter(failure_code=self.failure_code, error_line=self.error_line, **exit_match)
+        return {"failure_code": self.failure_code, "error_line": self.error_line, **exit_match}
+
+    def tasks(self, queryset):
+        return queryset.filter(**self.lookup)
 
 
 def signature_from(params) -> Signature | None:
@@ -817,7 +824,7 @@ class FailureGroup:
 @dataclass
 class Triage:
     groups: list[FailureGroup]
-    more_groups: int                  # signatures beyond the ones shown
+    more_groups: bool                 # smaller groups exist beyond the ones shown
     failures: int                     # failed tasks in all signatures, shown or not
     since: datetime | None
 
@@ -845,39 +852,85 @@ def failure_triage(*, user, filters: TriageFilters, now: datetime | None = None,
                    limit: int = TRIAGE_GROUPS_SHOWN) -> Triage:
     """Failed tasks grouped by signature, largest group first, with the jobs affected and a few examples.
 
-    One GROUP BY over the failed tasks in the range (by signature and job, so each group knows its jobs), then
-    the example tasks of the shown groups only, each from the failure-signature index; nothing counts all tasks."""
+    A GROUP BY over the failed tasks in the range gives the largest groups (no more rows than are shown, however
+    many signatures there are: error lines that name a file each make thousands); a second one, by signature and
+    job over the shown groups only, gives each group's most affected jobs; then the shown groups' examples. The
+    failed tasks in the range are counted only when some groups are not shown; nothing counts all tasks."""
     now = now or timezone.now()
     failed = _failed_tasks(user=user, filters=filters, now=now)
-    rows = (failed.values_list("failure_code", "exit_code", "error_line", "job_id")
-            .annotate(n=Count("*"), first=Min("end_time"), last=Max("end_time")).order_by())
-    groups: dict[Signature, dict] = {}
-    for code, exit_code, line, job_pk, n, first, last in rows:
-        group = groups.setdefault(Signature(code, exit_code, line), {"count": 0, "first": None, "last": None,
-                                                                     "jobs": []})
-        group["count"] += n
-        group["jobs"].append((n, job_pk))
-        if first is not None and (group["first"] is None or first < group["first"]):
-            group["first"] = first
-        if last is not None and (group["last"] is None or last > group["last"]):
-            group["last"] = last
-    # Largest first; among equals, the one seen most recently.
-    ordered = sorted(groups.items(), key=lambda item: (-item[1]["count"],
-                                                       -(item[1]["last"].timestamp() if item[1]["last"] else 0)))
-    shown = ordered[:limit]
-    top_jobs = {sig: sorted(g["jobs"], key=lambda j: (-j[0], j[1]))[:TRIAGE_JOBS_SHOWN] for sig, g in shown}
-    jobs = Job.objects.in_bulk({pk for picked in top_jobs.values() for _, pk in picked})
-    result = []
-    for signature, group in shown:
-        examples = list(signature.tasks(failed).select_related("job")
-                        .only("pk", "task_id", "display_name", "end_time", "node_id", "job__job_id")
-                        .order_by("-end_time", "-pk")[:TRIAGE_EXAMPLES])
-        result.append(FailureGroup(
-            signature=signature, count=group["count"], first_seen=group["first"], last_seen=group["last"],
-            job_count=len(group["jobs"]), jobs=[(jobs[pk], n) for n, pk in top_jobs[signature] if pk in jobs],
-            examples=examples))
-    return Triage(groups=result, more_groups=max(len(ordered) - limit, 0),
-                  failures=sum(g["count"] for g in groups.values()), since=filters.since(now))
+    rows = list(failed.values_list("failure_code", "exit_code", "error_line")
+                .annotate(n=Count("*"), first=Min("end_time"), last=Max("end_time"))
+                # Largest first; among equals, the one seen most recently.
+                .order_by("-n", F("last").desc(nulls_last=True), "failure_code", "error_line")[:limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    signatures = [Signature(code, exit_code, line) for code, exit_code, line, *_ in rows]
+    top_jobs, job_counts = _top_jobs(failed, signatures, every=not more)
+    jobs = Job.objects.only("pk", "job_id").in_bulk({pk for picked in top_jobs.values() for pk, _ in picked})
+    examples = _examples(failed, {signature: row[3] for signature, row in zip(signatures, rows, strict=True)})
+    groups = [FailureGroup(signature=signature, count=n, first_seen=first, last_seen=last,
+                           job_count=job_counts.get(signature, 0),
+                           jobs=[(jobs[pk], count) for pk, count in top_jobs.get(signature, []) if pk in jobs],
+                           examples=examples.get(signature, []))
+              for signature, (_, _, _, n, first, last) in zip(signatures, rows, strict=True)]
+    failures = failed.count() if more else sum(group.count for group in groups)
+    return Triage(groups=groups, more_groups=more, failures=failures, since=filters.since(now))
+
+
+def _top_jobs(failed, signatures: list[Signature], *, every: bool) -> tuple[dict, dict]:
+    """For each shown signature, (job pk, failed tasks) of the TRIAGE_JOBS_SHOWN jobs with the most of them, and how
+    many jobs it touches: a GROUP BY (signature, job), over the shown signatures only when some are not shown (`every`
+    False). Its rows are ints and short strings; a signature spread over thousands of jobs costs thousands of them."""
+    if not signatures:
+        return {}, {}
+    rows = failed
+    if not every:
+        match = Q()
+        for signature in signatures:
+            match |= Q(**signature.lookup)
+        rows = rows.filter(match)
+    per_job: dict[tuple, list[tuple[int, int]]] = {}
+    for code, exit_code, line, job_pk, n in (rows.values_list("failure_code", "exit_code", "error_line", "job_id")
+                                             .annotate(n=Count("*")).order_by()):
+        per_job.setdefault((code, exit_code, line), []).append((job_pk, n))
+    top, counts = {}, {}
+    for signature in signatures:
+        jobs = per_job.get((signature.failure_code, signature.exit_code, signature.error_line), [])
+        top[signature] = heapq.nsmallest(TRIAGE_JOBS_SHOWN, jobs, key=lambda item: (-item[1], item[0]))
+        counts[signature] = len(jobs)
+    return top, counts
+
+
+def _examples(failed, groups: dict[Signature, int]) -> dict[Signature, list[Task]]:
+    """The newest TRIAGE_EXAMPLES tasks of each shown signature (`groups`: signature → its count).
+
+    Failed tasks are read newest first from the (result, end time) index, a few columns each, until every group
+    has its examples or EXAMPLE_SCAN_ROWS were read: the big groups fill within the first rows. A group still
+    short after that is small, and its examples come from the signature index, which holds few of its rows.
+    Then one query loads the chosen tasks."""
+    # Keyed by plain tuples in the loop: thousands of rows, and a dataclass's hash and == cost more.
+    needed = {(s.failure_code, s.exit_code, s.error_line): min(TRIAGE_EXAMPLES, n) for s, n in groups.items()}
+    picks: dict[tuple, list[int]] = {key: [] for key in needed}
+    missing = sum(needed.values())
+    newest = failed.order_by("-end_time", "-pk").values_list("failure_code", "exit_code", "error_line", "pk")
+    # Two plain reads rather than a cursor: PostgreSQL would materialise a held cursor's whole result up front.
+    for start, stop in ((0, EXAMPLE_SCAN_ROWS // 4), (EXAMPLE_SCAN_ROWS // 4, EXAMPLE_SCAN_ROWS)):
+        for code, exit_code, line, pk in newest[start:stop]:
+            picked = picks.get((code, exit_code, line))
+            if picked is not None and len(picked) < needed[(code, exit_code, line)]:
+                picked.append(pk)
+                missing -= 1
+        if not missing:
+            break
+    chosen = {signature: picks[(signature.failure_code, signature.exit_code, signature.error_line)]
+              for signature in groups}
+    for signature, picked in chosen.items():
+        if len(picked) < min(TRIAGE_EXAMPLES, groups[signature]):
+            picked[:] = signature.tasks(failed).order_by(F("end_time").desc(nulls_last=True), "-pk").values_list(
+                "pk", flat=True)[:TRIAGE_EXAMPLES]
+    tasks = Task.objects.select_related("job").only("pk", "task_id", "display_name", "end_time", "job__job_id") \
+        .in_bulk([pk for picked in chosen.values() for pk in picked])
+    return {signature: [tasks[pk] for pk in picked if pk in tasks] for signature, picked in chosen.items()}
 
 
 def triage_filter_choices(*, user) -> dict:

@@ -27,7 +27,7 @@ def failure_triage(request):
     filters = selectors.triage_filters_from(request.GET)
     triage = selectors.failure_triage(user=request.user, filters=filters)
     groups = [(group, urlencode({**filters.params, **group.signature.params})) for group in triage.groups]
-    context = {"triage": triage, "groups": groups, "filters": filters,
+    context = {"triage": triage, "groups": groups, "filters": filters, "triage_url": reverse("failure_triage"),
                "job": selectors.triage_job(user=request.user, filters=filters),
                "choices": selectors.triage_filter_choices(user=request.user),
                "synced_at": selectors.accounts_synced_at(selectors.visible_account_ids(request.user))}
