@@ -7,8 +7,9 @@ other audited action waits for until the transaction ends.
 Conventions for callers:
 
 - `action` is "<object>.<verb>", lower case, the object as its `object_type`: "pool.resize", "job.terminate",
-  "task.terminate", "task.delete", "task.retry", "submission.create", "submission.rerun",
-  "job_template.version_create", "logs.download", "logs.zip_download", "user.role_change", "auth.login".
+  "job.retry_failed", "task.terminate", "task.delete", "submission.create" (a re-run too, with its parent in
+  `details`), "job_template.version_create", "logs.download", "logs.zip_download", "user.role_change",
+  "auth.login". Add a new one to KNOWN_ACTIONS so the audit page offers it as a filter.
   Pass `obj=` (a model instance) when there is one: the object fields and the team come from it.
 - Destructive actions (terminate, delete, retry over finished work, resize down, template changes) carry the
   `reason` the person typed; the pages that offer them ask for one.
@@ -48,8 +49,8 @@ REDACTED = "[redacted]"
 KNOWN_ACTIONS = [
     "auth.login", "auth.login_failed", "auth.lockout", "auth.logout",
     "pool.create", "pool.resize", "pool.delete",
-    "submission.create", "submission.rerun",
-    "job.terminate", "job.delete", "task.terminate", "task.delete", "task.retry",
+    "submission.create",
+    "job.terminate", "job.retry_failed", "task.terminate", "task.delete",
     "logs.download", "logs.zip_download",
     "job_template.create", "job_template.change", "job_template.delete", "job_template.version_create",
     "pool_template.create", "pool_template.change", "pool_template.delete",
