@@ -76,6 +76,47 @@ def localbatch_server(node_start_seconds: float = 0.1):
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+AZURITE_BLOB = os.path.join(ROOT, "node_modules", ".bin", "azurite-blob")
+# Azurite's published development account (documented by Microsoft; not a secret).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@contextmanager
+def azurite_server():
+    """A fresh Azurite blob service on a free port with a temporary data dir; yields its connection string."""
+    data_dir = tempfile.mkdtemp(prefix="azurite-bench-")
+    port = _free_port()
+    log = open(os.path.join(data_dir, "azurite.log"), "wb")
+    process = subprocess.Popen(
+        [AZURITE_BLOB, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", os.path.join(data_dir, "data"),
+         "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"],
+        stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"azurite exited with {process.returncode}; see {data_dir}/azurite.log")
+            try:
+                requests.get(endpoint + "?comp=list", timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("azurite did not answer within 30 s") from None
+                time.sleep(0.1)
+        yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+               f"BlobEndpoint={endpoint};")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def batch_client(server: Server, pool_maxsize: int = 10):
     """The real azure-batch SDK client pointed at `server`, with a connection pool big enough for
     the SDK's create_tasks threads."""

@@ -1,5 +1,7 @@
-"""Opening and downloading a 1 GiB stdout through the log viewer: first-screen server time, bytes read from
-Batch, web memory growth, and download throughput against the SDK's own download_task_file, in one run."""
+"""Opening, searching and downloading a 1 GiB stdout through the log viewer: first-screen server time, bytes read
+from Batch, web memory growth, a bounded search, and download throughput against the SDK's own
+download_task_file; then the archiver copying it to Blob (Azurite) and the same pages served from the saved copy,
+against the storage SDK's own download, in one run."""
 
 import argparse
 import os
@@ -10,6 +12,7 @@ import tracemalloc
 import _pages as p
 from _common import (
     Timer,
+    azurite_server,
     batch_client,
     localbatch_server,
     make_job,
@@ -53,6 +56,23 @@ class Counting:
         pass
 
 
+def reader_client():
+    """A test Client signed in as someone who may read every log, speaking HTTPS as production requires."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-logs")
+    user.is_superuser = True
+    user.save()
+    class HttpsClient(Client):
+        def get(self, *args, **kwargs):
+            return super().get(*args, secure=True, **kwargs)
+
+    client = HttpsClient(SERVER_NAME="127.0.0.1")
+    client.force_login(user)
+    return client
+
+
 def rss_mib() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -67,7 +87,7 @@ def main() -> int:
     args = parser.parse_args()
     free = shutil.disk_usage("/tmp").free
     size_mib = args.mib
-    if free < 3 * args.mib * MiB:
+    if free < 4 * args.mib * MiB:
         size_mib = 256
         print(f"  only {free / MiB:,.0f} MiB free under /tmp: using a {size_mib} MiB stdout instead")
     size = size_mib * MiB
@@ -81,7 +101,14 @@ def main() -> int:
     from portal.views import logs as log_views
 
     p.header(f"Log viewer: a {size_mib:,} MiB stdout on localbatch", url)
-    with localbatch_server() as server:
+    with localbatch_server() as server, azurite_server() as storage:
+        from django.conf import settings
+
+        from batchsync import archive
+        from batchsync.accounts import blob_store
+        settings.AZURE_STORAGE_CONNECTION_STRING = storage
+        with blob_store() as store:
+            store.ensure_containers()
         client = batch_client(server)
         make_pool(client, "bench-logs-pool", nodes=1)
         make_job(client, "bench-logs-job", "bench-logs-pool")
@@ -102,7 +129,7 @@ def main() -> int:
                                  state="completed", creation_time=p.now(), last_synced_at=p.now())
         task = Task.objects.create(job=job, task_id="big", state="completed", creation_time=p.now(),
                                    last_synced_at=p.now())
-        web = p.signed_in_client()
+        web = reader_client()
 
         real_gateway = gateway_for(account)
         counting = Counting(real_gateway)
@@ -154,6 +181,41 @@ def main() -> int:
         ours_rate, sdk_rate = size / MiB / ours.seconds, size / MiB / sdk.seconds
         result("download through the portal", ours_rate, "MiB/s", "≥ ½ of the SDK's", ours_rate >= sdk_rate / 2,
                f"SDK download_task_file {sdk_rate:.0f} MiB/s ({sdk.seconds:.1f} s vs {ours.seconds:.1f} s)")
+
+        search_url = reverse("task_output_search", args=[task.pk])
+        counting.bytes_read = 0
+        with Timer() as searched:
+            found = web.get(search_url, {"path": "stdout.txt", "q": "no such text"})
+        assert found.status_code == 200 and b"No matches" in found.content
+        result("search, one request (bounded scan)", searched.seconds * 1000, "ms", "≤ 2,000 ms",
+               searched.seconds <= 2, f"{counting.bytes_read / MiB:.0f} MiB read from Batch of {size_mib:,} MiB; "
+                                      "the page offers the next part")
+
+        # The archiver copies the file to Blob; then the viewer and the download read the saved copy.
+        rss_before_archive = rss_mib()
+        with blob_store() as store, Timer() as archived:
+            assert archive.archive_task(task, batch=counting, store=store)
+        rss_after_archive = rss_mib()
+        task.refresh_from_db()
+        archive_rate = size / MiB / archived.seconds
+        result("archiver: node → Blob copy", archive_rate, "MiB/s", "", None,
+               f"SDK download_task_file alone {sdk_rate:.0f} MiB/s; RSS {rss_before_archive:.0f} → "
+               f"{rss_after_archive:.0f} MiB")
+        counting.bytes_read = counting.requests = 0
+        with Timer() as saved_first:
+            response = web.get(output_url)
+        assert b"Saved copy in storage" in response.content
+        with Timer() as saved_download:
+            assert download() == size
+        with blob_store() as store, Timer() as blob_sdk:
+            direct = sum(len(c) for c in store._service.get_blob_client(
+                store.containers.logs, "bench-logs-job/big/logs/stdout.txt").download_blob().chunks())
+        assert direct == size
+        saved_rate, blob_rate = size / MiB / saved_download.seconds, size / MiB / blob_sdk.seconds
+        result("first screen from the saved copy", saved_first.seconds * 1000, "ms", "≤ 300 ms",
+               saved_first.seconds <= 0.3, f"{counting.requests} file requests to Batch")
+        result("download of the saved copy through the portal", saved_rate, "MiB/s", "≥ ½ of the SDK's",
+               saved_rate >= blob_rate / 2, f"storage SDK download_blob {blob_rate:.0f} MiB/s")
         result("web memory: peak Python allocations", max(view_peak, download_peak) / MiB, "MiB", "≤ 50 MiB",
                max(view_peak, download_peak) <= 50 * MiB,
                f"viewer {view_peak / MiB:.1f} MiB, download {download_peak / MiB:.1f} MiB (tracemalloc)")
