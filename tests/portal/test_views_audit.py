@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from portal.audit import record_event
 from portal.models import AuditEvent, JobTemplate, Submission
-from tests.factories import JobFactory, TaskFactory
+from tests.factories import JobFactory, PoolFactory, TaskFactory
 from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
@@ -303,3 +303,17 @@ def test_the_submission_page_shows_its_history_and_the_list_links_to_it(client, 
     client.force_login(operator_a)
     listed = text(client.get(reverse("audit_list"), {"object_type": "submission"}))
     assert f'href="{reverse("submission_detail", args=[submission.public_id])}"' in listed
+
+
+def test_the_pool_page_shows_the_pools_history(client, operator_a):
+    pool = PoolFactory(pool_id="render")
+    record_event(actor=operator_a, action="pool.resize", object_type="pool", object_id="render",
+                 object_label="render", changes={"target_dedicated_nodes": [2, 8]})
+    record_event(actor=operator_a, action="pool.resize", object_type="pool", object_id="other", object_label="other")
+
+    client.force_login(operator_a)
+    history = text(client.get(reverse("pool_detail", args=[pool.pk])))
+    history = history[history.index('id="history"'):]
+
+    assert "target_dedicated_nodes</span>: 2 → 8" in history and "other" not in history
+    assert f'{reverse("audit_list")}?object_type=pool&amp;object_id=render' in history
