@@ -303,6 +303,9 @@
   form.querySelectorAll(".file-param").forEach(function (box) {
     var input = box.querySelector("input[type=file]");
     input.addEventListener("change", function () { choose(box, input); });
+    if (input.files && input.files.length) {
+      choose(box, input);   // chosen before this script ran (a slow page, or the browser restoring the form)
+    }
     box.querySelector("ul.uploads").addEventListener("click", function (event) {
       var button = event.target.closest(".upload-remove");
       if (button && !button.disabled) {
@@ -318,4 +321,5 @@
       event.preventDefault();
     }
   });
+  form.dataset.uploads = "ready";
 })();

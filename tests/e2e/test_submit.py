@@ -3,6 +3,7 @@ three files straight to Blob storage (Azurite), checks the preview, submits, and
 the job's three tasks have succeeded."""
 
 import copy
+import importlib
 import os
 
 import pytest
@@ -22,8 +23,47 @@ SCREENSHOTS = os.environ.get("PORTAL_SCREENSHOT_DIR", "/tmp")
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def example_templates():
+    """The shipped examples, as migration 0005 makes them: an earlier transactional test's flush removed them."""
+    from django.apps import apps
+
+    importlib.import_module("portal.migrations.0005_example_job_templates").add_templates(apps, None)
+
+
 @pytest.fixture
-def portal_backends(localbatch, batch_client, azurite, live_server, settings, monkeypatch):
+def browser_storage(azurite, live_server, settings):
+    """Azurite as the portal's storage, reachable from the live server's pages.
+
+    The browser PUTs the blocks to Azurite's port: storage must allow the live server's origin (CORS), and the
+    page's Content-Security-Policy must allow that port (connect-src names the configured endpoint)."""
+    settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
+    with blob_store() as store:
+        store.ensure_containers(cors_origins=[live_server.url])
+    policy = copy.deepcopy(getattr(django_settings, "CONTENT_SECURITY_POLICY", None))
+    if policy:
+        storage_origin = azurite.blob_endpoint.rsplit("/", 1)[0]
+        policy["DIRECTIVES"]["connect-src"] = [*policy["DIRECTIVES"].get("connect-src", []), storage_origin]
+        settings.CONTENT_SECURITY_POLICY = policy
+    return azurite
+
+
+def log_in(page, live_server, username: str) -> None:
+    page.set_viewport_size({"width": 1360, "height": 1000})
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Log out").wait_for()
+
+
+def open_form(page, live_server, slug: str) -> None:
+    page.goto(f"{live_server.url}/submit/{slug}/")
+    page.locator("#submit-form[data-uploads=ready]").wait_for(state="attached")   # upload.js is listening
+
+
+@pytest.fixture
+def portal_backends(localbatch, batch_client, browser_storage, live_server, settings, monkeypatch):
     """The live portal wired to this test's localbatch (pool demo-pool, two nodes) and Azurite.
 
     The submission runs for real, through the path the view starts: on commit, `submit_submission_task.delay()`.
@@ -36,16 +76,6 @@ def portal_backends(localbatch, batch_client, azurite, live_server, settings, mo
     settings.BATCH_ACCOUNT_NAME = localbatch.account_name
     settings.BATCH_ACCOUNT_KEY = localbatch.account_key
     monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
-    settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
-    # The browser PUTs the blocks to Azurite's port: storage must allow the live server's origin (CORS), and the
-    # page's Content-Security-Policy must allow that port (connect-src names the configured endpoint).
-    with blob_store() as store:
-        store.ensure_containers(cors_origins=[live_server.url])
-    policy = copy.deepcopy(getattr(django_settings, "CONTENT_SECURITY_POLICY", None))
-    if policy:
-        storage_origin = azurite.blob_endpoint.rsplit("/", 1)[0]
-        policy["DIRECTIVES"]["connect-src"] = [*policy["DIRECTIVES"].get("connect-src", []), storage_origin]
-        settings.CONTENT_SECURITY_POLICY = policy
     make_pool(batch_client, "demo-pool", nodes=2, slots=2)
     wait_for(lambda: [n.state for n in batch_client.list_nodes("demo-pool")] == ["idle", "idle"],
              message="two idle nodes")
@@ -74,15 +104,12 @@ def test_a_non_engineer_uploads_three_files_and_watches_them_run(page, live_serv
     for name, content in texts.items():
         (tmp_path / name).write_text(content)
 
-    page.set_viewport_size({"width": 1360, "height": 1000})
-    page.goto(live_server.url + "/login/")
-    page.get_by_label("Username").fill("nora")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server, "nora")
     page.get_by_role("link", name="Submit work").click()
     page.get_by_role("heading", name="Submit work").wait_for()
     page.get_by_role("link", name="Count words in each text file").first.click()
     page.get_by_role("heading", name="Count words in each text file").wait_for()
+    page.locator("#submit-form[data-uploads=ready]").wait_for(state="attached")   # upload.js is listening
 
     page.set_input_files("#file-texts", [str(tmp_path / name) for name in texts])
 
@@ -114,3 +141,31 @@ def test_a_non_engineer_uploads_three_files_and_watches_them_run(page, live_serv
     page.locator("#count-completed").wait_for()
     assert page.locator("#count-completed .count-value").inner_text().strip() == "3"
     assert page.locator("#count-failed .count-value").inner_text().strip() == "0"
+
+
+@pytest.mark.parametrize("files, words", [
+    ({"run.exe": 10}, "is not one of the accepted kinds of file (.txt, .md, .csv). Nothing was uploaded."),
+    ({"huge.txt": 101 * 1024 * 1024}, "“huge.txt” is 105.9 MB; the limit is 104.9 MB per file. Nothing was uploaded."),
+    ({f"{n}.txt": 1 for n in range(101)}, "Text files: at most 100 files, please (that would be 101)."),
+])
+def test_a_wrong_choice_of_files_is_refused_in_the_browser_before_any_byte_moves(
+        page, live_server, browser_storage, tmp_path, files, words):
+    person("nora")
+    paths = []
+    for name, size in files.items():
+        path = tmp_path / name
+        with open(path, "wb") as handle:
+            handle.truncate(size)   # sparse: a 101 MiB file costs no disk
+        paths.append(str(path))
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if "/uploads/" in request.url else None)
+    log_in(page, live_server, "nora")
+    open_form(page, live_server, "count-words")
+
+    page.set_input_files("#file-texts", paths)
+
+    error = page.locator(".file-param .file-error")
+    expect(error).to_be_visible()
+    assert words in error.inner_text()
+    assert page.locator("li.upload").count() == 0 and asked == []
+    assert page.locator("#file-texts").evaluate("input => input.files.length") == 0, "the choice is cleared"
