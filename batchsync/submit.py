@@ -204,7 +204,7 @@ def _input_files(inputs: dict) -> dict[str, tuple[templating.InputFile, ...]]:
             if "blob" not in item:
                 return item["url"]
             return store.read_url(settings.STORAGE_INPUTS_CONTAINER, item["blob"],
-                                  hours=settings.STORAGE_TASK_SAS_HOURS)
+                                  hours=settings.STORAGE_TASK_SAS_HOURS, snapshot=item.get("snapshot"))
 
         return {name: tuple(templating.InputFile(name=item["name"], url=url(item), size=item.get("size", 0),
                                                  blob=item.get("blob")) for item in given)

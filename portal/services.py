@@ -371,7 +371,8 @@ def _submission_write(*, user, prepared, public_id, account, parent):
             public_id=public_id, account=account, template_version=version, submitted_by=user, parent=parent,
             parameters=prepared.values,
             # Uploaded files are kept as blob paths; a read SAS is signed when the tasks are built.
-            inputs={name: [{"name": f.name, "blob": f.blob, "size": f.size} if f.blob
+            inputs={name: [{"name": f.name, "blob": f.blob, "size": f.size,
+                            **({"snapshot": f.snapshot} if f.snapshot else {})} if f.blob
                            else {"name": f.name, "url": f.url, "size": f.size} for f in given]
                     for name, given in prepared.files.items()},
             csv_rows=prepared.rows or [], command_line=prepared.command_line or "",

@@ -72,6 +72,7 @@ class InputFile:
     size: int = 0
     content: bytes | None = None
     blob: str | None = None
+    snapshot: str | None = None        # the blob's snapshot taken at submission: what the tasks read
 
 
 @dataclass(frozen=True)

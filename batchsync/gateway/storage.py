@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from azure.core.exceptions import (
     AzureError,
@@ -105,11 +106,25 @@ class BlobStore:
         return self._blob_url(self.containers.inputs, path, BlobSasPermissions(create=True, write=True),
                               timedelta(minutes=minutes))
 
-    def read_url(self, container: str, path: str, *, hours: float = 1, download_name: str | None = None) -> str:
+    def read_url(self, container: str, path: str, *, hours: float = 1, download_name: str | None = None,
+                 snapshot: str | None = None) -> str:
         """A read-only URL to one blob: a task's resource file, or a download link (`download_name` makes the
-        browser save it under that name rather than show it)."""
+        browser save it under that name rather than show it). With `snapshot`, to that snapshot of it."""
         extra = {"content_disposition": f'attachment; filename="{download_name}"'} if download_name else {}
-        return self._blob_url(container, path, BlobSasPermissions(read=True), timedelta(hours=hours), **extra)
+        if snapshot:
+            extra["snapshot"] = snapshot
+        url = self._blob_url(container, path, BlobSasPermissions(read=True), timedelta(hours=hours), **extra)
+        if snapshot:
+            base, token = url.split("?", 1)
+            url = f"{base}?snapshot={quote(snapshot, safe='')}&{token}"
+        return url
+
+    def snapshot(self, container: str, path: str) -> tuple[str, str]:
+        """Freeze the blob as it is now: (the snapshot's id, the ETag the blob had). A snapshot cannot be written,
+        so what a task reads from it later is exactly what was checked. Raises NotFound."""
+        with _translated():
+            made = self._service.get_blob_client(container, path).create_snapshot()
+        return made["snapshot"], made["etag"]
 
     def container_write_url(self, container: str, *, hours: float) -> str:
         """A container URL that can create and write blobs but not read, list or delete them: what Batch's

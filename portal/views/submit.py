@@ -7,6 +7,7 @@ and that post carries an idempotency key, so a double click or a re-sent form ma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -299,7 +300,7 @@ class _FileProblem(ValueError):
     pass
 
 
-def _checked_blob(store, spec, parameter: str, name: str, blob: str, size: int, modified: str | None = None):
+def _checked_blob(store, spec, parameter: str, name: str, blob: str, size: int):
     container = settings.STORAGE_INPUTS_CONTAINER
     try:
         info = store.info(container, blob)
@@ -312,10 +313,8 @@ def _checked_blob(store, spec, parameter: str, name: str, blob: str, size: int, 
     if info.size != size:
         raise _FileProblem(f"“{name}” did not upload completely ({templating.human_bytes(info.size)} of "
                            f"{templating.human_bytes(size)}); remove it and upload it again.")
+    # The preview's payload keeps the ETag, so a blob written again before Submit is caught there.
     stamp = info.etag
-    if modified is not None and stamp != modified:
-        raise _FileProblem(f"“{name}” was changed in storage after the preview; nothing was submitted. Check the "
-                           "preview again.")
     content = None
     if spec.fan_out.kind == "csv" and spec.fan_out.parameter == parameter:
         if size > _max_csv_bytes():
@@ -327,19 +326,30 @@ def _checked_blob(store, spec, parameter: str, name: str, blob: str, size: int, 
 
 
 def _files_from_preview(facts: dict, spec) -> tuple[dict, dict]:
+    """The previewed files, each frozen in a snapshot first: the upload's SAS can still write the blob for a while,
+    so the tasks read the snapshot, which holds exactly what the preview checked (its ETag proves it)."""
     files: dict[str, list[templating.InputFile]] = {}
     errors: dict[str, str] = {}
     if not any(facts.values()):
         return files, errors
+    container = settings.STORAGE_INPUTS_CONTAINER
     with blob_store() as store:
         for name, items in facts.items():
             for fact in items:
                 try:
-                    item, _ = _checked_blob(store, spec, name, fact["n"], fact["b"], fact["s"], fact["m"])
+                    try:
+                        snapshot, etag = store.snapshot(container, fact["b"])
+                    except GatewayError:
+                        raise _FileProblem(f"“{fact['n']}” could not be found in storage any more; remove it and "
+                                           "upload it again.") from None
+                    if etag != fact["m"]:
+                        raise _FileProblem(f"“{fact['n']}” was changed in storage after the preview; nothing was "
+                                           "submitted. Check the preview again.")
+                    item, _ = _checked_blob(store, spec, name, fact["n"], fact["b"], fact["s"])
                 except _FileProblem as exc:
                     errors[name] = str(exc)
                     break
-                files.setdefault(name, []).append(item)
+                files.setdefault(name, []).append(dataclasses.replace(item, snapshot=snapshot))
     return files, errors
 
 
