@@ -14,9 +14,9 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F
 from django.utils import timezone
 
 from portal.models import BatchAccount, Task, TaskState
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 # Tasks looked at per pass (newest first); the next pass, seconds later, takes the next ones.
 BATCH_SIZE = 50
+# Only tasks that ended this recently: Batch keeps a task's files 7 days by default, so older ones are rarely still
+# there, and the bound keeps each pass a range scan of the end-time index however big the mirror grows (without
+# it, a mirror where everything is saved would be scanned whole every pass).
+LOOKBACK = timedelta(days=14)
 # Only this much of the head and of the tail of stderr is read for the error line, however big the file.
 ERROR_SCAN_BYTES = 64 * 1024
 ERROR_LINE_CHARS = 300
@@ -55,9 +59,10 @@ def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0) -> Arc
     with locks.hold(LOCK_NAME, ttl=300, wait=wait) as acquired:
         if not acquired:
             return None
-        tasks = list(Task.objects.filter(state=TaskState.COMPLETED, logs_saved_at__isnull=True)
+        since = timezone.now() - LOOKBACK
+        tasks = list(Task.objects.filter(state=TaskState.COMPLETED, logs_saved_at__isnull=True, end_time__gte=since)
                      .select_related("job", "job__account")
-                     .order_by(F("end_time").desc(nulls_last=True), "-pk")[:limit])
+                     .order_by("-end_time", "-pk")[:limit])
         report = ArchiveReport()
         by_account: dict[int, list[Task]] = defaultdict(list)
         for task in tasks:

@@ -346,7 +346,11 @@ def _search_hits(task, source, needle: str, region: int) -> logs.SearchResult:
 @login_required
 def task_output_search(request, pk: int):
     """Find text in the file: plain text, case-insensitive, at most SEARCH_SCAN_BYTES read per part of the file;
-    the window opens at the `hit`-th match (-1: the last) of part `region`, with the matches marked."""
+    the window opens at the `hit`-th match (-1: the last) of part `region`, with the matches marked.
+
+    Plain text, not a regular expression: people look for an error message they saw, and a pattern typed into
+    a page could send Python's re (which has no time limit) into catastrophic backtracking over 64 MiB, holding
+    a web process; `.`, `*` and `(` here match themselves."""
     task = _task(request, pk)
     path = _path(request)
     needle = request.GET.get("q", "")

@@ -128,6 +128,8 @@ def test_a_pass_takes_the_newest_finished_tasks_first_and_at_most_its_batch(acco
     finished_row(account, "t2", minutes_ago=2)
     finished_row(account, "t1", minutes_ago=1)
     TaskFactory(job=old.job, task_id="running", state=TaskState.RUNNING)
+    # Ended before the look-back: its files are long gone from any node, and the pass never scans back that far.
+    finished_row(account, "ancient", minutes_ago=int(archive.LOOKBACK.total_seconds() // 60) + 1)
     seen = []
     original = archive.archive_task
     archive.archive_task = lambda task, **kw: seen.append(task.task_id) or original(task, **kw)
@@ -136,6 +138,13 @@ def test_a_pass_takes_the_newest_finished_tasks_first_and_at_most_its_batch(acco
     finally:
         archive.archive_task = original
     assert seen == ["t1", "t2"]
+    seen.clear()
+    archive.archive_task = lambda task, **kw: seen.append(task.task_id) or original(task, **kw)
+    try:
+        archive.archive_finished_tasks(limit=10, wait=60)
+    finally:
+        archive.archive_task = original
+    assert seen == ["t1", "t2", "t30"]
 
 
 def test_only_one_pass_runs_at_a_time(account, store):

@@ -464,6 +464,8 @@ def test_all_logs_of_a_job_download_as_one_zip_from_storage_or_node(
     job = Task.objects.get(task_id="a").job
     expected_b = b"".join(batch_client.download_task_file("logs-job", "b", "stdout.txt"))
 
+    assert f'href="{reverse("job_logs_zip", args=[job.pk])}"' in body(signed_in.get(reverse("job_detail",
+                                                                                           args=[job.pk])))
     response = signed_in.get(reverse("job_logs_zip", args=[job.pk]))
 
     assert response.status_code == 200 and response.streaming and response["Content-Type"] == "application/zip"
