@@ -462,3 +462,18 @@ def test_my_submissions_page_by_page_without_counting(as_alice, alice):
                                 headers={"HX-Request": "true", "HX-Target": "submissions"}))
     assert "<html" not in partial and 'id="submissions"' in partial
     assert "0 / 1" in partial and "0 / 2" not in partial and "0 / 3" not in partial
+
+
+def test_inputs_kept_as_urls_by_older_submissions_still_expand(alice):
+    from portal import services
+    from portal.templating import InputFile
+
+    submission = services.submission_create(
+        user=alice, template_version=version_of("count-words"), parameters={},
+        uploaded_files={"texts": [InputFile(name="a.txt", url="https://blob.example/in/a.txt?sv=x&sig=y", size=3)]})
+
+    assert submission.inputs == {"texts": [{"name": "a.txt", "url": "https://blob.example/in/a.txt?sv=x&sig=y",
+                                            "size": 3}]}
+    [task] = list(submit.expand(submission))
+    assert [(f.http_url, f.file_path) for f in task.resource_files] == [
+        ("https://blob.example/in/a.txt?sv=x&sig=y", "inputs/a.txt")]
