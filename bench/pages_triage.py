@@ -8,6 +8,7 @@ too. EXPLAIN ANALYZE of the triage queries shows which index each one uses."""
 import argparse
 import os
 import random
+import re
 from datetime import timedelta
 
 import _pages as p
@@ -141,10 +142,15 @@ def main() -> int:
     filters = selectors.triage_filters_from({})
     biggest = selectors.failure_triage(user=user, filters=filters).groups[0]
     retry = reverse("failure_retry") + "?" + urlencode({**filters.params, **biggest.signature.params})
-    retry_times, list_times = p.time_pages(client, [retry, job_list], max(10, args.requests // 5))
+    # As an administrator, who may act on every job: each job then gets its dry run (a Viewer's are all skipped).
+    admin, _ = get_user_model().objects.get_or_create(username="bench-triage-admin", defaults={"is_superuser": True})
+    admin_client = type(client)(SERVER_NAME="127.0.0.1")
+    admin_client.force_login(admin)
+    retry_times, list_times = p.time_pages(admin_client, [retry, job_list], max(10, args.requests // 5))
     retry_p95, list_p95 = (percentile(t, 95) * 1000 for t in (retry_times, list_times))
+    counted = re.search(r'id="retry-count"><strong>([^<]+)<', admin_client.get(retry).content.decode()).group(1)
     result("p95 retry confirm page, largest group", retry_p95, "ms", "(information: one dry run per job)", None,
-           f"{biggest.count:,} tasks in {biggest.job_count} jobs; job list {list_p95:.1f} ms")
+           f"{biggest.count:,} tasks in {biggest.job_count} jobs (“{counted}”); job list {list_p95:.1f} ms")
 
     print("  queries of the default triage page, and EXPLAIN ANALYZE of those on portal_task:")
     sqls = p.queries_of(client, triage)
