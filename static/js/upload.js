@@ -9,6 +9,7 @@
 
   var BLOCK_BYTES = 4 * 1024 * 1024;
   var BLOCK_TRIES = 3;
+  var PARALLEL_FILES = 3;
   // templating.FILE_NAME_PATTERN: a plain file name, no folders, not starting with a dot or a dash.
   var FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+ -]{0,199}$/;
 
@@ -23,7 +24,9 @@
   var totalBox = form.querySelector(".upload-total");
   var totalBar = document.getElementById("upload-total");
   var totalWords = form.querySelector(".upload-total-words");
-  var running = 0;
+  var running = 0;   // files chosen and not yet uploaded or failed
+  var active = 0;    // of those, files being sent now
+  var waiting = [];
   var batch = { sent: 0, size: 0 };
 
   function human(size) {
@@ -210,6 +213,16 @@
     return next();
   }
 
+  function pump() {
+    while (active < PARALLEL_FILES && waiting.length) {
+      active += 1;
+      waiting.shift()().finally(function () {
+        active -= 1;
+        pump();
+      });
+    }
+  }
+
   function upload(box, file, li, count, total) {
     var bar = li.querySelector("progress");
     var state = li.querySelector(".upload-state");
@@ -227,53 +240,57 @@
       sentBefore = sent;
       refreshTotal();
     }
-    return fetch(uploadUrl, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-      body: JSON.stringify({ parameter: box.dataset.parameter, name: file.name, size: file.size, count: count,
-                             total: total })
-    })
-      .then(function (response) {
-        return response.json().then(function (data) {
-          if (!response.ok) {
-            throw new Error(data.error || "The portal refused the upload.");
+    // Waits its turn: a few files at a time keep each one moving and the page responsive.
+    waiting.push(function () {
+      return fetch(uploadUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+        body: JSON.stringify({ parameter: box.dataset.parameter, name: file.name, size: file.size, count: count,
+                               total: total })
+      })
+        .then(function (response) {
+          return response.json().then(function (data) {
+            if (!response.ok) {
+              throw new Error(data.error || "The portal refused the upload.");
+            }
+            return data;
+          }, function () { throw new Error("The portal could not start the upload; reload the page."); });
+        })
+        .then(function (data) {
+          state.textContent = "uploading";
+          return putBlocks(data.sas_url, file, progress).then(function () { return data; });
+        })
+        .then(function (data) {
+          var hidden = document.createElement("input");
+          hidden.type = "hidden";
+          hidden.name = box.dataset.parameter;
+          hidden.value = data.token;
+          li.appendChild(hidden);
+          li.classList.add("done");
+          progress(file.size);
+          state.textContent = "uploaded";
+        })
+        .catch(function (error) {
+          li.classList.add("failed");
+          batch.size -= file.size;
+          batch.sent -= sentBefore;
+          state.textContent = "failed";
+          var message = error.message;
+          if (/^storage/.test(message)) {
+            message = "“" + file.name + "” could not be uploaded (" + message + "); remove it and try again.";
           }
-          return data;
-        }, function () { throw new Error("The portal could not start the upload; reload the page."); });
-      })
-      .then(function (data) {
-        state.textContent = "uploading";
-        return putBlocks(data.sas_url, file, progress).then(function () { return data; });
-      })
-      .then(function (data) {
-        var hidden = document.createElement("input");
-        hidden.type = "hidden";
-        hidden.name = box.dataset.parameter;
-        hidden.value = data.token;
-        li.appendChild(hidden);
-        li.classList.add("done");
-        progress(file.size);
-        state.textContent = "uploaded";
-      })
-      .catch(function (error) {
-        li.classList.add("failed");
-        batch.size -= file.size;
-        batch.sent -= sentBefore;
-        state.textContent = "failed";
-        var message = error.message;
-        if (/^storage/.test(message)) {
-          message = "“" + file.name + "” could not be uploaded (" + message + "); remove it and try again.";
-        }
-        showError(box, message);
-      })
-      .finally(function () {
-        running -= 1;
-        li.querySelector(".upload-remove").disabled = false;
-        refreshButton();
-        refreshTotal();
-        refreshRequired(box);
-      });
+          showError(box, message);
+        })
+        .finally(function () {
+          running -= 1;
+          li.querySelector(".upload-remove").disabled = false;
+          refreshButton();
+          refreshTotal();
+          refreshRequired(box);
+        });
+    });
+    pump();
   }
 
   function choose(box, input) {
@@ -319,6 +336,11 @@
   form.addEventListener("submit", function (event) {
     if (running > 0) {
       event.preventDefault();
+    }
+  });
+  window.addEventListener("beforeunload", function (event) {
+    if (running > 0) {
+      event.preventDefault();   // the browser asks whether to leave while files are still uploading
     }
   });
   form.dataset.uploads = "ready";
