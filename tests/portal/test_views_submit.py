@@ -404,7 +404,12 @@ def test_the_detail_page_links_the_job_with_its_progress(as_alice):
 
     assert f'href="{reverse("job_detail", args=[job.pk])}"' in page and "Completed 3/3 · 3 succeeded" in page
     assert "<dt>Frames</dt>" in page and "<dt>Seconds per frame</dt>" in page, "values under the form's labels"
-    assert "hx-trigger" not in page
+    assert "hx-trigger" not in page, "nothing left to change"
+
+    job.state, job.task_completed, job.task_succeeded, job.task_running = "active", 1, 1, 2
+    job.save()
+    page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
+    assert 'hx-trigger="every 2s"' in page and "Active 1/3 · 1 succeeded" in page, "followed while the job runs"
 
 
 def test_someone_elses_submission_is_not_found(as_alice, client):
