@@ -482,3 +482,30 @@ def test_inputs_kept_as_urls_by_older_submissions_still_expand(alice):
     [task] = list(submit.expand(submission))
     assert [(f.http_url, f.file_path) for f in task.resource_files] == [
         ("https://blob.example/in/a.txt?sv=x&sig=y", "inputs/a.txt")]
+
+
+def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(as_alice, all_types, localbatch,
+                                                                            settings, monkeypatch):
+    from batchsync.gateway import BatchGateway, PoolSpec
+    from tests.batchsync.test_sync import UBUNTU
+
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    with BatchGateway(localbatch.endpoint, localbatch.account_name, localbatch.account_key) as gateway:
+        gateway.create_pool(PoolSpec(id="demo-pool", vm_size="standard_d2s_v3", image=UBUNTU))
+    version = all_types.current_version()
+    JobTemplateVersion.objects.create(template=all_types, number=2, spec={
+        **version.spec, "parameters": [{**version.spec["parameters"][0], "max_length": 1_500_000},
+                                       *version.spec["parameters"][1:]]})
+
+    shown = preview(as_alice, "every-type", text="x" * 1_100_000)
+    assert "This creates 1 task" in text(shown), "the portal itself allows it; Batch has the last word"
+    confirm(as_alice, "every-type", shown)
+    submission = Submission.objects.get()
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
+    page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
+    assert "Task t00001 is too large for Batch: one task may be at most 1 MB" in page
+    assert "Not submitted" in page and "hx-trigger" not in page
