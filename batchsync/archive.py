@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import F, Q
 from django.utils import timezone
 
 from portal.models import BatchAccount, Task, TaskState
@@ -24,7 +25,13 @@ from portal.models import BatchAccount, Task, TaskState
 from . import locks
 from .accounts import blob_store, gateway_for
 from .gateway import GatewayError, NotFound, Rejected
-from .logs import DOWNLOAD_CHUNK_BYTES, SAVED_FILES, saved_path
+from .logs import (
+    CLOCK_SKEW,
+    DOWNLOAD_CHUNK_BYTES,
+    SAVED_FILES,
+    saved_for_attempt,
+    saved_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +67,9 @@ def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0) -> Arc
         if not acquired:
             return None
         since = timezone.now() - LOOKBACK
-        tasks = list(Task.objects.filter(state=TaskState.COMPLETED, logs_saved_at__isnull=True, end_time__gte=since)
+        # Not saved yet, or saved before the task started again (a retry): that copy holds an earlier attempt.
+        unsaved = Q(logs_saved_at__isnull=True) | Q(logs_saved_at__lt=F("start_time") - CLOCK_SKEW)
+        tasks = list(Task.objects.filter(unsaved, state=TaskState.COMPLETED, end_time__gte=since)
                      .select_related("job", "job__account")
                      .order_by("-end_time", "-pk")[:limit])
         report = ArchiveReport()
@@ -84,7 +93,7 @@ def archive_task(task: Task, *, batch, store, report: ArchiveReport | None = Non
     ends: dict[str, tuple[bytes, bytes, int]] = {}
     try:
         for name in SAVED_FILES:
-            outcome, head, tail, size = _save_file(batch, store, job_id, task_id, name)
+            outcome, head, tail, size = _save_file(batch, store, job_id, task_id, name, task.start_time)
             ends[name] = (head, tail, size)
             setattr(report, outcome, getattr(report, outcome) + 1)
     except GatewayError as error:
@@ -92,19 +101,21 @@ def archive_task(task: Task, *, batch, store, report: ArchiveReport | None = Non
         report.skipped.append(f"{job_id}/{task_id}: {error}")
         return False
     error_line = find_error_line(*ends["stderr.txt"])
-    marked = Task.objects.filter(pk=task.pk, logs_saved_at__isnull=True).update(
+    # Conditional on what this pass read: a pass that marked it meanwhile is not overwritten.
+    marked = Task.objects.filter(pk=task.pk, logs_saved_at=task.logs_saved_at).update(
         logs_saved_at=timezone.now(), error_line=error_line)
     report.tasks_marked += marked
     return True
 
 
-def _save_file(batch, store, job_id: str, task_id: str, name: str) -> tuple[str, bytes, bytes, int]:
+def _save_file(batch, store, job_id: str, task_id: str, name: str,
+               attempt_started=None) -> tuple[str, bytes, bytes, int]:
     """("found" | "saved" | "gone", head, tail, size): the copy in Blob found or made, with the file's first
     ERROR_SCAN_BYTES and the at most ERROR_SCAN_BYTES after them that end it; raises Transient and the like for
     a later pass."""
     container, path = settings.STORAGE_LOGS_CONTAINER, saved_path(job_id, task_id, name)
     info = store.info(container, path)
-    if info is not None:
+    if info is not None and saved_for_attempt(info.last_modified, attempt_started):
         head = store.read_range(container, path, 0, min(ERROR_SCAN_BYTES, info.size))   # Blob refuses ranges past the end
         tail_start = max(len(head), info.size - ERROR_SCAN_BYTES)
         return "found", head, store.read_range(container, path, tail_start, info.size - tail_start), info.size

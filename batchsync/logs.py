@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -147,9 +148,12 @@ class SavedFile:
         return self._store.read_range(self.info.container, self.info.path, start, length)
 
 
-def saved_copy(store, job_id: str, task_id: str, path: str) -> SavedFile | None:
+def saved_copy(store, job_id: str, task_id: str, path: str, *, attempt_started=None) -> SavedFile | None:
     """The saved copy of the file in Blob, or None when there is none or storage did not answer (the caller
-    then falls back to the node: a slow storage account must not hide a log the node still has)."""
+    then falls back to the node: a slow storage account must not hide a log the node still has).
+
+    With `attempt_started` (the task's start_time), a copy saved before that moment belongs to an earlier attempt
+    of a task that was retried since, and does not count."""
     blob = saved_path(job_id, task_id, validate_name(path))
     if blob is None:
         return None
@@ -157,7 +161,20 @@ def saved_copy(store, job_id: str, task_id: str, path: str) -> SavedFile | None:
         info = store.info(settings.STORAGE_LOGS_CONTAINER, blob)
     except GatewayError:
         return None
-    return SavedFile(store, info) if info is not None else None
+    if info is None or not saved_for_attempt(info.last_modified, attempt_started):
+        return None
+    return SavedFile(store, info)
+
+
+# A copy saved up to this long before the attempt started still counts as the attempt's: Batch's clock (start
+# times), the storage service's (blob times) and ours need not agree to the second, and a person retries a task
+# minutes after it ended, not seconds.
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+def saved_for_attempt(saved_at, attempt_started) -> bool:
+    """Whether a copy saved at `saved_at` can hold the output of the attempt that started at `attempt_started`."""
+    return attempt_started is None or saved_at is None or saved_at >= attempt_started - CLOCK_SKEW
 
 
 def open_file(task, path: str, *, batch, store, live: bool) -> NodeFile | SavedFile:
@@ -169,13 +186,14 @@ def open_file(task, path: str, *, batch, store, live: bool) -> NodeFile | SavedF
     or CleanedUpBeforeSaved when the archiver already found the node's copy gone."""
     validate_name(path)
     job_id, task_id = task.job.job_id, task.task_id
-    if not live and (saved := saved_copy(store, job_id, task_id, path)) is not None:
+    started = task.start_time
+    if not live and (saved := saved_copy(store, job_id, task_id, path, attempt_started=started)) is not None:
         return saved
     node = NodeFile(batch, job_id, task_id, path, node_id=task.node_id)
     try:
         node.size()
     except (NotFound, Rejected) as error:
-        if live and (saved := saved_copy(store, job_id, task_id, path)) is not None:
+        if live and (saved := saved_copy(store, job_id, task_id, path, attempt_started=started)) is not None:
             return saved
         if task.logs_saved_at and path in SAVED_FILES and getattr(error, "code", "") != "TaskFilesUnavailable":
             raise CleanedUpBeforeSaved(str(error), code=error.code, status=error.status) from error
@@ -505,9 +523,9 @@ class _ZipSink(io.RawIOBase):
         return data
 
 
-def zip_job_logs(job_id: str, task_ids: list[str], *, batch, store) -> Iterator[bytes]:
-    """A zip of every task's stdout.txt and stderr.txt (entries `<task id>/stdout.txt`), produced while it is
-    read: each file is copied in ranged reads, from its saved copy when there is one, else from the node, so
+def zip_job_logs(job_id: str, task_ids: list, *, batch, store) -> Iterator[bytes]:
+    """A zip of every task's stdout.txt and stderr.txt (entries `<task id>/stdout.txt`; `task_ids` holds ids or
+    (id, start time of its last attempt) pairs), produced while it is read: each file is copied in ranged reads, from its saved copy when there is one, else from the node, so
     memory holds one chunk whatever the job's size. Members over 2 GiB get ZIP64 sizes. Files that could not be
     read are named, with the reason, in MISSING.txt at the end."""
     try:
@@ -516,9 +534,11 @@ def zip_job_logs(job_id: str, task_ids: list[str], *, batch, store) -> Iterator[
         saved = {}                      # storage did not answer: every file comes from its node, if it can
     sink, missing = _ZipSink(), []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for task_id in task_ids:
+        for task_id, started in (t if isinstance(t, tuple) else (t, None) for t in task_ids):
             for name in SAVED_FILES:
                 info = saved.get(saved_path(job_id, task_id, name))
+                if info is not None and not saved_for_attempt(info.last_modified, started):
+                    info = None         # an earlier attempt's copy: the node has this attempt's
                 source = SavedFile(store, info) if info else NodeFile(batch, job_id, task_id, name)
                 try:
                     size = source.size()

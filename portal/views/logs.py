@@ -144,7 +144,8 @@ def _file_names(opened: _Opened, task, source) -> list[str]:
         if source.kind != "saved":
             raise
         names = {n for n in logs.SAVED_FILES
-                 if n == source.path or logs.saved_copy(opened.store, task.job.job_id, task.task_id, n)}
+                 if n == source.path or logs.saved_copy(opened.store, task.job.job_id, task.task_id, n,
+                                                        attempt_started=task.start_time)}
     return [n for n in STANDARD_FILES if n in names] + sorted(names - set(STANDARD_FILES))
 
 
@@ -313,7 +314,7 @@ def task_output_link(request, pk: int):
         raise Http404("No such file") from None
     context = {"task": task, "path": path}
     with blob_store() as store:
-        saved = logs.saved_copy(store, task.job.job_id, task.task_id, path)
+        saved = logs.saved_copy(store, task.job.job_id, task.task_id, path, attempt_started=task.start_time)
         if saved is None:
             context["problem"] = NOT_SAVED
             return render(request, "tasks/output.html#link", context, status=404)
@@ -407,7 +408,7 @@ def job_logs_zip(request, pk: int):
     """Every task's stdout and stderr as <task id>/stdout.txt in one zip, written while it is sent: from the saved
     copy where there is one, else from the node; files that could not be read are listed in MISSING.txt."""
     job = selectors.job_get(user=request.user, pk=pk)
-    task_ids = list(job.tasks.order_by("task_id").values_list("task_id", flat=True)[:logs.ZIP_MAX_TASKS + 1])
+    task_ids = list(job.tasks.order_by("task_id").values_list("task_id", "start_time")[:logs.ZIP_MAX_TASKS + 1])
     if len(task_ids) > logs.ZIP_MAX_TASKS:
         return HttpResponse(
             f"This job has more than {logs.ZIP_MAX_TASKS:,} tasks, more than one download can hold. Download the "

@@ -4,13 +4,14 @@ logs container, finds copies the tasks saved themselves, marks files the node no
 tried again, leaves tasks for the next pass when Batch does not answer, and picks each task's error line."""
 
 import hashlib
+import time
 from datetime import timedelta
 
 import pytest
 from azure.batch import models
 from django.utils import timezone
 
-from batchsync import archive, locks, submit
+from batchsync import archive, locks, logs, submit
 from batchsync.archive import find_error_line
 from batchsync.gateway import BatchGateway, PoolSpec
 from batchsync.sync import sync_account
@@ -207,3 +208,37 @@ def test_in_a_big_stderr_only_its_head_and_tail_are_read_and_cut_lines_are_left_
     assert find_error_line(head[:scan], tail, 10 * MiB) == "last words"
     tail_with_error = b"partial error\nsegfault: fatal signal 11\nbye\n"
     assert find_error_line(head[:scan], tail_with_error, 10 * MiB) == "segfault: fatal signal 11"
+
+
+def test_a_retried_task_is_saved_again_and_the_earlier_attempts_copy_no_longer_shows(
+        account, gateway, batch_client, batch_job, store, monkeypatch, tmp_path):
+    # Blob times have whole seconds; a second of slack keeps this attempt's own copy counted as its own.
+    monkeypatch.setattr(logs, "CLOCK_SKEW", timedelta(seconds=1))
+    monkeypatch.setattr(archive, "CLOCK_SKEW", timedelta(seconds=1))
+    marker = tmp_path / "tried"
+    add_task(batch_client, "again", f"if [ -e {marker} ]; then echo attempt 2; "
+                                    f"else touch {marker}; echo attempt 1; echo 'first failure' >&2; exit 1; fi")
+    first = wait_task_completed(batch_client, "logs-job", "again")
+    sync_account(account)
+    assert archive.archive_finished_tasks(wait=60).saved == 2
+    assert saved(store, "logs-job", "again", "stdout.txt") == b"attempt 1\n"
+    time.sleep(2.5)             # the retry starts more than the slack after that copy was saved
+
+    batch_client.reactivate_task("logs-job", "again")
+    wait_for(lambda: (t := batch_client.get_task("logs-job", "again")).state == "completed"
+             and t.execution_info.start_time > first.execution_info.start_time, message="the retry to end")
+    sync_account(account)
+    task = Task.objects.get(job__account=account, task_id="again")
+    assert task.error_line == "first failure"
+
+    # The copy in Blob is the first attempt's: the viewer reads the node, which has the retry's output.
+    shown = logs.open_file(task, "stdout.txt", batch=gateway, store=store, live=False)
+    assert shown.kind == "node" and logs.window(shown).text == "attempt 2\n"
+
+    report = archive.archive_finished_tasks(wait=60)
+    assert (report.saved, report.tasks_marked) == (2, 1)
+    task.refresh_from_db()
+    assert saved(store, "logs-job", "again", "stdout.txt") == b"attempt 2\n" and task.error_line == ""
+    shown = logs.open_file(task, "stdout.txt", batch=gateway, store=store, live=False)
+    assert shown.kind == "saved" and logs.window(shown).text == "attempt 2\n"
+    assert archive.archive_finished_tasks(wait=60).tasks_marked == 0
