@@ -5,7 +5,8 @@ the pool and Batch's retention, and notes each task's error line for failure tri
 this module (not batchsync/sync.py) writes them, each with a conditional update. Tasks the portal creates upload
 their logs themselves (an output-file rule to the same place); for those the archiver only finds the copy and
 marks it. A file the node no longer has (cleaned up, task/job/pool deleted) is marked too, with nothing in Blob:
-`logs_saved_at` set and no blob means "gone before it could be saved", and the task is not tried again."""
+`logs_saved_at` set and no blob means "gone before it could be saved", and the task is not tried again. A task
+retried after its logs were saved (its start_time is later) is saved again: the copy held the earlier attempt."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The log viewer's views against real task files on localbatch: the viewer, windows, the live tail, the
-download; escaping, refused names, access, and what a person sees when there is no file to show."""
+"""The log viewer's views against real task files on localbatch and saved copies in a real Azurite: the viewer,
+windows, the live tail, the download; which copy is shown (node or storage) and what happens when Batch deletes
+the task, job or pool; search; links to saved copies; a job's logs as one zip; escaping, refused names, access,
+and what a person sees when there is no file to show."""
 
 import re
 
