@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from batchsync import logs
 from batchsync import node_files as on_node
 from batchsync.accounts import gateway_for
 from batchsync.gateway import GatewayError, NotFound
@@ -73,6 +74,8 @@ def node_files(request, pk: int, node_id: str):
         on_node.validate_node_path(path)
     except on_node.InvalidFileName:
         raise Http404("No such file") from None
+    if request.GET.get("download") == "1":
+        return _download(pool, node_id, path)
     start, end, line = _int(request, "start"), _int(request, "end"), _int(request, "line")
     node = Node.objects.filter(pool=pool, node_id=node_id).first()
     context = {"pool": pool, "node": node, "node_id": node_id, "path": path, "job": None}
@@ -99,6 +102,46 @@ def node_files(request, pk: int, node_id: str):
     context.update(window=window, rows=_rows(window, first_line), first_line=first_line,
                    next_line=first_line + window.text.count("\n") if first_line else None)
     return render(request, "nodes/file.html", context)
+
+
+def _download(pool: Pool, node_id: str, path: str):
+    """The whole file as an attachment, streamed from the node in ranges with constant memory."""
+    gateway = gateway_for(pool.account)
+    try:
+        if on_node.job_of(path) is not None:
+            _prep_folder(gateway, pool, node_id, path)
+        source = on_node.NodeRootFile(gateway, pool.pool_id, node_id, path)
+        size = source.size()
+    except GatewayError as error:
+        try:
+            if isinstance(error, NotFound) and not error.code:
+                # A HEAD answer carries no error code: the node's file list tells a gone node from a missing file.
+                gateway.list_node_files(pool.pool_id, node_id, prefix=on_node.START_TASK_FOLDER + "/")
+        except GatewayError as listing:
+            error = listing if isinstance(listing, NotFound) else error
+        finally:
+            gateway.close()
+        return HttpResponse(_problem(error), status=404 if isinstance(error, NotFound) else 503,
+                            content_type="text/plain; charset=utf-8")
+    except BaseException:
+        gateway.close()
+        raise
+
+    def chunks():
+        try:
+            yield from logs.stream(source)
+        finally:
+            gateway.close()
+
+    response = StreamingHttpResponse(chunks(), content_type="application/octet-stream")
+    name = f"{pool.pool_id}-{node_id}-{path.replace('/', '_')}"
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+    response["Content-Disposition"] = f'attachment; filename="{safe}"'
+    response["Content-Length"] = str(size)
+    # Never let a browser guess a type and render a log as a page.
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox"
+    return response
 
 
 @require_safe

@@ -120,6 +120,11 @@ def test_the_pool_page_links_each_node_to_its_start_task_output_which_reads_esca
     assert "startup/stderr.txt" in out and node.node_id in out and "exit 100" in out
     err = text(viewer.get(stderr_url))
     assert "E: Unable to locate package foo" in err and "installing" not in err
+    # The whole file downloads as it is on the node, never as a page.
+    download = viewer.get(stderr_url + "&download=1")
+    assert download.status_code == 200 and download["Content-Security-Policy"] == "sandbox"
+    assert b"".join(download.streaming_content) == b"".join(
+        batch_client.download_node_file(pool.pool_id, node.node_id, "startup/stderr.txt"))
 
 
 def test_a_big_start_task_file_opens_at_its_tail_and_moves_by_windows(batch, batch_client, viewer):
@@ -189,6 +194,8 @@ def test_paths_outside_the_start_task_and_preparation_folders_are_refused_before
     # As a browser sends it: the query string percent-encodes only what it must.
     response = viewer.get(reverse("node_files", args=[pool.pk, "tvm-1"]) + "?path=" + path.replace("\x00", "%00"))
     assert response.status_code == 404
+    response = viewer.get(reverse("node_files", args=[pool.pk, "tvm-1"]) + "?download=1&path=" + path.replace("\x00", "%00"))
+    assert response.status_code == 404
     assert counting.file_calls == 0
 
 
@@ -218,6 +225,8 @@ def test_a_node_that_is_gone_says_so_plainly(batch, batch_client, viewer):
 
     page = text(viewer.get(reverse("node_files", args=[pool.pk, node.node_id])))
     assert "This node is no longer in the pool" in page and 'id="log-lines"' not in page
+    download = viewer.get(reverse("node_files", args=[pool.pk, node.node_id]), {"download": "1"})
+    assert download.status_code == 404 and b"no longer in the pool" in download.content
     # An id the pool never had reads the same, and a node id no node could have is refused.
     assert "no longer in the pool" in text(viewer.get(reverse("node_files", args=[pool.pk, "tvm-never"])))
     assert viewer.get(reverse("node_files", args=[pool.pk, "bad id!"])).status_code == 404
