@@ -212,10 +212,14 @@ def test_only_accounts_the_person_may_read_are_counted(vera, monkeypatch):
     assert [n for n, _ in groups_on(page)] == [2] and hidden.job_id not in page
 
 
-def test_the_nav_and_the_dashboard_link_to_the_triage_page(vera):
-    failed(JobFactory(), 1)
+def test_the_nav_the_dashboard_and_a_job_with_failures_link_to_the_triage_page(vera):
+    job = JobFactory(task_failed=1, task_completed=1)
+    failed(job, 1)
     page = text(client_for(vera).get(reverse("dashboard")))
     assert f'href="{reverse("failure_triage")}"' in page and 'id="d-failures-all"' in page
+    job_page = text(client_for(vera).get(reverse("job_detail", args=[job.pk])))
+    link = re.search(r'id="job-failures-grouped" href="([^"]+)"', job_page).group(1).replace("&amp;", "&")
+    assert [n for n, _ in groups_on(text(client_for(vera).get(link)))] == [1]
 
 
 def test_a_retry_link_that_names_no_signature_is_404(vera):
