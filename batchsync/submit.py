@@ -214,15 +214,36 @@ def _input_files(inputs: dict) -> dict[str, tuple[templating.InputFile, ...]]:
             store.close()
 
 
-def logs_container_url() -> str:
+def logs_container_url() -> str | None:
     """Where tasks upload their stdout/stderr when they end (to <job id>/<task id>/logs/, as the archiver saves
     them): SUBMISSION_LOGS_CONTAINER_URL when set, else a write-only SAS for the logs container, signed here to
-    outlast the longest job (STORAGE_TASK_SAS_HOURS)."""
+    outlast the longest job (STORAGE_TASK_SAS_HOURS).
+
+    None when that container cannot be reached: a rule pointing at it would make every task wait on failing
+    uploads and end with a FileUploadError, so tasks go without it and the archiver saves their logs once
+    storage answers. The check is remembered for a minute, as a submission expands its tasks slice by slice."""
     configured = getattr(settings, "SUBMISSION_LOGS_CONTAINER_URL", "")
     if configured:
         return configured
+    key = (settings.AZURE_STORAGE_CONNECTION_STRING, settings.STORAGE_LOGS_CONTAINER)
+    remembered = _LOGS_URLS.get(key)
+    if remembered and remembered[0] > time.monotonic():
+        return remembered[1]
     with blob_store() as store:
-        return store.container_write_url(settings.STORAGE_LOGS_CONTAINER, hours=settings.STORAGE_TASK_SAS_HOURS)
+        try:
+            reachable = store.has_container(settings.STORAGE_LOGS_CONTAINER)
+        except GatewayError:
+            reachable = False
+        url = (store.container_write_url(settings.STORAGE_LOGS_CONTAINER, hours=settings.STORAGE_TASK_SAS_HOURS)
+               if reachable else None)
+    if url is None:
+        logger.warning("logs container %s cannot be reached: tasks are created without the rule that saves their "
+                       "stdout/stderr; the archiver saves them once storage answers", settings.STORAGE_LOGS_CONTAINER)
+    _LOGS_URLS[key] = (time.monotonic() + 60, url)
+    return url
+
+
+_LOGS_URLS: dict[tuple[str, str], tuple[float, str | None]] = {}
 
 
 def _retry_later(run: _Run, exc: GatewayError) -> None:

@@ -147,6 +147,11 @@ class BlobStore:
 
     # --- reading --------------------------------------------------------------------------------------------
 
+    def has_container(self, container: str) -> bool:
+        """Whether the container exists; raises Transient when storage does not answer."""
+        with _translated():
+            return self._service.get_container_client(container).exists()
+
     def info(self, container: str, path: str) -> BlobInfo | None:
         """The blob's size and time, or None when it does not exist."""
         with _translated():

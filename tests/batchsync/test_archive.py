@@ -5,6 +5,7 @@ tried again, leaves tasks for the next pass when Batch does not answer, and pick
 
 import hashlib
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -186,6 +187,18 @@ def test_tasks_the_portal_submits_upload_their_logs_to_the_same_layout_with_a_si
     sync_account(default_account())
     report = archive.archive_finished_tasks(wait=60)
     assert (report.found, report.saved, report.tasks_marked) == (4, 0, 2)
+
+
+def test_when_the_logs_container_cannot_be_reached_tasks_are_submitted_without_the_upload_rule(azurite, settings):
+    settings.SUBMISSION_LOGS_CONTAINER_URL = ""
+    settings.STORAGE_LOGS_CONTAINER = f"logs-{uuid.uuid4().hex[:12]}"
+    # Storage answers, but the container is missing: a rule would end every task with FileUploadContainerNotFound.
+    settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
+    assert submit.logs_container_url() is None
+    # Nothing answers at all (the discard port).
+    settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string.replace(
+        azurite.blob_endpoint.split("/")[2], "127.0.0.1:9")
+    assert submit.logs_container_url() is None
 
 
 def test_the_error_line_is_the_first_line_that_looks_like_an_error_else_the_last_line():
