@@ -734,6 +734,8 @@ TRIAGE_EXAMPLES = 3
 TRIAGE_JOBS_SHOWN = 5
 # Failed tasks read newest first for the examples before the groups still short of them are asked one by one.
 EXAMPLE_SCAN_ROWS = 2_000
+# Up to this many (signature, job) rows, one GROUP BY answers the whole page.
+PAIR_ROWS = 2_000
 
 
 @dataclass(frozen=True)
@@ -852,20 +854,29 @@ def failure_triage(*, user, filters: TriageFilters, now: datetime | None = None,
                    limit: int = TRIAGE_GROUPS_SHOWN) -> Triage:
     """Failed tasks grouped by signature, largest group first, with the jobs affected and a few examples.
 
-    A GROUP BY over the failed tasks in the range gives the largest groups (no more rows than are shown, however
-    many signatures there are: error lines that name a file each make thousands); a second one, by signature and
-    job over the shown groups only, gives each group's most affected jobs; then the shown groups' examples. The
-    failed tasks in the range are counted only when some groups are not shown; nothing counts all tasks."""
+    Usually one GROUP BY, by signature and job, over the failed tasks in the range: each group's count, first and
+    last end time and jobs follow from its rows. When that makes more than PAIR_ROWS rows (a signature spread over
+    thousands of jobs, or error lines that name a file each), the database ranks the signatures instead and only
+    the shown ones are grouped by job. Then the shown groups' examples. Nothing counts all tasks."""
     now = now or timezone.now()
     failed = _failed_tasks(user=user, filters=filters, now=now)
-    rows = list(failed.values_list("failure_code", "exit_code", "error_line")
-                .annotate(n=Count("*"), first=Min("end_time"), last=Max("end_time"))
-                # Largest first; among equals, the one seen most recently.
-                .order_by("-n", F("last").desc(nulls_last=True), "failure_code", "error_line")[:limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
-    signatures = [Signature(code, exit_code, line) for code, exit_code, line, *_ in rows]
-    top_jobs, job_counts = _top_jobs(failed, signatures, every=not more)
+    pairs = list(failed.values_list("failure_code", "exit_code", "error_line", "job_id")
+                 .annotate(n=Count("*"), first=Min("end_time"), last=Max("end_time")).order_by()[:PAIR_ROWS + 1])
+    if len(pairs) <= PAIR_ROWS:
+        rows, per_job = _fold_pairs(pairs)
+        more, failures = len(rows) > limit, sum(row[3] for row in rows)
+        rows = rows[:limit]
+        signatures = [Signature(code, exit_code, line) for code, exit_code, line, *_ in rows]
+        top_jobs, job_counts = _rank_jobs(signatures, per_job)
+    else:
+        rows = list(failed.values_list("failure_code", "exit_code", "error_line")
+                    .annotate(n=Count("*"), first=Min("end_time"), last=Max("end_time"))
+                    .order_by("-n", F("last").desc(nulls_last=True), "failure_code", "error_line")[:limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        signatures = [Signature(code, exit_code, line) for code, exit_code, line, *_ in rows]
+        top_jobs, job_counts = _top_jobs(failed, signatures, every=not more)
+        failures = failed.count() if more else sum(row[3] for row in rows)
     jobs = Job.objects.only("pk", "job_id").in_bulk({pk for picked in top_jobs.values() for pk, _ in picked})
     examples = _examples(failed, {signature: row[3] for signature, row in zip(signatures, rows, strict=True)})
     groups = [FailureGroup(signature=signature, count=n, first_seen=first, last_seen=last,
@@ -873,8 +884,39 @@ def failure_triage(*, user, filters: TriageFilters, now: datetime | None = None,
                            jobs=[(jobs[pk], count) for pk, count in top_jobs.get(signature, []) if pk in jobs],
                            examples=examples.get(signature, []))
               for signature, (_, _, _, n, first, last) in zip(signatures, rows, strict=True)]
-    failures = failed.count() if more else sum(group.count for group in groups)
     return Triage(groups=groups, more_groups=more, failures=failures, since=filters.since(now))
+
+
+def _fold_pairs(pairs) -> tuple[list[tuple], dict[tuple, list[tuple[int, int]]]]:
+    """(signature rows (code, exit code, line, count, first, last) in the order the page shows them, and each
+    signature's (job pk, count) list) from GROUP BY (signature, job) rows."""
+    groups: dict[tuple, list] = {}
+    per_job: dict[tuple, list[tuple[int, int]]] = {}
+    for code, exit_code, line, job_pk, n, first, last in pairs:
+        key = (code, exit_code, line)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [n, first, last]
+        else:
+            group[0] += n
+            if first is not None and (group[1] is None or first < group[1]):
+                group[1] = first
+            if last is not None and (group[2] is None or last > group[2]):
+                group[2] = last
+        per_job.setdefault(key, []).append((job_pk, n))
+    # As the database would order them: largest first; among equals, the one seen most recently.
+    rows = sorted(((*key, n, first, last) for key, (n, first, last) in groups.items()),
+                  key=lambda row: (-row[3], -(row[5].timestamp() if row[5] else float("-inf")), row[0], row[2]))
+    return rows, per_job
+
+
+def _rank_jobs(signatures: list[Signature], per_job: dict[tuple, list[tuple[int, int]]]) -> tuple[dict, dict]:
+    top, counts = {}, {}
+    for signature in signatures:
+        jobs = per_job.get((signature.failure_code, signature.exit_code, signature.error_line), [])
+        top[signature] = heapq.nsmallest(TRIAGE_JOBS_SHOWN, jobs, key=lambda item: (-item[1], item[0]))
+        counts[signature] = len(jobs)
+    return top, counts
 
 
 def _top_jobs(failed, signatures: list[Signature], *, every: bool) -> tuple[dict, dict]:
@@ -893,12 +935,7 @@ def _top_jobs(failed, signatures: list[Signature], *, every: bool) -> tuple[dict
     for code, exit_code, line, job_pk, n in (rows.values_list("failure_code", "exit_code", "error_line", "job_id")
                                              .annotate(n=Count("*")).order_by()):
         per_job.setdefault((code, exit_code, line), []).append((job_pk, n))
-    top, counts = {}, {}
-    for signature in signatures:
-        jobs = per_job.get((signature.failure_code, signature.exit_code, signature.error_line), [])
-        top[signature] = heapq.nsmallest(TRIAGE_JOBS_SHOWN, jobs, key=lambda item: (-item[1], item[0]))
-        counts[signature] = len(jobs)
-    return top, counts
+    return _rank_jobs(signatures, per_job)
 
 
 def _examples(failed, groups: dict[Signature, int]) -> dict[Signature, list[Task]]:

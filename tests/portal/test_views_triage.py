@@ -111,20 +111,26 @@ def test_failed_tasks_are_grouped_by_signature_largest_first_with_jobs_times_and
     assert {int(pk) for pk in re.findall(r'href="/tasks/(\d+)/"', second)} <= {t.pk for t in slow}
 
 
-def test_past_the_shown_groups_the_page_says_smaller_ones_exist_and_counts_every_failure(vera):
+@pytest.mark.parametrize("pair_rows", [2_000, 1], ids=["one GROUP BY", "signatures ranked by the database"])
+def test_past_the_shown_groups_the_page_says_smaller_ones_exist_and_counts_every_failure(vera, monkeypatch,
+                                                                                         pair_rows):
     from portal import selectors
 
-    job = JobFactory()
+    monkeypatch.setattr(selectors, "PAIR_ROWS", pair_rows)
+    job, other = JobFactory(), JobFactory()
     failed(job, 4)
+    failed(other, 2)
     failed(job, 3, code="TaskEnded", exit_code=None, line="")
     failed(job, 1, line="Killed")
 
     triage = selectors.failure_triage(user=vera, filters=selectors.TriageFilters(), limit=2)
 
-    assert [g.count for g in triage.groups] == [4, 3] and triage.more_groups and triage.failures == 8
-    assert [(j.pk, n) for j, n in triage.groups[0].jobs] == [(job.pk, 4)] and triage.groups[0].job_count == 1
+    assert [g.count for g in triage.groups] == [6, 3] and triage.more_groups and triage.failures == 10
+    first = triage.groups[0]
+    assert [(j.pk, n) for j, n in first.jobs] == [(job.pk, 4), (other.pk, 2)] and first.job_count == 2
+    assert first.last_seen > first.first_seen and len(first.examples) == 3
     every = selectors.failure_triage(user=vera, filters=selectors.TriageFilters())
-    assert [g.count for g in every.groups] == [4, 3, 1] and not every.more_groups and every.failures == 8
+    assert [g.count for g in every.groups] == [6, 3, 1] and not every.more_groups and every.failures == 10
 
 
 def test_the_time_range_job_and_pool_filters_narrow_the_groups(vera):
