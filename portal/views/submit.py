@@ -43,6 +43,7 @@ from portal.views.common import partial_for, render_page
 logger = logging.getLogger(__name__)
 
 PREVIEW_TASKS = 5
+PREVIEW_COMMAND_CHARS = 2_000
 SUBMISSION_SORT = selectors.Sort(key="created", label="Created", field="created_at", descending=True)
 
 
@@ -157,7 +158,7 @@ def submit_form(request, slug: str):
     tasks = list(_first_tasks(spec, prepared))
     return render(request, "submit/preview.html", {
         "template": template, "version": prepared.template_version, "prepared": prepared,
-        "summary": prepared.preview.summary, "tasks": tasks, "values": _shown_values(spec, prepared),
+        "summary": prepared.preview.summary, "tasks": tasks, "values": _shown_values(spec, prepared, parent),
         "payload": submit_forms.sign_preview(payload), "parent": parent,
         "more_tasks": prepared.preview.task_count - len(tasks)})
 
@@ -452,25 +453,50 @@ def _first_tasks(spec, prepared):
     tasks = templating.expand_tasks(spec, prepared.values, prepared.files, rows=prepared.rows,
                                     command_line=prepared.command_line)
     for _, task in zip(range(PREVIEW_TASKS), tasks):
-        yield {"id": task.id, "name": task.display_name, "command_line": task.command_line,
+        command = task.command_line
+        if len(command) > PREVIEW_COMMAND_CHARS:
+            command = f"{command[:PREVIEW_COMMAND_CHARS]}… ({len(command):,} characters in all)"
+        yield {"id": task.id, "name": task.display_name, "command_line": command,
                "files": [item.file_path for item in task.resource_files]}
 
 
-def _shown_values(spec, prepared) -> list[tuple[str, str]]:
+def _shown_values(spec, prepared, parent=None) -> list[dict]:
+    """Each value as the preview shows it; for a re-run, whether it differs from the earlier submission's, and
+    what that was."""
     shown = []
     for parameter in spec.parameters:
         if parameter.type in ("file", "files"):
             given = prepared.files.get(parameter.name, ())
-            names = ", ".join(item.name for item in given[:10]) + (f" and {len(given) - 10} more"
-                                                                    if len(given) > 10 else "")
-            shown.append((parameter.label, f"{len(given)} file{'s' if len(given) != 1 else ''}: {names}"
-                          if given else "none"))
+            text = _files_words([item.name for item in given])
+            before = None
+            if parent is not None:
+                earlier = [item["name"] for item in (parent.inputs or {}).get(parameter.name, [])]
+                mine = [(item.blob or item.url) for item in given]
+                theirs = [(item.get("blob") or item.get("url")) for item in
+                          (parent.inputs or {}).get(parameter.name, [])]
+                before = None if mine == theirs else _files_words(earlier)
+            shown.append({"label": parameter.label, "value": text, "before": before})
         elif parameter.name in prepared.values:
             value = prepared.values[parameter.name]
-            if isinstance(value, bool):
-                value = "yes" if value else "no"
-            shown.append((parameter.label, str(value)))
+            before = None
+            if parent is not None and (parent.parameters or {}).get(parameter.name) != value:
+                before = _value_words((parent.parameters or {}).get(parameter.name, "–"))
+            shown.append({"label": parameter.label, "value": _value_words(value), "before": before})
     return shown
+
+
+def _value_words(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = str(value)
+    return f"{text[:500]}… ({len(text):,} characters)" if len(text) > 500 else text
+
+
+def _files_words(names: list[str]) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return f"{len(names)} file{'s' if len(names) != 1 else ''}: {', '.join(names[:10])}{more}"
 
 
 # --- following a submission -------------------------------------------------------------------------------
@@ -525,12 +551,7 @@ def _submitted_values(submission) -> list[tuple[str, str]]:
         labels = {}
     shown = []
     for name, value in (submission.parameters or {}).items():
-        if isinstance(value, bool):
-            value = "yes" if value else "no"
-        value = str(value)
-        if len(value) > 500:
-            value = f"{value[:500]}… ({len(value):,} characters)"
-        shown.append((labels.get(name, name), value))
+        shown.append((labels.get(name, name), _value_words(value)))
     for name, given in (submission.inputs or {}).items():
         sizes = sum(item.get("size", 0) for item in given)
         names = ", ".join(item["name"] for item in given[:10]) + (f" and {len(given) - 10} more"

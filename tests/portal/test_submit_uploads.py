@@ -273,7 +273,7 @@ def test_a_rerun_keeps_the_earlier_files(as_alice, storage):
     shown = as_alice.post(reverse("submit_form", args=["count-words"]),
                           {"template_version": count_words_version().pk, "texts": kept,
                            "rerun": parent.public_id})
-    assert "This creates 1 task" in text(shown)
+    assert "This creates 1 task" in text(shown) and "changed</span>" not in text(shown), "the same file, unchanged"
     as_alice.post(reverse("submit_confirm", args=["count-words"]), {**form_values(shown), "submit": 1})
     child = Submission.objects.exclude(pk=parent.pk).get()
     assert child.parent == parent

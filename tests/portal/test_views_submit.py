@@ -1,6 +1,7 @@
 """The submission pages through Django's test client: who sees them, the generated form, the preview, the one and only
 submission a confirm makes, and bad input of every kind, refused in plain words or quoted so that it stays data."""
 
+import re
 import shlex
 import uuid
 
@@ -509,3 +510,14 @@ def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(as_a
     page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
     assert "Task t00001 is too large for Batch: one task may be at most 1 MB" in page
     assert "Not submitted" in page and "hx-trigger" not in page
+
+
+def test_a_reruns_preview_marks_what_changed(as_alice):
+    confirm(as_alice, "python-script", preview(as_alice, "python-script", count="9", mode="thorough", label="first"))
+    parent = Submission.objects.get()
+
+    page = text(preview(as_alice, "python-script", count="9", mode="fast", label="first", rerun=parent.public_id))
+
+    changed = re.findall(r'<div class="changed"><dt>([^<]+)</dt><dd class="value">([^<]+) <span class="chip">'
+                         r'changed</span> <span class="muted small">was ([^<]+)</span>', page)
+    assert changed == [("Mode", "fast", "thorough")]
