@@ -147,6 +147,7 @@ def test_a_saved_log_outlives_its_job_and_search_marks_matches_as_text(
     page.get_by_label("Find in stdout.txt").fill("needle")
     page.get_by_role("button", name="Find").click()
     page.get_by_text("match 1").wait_for()
+    lines.locator("#L3001.log-hit").wait_for()
     assert page.locator(".log-search-status strong").inner_text() == "2 matches"
     hit = lines.locator(".log-hit")
     assert hit.locator(".lt").inner_text() == "<script>window.pwned = 1</script> the needle in markup"
@@ -155,5 +156,7 @@ def test_a_saved_log_outlives_its_job_and_search_marks_matches_as_text(
 
     page.get_by_role("button", name="Next").click()
     page.get_by_text("match 2").wait_for()
+    # htmx keeps the old attributes on elements with the same id for its settle delay (20 ms): wait that out.
+    lines.locator("#L3002.log-hit").wait_for()
     assert lines.locator(".log-hit mark").inner_text() == "NEEDLE"
     page.screenshot(path=f"{SCREENSHOTS}/portal-task-output-search.png", full_page=True)
