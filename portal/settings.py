@@ -200,6 +200,20 @@ LOGGING = {
     "loggers": {"azure": {"level": os.environ.get("AZURE_LOG_LEVEL", "WARNING")}},
 }
 
+# E-mail (completion e-mails, batchsync/notify.py). Printed to the console in development unless EMAIL_BACKEND
+# says otherwise; otherwise sent through the SMTP server these name (tests use Django's in-memory outbox).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+# A mail server that does not answer must not hold a worker for minutes.
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Batch portal <batch-portal@localhost>")
+
 # Azure Batch: localbatch by default; a real account is only a change of these three.
 BATCH_ACCOUNT_URL = os.environ.get("BATCH_ACCOUNT_URL", "http://127.0.0.1:8089")
 BATCH_ACCOUNT_NAME = os.environ.get("BATCH_ACCOUNT_NAME", "localbatch")
