@@ -56,12 +56,6 @@ app.conf.update(
             "schedule": 30.0,
             "options": {"expires": 30.0},
         },
-        # Completion e-mails for jobs the sync has seen finish (each submission once: batchsync/notify.py).
-        "notify-finished-jobs-every-30s": {
-            "task": "batchsync.notify_finished_jobs",
-            "schedule": 30.0,
-            "options": {"expires": 30.0},
-        },
         "reconcile-every-5min": {
             "task": "batchsync.sync_all_accounts",
             "schedule": 300.0,

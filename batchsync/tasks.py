@@ -57,12 +57,6 @@ def notify_finished_jobs_task() -> None:
     notify.notify_finished_jobs()
 
 
-@shared_task(name="batchsync.notify_finished_jobs")
-def notify_finished_jobs_task() -> None:
-    """E-mail the submitters of jobs that finished since the last run, each once (batchsync.notify)."""
-    notify.notify_finished_jobs()
-
-
 @shared_task(name="batchsync.archive_finished_tasks")
 def archive_finished_tasks_task() -> None:
     """Save the logs of the newest finished tasks not yet saved (one pass at a time: it takes a lock)."""
