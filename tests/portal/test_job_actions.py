@@ -464,3 +464,24 @@ def test_a_job_from_a_submission_offers_a_re_run_once_the_form_exists(pool, batc
         assert 'id="job-rerun"' not in page
     else:
         assert f'href="{expected}"' in page
+
+
+# --- the audit history --------------------------------------------------------------------------------------
+
+
+def test_each_action_done_is_recorded_with_who_and_why_and_nothing_else_is(busy_job, failed_job, sam):
+    from portal.models import AuditEvent
+
+    client = client_for(sam)
+    long_task = mirrored_task(busy_job, "long")
+    client.get(reverse("job_terminate", args=[busy_job.pk]))                       # looking
+    client.post(reverse("task_terminate", args=[long_task.pk]), {"reason": ""})     # refused: no reason
+    client.post(reverse("task_terminate", args=[long_task.pk]), {"reason": REASON})
+    client.post(reverse("job_retry_failed", args=[failed_job.pk]))
+
+    ours = AuditEvent.objects.filter(action__regex=r"^(job|task)\.").order_by("id")   # not sign-ins, role changes
+    events = list(ours.values_list("action", "actor_name", "object_id", "reason"))
+    assert [(action, actor, reason) for action, actor, _, reason in events] == [
+        ("task.terminate", "sam", REASON), ("job.retry_failed", "sam", "")]
+    retried = AuditEvent.objects.get(action="job.retry_failed")
+    assert (retried.details["retried"], sorted(retried.details["task_ids"])) == (3, ["f1", "f2", "f3"])
