@@ -13,6 +13,7 @@ from django.urls import NoReverseMatch, reverse
 
 from batchsync.accounts import default_account
 from batchsync.sync import reconcile_job_tasks, sync_account
+from localbatch.server import Faults
 from portal import services
 from portal.models import Job, JobTemplate, Submission, Task, Team
 from portal.services import JobActionError
@@ -414,6 +415,20 @@ def test_retry_is_bounded(failed_job, sam, monkeypatch):
 
     assert (outcome.candidates, outcome.limited) == (2, True)
     assert "as many as one retry takes (2)" in outcome.message
+
+
+def test_while_batch_is_busy_the_retry_reports_what_it_could_not_do(batch, failed_job, batch_client, sam,
+                                                                     monkeypatch):
+    monkeypatch.setattr(services, "RETRY_BUDGET_SECONDS", 1.0)
+    batch.app.faults = Faults(rate=1.0, status=503, retry_after=0, path_pattern="/reactivate$")
+    try:
+        outcome = services.tasks_retry(user=sam, job=failed_job, dry_run=False)
+    finally:
+        batch.app.faults = Faults()
+
+    assert (outcome.retried, outcome.not_retried) == (0, 3)
+    assert "3 could not be retried because Batch was busy; retry again in a minute." in outcome.message
+    assert [batch_task_state(batch_client, "failing", t) for t in ("f1", "f2", "f3")] == ["completed"] * 3
 
 
 # --- the buttons ----------------------------------------------------------------------------------------------
