@@ -357,10 +357,12 @@ def redrive_submissions() -> list[int]:
 
 
 def link_submitted_jobs(account_id: int | None = None) -> int:
-    """Record who submitted each mirrored job that came from a submission (the sync creates the mirror row)."""
+    """Record who submitted each mirrored job that came from a submission, and their team (the sync creates the mirror
+    row); the team is what Team scope and an Operator's rights go by."""
     jobs = Job.objects.filter(submitted_by__isnull=True, job_id__startswith="sub-")
     if account_id is not None:
         jobs = jobs.filter(account_id=account_id)
     matching = Submission.objects.filter(account_id=OuterRef("account_id"), job_id=OuterRef("job_id"),
                                          submitted_by__isnull=False)
-    return jobs.filter(Exists(matching)).update(submitted_by=Subquery(matching.values("submitted_by")[:1]))
+    return jobs.filter(Exists(matching)).update(submitted_by=Subquery(matching.values("submitted_by")[:1]),
+                                                team=Subquery(matching.values("team")[:1]))

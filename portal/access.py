@@ -2,7 +2,11 @@
 
 Roles are Django groups (migration 0007): Viewer reads; Submitter submits from templates and acts on their own
 work; Operator acts on the work of their teams and manages pools; Admin edits templates, users and accounts.
-Views and services ask these functions; none of them checks a group name directly."""
+Views and services ask these functions; none of them checks a group name directly.
+
+Reading: anyone with a role reads everything the portal mirrors (the dashboard is the team's shared view), and a
+signed-in account without a role reads nothing. Scopes (My / Team / All) narrow lists for convenience; they are
+filters, not walls. Acting is narrower: see `can_act_on`."""
 
 from __future__ import annotations
 
@@ -10,10 +14,27 @@ SUBMIT = "portal.submit"
 OPERATE_TEAM_WORK = "portal.operate_team_work"
 MANAGE_POOLS = "portal.manage_pools"
 WRITE_COMMAND_LINES = "portal.write_command_lines"
+# Every role has it (migration 0007), so it stands for "has a role": the one permission reads are gated on.
+READ = "portal.view_job"
+
+# The roles, as Django groups (migration 0007); single sign-on maps directory groups onto these names.
+ROLE_NAMES = ("Viewer", "Submitter", "Operator", "Admin")
+
+SCOPE_MY, SCOPE_TEAM, SCOPE_ALL = "my", "team", "all"
+SCOPES = [(SCOPE_MY, "Mine"), (SCOPE_TEAM, "My teams"), (SCOPE_ALL, "All")]
 
 
 def _active(user) -> bool:
     return bool(user and user.is_authenticated and user.is_active)
+
+
+def can_read(user) -> bool:
+    """May `user` read the portal's pages at all? Superusers always; others when they have a role."""
+    return _active(user) and (user.is_superuser or user.has_perm(READ))
+
+
+def can_manage_pools(user) -> bool:
+    return _active(user) and user.has_perm(MANAGE_POOLS)
 
 
 def can_submit(user) -> bool:
@@ -42,3 +63,36 @@ def _owner_and_team(obj) -> tuple[int | None, int | None]:
     if isinstance(obj, (Job, Submission)):
         return obj.submitted_by_id, obj.team_id
     raise TypeError(f"no access rule for {type(obj).__name__}")
+
+
+def submission_team(user):
+    """The team a new submission (and so its job) belongs to: the submitter's only team, or, for someone in several,
+    the first by name, so the choice is stable and visible in the admin; None for someone in no team, whose work
+    then only they (and superusers) may act on."""
+    return user.teams.order_by("name", "pk").first()
+
+
+def scoped(queryset, *, user, scope: str, owner_field: str = "submitted_by", team_field: str = "team"):
+    """`queryset` (jobs or submissions) narrowed to a scope: my work, my teams' work, or everything readable."""
+    if scope == SCOPE_MY:
+        return queryset.filter(**{owner_field: user.pk})
+    if scope == SCOPE_TEAM:
+        return queryset.filter(**{f"{team_field}__in": user.teams.values("pk")})
+    return queryset
+
+
+def parse_group_mapping(text: str, *, allowed: tuple[str, ...] | None = None) -> dict[str, str]:
+    """'<group id>=<name>,<group id>=<name>' → {group id (lower case): name}, for single sign-on's group mappings.
+    Raises ValueError on a malformed pair or, with `allowed`, a name outside it, so a typo stops the start rather
+    than silently granting nothing. Plain Python: settings call it before the apps load."""
+    mapping: dict[str, str] = {}
+    for pair in (item.strip() for item in (text or "").split(",")):
+        if not pair:
+            continue
+        group_id, sep, name = (part.strip() for part in pair.partition("="))
+        if not sep or not group_id or not name:
+            raise ValueError(f"expected <group id>=<name>, got {pair!r}")
+        if allowed is not None and name not in allowed:
+            raise ValueError(f"{name!r} is not one of {', '.join(allowed)}")
+        mapping[group_id.lower()] = name
+    return mapping

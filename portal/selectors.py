@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce, TruncHour
 from django.http import Http404
 from django.utils import timezone
 
+from portal import access
 from portal.models import BatchAccount, Job, JobState, Node, NodeState, Pool, Task, TaskResult, TaskState
 
 PAGE_SIZE = 50
@@ -29,9 +30,9 @@ STALE_AFTER = timedelta(minutes=2)
 def user_can_view_account(*, user, account_id: int) -> bool:
     """Whether `user` may read the mirror of one Batch account.
 
-    Every active, signed-in user reads every account until per-account roles exist; this is the
-    one place to narrow that, and every object fetch below goes through it."""
-    return bool(user.is_authenticated and user.is_active and account_id)
+    Anyone with a role reads every account (portal.access.can_read) until per-account roles exist; this is
+    the one place to narrow that, and every object fetch below goes through it."""
+    return bool(account_id) and access.can_read(user)
 
 
 def visible_account_ids(user) -> list[int]:
@@ -520,16 +521,24 @@ class JobFilters:
     pool: str = ""
     submitter: int | None = None
     q: str = ""
+    # My / Team / All (portal.access.SCOPES). Not a filter in `active`: it has its own selector and always a value.
+    scope: str = access.SCOPE_ALL
 
     @property
     def active(self) -> bool:
         return bool(self.state or self.pool or self.submitter or self.q)
 
 
-def job_filters_from(params) -> JobFilters:
+def scope_from(params, default: str = access.SCOPE_ALL) -> str:
+    scope = params.get("scope", "")
+    return scope if scope in dict(access.SCOPES) else default
+
+
+def job_filters_from(params, *, default_scope: str = access.SCOPE_ALL) -> JobFilters:
     state = params.get("state", "")
     submitter = params.get("submitter", "")
     return JobFilters(
+        scope=scope_from(params, default_scope),
         state=state if state in {"live", *JobState.values} else "",
         pool=params.get("pool", "").strip()[:64],
         submitter=int(submitter) if submitter.isdigit() else None,
@@ -541,6 +550,8 @@ def job_list(*, user, filters: JobFilters, after: str | None = None, before: str
              size: int = PAGE_SIZE) -> Page:
     """Jobs newest first, filtered; `q` matches anywhere in the job id or display name."""
     jobs = Job.objects.filter(account_id__in=visible_account_ids(user)).select_related("submitted_by", "account")
+    # Scopes filter on indexed columns (submitted_by, team), so the keyset page below stays one range scan.
+    jobs = access.scoped(jobs, user=user, scope=filters.scope)
     if filters.state == "live":
         jobs = jobs.filter(gone_at__isnull=True).exclude(state=JobState.COMPLETED)
     elif filters.state:

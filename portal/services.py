@@ -37,7 +37,7 @@ class PoolActionError(Exception):
 
 
 def can_manage_pools(user) -> bool:
-    return bool(user and user.is_active and user.has_perm(MANAGE_POOLS))
+    return access.can_manage_pools(user)
 
 
 def pool_spec_from_template(*, template: PoolTemplate, pool_id: str, dedicated_nodes: int,
@@ -275,12 +275,12 @@ def submission_prepare(*, user, template_version, parameters: dict, uploaded_fil
     from portal import templating
     from portal.models import Submission
 
-    if not (user and user.is_authenticated and user.is_active):
-        raise PermissionDenied("Submitting needs a signed-in, active account.")
+    if not access.can_submit(user):
+        raise PermissionDenied("Submitting needs the Submitter role (the portal.submit permission).")
     version = _offered_version(template_version, parent=parent)
-    if parent is not None:
-        if not isinstance(parent, Submission) or not (parent.submitted_by_id == user.pk or user.is_staff):
-            raise SubmissionError("You can only re-run your own submissions.")
+    # A re-run is an action on the parent: its submitter, or an Operator of its team.
+    if parent is not None and (not isinstance(parent, Submission) or not access.can_act_on(user, parent)):
+        raise SubmissionError("You can only re-run your own submissions or, as an Operator, your teams'.")
     spec = version.parsed
     if command_line is not None and command_line.strip() == spec.command_line.strip():
         command_line = None
@@ -369,6 +369,7 @@ def _submission_write(*, user, prepared, public_id, account, parent):
     with transaction.atomic():
         submission = Submission.objects.create(
             public_id=public_id, account=account, template_version=version, submitted_by=user, parent=parent,
+            team=access.submission_team(user),
             parameters=prepared.values,
             # Uploaded files are kept as blob paths; a read SAS is signed when the tasks are built.
             inputs={name: [{"name": f.name, "blob": f.blob, "size": f.size,

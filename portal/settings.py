@@ -5,6 +5,7 @@ Everything comes from the environment; with nothing set, it runs on embedded loc
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -110,20 +111,30 @@ INSTALLED_APPS = [
     "django_htmx",
     # Wraps the template loaders so a view can render "area/page.html#partial" for htmx requests.
     "template_partials",
+    # Counts failed sign-ins and locks a username at one address after too many (see "Sign-in" below).
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response, pages and errors alike (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every view needs a signed-in person unless marked login_not_required (login, logout, health, single
+    # sign-on), and then a role: a page that forgets its decorator still shows nothing to the wrong people.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "portal.middleware.RoleRequiredMiddleware",
     # Puts the request's address aside for the audit history (portal/audit.py).
     "portal.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # How many proxies of ours sit in front of the web process and append to X-Forwarded-For; 0 (the default) ignores
@@ -193,11 +204,19 @@ STORAGES = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Keys, SAS signatures and passwords are blanked in every record before it is written (portal/redact.py).
+    "filters": {"redact_secrets": {"()": "portal.redact.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # The Azure SDK logs every request and response at INFO: several lines per Batch call, every few
-    # seconds from the sync. Its warnings and errors still show.
-    "loggers": {"azure": {"level": os.environ.get("AZURE_LOG_LEVEL", "WARNING")}},
+    "loggers": {
+        # The Azure SDK logs every request and response at INFO: several lines per Batch call, every few
+        # seconds from the sync. Its warnings and errors still show.
+        "azure": {"level": os.environ.get("AZURE_LOG_LEVEL", "WARNING")},
+        # Django's own handlers (its console in DEBUG, error e-mails) do not redact; ours, through root, does.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # runserver's request lines (query strings included) go through the same redaction.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # E-mail (completion e-mails, batchsync/notify.py). Printed to the console in development unless EMAIL_BACKEND
@@ -277,3 +296,124 @@ else:
 # reported by dev_bootstrap.
 CACHES, CACHE_REASON = cache_settings(os.environ.get("CACHE_URL") or REDIS_URL, debug=DEBUG)
 
+
+# --- Security and sign-in ---------------------------------------------------------------------------------------
+# With DJANGO_DEBUG off these are production settings and `manage.py check --deploy` passes without a warning
+# (tests/portal/test_security.py runs it). The test suite serves plain HTTP, so tests/settings.py turns only the
+# HTTPS-only parts off.
+
+# Served over HTTPS: redirect plain HTTP, Secure cookies, HSTS. DJANGO_HTTPS=0 is for a deployment without TLS.
+HTTPS = env_bool("DJANGO_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+# Only makes the site eligible for browsers' preload lists; nothing is listed until someone submits the domain.
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("DJANGO_HSTS_PRELOAD", default=True)
+if int(os.environ.get("TRUSTED_PROXY_COUNT", "0")) > 0:
+    # Our proxy terminates TLS and says so; without a proxy of ours the header is the client's and is ignored.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Django's defaults, written out because they are part of what the portal promises: no framing, no MIME sniffing,
+# referrers only to ourselves, cookies JavaScript cannot read (the CSRF cookie stays readable: htmx sends the token
+# from the page, not the cookie, so it could be HttpOnly too, but nothing needs that).
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+# A shared dashboard is left open on screens: a session lasts a working day, not Django's two weeks.
+SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_SECONDS", 12 * 3600))
+
+# Request bodies. Files go from the browser straight to Blob Storage, so what reaches Django is forms: their fields
+# are kilobytes, and the largest file posted here is a sweep's CSV (SUBMISSION_MAX_CSV_BYTES). Fields past 2 MiB are
+# refused outright; an uploaded file past 2.5 MiB is written to a temporary file instead of held in memory, so one
+# request's memory stays bounded whatever its size. The proxy caps the whole body (client_max_body_size).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 100
+# Error reports (DEBUG pages, error e-mails) also hide connection strings and container URLs, which carry keys.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.redact.SecretsExceptionReporterFilter"
+
+
+def blob_origin(connection_string: str) -> str | None:
+    """The scheme://host[:port] of the Blob endpoint in a storage connection string: the browser uploads there."""
+    from urllib.parse import urlsplit
+
+    parts = dict(item.split("=", 1) for item in connection_string.split(";") if "=" in item)
+    endpoint = parts.get("BlobEndpoint")
+    if not endpoint and parts.get("AccountName"):
+        protocol = parts.get("DefaultEndpointsProtocol", "https")
+        endpoint = f"{protocol}://{parts['AccountName']}.blob.{parts.get('EndpointSuffix', 'core.windows.net')}"
+    if not endpoint:
+        return None
+    split = urlsplit(endpoint)
+    return f"{split.scheme}://{split.netloc}"
+
+
+# Content Security Policy (django-csp 4; built into Django from 6.0). Scripts only from our own origin: no inline
+# script, no eval, so htmx runs with allowEval off (base.html) and injected markup cannot run code even through
+# hx-* attributes. Styles allow 'unsafe-inline' because progress bars, the throughput chart and node bars set their
+# widths in style attributes, and htmx adds its indicator style; CSS cannot run script, and autoescaping keeps
+# Batch-sourced text out of markup. Applied in development too, so an inline script fails on the first page view.
+_csp_connect = ["'self'"] + [origin for origin in [blob_origin(AZURE_STORAGE_CONNECTION_STRING)] if origin]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        # The submit form uploads files straight to Blob Storage with a short SAS.
+        "connect-src": _csp_connect,
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Sign-in: local accounts always; django-axes counts failures per username and address. The 5th failure within
+# 15 minutes locks that username at that address for 15 minutes (the person sees why); the same username from
+# elsewhere, and other people behind the same proxy, can still sign in.
+AUTHENTICATION_BACKENDS = [
+    "portal.throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Passwords never reach the attempt log; axes keeps the username, address, user agent and path.
+AXES_SENSITIVE_PARAMETERS = ["password"]
+
+# Single sign-on with Microsoft Entra ID (OpenID Connect, portal/oidc.py), when OIDC_RP_CLIENT_ID is set. Directory
+# groups map to roles, "<group object id>=<role>,..." (Viewer, Submitter, Operator, Admin), and optionally to teams,
+# "<group object id>=<team name>,...", on every sign-in.
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+OIDC_TENANT_ID = os.environ.get("OIDC_TENANT_ID", "")
+_entra = f"https://login.microsoftonline.com/{OIDC_TENANT_ID or 'organizations'}"
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", f"{_entra}/oauth2/v2.0/authorize")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", f"{_entra}/oauth2/v2.0/token")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", f"{_entra}/discovery/v2.0/keys")
+# Not called (the ID token carries the claims, see portal/oidc.py) but required by mozilla-django-oidc.
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "https://graph.microsoft.com/oidc/userinfo")
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+OIDC_GROUP_ROLES = os.environ.get("OIDC_GROUP_ROLES", "")
+OIDC_GROUP_TEAMS = os.environ.get("OIDC_GROUP_TEAMS", "")
+# mozilla-django-oidc redirects to this as written (no URL name lookup).
+LOGIN_REDIRECT_URL_FAILURE = "/login/"
+if OIDC_ENABLED:
+    from portal.access import ROLE_NAMES, parse_group_mapping
+
+    # A malformed mapping stops the start: better than signing everyone in without a role.
+    parse_group_mapping(OIDC_GROUP_ROLES, allowed=ROLE_NAMES)
+    parse_group_mapping(OIDC_GROUP_TEAMS)
+    AUTHENTICATION_BACKENDS.append("portal.oidc.EntraIDBackend")

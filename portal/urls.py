@@ -1,11 +1,10 @@
 """URL routes of the portal."""
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from portal.views import audit as audit_views
-from portal.views import dashboard, job_actions, jobs, logs, pool_actions, pools, tasks
+from portal.views import dashboard, job_actions, jobs, logs, pool_actions, pools, signin, tasks
 from portal.views import node_files, triage
 from portal.views import submit
 
@@ -46,7 +45,10 @@ urlpatterns = [
     path("submit/<slug:slug>/confirm/", submit.submit_confirm, name="submit_confirm"),
     path("submissions/", submit.submission_list, name="submission_list"),
     path("submissions/<uuid:public_id>/", submit.submission_detail, name="submission_detail"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", signin.login, name="login"),
+    path("logout/", signin.logout, name="logout"),
+    # Single sign-on (Microsoft Entra ID); 404 until OIDC_RP_CLIENT_ID is set. Names as mozilla-django-oidc expects.
+    path("oidc/authenticate/", signin.oidc_init, name="oidc_authentication_init"),
+    path("oidc/callback/", signin.oidc_callback, name="oidc_authentication_callback"),
     path("admin/", admin.site.urls),
 ]

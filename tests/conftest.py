@@ -102,4 +102,76 @@ def azurite():
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+    """An ordinary portal user: a Submitter (reads everything, submits, acts on their own work), in no team."""
+    from tests.personas import role
+
+    alice = django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+    alice.groups.add(role("Submitter"))
+    return alice
+
+
+# --- Personas: one per role (tests/personas.py). Team A and team B; the Submitter and operator_a are in team A. ---
+
+@pytest.fixture
+def team_a(db):
+    from tests.personas import team
+
+    return team("Team A")
+
+
+@pytest.fixture
+def team_b(db):
+    from tests.personas import team
+
+    return team("Team B")
+
+
+@pytest.fixture
+def viewer(db):
+    from tests.personas import person
+
+    return person("vic-viewer", "Viewer")
+
+
+@pytest.fixture
+def submitter(team_a):
+    from tests.personas import person
+
+    return person("sue-submitter", "Submitter", teams=[team_a])
+
+
+@pytest.fixture
+def other_submitter(team_b):
+    from tests.personas import person
+
+    return person("sid-submitter", "Submitter", teams=[team_b])
+
+
+@pytest.fixture
+def operator_a(team_a):
+    from tests.personas import person
+
+    return person("opal-operator", "Operator", teams=[team_a])
+
+
+@pytest.fixture
+def operator_b(team_b):
+    from tests.personas import person
+
+    return person("otis-operator", "Operator", teams=[team_b])
+
+
+@pytest.fixture
+def portal_admin(db):
+    """The Admin role, with the staff flag the admin site needs (not a superuser)."""
+    from tests.personas import person
+
+    return person("ada-admin", "Admin", is_staff=True)
+
+
+@pytest.fixture
+def no_role(db):
+    """Can sign in, has no role: reads nothing."""
+    from tests.personas import person
+
+    return person("nora-norole")

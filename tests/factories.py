@@ -17,9 +17,19 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True  # the role hook adds a group; nothing on the user row changes
 
     username = factory.Sequence(lambda n: f"user{n}")
     password = factory.django.Password(PASSWORD)
+
+    @factory.post_generation
+    def role(obj, create, extracted, **kwargs):
+        """A Submitter unless told otherwise: UserFactory(role="Viewer"), or role="" for an account with no role."""
+        from tests.personas import role as role_group
+
+        name = "Submitter" if extracted is None else extracted
+        if create and name:
+            obj.groups.add(role_group(name))
 
 
 class BatchAccountFactory(factory.django.DjangoModelFactory):

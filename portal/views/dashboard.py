@@ -1,6 +1,6 @@
 """The team dashboard and the health check."""
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_not_required, login_required
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
@@ -20,6 +20,7 @@ def dashboard(request):
 
 @require_safe
 @never_cache
+@login_not_required
 def healthz(request):
     # The web process is only useful with its database, so health includes one round trip.
     try:

@@ -3,20 +3,29 @@
 from django.contrib.auth.decorators import login_required
 from django.views.decorators.http import require_safe
 
-from portal import selectors
+from portal import access, selectors
 from portal.audit import can_view as can_view_audit
 from portal.views.common import partial_for, render_page
+
+SCOPE_SESSION_KEY = "job_list_scope"
 
 
 @require_safe
 @login_required
 def job_list(request):
-    filters = selectors.job_filters_from(request.GET)
+    # All by default, for every role: the list is the team's shared board, and jobs made outside the portal have no
+    # submitter, so "Mine" would greet most people with an empty page. A scope someone picks is kept for the rest of
+    # their session, so whoever wants only their own work chooses it once.
+    remembered = request.session.get(SCOPE_SESSION_KEY, access.SCOPE_ALL)
+    filters = selectors.job_filters_from(request.GET, default_scope=remembered)
+    if "scope" in request.GET and filters.scope != remembered:
+        request.session[SCOPE_SESSION_KEY] = filters.scope
     page = selectors.job_list(user=request.user, filters=filters,
                               after=request.GET.get("after"), before=request.GET.get("before"))
     partial = partial_for(request, {}, default="jobs")
     synced_at = selectors.accounts_synced_at(selectors.visible_account_ids(request.user))
-    context = {"page": page, "filters": filters, "synced_at": synced_at}
+    context = {"page": page, "filters": filters, "synced_at": synced_at, "scopes": access.SCOPES,
+               "in_a_team": filters.scope != access.SCOPE_TEAM or request.user.teams.exists()}
     if partial is None:
         # The filter form sits outside the partial, so only a whole page needs its choices.
         context["choices"] = selectors.job_filter_choices(user=request.user)

@@ -58,7 +58,11 @@ def slow_batch(tmp_path, settings, monkeypatch):
 
 @pytest.fixture
 def manager(django_user_model):
+    from tests.personas import role
+
     user = django_user_model.objects.create_user(username="mia", password="pw-for-mia-123")
+    # A Viewer (reading needs a role) given exactly the one permission these pages are about.
+    user.groups.add(role("Viewer"))
     user.user_permissions.add(Permission.objects.get(codename="manage_pools", content_type__app_label="portal"))
     return user
 

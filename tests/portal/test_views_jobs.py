@@ -362,10 +362,11 @@ def test_job_detail_makes_the_same_few_queries_for_10_or_250_tasks(signed_in, dj
     deep = url + html.unescape(found.group(1)) if found else url
 
     # session + user, job, pool, up to two task segments (a nullable sort crosses into the rows
-    # without a value), the History section's events; nothing grows with the number of tasks.
-    with django_assert_max_num_queries(7):
+    # without a value), the History section's events, and the role check (the user's and their groups'
+    # permissions, loaded once a request); nothing grows with the number of tasks.
+    with django_assert_max_num_queries(9):
         signed_in.get(url, params)
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(9):
         signed_in.get(deep)
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(7):
         signed_in.get(url, params, HTTP_HX_TARGET="tasks", **HTMX)

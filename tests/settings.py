@@ -1,0 +1,12 @@
+"""Settings for the test suite: the production settings (portal/settings.py with DJANGO_DEBUG off), less what a
+plain-HTTP test server cannot do. Everything else, CSP, frame and sniffing headers, login throttling, applies as in
+production; tests/portal/test_security.py checks the production settings themselves with `check --deploy`."""
+
+from portal.settings import *  # noqa: F403
+
+# Test clients and the live server speak plain HTTP: no redirect to HTTPS, no HSTS, cookies without Secure.
+HTTPS = False
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = False
