@@ -14,6 +14,7 @@ SUBMIT = "portal.submit"
 OPERATE_TEAM_WORK = "portal.operate_team_work"
 MANAGE_POOLS = "portal.manage_pools"
 WRITE_COMMAND_LINES = "portal.write_command_lines"
+MANAGE_TEAMS = "portal.change_team"
 # Every role has it (migration 0007), so it stands for "has a role": the one permission reads are gated on.
 READ = "portal.view_job"
 
@@ -50,6 +51,10 @@ def can_act_on(user, obj) -> bool:
         return True
     owner_id, team_id = _owner_and_team(obj)
     if owner_id is not None and owner_id == user.pk and user.has_perm(SUBMIT):
+        return True
+    # An Admin may put themselves in any team (portal.change_team), so a team boundary would only cost them a detour:
+    # operators who manage teams act on every team's work.
+    if user.has_perm(OPERATE_TEAM_WORK) and user.has_perm(MANAGE_TEAMS):
         return True
     return bool(team_id is not None and user.has_perm(OPERATE_TEAM_WORK)
                 and user.teams.filter(pk=team_id).exists())

@@ -306,7 +306,7 @@ CACHES, CACHE_REASON = cache_settings(os.environ.get("CACHE_URL") or REDIS_URL, 
 HTTPS = env_bool("DJANGO_HTTPS", default=not DEBUG)
 SECURE_SSL_REDIRECT = HTTPS
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
-SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)) if HTTPS else 0
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600))) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 # Only makes the site eligible for browsers' preload lists; nothing is listed until someone submits the domain.
 SECURE_HSTS_PRELOAD = HTTPS and env_bool("DJANGO_HSTS_PRELOAD", default=True)
@@ -323,7 +323,7 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
 # A shared dashboard is left open on screens: a session lasts a working day, not Django's two weeks.
-SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_SECONDS", 12 * 3600))
+SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_SECONDS", str(12 * 3600)))
 
 # Request bodies. Files go from the browser straight to Blob Storage, so what reaches Django is forms: their fields
 # are kilobytes, and the largest file posted here is a sweep's CSV (SUBMISSION_MAX_CSV_BYTES). Fields past 2 MiB are

@@ -2,7 +2,7 @@
 plain-HTTP test server cannot do. Everything else, CSP, frame and sniffing headers, login throttling, applies as in
 production; tests/portal/test_security.py checks the production settings themselves with `check --deploy`."""
 
-from portal.settings import *  # noqa: F403
+from portal.settings import *
 
 # Test clients and the live server speak plain HTTP: no redirect to HTTPS, no HSTS, cookies without Secure.
 HTTPS = False
@@ -10,3 +10,6 @@ SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = False
+
+# Every persona has a password; the real hasher (PBKDF2, deliberately slow) would dominate the suite's time.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -6,7 +6,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_log_in_and_out(page, live_server, django_user_model):
-    django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+    from tests.personas import role
+
+    alice = django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+    alice.groups.add(role("Viewer"))  # reading the dashboard needs a role
 
     page.goto(live_server.url + "/")
     assert page.url.startswith(live_server.url + "/login/")
