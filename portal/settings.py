@@ -388,6 +388,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # Passwords never reach the attempt log; axes keeps the username, address, user agent and path.
 AXES_SENSITIVE_PARAMETERS = ["password"]
+# Behind our proxies the lock is keyed on the client's address, read the same way as for the audit history
+# (TRUSTED_PROXY_COUNT), not on the proxy's, which would lock a username for everyone.
+AXES_CLIENT_IP_CALLABLE = "portal.audit.client_ip"
 
 # Single sign-on with Microsoft Entra ID (OpenID Connect, portal/oidc.py), when OIDC_RP_CLIENT_ID is set. Directory
 # groups map to roles, "<group object id>=<role>,..." (Viewer, Submitter, Operator, Admin), and optionally to teams,

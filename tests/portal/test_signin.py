@@ -100,3 +100,17 @@ def test_a_malformed_mapping_is_an_error():
     for bad in ("nonsense", f"{OPERATORS}=Superhero", "=Viewer"):
         with pytest.raises(ValueError):
             parse_group_mapping(bad, allowed=ROLE_NAMES)
+
+
+@override_settings(TRUSTED_PROXY_COUNT=1)
+def test_behind_our_proxy_the_lock_follows_the_client_not_the_proxy(user):
+    client = Client()
+    for _ in range(5):
+        client.post(reverse("login"), {"username": "alice", "password": "wrong"}, REMOTE_ADDR="10.9.9.9",
+                    HTTP_X_FORWARDED_FOR="203.0.113.7")
+    other = Client().post(reverse("login"), {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="10.9.9.9",
+                          HTTP_X_FORWARDED_FOR="203.0.113.8")
+    assert other.status_code == 302  # same proxy, another client: not locked
+    locked = Client().post(reverse("login"), {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="10.9.9.9",
+                           HTTP_X_FORWARDED_FOR="203.0.113.7")
+    assert locked.status_code == 429
