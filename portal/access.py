@@ -60,6 +60,11 @@ def can_act_on(user, obj) -> bool:
                 and user.teams.filter(pk=team_id).exists())
 
 
+def can_act_on_teams(user) -> bool:
+    """Does `user` act on their teams' work (an Operator), not only their own?"""
+    return _active(user) and (user.is_superuser or user.has_perm(OPERATE_TEAM_WORK))
+
+
 def _owner_and_team(obj) -> tuple[int | None, int | None]:
     from portal.models import Job, Submission, Task
 

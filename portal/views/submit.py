@@ -506,12 +506,16 @@ def _files_words(names: list[str]) -> str:
 @login_required
 def submission_list(request):
     _require_submitter(request)
-    mine = (Submission.objects.filter(submitted_by=request.user)
-            .select_related("template_version__template"))
-    page = selectors.keyset_page(mine, sort=SUBMISSION_SORT, tiebreak="id",
+    # Mine or my teams' (an Operator acts on those); no "All": a submission opens only for who may act on it.
+    scope = access.SCOPE_TEAM if request.GET.get("scope") == access.SCOPE_TEAM else access.SCOPE_MY
+    shown = access.scoped(Submission.objects.all(), user=request.user, scope=scope)
+    if scope == access.SCOPE_TEAM and not access.can_act_on_teams(request.user):
+        shown = shown.filter(submitted_by=request.user)
+    shown = shown.select_related("template_version__template", "submitted_by")
+    page = selectors.keyset_page(shown, sort=SUBMISSION_SORT, tiebreak="id",
                                  after=request.GET.get("after"), before=request.GET.get("before"))
     # The pager's links swap only the table (htmx), and work as plain links without it.
-    return render_page(request, "submit/submission_list.html", {"page": page},
+    return render_page(request, "submit/submission_list.html", {"page": page, "scope": scope},
                        partial_for(request, {}, default="submissions"))
 
 

@@ -105,3 +105,19 @@ def test_the_mirrored_job_gets_the_submissions_team(submitter, team_a):
     assert submit.link_submitted_jobs() == 1
     job = Job.objects.get(pk=job.pk)
     assert job.submitted_by == submitter and job.team == team_a
+
+
+def test_submission_list_scopes(client, submitter, operator_a, operator_b, team_a):
+    version = JobTemplate.objects.get(slug="render-frames").current_version()
+    theirs = services.submission_create(user=submitter, template_version=version, parameters={"frames": "3"})
+
+    def listed(who, scope):
+        client.force_login(who)
+        return theirs.job_id in client.get(reverse("submission_list"), {"scope": scope}).content.decode()
+
+    assert listed(submitter, "my") and listed(submitter, "team")
+    assert not listed(operator_a, "my") and listed(operator_a, "team")  # team A's Operator acts on it
+    assert not listed(operator_b, "team")
+    # The listed submission opens for the Operator who sees it.
+    client.force_login(operator_a)
+    assert client.get(reverse("submission_detail", args=[theirs.public_id])).status_code == 200
