@@ -8,6 +8,7 @@ from azure.batch import models
 from batchsync.accounts import default_account
 from batchsync.sync import sync_account
 from tests.localbatch.helpers import make_job, make_pool, wait_for
+from tests.personas import person
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,7 +40,7 @@ def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
     wait_for(lambda: all(t.state == "completed" for t in batch_client.list_tasks("render-job")),
              message="every task completed")
     sync_account(batch_account)
-    django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+    person("alice", "Viewer", password="correct horse battery staple")
 
     page.set_viewport_size({"width": 1360, "height": 1000})
     page.goto(live_server.url + "/")
@@ -89,7 +90,7 @@ def test_a_poll_of_the_task_table_keeps_the_keyboard_focus(page, live_server, dj
 
     job = JobFactory(job_id="focus-job", task_running=3)
     tasks = TaskFactory.create_batch(3, job=job, state="running")
-    django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+    person("alice", "Viewer", password="correct horse battery staple")
     page.goto(live_server.url + "/login/")
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("correct horse battery staple")
