@@ -175,3 +175,14 @@ def no_role(db):
     from tests.personas import person
 
     return person("nora-norole")
+
+
+@pytest.fixture
+def batch(localbatch, settings, monkeypatch):
+    """localbatch, with the portal's default account pointing at it."""
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    # An exported key in the shell running the tests must not send the portal elsewhere.
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    return localbatch

@@ -24,17 +24,6 @@ POOL = "demo-pool"
 
 
 @pytest.fixture
-def batch(localbatch, settings, monkeypatch):
-    """localbatch with the portal's default account pointing at it."""
-    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
-    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
-    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
-    # An exported key in the shell running the tests must not send the portal elsewhere.
-    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
-    return localbatch
-
-
-@pytest.fixture
 def gateway(batch):
     with BatchGateway(batch.endpoint, batch.account_name, batch.account_key) as gateway:
         yield gateway

@@ -339,15 +339,6 @@ def test_team_membership_changes_are_recorded_from_either_side(user):
 
 
 @pytest.fixture
-def batch(localbatch, settings, monkeypatch):
-    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
-    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
-    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
-    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
-    return localbatch
-
-
-@pytest.fixture
 def manager():
     person = UserFactory(username="mia")
     person.user_permissions.add(Permission.objects.get(codename="manage_pools", content_type__app_label="portal"))

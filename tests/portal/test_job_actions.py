@@ -30,17 +30,6 @@ REASON = "wrong input file"
 
 
 @pytest.fixture
-def batch(localbatch, settings, monkeypatch):
-    """localbatch, with the portal's default account pointing at it."""
-    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
-    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
-    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
-    # An exported key in the shell running the tests must not send the portal elsewhere.
-    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
-    return localbatch
-
-
-@pytest.fixture
 def pool(batch, batch_client):
     return make_pool(batch_client, POOL, nodes=1, slots=8)
 

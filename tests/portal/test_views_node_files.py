@@ -28,16 +28,6 @@ PAYLOAD = ("<script>window.pwned = 1</script> & <img src=x onerror=alert(1)>\\n"
 
 
 @pytest.fixture
-def batch(localbatch, settings, monkeypatch):
-    """localbatch, with the portal's default account pointing at it."""
-    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
-    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
-    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
-    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
-    return localbatch
-
-
-@pytest.fixture
 def vera():
     user = UserFactory(username="vera")
     user.groups.clear()

@@ -239,16 +239,6 @@ def test_a_retry_link_that_names_no_signature_is_404(vera):
 
 
 @pytest.fixture
-def batch(localbatch, settings, monkeypatch):
-    """localbatch, with the portal's default account pointing at it."""
-    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
-    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
-    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
-    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
-    return localbatch
-
-
-@pytest.fixture
 def store(azurite, settings):
     """The archiver's blob store on the test Azurite, with a logs container of this test's own."""
     settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
