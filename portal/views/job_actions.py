@@ -28,49 +28,30 @@ class ReasonForm(forms.Form):
 @require_get_or_post
 def job_terminate(request, pk: int):
     job = _job_or_404(request, pk)
-    form = ReasonForm(request.POST if request.method == "POST" else None)
-    if form.is_bound and form.is_valid():
-        try:
-            outcome = services.job_terminate(user=request.user, job=job, reason=form.cleaned_data["reason"])
-        except JobActionError as exc:
-            _add_error(form, exc)
-        else:
-            _tell(request, outcome)
-            return redirect("job_detail", job.pk)
-    return render(request, "jobs/actions/terminate_job.html", {"job": job, "form": form})
+    return _confirm_with_reason(
+        request, lambda reason: services.job_terminate(user=request.user, job=job, reason=reason),
+        template="jobs/actions/terminate_job.html", context={"job": job}, done=("job_detail", job.pk))
 
 
 @login_required
 @require_get_or_post
 def task_terminate(request, pk: int):
     task = _task_or_404(request, pk)
-    form = ReasonForm(request.POST if request.method == "POST" else None)
-    if form.is_bound and form.is_valid():
-        try:
-            outcome = services.task_terminate(user=request.user, task=task, reason=form.cleaned_data["reason"])
-        except JobActionError as exc:
-            _add_error(form, exc)
-        else:
-            _tell(request, outcome)
-            return redirect("task_detail", task.pk)
-    return render(request, "jobs/actions/terminate_task.html", {"task": task, "job": task.job, "form": form})
+    return _confirm_with_reason(
+        request, lambda reason: services.task_terminate(user=request.user, task=task, reason=reason),
+        template="jobs/actions/terminate_task.html", context={"task": task, "job": task.job},
+        done=("task_detail", task.pk))
 
 
 @login_required
 @require_get_or_post
 def task_delete(request, pk: int):
     task = _task_or_404(request, pk)
-    form = ReasonForm(request.POST if request.method == "POST" else None)
-    if form.is_bound and form.is_valid():
-        try:
-            outcome = services.task_delete(user=request.user, task=task, reason=form.cleaned_data["reason"])
-        except JobActionError as exc:
-            _add_error(form, exc)
-        else:
-            _tell(request, outcome)
-            # The task page still works for a deleted task (history), but the job is where the person goes next.
-            return redirect("job_detail", task.job.pk)
-    return render(request, "jobs/actions/delete_task.html", {"task": task, "job": task.job, "form": form})
+    # The task page still works for a deleted task (history), but the job is where the person goes next.
+    return _confirm_with_reason(
+        request, lambda reason: services.task_delete(user=request.user, task=task, reason=reason),
+        template="jobs/actions/delete_task.html", context={"task": task, "job": task.job},
+        done=("job_detail", task.job.pk))
 
 
 @login_required
@@ -94,6 +75,21 @@ def job_retry_failed(request, pk: int):
 
 
 # --- shared -----------------------------------------------------------------------------------------
+
+
+def _confirm_with_reason(request, act, *, template: str, context: dict, done: tuple):
+    """GET: the confirm page with its reason form. POST: `act(reason)` once the form is valid, then back to `done`
+    (a URL name and its pk) with the outcome; a refusal from Batch goes on the form."""
+    form = ReasonForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        try:
+            outcome = act(form.cleaned_data["reason"])
+        except JobActionError as exc:
+            _add_error(form, exc)
+        else:
+            _tell(request, outcome)
+            return redirect(*done)
+    return render(request, template, {**context, "form": form})
 
 
 def _job_or_404(request, pk: int):
