@@ -11,27 +11,11 @@ extrapolated to 10,000, and the output says so. The pool has no nodes, so nothin
 import argparse
 import os
 import re
-import statistics
 import sys
 
 import _common as c
-from submit_sweep import (
-    RATIO_GOAL,
-    SPEEDUP_GOAL,
-    bare_create_tasks,
-    one_call_each,
-    setup_django,
-)
+from submit_sweep import bare_create_tasks, one_call_each, report, setup_django, submitter
 from sync_tasks import DEFAULT_DATABASE_URL, ensure_database
-
-
-def submitter():
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-form-submitter")
-    user.groups.add(Group.objects.get(name="Submitter"))
-    return user
 
 
 def previewed(client, tasks: int) -> str:
@@ -91,7 +75,7 @@ def main() -> int:
 
         app.conf.task_always_eager = True
         client = Client()
-        client.force_login(submitter())
+        client.force_login(submitter("bench-form-submitter"))
         batch = c.batch_client(server)
         c.make_pool(batch, "demo-pool", nodes=0)
         if args.latency_ms:
@@ -116,21 +100,7 @@ def main() -> int:
         counts = batch.get_job_task_counts(job_ids[0]).task_counts
         batch.close()
 
-    post_median, bare_median = statistics.median(posts), statistics.median(bares)
-    one_by_one = sample_seconds / len(sample) * args.tasks
-    ratio, speedup = post_median / bare_median, one_by_one / post_median
-    c.result("form POST → all tasks accepted", post_median, "s",
-             compared=f"median of {args.rounds}: {', '.join(f'{s:.2f}' for s in posts)} s; "
-                      f"{args.tasks / post_median:.0f} tasks/s")
-    c.result("bare create_tasks(max_concurrency=4)", bare_median, "s",
-             compared=f"median of {args.rounds}: {', '.join(f'{s:.2f}' for s in bares)} s")
-    c.result("form POST ÷ bare create_tasks", ratio, "x", f"<= {RATIO_GOAL}", ratio <= RATIO_GOAL)
-    c.result(f"one call each, extrapolated from {len(sample)}", one_by_one, "s",
-             compared=f"measured {sample_seconds:.2f} s for {len(sample)} create_task calls "
-                      f"({sample_seconds / len(sample) * 1000:.1f} ms each) × {args.tasks:,}")
-    c.result("one call each ÷ form POST", speedup, "x", f">= {SPEEDUP_GOAL:g}", speedup >= SPEEDUP_GOAL,
-             compared=f"one call each ÷ bare create_tasks: {one_by_one / bare_median:.1f} x")
-    c.result("  tasks in the first job", counts.active, "tasks", compared=f"should be {args.tasks}")
+    report("form POST", "the final POST", posts, bares, sample_seconds, len(sample), args.tasks, counts.active)
     return 0
 
 
