@@ -454,13 +454,13 @@ def _settle(results, pending: dict[str, TaskSpec], outcome: _AddOutcome) -> int:
             continue
         status, error = result.get("status"), result.get("error") or {}
         code = error.get("code")
-        if status == "success" or code == "TaskExists":
+        if convert.enum_equals(status, "success") or code == "TaskExists":
             outcome.add(pending.pop(task_id).id)
-        elif status == "clienterror":
+        elif convert.enum_equals(status, "clientError"):
             message = (error.get("message") or {}).get("value") or "refused by Batch"
             outcome.fail(TaskFailure(pending.pop(task_id).id, code, redact(message.split("\n")[0])))
             refused += 1
-        # "servererror" stays pending and is sent again.
+        # A ServerError stays pending and is sent again.
     return refused
 
 

@@ -144,13 +144,13 @@ def _duration(seconds: int | None) -> timedelta | None:
 
 def pool_record(pool: models.BatchPool) -> PoolRecord:
     return PoolRecord(
-        id=pool.id, display_name=pool.display_name, state=wire_value(pool.state),
-        allocation_state=wire_value(pool.allocation_state), vm_size=pool.vm_size,
+        id=pool.id, display_name=pool.display_name, state=enum_value(pool.state),
+        allocation_state=enum_value(pool.allocation_state), vm_size=pool.vm_size,
         target_dedicated_nodes=pool.target_dedicated_nodes, target_low_priority_nodes=pool.target_low_priority_nodes,
         current_dedicated_nodes=pool.current_dedicated_nodes,
         current_low_priority_nodes=pool.current_low_priority_nodes,
         task_slots_per_node=pool.task_slots_per_node,
-        node_fill_type=wire_value(pool.task_scheduling_policy.node_fill_type) if pool.task_scheduling_policy else None,
+        node_fill_type=enum_value(pool.task_scheduling_policy.node_fill_type) if pool.task_scheduling_policy else None,
         start_task_command_line=pool.start_task.command_line if pool.start_task else None,
         creation_time=_aware(pool.creation_time), state_transition_time=_aware(pool.state_transition_time),
         last_modified=_aware(pool.last_modified), etag=pool.etag,
@@ -161,13 +161,13 @@ def node_record(pool_id: str, node: models.BatchNode) -> NodeRecord:
     start = node.start_task_info
     failure = start.failure_info if start else None
     return NodeRecord(
-        pool_id=pool_id, id=node.id, state=wire_value(node.state), scheduling_state=wire_value(node.scheduling_state),
+        pool_id=pool_id, id=node.id, state=enum_value(node.state), scheduling_state=enum_value(node.scheduling_state),
         is_dedicated=node.is_dedicated, running_tasks_count=node.running_tasks_count,
         running_task_slots_count=node.running_task_slots_count, total_tasks_run=node.total_tasks_run,
         total_tasks_succeeded=node.total_tasks_succeeded,
-        start_task_state=wire_value(start.state) if start else None,
+        start_task_state=enum_value(start.state) if start else None,
         start_task_exit_code=start.exit_code if start else None,
-        start_task_result=wire_value(start.result) if start else None,
+        start_task_result=enum_value(start.result) if start else None,
         start_task_failure_code=failure.code if failure else None,
         start_task_failure_message=failure.message if failure else None,
         state_transition_time=_aware(node.state_transition_time),
@@ -180,7 +180,7 @@ def prep_task_record(status: models.BatchJobPreparationAndReleaseTaskStatus) -> 
     root = (info.task_root_directory or "") if info else ""
     return PrepTaskRecord(
         pool_id=status.pool_id, node_id=status.node_id,
-        state=wire_value(info.state) if info else None, result=wire_value(info.result) if info else None,
+        state=enum_value(info.state) if info else None, result=enum_value(info.result) if info else None,
         exit_code=info.exit_code if info else None, failure_code=failure.code if failure else None,
         retry_count=info.retry_count if info else None,
         start_time=_aware(info.start_time) if info else None, end_time=_aware(info.end_time) if info else None,
@@ -203,8 +203,8 @@ def job_record(job: models.BatchJob) -> JobRecord:
     execution = job.execution_info
     pool_id = (execution.pool_id if execution else None) or (job.pool_info.pool_id if job.pool_info else None)
     return JobRecord(
-        id=job.id, display_name=job.display_name, state=wire_value(job.state), pool_id=pool_id, priority=job.priority,
-        on_all_tasks_complete=wire_value(job.all_tasks_complete_mode),
+        id=job.id, display_name=job.display_name, state=enum_value(job.state), pool_id=pool_id, priority=job.priority,
+        on_all_tasks_complete=enum_value(job.all_tasks_complete_mode),
         creation_time=_aware(job.creation_time), state_transition_time=_aware(job.state_transition_time),
         start_time=_aware(execution.start_time) if execution else None,
         end_time=_aware(execution.end_time) if execution else None,
@@ -238,12 +238,12 @@ def task_record_from_wire(job_id: str, task: dict) -> TaskRecord:
     constraints = task.get("constraints") or {}
     wall_clock = _wire_duration(constraints.get("maxWallClockTime"))
     return TaskRecord(
-        job_id=job_id, id=task["id"], display_name=task.get("displayName"), state=_wire_enum(task.get("state")),
-        previous_state=_wire_enum(task.get("previousState")),
+        job_id=job_id, id=task["id"], display_name=task.get("displayName"), state=enum_value(task.get("state")),
+        previous_state=enum_value(task.get("previousState")),
         state_transition_time=_wire_time(task.get("stateTransitionTime")),
         creation_time=_wire_time(task.get("creationTime")), command_line=task.get("commandLine"),
-        exit_code=execution.get("exitCode"), result=_wire_enum(execution.get("result")),
-        failure_category=_wire_enum(failure.get("category")), failure_code=failure.get("code"),
+        exit_code=execution.get("exitCode"), result=enum_value(execution.get("result")),
+        failure_category=enum_value(failure.get("category")), failure_code=failure.get("code"),
         failure_message=failure.get("message"),
         retry_count=execution.get("retryCount"), requeue_count=execution.get("requeueCount"),
         start_time=_wire_time(execution.get("startTime")), end_time=_wire_time(execution.get("endTime")),
@@ -273,11 +273,6 @@ def _wire_time(value: str | None) -> datetime | None:
     return _aware(datetime.fromisoformat(value)) if value else None
 
 
-def _wire_enum(value: str | None) -> str | None:
-    # The SDK's enums match case-insensitively and hold lowercase values; so do we.
-    return value.lower() if value else None
-
-
 def file_record(file: models.BatchNodeFile) -> FileRecord:
     properties = file.properties
     return FileRecord(
@@ -287,9 +282,17 @@ def file_record(file: models.BatchNodeFile) -> FileRecord:
     )
 
 
-def wire_value(value) -> str | None:
-    """Batch's wire string for an SDK enum member (the SDK leaves values it doesn't know as plain strings)."""
-    return value.value if isinstance(value, Enum) else value
+def enum_value(value) -> str | None:
+    """An enum Batch sent, as our records hold it: lowercase. The real service writes PascalCase ("Active",
+    "Success", "Pack") and the SDK hands such values on as plain strings; its enum members hold lowercase."""
+    if isinstance(value, Enum):
+        value = value.value
+    return value.lower() if value else None
+
+
+def enum_equals(value, expected: str) -> bool:
+    """Whether an enum Batch sent is `expected`, whatever the casing of either."""
+    return enum_value(value) == expected.lower()
 
 
 def _aware(moment: datetime | None) -> datetime | None:
