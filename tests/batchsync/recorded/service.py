@@ -82,11 +82,13 @@ class RecordedService:
                 body = answer.body if isinstance(answer.body, bytes) else (
                     b"" if answer.body is None else json.dumps(answer.body).encode())
                 self.send_response(answer.status)
+                # A HEAD answer keeps the recorded Content-Length: it is the file's size, not this (empty) body's.
                 headers = {"Content-Type": "application/json;odata=minimalmetadata", "request-id": "recorded",
                            **answer.headers}
+                if self.command != "HEAD" or "Content-Length" not in headers:
+                    headers["Content-Length"] = str(len(body))
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
@@ -99,7 +101,8 @@ class RecordedService:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self._thread.start()
 
     def requests_to(self, method: str, path: str) -> list[Request]:
