@@ -1,8 +1,11 @@
-"""Shared pieces of the localbatch benchmarks: a localbatch subprocess, an SDK client, timing and printing.
+"""Shared pieces of the benchmarks: the command line and its smoke mode, the benchmark database, a localbatch
+subprocess, an SDK client, timing and printing.
 
 Benchmarks measure against `python -m localbatch serve` in its own process, so the client's
 CPU (SDK serialisation, threads) does not share the server's GIL."""
 
+import argparse
+import logging
 import os
 import shutil
 import socket
@@ -23,6 +26,86 @@ from localbatch import API_VERSION, DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME  # noqa: E
 from localbatch.auth import authorization_header  # noqa: E402
 
 SERVER_MODE = "localbatch in a subprocess (python -m localbatch serve), client in this process"
+DEFAULT_DATABASE = "portal_bench"
+
+
+def arguments(parser: argparse.ArgumentParser, smoke: dict[str, object]) -> argparse.Namespace:
+    """The command line, with `--smoke`: every option named in `smoke` that was left at its default takes the smoke
+    value, sizes small enough to run in seconds through the same processes, so `make bench-smoke` shows the script
+    still works. Smoke figures say nothing about speed."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, seconds instead of minutes: shows the script runs, not how fast things are")
+    args = parser.parse_args()
+    if args.smoke:
+        changed = []
+        for name, value in smoke.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+                changed.append(f"--{name.replace('_', '-')} {value}")
+        print(f"smoke mode ({', '.join(changed)}): the figures below show the script works, not how fast", flush=True)
+    return args
+
+
+def database_url() -> str:
+    """The PostgreSQL database the benchmarks fill: BENCH_DATABASE_URL; otherwise a database called portal_bench on
+    the server DATABASE_URL names (CI's), or on 127.0.0.1. Never the portal's own database: benchmarks delete rows."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if os.environ.get("BENCH_DATABASE_URL"):
+        return os.environ["BENCH_DATABASE_URL"]
+    base = urlsplit(os.environ.get("DATABASE_URL", ""))
+    if base.scheme.startswith("postgres"):
+        return urlunsplit(base._replace(path=f"/{DEFAULT_DATABASE}"))
+    return f"postgres://postgres@127.0.0.1:5432/{DEFAULT_DATABASE}"
+
+
+def ensure_database(url: str) -> None:
+    """Create the benchmark database if it is missing; the benchmarks measure PostgreSQL only."""
+    import dj_database_url
+    import psycopg
+    from psycopg import sql
+
+    config = dj_database_url.parse(url)
+    if "postgresql" not in config["ENGINE"]:
+        raise SystemExit(f"the benchmarks measure PostgreSQL, not {config['ENGINE']}: set BENCH_DATABASE_URL")
+    with psycopg.connect(host=config["HOST"], port=config["PORT"] or 5432, user=config["USER"],
+                         password=config["PASSWORD"] or None, dbname="postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
+
+
+def setup_django(url: str | None = None, **environment: str) -> str:
+    """Django on the benchmark database (created and migrated if needed), with `environment` set first: settings are
+    read once, here. The test Client speaks plain HTTP, so HTTPS redirects are off unless DJANGO_HTTPS says
+    otherwise. Returns the database URL."""
+    import warnings
+
+    url = url or database_url()
+    ensure_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.update(environment)
+    os.environ.setdefault("DJANGO_HTTPS", "0")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    # WhiteNoise warns once that collectstatic has not run; benchmarks never serve static files.
+    warnings.filterwarnings("ignore", message="No directory at")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    # django-axes logs every sign-in; a benchmark signs in its clients and has no use for those lines.
+    logging.getLogger("axes").setLevel(logging.WARNING)
+    call_command("migrate", verbosity=0)
+    return url
+
+
+def user_with_role(username: str, role: str):
+    """A user holding `role` (one of portal.access.ROLE_NAMES): every page needs a role, submitting the Submitter's."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    user.groups.add(Group.objects.get(name=role))
+    return user
 
 
 @dataclass

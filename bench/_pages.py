@@ -7,45 +7,11 @@ import os
 import random
 import sys
 import time
-import warnings
 from datetime import datetime, timedelta, timezone
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from _common import user_with_role
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
 WARMUP = 5
-
-
-def ensure_database(url: str) -> None:
-    """Create the benchmark database if it is missing (PostgreSQL only)."""
-    import dj_database_url
-    import psycopg
-    from psycopg import sql
-
-    config = dj_database_url.parse(url)
-    if "postgresql" not in config["ENGINE"]:
-        raise SystemExit("the page benchmarks measure PostgreSQL: set DATABASE_URL=postgres://…")
-    with psycopg.connect(host=config["HOST"], port=config["PORT"] or 5432, user=config["USER"],
-                         password=config["PASSWORD"] or None, dbname="postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
-
-
-def setup_django() -> str:
-    url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    ensure_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    # WhiteNoise warns once that collectstatic has not run; pages here never serve static files.
-    warnings.filterwarnings("ignore", message="No directory at")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    return url
 
 
 def header(title: str, url: str) -> None:
@@ -70,11 +36,11 @@ def fresh_account(name: str, *, report_others: bool = True):
     if old:
         with connection.cursor() as cursor:
             # Raw deletes: the ORM would load 100,000 tasks to cascade them.
-            cursor.execute("DELETE FROM portal_task WHERE job_id IN (SELECT id FROM portal_job WHERE account_id = ANY(%s))",
-                           [old])
+            cursor.execute("DELETE FROM portal_task WHERE job_id IN "
+                           "(SELECT id FROM portal_job WHERE account_id = ANY(%s))", [old])
             cursor.execute("DELETE FROM portal_job WHERE account_id = ANY(%s)", [old])
-            cursor.execute("DELETE FROM portal_node WHERE pool_id IN (SELECT id FROM portal_pool WHERE account_id = ANY(%s))",
-                           [old])
+            cursor.execute("DELETE FROM portal_node WHERE pool_id IN "
+                           "(SELECT id FROM portal_pool WHERE account_id = ANY(%s))", [old])
             cursor.execute("DELETE FROM portal_pool WHERE account_id = ANY(%s)", [old])
             cursor.execute("DELETE FROM portal_batchaccount WHERE id = ANY(%s)", [old])
     others = (Job.objects.count(), Task.objects.count(), Pool.objects.count())
@@ -92,13 +58,14 @@ def now() -> datetime:
 TASK_COLUMNS = ("job_id", "task_id", "display_name", "state", "previous_state", "state_transition_time",
                 "creation_time", "command_line", "exit_code", "result", "failure_category", "failure_code",
                 "failure_message", "retry_count", "requeue_count", "start_time", "end_time", "duration_seconds",
-                "node_id", "pool_id", "required_slots", "environment", "last_synced_at")
+                "node_id", "pool_id", "required_slots", "environment", "last_synced_at", "error_line")
 
 
 def task_rows(job, n: int, *, seed: int = 1, done: float = 0.6, running: float = 0.02, failed: float = 0.03,
               ended_within: timedelta = timedelta(hours=6)):
     """n tasks of a job part-way through: `done` completed (of them `failed` failed), `running`
-    running, the rest waiting; ends spread over the last `ended_within`. Yields rows for COPY."""
+    running, the rest waiting; ends spread over the last `ended_within`. Yields rows for COPY (TASK_COLUMNS), with no
+    error line (the failure triage benchmark writes its own)."""
     rnd = random.Random(seed)
     t_now = now()
     n_done, n_running = int(n * done), int(n * running)
@@ -122,7 +89,7 @@ def task_rows(job, n: int, *, seed: int = 1, done: float = 0.6, running: float =
             state, result, exit_code, failure = "active", "", None, ("", "", "")
         yield (job.pk, task_id, f"Frame {i}", state, "running" if end else "active", end or start or created,
                created, f"render --frame {i}", exit_code, result, *failure, 0, 0, start, end, duration,
-               f"tvm-{rnd.randint(1, 50):03d}" if start else "", job.pool_id, 1, "[]", t_now)
+               f"tvm-{rnd.randint(1, 50):03d}" if start else "", job.pool_id, 1, "[]", t_now, "")
 
 
 def copy_tasks(job, rows) -> int:
@@ -155,10 +122,10 @@ def analyze() -> None:
 
 
 def signed_in_client():
-    from django.contrib.auth import get_user_model
+    """A test Client signed in as a Viewer: reading pages needs a role, and a Viewer acts on nothing."""
     from django.test import Client
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-pages")
+    user = user_with_role("bench-pages", "Viewer")
     # ALLOWED_HOSTS holds the loopback names, not the test client's default "testserver".
     client = Client(SERVER_NAME="127.0.0.1")
     client.force_login(user)
@@ -166,13 +133,14 @@ def signed_in_client():
 
 
 def time_pages(client, urls: list[str], requests: int, headers: dict | None = None) -> list[list[float]]:
-    """Seconds per request for `requests` GETs of each url, after a warm-up; fails loudly on a non-200.
+    """Seconds per request for `requests` GETs of each url, after a warm-up (never longer than the measurement);
+    fails loudly on a non-200.
 
     The urls take turns request by request, so whatever else the machine is doing slows them alike
     and their ratio stays fair."""
     headers = headers or {}
     for url in urls:
-        for _ in range(WARMUP):
+        for _ in range(min(WARMUP, requests)):
             response = client.get(url, headers=headers)
             if response.status_code != 200:
                 raise RuntimeError(f"GET {url} answered {response.status_code}")
@@ -198,8 +166,8 @@ def indexes_in(plan: list[str]) -> list[str]:
     """Names of the indexes a plan scans ("Index Scan using x", "Bitmap Index Scan on x")."""
     import re
 
-    return sorted(set(re.findall(r"(?:Index Scan (?:Backward )?using|Index Only Scan (?:Backward )?using|Bitmap Index Scan on) (\w+)",
-                                 " ".join(plan))))
+    scans = r"(?:Index Scan (?:Backward )?using|Index Only Scan (?:Backward )?using|Bitmap Index Scan on) (\w+)"
+    return sorted(set(re.findall(scans, " ".join(plan))))
 
 
 def explain(sql: str) -> list[str]:

@@ -3,24 +3,24 @@
 Compared in the same run with the same listing without $select, and with the raw HTTP time of
 the same pages (SharedKey-signed GETs with requests, no SDK deserialisation)."""
 
+import argparse
+
 import requests
 
 import _common as c
 
-TASKS = 10_000
 GOAL_SECONDS = 1.0
-ROUNDS = 3   # each figure is the best of 3 runs, to keep a one-off pause out of it
 
 
-def sdk_list(client, select):
+def sdk_list(client, select, expected: int):
     with c.Timer() as timer:
         tasks = list(client.list_tasks("listing", select=select))
-    if len(tasks) != TASKS:
-        raise RuntimeError(f"listed {len(tasks)} tasks, expected {TASKS}")
+    if len(tasks) != expected:
+        raise RuntimeError(f"listed {len(tasks)} tasks, expected {expected}")
     return timer.seconds
 
 
-def raw_list(server, session, query: str) -> tuple[float, int, int]:
+def raw_list(server, session, query: str, expected: int) -> tuple[float, int, int]:
     """(seconds, pages, bytes) following odata.nextLink as a client would."""
     path = f"/jobs/listing/tasks?api-version={c.API_VERSION}{query}"
     count = pages = size = 0
@@ -34,26 +34,33 @@ def raw_list(server, session, query: str) -> tuple[float, int, int]:
             size += len(response.content)
             next_link = body.get("odata.nextLink")
             path = next_link[len(server.endpoint):] if next_link else None
-    if count != TASKS:
-        raise RuntimeError(f"raw listing saw {count} tasks, expected {TASKS}")
+    if count != expected:
+        raise RuntimeError(f"raw listing saw {count} tasks, expected {expected}")
     return timer.seconds, pages, size
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="each figure is the best of this many runs, to keep a one-off pause out of it")
+    args = c.arguments(parser, smoke={"tasks": 1_500, "rounds": 1})
+    tasks, rounds = args.tasks, args.rounds
     from azure.batch import models
-    c.header(f"localbatch: list {TASKS:,} tasks (active, never run) through azure-batch list_tasks")
+    c.header(f"localbatch: list {tasks:,} tasks (active, never run) through azure-batch list_tasks")
     with c.localbatch_server() as server:
         client = c.batch_client(server)
         c.make_pool(client, "empty", nodes=0)
         c.make_job(client, "listing", "empty")
         client.create_tasks("listing", [models.BatchTaskCreateOptions(id=f"t{i:05d}", command_line="/bin/true")
-                                        for i in range(TASKS)], max_concurrency=4)
+                                        for i in range(tasks)], max_concurrency=4)
         session = requests.Session()
-        selected_runs = [sdk_list(client, ["id", "state"]) for _ in range(ROUNDS)]
-        full_runs = [sdk_list(client, None) for _ in range(ROUNDS)]
+        selected_runs = [sdk_list(client, ["id", "state"], tasks) for _ in range(rounds)]
+        full_runs = [sdk_list(client, None, tasks) for _ in range(rounds)]
         selected, full = min(selected_runs), min(full_runs)
-        raw_selected = min((raw_list(server, session, "&$select=id,state") for _ in range(ROUNDS)), key=lambda r: r[0])
-        raw_full = min((raw_list(server, session, "") for _ in range(ROUNDS)), key=lambda r: r[0])
+        raw_selected = min((raw_list(server, session, "&$select=id,state", tasks) for _ in range(rounds)),
+                           key=lambda r: r[0])
+        raw_full = min((raw_list(server, session, "", tasks) for _ in range(rounds)), key=lambda r: r[0])
         client.close()
         session.close()
 

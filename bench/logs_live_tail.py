@@ -17,12 +17,14 @@ import time
 
 import _pages as p
 from _common import (
+    arguments,
     batch_client,
     localbatch_server,
     make_job,
     make_pool,
     percentile,
     result,
+    setup_django,
     wait_for,
 )
 
@@ -172,9 +174,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each measurement")
     parser.add_argument("--rate", type=int, default=1_000_000, help="bytes per second the task writes")
     parser.add_argument("--watchers", type=int, default=20)
-    args = parser.parse_args()
+    args = arguments(parser, smoke={"seconds": 5.0, "rate": 100_000, "watchers": 4})
 
-    url = p.setup_django()
+    url = setup_django()
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.urls import reverse

@@ -12,12 +12,14 @@ import tracemalloc
 import _pages as p
 from _common import (
     Timer,
+    arguments,
     azurite_server,
     batch_client,
     localbatch_server,
     make_job,
     make_pool,
     result,
+    setup_django,
     wait_for,
 )
 
@@ -84,15 +86,15 @@ def rss_mib() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mib", type=int, default=1024, help="size of the task's stdout in MiB")
-    args = parser.parse_args()
+    args = arguments(parser, smoke={"mib": 8})
     free = shutil.disk_usage("/tmp").free
     size_mib = args.mib
     if free < 4 * args.mib * MiB:
-        size_mib = 256
+        size_mib = min(256, args.mib)
         print(f"  only {free / MiB:,.0f} MiB free under /tmp: using a {size_mib} MiB stdout instead")
     size = size_mib * MiB
 
-    url = p.setup_django()
+    url = setup_django()
     from django.urls import reverse
 
     from batchsync import logs
@@ -158,7 +160,8 @@ def main() -> int:
         result("first screen (file list + tail) server time", first.seconds * 1000, "ms", "≤ 300 ms",
                first.seconds <= 0.3, f"start of file {head.seconds * 1000:.1f} ms")
         result("first screen: bytes read from Batch", first_bytes / 1024, "KiB", "≤ 1024 KiB",
-               first_bytes <= MiB, f"{first_requests} file requests besides the file list; start of file {head_bytes / 1024:.0f} KiB")
+               first_bytes <= MiB,
+               f"{first_requests} file requests besides the file list; start of file {head_bytes / 1024:.0f} KiB")
 
         download_url = reverse("task_output_download", args=[task.pk])
 

@@ -7,7 +7,7 @@ import argparse
 from datetime import timedelta
 
 import _pages as p
-from _common import percentile, result
+from _common import arguments, percentile, result, setup_django
 
 GOAL_MS = 150.0
 
@@ -44,9 +44,9 @@ def main() -> int:
     parser.add_argument("--pools", type=int, default=20)
     parser.add_argument("--tasks-per-job", type=int, default=100)
     parser.add_argument("--requests", type=int, default=50)
-    args = parser.parse_args()
+    args = arguments(parser, smoke={"jobs": 20, "pools": 3, "tasks_per_job": 20, "requests": 3})
 
-    url = p.setup_django()
+    url = setup_django()
     from django.db import connection
 
     from portal.models import Task
@@ -77,8 +77,8 @@ def main() -> int:
 
     print("  EXPLAIN ANALYZE of the dashboard's queries (first plan line, index used, time):")
     for sql in p.queries_of(client, "/"):
-        if sql.split(" FROM ")[1].startswith(('"django_session"', '"auth_user"')):
-            continue  # the session and the signed-in user: every page's, not the dashboard's
+        if sql.split(" FROM ")[1].startswith(('"django_session"', '"auth_user"', '"auth_permission"')):
+            continue  # the session, the signed-in user and their role: every page's, not the dashboard's
         plan = p.explain(sql)
         table = next((t for t in ("portal_task", "portal_job", "portal_node", "portal_pool", "portal_batchaccount")
                       if t in sql), "?")

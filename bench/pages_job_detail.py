@@ -7,7 +7,7 @@ EXPLAIN of the big job's task queries shows which index each one uses."""
 import argparse
 
 import _pages as p
-from _common import percentile, result
+from _common import arguments, percentile, result, setup_django
 
 GOAL_MS = 150.0
 GOAL_RATIO = 1.5
@@ -34,9 +34,9 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--requests", type=int, default=50)
-    args = parser.parse_args()
+    args = arguments(parser, smoke={"tasks": 2_000, "requests": 3})
 
-    url = p.setup_django()
+    url = setup_django()
     from django.urls import reverse
 
     from portal.models import Job, Pool

@@ -6,16 +6,14 @@ job list, requests interleaved; the retry confirm page of the largest group (a d
 too. EXPLAIN ANALYZE of the triage queries shows which index each one uses."""
 
 import argparse
-import os
 import random
 import re
 from datetime import timedelta
 
 import _pages as p
-from _common import percentile, result
+from _common import arguments, percentile, result, setup_django
 
 GOAL_MS = 150.0
-COLUMNS = p.TASK_COLUMNS + ("error_line",)
 
 
 def signatures(n: int) -> list[tuple[str, int | None, str]]:
@@ -68,7 +66,7 @@ def copy(rows_) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY portal_task ({', '.join(COLUMNS)}) FROM STDIN") as out:
+            f"COPY portal_task ({', '.join(p.TASK_COLUMNS)}) FROM STDIN") as out:
         for row in rows_:
             out.write_row(row)
 
@@ -80,14 +78,12 @@ def main() -> int:
     parser.add_argument("--failed", type=int, default=20_000)
     parser.add_argument("--signatures", type=int, default=30)
     parser.add_argument("--requests", type=int, default=50)
-    args = parser.parse_args()
+    args = arguments(parser, smoke={"jobs": 5, "tasks": 2_000, "failed": 400, "signatures": 10, "requests": 3})
 
-    # The test client speaks plain HTTP; without this a production-like setting redirects every page to https.
-    os.environ.setdefault("DJANGO_HTTPS", "0")
-    url = p.setup_django()
+    url = setup_django()
     from urllib.parse import urlencode
 
-    from django.contrib.auth.models import Group
+    from django.contrib.auth import get_user_model
     from django.db.models import Count
     from django.urls import reverse
 
@@ -106,11 +102,7 @@ def main() -> int:
     copy(rows(jobs, args.tasks // args.jobs, args.failed // args.jobs, signatures(args.signatures), seed=1))
     p.analyze()
     client = p.signed_in_client()
-    from django.contrib.auth import get_user_model
     user = get_user_model().objects.get(username="bench-pages")
-    viewer = Group.objects.filter(name="Viewer").first()
-    if viewer:
-        user.groups.add(viewer)   # reads need a role once roles gate them
 
     ours = Task.objects.filter(job__account=account)
     failed = ours.filter(result="failure").count()

@@ -9,13 +9,11 @@ milliseconds, not seconds). Several alternating rounds, medians compared; one ca
 extrapolated to 10,000, and the output says so. The pool has no nodes, so nothing runs while tasks are added."""
 
 import argparse
-import os
 import re
 import sys
 
 import _common as c
-from submit_sweep import bare_create_tasks, one_call_each, report, setup_django, submitter
-from sync_tasks import DEFAULT_DATABASE_URL, ensure_database
+from submit_sweep import bare_create_tasks, batch_environment, one_call_each, report
 
 
 def previewed(client, tasks: int) -> str:
@@ -55,17 +53,15 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the form POST and the bare call")
     parser.add_argument("--one-by-one-sample", type=int, default=300)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--latency-ms", type=int, default=0,
                         help="added by localbatch to every request, to stand in for the network to a real account")
-    args = parser.parse_args()
+    args = c.arguments(parser, smoke={"tasks": 200, "rounds": 1, "one_by_one_sample": 20})
 
+    url = c.database_url()
     c.header(f"a {args.tasks:,}-task sweep through the submit form's final POST vs bare create_tasks vs one call "
-             f"each; database {args.database_url.split('@')[-1]}; {args.latency_ms} ms added per request")
-    ensure_database(args.database_url)
-    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+             f"each; database {url.split('@')[-1]}; {args.latency_ms} ms added per request")
     with c.localbatch_server() as server:
-        setup_django(args.database_url, server)
+        c.setup_django(url, **batch_environment(server))
         from django.test import Client
 
         from batchsync.celery import app
@@ -74,8 +70,9 @@ def main() -> int:
         from portal.models import Submission
 
         app.conf.task_always_eager = True
-        client = Client()
-        client.force_login(submitter("bench-form-submitter"))
+        # ALLOWED_HOSTS holds the loopback names, not the test client's default "testserver".
+        client = Client(SERVER_NAME="127.0.0.1")
+        client.force_login(c.user_with_role("bench-form-submitter", "Submitter"))
         batch = c.batch_client(server)
         c.make_pool(batch, "demo-pool", nodes=0)
         if args.latency_ms:

@@ -9,39 +9,19 @@ and the median is compared. One call each is measured on a sample and extrapolat
 The job's pool has no nodes, so nothing runs while tasks are being added."""
 
 import argparse
-import os
 import statistics
 import sys
 
 import _common as c
-from sync_tasks import DEFAULT_DATABASE_URL, ensure_database
 
-KEY_VARIABLE = "BENCH_BATCH_ACCOUNT_KEY"
 RATIO_GOAL = 1.25       # sweep time ÷ bare create_tasks time, at most
 SPEEDUP_GOAL = 20.0     # one call each ÷ sweep time, at least
 
 
-def setup_django(url: str, server) -> None:
-    # The portal's default account is the benchmark's localbatch: settings are read once, at setup.
-    os.environ["DATABASE_URL"] = url
-    os.environ["BATCH_ACCOUNT_URL"] = server.endpoint
-    os.environ["BATCH_ACCOUNT_NAME"] = server.account_name
-    os.environ["BATCH_ACCOUNT_KEY"] = server.account_key
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import django
-    from django.core.management import call_command
-    django.setup()
-    call_command("migrate", verbosity=0)
-
-
-def submitter(username: str):
-    """A user with the Submitter role: submitting needs it."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    user, _ = get_user_model().objects.get_or_create(username=username)
-    user.groups.add(Group.objects.get(name="Submitter"))
-    return user
+def batch_environment(server) -> dict[str, str]:
+    """The portal's default account pointed at the benchmark's localbatch."""
+    return {"BATCH_ACCOUNT_URL": server.endpoint, "BATCH_ACCOUNT_NAME": server.account_name,
+            "BATCH_ACCOUNT_KEY": server.account_key}
 
 
 def sweep(user, version, tasks: int) -> tuple[float, str]:
@@ -100,22 +80,21 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the sweep and the bare call")
     parser.add_argument("--one-by-one-sample", type=int, default=500)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--latency-ms", type=int, default=0,
                         help="added by localbatch to every request, to stand in for the network to a real account")
-    args = parser.parse_args()
+    args = c.arguments(parser, smoke={"tasks": 200, "rounds": 1, "one_by_one_sample": 20})
 
+    url = c.database_url()
     c.header(f"submission of a {args.tasks:,}-task sweep (range fan-out) vs bare create_tasks vs one call each; "
-             f"database {args.database_url.split('@')[-1]}; {args.latency_ms} ms added per request")
-    ensure_database(args.database_url)
+             f"database {url.split('@')[-1]}; {args.latency_ms} ms added per request")
     with c.localbatch_server() as server:
-        setup_django(args.database_url, server)
+        c.setup_django(url, **batch_environment(server))
 
         from batchsync.gateway import convert
         from batchsync.submit import expand
         from portal.models import JobTemplate, Submission
 
-        user = submitter("bench-submitter")
+        user = c.user_with_role("bench-submitter", "Submitter")
         version = JobTemplate.objects.get(slug="render-frames").current_version()
         client = c.batch_client(server)
         c.make_pool(client, "demo-pool", nodes=0)

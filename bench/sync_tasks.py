@@ -14,36 +14,9 @@ from datetime import timedelta
 
 import _common as c
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
 KEY_VARIABLE = "BENCH_BATCH_ACCOUNT_KEY"
 INITIAL_GOAL = 5_000          # tasks/s
 INCREMENTAL_GOAL = 5.0        # % of the initial pass
-
-
-def ensure_database(url: str) -> None:
-    """Create the benchmark database if it is missing (PostgreSQL only)."""
-    import dj_database_url
-    import psycopg
-    from psycopg import sql
-
-    config = dj_database_url.parse(url)
-    if "postgresql" not in config["ENGINE"]:
-        return
-    with psycopg.connect(host=config["HOST"], port=config["PORT"] or 5432, user=config["USER"],
-                         password=config["PASSWORD"] or None, dbname="postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
-
-
-def setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import django
-    from django.core.management import call_command
-    django.setup()
-    call_command("migrate", verbosity=0)
-
-
 ACCOUNT_NAME = "bench-sync-tasks"
 
 
@@ -73,10 +46,8 @@ def main() -> int:
     parser.add_argument("--changed", type=float, default=0.01, help="share of tasks changed before the second pass")
     parser.add_argument("--skew-seconds", type=float, default=None,
                         help="override batchsync.sync.SKEW (default: the production value) to iterate faster")
-    args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    ensure_database(url)
-    setup_django(url)
+    args = c.arguments(parser, smoke={"tasks": 1_000, "skew_seconds": 1.0})
+    c.setup_django()
 
     from azure.batch import models
     from django.db import connection
