@@ -177,11 +177,14 @@ def test_the_queries_do_not_grow_with_the_number_of_failed_tasks(vera):
     failed(job, 2, code="TaskEnded", exit_code=None, line="")
     client.get(reverse("failure_triage"))     # sessions, permissions and the like, cached from here on
     with CaptureQueriesContext(connection) as few:
-        text(client.get(reverse("failure_triage")))
+        small = client.get(reverse("failure_triage"))
     failed(job, 57)
     failed(JobFactory(), 40, code="TaskEnded", exit_code=None, line="")
     with CaptureQueriesContext(connection) as many:
-        page = text(client.get(reverse("failure_triage")))
+        big = client.get(reverse("failure_triage"))
+    # An error page is cheap too: the counts compare only if the page itself was served.
+    assert (small.status_code, big.status_code) == (200, 200)
+    page = text(big)
     assert [n for n, _ in groups_on(page)] == [60, 42]
     assert len(many.captured_queries) == len(few.captured_queries)
     assert not any("COUNT(" in q["sql"].upper() and "GROUP BY" not in q["sql"].upper()
