@@ -39,6 +39,9 @@ def check_list(value, name: str) -> list:
 
 
 def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    # The service reads a number sent as a JSON string too: the az CLI sends "targetDedicatedNodes": "1".
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,18}", value.strip()):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise errors.invalid_property(name, value, "Expected an integer.")
     if (low is not None and value < low) or (high is not None and value > high):
@@ -47,6 +50,8 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None)
 
 
 def check_bool(value, name: str) -> bool:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
     if not isinstance(value, bool):
         raise errors.invalid_property(name, value, "Expected true or false.")
     return value
