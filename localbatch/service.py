@@ -10,7 +10,7 @@ from collections import Counter
 
 from . import errors, validate
 from .odata import BOOLEAN, DATETIME, ENUM, INTEGER, STRING
-from .runtime import Runtime
+from .scheduler import Scheduler
 from .state import AccountState, key_of, public
 from .timeutil import UNLIMITED, format_duration, now_iso
 
@@ -52,9 +52,9 @@ MAX_COLLECTION_BYTES = 1024 * 1024
 
 
 class BatchService:
-    def __init__(self, state: AccountState, runtime: Runtime, account_url: str):
+    def __init__(self, state: AccountState, scheduler: Scheduler, account_url: str):
         self.state = state
-        self.runtime = runtime
+        self.scheduler = scheduler
         self.account_url = account_url
 
     # -- lookups ------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ class BatchService:
             raise errors.conflict("JobBeingDeleted", "The specified job is being deleted.")
         if job["state"] == "terminating":
             return
-        self.runtime.terminate_job(job, reason)
+        self.scheduler.terminate_job(job, reason)
 
     def disable_job(self, job_id: str, body) -> None:
         job = self.job(job_id)
@@ -308,7 +308,7 @@ class BatchService:
         option = validate.check_enum(validate.require(body, "disableTasks"), "disableTasks", ("requeue", "terminate", "wait"))
         if job["state"] != "active":
             raise errors.conflict("JobNotActive", "Only an active job can be disabled.")
-        self.runtime.disable_job(key_of(job["id"]), job, option)
+        self.scheduler.disable_job(key_of(job["id"]), job, option)
 
     def enable_job(self, job_id: str) -> None:
         job = self.job(job_id)
@@ -402,7 +402,7 @@ class BatchService:
         job = self.job(job_id)
         if task["state"] == "completed":
             raise errors.conflict("TaskCompleted", "The specified task has already completed.")
-        self.runtime.terminate_task(key_of(job["id"]), task)
+        self.scheduler.terminate_task(key_of(job["id"]), task)
 
     def reactivate_task(self, job_id: str, task_id: str) -> None:
         task = self.task(job_id, task_id)
@@ -421,7 +421,7 @@ class BatchService:
     def delete_task(self, job_id: str, task_id: str) -> None:
         task = self.task(job_id, task_id)
         job_key = key_of(self.job(job_id)["id"])
-        self.runtime.kill_task(job_key, task)
+        self.scheduler.kill_task(job_key, task)
         self.state.remove_task(job_key, task)
         if task.get("_dir"):
             shutil.rmtree(task["_dir"], ignore_errors=True)
@@ -438,4 +438,4 @@ class BatchService:
 
     def node_root(self, pool_id: str, node_id: str) -> str:
         node = self.node(pool_id, node_id)
-        return self.runtime.node_dir(self.pool(pool_id)["id"], node["id"])
+        return self.scheduler.nodes.node_dir(self.pool(pool_id)["id"], node["id"])

@@ -1,0 +1,98 @@
+"""One localbatch account: its state, scheduler and operations, and the dispatch of a request to its route."""
+
+import os
+import uuid
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import auth, errors
+from .faults import Faults
+from .routes import faults, files, jobs, nodes, pools, tasks
+from .routes.base import Handler, Request, Response
+from .scheduler import Scheduler
+from .service import BatchService
+from .state import AccountState
+from .store import Store
+
+ROUTES = pools.ROUTES + nodes.ROUTES + files.ROUTES + jobs.ROUTES + tasks.ROUTES + faults.ROUTES
+
+
+class LocalBatch:
+    def __init__(self, data_dir: str, account_name: str, account_key: str, account_url: str,
+                 node_start_seconds: float = 0.5, faults: Faults | None = None):
+        os.makedirs(data_dir, exist_ok=True)
+        self.account_name = account_name
+        self.account_key = account_key
+        self.account_url = account_url.rstrip("/")
+        self.faults = faults or Faults()
+        self.state = AccountState(Store(os.path.join(data_dir, "state.sqlite3")))
+        self.scheduler = Scheduler(self.state, data_dir, account_name, self.account_url, node_start_seconds)
+        self.service = BatchService(self.state, self.scheduler, self.account_url)
+        self.routes = [(method, pattern.split("/"), handler) for method, pattern, handler in ROUTES]
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        with self.state.lock:
+            self.state.store.close()
+
+    def match(self, method: str, segments: list[str]) -> tuple[Handler, dict]:
+        allowed = False
+        for route_method, pattern, handler in self.routes:
+            params = _match(pattern, segments)
+            if params is None:
+                continue
+            allowed = True
+            if route_method == method:
+                return handler, params
+        if allowed:
+            raise errors.BatchError(405, "UnsupportedHttpVerb", f"The resource doesn't support the {method} verb.")
+        raise errors.BatchError(404, "ResourceNotFound", "The specified resource does not exist.")
+
+    def handle(self, request_line: tuple[str, str], headers: dict[str, str], body: bytes) -> Response:
+        method, raw_url = request_line
+        request_id = str(uuid.uuid4())
+        try:
+            split = urlsplit(raw_url)
+            segments = [unquote(p) for p in split.path.strip("/").split("/")] if split.path.strip("/") else []
+            if segments == ["_localbatch", "health"]:
+                return Response(200, {"status": "ok"})
+            self.faults.inject(split.path)
+            auth.verify(method, raw_url, headers, self.account_name, self.account_key)
+            query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+            if segments[:1] != ["_localbatch"] and "api-version" not in query:
+                raise errors.BatchError(400, "MissingRequiredQueryParameter",
+                                        "A query parameter that's mandatory for this request is not specified.",
+                                        {"QueryParameterName": "api-version"})
+            handler, params = self.match(method, segments)
+            request = Request(method, raw_url, split.path, params, query, headers, body, request_id)
+            response = handler(self, request)
+        except errors.BatchError as exc:
+            response = Response(exc.status, exc.body(request_id))
+            if exc.retry_after is not None:
+                response.headers["Retry-After"] = str(exc.retry_after)
+        response.headers.setdefault("request-id", request_id)
+        if headers.get("client-request-id"):
+            response.headers["client-request-id"] = headers["client-request-id"]
+        return response
+
+
+def _match(pattern: list[str], segments: list[str]) -> dict | None:
+    params = {}
+    for index, part in enumerate(pattern):
+        if part.endswith("*}"):
+            rest = segments[index:]
+            if not rest or not "/".join(rest):
+                return None
+            params[part[1:-2]] = "/".join(rest)
+            return params
+        if index >= len(segments):
+            return None
+        if part.startswith("{"):
+            if not segments[index]:
+                return None
+            params[part[1:-1]] = segments[index]
+        elif part != segments[index]:
+            return None
+    return params if len(pattern) == len(segments) else None

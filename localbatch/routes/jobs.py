@@ -1,0 +1,78 @@
+"""Routes for jobs: create, get, list, update, terminate, disable/enable, delete; task counts and the
+preparation and release task status."""
+
+from ..service import JOB_FILTER_FIELDS, PREP_STATUS_FILTER_FIELDS
+from .base import Account, Request, Response, after_token, entity_headers, entity_response, page, write
+
+
+def create_job(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        job = app.service.create_job(request.json())
+        return Response(201, None, entity_headers(job, app.service.present_job(job)))
+
+
+def get_job(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        job = app.service.job(request.params["job"])
+        return entity_response(request, job, app.service.present_job(job))
+
+
+def list_jobs(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        return page(app, request, after_token(app.state.jobs, request), JOB_FILTER_FIELDS, app.service.present_job)
+
+
+def patch_job(app: Account, request: Request) -> Response:
+    job_id = request.params["job"]
+    return write(app, request, lambda: app.service.job(job_id),
+                 lambda: app.service.update_job(job_id, request.json() or {}, replace=False), 200)
+
+
+def put_job(app: Account, request: Request) -> Response:
+    job_id = request.params["job"]
+    return write(app, request, lambda: app.service.job(job_id),
+                 lambda: app.service.update_job(job_id, request.json() or {}, replace=True), 200)
+
+
+def delete_job(app: Account, request: Request) -> Response:
+    job_id = request.params["job"]
+    return write(app, request, lambda: app.service.job(job_id), lambda: app.service.delete_job(job_id), 202)
+
+
+def terminate_job(app: Account, request: Request) -> Response:
+    job_id = request.params["job"]
+    return write(app, request, lambda: app.service.job(job_id),
+                 lambda: app.service.terminate_job(job_id, request.json()), 202)
+
+
+def disable_job(app: Account, request: Request) -> Response:
+    job_id = request.params["job"]
+    return write(app, request, lambda: app.service.job(job_id),
+                 lambda: app.service.disable_job(job_id, request.json() or {}), 202)
+
+
+def enable_job(app: Account, request: Request) -> Response:
+    job_id = request.params["job"]
+    return write(app, request, lambda: app.service.job(job_id), lambda: app.service.enable_job(job_id), 202)
+
+
+def task_counts(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        return Response(200, app.service.task_counts(request.params["job"]))
+
+
+def prep_release_status(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        rows = app.service.prep_release_status(request.params["job"])
+        return page(app, request, enumerate(rows, start=1), PREP_STATUS_FILTER_FIELDS, lambda row: row)
+
+
+ROUTES = [
+    ("GET", "jobs", list_jobs), ("POST", "jobs", create_job),
+    ("GET", "jobs/{job}", get_job), ("HEAD", "jobs/{job}", get_job),
+    ("PATCH", "jobs/{job}", patch_job), ("PUT", "jobs/{job}", put_job),
+    ("DELETE", "jobs/{job}", delete_job), ("POST", "jobs/{job}/terminate", terminate_job),
+    ("POST", "jobs/{job}/disable", disable_job), ("POST", "jobs/{job}/enable", enable_job),
+    ("GET", "jobs/{job}/taskcounts", task_counts),
+    ("GET", "jobs/{job}/jobpreparationandreleasetaskstatus", prep_release_status),
+]

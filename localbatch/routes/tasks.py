@@ -1,0 +1,74 @@
+"""Routes for the tasks of a job: add (one or a collection), get, list, update, terminate,
+reactivate, delete, subtasks."""
+
+from ..service import TASK_FILTER_FIELDS
+from .base import Account, Request, Response, after_token, entity_headers, entity_response, page, write
+
+
+def create_task(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        job = app.service.job(request.params["job"])
+        task = app.service.create_task(request.params["job"], request.json())
+        return Response(201, None, entity_headers(task, app.service.present_task(job, task)))
+
+
+def add_task_collection(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        results = app.service.add_task_collection(request.params["job"], request.json(), len(request.body))
+    return Response(200, {"value": results})
+
+
+def get_task(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        job = app.service.job(request.params["job"])
+        task = app.service.task(request.params["job"], request.params["task"])
+        return entity_response(request, task, app.service.present_task(job, task))
+
+
+def list_tasks(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        job = app.service.job(request.params["job"])
+        tasks = app.state.tasks[job["id"].lower()]
+        return page(app, request, after_token(tasks, request), TASK_FILTER_FIELDS,
+                    lambda task: app.service.present_task(job, task))
+
+
+def replace_task(app: Account, request: Request) -> Response:
+    job_id, task_id = request.params["job"], request.params["task"]
+    return write(app, request, lambda: app.service.task(job_id, task_id),
+                 lambda: app.service.replace_task(job_id, task_id, request.json() or {}), 200)
+
+
+def delete_task(app: Account, request: Request) -> Response:
+    job_id, task_id = request.params["job"], request.params["task"]
+    return write(app, request, lambda: app.service.task(job_id, task_id),
+                 lambda: app.service.delete_task(job_id, task_id), 200, include_headers=False)
+
+
+def terminate_task(app: Account, request: Request) -> Response:
+    job_id, task_id = request.params["job"], request.params["task"]
+    return write(app, request, lambda: app.service.task(job_id, task_id),
+                 lambda: app.service.terminate_task(job_id, task_id), 204)
+
+
+def reactivate_task(app: Account, request: Request) -> Response:
+    job_id, task_id = request.params["job"], request.params["task"]
+    return write(app, request, lambda: app.service.task(job_id, task_id),
+                 lambda: app.service.reactivate_task(job_id, task_id), 204)
+
+
+def list_subtasks(app: Account, request: Request) -> Response:
+    with app.state.tx():
+        app.service.task(request.params["job"], request.params["task"])
+    return Response(200, {"value": []})
+
+
+ROUTES = [
+    ("GET", "jobs/{job}/tasks", list_tasks), ("POST", "jobs/{job}/tasks", create_task),
+    ("POST", "jobs/{job}/addtaskcollection", add_task_collection),
+    ("GET", "jobs/{job}/tasks/{task}", get_task), ("PUT", "jobs/{job}/tasks/{task}", replace_task),
+    ("DELETE", "jobs/{job}/tasks/{task}", delete_task),
+    ("POST", "jobs/{job}/tasks/{task}/terminate", terminate_task),
+    ("POST", "jobs/{job}/tasks/{task}/reactivate", reactivate_task),
+    ("GET", "jobs/{job}/tasks/{task}/subtasksinfo", list_subtasks),
+]
