@@ -1,0 +1,139 @@
+"""The mirror of Batch jobs and their tasks, as last seen by the sync.
+
+Mirrored fields keep Batch's names in snake_case and are written only by batchsync/sync.py; our bookkeeping fields
+end in `_at`. Rows Batch deleted stay, marked by `gone_at`."""
+
+from django.conf import settings
+from django.db import models
+
+from portal.models.accounts import BatchAccount, Team
+
+
+class JobState(models.TextChoices):
+    ACTIVE = "active"
+    DISABLING = "disabling"
+    DISABLED = "disabled"
+    ENABLING = "enabling"
+    TERMINATING = "terminating"
+    COMPLETED = "completed"
+    DELETING = "deleting"
+    UNKNOWN = "unknown"
+
+
+class TaskState(models.TextChoices):
+    ACTIVE = "active"
+    PREPARING = "preparing"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    UNKNOWN = "unknown"
+
+
+class TaskResult(models.TextChoices):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class Job(models.Model):
+    account = models.ForeignKey(BatchAccount, on_delete=models.PROTECT, related_name="jobs")
+    job_id = models.CharField(max_length=64)
+    display_name = models.CharField(max_length=1024, blank=True)
+    state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.UNKNOWN)
+    pool_id = models.CharField(max_length=64, blank=True, help_text="Batch id of the pool the job runs on.")
+    priority = models.IntegerField(default=0)
+    on_all_tasks_complete = models.CharField(max_length=20, blank=True)
+    creation_time = models.DateTimeField(null=True, blank=True)
+    state_transition_time = models.DateTimeField(null=True, blank=True)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    terminate_reason = models.CharField(max_length=100, blank=True)
+    last_modified = models.DateTimeField(null=True, blank=True)
+    etag = models.CharField(max_length=100, blank=True)
+    # Batch's own task counts (get_job_task_counts): progress without counting our task table.
+    task_active = models.IntegerField(default=0)
+    task_running = models.IntegerField(default=0)
+    task_completed = models.IntegerField(default=0)
+    task_succeeded = models.IntegerField(default=0)
+    task_failed = models.IntegerField(default=0)
+    # Who submitted it through the portal (linked from its submission by batchsync.submit.link_submitted_jobs;
+    # empty for outside jobs).
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="submitted_jobs")
+    # The submitter's team at submission time (portal.access scopes and Operator rights); empty for outside jobs.
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    # Incremental task sync: tasks changed at or after this time (minus a skew overlap) are fetched next.
+    task_watermark_at = models.DateTimeField(null=True, blank=True)
+    tasks_synced_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    gone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-creation_time", "job_id"]
+        constraints = [models.UniqueConstraint(fields=["account", "job_id"], name="job_unique_per_account")]
+        indexes = [
+            models.Index(fields=["state", "-creation_time"], name="job_state_created"),
+            models.Index(fields=["pool_id", "-creation_time"], name="job_pool_created"),
+            models.Index(fields=["submitted_by", "-creation_time"], name="job_submitter_created"),
+            models.Index(fields=["-creation_time"], name="job_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.job_id
+
+    @property
+    def task_total(self) -> int:
+        return self.task_active + self.task_running + self.task_completed
+
+
+class Task(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tasks")
+    task_id = models.CharField(max_length=64)
+    display_name = models.CharField(max_length=1024, blank=True)
+    state = models.CharField(max_length=20, choices=TaskState.choices, default=TaskState.UNKNOWN)
+    previous_state = models.CharField(max_length=20, blank=True)
+    state_transition_time = models.DateTimeField(null=True, blank=True)
+    creation_time = models.DateTimeField(null=True, blank=True)
+    command_line = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    result = models.CharField(max_length=20, choices=TaskResult.choices, blank=True)
+    failure_category = models.CharField(max_length=20, blank=True)
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_message = models.TextField(blank=True)
+    retry_count = models.IntegerField(default=0)
+    requeue_count = models.IntegerField(default=0)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    # end_time - start_time, kept by the sync so the task table can sort by duration from an index.
+    duration_seconds = models.FloatField(null=True, blank=True)
+    node_id = models.CharField(max_length=100, blank=True)
+    pool_id = models.CharField(max_length=64, blank=True)
+    required_slots = models.IntegerField(default=1)
+    environment = models.JSONField(default=list, blank=True)
+    max_wall_clock_seconds = models.FloatField(null=True, blank=True)
+    max_task_retry_count = models.IntegerField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    gone_at = models.DateTimeField(null=True, blank=True)
+    # When stdout/stderr were found saved in Blob (by the task's own output-file rules or by the archiver), and
+    # the first line of stderr that looks like an error: part of the failure-triage signature.
+    logs_saved_at = models.DateTimeField(null=True, blank=True)
+    error_line = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["task_id"]
+        constraints = [models.UniqueConstraint(fields=["job", "task_id"], name="task_unique_per_job")]
+        indexes = [
+            # Keyset pagination of the job's task table, for each sort and filter the page offers.
+            models.Index(fields=["job", "state", "task_id"], name="task_job_state_id"),
+            models.Index(fields=["job", "start_time", "task_id"], name="task_job_start"),
+            models.Index(fields=["job", "end_time", "task_id"], name="task_job_end"),
+            models.Index(fields=["job", "duration_seconds", "task_id"], name="task_job_duration"),
+            models.Index(fields=["job", "exit_code", "task_id"], name="task_job_exit"),
+            models.Index(fields=["job", "result", "task_id"], name="task_job_result"),
+            # Dashboard: recent failures and tasks finished per hour.
+            models.Index(fields=["result", "-end_time"], name="task_result_end"),
+            models.Index(fields=["-end_time"], name="task_end"),
+            # Failure triage: failed tasks grouped by signature.
+            models.Index(fields=["result", "failure_code", "exit_code"], name="task_failure_signature"),
+        ]
+
+    def __str__(self) -> str:
+        return self.task_id

@@ -1,0 +1,137 @@
+"""Job templates (what people can run), their immutable versions, and submissions (the outbox to Batch)."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from portal.models.accounts import BatchAccount, Team
+
+
+class JobTemplate(models.Model):
+    """Something people can run from the portal ("Count words in each text file"). What it runs lives in its
+    versions: a submission records the version it used, so editing a template never changes past submissions."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True, help_text="Offered to people who submit; past submissions stay.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("write_command_lines", "Can write free-form command lines for jobs and job templates")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def current_version(self) -> "JobTemplateVersion | None":
+        return self.versions.order_by("-number").first()
+
+
+class JobTemplateVersion(models.Model):
+    """One immutable revision of a template's spec (checked by portal.templating.parse_spec); a new revision is a
+    new row with the next number (portal.services.job_template_version_create)."""
+
+    template = models.ForeignKey(JobTemplate, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    spec = models.JSONField(help_text="Pool, command line with {parameter} placeholders, parameters, fan-out, files, "
+                                      "outputs, environment, constraints; see portal/templating.py.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [models.UniqueConstraint(fields=["template", "number"], name="template_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.template} v{self.number}"
+
+    def clean(self):
+        # Imported here: the spec parser loads the gateway (and the Azure SDK), which loading the models must not.
+        from portal.templating import SpecError, parse_spec
+
+        try:
+            parse_spec(self.spec)
+        except SpecError as exc:
+            raise ValidationError({"spec": exc.problems}) from None
+        if self.pk and self.submissions.exists():
+            stored = type(self).objects.filter(pk=self.pk).values_list("spec", flat=True).first()
+            if stored != self.spec:
+                raise ValidationError({"spec": "This version has been used by submissions and cannot change; "
+                                               "save a new version instead."})
+
+    @property
+    def parsed(self):
+        from portal.templating import parse_spec  # lazily, as in clean()
+
+        return parse_spec(self.spec)
+
+
+class SubmissionState(models.TextChoices):
+    PENDING = "pending"
+    CREATING_JOB = "creating_job", "creating the job"
+    ADDING_TASKS = "adding_tasks", "adding tasks"
+    FINALIZING = "finalizing"
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+
+
+# States a submission still has work in; the re-driver looks only at these.
+UNFINISHED_SUBMISSION_STATES = [SubmissionState.PENDING, SubmissionState.CREATING_JOB, SubmissionState.ADDING_TASKS,
+                                SubmissionState.FINALIZING]
+
+
+class Submission(models.Model):
+    """The outbox of one submission: written with everything needed to build its job and tasks, then driven to
+    Batch by batchsync/submit.py (the only writer of its progress), and re-driven until it is final."""
+
+    public_id = models.UUIDField(unique=True, editable=False)
+    account = models.ForeignKey(BatchAccount, on_delete=models.PROTECT, related_name="submissions")
+    template_version = models.ForeignKey(JobTemplateVersion, on_delete=models.PROTECT, related_name="submissions")
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                     related_name="submissions")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
+                               help_text="The submission this one re-runs.")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions",
+                             help_text="The submitter's team when it was made.")
+    parameters = models.JSONField(default=dict, blank=True, help_text="Checked values, by parameter name.")
+    # {parameter: [{"name", "url", "size"}]}, plus the rows of a CSV the tasks fan out over: the expansion needs
+    # nothing but this row and the template version.
+    inputs = models.JSONField(default=dict, blank=True)
+    csv_rows = models.JSONField(default=list, blank=True)
+    command_line = models.TextField(blank=True, help_text="A free-form command line replacing the template's.")
+    state = models.CharField(max_length=20, choices=SubmissionState.choices, default=SubmissionState.PENDING)
+    job_id = models.CharField(max_length=64, unique=True, help_text="Batch id of the job, derived from public_id.")
+    total_tasks = models.PositiveIntegerField(default=0)
+    tasks_added = models.PositiveIntegerField(default=0)
+    error_message = models.TextField(blank=True, help_text="What went wrong, for the person who submitted.")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    # When the submitter was e-mailed that the job finished; set once, so nobody is told twice.
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("submit", "Can submit work from job templates and act on their own submissions"),
+                       ("operate_team_work", "Can act on the jobs and submissions of their teams")]
+        indexes = [
+            models.Index(fields=["submitted_by", "-created_at"], name="submission_submitter"),
+            # The re-driver's two questions, over unfinished rows only: which retries are due, which went quiet.
+            models.Index(fields=["next_attempt_at"], name="submission_redrive_due",
+                         condition=models.Q(state__in=UNFINISHED_SUBMISSION_STATES)),
+            models.Index(fields=["updated_at"], name="submission_redrive_stale",
+                         condition=models.Q(state__in=UNFINISHED_SUBMISSION_STATES)),
+        ]
+
+    def __str__(self) -> str:
+        return self.job_id
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in (SubmissionState.SUBMITTED, SubmissionState.FAILED)
