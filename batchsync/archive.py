@@ -21,18 +21,12 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from portal.logs.files import CLOCK_SKEW, DOWNLOAD_CHUNK_BYTES, SAVED_FILES, saved_for_attempt, saved_path
 from portal.models import BatchAccount, Task, TaskState
 
 from . import locks
 from .accounts import blob_store, gateway_for
 from .gateway import GatewayError, NotFound, Rejected
-from .logs import (
-    CLOCK_SKEW,
-    DOWNLOAD_CHUNK_BYTES,
-    SAVED_FILES,
-    saved_for_attempt,
-    saved_path,
-)
 
 log = logging.getLogger(__name__)
 

@@ -145,14 +145,14 @@ def sdk_watcher(server, job_id: str, task_id: str, start_after: int, stop: threa
 def direct_watcher(account, gateway, job_id: str, task_id: str, start_after: int, stop: threading.Event,
                    offset: float):
     """One viewer without the shared tail: its own bounded read of what follows its offset, every poll."""
-    from batchsync import logs
+    from portal.logs.windows import read_window
 
     after = start_after
     time.sleep(offset)
     next_at = time.monotonic()
     while not stop.is_set():
-        window = logs.read_window(account, job_id, task_id, "stdout.txt", start=after, hold_partial=True,
-                                  gateway=gateway)
+        window = read_window(account, job_id, task_id, "stdout.txt", start=after, hold_partial=True,
+                             gateway=gateway)
         after = window.end
         next_at += POLL_SECONDS
         stop.wait(max(0.0, next_at - time.monotonic()))
@@ -181,10 +181,10 @@ def main() -> int:
     from django.contrib.auth import get_user_model
     from django.urls import reverse
 
-    from batchsync import logs
     from batchsync.accounts import gateway_for
+    from portal.logs import views as log_views
+    from portal.logs import windows as log_windows
     from portal.models import Job, Task
-    from portal.views import logs as log_views
 
     p.header("Log viewer: following a task that writes "
              f"{args.rate / 1e6:.1f} MB/s, polled every {POLL_SECONDS:.0f} s", url)
@@ -219,7 +219,7 @@ def main() -> int:
 
         real_gateway = gateway_for(account)
         counting = Counting(real_gateway)
-        log_views.gateway_for = logs.gateway_for = lambda _account: counting
+        log_views.gateway_for = log_windows.gateway_for = lambda _account: counting
         client_for(user).get(tail_url, {"path": "stdout.txt", "after": _size(client)}, secure=True)   # warm-up
 
         # 1. Latency: the portal's tail view and a direct SDK reader, side by side on the same task.

@@ -97,10 +97,10 @@ def main() -> int:
     url = setup_django()
     from django.urls import reverse
 
-    from batchsync import logs
     from batchsync.accounts import gateway_for
+    from portal.logs import views as log_views
+    from portal.logs import windows as log_windows
     from portal.models import Job, Task
-    from portal.views import logs as log_views
 
     p.header(f"Log viewer: a {size_mib:,} MiB stdout on localbatch", url)
     with localbatch_server() as server, azurite_server() as storage:
@@ -135,7 +135,7 @@ def main() -> int:
 
         real_gateway = gateway_for(account)
         counting = Counting(real_gateway)
-        log_views.gateway_for = logs.gateway_for = lambda _account: counting
+        log_views.gateway_for = log_windows.gateway_for = lambda _account: counting
 
         output_url = reverse("task_output", args=[task.pk])
         window_url = reverse("task_output_window", args=[task.pk])

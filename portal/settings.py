@@ -73,7 +73,7 @@ def celery_broker(redis_url: str, fallback_dir: Path, timeout: float = 0.5) -> t
 
 def cache_settings(redis_url: str, *, debug: bool, timeout: float = 0.5) -> tuple[dict, str]:
     """Choose Django's cache: Redis at redis_url, which every web process shares (the live tail of a running task
-    is read from Batch once for all viewers, whichever process serves them, batchsync/logs.py shared_tail); with
+    is read from Batch once for all viewers, whichever process serves them, portal/logs/tail.py shared_tail); with
     DEBUG only, a memory cache of each process when no Redis answers. Returns (CACHES, reason)."""
     shared = {"default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -1,11 +1,11 @@
 """URL routes of the portal."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from portal.views import audit as audit_views
-from portal.views import dashboard, job_actions, jobs, logs, pool_actions, pools, signin, tasks
-from portal.views import node_files, triage
+from portal.views import dashboard, job_actions, jobs, pool_actions, pools, signin, tasks
+from portal.views import triage
 from portal.views import submit
 
 urlpatterns = [
@@ -19,7 +19,6 @@ urlpatterns = [
     path("pools/<int:pk>/resize/confirm/", pool_actions.pool_resize_confirm, name="pool_resize_confirm"),
     path("pools/<int:pk>/delete/", pool_actions.pool_delete, name="pool_delete"),
     path("pools/<int:pk>/delete/confirm/", pool_actions.pool_delete_confirm, name="pool_delete_confirm"),
-    path("pools/<int:pk>/nodes/<str:node_id>/files/", node_files.node_files, name="node_files"),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
     path("jobs/<int:pk>/terminate/", job_actions.job_terminate, name="job_terminate"),
@@ -27,18 +26,11 @@ urlpatterns = [
     path("tasks/<int:pk>/", tasks.task_detail, name="task_detail"),
     path("tasks/<int:pk>/terminate/", job_actions.task_terminate, name="task_terminate"),
     path("tasks/<int:pk>/delete/", job_actions.task_delete, name="task_delete"),
-    path("tasks/<int:pk>/output/", logs.task_output, name="task_output"),
-    path("tasks/<int:pk>/output/window/", logs.task_output_window, name="task_output_window"),
-    path("tasks/<int:pk>/output/tail/", logs.task_output_tail, name="task_output_tail"),
-    path("tasks/<int:pk>/output/download/", logs.task_output_download, name="task_output_download"),
-    path("tasks/<int:pk>/output/search/", logs.task_output_search, name="task_output_search"),
-    path("tasks/<int:pk>/output/link/", logs.task_output_link, name="task_output_link"),
-    path("jobs/<int:pk>/logs.zip", logs.job_logs_zip, name="job_logs_zip"),
+    path("", include("portal.logs.urls")),
     path("audit/", audit_views.audit_list, name="audit_list"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
     path("failures/", triage.failure_triage, name="failure_triage"),
     path("failures/retry/", triage.failure_retry, name="failure_retry"),
-    path("jobs/<int:pk>/preparation/", node_files.job_preparation, name="job_preparation"),
     path("submit/", submit.submit_template_list, name="submit_template_list"),
     path("submit/<slug:slug>/", submit.submit_form, name="submit_form"),
     path("submit/<slug:slug>/uploads/", submit.submit_upload, name="submit_upload"),

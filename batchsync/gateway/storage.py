@@ -7,7 +7,7 @@ downloads), so no stored row carries a credential that could leak or expire."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -173,20 +173,6 @@ class BlobStore:
         with _translated():
             downloader = self._service.get_blob_client(container, path).download_blob(offset=start, length=length)
             return downloader.readall()
-
-    def iter_chunks(self, container: str, path: str, *, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
-        """The whole blob in chunks of at most `chunk_bytes`, one range request each: constant memory however big
-        the blob is. Raises NotFound."""
-        info = self.info(container, path)
-        if info is None:
-            raise NotFound(f"blob {container}/{path} does not exist")
-        offset = 0
-        while offset < info.size:
-            data = self.read_range(container, path, offset, min(chunk_bytes, info.size - offset))
-            if not data:
-                break
-            offset += len(data)
-            yield data
 
     # --- writing (the archiver, tests) ---------------------------------------------------------------------
 

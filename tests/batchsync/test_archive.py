@@ -12,10 +12,13 @@ import pytest
 from azure.batch import models
 from django.utils import timezone
 
-from batchsync import archive, locks, logs, submit
+from batchsync import archive, locks, submit
 from batchsync.archive import find_error_line
 from batchsync.gateway import BatchGateway, PoolSpec
 from batchsync.sync import sync_account
+from portal.logs import files as log_files
+from portal.logs.files import SavedFile, open_file, stream
+from portal.logs.windows import window
 from portal.models import Job, Task, TaskState
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import JobFactory, TaskFactory, UserFactory
@@ -31,7 +34,7 @@ MiB = 1024 * 1024
 
 def saved(store, job_id, task_id, name):
     info = store.info(store.containers.logs, f"{job_id}/{task_id}/logs/{name}")
-    return None if info is None else b"".join(store.iter_chunks(store.containers.logs, info.path))
+    return None if info is None else b"".join(stream(SavedFile(store, info)))
 
 
 def finished_row(account, task_id, *, job_id="logs-job", minutes_ago=0):
@@ -226,7 +229,7 @@ def test_in_a_big_stderr_only_its_head_and_tail_are_read_and_cut_lines_are_left_
 def test_a_retried_task_is_saved_again_and_the_earlier_attempts_copy_no_longer_shows(
         account, gateway, batch_client, batch_job, store, monkeypatch, tmp_path):
     # Blob times have whole seconds; a second of slack keeps this attempt's own copy counted as its own.
-    monkeypatch.setattr(logs, "CLOCK_SKEW", timedelta(seconds=1))
+    monkeypatch.setattr(log_files, "CLOCK_SKEW", timedelta(seconds=1))
     monkeypatch.setattr(archive, "CLOCK_SKEW", timedelta(seconds=1))
     marker = tmp_path / "tried"
     add_task(batch_client, "again", f"if [ -e {marker} ]; then echo attempt 2; "
@@ -245,13 +248,13 @@ def test_a_retried_task_is_saved_again_and_the_earlier_attempts_copy_no_longer_s
     assert task.error_line == "first failure"
 
     # The copy in Blob is the first attempt's: the viewer reads the node, which has the retry's output.
-    shown = logs.open_file(task, "stdout.txt", batch=gateway, store=store, live=False)
-    assert shown.kind == "node" and logs.window(shown).text == "attempt 2\n"
+    shown = open_file(task, "stdout.txt", batch=gateway, store=store, live=False)
+    assert shown.kind == "node" and window(shown).text == "attempt 2\n"
 
     report = archive.archive_finished_tasks(wait=60)
     assert (report.saved, report.tasks_marked) == (2, 1)
     task.refresh_from_db()
     assert saved(store, "logs-job", "again", "stdout.txt") == b"attempt 2\n" and task.error_line == ""
-    shown = logs.open_file(task, "stdout.txt", batch=gateway, store=store, live=False)
-    assert shown.kind == "saved" and logs.window(shown).text == "attempt 2\n"
+    shown = open_file(task, "stdout.txt", batch=gateway, store=store, live=False)
+    assert shown.kind == "saved" and window(shown).text == "attempt 2\n"
     assert archive.archive_finished_tasks(wait=60).tasks_marked == 0

@@ -7,11 +7,14 @@ import threading
 import pytest
 from django.core.cache import cache
 
-from batchsync import logs
+from portal.logs.files import InvalidFileName, open_file, stream, validate_name
+from portal.logs.tail import shared_tail
+from portal.logs.windows import WINDOW_BYTES, read_window
+from portal.models import Job, Task
 from tests.localbatch.helpers import wait_for, wait_task_completed
 from tests.logfiles import CountingGateway, add_task, file_size
 # Fixtures, imported so pytest finds them here.
-from tests.logfiles import account, batch_job, gateway, local_cache  # noqa: F401
+from tests.logfiles import account, batch_job, gateway, local_cache, store  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +26,11 @@ def empty_cache(local_cache):
     return local_cache
 
 
+def unsaved_task(account, task_id: str) -> Task:
+    """The task's row as the views hold it, for localbatch's task `task_id` of logs-job; never saved."""
+    return Task(job=Job(account=account, job_id="logs-job"), task_id=task_id)
+
+
 def test_a_running_tasks_tail_grows_and_a_read_after_its_end_brings_only_the_new_bytes(
         account, gateway, batch_client, batch_job, tmp_path):
     go = tmp_path / "go"
@@ -30,14 +38,14 @@ def test_a_running_tasks_tail_grows_and_a_read_after_its_end_brings_only_the_new
                                      "echo third; echo fourth")
     wait_for(lambda: file_size(gateway, "talker") == len("first\nsecond\n"), message="two lines written")
 
-    tail = logs.read_window(account, "logs-job", "talker", "stdout.txt", hold_partial=True)
+    tail = read_window(account, "logs-job", "talker", "stdout.txt", hold_partial=True)
     assert (tail.text, tail.start, tail.end, tail.at_start, tail.at_end) == ("first\nsecond\n", 0, 13, True, True)
     assert tail.lines == ["first", "second"] and tail.source == "node"
 
     go.touch()
     wait_task_completed(batch_client, "logs-job", "talker")
     counting = CountingGateway(gateway)
-    new = logs.read_window(account, "logs-job", "talker", "stdout.txt", start=tail.end, gateway=counting)
+    new = read_window(account, "logs-job", "talker", "stdout.txt", start=tail.end, gateway=counting)
 
     assert new.text == "third\nfourth\n" and (new.start, new.end, new.size) == (13, 26, 26)
     assert counting.reads == [13]        # only the new bytes came from Batch
@@ -48,12 +56,12 @@ def test_an_unfinished_last_line_is_held_back_until_it_ends(account, gateway, ba
     add_task(batch_client, "partial", f"echo done; printf half; while [ ! -e {go} ]; do sleep 0.05; done; echo -way")
     wait_for(lambda: file_size(gateway, "partial") == len("done\nhalf"), message="a line and a half")
 
-    held = logs.read_window(account, "logs-job", "partial", "stdout.txt", hold_partial=True)
+    held = read_window(account, "logs-job", "partial", "stdout.txt", hold_partial=True)
     assert held.text == "done\n" and held.end == 5 and held.size == 9
 
     go.touch()
     wait_task_completed(batch_client, "logs-job", "partial")
-    rest = logs.read_window(account, "logs-job", "partial", "stdout.txt", start=held.end)
+    rest = read_window(account, "logs-job", "partial", "stdout.txt", start=held.end)
     assert rest.text == "half-way\n"
 
 
@@ -62,19 +70,19 @@ def test_a_50_mb_stdout_opens_at_either_end_reading_one_window(account, gateway,
     wait_task_completed(batch_client, "logs-job", "big", timeout=60)
     counting = CountingGateway(gateway)
 
-    last = logs.read_window(account, "logs-job", "big", "stdout.txt", gateway=counting)
-    first = logs.read_window(account, "logs-job", "big", "stdout.txt", start=0, gateway=counting)
+    last = read_window(account, "logs-job", "big", "stdout.txt", gateway=counting)
+    first = read_window(account, "logs-job", "big", "stdout.txt", start=0, gateway=counting)
 
-    assert sum(counting.reads) <= 2 * logs.WINDOW_BYTES <= MiB and len(counting.reads) == 2
+    assert sum(counting.reads) <= 2 * WINDOW_BYTES <= MiB and len(counting.reads) == 2
     assert last.size == first.size == 52428800 and last.at_end and not last.at_start
-    assert first.at_start and not first.at_end and first.end - first.start <= logs.WINDOW_BYTES
+    assert first.at_start and not first.at_end and first.end - first.start <= WINDOW_BYTES
     # Both windows are whole lines: the tail drops the line its range began inside, the head the one it ended in.
     assert set(last.lines[:-1]) == {"0123456789abcdef"} and set(first.lines) == {"0123456789abcdef"}
     assert first.text.endswith("\n") and first.end % 17 == 0 and last.start % 17 == 0
 
-    earlier = logs.read_window(account, "logs-job", "big", "stdout.txt", end=last.start, gateway=counting)
+    earlier = read_window(account, "logs-job", "big", "stdout.txt", end=last.start, gateway=counting)
     assert earlier.end == last.start and set(earlier.lines) == {"0123456789abcdef"}
-    assert counting.reads[-1] <= logs.WINDOW_BYTES
+    assert counting.reads[-1] <= WINDOW_BYTES
 
 
 def test_invalid_utf8_and_a_character_cut_at_a_window_edge_decode_without_error(
@@ -84,16 +92,16 @@ def test_invalid_utf8_and_a_character_cut_at_a_window_edge_decode_without_error(
                                     "python3 -c \"import sys; sys.stdout.write('\\u00e9' * 50000)\"")
     wait_task_completed(batch_client, "logs-job", "bytes")
 
-    bad = logs.read_window(account, "logs-job", "bytes", "stdout.txt", start=0, max_bytes=12)
+    bad = read_window(account, "logs-job", "bytes", "stdout.txt", start=0, max_bytes=12)
     assert bad.text == "ok \ufffd\ufffd bad\n"
 
     # Starting inside a character (odd offset after the 12-byte first line) and ending inside one (odd length).
     for start in (13, 14):
-        window = logs.read_window(account, "logs-job", "bytes", "stdout.txt", start=start, max_bytes=1001)
+        window = read_window(account, "logs-job", "bytes", "stdout.txt", start=start, max_bytes=1001)
         assert window.text and set(window.text) == {"é"}
         assert (window.end - window.start) % 2 == 0 and window.start % 2 == 0
 
-    tail = logs.read_window(account, "logs-job", "bytes", "stdout.txt", max_bytes=1001)
+    tail = read_window(account, "logs-job", "bytes", "stdout.txt", max_bytes=1001)
     assert set(tail.text) == {"é"} and tail.at_end
 
 
@@ -102,18 +110,18 @@ def test_invalid_utf8_and_a_character_cut_at_a_window_edge_decode_without_error(
 def test_names_no_task_file_could_have_are_refused_before_anything_reaches_batch(account, gateway, name):
     counting = CountingGateway(gateway)
 
-    with pytest.raises(logs.InvalidFileName):
-        logs.read_window(account, "logs-job", "any", name, gateway=counting)
-    with pytest.raises(logs.InvalidFileName):
-        logs.shared_tail(account, "logs-job", "any", name, gateway=counting)
-    with pytest.raises(logs.InvalidFileName):
-        logs.stream_file(account, "logs-job", "any", name, gateway=counting)
+    with pytest.raises(InvalidFileName):
+        read_window(account, "logs-job", "any", name, gateway=counting)
+    with pytest.raises(InvalidFileName):
+        shared_tail(account, "logs-job", "any", name, gateway=counting)
+    with pytest.raises(InvalidFileName):
+        open_file(unsaved_task(account, "any"), name, batch=counting, store=None, live=True)
     assert counting.calls == 0
 
 
 def test_names_from_a_task_file_list_pass():
     for name in ["stdout.txt", "stderr.txt", "wd/out put.log", "wd/results/100%.csv", "wd/é.txt"]:
-        assert logs.validate_name(name) == name
+        assert validate_name(name) == name
 
 
 def test_many_viewers_of_one_running_task_within_a_second_cost_one_read(
@@ -129,7 +137,7 @@ def test_many_viewers_of_one_running_task_within_a_second_cost_one_read(
     def view():
         try:
             barrier.wait()
-            answers.append(logs.shared_tail(account, "logs-job", "watched", "stdout.txt", gateway=counting))
+            answers.append(shared_tail(account, "logs-job", "watched", "stdout.txt", gateway=counting))
         except Exception as exc:   # reported by the assertion on failures below
             failures.append(exc)
 
@@ -144,18 +152,20 @@ def test_many_viewers_of_one_running_task_within_a_second_cost_one_read(
     assert len(answers) == viewers and {a.text for a in answers} == {answers[0].text}
     assert answers[0].lines[-1] == "1000"
     # A viewer already holding the first 500 lines is answered from the same read: only what follows.
-    caught_up = logs.shared_tail(account, "logs-job", "watched", "stdout.txt", after=1892, gateway=counting)
+    caught_up = shared_tail(account, "logs-job", "watched", "stdout.txt", after=1892, gateway=counting)
     assert caught_up.lines[0] == "501" and caught_up.start == 1892 and len(counting.reads) == 1
     go.touch()
 
 
-def test_a_download_streams_the_exact_bytes_in_bounded_ranges(account, gateway, batch_client, batch_job):
+def test_a_download_streams_the_exact_bytes_in_bounded_ranges(account, gateway, batch_client, batch_job, store):
     add_task(batch_client, "dl", "head -c 9000000 /dev/urandom")
     wait_task_completed(batch_client, "logs-job", "dl")
     expected = b"".join(batch_client.download_task_file("logs-job", "dl", "stdout.txt"))
     counting = CountingGateway(gateway)
 
-    size, chunks = logs.stream_file(account, "logs-job", "dl", "stdout.txt", chunk_bytes=2 * MiB, gateway=counting)
+    # As the download view does: the copy to show (here the node's, as nothing is saved yet), then its bytes.
+    source = open_file(unsaved_task(account, "dl"), "stdout.txt", batch=counting, store=store, live=False)
+    size, chunks = source.size(), stream(source, chunk_bytes=2 * MiB)
     digest, total = hashlib.sha256(), 0
     for chunk in chunks:
         digest.update(chunk)

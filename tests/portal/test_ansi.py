@@ -2,7 +2,7 @@
 
 import pytest
 
-from portal.ansi import ansi_to_html
+from portal.logs.ansi import ansi_to_html
 
 
 def html(text: str) -> str:

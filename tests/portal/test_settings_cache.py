@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from batchsync import logs
+from portal.logs import tail
 from portal.settings import cache_settings
 from tests.localbatch.helpers import wait_for
 from tests.logfiles import KEY_VARIABLE, CountingGateway, add_task, file_size
@@ -48,13 +48,13 @@ from django.conf import settings
 settings.CACHES = json.loads(sys.argv[1])
 import django
 django.setup()
-from batchsync import logs
+from portal.logs import tail
 from batchsync.gateway import BatchGateway
 from portal.models import BatchAccount
-logs.SHARED_TAIL_SECONDS = 600
+tail.SHARED_TAIL_SECONDS = 600
 account = BatchAccount(pk=int(sys.argv[2]), name="logs")
 with BatchGateway(sys.argv[3], sys.argv[4], os.environ[sys.argv[5]]) as gateway:
-    window = logs.shared_tail(account, "logs-job", "shared", "stdout.txt", gateway=gateway)
+    window = tail.shared_tail(account, "logs-job", "shared", "stdout.txt", gateway=gateway)
 print(json.dumps({"text": window.text, "end": window.end}))
 """
 
@@ -66,7 +66,7 @@ def test_a_tail_read_by_one_web_process_serves_the_viewers_of_another(
     caches = {"default": {"BACKEND": REDIS_CACHE, "LOCATION": settings.REDIS_URL, "KEY_PREFIX": prefix}}
     settings.CACHES = caches
     # Long enough that the child's read is still fresh whenever this process asks: no timing in the test.
-    monkeypatch.setattr(logs, "SHARED_TAIL_SECONDS", 600)
+    monkeypatch.setattr(tail, "SHARED_TAIL_SECONDS", 600)
     go = tmp_path / "go"
     add_task(batch_client, "shared", f"seq 1 300; while [ ! -e {go} ]; do sleep 0.05; done")
     wait_for(lambda: file_size(gateway, "shared") == 1092, message="300 lines")
@@ -79,7 +79,7 @@ def test_a_tail_read_by_one_web_process_serves_the_viewers_of_another(
         theirs = json.loads(child.stdout.strip().splitlines()[-1])
         counting = CountingGateway(gateway)
 
-        ours = logs.shared_tail(account, "logs-job", "shared", "stdout.txt", gateway=counting)
+        ours = tail.shared_tail(account, "logs-job", "shared", "stdout.txt", gateway=counting)
 
         assert counting.calls == 0            # answered from the other process's read, through Redis
         assert (ours.text, ours.end) == (theirs["text"], theirs["end"]) and ours.lines[-1] == "300"

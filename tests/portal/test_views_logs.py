@@ -9,10 +9,14 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
-from batchsync import archive, logs
+from batchsync import archive
 from batchsync.sync import sync_account
+from portal.logs import search, zips
+from portal.logs import windows as log_windows
+from portal.logs import views as log_views
+from portal.logs.files import DOWNLOAD_CHUNK_BYTES
+from portal.logs.windows import WINDOW_BYTES
 from portal.models import AuditEvent, Task, TaskState
-from portal.views import logs as log_views
 from tests.factories import JobFactory, TaskFactory, UserFactory
 from tests.localbatch.helpers import wait_for, wait_task_completed
 from tests.logfiles import CountingGateway, add_task, file_size, save_copy
@@ -44,7 +48,7 @@ def counted(monkeypatch, gateway):
     counting = CountingGateway(gateway)
     opened = lambda account: counting
     monkeypatch.setattr(log_views, "gateway_for", opened)
-    monkeypatch.setattr(logs, "gateway_for", opened)
+    monkeypatch.setattr(log_windows, "gateway_for", opened)
     # The views close what they open; this one belongs to the fixture.
     monkeypatch.setattr(counting, "close", lambda: None)
     return counting
@@ -183,7 +187,7 @@ def test_windows_move_through_a_big_file_with_known_line_numbers(
     end_start = re.search(r'end=(\d+)', end).group(1)
     earlier = body(signed_in.get(window_url, {"path": "stdout.txt", "end": end_start}))
     assert 'class="log-line"' in earlier
-    assert max(counted.reads) <= logs.WINDOW_BYTES
+    assert max(counted.reads) <= WINDOW_BYTES
 
 
 def test_download_streams_the_whole_file_as_an_attachment(signed_in, account, batch_client, batch_job, counted):
@@ -200,7 +204,7 @@ def test_download_streams_the_whole_file_as_an_attachment(signed_in, account, ba
     assert response["Content-Type"] == "application/octet-stream"
     assert b"".join(response.streaming_content) == expected
     assert int(response["Content-Length"]) == len(expected) == 6000025
-    assert max(counted.reads) <= logs.DOWNLOAD_CHUNK_BYTES and len(counted.reads) == 2
+    assert max(counted.reads) <= DOWNLOAD_CHUNK_BYTES and len(counted.reads) == 2
 
 
 def test_when_a_retry_starts_the_file_again_the_viewer_is_replaced_not_appended_to(
@@ -245,7 +249,7 @@ def test_a_viewer_far_behind_a_fast_task_skips_to_the_newest_lines_and_says_so(
 
     assert "not shown: the task writes faster than this page follows" in tail and ">100000<" in tail
     assert 'id="L' not in tail           # what follows a gap has no known line numbers
-    assert sum(counted.reads) <= logs.WINDOW_BYTES     # one window, not everything in between
+    assert sum(counted.reads) <= WINDOW_BYTES     # one window, not everything in between
     batch_client.terminate_task("logs-job", "fast")
 
 
@@ -371,7 +375,7 @@ def test_search_counts_matches_and_moves_the_window_to_each_with_the_match_marke
     assert f'class="log-line log-hit" id="L{expected[-1]}"' in last and "Next" not in last
     # Next and previous are answered from the first scan: after it, only the window around each match is read.
     scan, windows = counted.reads[0], counted.reads[2:]
-    assert scan == 588895 and len(windows) == 2 and max(windows) <= logs.WINDOW_BYTES
+    assert scan == 588895 and len(windows) == 2 and max(windows) <= WINDOW_BYTES
 
 
 def test_search_is_plain_text_case_insensitive_and_its_marks_keep_output_inert(
@@ -399,20 +403,20 @@ def test_search_reads_at_most_its_bound_and_says_where_it_stopped(
     add_task(batch_client, "long", "seq 1 100000")
     wait_task_completed(batch_client, "logs-job", "long")
     task = task_row(account, "long")
-    monkeypatch.setattr(logs, "SEARCH_SCAN_BYTES", 100_000)
-    monkeypatch.setattr(logs, "SEARCH_CHUNK_BYTES", 30_000)
+    monkeypatch.setattr(search, "SEARCH_SCAN_BYTES", 100_000)
+    monkeypatch.setattr(search, "SEARCH_CHUNK_BYTES", 30_000)
     url = reverse("task_output_search", args=[task.pk])
 
     nothing = body(signed_in.get(url, {"path": "stdout.txt", "q": "99999"}))
     assert "No matches" in nothing and "in bytes 0–100000 of 588895" in nothing
     # The scan read exactly its bound, in chunks; then only the window shown.
-    assert counted.reads[:4] == [30_000, 30_000, 30_000, 10_000] and counted.reads[4] <= logs.WINDOW_BYTES
+    assert counted.reads[:4] == [30_000, 30_000, 30_000, 10_000] and counted.reads[4] <= WINDOW_BYTES
     assert "Search the next 97.7\xa0KB" in nothing and "region=1&hit=0" in nothing
     last_region = 588895 // 100_000
     found = body(signed_in.get(url, {"path": "stdout.txt", "q": "99999", "region": last_region}))
     assert "1 match</strong>" in found and 'log-hit' in found and "<mark>99999</mark>" in found
     # Counting stops at the bound on matches.
-    monkeypatch.setattr(logs, "SEARCH_MAX_HITS", 5)
+    monkeypatch.setattr(search, "SEARCH_MAX_HITS", 5)
     many = body(signed_in.get(url, {"path": "stdout.txt", "q": "1"}))
     assert "More than 5 matches" in many
 
@@ -478,12 +482,12 @@ def test_all_logs_of_a_job_download_as_one_zip_from_storage_or_node(
     assert archive_file.read("b/stdout.txt") == expected_b
     missing = archive_file.read("MISSING.txt").decode()
     assert "c/stdout.txt: the node no longer has it" in missing and "c/stderr.txt" in missing
-    assert max(counted.reads) <= logs.DOWNLOAD_CHUNK_BYTES
+    assert max(counted.reads) <= DOWNLOAD_CHUNK_BYTES
     assert AuditEvent.objects.filter(action="logs.zip_download", details__tasks=3).count() == 1
 
 
 def test_a_zip_of_more_tasks_than_it_may_hold_is_refused_plainly(signed_in, account, monkeypatch):
-    monkeypatch.setattr(logs, "ZIP_MAX_TASKS", 2)
+    monkeypatch.setattr(zips, "ZIP_MAX_TASKS", 2)
     for task_id in ("t1", "t2", "t3"):
         task = task_row(account, task_id)
     response = signed_in.get(reverse("job_logs_zip", args=[task.job.pk]))

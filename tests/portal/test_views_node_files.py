@@ -14,7 +14,7 @@ from batchsync.accounts import default_account
 from batchsync.sync import sync_account
 from portal import selectors
 from portal.models import Job, Node, Pool
-from portal.views import node_files as node_file_views
+from portal.logs import node_file_views
 from tests.factories import PoolFactory, UserFactory
 from tests.localbatch.helpers import make_job, make_pool, task, wait_for, wait_task_completed
 from tests.logfiles import shell_quote

@@ -95,7 +95,7 @@ def test_task_detail_loads_the_output_viewer_after_the_page(signed_in):
 
     response = signed_in.get(reverse("task_detail", args=[task.pk]))
 
-    assert "tasks/_output.html" in [t.name for t in response.templates]
+    assert "logs/_output.html" in [t.name for t in response.templates]
     # The page itself never waits on Batch: the viewer is fetched once it has loaded.
     assert 'id="output"' in text(response)
     assert f'hx-get="{reverse("task_output", args=[task.pk])}" hx-trigger="load"' in text(response)

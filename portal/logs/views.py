@@ -17,11 +17,22 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
-from batchsync import logs
 from batchsync.accounts import blob_store, gateway_for
 from batchsync.gateway import GatewayError, NotFound, Rejected, Transient
-from portal import audit, selectors
-from portal.ansi import ansi_to_html
+from portal import selectors
+from portal.logs import search, services, windows, zips
+from portal.logs.ansi import ansi_to_html
+from portal.logs.files import (
+    SAVED_FILES,
+    CleanedUpBeforeSaved,
+    InvalidFileName,
+    open_file,
+    saved_copy,
+    stream,
+    validate_name,
+)
+from portal.logs.tail import shared_tail
+from portal.logs.windows import LogWindow, window_at
 
 DEFAULT_FILE = "stdout.txt"
 # Shown first in the picker, in this order; the task's other files follow by name.
@@ -59,12 +70,12 @@ def _path(request) -> str:
     request goes to Batch)."""
     path = request.GET.get("path", DEFAULT_FILE)
     try:
-        return logs.validate_name(path)
-    except logs.InvalidFileName:
+        return validate_name(path)
+    except InvalidFileName:
         raise Http404("No such file") from None
 
 
-def _int(request, name: str) -> int | None:
+def int_param(request, name: str) -> int | None:
     value = request.GET.get(name, "")
     if not value:
         return None
@@ -75,7 +86,7 @@ def _int(request, name: str) -> int | None:
 
 def _problem(error: GatewayError) -> str:
     """What to tell a person when Batch cannot hand over the file."""
-    if isinstance(error, logs.CleanedUpBeforeSaved):
+    if isinstance(error, CleanedUpBeforeSaved):
         return CLEANED_BEFORE_SAVED
     if isinstance(error, Rejected) and error.code == "TaskFilesUnavailable":
         return NOT_STARTED
@@ -84,20 +95,20 @@ def _problem(error: GatewayError) -> str:
     return UNREACHABLE
 
 
-def _rows(window: logs.LogWindow, first_line: int | None, *, highlight: re.Pattern | None = None,
+def _rows(window: LogWindow, first_line: int | None, *, highlight: re.Pattern | None = None,
           current: int | None = None) -> list[Row]:
     return [Row(first_line + i if first_line else None, ansi_to_html(line, highlight=highlight), i == current)
             for i, line in enumerate(window.lines)]
 
 
-def _next_line(window: logs.LogWindow, first_line: int | None) -> int | None:
+def _next_line(window: LogWindow, first_line: int | None) -> int | None:
     """The number of the line that starts at `window.end`, when the window's own numbers are known."""
     if not first_line:
         return None
     return first_line + window.text.count("\n")
 
 
-def _window_context(task, path: str, window: logs.LogWindow, first_line: int | None, live: bool,
+def _window_context(task, path: str, window: LogWindow, first_line: int | None, live: bool,
                     source=None) -> dict:
     if window.at_start:
         first_line = 1
@@ -143,8 +154,8 @@ def _file_names(opened: _Opened, task, source) -> list[str]:
     except GatewayError:
         if source.kind != "saved":
             raise
-        names = {n for n in logs.SAVED_FILES
-                 if n == source.path or logs.saved_copy(opened.store, task.job.job_id, task.task_id, n,
+        names = {n for n in SAVED_FILES
+                 if n == source.path or saved_copy(opened.store, task.job.job_id, task.task_id, n,
                                                         attempt_started=task.start_time)}
     return [n for n in STANDARD_FILES if n in names] + sorted(names - set(STANDARD_FILES))
 
@@ -154,21 +165,21 @@ def _viewer(request, task, path: str):
     context = {"task": task, "path": path, "live": live}
     try:
         with _Opened(task.job.account) as opened:
-            source = logs.open_file(task, path, batch=opened.batch, store=opened.store, live=live)
+            source = open_file(task, path, batch=opened.batch, store=opened.store, live=live)
             following = live and source.kind == "node"
             if following:
-                window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path,
+                window = shared_tail(task.job.account, task.job.job_id, task.task_id, path,
                                           gateway=opened.batch)
             else:
-                window = logs.window(source)
+                window = windows.window(source)
             files = _file_names(opened, task, source)
     except GatewayError as error:
         context["problem"] = _problem(error)
         context["retry"] = live
-        return render(request, "tasks/output.html#viewer", context)
+        return render(request, "logs/output.html#viewer", context)
     context["files"] = files
     context.update(_window_context(task, path, window, None, following, source))
-    return render(request, "tasks/output.html#viewer", context)
+    return render(request, "logs/output.html#viewer", context)
 
 
 @require_safe
@@ -177,24 +188,24 @@ def task_output_window(request, pk: int):
     """One window of a file: `start` (from there on), `end` (the window ending there), neither (the tail)."""
     task = _task(request, pk)
     path = _path(request)
-    start, end, line = _int(request, "start"), _int(request, "end"), _int(request, "line")
+    start, end, line = int_param(request, "start"), int_param(request, "end"), int_param(request, "line")
     live = selectors.task_is_live(task)
     try:
         with _Opened(task.job.account) as opened:
-            source = logs.open_file(task, path, batch=opened.batch, store=opened.store, live=live)
+            source = open_file(task, path, batch=opened.batch, store=opened.store, live=live)
             live = live and source.kind == "node"
             if start is None and end is None and live:
-                window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path,
+                window = shared_tail(task.job.account, task.job.job_id, task.task_id, path,
                                           gateway=opened.batch)
             else:
-                window = logs.window(source, start=start, end=end, hold_partial=live)
+                window = windows.window(source, start=start, end=end, hold_partial=live)
     except GatewayError as error:
-        return render(request, "tasks/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
+        return render(request, "logs/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
     first_line = line
     if end is not None and start is None and line:
         # "Load earlier" passes the number of the line at `end`; this window's lines come just before it.
         first_line = line - window.text.count("\n") if window.end == end else None
-    return render(request, "tasks/output.html#window",
+    return render(request, "logs/output.html#window",
                   _window_context(task, path, window, first_line, live, source))
 
 
@@ -205,32 +216,32 @@ def task_output_tail(request, pk: int):
     can no longer write, which stops the polling)."""
     task = _task(request, pk)
     path = _path(request)
-    after, line = _int(request, "after"), _int(request, "line")
+    after, line = int_param(request, "after"), int_param(request, "line")
     if after is None:
         raise Http404("after is required")
     live = selectors.task_is_live(task)
     try:
         if live:
-            window = logs.shared_tail(task.job.account, task.job.job_id, task.task_id, path, after=after,
+            window = shared_tail(task.job.account, task.job.job_id, task.task_id, path, after=after,
                                       skip_ahead=True)
         else:
             # The last read: everything up to the end, the unfinished last line included, from the saved
             # copy when there is one (the same bytes).
             with _Opened(task.job.account) as opened:
-                source = logs.open_file(task, path, batch=opened.batch, store=opened.store, live=False)
-                window = logs.window(source, start=after)
+                source = open_file(task, path, batch=opened.batch, store=opened.store, live=False)
+                window = windows.window(source, start=after)
     except Transient:
-        window, live = logs.LogWindow("", after, after, after), True     # try again at the next poll
+        window, live = LogWindow("", after, after, after), True     # try again at the next poll
     except (NotFound, Rejected) as error:
-        if not live or isinstance(error, logs.CleanedUpBeforeSaved):
-            return render(request, "tasks/output.html#tail_problem", {"problem": _problem(error)})
+        if not live or isinstance(error, CleanedUpBeforeSaved):
+            return render(request, "logs/output.html#tail_problem", {"problem": _problem(error)})
         # The node's copy went away under a running task (node removed, task or job deleted): the viewer
         # opens again, showing the saved copy if there is one, or says what happened.
         response = _viewer(request, task, path)
         response["HX-Retarget"], response["HX-Reswap"] = "#log-viewer", "outerHTML"
         return response
     except GatewayError as error:
-        return render(request, "tasks/output.html#tail_problem", {"problem": _problem(error)})
+        return render(request, "logs/output.html#tail_problem", {"problem": _problem(error)})
     if window.size < after:
         # The file is shorter than what the viewer already shows: Batch ran the task again (a retry)
         # and the new attempt started a new file. Replace the whole viewer rather than append to it.
@@ -245,14 +256,14 @@ def task_output_tail(request, pk: int):
     context["next_line"] = _next_line(window, line)
     # More than a window behind: keep polling right away rather than waiting for new output.
     context["live"] = live or not window.at_end
-    return render(request, "tasks/output.html#tail", context)
+    return render(request, "logs/output.html#tail", context)
 
 
 def _open_stream(task, path: str):
     """(source, size, chunks) for a whole file; the gateway and store close when the chunks end or are closed."""
     opened = _Opened(task.job.account)
     try:
-        source = logs.open_file(task, path, batch=opened.batch, store=opened.store,
+        source = open_file(task, path, batch=opened.batch, store=opened.store,
                                 live=selectors.task_is_live(task))
         size = source.size()
     except BaseException:
@@ -261,7 +272,7 @@ def _open_stream(task, path: str):
 
     def chunks():
         try:
-            yield from logs.stream(source)
+            yield from stream(source)
         finally:
             opened.close()
 
@@ -280,24 +291,23 @@ def task_output_download(request, pk: int):
     except GatewayError as error:
         return HttpResponse(_problem(error), status=404 if isinstance(error, (NotFound, Rejected)) else 503,
                             content_type="text/plain; charset=utf-8")
-    audit.record_event(actor=request.user, action="logs.download", obj=task,
-                       details={"path": path, "kind": "file", "source": source.kind, "bytes": size})
+    services.task_file_download_record(user=request.user, task=task, path=path, source=source.kind, size=size)
     response = StreamingHttpResponse(chunks, content_type="application/octet-stream")
     filename = f"{task.job.job_id}-{task.task_id}-{path.replace('/', '_')}"
     # Our ids are [A-Za-z0-9_-] and names were validated, but quote anyway: the header must stay one value.
-    response["Content-Disposition"] = f'attachment; filename="{_header_safe(filename)}"'
+    response["Content-Disposition"] = f'attachment; filename="{header_safe(filename)}"'
     response["Content-Length"] = str(size)
-    _inert(response)
+    inert(response)
     return response
 
 
-def _inert(response):
+def inert(response) -> None:
     # Never let a browser guess a type and render a log as a page.
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox"
 
 
-def _header_safe(name: str) -> str:
+def header_safe(name: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
 
 
@@ -309,36 +319,35 @@ def task_output_link(request, pk: int):
     task = _task(request, pk)
     path = request.POST.get("path", DEFAULT_FILE)
     try:
-        logs.validate_name(path)
-    except logs.InvalidFileName:
+        validate_name(path)
+    except InvalidFileName:
         raise Http404("No such file") from None
     context = {"task": task, "path": path}
     with blob_store() as store:
-        saved = logs.saved_copy(store, task.job.job_id, task.task_id, path, attempt_started=task.start_time)
+        saved = saved_copy(store, task.job.job_id, task.task_id, path, attempt_started=task.start_time)
         if saved is None:
             context["problem"] = NOT_SAVED
-            return render(request, "tasks/output.html#link", context, status=404)
-        filename = _header_safe(f"{task.job.job_id}-{task.task_id}-{path}")
+            return render(request, "logs/output.html#link", context, status=404)
+        filename = header_safe(f"{task.job.job_id}-{task.task_id}-{path}")
         context["url"] = store.read_url(saved.info.container, saved.info.path, hours=LINK_MINUTES / 60,
                                         download_name=filename)
     context["expires"] = timezone.now() + timedelta(minutes=LINK_MINUTES)
-    # Never the URL itself: it is a credential for as long as it lives.
-    audit.record_event(actor=request.user, action="logs.download", obj=task,
-                       details={"path": path, "kind": "link", "minutes": LINK_MINUTES, "bytes": saved.size()})
-    return render(request, "tasks/output.html#link", context)
+    services.task_file_link_record(user=request.user, task=task, path=path, minutes=LINK_MINUTES, size=saved.size())
+    return render(request, "logs/output.html#link", context)
 
 
 # --- search --------------------------------------------------------------------------------------------------
 
-def _search_hits(task, source, needle: str, region: int) -> logs.SearchResult:
+def _search_hits(task, source, needle: str, region: int) -> search.SearchResult:
     """The search of one region (SEARCH_SCAN_BYTES of the file), from the cache when the same file at the same
     size was searched for the same text a moment ago."""
     key = (f"logs:search:{task.pk}:{source.path}:{source.kind}:{source.size()}:{region}:"
            f"{needle.lower().encode().hex()}")
     found = cache.get(key)
     if found is None:
-        found = logs.search(source, needle, start=region * logs.SEARCH_SCAN_BYTES, max_scan=logs.SEARCH_SCAN_BYTES,
-                             max_hits=logs.SEARCH_MAX_HITS, chunk_bytes=logs.SEARCH_CHUNK_BYTES)
+        found = search.search(source, needle, start=region * search.SEARCH_SCAN_BYTES,
+                              max_scan=search.SEARCH_SCAN_BYTES, max_hits=search.SEARCH_MAX_HITS,
+                              chunk_bytes=search.SEARCH_CHUNK_BYTES)
         cache.set(key, found, timeout=SEARCH_CACHE_SECONDS)
     return found
 
@@ -355,25 +364,25 @@ def task_output_search(request, pk: int):
     task = _task(request, pk)
     path = _path(request)
     needle = request.GET.get("q", "")
-    region, hit = _int(request, "region") or 0, request.GET.get("hit", "0")
-    if not needle.strip() or len(needle) > logs.SEARCH_MAX_CHARS:
-        return render(request, "tasks/output.html#search_problem",
-                      {"problem": f"Type between 1 and {logs.SEARCH_MAX_CHARS} characters to search for."})
+    region, hit = int_param(request, "region") or 0, request.GET.get("hit", "0")
+    if not needle.strip() or len(needle) > search.SEARCH_MAX_CHARS:
+        return render(request, "logs/output.html#search_problem",
+                      {"problem": f"Type between 1 and {search.SEARCH_MAX_CHARS} characters to search for."})
     if not re.fullmatch(r"-1|\d{1,6}", hit):
         raise Http404("Bad hit")
     live = selectors.task_is_live(task)
     try:
         with _Opened(task.job.account) as opened:
-            source = logs.open_file(task, path, batch=opened.batch, store=opened.store, live=live)
+            source = open_file(task, path, batch=opened.batch, store=opened.store, live=live)
             live = live and source.kind == "node"
             found = _search_hits(task, source, needle, region)
             index = (len(found.hits) - 1 if hit == "-1" else min(int(hit), len(found.hits) - 1)) if found.hits else None
             if index is None:
-                window = logs.window(source, start=found.start)
+                window = windows.window(source, start=found.start)
             else:
-                window = logs.window_at(source, found.hits[index])
+                window = window_at(source, found.hits[index])
     except GatewayError as error:
-        return render(request, "tasks/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
+        return render(request, "logs/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
     first_line, current = None, window.hit_row
     if index is not None and found.lines[index]:
         first_line = found.lines[index] - current
@@ -384,12 +393,12 @@ def task_output_search(request, pk: int):
         "q": needle, "found": found, "index": index, "region": region,
         "count": len(found.hits), "number": None if index is None else index + 1,
         "prev": _step(found, region, index, -1), "next": _step(found, region, index, +1),
-        "scan_bytes": logs.SEARCH_SCAN_BYTES, "max_hits": logs.SEARCH_MAX_HITS,
+        "scan_bytes": search.SEARCH_SCAN_BYTES, "max_hits": search.SEARCH_MAX_HITS,
     }
-    return render(request, "tasks/output.html#window", context)
+    return render(request, "logs/output.html#window", context)
 
 
-def _step(found: logs.SearchResult, region: int, index: int | None, direction: int) -> dict | None:
+def _step(found: search.SearchResult, region: int, index: int | None, direction: int) -> dict | None:
     """Where previous/next lead: another match of this part, or the next/previous part of the file."""
     if index is not None and 0 <= index + direction < len(found.hits):
         return {"region": region, "hit": index + direction, "further": False}
@@ -408,10 +417,10 @@ def job_logs_zip(request, pk: int):
     """Every task's stdout and stderr as <task id>/stdout.txt in one zip, written while it is sent: from the saved
     copy where there is one, else from the node; files that could not be read are listed in MISSING.txt."""
     job = selectors.job_get(user=request.user, pk=pk)
-    task_ids = list(job.tasks.order_by("task_id").values_list("task_id", "start_time")[:logs.ZIP_MAX_TASKS + 1])
-    if len(task_ids) > logs.ZIP_MAX_TASKS:
+    task_ids = list(job.tasks.order_by("task_id").values_list("task_id", "start_time")[:zips.ZIP_MAX_TASKS + 1])
+    if len(task_ids) > zips.ZIP_MAX_TASKS:
         return HttpResponse(
-            f"This job has more than {logs.ZIP_MAX_TASKS:,} tasks, more than one download can hold. Download the "
+            f"This job has more than {zips.ZIP_MAX_TASKS:,} tasks, more than one download can hold. Download the "
             f"logs of single tasks from their pages, or ask an administrator for the folder {job.job_id}/ of the "
             f"logs container ({settings.STORAGE_LOGS_CONTAINER}) in storage.",
             status=413, content_type="text/plain; charset=utf-8")
@@ -419,13 +428,13 @@ def job_logs_zip(request, pk: int):
 
     def chunks():
         try:
-            yield from logs.zip_job_logs(job.job_id, task_ids, batch=opened.batch, store=opened.store)
+            yield from zips.zip_job_logs(job.job_id, task_ids, batch=opened.batch, store=opened.store)
         finally:
             opened.close()
 
-    audit.record_event(actor=request.user, action="logs.zip_download", obj=job, details={"tasks": len(task_ids)})
+    services.job_logs_zip_record(user=request.user, job=job, tasks=len(task_ids))
     response = StreamingHttpResponse(chunks(), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{_header_safe(job.job_id)}-logs.zip"'
-    _inert(response)
+    response["Content-Disposition"] = f'attachment; filename="{header_safe(job.job_id)}-logs.zip"'
+    inert(response)
     return response
 

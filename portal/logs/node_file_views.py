@@ -10,14 +10,14 @@ from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from batchsync import logs
-from batchsync import node_files as on_node
 from batchsync.accounts import gateway_for
 from batchsync.gateway import GatewayError, NotFound
 from portal import selectors
-from portal.ansi import ansi_to_html
+from portal.logs import node_files as on_node
+from portal.logs.ansi import ansi_to_html
+from portal.logs.files import InvalidFileName, stream
+from portal.logs.views import Row, header_safe, inert, int_param
 from portal.models import Job, Node, Pool
-from portal.views.logs import Row
 
 DEFAULT_PATH = "startup/stdout.txt"
 STANDARD_FILES = ("stdout.txt", "stderr.txt")
@@ -28,15 +28,6 @@ NODE_GONE = ("This node is no longer in the pool, so its files are gone with it:
              "while the node exists.")
 NO_FILE = "The node has no file by this name (yet): the task that writes it may not have started on this node."
 UNREACHABLE = "Batch did not answer while reading this file. Try again in a moment."
-
-
-def _int(request, name: str) -> int | None:
-    value = request.GET.get(name, "")
-    if not value:
-        return None
-    if not value.isdigit() or len(value) > 18:
-        raise Http404(f"Bad {name}")
-    return int(value)
 
 
 def _problem(error: GatewayError) -> str:
@@ -72,11 +63,11 @@ def node_files(request, pk: int, node_id: str):
     path = request.GET.get("path", DEFAULT_PATH)
     try:
         on_node.validate_node_path(path)
-    except on_node.InvalidFileName:
+    except InvalidFileName:
         raise Http404("No such file") from None
     if request.GET.get("download") == "1":
         return _download(pool, node_id, path)
-    start, end, line = _int(request, "start"), _int(request, "end"), _int(request, "line")
+    start, end, line = int_param(request, "start"), int_param(request, "end"), int_param(request, "line")
     node = Node.objects.filter(pool=pool, node_id=node_id).first()
     context = {"pool": pool, "node": node, "node_id": node_id, "path": path, "job": None}
     try:
@@ -90,7 +81,7 @@ def node_files(request, pk: int, node_id: str):
             window = on_node.read_window(gateway, pool.pool_id, node_id, path, start=start, end=end)
     except GatewayError as error:
         context["problem"] = _problem(error)
-        return render(request, "nodes/file.html", context)
+        return render(request, "logs/node_file.html", context)
     names = {f.name for f in files if not f.is_directory}
     standard = [f"{folder}/{name}" for name in STANDARD_FILES]
     context["files"] = [n for n in standard if n in names] + sorted(n for n in names - set(standard)
@@ -101,7 +92,7 @@ def node_files(request, pk: int, node_id: str):
         first_line = line - window.text.count("\n")
     context.update(window=window, rows=_rows(window, first_line), first_line=first_line,
                    next_line=first_line + window.text.count("\n") if first_line else None)
-    return render(request, "nodes/file.html", context)
+    return render(request, "logs/node_file.html", context)
 
 
 def _download(pool: Pool, node_id: str, path: str):
@@ -129,18 +120,15 @@ def _download(pool: Pool, node_id: str, path: str):
 
     def chunks():
         try:
-            yield from logs.stream(source)
+            yield from stream(source)
         finally:
             gateway.close()
 
     response = StreamingHttpResponse(chunks(), content_type="application/octet-stream")
     name = f"{pool.pool_id}-{node_id}-{path.replace('/', '_')}"
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
-    response["Content-Disposition"] = f'attachment; filename="{safe}"'
+    response["Content-Disposition"] = f'attachment; filename="{header_safe(name)}"'
     response["Content-Length"] = str(size)
-    # Never let a browser guess a type and render a log as a page.
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "sandbox"
+    inert(response)
     return response
 
 
@@ -158,8 +146,8 @@ def job_preparation(request, pk: int):
         statuses = []
     except GatewayError:
         context["problem"] = UNREACHABLE
-        return render(request, "nodes/_preparation.html", context)
+        return render(request, "logs/_preparation.html", context)
     pools = {p.pool_id: p for p in Pool.objects.filter(account_id=job.account_id,
                                                        pool_id__in={s.pool_id for s in statuses})}
     context["rows"] = [(status, pools.get(status.pool_id)) for status in sorted(statuses, key=lambda s: s.node_id)]
-    return render(request, "nodes/_preparation.html", context)
+    return render(request, "logs/_preparation.html", context)

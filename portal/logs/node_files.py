@@ -1,10 +1,10 @@
 """Bounded reads of files on a compute node that belong to no task of ours: the start task's output under
-`startup/` and a job preparation task's under its folder in `workitems/`. Same windows as batchsync.logs."""
+`startup/` and a job preparation task's under its folder in `workitems/`. Same windows as a task's files."""
 
 from __future__ import annotations
 
-from . import logs
-from .logs import WINDOW_BYTES, InvalidFileName, LogWindow
+from portal.logs.files import InvalidFileName, validate_name
+from portal.logs.windows import WINDOW_BYTES, LogWindow, window
 
 START_TASK_FOLDER = "startup"
 # Folders a job preparation task runs in: workitems/<job id>/job-1/<prep task id>/ (job schedules add a level).
@@ -14,7 +14,7 @@ WORKITEMS_FOLDER = "workitems"
 def validate_node_path(path: str) -> str:
     """`path` if it names a file under the start task's folder or under some job's folder in workitems/, else
     InvalidFileName. Which job preparation folders a node really has is Batch's to say (see the view)."""
-    logs.validate_name(path)
+    validate_name(path)
     parts = path.split("/")
     if parts[0] == START_TASK_FOLDER and len(parts) >= 2:
         return path
@@ -31,8 +31,8 @@ def job_of(path: str) -> str | None:
 
 
 class NodeRootFile:
-    """A file under a node's root folder, read through the Batch gateway: a source for batchsync.logs.window and
-    batchsync.logs.stream, as a task's NodeFile is. Its size is asked once per object."""
+    """A file under a node's root folder, read through the Batch gateway: a source for portal.logs.windows.window
+    and portal.logs.files.stream, as a task's NodeFile is. Its size is asked once per object."""
 
     kind = "node"
     saved_at = None
@@ -56,7 +56,5 @@ def read_window(batch, pool_id: str, node_id: str, path: str, *, start: int | No
     without bounds, from `start`, or the window ending at `end`.
 
     Raises InvalidFileName, or the gateway's NotFound (node, pool or file gone) / Transient."""
-    return logs.window(NodeRootFile(batch, pool_id, node_id, path), start=start, end=end, max_bytes=max_bytes)
+    return window(NodeRootFile(batch, pool_id, node_id, path), start=start, end=end, max_bytes=max_bytes)
 
-
-__all__ = ["InvalidFileName", "LogWindow", "NodeRootFile", "job_of", "read_window", "validate_node_path"]
