@@ -5,15 +5,18 @@ import uuid
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import auth, errors
+from .autoscale import Autoscaler
 from .faults import Faults
-from .routes import faults, files, jobs, nodes, pools, tasks
+from .routes import autoscale, faults, files, jobs, nodes, pools, tasks, timing
 from .routes.base import Handler, Request, Response
 from .scheduler import Scheduler
 from .service import BatchService
 from .state import AccountState
 from .store import Store
+from .timing import Timers, Timing
 
-ROUTES = pools.ROUTES + nodes.ROUTES + files.ROUTES + jobs.ROUTES + tasks.ROUTES + faults.ROUTES
+ROUTES = (pools.ROUTES + autoscale.ROUTES + nodes.ROUTES + files.ROUTES + jobs.ROUTES + tasks.ROUTES + faults.ROUTES
+          + timing.ROUTES)
 
 
 class LocalBatch:
@@ -26,13 +29,18 @@ class LocalBatch:
         self.faults = faults or Faults()
         self.state = AccountState(Store(os.path.join(data_dir, "state.sqlite3")))
         self.scheduler = Scheduler(self.state, data_dir, account_name, self.account_url, node_start_seconds)
-        self.service = BatchService(self.state, self.scheduler, self.account_url)
+        self.timing = Timing()
+        self.autoscaler = Autoscaler(self.state, self.timing)
+        self.service = BatchService(self.state, self.scheduler, self.account_url, self.autoscaler)
+        self.timers = Timers(self.state, [self.autoscaler.tick])
         self.routes = [(method, pattern.split("/"), handler) for method, pattern, handler in ROUTES]
 
     def start(self) -> None:
         self.scheduler.start()
+        self.timers.start()
 
     def stop(self) -> None:
+        self.timers.stop()
         self.scheduler.stop()
         with self.state.lock:
             self.state.store.close()

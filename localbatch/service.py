@@ -7,10 +7,14 @@ import os
 import shutil
 import uuid
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from . import errors, validate
 from .odata import BOOLEAN, DATETIME, ENUM, INTEGER, STRING
 from .scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from .autoscale import Autoscaler
 from .state import AccountState, key_of, public
 from .timeutil import UNLIMITED, format_duration, now_iso
 
@@ -52,10 +56,12 @@ MAX_COLLECTION_BYTES = 1024 * 1024
 
 
 class BatchService:
-    def __init__(self, state: AccountState, scheduler: Scheduler, account_url: str):
+    def __init__(self, state: AccountState, scheduler: Scheduler, account_url: str,
+                 autoscaler: "Autoscaler | None" = None):
         self.state = state
         self.scheduler = scheduler
         self.account_url = account_url
+        self.autoscaler = autoscaler
 
     # -- lookups ------------------------------------------------------------------------------
     def pool(self, pool_id: str) -> dict:
@@ -121,6 +127,8 @@ class BatchService:
                     allocationStateTransitionTime=now, resizeErrors=[], _seq=self.state.next_seq())
         self.state.touch(pool)
         self.state.pools[key_of(pool["id"])] = pool
+        if pool.get("enableAutoScale") and self.autoscaler:
+            self.autoscaler.first_run(pool)
         self.state.save_pool(pool)
         return pool
 
@@ -148,6 +156,9 @@ class BatchService:
         timeout = validate.check_duration(body.get("resizeTimeout", "PT15M"), "resizeTimeout", 300)
         option = validate.check_enum(body.get("nodeDeallocationOption", "requeue"), "nodeDeallocationOption",
                                      ("requeue", "terminate", "taskcompletion", "retaineddata"))
+        if pool.get("enableAutoScale"):
+            raise errors.conflict("OperationInvalidForCurrentState", "The pool's size is set by its autoscale formula: "
+                                  "disable autoscale before resizing it.")
         if pool["allocationState"] != "steady":
             raise errors.conflict("PoolBeingResized", "The pool is already resizing; wait until it is steady.")
         pool.update(targetDedicatedNodes=dedicated, targetLowPriorityNodes=low, resizeTimeout=format_duration(timeout),

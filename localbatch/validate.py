@@ -2,7 +2,7 @@
 
 import re
 
-from . import errors
+from . import autoscale, errors
 from .timeutil import UNLIMITED, format_duration, parse_duration
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -295,10 +295,7 @@ def pool_create(body) -> dict:
     pool["vmSize"] = check_string(require(body, "vmSize"), "vmSize").lower()
     if body.get("displayName") is not None:
         pool["displayName"] = check_string(body["displayName"], "displayName", 1024)
-    if body.get("enableAutoScale"):
-        raise errors.BatchError(400, "UnsupportedProperty", "localbatch does not evaluate autoscale formulas; "
-                                "set targetDedicatedNodes and targetLowPriorityNodes instead.",
-                                {"PropertyName": "enableAutoScale"})
+    pool.update(autoscale.pool_settings(body))
     pool["targetDedicatedNodes"] = check_int(body.get("targetDedicatedNodes", 0), "targetDedicatedNodes", 0, 1000)
     pool["targetLowPriorityNodes"] = check_int(body.get("targetLowPriorityNodes", 0), "targetLowPriorityNodes", 0, 1000)
     pool["resizeTimeout"] = format_duration(check_duration(body.get("resizeTimeout", "PT15M"), "resizeTimeout", 300))
@@ -309,7 +306,6 @@ def pool_create(body) -> dict:
     task = start_task(body.get("startTask"), "startTask")
     if task:
         pool["startTask"] = task
-    pool["enableAutoScale"] = False
     pool["enableInterNodeCommunication"] = bool(body.get("enableInterNodeCommunication", False))
     for passthrough in ("virtualMachineConfiguration", "networkConfiguration", "metadata", "userAccounts",
                         "applicationPackageReferences", "mountConfiguration", "resourceTags", "targetNodeCommunicationMode",

@@ -4,7 +4,7 @@ import bisect
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 from urllib.parse import quote, urlencode
 
 from .. import API_VERSION, errors
@@ -12,6 +12,10 @@ from ..faults import Faults
 from ..odata import ODataError, compile_filter, parse_select, project
 from ..service import BatchService
 from ..state import AccountState
+from ..timing import Timers, Timing
+
+if TYPE_CHECKING:
+    from ..autoscale import Autoscaler
 from ..timeutil import from_iso, from_rfc1123, to_rfc1123
 
 
@@ -21,6 +25,9 @@ class Account(Protocol):
     service: BatchService
     account_url: str
     faults: Faults
+    timing: Timing
+    timers: Timers
+    autoscaler: "Autoscaler"
 
 
 @dataclass
