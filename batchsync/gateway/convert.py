@@ -282,15 +282,14 @@ def file_record(file: models.BatchNodeFile) -> FileRecord:
     )
 
 
-def enum_value(value) -> str | None:
+def enum_value(value: Enum | str | None) -> str | None:
     """An enum Batch sent, as our records hold it: lowercase. The real service writes PascalCase ("Active",
     "Success", "Pack") and the SDK hands such values on as plain strings; its enum members hold lowercase."""
-    if isinstance(value, Enum):
-        value = value.value
-    return value.lower() if value else None
+    text = value.value if isinstance(value, Enum) else value
+    return text.lower() if text else None
 
 
-def enum_equals(value, expected: str) -> bool:
+def enum_equals(value: Enum | str | None, expected: str) -> bool:
     """Whether an enum Batch sent is `expected`, whatever the casing of either."""
     return enum_value(value) == expected.lower()
 

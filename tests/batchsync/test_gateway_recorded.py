@@ -6,9 +6,23 @@ from datetime import datetime, timezone
 
 import pytest
 
-from batchsync.gateway import (AlreadyExists, BatchGateway, FileRecord, ImageSpec, JobRecord, JobSpec, NodeRecord,
-                               NotFound, PoolRecord, PoolSpec, TaskCountsRecord, TaskFailure, TaskRecord, TaskSpec,
-                               convert)
+from batchsync.gateway import (
+    AlreadyExists,
+    BatchGateway,
+    FileRecord,
+    ImageSpec,
+    JobRecord,
+    JobSpec,
+    NodeRecord,
+    NotFound,
+    PoolRecord,
+    PoolSpec,
+    TaskCountsRecord,
+    TaskFailure,
+    TaskRecord,
+    TaskSpec,
+    convert,
+)
 from tests.batchsync.recorded.service import Answer, RecordedService, recorded, recorded_body
 
 ADD_TASKS = "/jobs/job-1/addtaskcollection"
@@ -263,11 +277,11 @@ def test_file_records_from_recorded_file_lists(service, gateway):
     task_files = gateway.list_task_files("batch", "test_task")
     on_node = gateway.list_node_files("2b751f41", WINDOWS_NODE)
 
-    assert task_files == [FileRecord("stdout.txt", False, 13, utc(2025, 3, 19, 19, 29, 39, 182590)),   # "13" on the wire
+    assert task_files == [FileRecord("stdout.txt", False, 13, utc(2025, 3, 19, 19, 29, 39, 182590)),   # sent as "13"
                           FileRecord("wd", True, None, None)]
     assert [(f.name, f.is_directory, f.size) for f in on_node] == [
-        (entry["name"], entry["isDirectory"], int(entry["properties"]["contentLength"]) if "properties" in entry else None)
-        for entry in node_files["body"]["value"]]
+        (entry["name"], entry["isDirectory"], int(entry["properties"]["contentLength"]) if "properties" in entry
+         else None) for entry in node_files["body"]["value"]]
 
 
 def test_a_recorded_file_is_read_and_sized(service, gateway):

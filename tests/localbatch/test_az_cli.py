@@ -13,7 +13,8 @@ from tests.localbatch.helpers import signed_send, wait_for
 # The first test may build azure-cli's virtualenv (a few minutes on a busy machine); each az call has its own timeout.
 pytestmark = pytest.mark.timeout(900)
 
-UBUNTU = ["--image", "canonical:0001-com-ubuntu-server-jammy:22_04-lts", "--node-agent-sku-id", "batch.node.ubuntu 22.04"]
+UBUNTU = ["--image", "canonical:0001-com-ubuntu-server-jammy:22_04-lts",
+          "--node-agent-sku-id", "batch.node.ubuntu 22.04"]
 
 
 @pytest.fixture(scope="module")

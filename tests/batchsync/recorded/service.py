@@ -77,8 +77,8 @@ class RecordedService:
                 route = service.routes.get((self.command, url.path))
                 answer = route(request) if callable(route) else route
                 if answer is None:
-                    answer = Answer(404, {"odata.metadata": "", "code": "ResourceNotFound",
-                                          "message": {"lang": "en-US", "value": "The specified resource does not exist."}})
+                    answer = Answer(404, {"odata.metadata": "", "code": "ResourceNotFound", "message": {
+                        "lang": "en-US", "value": "The specified resource does not exist."}})
                 body = answer.body if isinstance(answer.body, bytes) else (
                     b"" if answer.body is None else json.dumps(answer.body).encode())
                 self.send_response(answer.status)
