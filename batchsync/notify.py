@@ -66,7 +66,7 @@ def notify_finished_jobs(*, limit: int = NOTIFY_BATCH) -> int:
 def notify_submission(submission: Submission) -> bool:
     """Claim `submission` (a row `finished_submissions` returned, possibly stale) and e-mail its submitter.
     False if another run had claimed it already, or if the e-mail could not be sent (it is not tried again)."""
-    job = Job.objects.filter(account_id=submission.account_id, job_id=submission.job_id).first()
+    job = submission.job
     # Built before the claim, so a mistake in building leaves the submission to be told by a later run.
     message = _message(submission, job, *_counts(submission, job))
     claimed = Submission.objects.filter(pk=submission.pk, notified_at__isnull=True).update(notified_at=timezone.now())

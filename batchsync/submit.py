@@ -16,10 +16,12 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from portal import templating
 from portal.models import UNFINISHED_SUBMISSION_STATES, Job, Submission, SubmissionState
+from portal.submit.render import expand_tasks, job_spec
+from portal.submit.values import InputFile
 
 from .accounts import blob_store, gateway_for
+from .celery import app
 from .gateway import (
     AlreadyExists,
     AuthFailed,
@@ -50,6 +52,9 @@ STALE_SECONDS = 30.0
 REDRIVE_BATCH = 500
 # The reason Batch records for a job stopped because its submission failed part-way.
 FAILED_TERMINATE_REASON = "SubmissionFailed"
+# The Celery task that runs `submit_submission` (batchsync/tasks.py), enqueued by its stable name rather than
+# imported: tasks.py imports this module, not the other way round.
+SUBMIT_TASK = "batchsync.submit_submission"
 
 
 def lease_seconds() -> float:
@@ -80,8 +85,8 @@ class _Run:
     def advance(self, *, release: bool = False, expect: dict | None = None, **changes) -> None:
         now = timezone.now()
         new_lease = None if release else now + timedelta(seconds=lease_seconds())
-        updated = Submission.objects.filter(pk=self.submission.pk, lease_expires_at=self.lease, **(expect or {})).update(
-            lease_expires_at=new_lease, updated_at=now, **changes)
+        updated = (Submission.objects.filter(pk=self.submission.pk, lease_expires_at=self.lease, **(expect or {}))
+                   .update(lease_expires_at=new_lease, updated_at=now, **changes))
         if updated != 1:
             raise _LeaseLost()
         self.lease = new_lease
@@ -132,7 +137,7 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
         if submission.state in (SubmissionState.PENDING, SubmissionState.CREATING_JOB):
             run.advance(state=SubmissionState.CREATING_JOB)
             try:
-                gateway.create_job(templating.job_spec(spec, job_id=submission.job_id, display_name=_display(submission)))
+                gateway.create_job(job_spec(spec, job_id=submission.job_id, display_name=_display(submission)))
             except AlreadyExists:
                 pass   # an earlier run of ours created it: the id holds the submission's uuid
             run.advance(state=SubmissionState.ADDING_TASKS)
@@ -145,11 +150,13 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
                     _enqueue(submission.pk)
                     return
                 base = submission.tasks_added
-                batch = [task for _, task in zip(range(SLICE_SIZE), tasks)]
+                batch = [task for _, task in zip(range(SLICE_SIZE), tasks, strict=False)]
                 # Requests keep flowing while progress is recorded, every chunk_size() tasks, from this thread.
                 step, recorded = chunk_size(), [base]
 
-                def record(prefix: int, *, base=base, step=step, recorded=recorded, size=len(batch)) -> None:
+                # Defaults bind this slice's values now, not the loop's later ones.
+                def record(prefix: int, *, base=base, step=step, recorded=recorded,
+                           size=len(batch)) -> None:  # noqa: B008
                     if prefix == size or base + prefix - recorded[0] >= step:
                         # Conditional on the count this run last wrote: a second run that got here stops at once.
                         run.advance(expect={"tasks_added": recorded[0]}, tasks_added=base + prefix)
@@ -176,7 +183,8 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
     except (Transient, AuthFailed) as exc:
         _retry_later(run, exc)
     except (Rejected, NotFound) as exc:
-        _fail(run, gateway, _refusal_message(submission, exc), job_may_exist=submission.state != SubmissionState.CREATING_JOB)
+        _fail(run, gateway, _refusal_message(submission, exc),
+              job_may_exist=submission.state != SubmissionState.CREATING_JOB)
     except GatewayError as exc:
         # An answer we do not recognise (an unexpected status): as likely to pass as a 503, and bounded alike.
         _retry_later(run, exc)
@@ -186,14 +194,14 @@ def expand(submission: Submission, spec=None, *, start: int = 0):
     """The submission's task specs from the `start`-th, exactly as every run sends them."""
     spec = spec or submission.template_version.parsed
     files = _input_files(submission.inputs or {})
-    return templating.expand_tasks(
+    return expand_tasks(
         spec, submission.parameters, files, rows=submission.csv_rows, command_line=submission.command_line or None,
         output_container_url=getattr(settings, "SUBMISSION_OUTPUTS_CONTAINER_URL", "") or None,
         logs_container_url=logs_container_url(),
         job_id=submission.job_id, start=start)
 
 
-def _input_files(inputs: dict) -> dict[str, tuple[templating.InputFile, ...]]:
+def _input_files(inputs: dict) -> dict[str, tuple[InputFile, ...]]:
     """The submission's files with the URL each task downloads them from. Uploaded files are kept as blob paths, and
     a read SAS for exactly that blob is signed here, when the tasks are built, to last as long as a task may wait
     and run; older rows kept a URL, used as it is."""
@@ -206,7 +214,7 @@ def _input_files(inputs: dict) -> dict[str, tuple[templating.InputFile, ...]]:
             return store.read_url(settings.STORAGE_INPUTS_CONTAINER, item["blob"],
                                   hours=settings.STORAGE_TASK_SAS_HOURS, snapshot=item.get("snapshot"))
 
-        return {name: tuple(templating.InputFile(name=item["name"], url=url(item), size=item.get("size", 0),
+        return {name: tuple(InputFile(name=item["name"], url=url(item), size=item.get("size", 0),
                                                  blob=item.get("blob")) for item in given)
                 for name, given in inputs.items()}
     finally:
@@ -321,11 +329,9 @@ def _display(submission: Submission) -> str:
 
 def _enqueue(submission_pk: int, countdown: float | None = None) -> None:
     # Redis is a doorbell, not the record: if this fails the re-driver finds the row.
-    from .tasks import submit_submission_task
-
     try:
         options = {"countdown": countdown} if countdown else {}
-        submit_submission_task.apply_async((submission_pk,), **options)
+        app.signature(SUBMIT_TASK).apply_async((submission_pk,), **options)
     except Exception:
         logger.warning("could not enqueue submission %s; the re-driver will", submission_pk, exc_info=True)
 
@@ -344,12 +350,10 @@ def redrive_submissions() -> list[int]:
                              updated_at__lt=now - timedelta(seconds=stale_seconds))
     ids = sorted({pk for queryset in (due, abandoned, lost)
                   for pk in queryset.values_list("pk", flat=True)[:REDRIVE_BATCH]})
-    from .tasks import submit_submission_task
-
     for pk in ids:
         try:
             # Expires before the next re-drive, so a backed-up queue does not fill with copies.
-            submit_submission_task.apply_async((pk,), expires=STALE_SECONDS * 2)
+            app.signature(SUBMIT_TASK).apply_async((pk,), expires=STALE_SECONDS * 2)
         except Exception:
             logger.warning("could not enqueue submission %s; the next re-drive tries again", pk, exc_info=True)
             break
@@ -359,7 +363,7 @@ def redrive_submissions() -> list[int]:
 def link_submitted_jobs(account_id: int | None = None) -> int:
     """Record who submitted each mirrored job that came from a submission, and their team (the sync creates the mirror
     row); the team is what Team scope and an Operator's rights go by."""
-    jobs = Job.objects.filter(submitted_by__isnull=True, job_id__startswith="sub-")
+    jobs = Job.objects.filter(submitted_by__isnull=True, job_id__startswith=Submission.JOB_ID_PREFIX)
     if account_id is not None:
         jobs = jobs.filter(account_id=account_id)
     matching = Submission.objects.filter(account_id=OuterRef("account_id"), job_id=OuterRef("job_id"),

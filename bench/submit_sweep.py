@@ -1,4 +1,4 @@
-"""A 10,000-task sweep on PostgreSQL: from `portal.services.submission_create` to every task accepted by
+"""A 10,000-task sweep on PostgreSQL: from `portal.submit.services.submission_create` to every task accepted by
 localbatch, compared in the same run with a bare `create_tasks(max_concurrency=4)` of the same tasks and with
 adding them one call each.
 
@@ -26,7 +26,7 @@ def batch_environment(server) -> dict[str, str]:
 
 def sweep(user, version, tasks: int) -> tuple[float, str]:
     from batchsync.submit import submit_submission
-    from portal.services import submission_create
+    from portal.submit.services import submission_create
 
     with c.Timer() as timer:
         submission = submission_create(user=user, template_version=version,

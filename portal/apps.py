@@ -11,7 +11,7 @@ class PortalConfig(AppConfig):
         # Pool templates register their admin from their own module, so portal/admin.py (the mirror's admin)
         # and this feature change independently.
         from portal import admin_pool_templates  # noqa: F401
-        from portal import admin_job_templates  # noqa: F401
+        from portal.submit import admin as submit_admin  # noqa: F401
         from portal.audit import connect_receivers
 
         # Sign-in and membership changes happen inside Django; the audit history hears of them by signal.

@@ -6,7 +6,6 @@ from django.urls import include, path
 from portal.views import audit as audit_views
 from portal.views import dashboard, job_actions, jobs, pool_actions, pools, signin, tasks
 from portal.views import triage
-from portal.views import submit
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -27,16 +26,11 @@ urlpatterns = [
     path("tasks/<int:pk>/terminate/", job_actions.task_terminate, name="task_terminate"),
     path("tasks/<int:pk>/delete/", job_actions.task_delete, name="task_delete"),
     path("", include("portal.logs.urls")),
+    path("", include("portal.submit.urls")),
     path("audit/", audit_views.audit_list, name="audit_list"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
     path("failures/", triage.failure_triage, name="failure_triage"),
     path("failures/retry/", triage.failure_retry, name="failure_retry"),
-    path("submit/", submit.submit_template_list, name="submit_template_list"),
-    path("submit/<slug:slug>/", submit.submit_form, name="submit_form"),
-    path("submit/<slug:slug>/uploads/", submit.submit_upload, name="submit_upload"),
-    path("submit/<slug:slug>/confirm/", submit.submit_confirm, name="submit_confirm"),
-    path("submissions/", submit.submission_list, name="submission_list"),
-    path("submissions/<uuid:public_id>/", submit.submission_detail, name="submission_detail"),
     path("login/", signin.login, name="login"),
     path("logout/", signin.logout, name="logout"),
     # Single sign-on (Microsoft Entra ID); 404 until OIDC_RP_CLIENT_ID is set. Names as mozilla-django-oidc expects.

@@ -1,10 +1,14 @@
 """Job templates (what people can run), their immutable versions, and submissions (the outbox to Batch)."""
 
+import uuid
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.functional import cached_property
 
 from portal.models.accounts import BatchAccount, Team
+from portal.models.jobs import Job
 
 
 class JobTemplate(models.Model):
@@ -30,13 +34,13 @@ class JobTemplate(models.Model):
 
 
 class JobTemplateVersion(models.Model):
-    """One immutable revision of a template's spec (checked by portal.templating.parse_spec); a new revision is a
-    new row with the next number (portal.services.job_template_version_create)."""
+    """One immutable revision of a template's spec (checked by portal.submit.spec.parse_spec); a new revision is a
+    new row with the next number (portal.submit.services.job_template_version_create)."""
 
     template = models.ForeignKey(JobTemplate, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
     spec = models.JSONField(help_text="Pool, command line with {parameter} placeholders, parameters, fan-out, files, "
-                                      "outputs, environment, constraints; see portal/templating.py.")
+                                      "outputs, environment, constraints; see portal/submit/spec.py.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -50,7 +54,7 @@ class JobTemplateVersion(models.Model):
 
     def clean(self):
         # Imported here: the spec parser loads the gateway (and the Azure SDK), which loading the models must not.
-        from portal.templating import SpecError, parse_spec
+        from portal.submit.spec import SpecError, parse_spec  # noqa: PLC0415
 
         try:
             parse_spec(self.spec)
@@ -64,7 +68,7 @@ class JobTemplateVersion(models.Model):
 
     @property
     def parsed(self):
-        from portal.templating import parse_spec  # lazily, as in clean()
+        from portal.submit.spec import parse_spec  # noqa: PLC0415 (lazily, as in clean())
 
         return parse_spec(self.spec)
 
@@ -129,9 +133,30 @@ class Submission(models.Model):
                          condition=models.Q(state__in=UNFINISHED_SUBMISSION_STATES)),
         ]
 
+    # Every job a submission makes is named sub-<its public id in hex>: the id derives from the row, so a retry that
+    # finds the job already there knows it is its own. Lower case, because Batch ids are case-insensitive.
+    JOB_ID_PREFIX = "sub-"
+
     def __str__(self) -> str:
         return self.job_id
 
     @property
     def is_final(self) -> bool:
         return self.state in (SubmissionState.SUBMITTED, SubmissionState.FAILED)
+
+    @classmethod
+    def job_id_for(cls, public_id: uuid.UUID) -> str:
+        return f"{cls.JOB_ID_PREFIX}{public_id.hex}"
+
+    @cached_property
+    def job(self) -> Job | None:
+        """The job this submission made, as the mirror has it; None until the sync has seen it."""
+        return Job.objects.filter(account_id=self.account_id, job_id=self.job_id).first()
+
+    @classmethod
+    def of_job(cls, job: Job) -> "Submission | None":
+        """The submission that made `job`, with its template; None for a job made outside the portal."""
+        if not job.job_id.startswith(cls.JOB_ID_PREFIX):
+            return None
+        return (cls.objects.select_related("template_version__template")
+                .filter(account_id=job.account_id, job_id=job.job_id).first())

@@ -4,6 +4,7 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 
 from portal import access, services
+from portal.models import Submission
 
 register = template.Library()
 
@@ -21,12 +22,7 @@ def task_action_buttons(context, task):
 
 def _rerun_url(user, job) -> str | None:
     """The submission form pre-filled from the submission that made `job`, for someone who may re-run it."""
-    from portal.models import Submission
-
-    if not job.job_id.startswith("sub-"):
-        return None
-    submission = (Submission.objects.select_related("template_version__template")
-                  .filter(account_id=job.account_id, job_id=job.job_id).first())
+    submission = Submission.of_job(job)
     if submission is None or not submission.template_version.template.is_active:
         return None
     if not (access.can_submit(user) and access.can_act_on(user, submission)):

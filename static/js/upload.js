@@ -10,7 +10,7 @@
   var BLOCK_BYTES = 4 * 1024 * 1024;
   var BLOCK_TRIES = 3;
   var PARALLEL_FILES = 3;
-  // templating.FILE_NAME_PATTERN: a plain file name, no folders, not starting with a dot or a dash.
+  // portal/submit/values.py FILE_NAME_PATTERN: a plain file name, no folders, not starting with a dot or a dash.
   var FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+ -]{0,199}$/;
 
   var form = document.getElementById("submit-form");
@@ -30,7 +30,7 @@
   var batch = { sent: 0, size: 0 };
 
   function human(size) {
-    // As the server says it (templating.human_bytes): decimal units.
+    // As the server says it (portal/submit/values.py human_bytes): decimal units.
     var units = ["bytes", "KB", "MB", "GB", "TB"];
     var value = size;
     for (var i = 0; i < units.length; i++) {

@@ -168,7 +168,7 @@ def test_tasks_the_portal_submits_upload_their_logs_to_the_same_layout_with_a_si
     settings.SUBMISSION_LOGS_CONTAINER_URL = ""
     monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
     from batchsync.accounts import default_account
-    from portal import services
+    from portal.submit import services
     from portal.models import JobTemplate
 
     with BatchGateway(localbatch.endpoint, localbatch.account_name, localbatch.account_key) as batch:

@@ -18,6 +18,7 @@ from batchsync.celery import app
 from batchsync.gateway import BatchGateway, PoolSpec
 from batchsync.sync import sync_account
 from portal import services
+from portal.submit import services as submit_services
 from portal.models import Job, JobTemplate, Submission, SubmissionState
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import UserFactory
@@ -70,8 +71,8 @@ def sam():
 def submitted(user, frames: int, seconds: str = "0") -> Submission:
     """A submission of the render-frames example, sent to Batch by the submit step machine as a worker would."""
     version = JobTemplate.objects.get(slug="render-frames").current_version()
-    submission = services.submission_create(user=user, template_version=version,
-                                            parameters={"frames": str(frames), "seconds_per_frame": seconds})
+    submission = submit_services.submission_create(user=user, template_version=version,
+                                                   parameters={"frames": str(frames), "seconds_per_frame": seconds})
     assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
     return submission
 
@@ -153,8 +154,8 @@ def test_a_terminated_job_says_so_with_the_reason(gateway, running_pool, sam, ma
 
 def test_a_submission_that_failed_is_announced_with_its_error(gateway, sam, mailoutbox):
     version = JobTemplate.objects.get(slug="render-frames").current_version()
-    submission = services.submission_create(user=sam, template_version=version,
-                                            parameters={"frames": "2", "seconds_per_frame": "0"})
+    submission = submit_services.submission_create(user=sam, template_version=version,
+                                                   parameters={"frames": "2", "seconds_per_frame": "0"})
     # An id Batch refuses: the job is never made, the submission fails (as in test_submit).
     Submission.objects.filter(pk=submission.pk).update(job_id="bad id with spaces")
     assert submit.submit_submission(submission.pk) == SubmissionState.FAILED

@@ -11,9 +11,10 @@ from batchsync import submit
 from batchsync.celery import app
 from batchsync.gateway import BatchGateway, PoolSpec
 from localbatch.server import Faults
-from portal import services
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
-from portal.templating import InputFile
+from portal.submit import services
+from portal.submit.render import job_spec
+from portal.submit.values import InputFile
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import UserFactory
 from tests.localbatch.helpers import wait_for
@@ -294,7 +295,8 @@ def test_a_broker_that_cannot_be_reached_does_not_lose_the_submission(gateway, i
 
 
 def test_stdout_and_stderr_are_saved_to_the_logs_container(gateway, running_pool, alice, azurite, settings):
-    from datetime import datetime, timezone as tz
+    from datetime import datetime
+    from datetime import timezone as tz
 
     from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
@@ -323,8 +325,7 @@ def test_the_re_driver_finishes_a_submission_stuck_in_adding_tasks(gateway, idle
     stuck = create(alice, 300)
     # A worker created the job, added 150 tasks (the last chunk only half-way) and recorded 100, then died
     # holding its lease.
-    gateway.create_job(submit.templating.job_spec(stuck.template_version.parsed, job_id=stuck.job_id,
-                                                  display_name="x"))
+    gateway.create_job(job_spec(stuck.template_version.parsed, job_id=stuck.job_id, display_name="x"))
     gateway.add_tasks(stuck.job_id, list(submit.expand(stuck))[:150])
     long_ago = timezone.now() - timedelta(minutes=10)
     Submission.objects.filter(pk=stuck.pk).update(state=SubmissionState.ADDING_TASKS, tasks_added=100,
@@ -394,7 +395,8 @@ def test_the_python_script_example_runs_with_its_parameters(gateway, running_poo
 
 
 def test_the_count_words_example_counts_each_uploaded_file(gateway, running_pool, alice, azurite):
-    from datetime import datetime, timezone as tz
+    from datetime import datetime
+    from datetime import timezone as tz
 
     from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 

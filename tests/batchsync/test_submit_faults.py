@@ -23,7 +23,7 @@ from batchsync import submit
 from batchsync.celery import app
 from batchsync.gateway import BatchGateway, PoolSpec
 from localbatch.server import Faults
-from portal import services
+from portal.submit import services
 from portal.models import JobTemplate, Submission, SubmissionState
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import UserFactory

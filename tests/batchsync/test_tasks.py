@@ -2,7 +2,7 @@
 
 import pytest
 
-from batchsync import sync, tasks
+from batchsync import submit, sync, tasks
 from batchsync.accounts import default_account
 from batchsync.celery import app
 from batchsync.gateway import BatchGateway, JobSpec, PoolSpec, TaskSpec
@@ -115,3 +115,10 @@ def test_every_scheduled_task_is_registered_and_the_sync_runs_on_the_sync_queue(
         "an incremental pass and a full reconcile"
     for name in ("batchsync.sync_all_accounts", "batchsync.sync_account", "batchsync.sync_job_tasks"):
         assert app.amqp.router.route({}, name)["queue"].name == "sync"
+
+
+def test_the_submit_driver_enqueues_the_submit_task_by_its_name():
+    # batchsync/submit.py names the task rather than importing tasks.py (which imports it): the names must agree.
+    assert tasks.submit_submission_task.name == submit.SUBMIT_TASK
+    assert submit.SUBMIT_TASK in app.tasks
+    assert app.amqp.router.route({}, submit.SUBMIT_TASK)["queue"].name == "submit"

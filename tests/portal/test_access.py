@@ -5,7 +5,8 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from batchsync import submit
-from portal import access, services
+from portal import access
+from portal.submit import services
 from portal.models import Job, JobTemplate
 from tests.factories import JobFactory, TaskFactory
 from tests.personas import person, team

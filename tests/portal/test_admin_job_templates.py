@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from portal import services
+from portal.submit import services
 from portal.models import JobTemplate, Submission
 from tests.factories import UserFactory
 

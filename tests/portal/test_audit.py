@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from batchsync.accounts import default_account
 from portal import audit, services
+from portal.submit import services as submit_services
 from portal.audit import GENESIS_HASH, client_ip, event_hash, record_event, sanitised
 from portal.models import AuditEvent, JobTemplate, Pool, PoolTemplate, Team
 from tests.factories import PASSWORD, JobFactory, UserFactory
@@ -384,8 +385,8 @@ def test_a_submission_records_its_object_and_rendered_parameters(django_capture_
     version = JobTemplate.objects.get(slug="render-frames").current_version()
 
     with django_capture_on_commit_callbacks():
-        submission = services.submission_create(user=alice, template_version=version.pk,
-                                                parameters={"frames": "24", "seconds_per_frame": "0.5"})
+        submission = submit_services.submission_create(user=alice, template_version=version.pk,
+                                                       parameters={"frames": "24", "seconds_per_frame": "0.5"})
 
     event = AuditEvent.objects.get(action="submission.create")
     assert (event.actor_name, event.object_type, event.object_id, event.object_label) == (
@@ -401,7 +402,7 @@ def test_a_new_template_version_records_what_changed_in_the_spec():
     template = JobTemplate.objects.get(slug="render-frames")
     spec = {**template.current_version().spec, "priority": 10}
 
-    services.job_template_version_create(user=engineer, template=template, spec=spec)
+    submit_services.job_template_version_create(user=engineer, template=template, spec=spec)
 
     event = AuditEvent.objects.get(action="job_template.version_create")
     assert (event.object_type, event.object_id) == ("job_template", str(template.pk))

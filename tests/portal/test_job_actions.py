@@ -15,6 +15,7 @@ from batchsync.accounts import default_account
 from batchsync.sync import reconcile_job_tasks, sync_account
 from localbatch.server import Faults
 from portal import services
+from portal.submit import services as submit_services
 from portal.models import Job, JobTemplate, Submission, Task, Team
 from portal.services import JobActionError
 from tests.factories import UserFactory
@@ -454,8 +455,8 @@ def test_others_see_no_buttons(busy_job, vera):
 
 def test_a_job_from_a_submission_offers_a_re_run_once_the_form_exists(pool, batch_client, sam, team):
     template = JobTemplate.objects.get(slug="render-frames")
-    submission = services.submission_create(user=sam, template_version=template.current_version(),
-                                            parameters={"frames": "2", "seconds_per_frame": "0"})
+    submission = submit_services.submission_create(user=sam, template_version=template.current_version(),
+                                                   parameters={"frames": "2", "seconds_per_frame": "0"})
     make_job(batch_client, submission.job_id, POOL)   # as the submit worker would
     job = synced_job(submission.job_id, sam, team)
     Submission.objects.filter(pk=submission.pk).update(team=team)

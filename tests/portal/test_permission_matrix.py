@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from portal import services
+from portal.submit import services
 from portal.models import Job, JobTemplate, Pool, Submission, Task
 from tests.factories import BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory
 

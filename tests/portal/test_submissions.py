@@ -1,14 +1,14 @@
-"""portal.services.submission_create and job_template_version_create: what is written, what is refused, and that a
-refused submission writes and enqueues nothing. The example templates shipped by migration 0005 are used as is."""
+"""portal.submit.services.submission_create and job_template_version_create: what is written, what is refused, and
+that a refused submission writes and enqueues nothing. The example templates shipped by migration 0005 are used as is."""
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from portal import services
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
-from portal.services import SubmissionError
-from portal.templating import InputFile
+from portal.submit import services
+from portal.submit.services import SubmissionError
+from portal.submit.values import InputFile
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""portal.templating: template specs, every parameter type, injection attempts, fan-out expansion and the preview.
+"""portal.submit's spec, values, render and preview: template specs, every parameter type, injection attempts, fan-out
+expansion and the preview.
 
 The last tests run rendered command lines for real: through /bin/sh here, and as a task on localbatch."""
 
@@ -10,8 +11,9 @@ from urllib.parse import quote
 import pytest
 
 from batchsync.gateway import BatchGateway, JobSpec, PoolSpec
-from portal import templating
-from portal.templating import InputFile, ParameterErrors, SpecError, parse_spec
+from portal.submit import preview, render
+from portal.submit.spec import SpecError, parse_spec
+from portal.submit.values import InputFile, ParameterErrors, clean_values, parse_csv
 from tests.localbatch.helpers import wait_for
 
 INJECTIONS = [
@@ -47,13 +49,13 @@ def spec(**overrides) -> dict:
 
 
 def clean(values, raw=None, files=None):
-    return templating.clean_values(parse_spec(raw or spec()), values, files)
+    return clean_values(parse_spec(raw or spec()), values, files)
 
 
 def render_one(raw, values, files=None):
     parsed = parse_spec(raw)
-    cleaned, cleaned_files = templating.clean_values(parsed, values, files)
-    return next(templating.expand_tasks(parsed, cleaned, cleaned_files))
+    cleaned, cleaned_files = clean_values(parsed, values, files)
+    return next(render.expand_tasks(parsed, cleaned, cleaned_files))
 
 
 def run_in_shell(command_line: str, cwd: Path) -> str:
@@ -88,7 +90,7 @@ def test_an_auto_pool_spec_becomes_a_job_with_a_pool_of_its_own():
                   "node_agent_sku_id": "batch.node.ubuntu 22.04"},
         "start_task": {"command_line": "/bin/true"}}}))
 
-    job = templating.job_spec(parsed, job_id="sub-abc", display_name="x")
+    job = render.job_spec(parsed, job_id="sub-abc", display_name="x")
     assert job.pool_id is None and job.auto_pool.target_dedicated_nodes == 2
     assert job.auto_pool.start_task_command_line == "/bin/true" and job.on_all_tasks_complete == "noaction"
     assert parsed.pool_label == "a pool of its own (2 × standard_d2s_v3)"
@@ -247,9 +249,9 @@ def test_a_boolean_without_a_flag_renders_true_or_false(tmp_path):
 
 def test_files_fan_out_gives_one_task_per_file_with_only_its_file():
     parsed = parse_spec(FILES_SPEC)
-    values, files = templating.clean_values(parsed, {}, {"texts": [upload("a.txt"), upload("b c.txt")]})
+    values, files = clean_values(parsed, {}, {"texts": [upload("a.txt"), upload("b c.txt")]})
 
-    tasks = list(templating.expand_tasks(parsed, values, files))
+    tasks = list(render.expand_tasks(parsed, values, files))
 
     assert [t.id for t in tasks] == ["t00001", "t00002"]
     assert [[f.file_path for f in t.resource_files] for t in tasks] == [["inputs/a.txt"], ["inputs/b c.txt"]]
@@ -262,8 +264,8 @@ def test_range_fan_out_gives_one_task_per_value_and_resuming_gives_the_same_task
                fan_out={"kind": "range", "parameter": "frames", "start": 1, "as": "frame"})
     parsed = parse_spec(raw)
 
-    everything = list(templating.expand_tasks(parsed, {"frames": 240}, {}))
-    from_100 = list(templating.expand_tasks(parsed, {"frames": 240}, {}, start=100))
+    everything = list(render.expand_tasks(parsed, {"frames": 240}, {}))
+    from_100 = list(render.expand_tasks(parsed, {"frames": 240}, {}, start=100))
 
     assert len(everything) == 240 and everything[0].id == "t00001" and everything[-1].id == "t00240"
     assert everything[6].command_line == "/bin/sh -c " + shlex.quote("echo 7")
@@ -274,9 +276,9 @@ def test_csv_fan_out_gives_one_task_per_row_with_its_columns_quoted():
     raw = spec(command_line="echo {row.sample} {row.depth}", parameters=[{"name": "table", "type": "file"}],
                fan_out={"kind": "csv", "parameter": "table"})
     parsed = parse_spec(raw)
-    rows = templating.parse_csv("table", b"sample,depth\nS1,10\n\n$(id),`x`\n")
+    rows = parse_csv("table", b"sample,depth\nS1,10\n\n$(id),`x`\n")
 
-    tasks = list(templating.expand_tasks(parsed, {}, {}, rows=rows))
+    tasks = list(render.expand_tasks(parsed, {}, {}, rows=rows))
 
     assert [t.command_line for t in tasks] == ["/bin/sh -c " + shlex.quote("echo S1 10"),
                                                "/bin/sh -c " + shlex.quote("echo '$(id)' '`x`'")]
@@ -292,7 +294,7 @@ def test_csv_fan_out_gives_one_task_per_row_with_its_columns_quoted():
 ])
 def test_a_csv_that_cannot_be_used_is_refused(content, words):
     with pytest.raises(ParameterErrors) as caught:
-        templating.parse_csv("table", content)
+        parse_csv("table", content)
 
     assert words in caught.value.errors["table"]
 
@@ -300,7 +302,7 @@ def test_a_csv_that_cannot_be_used_is_refused(content, words):
 def test_outputs_and_logs_are_uploaded_under_the_job_and_task():
     parsed = parse_spec(spec(outputs=[{"pattern": "out/*.png"}]))
 
-    task = next(templating.expand_tasks(parsed, {"n": 1}, {}, output_container_url="http://blob/outputs?sig=x",
+    task = next(render.expand_tasks(parsed, {"n": 1}, {}, output_container_url="http://blob/outputs?sig=x",
                                         logs_container_url="http://blob/logs?sig=y", job_id="sub-1"))
 
     assert [(o.file_pattern, o.path, o.upload_condition) for o in task.output_files] == [
@@ -311,8 +313,8 @@ def test_the_preview_says_how_many_tasks_where_and_how_much_input():
     parsed = parse_spec(FILES_SPEC)
     files = {"texts": (upload("a.txt", 600), upload("b.txt", 400))}
 
-    assert templating.preview(parsed, {}, files).summary == "creates 2 tasks on pool render-pool; inputs 1.0 KB"
-    assert templating.Preview(240, "pool render-pool", 1_200_000_000, 3).summary == (
+    assert preview.preview(parsed, {}, files).summary == "creates 2 tasks on pool render-pool; inputs 1.0 KB"
+    assert preview.Preview(240, "pool render-pool", 1_200_000_000, 3).summary == (
         "creates 240 tasks on pool render-pool; inputs 1.2 GB")
 
 

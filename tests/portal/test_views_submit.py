@@ -436,8 +436,8 @@ def test_an_operator_of_the_team_may_follow_it(as_alice, alice, client):
 
 
 def test_an_idempotency_key_returns_its_submission_and_no_one_elses(alice):
-    from portal import services
-    from portal.services import SubmissionError
+    from portal.submit import services
+    from portal.submit.services import SubmissionError
 
     key = uuid.uuid4()
     first = services.submission_create(user=alice, template_version=version_of("render-frames"),
@@ -453,7 +453,8 @@ def test_an_idempotency_key_returns_its_submission_and_no_one_elses(alice):
 
 
 def test_my_submissions_page_by_page_without_counting(as_alice, alice):
-    from portal.views import submit as submit_views
+    from portal.selectors import keyset_page
+    from portal.submit.selectors import SUBMISSION_SORT
 
     for frames in range(1, 4):
         confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames=str(frames)))
@@ -461,8 +462,7 @@ def test_my_submissions_page_by_page_without_counting(as_alice, alice):
     first = text(as_alice.get(url))
     assert 'rel="next"' not in first, "all three fit one page"
 
-    page = submit_views.selectors.keyset_page(Submission.objects.filter(submitted_by=alice),
-                                              sort=submit_views.SUBMISSION_SORT, tiebreak="id", size=2)
+    page = keyset_page(Submission.objects.filter(submitted_by=alice), sort=SUBMISSION_SORT, tiebreak="id", size=2)
     assert [s.total_tasks for s in page.items] == [3, 2] and page.has_next
     partial = text(as_alice.get(url, {"after": page.next_cursor},
                                 headers={"HX-Request": "true", "HX-Target": "submissions"}))
@@ -471,8 +471,8 @@ def test_my_submissions_page_by_page_without_counting(as_alice, alice):
 
 
 def test_inputs_kept_as_urls_by_older_submissions_still_expand(alice):
-    from portal import services
-    from portal.templating import InputFile
+    from portal.submit import services
+    from portal.submit.values import InputFile
 
     submission = services.submission_create(
         user=alice, template_version=version_of("count-words"), parameters={},

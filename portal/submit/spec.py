@@ -1,10 +1,10 @@
-"""Job templates as data: checking a template's spec, checking a person's values against its parameters, and
-turning both into the exact job and task specs sent to Batch. Pure: no database, no network.
+"""A job template's spec, checked: the pool, the command line with its {placeholders}, the parameters a person
+fills in and which values fit each, the fan-out, files, outputs and limits. Pure: no database, no network.
 
-Safety rule: a value never reaches a shell unquoted. Every value is checked against its type, then passed through
-`shlex.quote`; the rendered script is itself quoted and run as `/bin/sh -c '<script>'`. A placeholder therefore
-stands for whole shell words and must be written outside quotes (`echo {name}`, not `echo "{name}"`); the spec
-check refuses the latter.
+Safety rule: a value never reaches a shell unquoted. Every value is checked against its type (`clean_value`), then
+passed through `shlex.quote` (portal.submit.render); the rendered script is itself quoted and run as `/bin/sh -c
+'<script>'`. A placeholder therefore stands for whole shell words and must be written outside quotes (`echo
+{name}`, not `echo "{name}"`); the spec check refuses the latter.
 
 Command line placeholders: `{parameter}` for each parameter (a file parameter renders as `inputs/<name>`, a
 `files` parameter as all of them), plus the fan-out's per-task name (`fan_out.as`: `{file}`, `{value}`, or
@@ -12,16 +12,13 @@ Command line placeholders: `{parameter}` for each parameter (a file parameter re
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
-import shlex
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from batchsync.gateway.specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
+from batchsync.gateway.specs import ResourceFileSpec
 
 PARAMETER_TYPES = ("string", "integer", "number", "boolean", "choice", "file", "files")
 FAN_OUT_KINDS = ("none", "files", "csv", "range")
@@ -31,18 +28,9 @@ MAX_TASKS = 100_000
 # A string parameter may not be longer than the template allows, and a template may not allow more than this.
 DEFAULT_MAX_LENGTH = 1_000
 MAX_MAX_LENGTH = 2_000_000
-MAX_CSV_ROWS = MAX_TASKS
 NAME_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
-# A file name as it lands in the task's working directory: no folders, no leading dot or dash (an option to
-# the program), nothing the shell or Batch treats specially even before quoting.
-FILE_NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._+ -]{0,199}\Z")
-FILE_NAME_RULE = ("Use a plain file name: letters, digits, spaces, dots, hyphens, underscores and plus signs, "
-                  "starting with a letter or digit, at most 200 characters, no folders.")
 INTEGER_PATTERN = re.compile(r"\A[+-]?[0-9]{1,18}\Z")
 NUMBER_PATTERN = re.compile(r"\A[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?\Z")
-# Folder in the task's working directory that uploaded files are downloaded into, apart from the template's own.
-INPUTS_DIR = "inputs"
-SHELL = "/bin/sh"
 
 
 class SpecError(ValueError):
@@ -51,28 +39,6 @@ class SpecError(ValueError):
     def __init__(self, problems: list[str]):
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-class ParameterErrors(ValueError):
-    """Values a person gave do not fit the template; `errors` maps each parameter name (or "__all__") to words."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
-        self.errors = errors
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """A file a person uploaded for a `file` or `files` parameter. `url` is where Batch downloads it from (a blob
-    URL with a read SAS, or any https URL); `content` is needed only for a CSV that the tasks fan out over.
-    `blob` is its path in the inputs container when it was uploaded through the portal: that, not a signed URL, is
-    what a submission keeps."""
-    name: str
-    url: str
-    size: int = 0
-    content: bytes | None = None
-    blob: str | None = None
-    snapshot: str | None = None        # the blob's snapshot taken at submission: what the tasks read
 
 
 @dataclass(frozen=True)
@@ -127,22 +93,6 @@ class TemplateSpec:
         if self.pool_id:
             return f"pool {self.pool_id}"
         return f"a pool of its own ({self.auto_pool['node_count']} × {self.auto_pool['vm_size']})"
-
-
-@dataclass(frozen=True)
-class Preview:
-    task_count: int
-    pool_label: str
-    input_bytes: int
-    input_files: int
-
-    @property
-    def summary(self) -> str:
-        tasks = "1 task" if self.task_count == 1 else f"{self.task_count:,} tasks"
-        text = f"creates {tasks} on {self.pool_label}"
-        if self.input_files:
-            text += f"; inputs {human_bytes(self.input_bytes)}"
-        return text
 
 
 # --- the spec ---------------------------------------------------------------------------------------------
@@ -284,7 +234,7 @@ def _parse_parameters(raw, problems: list[str]) -> list[Parameter]:
             problems.append(f"{where}: type must be one of {', '.join(PARAMETER_TYPES)}.")
             continue
         choices = tuple(item.get("choices") or ())
-        if kind == "choice" and (not choices or not all(isinstance(c, str) and _plain_text(c) for c in choices)):
+        if kind == "choice" and (not choices or not all(isinstance(c, str) and plain_text(c) for c in choices)):
             problems.append(f"{where}: a choice needs a list of choices (plain text).")
         max_length = item.get("max_length", DEFAULT_MAX_LENGTH)
         if not _int_in(max_length, 1, MAX_MAX_LENGTH):
@@ -394,9 +344,6 @@ def _placeholders_inside_quotes(fields) -> list[str]:
     return found
 
 
-# --- values -----------------------------------------------------------------------------------------------
-
-
 def clean_value(parameter: Parameter, raw):
     """The value of one non-file parameter, converted to its type; ValueError in plain words if it does not fit."""
     kind = parameter.type
@@ -405,7 +352,7 @@ def clean_value(parameter: Parameter, raw):
             raise ValueError("give text.")
         if len(raw) > parameter.max_length:
             raise ValueError(f"at most {parameter.max_length:,} characters, please (this is {len(raw):,}).")
-        if not _plain_text(raw):
+        if not plain_text(raw):
             raise ValueError("line breaks, tabs and other control characters are not allowed.")
         if parameter.pattern and not re.fullmatch(parameter.pattern, raw):
             raise ValueError("this value is not in the form the template expects." +
@@ -449,289 +396,10 @@ def _check_range(parameter: Parameter, value) -> None:
         raise ValueError(f"at most {parameter.max:g}, please.")
 
 
-def clean_file(parameter: Parameter, item: InputFile) -> InputFile:
-    if not isinstance(item, InputFile):
-        raise ValueError("give an uploaded file.")
-    if not FILE_NAME_PATTERN.fullmatch(item.name) or item.name.endswith((" ", ".")):
-        raise ValueError(f"“{_shown(item.name)}” is not a plain file name. {FILE_NAME_RULE}")
-    if parameter.extensions and not item.name.lower().endswith(parameter.extensions):
-        raise ValueError(f"“{item.name}” is not one of the accepted kinds of file ({', '.join(parameter.extensions)}).")
-    if not isinstance(item.size, int) or item.size < 0 or item.size > parameter.max_file_bytes:
-        raise ValueError(f"“{item.name}” is larger than {human_bytes(parameter.max_file_bytes)}, the limit for this "
-                         "template.")
-    if not item.url.startswith(("https://", "http://")) or any(c in item.url for c in " \n\r\x00"):
-        raise ValueError(f"“{item.name}” has no usable download address; upload it again.")
-    return item
-
-
-def clean_values(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]] | None = None
-                 ) -> tuple[dict, dict[str, tuple[InputFile, ...]]]:
-    """Every parameter's value checked and typed (defaults filled in), and the uploaded files per parameter.
-
-    Raises ParameterErrors with one plain message per parameter at fault; values for names the template does not
-    have are refused too (a tampered or outdated form)."""
-    files = files or {}
-    errors: dict[str, str] = {}
-    by_name = {p.name: p for p in spec.parameters}
-    for name in list(values) + list(files):
-        if name not in by_name:
-            errors[str(name)[:64]] = "this template has no such parameter (the form may be out of date; reload it)."
-    cleaned: dict = {}
-    cleaned_files: dict[str, tuple[InputFile, ...]] = {}
-    for parameter in spec.parameters:
-        if parameter.type in ("file", "files"):
-            given = tuple(files.get(parameter.name) or ())
-            if parameter.name in values:
-                errors[parameter.name] = "upload the file rather than typing its name."
-                continue
-            if not given:
-                if parameter.required:
-                    errors[parameter.name] = "upload a file." if parameter.type == "file" else "upload one or more files."
-                continue
-            if parameter.type == "file" and len(given) > 1:
-                errors[parameter.name] = "upload just one file."
-                continue
-            if len(given) > parameter.max_files:
-                errors[parameter.name] = f"at most {parameter.max_files} files, please (you gave {len(given)})."
-                continue
-            try:
-                given = tuple(clean_file(parameter, item) for item in given)
-            except ValueError as exc:
-                errors[parameter.name] = str(exc)
-                continue
-            names = [item.name.lower() for item in given]
-            if len(set(names)) != len(names):
-                errors[parameter.name] = "two files have the same name; rename one."
-                continue
-            cleaned_files[parameter.name] = given
-            continue
-        raw = values.get(parameter.name)
-        if raw is None or (isinstance(raw, str) and raw == "" and parameter.type not in ("string", "boolean")):
-            if parameter.default is not None:
-                raw = parameter.default
-            elif parameter.required:
-                errors[parameter.name] = "this is required."
-                continue
-            elif parameter.type == "boolean":
-                raw = False
-            else:
-                continue
-        if parameter.required and parameter.type == "string" and raw == "":
-            errors[parameter.name] = "this is required."
-            continue
-        try:
-            cleaned[parameter.name] = clean_value(parameter, raw)
-        except ValueError as exc:
-            errors[parameter.name] = str(exc)
-    if errors:
-        raise ParameterErrors(errors)
-    return cleaned, cleaned_files
-
-
-def parse_csv(parameter_name: str, content: bytes, *, max_value_length: int = DEFAULT_MAX_LENGTH) -> list[dict]:
-    """The rows of an uploaded CSV as dicts keyed by its header; ParameterErrors for what a person must fix."""
-    def refuse(message: str):
-        raise ParameterErrors({parameter_name: message})
-
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        refuse("the CSV file is not UTF-8 text; save it as “CSV UTF-8”.")
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""))
-        header = next(reader, None)
-        if not header:
-            refuse("the CSV file is empty; its first line must name the columns.")
-        columns = [column.strip() for column in header]
-        for column in columns:
-            if not NAME_PATTERN.fullmatch(column):
-                refuse(f"the column name “{_shown(column)}” is not usable: use letters, digits and underscores, "
-                       "not starting with a digit.")
-        if len(set(columns)) != len(columns):
-            refuse("two columns have the same name.")
-        rows = []
-        for line, record in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in record):
-                continue
-            if len(record) != len(columns):
-                refuse(f"line {line} has {len(record)} values but the header names {len(columns)} columns.")
-            for cell in record:
-                if len(cell) > max_value_length or not _plain_text(cell):
-                    refuse(f"line {line}: values must be single lines of at most {max_value_length:,} characters.")
-            rows.append(dict(zip(columns, record)))
-            if len(rows) > MAX_CSV_ROWS:
-                refuse(f"the CSV file has more than {MAX_CSV_ROWS:,} rows; split it.")
-    except csv.Error as exc:
-        refuse(f"the CSV file could not be read ({exc}).")
-    if not rows:
-        refuse("the CSV file has a header but no rows.")
-    return rows
-
-
-# --- rendering --------------------------------------------------------------------------------------------
-
-
-def quote_value(value) -> str:
-    """One value as a single shell word: the only way a value enters a command line."""
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    elif isinstance(value, float):
-        value = repr(value)
-    return shlex.quote(str(value))
-
-
-def render_script(command_line: str, words: Mapping[str, str]) -> str:
-    """The command line template with each {placeholder} replaced by its already-quoted shell word(s)."""
-    out = []
-    for literal, name, _, _ in string.Formatter().parse(command_line):
-        out.append(literal)
-        if name is not None:
-            out.append(words[name])
-    return "".join(out)
-
-
-def shell_command(script: str) -> str:
-    """Batch runs a command line without a shell; this runs `script` under one, the script quoted as one word."""
-    return f"{SHELL} -c {shlex.quote(script)}"
-
-
-def _words_for_values(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]]) -> dict:
-    words = {}
-    for parameter in spec.parameters:
-        if parameter.type in ("file", "files"):
-            given = files.get(parameter.name, ())
-            words[parameter.name] = " ".join(quote_value(f"{INPUTS_DIR}/{item.name}") for item in given)
-        elif parameter.name not in values:
-            words[parameter.name] = "''"
-        elif parameter.type == "boolean" and parameter.flag:
-            words[parameter.name] = parameter.flag if values[parameter.name] else ""
-        else:
-            words[parameter.name] = quote_value(values[parameter.name])
-    return words
-
-
-def _input_resource_files(items: Sequence[InputFile]) -> tuple[ResourceFileSpec, ...]:
-    return tuple(ResourceFileSpec(http_url=item.url, file_path=f"{INPUTS_DIR}/{item.name}") for item in items)
-
-
-def task_count(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]],
-               rows: Sequence[Mapping] | None = None) -> int:
-    kind = spec.fan_out.kind
-    if kind == "files":
-        return len(files.get(spec.fan_out.parameter, ()))
-    if kind == "csv":
-        return len(rows or ())
-    if kind == "range":
-        return max(0, values.get(spec.fan_out.parameter, spec.fan_out.start - 1) - spec.fan_out.start + 1)
-    return 1
-
-
-def task_id(index: int) -> str:
-    """The id of the index-th task (from 1): derived, never typed, the same every time the submission is expanded."""
-    return f"t{index:05d}"
-
-
-def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]], *,
-                 rows: Sequence[Mapping] | None = None, command_line: str | None = None,
-                 output_container_url: str | None = None, logs_container_url: str | None = None,
-                 job_id: str = "", start: int = 0) -> Iterator[TaskSpec]:
-    """The task specs of a submission, in order, from the `start`-th (0-based); the same inputs give the same
-    tasks with the same ids, so a resumed submission sends exactly what the first attempt would have."""
-    template = command_line if command_line is not None else spec.command_line
-    words = _words_for_values(spec, values, files)
-    shared_files = list(spec.resource_files)
-    fan = spec.fan_out
-    for parameter in spec.parameters:
-        if parameter.type in ("file", "files") and not (fan.kind == "files" and parameter.name == fan.parameter):
-            shared_files += _input_resource_files(files.get(parameter.name, ()))
-    outputs_base = []
-    for output in spec.outputs:
-        if output_container_url:
-            outputs_base.append((output["pattern"], output["upload_condition"], output_container_url, "outputs"))
-    if logs_container_url:
-        # stdout and stderr sit one folder above the working directory; saved whatever the outcome.
-        outputs_base.append(("../std*.txt", "taskcompletion", logs_container_url, "logs"))
-
-    count = task_count(spec, values, files, rows)
-    for index in range(start + 1, count + 1):
-        item_words, item_files, display = {}, [], None
-        if fan.kind == "files":
-            item = files[fan.parameter][index - 1]
-            item_words[fan.placeholder] = quote_value(f"{INPUTS_DIR}/{item.name}")
-            item_words[fan.parameter] = item_words[fan.placeholder]
-            item_files = list(_input_resource_files([item]))
-            display = item.name
-        elif fan.kind == "csv":
-            row = rows[index - 1]
-            item_words.update({f"{fan.placeholder}.{column}": quote_value(value) for column, value in row.items()})
-            display = f"row {index}"
-        elif fan.kind == "range":
-            value = fan.start + index - 1
-            item_words[fan.placeholder] = quote_value(value)
-            display = f"{fan.placeholder} {value}"
-        identifier = task_id(index)
-        script = render_script(template, {**words, **item_words})
-        yield TaskSpec(
-            id=identifier, command_line=shell_command(script), display_name=display,
-            resource_files=tuple(shared_files + item_files),
-            output_files=tuple(OutputFileSpec(file_pattern=pattern, container_url=url,
-                                              path=f"{job_id}/{identifier}/{folder}" if job_id else None,
-                                              upload_condition=condition)
-                               for pattern, condition, url, folder in outputs_base),
-            max_task_retry_count=None, max_wall_clock_seconds=spec.max_wall_clock_seconds,
-            required_slots=spec.required_slots)
-
-
-def missing_csv_columns(spec: TemplateSpec, rows: Sequence[Mapping], command_line: str | None = None) -> list[str]:
-    """CSV columns the command line uses that the uploaded file does not have."""
-    if spec.fan_out.kind != "csv" or not rows:
-        return []
-    template = command_line if command_line is not None else spec.command_line
-    prefix = spec.fan_out.placeholder + "."
-    used = {name[len(prefix):] for _, name, _, _ in string.Formatter().parse(template)
-            if name and name.startswith(prefix)}
-    return sorted(used - set(rows[0]))
-
-
-def job_spec(spec: TemplateSpec, *, job_id: str, display_name: str) -> JobSpec:
-    """The job a submission creates: tasks are added after it, so it starts with onAllTasksComplete=noaction."""
-    auto_pool = None
-    if spec.auto_pool:
-        auto, image, start_task = spec.auto_pool, spec.auto_pool["image"], spec.auto_pool.get("start_task") or {}
-        auto_pool = PoolSpec(
-            id=job_id[:40], vm_size=auto["vm_size"], target_dedicated_nodes=auto["node_count"],
-            task_slots_per_node=auto.get("task_slots_per_node", 1),
-            image=ImageSpec(publisher=image["publisher"], offer=image["offer"], sku=image["sku"],
-                            version=image.get("version", "latest"), node_agent_sku_id=image["node_agent_sku_id"]),
-            start_task_command_line=start_task.get("command_line"),
-            start_task_resource_files=tuple(ResourceFileSpec(**item) for item in start_task.get("resource_files", ())))
-    return JobSpec(
-        id=job_id, pool_id=spec.pool_id, auto_pool=auto_pool, display_name=display_name[:1024],
-        priority=spec.priority, max_task_retry_count=spec.max_task_retry_count,
-        preparation_command_line=spec.preparation_command_line, environment=dict(spec.environment),
-        on_all_tasks_complete="noaction")
-
-
-def preview(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]],
-            rows: Sequence[Mapping] | None = None) -> Preview:
-    items = [item for given in files.values() for item in given]
-    return Preview(task_count=task_count(spec, values, files, rows), pool_label=spec.pool_label,
-                   input_bytes=sum(item.size for item in items), input_files=len(items))
-
-
 # --- helpers ----------------------------------------------------------------------------------------------
 
 
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} bytes"
-
-
-def _plain_text(text: str) -> bool:
+def plain_text(text: str) -> bool:
     # No control characters at all: NUL truncates strings in C programs, line breaks start new commands in
     # anything that re-reads the value, and the rest only ever comes from pasted binary.
     return not any(ord(c) < 32 or ord(c) == 127 for c in text)
@@ -745,7 +413,3 @@ def _relative_path(path) -> bool:
     return (isinstance(path, str) and path.strip() != "" and not path.startswith(("/", "\\"))
             and ".." not in path.replace("\\", "/").split("/"))
 
-
-def _shown(text: str) -> str:
-    """A name as it may be shown back: control characters made visible, and not too long."""
-    return "".join(c if 32 <= ord(c) != 127 else "?" for c in text)[:80]

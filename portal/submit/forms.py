@@ -1,73 +1,15 @@
-"""The submit form, generated from a job template's parameters, and the signed tokens that stand for files a browser
-uploaded straight to Blob storage.
+"""The submit form, generated from a job template's parameters.
 
 The form only carries values and gives the browser what it needs to check them first (required, min/max/step,
-maxlength, pattern, accept); the server's own check is portal.services.submission_prepare, whose plain-language
-errors the view puts next to each field. Its fields therefore take text and leave the judging to the service."""
+maxlength, pattern, accept); the server's own check is portal.submit.services.submission_prepare, whose
+plain-language errors the view puts next to each field. Its fields therefore take text and leave the judging to
+the service."""
 
 from __future__ import annotations
 
-import re
-import uuid
-from dataclasses import dataclass
-
 from django import forms
-from django.core import signing
 
-from portal import templating
-
-UPLOAD_SALT = "portal.submit.upload"
-PREVIEW_SALT = "portal.submit.preview"
-# An upload token is good for a day: long enough for a form left open over lunch, short enough not to be a key.
-UPLOAD_TOKEN_MAX_AGE = 24 * 3600
-PREVIEW_MAX_AGE = 24 * 3600
-
-
-class UploadTokenError(ValueError):
-    """A token that does not stand for a file this person uploaded for this parameter of this template."""
-
-
-@dataclass(frozen=True)
-class UploadedBlob:
-    parameter: str
-    name: str
-    blob: str
-    size: int
-
-
-def blob_path(user_id: int, name: str) -> str:
-    """Where an upload is stored: chosen by the server, never the person's own path. The name is checked already
-    (templating.FILE_NAME_PATTERN); the path keeps only its safest characters."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:200]
-    return f"uploads/{user_id}/{uuid.uuid4().hex}/{safe}"
-
-
-def upload_token(*, user_id: int, template_id: int, parameter: str, name: str, blob: str, size: int) -> str:
-    return signing.dumps({"u": user_id, "t": template_id, "p": parameter, "n": name, "b": blob, "s": size},
-                         salt=UPLOAD_SALT)
-
-
-def read_upload_token(token: str, *, user_id: int, template_id: int, parameter: str) -> UploadedBlob:
-    try:
-        data = signing.loads(token, salt=UPLOAD_SALT, max_age=UPLOAD_TOKEN_MAX_AGE)
-    except signing.SignatureExpired:
-        raise UploadTokenError("an upload is more than a day old; remove it and upload the file again.") from None
-    except signing.BadSignature:
-        raise UploadTokenError("an uploaded file could not be recognised (the form was changed); remove it and "
-                               "upload the file again.") from None
-    if not isinstance(data, dict) or (data.get("u"), data.get("t"), data.get("p")) != (user_id, template_id,
-                                                                                        parameter):
-        raise UploadTokenError("an uploaded file belongs to another form; remove it and upload the file again.")
-    return UploadedBlob(parameter=parameter, name=data["n"], blob=data["b"], size=data["s"])
-
-
-def sign_preview(payload: dict) -> str:
-    return signing.dumps(payload, salt=PREVIEW_SALT, compress=True)
-
-
-def read_preview(signed: str) -> dict:
-    """The checked values the preview page showed; signing.BadSignature if anything in them was changed."""
-    return signing.loads(signed, salt=PREVIEW_SALT, max_age=PREVIEW_MAX_AGE)
+from portal.submit.spec import Parameter, TemplateSpec
 
 
 class TokensField(forms.Field):
@@ -87,8 +29,8 @@ class SubmitForm(forms.Form):
     template_version = forms.CharField(widget=forms.HiddenInput)
     rerun = forms.CharField(widget=forms.HiddenInput, required=False)
 
-    spec: templating.TemplateSpec
-    file_parameters: tuple[templating.Parameter, ...] = ()
+    spec: TemplateSpec
+    file_parameters: tuple[Parameter, ...] = ()
 
     def parameter_values(self) -> dict:
         """The non-file values as posted (text), for the service to check; a checkbox left off is "false"."""
@@ -110,7 +52,7 @@ class SubmitForm(forms.Form):
         return [(parameter, self[parameter.name]) for parameter in self.spec.parameters]
 
 
-def submit_form_class(spec: templating.TemplateSpec, *, command_line_allowed: bool) -> type[SubmitForm]:
+def submit_form_class(spec: TemplateSpec, *, command_line_allowed: bool) -> type[SubmitForm]:
     fields: dict[str, forms.Field] = {}
     for parameter in spec.parameters:
         fields[parameter.name] = _field_for(parameter)
@@ -125,7 +67,7 @@ def submit_form_class(spec: templating.TemplateSpec, *, command_line_allowed: bo
     return type("GeneratedSubmitForm", (SubmitForm,), attrs)
 
 
-def _field_for(parameter: templating.Parameter) -> forms.Field:
+def _field_for(parameter: Parameter) -> forms.Field:
     common = {"label": parameter.label, "label_suffix": "", "help_text": parameter.help, "required": False}
     required = {"required": True} if parameter.required else {}
     kind = parameter.type
@@ -154,11 +96,11 @@ def _field_for(parameter: templating.Parameter) -> forms.Field:
     return TokensField(**common)
 
 
-def accept_attribute(parameter: templating.Parameter) -> str:
+def accept_attribute(parameter: Parameter) -> str:
     return ",".join(parameter.extensions)
 
 
-def initial_from(submission, spec: templating.TemplateSpec) -> dict:
+def initial_from(submission, spec: TemplateSpec) -> dict:
     """A re-run's starting values: what the earlier submission used, as the form shows them."""
     initial = {}
     for parameter in spec.parameters:

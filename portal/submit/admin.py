@@ -1,7 +1,7 @@
 """Django admin for job templates (engineers define what people can run) and a read-only view of submissions.
 
 A template's spec is edited as JSON; saving a changed spec makes a new version through
-`portal.services.job_template_version_create`, so versions already used by submissions never change."""
+`portal.submit.services.job_template_version_create`, so versions already used by submissions never change."""
 
 import json
 
@@ -9,17 +9,18 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
-from portal import services
 from portal.admin import ReadOnlyAdmin
 from portal.admin_audit import AuditedAdminMixin
 from portal.models import JobTemplate, JobTemplateVersion, Submission
+from portal.submit import services
+from portal.submit.spec import SpecError, parse_spec
 
 
 class JobTemplateForm(forms.ModelForm):
     spec = forms.JSONField(
         required=False, widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
         help_text="The current version's spec. Saving a different spec creates the next version; see "
-                  "portal/templating.py for the keys. Needs the “write command lines” permission.")
+                  "portal/submit/spec.py for the keys. Needs the “write command lines” permission.")
 
     class Meta:
         model = JobTemplate
@@ -33,8 +34,6 @@ class JobTemplateForm(forms.ModelForm):
         self.fields["spec"].disabled = not can_write
 
     def clean_spec(self):
-        from portal.templating import SpecError, parse_spec
-
         spec = self.cleaned_data.get("spec")
         if spec in (None, "") or self.fields["spec"].disabled:
             return None

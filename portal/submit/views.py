@@ -1,15 +1,13 @@
 """Submitting work from the browser: pick a template, fill in its form (files go straight from the browser to Blob
 storage), check the preview, submit; then follow the submission until its job has run.
 
-Every check that matters happens on the server, in portal.services.submission_prepare; the browser checks first
-only so that people hear about a wrong file before uploading it. Nothing is written until the preview's Submit,
-and that post carries an idempotency key, so a double click or a re-sent form makes one submission."""
+Every check that matters happens on the server, in portal.submit.services.submission_prepare; the browser checks
+first only so that people hear about a wrong file before uploading it. Nothing is written until the preview's
+Submit, and that post carries an idempotency key, so a double click or a re-sent form makes one submission."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import logging
 import uuid
 
 from django.conf import settings
@@ -17,7 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import (
@@ -27,32 +25,15 @@ from django.views.decorators.http import (
 )
 
 from batchsync.accounts import blob_store
-from batchsync.gateway import GatewayError
-from portal import access, selectors, services, submit_forms, templating
+from portal import access, selectors
 from portal.audit import can_view as can_view_audit
-from portal.models import (
-    Job,
-    JobTemplate,
-    JobTemplateVersion,
-    Submission,
-    SubmissionState,
-)
-from portal.services import SubmissionError
+from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
+from portal.submit import forms, preview, services, uploads
+from portal.submit import selectors as submit_selectors
+from portal.submit.services import SubmissionError
+from portal.submit.spec import SpecError, TemplateSpec
+from portal.submit.values import InputFile, clean_file, human_bytes
 from portal.views.common import partial_for, render_page
-
-logger = logging.getLogger(__name__)
-
-PREVIEW_TASKS = 5
-PREVIEW_COMMAND_CHARS = 2_000
-SUBMISSION_SORT = selectors.Sort(key="created", label="Created", field="created_at", descending=True)
-
-
-def _max_upload_bytes() -> int:
-    return int(getattr(settings, "SUBMISSION_MAX_UPLOAD_BYTES", 5 * 1024 ** 3))
-
-
-def _max_csv_bytes() -> int:
-    return int(getattr(settings, "SUBMISSION_MAX_CSV_BYTES", 20 * 1000 ** 2))
 
 
 def _require_submitter(request) -> None:
@@ -62,8 +43,8 @@ def _require_submitter(request) -> None:
 
 
 def _template_or_404(slug: str) -> JobTemplate:
-    template = JobTemplate.objects.filter(slug=slug, is_active=True).first()
-    if template is None or template.current_version() is None:
+    template = submit_selectors.offered_template(slug)
+    if template is None:
         raise Http404("No such template")
     return template
 
@@ -75,22 +56,12 @@ def _template_or_404(slug: str) -> JobTemplate:
 @login_required
 def submit_template_list(request):
     _require_submitter(request)
-    offered = []
-    for template in JobTemplate.objects.filter(is_active=True).order_by("name"):
-        version = template.current_version()
-        if version is None:
-            continue
-        try:
-            spec = version.parsed
-        except templating.SpecError:
-            logger.warning("job template %s v%s has an unusable spec; not offered", template.slug, version.number)
-            continue
-        offered.append({"template": template, "version": version, "runs_on": spec.pool_label,
-                        "fan_out": _fan_out_words(spec)})
+    offered = [{"template": template, "version": version, "runs_on": spec.pool_label, "fan_out": _fan_out_words(spec)}
+               for template, version, spec in submit_selectors.offered_templates()]
     return render(request, "submit/template_list.html", {"offered": offered})
 
 
-def _fan_out_words(spec: templating.TemplateSpec) -> str:
+def _fan_out_words(spec: TemplateSpec) -> str:
     fan = spec.fan_out
     if fan.kind == "files":
         return f"one task per file in “{spec.parameter(fan.parameter).label}”"
@@ -115,12 +86,13 @@ def submit_form(request, slug: str):
     if request.method != "POST":
         parent = _rerun_parent(request, request.GET.get("rerun"), template)
         version = parent.template_version if parent else template.current_version()
-        form_class = submit_forms.submit_form_class(version.parsed, command_line_allowed=allowed_command_line)
+        form_class = forms.submit_form_class(version.parsed, command_line_allowed=allowed_command_line)
         initial = {"template_version": version.pk, "rerun": str(parent.public_id) if parent else ""}
         uploaded = {}
         if parent:
-            initial.update(submit_forms.initial_from(parent, version.parsed))
-            uploaded = _kept_files(request, template, parent, form_class)
+            initial.update(forms.initial_from(parent, version.parsed))
+            uploaded = uploads.kept_files(user_id=request.user.pk, template=template, parent=parent,
+                                          form_class=form_class)
         if allowed_command_line and "command_line" not in initial:
             initial["command_line"] = version.parsed.command_line
         return _form_page(request, template, version, form_class(initial=initial), uploaded, parent)
@@ -128,17 +100,18 @@ def submit_form(request, slug: str):
     parent = _rerun_parent(request, request.POST.get("rerun"), template)
     posted = request.POST.get("template_version")
     version = _version_of(template, posted) or (parent.template_version if parent else template.current_version())
-    form = submit_forms.submit_form_class(version.parsed, command_line_allowed=allowed_command_line)(request.POST)
+    form = forms.submit_form_class(version.parsed, command_line_allowed=allowed_command_line)(request.POST)
     form.is_valid()
-    uploaded, files, facts, file_errors = _uploaded_files(request, template, version.parsed, form.tokens())
+    uploaded, files, facts, file_errors = uploads.uploaded_files(user_id=request.user.pk, template=template,
+                                                                  spec=version.parsed, tokens=form.tokens())
     for name, message in file_errors.items():
         form.add_error(name, _sentence(message))
     if file_errors:
         return _form_page(request, template, version, form, uploaded, parent)
     total = sum(item.size for given in files.values() for item in given)
-    if total > _max_upload_bytes():
-        form.add_error(None, f"These files come to {templating.human_bytes(total)}; one submission may take at "
-                             f"most {templating.human_bytes(_max_upload_bytes())}. Nothing was submitted.")
+    if total > uploads.max_upload_bytes():
+        form.add_error(None, f"These files come to {human_bytes(total)}; one submission may take at "
+                             f"most {human_bytes(uploads.max_upload_bytes())}. Nothing was submitted.")
         return _form_page(request, template, version, form, uploaded, parent)
     # A non-engineer never sees this field; if one is posted anyway, the service refuses it (403).
     command_line = request.POST.get("command_line") if "command_line" in request.POST else None
@@ -155,11 +128,11 @@ def submit_form(request, slug: str):
                "c": prepared.command_line, "r": str(parent.public_id) if parent else None,
                "f": facts, "k": uuid.uuid4().hex}
     spec = prepared.template_version.parsed
-    tasks = list(_first_tasks(spec, prepared))
+    tasks = list(preview.first_tasks(spec, prepared))
     return render(request, "submit/preview.html", {
         "template": template, "version": prepared.template_version, "prepared": prepared,
-        "summary": prepared.preview.summary, "tasks": tasks, "values": _shown_values(spec, prepared, parent),
-        "payload": submit_forms.sign_preview(payload), "parent": parent,
+        "summary": prepared.preview.summary, "tasks": tasks, "values": preview.shown_values(spec, prepared, parent),
+        "payload": preview.sign_preview(payload), "parent": parent,
         "more_tasks": prepared.preview.task_count - len(tasks)})
 
 
@@ -170,7 +143,7 @@ def submit_confirm(request, slug: str):
     _require_submitter(request)
     template = _template_or_404(slug)
     try:
-        payload = submit_forms.read_preview(request.POST.get("payload", ""))
+        payload = preview.read_preview(request.POST.get("payload", ""))
     except signing.BadSignature:
         payload = None
     if not payload or payload.get("u") != request.user.pk or payload.get("t") != template.pk:
@@ -179,7 +152,7 @@ def submit_confirm(request, slug: str):
         return redirect("submit_form", slug=template.slug)
     parent = _rerun_parent(request, payload.get("r"), template)
     version = _version_of(template, payload["v"]) or template.current_version()
-    form_class = submit_forms.submit_form_class(
+    form_class = forms.submit_form_class(
         version.parsed, command_line_allowed=services.can_write_command_lines(request.user))
 
     def form_again(errors: dict | None = None, message: str | None = None):
@@ -200,7 +173,8 @@ def submit_confirm(request, slug: str):
                 form.add_error(name if name in form.fields else None, _sentence(text))
             if message:
                 form.add_error(None, message)
-        uploaded = {name: [_uploaded_entry(request, template, name, item) for item in items]
+        uploaded = {name: [uploads.uploaded_entry(user_id=request.user.pk, template=template, parameter=name, fact=item)
+                           for item in items]
                     for name, items in payload["f"].items()}
         return _form_page(request, template, version, form, uploaded, parent)
 
@@ -211,7 +185,7 @@ def submit_confirm(request, slug: str):
     if existing is not None:
         # The same preview posted twice (a double click, a reload): the first post's submission is the answer.
         return redirect("submission_detail", public_id=existing.public_id)
-    files, errors = _files_from_preview(payload["f"], version.parsed)
+    files, errors = uploads.files_from_preview(payload["f"], version.parsed)
     if errors:
         return form_again(errors)
     try:
@@ -246,130 +220,26 @@ def submit_upload(request, slug: str):
     if parameter is None or parameter.type not in ("file", "files"):
         return _refuse("This form has no such file field; reload the page and try again.")
     try:
-        templating.clean_file(parameter, templating.InputFile(name=name, url="https://upload.invalid/", size=size))
+        clean_file(parameter, InputFile(name=name, url="https://upload.invalid/", size=size))
     except ValueError as exc:
         return _refuse(_sentence(str(exc)))
     most = 1 if parameter.type == "file" else parameter.max_files
     if count > most:
         return _refuse(f"{parameter.label}: at most {most} file{'s' if most != 1 else ''}, please "
                        f"(you chose {count}).")
-    if max(total, size) > _max_upload_bytes():
-        return _refuse(f"These files come to {templating.human_bytes(max(total, size))}; one submission may take "
-                       f"at most {templating.human_bytes(_max_upload_bytes())}.")
-    blob = submit_forms.blob_path(request.user.pk, name)
+    if max(total, size) > uploads.max_upload_bytes():
+        return _refuse(f"These files come to {human_bytes(max(total, size))}; one submission may take "
+                       f"at most {human_bytes(uploads.max_upload_bytes())}.")
+    blob = uploads.blob_path(request.user.pk, name)
     with blob_store() as store:
         sas_url = store.upload_url(blob, minutes=settings.STORAGE_UPLOAD_SAS_MINUTES)
-    token = submit_forms.upload_token(user_id=request.user.pk, template_id=template.pk, parameter=parameter.name,
-                                      name=name, blob=blob, size=size)
+    token = uploads.upload_token(user_id=request.user.pk, template_id=template.pk, parameter=parameter.name,
+                                 name=name, blob=blob, size=size)
     return JsonResponse({"sas_url": sas_url, "token": token, "name": name, "size": size})
 
 
 def _refuse(message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=400)
-
-
-def _uploaded_files(request, template, spec, tokens: dict[str, list[str]]):
-    """The files behind the posted tokens, each checked in storage: (what the form shows again, InputFiles for the
-    service, facts for the preview's signed payload, errors by parameter)."""
-    shown: dict[str, list[dict]] = {}
-    files: dict[str, list[templating.InputFile]] = {}
-    facts: dict[str, list[dict]] = {}
-    errors: dict[str, str] = {}
-    if not any(tokens.values()):
-        return shown, files, facts, errors
-    with blob_store() as store:
-        for name, given in tokens.items():
-            for token in given:
-                try:
-                    upload = submit_forms.read_upload_token(token, user_id=request.user.pk, template_id=template.pk,
-                                                            parameter=name)
-                except submit_forms.UploadTokenError as exc:
-                    errors[name] = str(exc)
-                    continue
-                shown.setdefault(name, []).append({"token": token, "name": upload.name, "size": upload.size})
-                try:
-                    item, fact = _checked_blob(store, spec, name, upload.name, upload.blob, upload.size)
-                except _FileProblem as exc:
-                    errors[name] = str(exc)
-                    continue
-                files.setdefault(name, []).append(item)
-                facts.setdefault(name, []).append(fact)
-    return shown, files, facts, errors
-
-
-class _FileProblem(ValueError):
-    pass
-
-
-def _checked_blob(store, spec, parameter: str, name: str, blob: str, size: int):
-    container = settings.STORAGE_INPUTS_CONTAINER
-    try:
-        info = store.info(container, blob)
-    except GatewayError:
-        logger.warning("could not check blob %s/%s", container, blob, exc_info=True)
-        raise _FileProblem("storage could not be reached to check the uploaded files; try again in a minute.") from None
-    if info is None:
-        raise _FileProblem(f"“{name}” has not arrived in storage (its upload did not finish); remove it and upload "
-                           "it again.")
-    if info.size != size:
-        raise _FileProblem(f"“{name}” did not upload completely ({templating.human_bytes(info.size)} of "
-                           f"{templating.human_bytes(size)}); remove it and upload it again.")
-    # The preview's payload keeps the ETag, so a blob written again before Submit is caught there.
-    stamp = info.etag
-    content = None
-    if spec.fan_out.kind == "csv" and spec.fan_out.parameter == parameter:
-        if size > _max_csv_bytes():
-            raise _FileProblem(f"“{name}” is {templating.human_bytes(size)}; a CSV the tasks are made from may be "
-                               f"at most {templating.human_bytes(_max_csv_bytes())}.")
-        content = store.read_range(container, blob, 0, size)
-    item = templating.InputFile(name=name, url=store.blob_url(container, blob), size=size, content=content, blob=blob)
-    return item, {"n": name, "b": blob, "s": size, "m": stamp}
-
-
-def _files_from_preview(facts: dict, spec) -> tuple[dict, dict]:
-    """The previewed files, each frozen in a snapshot first: the upload's SAS can still write the blob for a while,
-    so the tasks read the snapshot, which holds exactly what the preview checked (its ETag proves it)."""
-    files: dict[str, list[templating.InputFile]] = {}
-    errors: dict[str, str] = {}
-    if not any(facts.values()):
-        return files, errors
-    container = settings.STORAGE_INPUTS_CONTAINER
-    with blob_store() as store:
-        for name, items in facts.items():
-            for fact in items:
-                try:
-                    try:
-                        snapshot, etag = store.snapshot(container, fact["b"])
-                    except GatewayError:
-                        raise _FileProblem(f"“{fact['n']}” could not be found in storage any more; remove it and "
-                                           "upload it again.") from None
-                    if etag != fact["m"]:
-                        raise _FileProblem(f"“{fact['n']}” was changed in storage after the preview; nothing was "
-                                           "submitted. Check the preview again.")
-                    item, _ = _checked_blob(store, spec, name, fact["n"], fact["b"], fact["s"])
-                except _FileProblem as exc:
-                    errors[name] = str(exc)
-                    break
-                files.setdefault(name, []).append(dataclasses.replace(item, snapshot=snapshot))
-    return files, errors
-
-
-def _uploaded_entry(request, template, parameter: str, fact: dict) -> dict:
-    token = submit_forms.upload_token(user_id=request.user.pk, template_id=template.pk, parameter=parameter,
-                                      name=fact["n"], blob=fact["b"], size=fact["s"])
-    return {"token": token, "name": fact["n"], "size": fact["s"]}
-
-
-def _kept_files(request, template, parent: Submission, form_class) -> dict:
-    """A re-run keeps the earlier submission's uploads: new tokens for the same blobs, for this person."""
-    kept = {}
-    names = {p.name for p in form_class.file_parameters}
-    for name, given in (parent.inputs or {}).items():
-        if name in names:
-            kept[name] = [_uploaded_entry(request, template, name, {"n": item["name"], "b": item["blob"],
-                                                                    "s": item.get("size", 0)})
-                          for item in given if item.get("blob")]
-    return kept
 
 
 # --- helpers for the form ---------------------------------------------------------------------------------
@@ -409,9 +279,7 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
 
-def _as_post(initial: dict):
-    from django.http import QueryDict
-
+def _as_post(initial: dict) -> QueryDict:
     data = QueryDict(mutable=True)
     for name, value in initial.items():
         if isinstance(value, bool):
@@ -429,7 +297,7 @@ def _form_page(request, template, version, form, uploaded: dict, parent):
         entry = {"parameter": parameter, "field": field}
         if parameter.type in ("file", "files"):
             items = uploaded.get(parameter.name, [])
-            entry.update(uploaded=items, accept=submit_forms.accept_attribute(parameter),
+            entry.update(uploaded=items, accept=forms.accept_attribute(parameter),
                          max_files=1 if parameter.type == "file" else parameter.max_files,
                          max_bytes=parameter.max_file_bytes, extensions=" ".join(parameter.extensions),
                          limit_words=_file_limits(parameter))
@@ -439,64 +307,14 @@ def _form_page(request, template, version, form, uploaded: dict, parent):
         "template": template, "version": version, "form": form, "widgets": widgets, "parent": parent,
         "runs_on": spec.pool_label, "fan_out": _fan_out_words(spec),
         "outdated": current.pk != version.pk, "current": current,
-        "max_upload_bytes": _max_upload_bytes(),
+        "max_upload_bytes": uploads.max_upload_bytes(),
         "upload_url": reverse("submit_upload", args=[template.slug])})
 
 
 def _file_limits(parameter) -> str:
     kinds = ", ".join(parameter.extensions) if parameter.extensions else "any kind"
     count = "one file" if parameter.type == "file" else f"up to {parameter.max_files} files"
-    return f"{count}; {kinds}; at most {templating.human_bytes(parameter.max_file_bytes)} each"
-
-
-def _first_tasks(spec, prepared):
-    tasks = templating.expand_tasks(spec, prepared.values, prepared.files, rows=prepared.rows,
-                                    command_line=prepared.command_line)
-    for _, task in zip(range(PREVIEW_TASKS), tasks):
-        command = task.command_line
-        if len(command) > PREVIEW_COMMAND_CHARS:
-            command = f"{command[:PREVIEW_COMMAND_CHARS]}… ({len(command):,} characters in all)"
-        yield {"id": task.id, "name": task.display_name, "command_line": command,
-               "files": [item.file_path for item in task.resource_files]}
-
-
-def _shown_values(spec, prepared, parent=None) -> list[dict]:
-    """Each value as the preview shows it; for a re-run, whether it differs from the earlier submission's, and
-    what that was."""
-    shown = []
-    for parameter in spec.parameters:
-        if parameter.type in ("file", "files"):
-            given = prepared.files.get(parameter.name, ())
-            text = _files_words([item.name for item in given])
-            before = None
-            if parent is not None:
-                earlier = [item["name"] for item in (parent.inputs or {}).get(parameter.name, [])]
-                mine = [(item.blob or item.url) for item in given]
-                theirs = [(item.get("blob") or item.get("url")) for item in
-                          (parent.inputs or {}).get(parameter.name, [])]
-                before = None if mine == theirs else _files_words(earlier)
-            shown.append({"label": parameter.label, "value": text, "before": before})
-        elif parameter.name in prepared.values:
-            value = prepared.values[parameter.name]
-            before = None
-            if parent is not None and (parent.parameters or {}).get(parameter.name) != value:
-                before = _value_words((parent.parameters or {}).get(parameter.name, "–"))
-            shown.append({"label": parameter.label, "value": _value_words(value), "before": before})
-    return shown
-
-
-def _value_words(value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    text = str(value)
-    return f"{text[:500]}… ({len(text):,} characters)" if len(text) > 500 else text
-
-
-def _files_words(names: list[str]) -> str:
-    if not names:
-        return "none"
-    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
-    return f"{len(names)} file{'s' if len(names) != 1 else ''}: {', '.join(names[:10])}{more}"
+    return f"{count}; {kinds}; at most {human_bytes(parameter.max_file_bytes)} each"
 
 
 # --- following a submission -------------------------------------------------------------------------------
@@ -506,14 +324,10 @@ def _files_words(names: list[str]) -> str:
 @login_required
 def submission_list(request):
     _require_submitter(request)
-    # Mine or my teams' (an Operator acts on those); no "All": a submission opens only for who may act on it.
+    # Mine or my teams' (an Operator acts on those).
     scope = access.SCOPE_TEAM if request.GET.get("scope") == access.SCOPE_TEAM else access.SCOPE_MY
-    shown = access.scoped(Submission.objects.all(), user=request.user, scope=scope)
-    if scope == access.SCOPE_TEAM and not access.can_act_on_teams(request.user):
-        shown = shown.filter(submitted_by=request.user)
-    shown = shown.select_related("template_version__template", "submitted_by")
-    page = selectors.keyset_page(shown, sort=SUBMISSION_SORT, tiebreak="id",
-                                 after=request.GET.get("after"), before=request.GET.get("before"))
+    page = submit_selectors.submission_page(user=request.user, scope=scope, after=request.GET.get("after"),
+                                            before=request.GET.get("before"))
     # The pager's links swap only the table (htmx), and work as plain links without it.
     return render_page(request, "submit/submission_list.html", {"page": page, "scope": scope},
                        partial_for(request, {}, default="submissions"))
@@ -522,12 +336,10 @@ def submission_list(request):
 @require_safe
 @login_required
 def submission_detail(request, public_id):
-    submission = (Submission.objects.select_related("template_version__template", "submitted_by", "parent")
-                  .filter(public_id=public_id).first())
-    # Own work or, for an Operator, their teams': anyone else learns nothing, not even that it exists.
-    if submission is None or not access.can_act_on(request.user, submission):
+    submission = submit_selectors.submission_get(user=request.user, public_id=public_id)
+    if submission is None:
         raise Http404("No such submission")
-    job = Job.objects.filter(account_id=submission.account_id, job_id=submission.job_id).first()
+    job = submission.job
     job_live = job is not None and selectors.job_is_live(job)
     waiting_for_job = submission.state == SubmissionState.SUBMITTED and job is None
     context = {
@@ -551,14 +363,15 @@ def _submitted_values(submission) -> list[tuple[str, str]]:
     """What the person gave, under the labels the form showed."""
     try:
         labels = {p.name: p.label for p in submission.template_version.parsed.parameters}
-    except templating.SpecError:
+    except SpecError:
         labels = {}
     shown = []
     for name, value in (submission.parameters or {}).items():
-        shown.append((labels.get(name, name), _value_words(value)))
+        shown.append((labels.get(name, name), preview.value_words(value)))
     for name, given in (submission.inputs or {}).items():
         sizes = sum(item.get("size", 0) for item in given)
         names = ", ".join(item["name"] for item in given[:10]) + (f" and {len(given) - 10} more"
                                                                   if len(given) > 10 else "")
-        shown.append((labels.get(name, name), f"{names} ({templating.human_bytes(sizes)})"))
+        shown.append((labels.get(name, name), f"{names} ({human_bytes(sizes)})"))
     return shown
+

@@ -1,0 +1,159 @@
+"""A submission's values turned into the exact job and task specs sent to Batch: each value quoted as one shell
+word, the command line run under /bin/sh, files downloaded into inputs/, outputs and logs uploaded when a task
+ends. The same inputs always give the same tasks with the same ids."""
+
+from __future__ import annotations
+
+import shlex
+import string
+from collections.abc import Iterator, Mapping, Sequence
+
+from batchsync.gateway.specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
+from portal.submit.spec import TemplateSpec
+from portal.submit.values import InputFile
+
+# Folder in the task's working directory that uploaded files are downloaded into, apart from the template's own.
+INPUTS_DIR = "inputs"
+SHELL = "/bin/sh"
+
+
+def quote_value(value) -> str:
+    """One value as a single shell word: the only way a value enters a command line."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, float):
+        value = repr(value)
+    return shlex.quote(str(value))
+
+
+def render_script(command_line: str, words: Mapping[str, str]) -> str:
+    """The command line template with each {placeholder} replaced by its already-quoted shell word(s)."""
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(command_line):
+        out.append(literal)
+        if name is not None:
+            out.append(words[name])
+    return "".join(out)
+
+
+def shell_command(script: str) -> str:
+    """Batch runs a command line without a shell; this runs `script` under one, the script quoted as one word."""
+    return f"{SHELL} -c {shlex.quote(script)}"
+
+
+def _words_for_values(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]]) -> dict:
+    words = {}
+    for parameter in spec.parameters:
+        if parameter.type in ("file", "files"):
+            given = files.get(parameter.name, ())
+            words[parameter.name] = " ".join(quote_value(f"{INPUTS_DIR}/{item.name}") for item in given)
+        elif parameter.name not in values:
+            words[parameter.name] = "''"
+        elif parameter.type == "boolean" and parameter.flag:
+            words[parameter.name] = parameter.flag if values[parameter.name] else ""
+        else:
+            words[parameter.name] = quote_value(values[parameter.name])
+    return words
+
+
+def _input_resource_files(items: Sequence[InputFile]) -> tuple[ResourceFileSpec, ...]:
+    return tuple(ResourceFileSpec(http_url=item.url, file_path=f"{INPUTS_DIR}/{item.name}") for item in items)
+
+
+def task_count(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]],
+               rows: Sequence[Mapping] | None = None) -> int:
+    kind = spec.fan_out.kind
+    if kind == "files":
+        return len(files.get(spec.fan_out.parameter, ()))
+    if kind == "csv":
+        return len(rows or ())
+    if kind == "range":
+        return max(0, values.get(spec.fan_out.parameter, spec.fan_out.start - 1) - spec.fan_out.start + 1)
+    return 1
+
+
+def task_id(index: int) -> str:
+    """The id of the index-th task (from 1): derived, never typed, the same every time the submission is expanded."""
+    return f"t{index:05d}"
+
+
+def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]], *,
+                 rows: Sequence[Mapping] | None = None, command_line: str | None = None,
+                 output_container_url: str | None = None, logs_container_url: str | None = None,
+                 job_id: str = "", start: int = 0) -> Iterator[TaskSpec]:
+    """The task specs of a submission, in order, from the `start`-th (0-based); the same inputs give the same
+    tasks with the same ids, so a resumed submission sends exactly what the first attempt would have."""
+    template = command_line if command_line is not None else spec.command_line
+    words = _words_for_values(spec, values, files)
+    shared_files = list(spec.resource_files)
+    fan = spec.fan_out
+    for parameter in spec.parameters:
+        if parameter.type in ("file", "files") and not (fan.kind == "files" and parameter.name == fan.parameter):
+            shared_files += _input_resource_files(files.get(parameter.name, ()))
+    outputs_base = []
+    for output in spec.outputs:
+        if output_container_url:
+            outputs_base.append((output["pattern"], output["upload_condition"], output_container_url, "outputs"))
+    if logs_container_url:
+        # stdout and stderr sit one folder above the working directory; saved whatever the outcome.
+        outputs_base.append(("../std*.txt", "taskcompletion", logs_container_url, "logs"))
+
+    count = task_count(spec, values, files, rows)
+    for index in range(start + 1, count + 1):
+        item_words, item_files, display = {}, [], None
+        if fan.kind == "files":
+            item = files[fan.parameter][index - 1]
+            item_words[fan.placeholder] = quote_value(f"{INPUTS_DIR}/{item.name}")
+            item_words[fan.parameter] = item_words[fan.placeholder]
+            item_files = list(_input_resource_files([item]))
+            display = item.name
+        elif fan.kind == "csv":
+            row = rows[index - 1]
+            item_words.update({f"{fan.placeholder}.{column}": quote_value(value) for column, value in row.items()})
+            display = f"row {index}"
+        elif fan.kind == "range":
+            value = fan.start + index - 1
+            item_words[fan.placeholder] = quote_value(value)
+            display = f"{fan.placeholder} {value}"
+        identifier = task_id(index)
+        script = render_script(template, {**words, **item_words})
+        yield TaskSpec(
+            id=identifier, command_line=shell_command(script), display_name=display,
+            resource_files=tuple(shared_files + item_files),
+            output_files=tuple(OutputFileSpec(file_pattern=pattern, container_url=url,
+                                              path=f"{job_id}/{identifier}/{folder}" if job_id else None,
+                                              upload_condition=condition)
+                               for pattern, condition, url, folder in outputs_base),
+            max_task_retry_count=None, max_wall_clock_seconds=spec.max_wall_clock_seconds,
+            required_slots=spec.required_slots)
+
+
+def missing_csv_columns(spec: TemplateSpec, rows: Sequence[Mapping], command_line: str | None = None) -> list[str]:
+    """CSV columns the command line uses that the uploaded file does not have."""
+    if spec.fan_out.kind != "csv" or not rows:
+        return []
+    template = command_line if command_line is not None else spec.command_line
+    prefix = spec.fan_out.placeholder + "."
+    used = {name[len(prefix):] for _, name, _, _ in string.Formatter().parse(template)
+            if name and name.startswith(prefix)}
+    return sorted(used - set(rows[0]))
+
+
+def job_spec(spec: TemplateSpec, *, job_id: str, display_name: str) -> JobSpec:
+    """The job a submission creates: tasks are added after it, so it starts with onAllTasksComplete=noaction."""
+    auto_pool = None
+    if spec.auto_pool:
+        auto, image, start_task = spec.auto_pool, spec.auto_pool["image"], spec.auto_pool.get("start_task") or {}
+        auto_pool = PoolSpec(
+            id=job_id[:40], vm_size=auto["vm_size"], target_dedicated_nodes=auto["node_count"],
+            task_slots_per_node=auto.get("task_slots_per_node", 1),
+            image=ImageSpec(publisher=image["publisher"], offer=image["offer"], sku=image["sku"],
+                            version=image.get("version", "latest"), node_agent_sku_id=image["node_agent_sku_id"]),
+            start_task_command_line=start_task.get("command_line"),
+            start_task_resource_files=tuple(ResourceFileSpec(**item) for item in start_task.get("resource_files", ())))
+    return JobSpec(
+        id=job_id, pool_id=spec.pool_id, auto_pool=auto_pool, display_name=display_name[:1024],
+        priority=spec.priority, max_task_retry_count=spec.max_task_retry_count,
+        preparation_command_line=spec.preparation_command_line, environment=dict(spec.environment),
+        on_all_tasks_complete="noaction")
+

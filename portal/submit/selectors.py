@@ -1,0 +1,59 @@
+"""What the submit pages read: the templates on offer, and the submissions a person may see."""
+
+from __future__ import annotations
+
+import logging
+
+from portal import access
+from portal.models import JobTemplate, Submission
+from portal.selectors import Page, Sort, keyset_page
+from portal.submit.spec import SpecError
+
+logger = logging.getLogger(__name__)
+
+SUBMISSION_SORT = Sort(key="created", label="Created", field="created_at", descending=True)
+
+
+def offered_template(slug: str) -> JobTemplate | None:
+    """The active template `slug`, if it has a version to submit."""
+    template = JobTemplate.objects.filter(slug=slug, is_active=True).first()
+    if template is None or template.current_version() is None:
+        return None
+    return template
+
+
+def offered_templates() -> list[tuple]:
+    """(template, its current version, that version's spec) for every active template people can submit, by name.
+    A template whose spec no longer checks is left out, with a warning in the log."""
+    offered = []
+    for template in JobTemplate.objects.filter(is_active=True).order_by("name"):
+        version = template.current_version()
+        if version is None:
+            continue
+        try:
+            spec = version.parsed
+        except SpecError:
+            logger.warning("job template %s v%s has an unusable spec; not offered", template.slug, version.number)
+            continue
+        offered.append((template, version, spec))
+    return offered
+
+
+def submission_page(*, user, scope: str, after: str | None = None, before: str | None = None) -> Page:
+    """A page of `user`'s submissions (SCOPE_MY) or, for an Operator, their teams' (SCOPE_TEAM), newest first.
+    There is no "All": a submission opens only for who may act on it."""
+    shown = access.scoped(Submission.objects.all(), user=user, scope=scope)
+    if scope == access.SCOPE_TEAM and not access.can_act_on_teams(user):
+        shown = shown.filter(submitted_by=user)
+    shown = shown.select_related("template_version__template", "submitted_by")
+    return keyset_page(shown, sort=SUBMISSION_SORT, tiebreak="id", after=after, before=before)
+
+
+def submission_get(*, user, public_id) -> Submission | None:
+    """The submission, if `user` may see it: their own or, for an Operator, their teams'. Anyone else gets None,
+    and learns nothing, not even that it exists."""
+    submission = (Submission.objects.select_related("template_version__template", "submitted_by", "parent")
+                  .filter(public_id=public_id).first())
+    if submission is None or not access.can_act_on(user, submission):
+        return None
+    return submission

@@ -1,0 +1,223 @@
+"""What submitting writes: job template versions and submissions (the outbox row the submit worker sends to Batch),
+each with its audit event in the same transaction. Every check happens here, before anything is written: a form's
+own checks only help people hear about a mistake sooner."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+
+from batchsync.accounts import default_account
+from batchsync.tasks import submit_submission_task
+from portal import access
+from portal.audit import record_event
+from portal.models import JobTemplateVersion, Submission
+from portal.submit.preview import Preview, preview
+from portal.submit.render import missing_csv_columns
+from portal.submit.spec import MAX_TASKS, SpecError, command_line_problems, parse_spec
+from portal.submit.values import ParameterErrors, clean_values, parse_csv
+
+logger = logging.getLogger(__name__)
+
+WRITE_COMMAND_LINES = "portal.write_command_lines"
+
+
+class SubmissionError(Exception):
+    """A submission was not made; `message` is for the person, `field_errors` maps parameter names to words.
+    Nothing was written and nothing was sent to Batch."""
+
+    def __init__(self, message: str, *, field_errors: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field_errors = field_errors or {}
+
+
+def can_write_command_lines(user) -> bool:
+    return bool(user and user.is_active and user.has_perm(WRITE_COMMAND_LINES))
+
+
+def job_template_version_create(*, user, template, spec: dict):
+    """A new version of `template` with the next number; the spec is checked first (SubmissionError lists what is
+    wrong). Writing a command line is writing code that runs on the pool, so it needs portal.write_command_lines."""
+    if not can_write_command_lines(user):
+        raise PermissionDenied("Writing job templates needs the portal.write_command_lines permission.")
+    try:
+        parse_spec(spec)
+    except SpecError as exc:
+        raise SubmissionError("The template spec has problems: " + "; ".join(exc.problems)) from None
+    with transaction.atomic():
+        # Locks the template row, so two editors saving at once get consecutive numbers instead of an error.
+        type(template).objects.select_for_update().get(pk=template.pk)
+        latest = template.versions.order_by("-number").values_list("number", "spec").first() or (0, {})
+        version = JobTemplateVersion.objects.create(template=template, number=latest[0] + 1, spec=spec,
+                                                    created_by=user)
+        # What changed, key by key of the spec ("spec.command_line: before → after"), and the version number.
+        changes = {f"spec.{key}": [latest[1].get(key), spec.get(key)]
+                   for key in sorted(set(latest[1]) | set(spec)) if latest[1].get(key) != spec.get(key)}
+        _record_submission_action(user=user, action="job_template.version_create", target=str(version),
+                                  obj=template, changes={"version": [latest[0] or None, version.number], **changes},
+                                  details={"template_id": template.pk, "number": version.number})
+    return version
+
+
+@dataclass(frozen=True)
+class PreparedSubmission:
+    """A submission checked and ready to write: what `submission_prepare` returns for the preview page."""
+    template_version: object
+    values: dict
+    files: dict
+    rows: list | None
+    command_line: str | None     # None: the template's own
+    preview: Preview             # .summary is the sentence to show
+
+
+def submission_prepare(*, user, template_version, parameters: dict, uploaded_files=None, parent=None,
+                       command_line: str | None = None) -> PreparedSubmission:
+    """Check everything `submission_create` would, without writing anything: the preview page calls this.
+    SubmissionError says what the person must fix."""
+    if not access.can_submit(user):
+        raise PermissionDenied("Submitting needs the Submitter role (the portal.submit permission).")
+    version = _offered_version(template_version, parent=parent)
+    # A re-run is an action on the parent: its submitter, or an Operator of its team.
+    if parent is not None and (not isinstance(parent, Submission) or not access.can_act_on(user, parent)):
+        raise SubmissionError("You can only re-run your own submissions or, as an Operator, your teams'.")
+    spec = version.parsed
+    if command_line is not None and command_line.strip() == spec.command_line.strip():
+        command_line = None
+    if command_line is not None:
+        if not can_write_command_lines(user):
+            raise PermissionDenied("Writing your own command line needs the portal.write_command_lines permission.")
+        placeholders = {p.name for p in spec.parameters} | ({spec.fan_out.placeholder} - {None})
+        problems = command_line_problems(command_line, placeholders, csv_columns=spec.fan_out.kind == "csv")
+        if not command_line.strip() or problems:
+            raise SubmissionError("The command line cannot be used: " + (" ".join(problems) or "it is empty."),
+                                  field_errors={"command_line": " ".join(problems) or "Give a command line."})
+    try:
+        values, files = clean_values(spec, parameters or {}, uploaded_files or {})
+        rows = None
+        if spec.fan_out.kind == "csv":
+            table = files.get(spec.fan_out.parameter, ())
+            if not table or table[0].content is None:
+                raise ParameterErrors({spec.fan_out.parameter: "upload the CSV file the tasks are made from."})
+            rows = parse_csv(spec.fan_out.parameter, table[0].content)
+            missing = missing_csv_columns(spec, rows, command_line)
+            if missing:
+                raise ParameterErrors({spec.fan_out.parameter: "the CSV file has no column named "
+                                                               + ", ".join(missing) + "."})
+    except ParameterErrors as exc:
+        raise SubmissionError("Some values need fixing; nothing was submitted.", field_errors=exc.errors) from None
+    previewed = preview(spec, values, files, rows)
+    if previewed.task_count == 0:
+        raise SubmissionError("These values create no tasks; nothing was submitted. Check the inputs.")
+    if previewed.task_count > MAX_TASKS:
+        raise SubmissionError(f"These values create {previewed.task_count:,} tasks; the most one submission may "
+                              f"create is {MAX_TASKS:,}. Nothing was submitted; split the work.")
+    return PreparedSubmission(template_version=version, values=values, files=files, rows=rows,
+                              command_line=command_line, preview=previewed)
+
+
+def submission_create(*, user, template_version, parameters: dict, uploaded_files=None, parent=None,
+                      command_line: str | None = None, public_id: uuid.UUID | None = None):
+    """Record a submission (the outbox row) and, once it is committed, ask a worker to send it to Batch.
+
+    `template_version` is a JobTemplateVersion or its id, as the form posted it; it must be the template's current
+    version (or the parent's, for a re-run) of an active template. `uploaded_files` maps file parameters to
+    portal.submit.values.InputFile lists. Raises SubmissionError (nothing written, nothing enqueued) or
+    PermissionDenied.
+
+    `public_id` is the idempotency key the preview page handed out: a second call with it (a double click, a
+    re-posted form) returns the submission the first made, and never makes another."""
+    if public_id is not None:
+        existing = _submission_with_key(user, public_id)
+        if existing is not None:
+            return existing
+    prepared = submission_prepare(user=user, template_version=template_version, parameters=parameters,
+                                  uploaded_files=uploaded_files, parent=parent, command_line=command_line)
+    public_id = public_id or uuid.uuid4()
+    account = default_account()
+    try:
+        submission = _submission_write(user=user, prepared=prepared, public_id=public_id, account=account,
+                                       parent=parent)
+    except IntegrityError:
+        # Two posts of the same preview raced past the check above: the other one's row is the submission.
+        existing = _submission_with_key(user, public_id)
+        if existing is None:
+            raise
+        return existing
+    return submission
+
+
+def _submission_with_key(user, public_id):
+    existing = Submission.objects.filter(public_id=public_id).first()
+    if existing is not None and existing.submitted_by_id != user.pk:
+        # Not a double click: someone else's key. Say nothing about that submission.
+        raise SubmissionError("This form cannot be submitted again; nothing was submitted. Start again from the "
+                              "template list.")
+    return existing
+
+
+def _submission_write(*, user, prepared, public_id, account, parent):
+    version, preview = prepared.template_version, prepared.preview
+    with transaction.atomic():
+        submission = Submission.objects.create(
+            public_id=public_id, account=account, template_version=version, submitted_by=user, parent=parent,
+            team=access.submission_team(user),
+            parameters=prepared.values,
+            # Uploaded files are kept as blob paths; a read SAS is signed when the tasks are built.
+            inputs={name: [{"name": f.name, "blob": f.blob, "size": f.size,
+                            **({"snapshot": f.snapshot} if f.snapshot else {})} if f.blob
+                           else {"name": f.name, "url": f.url, "size": f.size} for f in given]
+                    for name, given in prepared.files.items()},
+            csv_rows=prepared.rows or [], command_line=prepared.command_line or "",
+            job_id=Submission.job_id_for(public_id), total_tasks=preview.task_count)
+        _record_submission_action(user=user, action="submission.create", target=submission.job_id,
+                                  obj=submission,
+                                  details={"template_version_id": version.pk, "template": str(version),
+                                           "tasks": preview.task_count, "job_id": submission.job_id,
+                                           "parent": parent.job_id if parent else None,
+                                           "parameters": prepared.values,
+                                           "inputs": {name: [f.name for f in given]
+                                                      for name, given in prepared.files.items()}})
+        transaction.on_commit(lambda: _request_submit(submission.pk))
+    return submission
+
+
+def _offered_version(template_version, *, parent):
+    pk = template_version.pk if isinstance(template_version, JobTemplateVersion) else template_version
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        pk = None
+    version = (JobTemplateVersion.objects.select_related("template").filter(pk=pk, template__is_active=True).first()
+               if pk is not None else None)
+    if version is None:
+        raise SubmissionError("That template is not offered any more, or the form was changed; nothing was "
+                              "submitted. Open the template list and start again.")
+    current = version.template.current_version()
+    if version.pk != current.pk and not (parent is not None and parent.template_version_id == version.pk):
+        raise SubmissionError(f"The template “{version.template.name}” has changed since the form was opened; "
+                              "nothing was submitted. Reload the form to use the current version.")
+    return version
+
+
+def _record_submission_action(*, user, action: str, target: str, details: dict, obj=None, changes=None,
+                              reason: str = "") -> None:
+    """The audit event of a submission or template action: called inside the transaction that makes the change.
+    `obj` names the object; without it, `target` is its label."""
+    record_event(actor=user, action=action, obj=obj, object_label=target if obj is None else "",
+                 object_type="" if obj is not None else action.split(".")[0], reason=reason, changes=changes,
+                 details=details)
+
+
+def _request_submit(submission_pk: int) -> None:
+    # The fast path only: if the broker is down the row is still there, and the re-driver sends it.
+    try:
+        submit_submission_task.delay(submission_pk)
+    except Exception:
+        logger.warning("could not enqueue submission %s; the re-driver will pick it up", submission_pk,
+                       exc_info=True)
+
