@@ -58,7 +58,7 @@ def _redis_lock(name: str, ttl: float):
             raise
         _warn_fallback(settings.REDIS_URL, exc.__class__.__name__)
         return None
-    return client.lock(f"{KEY_PREFIX}{_database()}:{name}", timeout=ttl)
+    return client.lock(f"{settings.REDIS_KEY_PREFIX}{KEY_PREFIX}{_database()}:{name}", timeout=ttl)
 
 
 def _database() -> str:

@@ -71,14 +71,14 @@ def celery_broker(redis_url: str, fallback_dir: Path, timeout: float = 0.5) -> t
     return "filesystem://", options, reason
 
 
-def cache_settings(redis_url: str, *, debug: bool, timeout: float = 0.5) -> tuple[dict, str]:
+def cache_settings(redis_url: str, *, debug: bool, key_prefix: str = "", timeout: float = 0.5) -> tuple[dict, str]:
     """Choose Django's cache: Redis at redis_url, which every web process shares (the live tail of a running task
     is read from Batch once for all viewers, whichever process serves them, portal/logs/tail.py shared_tail); with
     DEBUG only, a memory cache of each process when no Redis answers. Returns (CACHES, reason)."""
     shared = {"default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url,
-        "KEY_PREFIX": "portal",
+        "KEY_PREFIX": f"{key_prefix}portal",
         # A Redis that stops answering costs a viewer half a second, not a hung page.
         "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": 2},
     }}
@@ -275,6 +275,9 @@ PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000")
 
 # Celery: configured in batchsync/celery.py; only the broker lives here.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every key the portal keeps in Redis (queues, locks, cache) starts with this, so installations sharing one Redis,
+# or a test run beside `make dev`, never read each other's messages, locks or cached tails.
+REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "")
 if os.environ.get("CELERY_BROKER_URL"):
     CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
@@ -288,13 +291,16 @@ elif DEBUG:
 else:
     CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_URL, {}
     BROKER_REASON = "REDIS_URL, without a fallback (DJANGO_DEBUG is off)"
+if REDIS_KEY_PREFIX and CELERY_BROKER_URL.startswith("redis"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": REDIS_KEY_PREFIX}
 # BROKER_REASON is reported by `manage.py dev_bootstrap`, once, rather than by
 # every process that imports these settings.
 
 # The cache (the shared live tail, search results): Redis, shared by every web process; CACHE_URL if it must live
 # apart from the broker. Only DEBUG falls back to a per-process memory cache, like the broker. CACHE_REASON is
 # reported by dev_bootstrap.
-CACHES, CACHE_REASON = cache_settings(os.environ.get("CACHE_URL") or REDIS_URL, debug=DEBUG)
+CACHES, CACHE_REASON = cache_settings(os.environ.get("CACHE_URL") or REDIS_URL, debug=DEBUG,
+                                     key_prefix=REDIS_KEY_PREFIX)
 
 
 # --- Security and sign-in ---------------------------------------------------------------------------------------

@@ -2,7 +2,15 @@
 plain-HTTP test server cannot do. Everything else, CSP, frame and sniffing headers, login throttling, applies as in
 production; tests/portal/test_security.py checks the production settings themselves with `check --deploy`."""
 
-from portal.settings import *
+import os
+import uuid
+
+# A namespace of this run's own in the shared Redis (queues, locks, cached tails), set before the portal's settings
+# read it and inherited by the workers and servers the tests start: a `make dev` or another test run on the same
+# machine never sees this run's keys, nor this run theirs.
+os.environ.setdefault("REDIS_KEY_PREFIX", f"test-{uuid.uuid4().hex[:12]}:")
+
+from portal.settings import *  # noqa: E402
 
 # Test clients and the live server speak plain HTTP: no redirect to HTTPS, no HSTS, cookies without Secure.
 HTTPS = False

@@ -31,7 +31,7 @@ def real_redis():
 
 
 def redis_keys(client, name):
-    return client.keys(f"{locks.KEY_PREFIX}*:{name}")
+    return client.keys(f"{settings.REDIS_KEY_PREFIX}{locks.KEY_PREFIX}*:{name}")
 
 
 def test_a_held_lock_is_refused_to_a_second_holder_until_released(real_redis, name):

@@ -1,0 +1,49 @@
+"""Everything the portal keeps in Redis carries REDIS_KEY_PREFIX, so two installations (or a test run beside
+`make dev`) sharing one Redis never read each other's queues, locks or cached tails."""
+
+import uuid
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.cache import cache
+
+from batchsync.celery import app
+
+
+@pytest.fixture
+def real_redis():
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"no Redis answers at {settings.REDIS_URL}: start one (.ci/run does) or set REDIS_URL")
+    return client
+
+
+def test_this_test_run_has_a_namespace_of_its_own():
+    assert settings.REDIS_KEY_PREFIX.startswith("test-")
+
+
+def test_cached_values_live_under_the_prefix(real_redis):
+    key = f"namespace-{uuid.uuid4().hex}"
+    cache.set(key, "value", 60)
+    try:
+        assert real_redis.keys(f"{settings.REDIS_KEY_PREFIX}portal:*:{key}")
+        assert not real_redis.keys(f"portal:*:{key}"), "a key outside the namespace"
+    finally:
+        cache.delete(key)
+
+
+def test_queued_messages_live_under_the_prefix(real_redis):
+    queue = f"namespace-{uuid.uuid4().hex}"
+    with app.connection_for_write() as connection:
+        simple = connection.SimpleQueue(queue)
+        try:
+            simple.put({"hello": "world"})
+            assert real_redis.exists(f"{settings.REDIS_KEY_PREFIX}{queue}")
+            assert not real_redis.exists(queue), "a queue outside the namespace"
+            assert simple.get(timeout=5).payload == {"hello": "world"}
+        finally:
+            simple.clear()
+            simple.close()
