@@ -7,7 +7,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from . import auth, errors
 from .autoscale import Autoscaler
 from .faults import Faults
-from .routes import autoscale, faults, files, jobs, nodes, pools, tasks, timing
+from .node_actions import NodeActions
+from .routes import autoscale, faults, files, jobs, node_actions, nodes, pools, tasks, timing
 from .routes.base import Handler, Request, Response
 from .scheduler import Scheduler
 from .service import BatchService
@@ -15,8 +16,8 @@ from .state import AccountState
 from .store import Store
 from .timing import Timers, Timing
 
-ROUTES = (pools.ROUTES + autoscale.ROUTES + nodes.ROUTES + files.ROUTES + jobs.ROUTES + tasks.ROUTES + faults.ROUTES
-          + timing.ROUTES)
+ROUTES = (pools.ROUTES + autoscale.ROUTES + nodes.ROUTES + node_actions.ROUTES + files.ROUTES + jobs.ROUTES
+          + tasks.ROUTES + faults.ROUTES + timing.ROUTES)
 
 
 class LocalBatch:
@@ -32,7 +33,9 @@ class LocalBatch:
         self.timing = Timing()
         self.autoscaler = Autoscaler(self.state, self.timing)
         self.service = BatchService(self.state, self.scheduler, self.account_url, self.autoscaler)
-        self.timers = Timers(self.state, [self.autoscaler.tick])
+        self.node_actions = NodeActions(self.state, self.scheduler.nodes, self.scheduler.workers, account_name,
+                                        self.account_url)
+        self.timers = Timers(self.state, [self.autoscaler.tick, self.node_actions.tick])
         self.routes = [(method, pattern.split("/"), handler) for method, pattern, handler in ROUTES]
 
     def start(self) -> None:

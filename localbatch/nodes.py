@@ -66,6 +66,11 @@ class Nodes:
         return env
 
     # -- states -------------------------------------------------------------------------------
+    @staticmethod
+    def ready_state(node: dict) -> str:
+        """Where a node that runs nothing rests: idle, or offline while its task scheduling is disabled."""
+        return "idle" if node.get("schedulingState", "enabled") == "enabled" else "offline"
+
     def set_state(self, pool_key: str, node: dict, state: str) -> None:
         if node["state"] != state:
             node["state"] = state
@@ -123,10 +128,10 @@ class Nodes:
                 start_task = pool.get("startTask")
                 if start_task:
                     wait = start_task.get("waitForSuccess", True)
-                    self.set_state(pool_key, node, "waitingforstarttask" if wait else "idle")
+                    self.set_state(pool_key, node, "waitingforstarttask" if wait else self.ready_state(node))
                     self._launch_start_task(pool_key, pool, node)
                 else:
-                    self.set_state(pool_key, node, "idle")
+                    self.set_state(pool_key, node, self.ready_state(node))
             elif state == "leavingpool" and now >= node.get("_next_at", 0) and node["runningTasksCount"] == 0:
                 self._remove_node(pool_key, pool, node)
         return next_due
@@ -150,7 +155,7 @@ class Nodes:
                 # Prefer nodes that are not running anything, then the least busy.
                 victims = sorted(mine, key=lambda n: (n["runningTasksCount"], n["state"] != "idle", -n["_seq"]))
                 for node in victims[:len(mine) - target]:
-                    self._leave_pool(pool_key, node, pool.get("_deallocation", "requeue"))
+                    self.leave_pool(pool_key, node, pool.get("_deallocation", "requeue"))
         pending = [n for n in self.state.nodes[pool_key].values()
                    if n["state"] in ("creating", "starting", "leavingpool")]
         if not pending:
@@ -159,7 +164,7 @@ class Nodes:
             self.state.touch(pool)
             self.state.save_pool(pool)
 
-    def _leave_pool(self, pool_key: str, node: dict, option: str) -> None:
+    def leave_pool(self, pool_key: str, node: dict, option: str) -> None:
         node["schedulingState"] = "disabled"
         node["_next_at"] = time.time() + NODE_REMOVAL_SECONDS
         self.set_state(pool_key, node, "leavingpool")
@@ -176,7 +181,7 @@ class Nodes:
         busy = False
         for node in self.state.nodes[pool_key].values():
             if node["state"] != "leavingpool":
-                self._leave_pool(pool_key, node, "requeue")
+                self.leave_pool(pool_key, node, "requeue")
             busy = busy or node["runningTasksCount"] > 0 or (pool_key, node["id"]) in self.workers.start_tasks
         if busy:
             return
@@ -195,7 +200,7 @@ class Nodes:
         node["runningTaskSlotsCount"] = node["_slots"]
         node["runningTasksCount"] = max(0, node["runningTasksCount"] - 1)
         if node["state"] == "running" and node["runningTasksCount"] == 0:
-            self.set_state(pool_key, node, "idle")
+            self.set_state(pool_key, node, self.ready_state(node))
         else:
             self.state.save_node(pool_key, node)
 
@@ -255,6 +260,6 @@ class Nodes:
             if failed:
                 info["failureInfo"] = failed
             if self.state.nodes.get(pool_key, {}).get(node["id"]) is node and node["state"] == "waitingforstarttask":
-                self.set_state(pool_key, node, "idle" if succeeded else "starttaskfailed")
+                self.set_state(pool_key, node, self.ready_state(node) if succeeded else "starttaskfailed")
             else:
                 self.state.save_node(pool_key, node)

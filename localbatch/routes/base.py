@@ -16,6 +16,7 @@ from ..timing import Timers, Timing
 
 if TYPE_CHECKING:
     from ..autoscale import Autoscaler
+    from ..node_actions import NodeActions
 from ..timeutil import from_iso, from_rfc1123, to_rfc1123
 
 
@@ -28,6 +29,7 @@ class Account(Protocol):
     timing: Timing
     timers: Timers
     autoscaler: "Autoscaler"
+    node_actions: "NodeActions"
 
 
 @dataclass
