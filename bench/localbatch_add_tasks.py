@@ -19,7 +19,8 @@ def add_all(client, job_id: str, count: int, concurrency: int) -> float:
     tasks = task_options("t", count)
     with c.Timer() as timer:
         result = client.create_tasks(job_id, tasks, max_concurrency=concurrency)
-    added = sum(1 for r in result.result_values if r.status == "success")
+    # Batch spells the status "Success"; the SDK's enum compares without case.
+    added = sum(1 for r in result.result_values if r.status.lower() == "success")
     if added != count:
         raise RuntimeError(f"only {added} of {count} tasks were added to {job_id}")
     return timer.seconds
@@ -46,7 +47,7 @@ def main() -> int:
             group = models.BatchTaskGroup(task_values=task_options(f"raw{call:02d}", 100))
             with c.Timer() as timer:
                 response = client.create_task_collection("add-raw", group)
-            if any(r.status != "success" for r in response.result_values):
+            if any(r.status.lower() != "success" for r in response.result_values):
                 raise RuntimeError("a raw create_task_collection call rejected tasks")
             latencies.append(timer.seconds)
         counts = client.get_job_task_counts("add-4").task_counts

@@ -1,10 +1,11 @@
 """One localbatch account: its state, scheduler and operations, and the dispatch of a request to its route."""
 
 import os
+import traceback
 import uuid
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import auth, errors
+from . import auth, errors, wire
 from .autoscale import Autoscaler
 from .faults import Faults
 from .node_actions import NodeActions
@@ -72,21 +73,35 @@ class LocalBatch:
             self.faults.inject(split.path)
             auth.verify(method, raw_url, headers, self.account_name, self.account_key)
             query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-            if segments[:1] != ["_localbatch"] and "api-version" not in query:
-                raise errors.BatchError(400, "MissingRequiredQueryParameter",
-                                        "A query parameter that's mandatory for this request is not specified.",
-                                        {"QueryParameterName": "api-version"})
+            if segments[:1] != ["_localbatch"]:
+                _check_api_version(query.get("api-version"))
             handler, params = self.match(method, segments)
             request = Request(method, raw_url, split.path, params, query, headers, body, request_id)
             response = handler(self, request)
         except errors.BatchError as exc:
-            response = Response(exc.status, exc.body(request_id))
+            # A 304 has no body: an HTTP client reads none, and one that is sent breaks the connection.
+            response = Response(exc.status, None if exc.status == 304 else exc.body(request_id, self.account_url))
             if exc.retry_after is not None:
                 response.headers["Retry-After"] = str(exc.retry_after)
+        except Exception:  # noqa: BLE001 - a bug answers 500 with Batch's error body, never a dropped connection
+            traceback.print_exc()
+            response = Response(500, errors.BatchError(500, "InternalError", "localbatch failed to serve the request.")
+                                .body(request_id, self.account_url))
         response.headers.setdefault("request-id", request_id)
-        if headers.get("client-request-id"):
+        # As on the service, client-request-id comes back only when the client asks for it.
+        if headers.get("client-request-id") and headers.get("return-client-request-id", "").lower() == "true":
             response.headers["client-request-id"] = headers["client-request-id"]
         return response
+
+
+def _check_api_version(version: str | None) -> None:
+    if version is None:
+        raise errors.BatchError(400, "MissingRequiredQueryParameter",
+                                "A query parameter that's mandatory for this request is not specified.",
+                                {"QueryParameterName": "api-version"})
+    if version not in wire.API_VERSIONS:
+        raise errors.BatchError(400, "UnsupportedRequestVersion", "The specified request version is not supported.",
+                                {"QueryParameterName": "api-version", "QueryParameterValue": version})
 
 
 def _match(pattern: list[str], segments: list[str]) -> dict | None:

@@ -4,6 +4,8 @@ import uuid
 
 from .timeutil import now_iso
 
+ERROR_METADATA = "Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element"
+
 
 class BatchError(Exception):
     """An error answered to the client as Batch's error body (top-level code/message/values)."""
@@ -17,14 +19,17 @@ class BatchError(Exception):
         self.values = values or {}
         self.retry_after = retry_after
 
-    def body(self, request_id: str | None = None) -> dict:
+    def body(self, request_id: str | None = None, account_url: str = "") -> dict:
+        """The error as the service writes it: `values` only when there are some."""
         request_id = request_id or str(uuid.uuid4())
-        return {
-            "odata.metadata": "$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
+        body = {
+            "odata.metadata": f"{account_url}/$metadata#{ERROR_METADATA}",
             "code": self.code,
             "message": {"lang": "en-US", "value": f"{self.message}\nRequestId:{request_id}\nTime:{now_iso()}"},
-            "values": [{"key": k, "value": str(v)} for k, v in self.values.items()],
         }
+        if self.values:
+            body["values"] = [{"key": k, "value": str(v)} for k, v in self.values.items()]
+        return body
 
     def task_result_error(self) -> dict:
         """The error object carried by one entry of an addtaskcollection result."""

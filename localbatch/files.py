@@ -3,6 +3,7 @@
 import os
 import stat
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 from . import errors
 from .timeutil import to_iso, to_rfc1123
@@ -28,43 +29,57 @@ def _moment(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
+def content_type(path: str) -> str:
+    # What the service sends for task and node files: text/plain for .txt (stdout.txt, stderr.txt, …).
+    return "text/plain" if path.lower().endswith(".txt") else "application/octet-stream"
+
+
+def _stat(root: str, path: str) -> os.stat_result:
+    """The file's status; for a symlink that points nowhere (a task may leave one behind) or out of the
+    folder, the link's own, so a listing neither fails nor tells anything about files outside."""
+    if os.path.islink(path):
+        real_root, target = os.path.realpath(root), os.path.realpath(path)
+        if not target.startswith(real_root + os.sep) or not os.path.exists(target):
+            return os.lstat(path)
+    return os.stat(path)
+
+
 def entry(root: str, path: str, url_base: str) -> dict:
-    info = os.stat(path)
+    info = _stat(root, path)
     name = os.path.relpath(path, root).replace(os.sep, "/")
     item = {"name": name, "url": f"{url_base}/{name}", "isDirectory": stat.S_ISDIR(info.st_mode)}
     if not item["isDirectory"]:
         item["properties"] = {
             "creationTime": to_iso(_moment(info.st_ctime)), "lastModified": to_iso(_moment(info.st_mtime)),
-            "contentLength": str(info.st_size), "contentType": "application/octet-stream",
+            "contentLength": str(info.st_size), "contentType": content_type(path),
             "fileMode": oct(info.st_mode)}
     return item
 
 
 def list_entries(root: str, recursive: bool, url_base: str) -> list[dict]:
-    out = []
-    if not recursive:
-        with os.scandir(root) as items:
+    """A folder's entries by name; recursive, level by level as the service lists them (the entries of the
+    folder, then those of each sub-folder in turn), without following symlinked folders."""
+    out, folders = [], [root]
+    for folder in folders:
+        with os.scandir(folder) as items:
             for item in sorted(items, key=lambda i: i.name):
                 out.append(entry(root, item.path, url_base))
-        return out
-    for directory, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(dirs) + sorted(names):
-            out.append(entry(root, os.path.join(directory, name), url_base))
+                if recursive and item.is_dir(follow_symlinks=False):
+                    folders.append(item.path)
     return out
 
 
 def properties_headers(path: str, url: str) -> dict[str, str]:
+    """The headers of a file GET or HEAD, as the service writes them (it sends no ETag for files)."""
     info = os.stat(path)
     is_dir = stat.S_ISDIR(info.st_mode)
     return {
         "ocp-creation-time": to_rfc1123(_moment(info.st_ctime)),
-        "ocp-batch-file-isdirectory": "true" if is_dir else "false",
-        "ocp-batch-file-url": url,
+        "ocp-batch-file-isdirectory": "True" if is_dir else "False",
+        "ocp-batch-file-url": quote(url, safe=""),
         "ocp-batch-file-mode": oct(info.st_mode),
         "Last-Modified": to_rfc1123(_moment(info.st_mtime)),
-        "ETag": f'"0x{int(info.st_mtime_ns):X}{info.st_size:X}"',
-        "Content-Type": "application/octet-stream",
+        "Content-Type": "application/octet-stream" if is_dir else content_type(path),
     }
 
 

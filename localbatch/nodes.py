@@ -14,6 +14,17 @@ RECENT_TASKS_KEPT = 10
 NODE_REMOVAL_SECONDS = 0.2
 
 
+def task_user(user_identity: dict | None) -> tuple[str, str]:
+    """(AZ_BATCH_TASK_USER, AZ_BATCH_TASK_USER_IDENTITY) for a task's userIdentity. Every task runs as the
+    user localbatch runs as; these say which Batch user it would be (`_azbatch`/PoolNonAdmin by default)."""
+    if user_identity and user_identity.get("username"):
+        return user_identity["username"], user_identity["username"]
+    auto = (user_identity or {}).get("autoUser") or {}
+    scope = "Task" if auto.get("scope") == "task" else "Pool"
+    elevation = "Admin" if auto.get("elevationLevel") == "admin" else "NonAdmin"
+    return ("_azbatch" if scope == "Pool" else "_azbatchtask"), scope + elevation
+
+
 class Nodes:
     """The nodes of every pool; every method but the start task's worker runs under the account lock."""
 
@@ -21,7 +32,8 @@ class Nodes:
                  node_start_seconds: float):
         self.state = state
         self.workers = workers
-        self.nodes_root = os.path.join(data_dir, "nodes")
+        # Absolute, so the AZ_BATCH_*_DIR variables are full paths (as Batch documents) whatever --data-dir is.
+        self.nodes_root = os.path.abspath(os.path.join(data_dir, "nodes"))
         self.account_name = account_name
         self.account_url = account_url
         self.node_start_seconds = node_start_seconds
@@ -41,13 +53,15 @@ class Nodes:
                 shutil.rmtree(path, ignore_errors=True)
 
     # -- environment --------------------------------------------------------------------------
-    def environment(self, pool: dict, node: dict, task_dir: str, extra: dict[str, str]) -> dict[str, str]:
+    def environment(self, pool: dict, node: dict, task_dir: str, extra: dict[str, str],
+                    user_identity: dict | None) -> dict[str, str]:
         root = self.node_dir(pool["id"], node["id"])
         working_dir = os.path.join(task_dir, "wd")
+        user, identity = task_user(user_identity)
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin") + f":{root}/shared:{working_dir}",
             "HOME": working_dir, "PWD": working_dir, "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "USER": "_azbatch",
+            "USER": user, "AZ_BATCH_TASK_USER": user, "AZ_BATCH_TASK_USER_IDENTITY": identity,
             "AZ_BATCH_ACCOUNT_NAME": self.account_name,
             "AZ_BATCH_ACCOUNT_URL": self.account_url + "/",
             "AZ_BATCH_POOL_ID": pool["id"],
@@ -56,6 +70,7 @@ class Nodes:
             "AZ_BATCH_NODE_ROOT_DIR": root,
             "AZ_BATCH_NODE_SHARED_DIR": os.path.join(root, "shared"),
             "AZ_BATCH_NODE_STARTUP_DIR": os.path.join(root, "startup"),
+            "AZ_BATCH_NODE_STARTUP_WORKING_DIR": os.path.join(root, "startup", "wd"),
             "AZ_BATCH_NODE_MOUNTS_DIR": os.path.join(root, "fsmounts"),
             "AZ_BATCH_TASK_DIR": task_dir,
             "AZ_BATCH_TASK_WORKING_DIR": working_dir,
@@ -205,14 +220,15 @@ class Nodes:
             self.state.save_node(pool_key, node)
 
     def task_ran(self, pool_key: str, node: dict, job: dict, task: dict, succeeded: bool) -> None:
-        """Count a finished task on its node and list it among the node's recent tasks."""
+        """Count a finished task on its node and list it, with how that run went, among the node's recent tasks."""
         if self.state.nodes.get(pool_key, {}).get(node["id"]) is not node:
             return
         node["totalTasksRun"] += 1
         node["totalTasksSucceeded"] += 1 if succeeded else 0
-        node["recentTasks"] = (node["recentTasks"] + [{
+        node["recentTasks"] = (node.get("recentTasks", []) + [{
             "taskUrl": f"{self.account_url}/jobs/{job['id']}/tasks/{task['id']}", "jobId": job["id"],
-            "taskId": task["id"], "taskState": "completed"}])[-RECENT_TASKS_KEPT:]
+            "taskId": task["id"], "taskState": "completed",
+            "executionInfo": dict(task.get("executionInfo") or {})}])[-RECENT_TASKS_KEPT:]
         self.state.save_node(pool_key, node)
 
     # -- start tasks --------------------------------------------------------------------------
@@ -230,7 +246,8 @@ class Nodes:
         spec = pool["startTask"]
         root = self.node_dir(pool["id"], node["id"])
         task_dir = os.path.join(root, "startup")
-        env = self.environment(pool, node, task_dir, settings(spec.get("environmentSettings")))
+        env = self.environment(pool, node, task_dir, settings(spec.get("environmentSettings")),
+                               spec.get("userIdentity"))
         retries = spec.get("maxTaskRetryCount", 0)
         attempt_number = 0
         while True:

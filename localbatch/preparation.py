@@ -65,7 +65,7 @@ class JobPreparation:
             extra.update({"AZ_BATCH_JOB_ID": job["id"], "AZ_BATCH_TASK_ID": spec["id"],
                           "AZ_BATCH_JOB_PREP_DIR": task_dir,
                           "AZ_BATCH_JOB_PREP_WORKING_DIR": os.path.join(task_dir, "wd")})
-            env = self.nodes.environment(pool, node, task_dir, extra)
+            env = self.nodes.environment(pool, node, task_dir, extra, spec.get("userIdentity"))
             retries = spec["constraints"]["maxTaskRetryCount"]
             limit = parse_duration(spec["constraints"]["maxWallClockTime"])
             record = {"state": "running", "startTime": now_iso(), "retryCount": 0,
@@ -144,7 +144,7 @@ class JobPreparation:
         extra = settings(job.get("commonEnvironmentSettings"), spec.get("environmentSettings"))
         extra.update({"AZ_BATCH_JOB_ID": job["id"], "AZ_BATCH_TASK_ID": spec["id"]})
         extra.update(self.environment(job, pool, node))
-        env = self.nodes.environment(pool, node, task_dir, extra)
+        env = self.nodes.environment(pool, node, task_dir, extra, spec.get("userIdentity"))
         attempt = Attempt()
         self.workers.job_tasks[(key_of(job["id"]), node["id"], "release")] = attempt
         code, failed, _ = run_process(attempt, spec["commandLine"], task_dir, env,

@@ -272,7 +272,7 @@ class Scheduler:
             extra = settings(job.get("commonEnvironmentSettings"), task.get("environmentSettings"))
             extra.update({"AZ_BATCH_JOB_ID": job["id"], "AZ_BATCH_TASK_ID": task["id"]})
             extra.update(self.preparation.environment(job, pool, node))
-            env = self.nodes.environment(pool, node, task_dir, extra)
+            env = self.nodes.environment(pool, node, task_dir, extra, task.get("userIdentity"))
             limit = parse_duration(task["constraints"]["maxWallClockTime"])
             wall_clock = None if limit > 10 ** 9 else limit
             started = threading.Thread(target=self._note_pid_later, args=(attempt, job_key, task), daemon=True)
@@ -294,9 +294,9 @@ class Scheduler:
                 self.nodes.release_slots(pool_key, node, task["requiredSlots"])
                 if attempt.ended_by == "shutdown":
                     return
-                self.nodes.task_ran(pool_key, node, job, task, succeeded)
                 if self._task_is_current(job_key, task):
                     self._finish_task(job_key, job, task, attempt, code, failed, preprocessing, succeeded)
+                self.nodes.task_ran(pool_key, node, job, task, succeeded)
         except Exception:  # noqa: BLE001 - never leave a task running forever because of a bug
             traceback.print_exc()
             with self.state.tx():

@@ -5,7 +5,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import DEV_ACCOUNT_KEY, errors
+from . import DEV_ACCOUNT_KEY, errors, wire
 from .app import LocalBatch
 from .faults import Faults
 from .routes.base import Response
@@ -31,8 +31,8 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self.rfile.read(length)
-            response = Response(413, errors.BatchError(413, "RequestBodyTooLarge",
-                                                       "The request body is too large.").body())
+            response = Response(413, errors.BatchError(413, "RequestBodyTooLarge", "The request body is too large.")
+                                .body(account_url=self.server.app.account_url))
         else:
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -43,8 +43,8 @@ class Handler(BaseHTTPRequestHandler):
         payload = b""
         if response.body is not None:
             payload = json.dumps(response.body, separators=(",", ":")).encode()
-            response.headers["Content-Type"] = "application/json;odata=minimalmetadata"
-            response.headers["DataServiceVersion"] = "3.0"
+            response.headers["Content-Type"] = wire.JSON_CONTENT_TYPE
+        response.headers.setdefault("DataServiceVersion", "3.0")
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -57,7 +57,7 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     self.connection.sendfile(source, offset, length)
             return
-        if "Content-Length" not in response.headers:
+        if "Content-Length" not in response.headers and response.status != 304:
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if payload and self.command != "HEAD":

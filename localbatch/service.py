@@ -9,13 +9,13 @@ import uuid
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from . import errors, validate
+from . import errors, validate, wire
 from .odata import BOOLEAN, DATETIME, ENUM, INTEGER, STRING
 from .scheduler import Scheduler
 
 if TYPE_CHECKING:
     from .autoscale import Autoscaler
-from .state import AccountState, key_of, public
+from .state import AccountState, key_of
 from .timeutil import UNLIMITED, format_duration, now_iso
 
 TASK_FILTER_FIELDS = {
@@ -90,29 +90,20 @@ class BatchService:
             raise errors.not_found("Task", task_id)
         return task
 
-    # -- presentation -------------------------------------------------------------------------
+    # -- presentation (the wire format itself is in wire.py) ----------------------------------
     def present_pool(self, pool: dict) -> dict:
-        out = public(pool)
         nodes = [n for n in self.state.nodes.get(key_of(pool["id"]), {}).values() if n["state"] != "leavingpool"]
-        out["currentDedicatedNodes"] = sum(1 for n in nodes if n["isDedicated"])
-        out["currentLowPriorityNodes"] = sum(1 for n in nodes if not n["isDedicated"])
-        out["url"] = f"{self.account_url}/pools/{pool['id']}"
-        return out
+        dedicated = sum(1 for n in nodes if n["isDedicated"])
+        return wire.pool(pool, f"{self.account_url}/pools/{pool['id']}", dedicated, len(nodes) - dedicated)
 
     def present_node(self, pool: dict, node: dict) -> dict:
-        out = public(node)
-        out["url"] = f"{self.account_url}/pools/{pool['id']}/nodes/{node['id']}"
-        return out
+        return wire.node(node, pool, f"{self.account_url}/pools/{pool['id']}/nodes/{node['id']}")
 
     def present_job(self, job: dict) -> dict:
-        out = public(job)
-        out["url"] = f"{self.account_url}/jobs/{job['id']}"
-        return out
+        return wire.job(job, f"{self.account_url}/jobs/{job['id']}")
 
     def present_task(self, job: dict, task: dict) -> dict:
-        out = public(task)
-        out["url"] = f"{self.account_url}/jobs/{job['id']}/tasks/{task['id']}"
-        return out
+        return wire.task(task, f"{self.account_url}/jobs/{job['id']}/tasks/{task['id']}")
 
     # -- pools --------------------------------------------------------------------------------
     def create_pool(self, body) -> dict:
@@ -201,7 +192,7 @@ class BatchService:
 
     def node_counts(self) -> list[dict]:
         out = []
-        for pool in sorted(self.state.pools.values(), key=lambda p: p["_seq"]):
+        for _, pool in sorted(self.state.pools.items()):   # in id order, as the service lists
             counts = {True: Counter(), False: Counter()}
             for node in self.state.nodes.get(key_of(pool["id"]), {}).values():
                 counts[node["isDedicated"]][node["state"]] += 1
@@ -376,24 +367,31 @@ class BatchService:
                                     f"{MAX_COLLECTION_BYTES} bytes per addtaskcollection call.",
                                     {"MaxTasks": MAX_TASKS_PER_COLLECTION, "MaxBytes": MAX_COLLECTION_BYTES})
         self._job_accepting_changes(job)
-        results, seen = [], set()
+        results, accepted = [], {}
         existing = self.state.tasks[key_of(job["id"])]
         for index, item in enumerate(values):
             task_id = item.get("id") if isinstance(item, dict) else None
             try:
                 task = validate.task_create(item, job)
-                if key_of(task["id"]) in existing or key_of(task["id"]) in seen:
+                if key_of(task["id"]) in existing or key_of(task["id"]) in accepted:
                     raise errors.exists("Task")
             except errors.BatchError as exc:
-                results.append({"status": "clienterror", "taskId": task_id if isinstance(task_id, str) else str(index),
+                results.append({"status": wire.add_task_status("clienterror"),
+                                "taskId": task_id if isinstance(task_id, str) else str(index),
                                 "error": exc.task_result_error()})
                 continue
-            seen.add(key_of(task["id"]))
-            self._new_task(job, task)
-            results.append({"status": "success", "taskId": task["id"], "eTag": task["eTag"],
-                            "lastModified": task["lastModified"],
-                            "location": f"{self.account_url}/jobs/{job['id']}/tasks/{task['id']}"})
-        return results
+            accepted[key_of(task["id"])] = task
+            results.append(task)   # answered below, once it is added
+        # The service adds a collection's tasks as one set (its results come back in no particular order);
+        # localbatch adds them in id order, which is the order a job's tasks are then scheduled in.
+        for key in sorted(accepted):
+            self._new_task(job, accepted[key])
+        return [self._added(job, r) if r is accepted.get(key_of(r.get("id") or "")) else r for r in results]
+
+    def _added(self, job: dict, task: dict) -> dict:
+        return {"status": wire.add_task_status("success"), "taskId": task["id"], "eTag": task["eTag"],
+                "lastModified": task["lastModified"],
+                "location": f"{self.account_url}/jobs/{job['id']}/tasks/{task['id']}"}
 
     def replace_task(self, job_id: str, task_id: str, body) -> dict:
         task = self.task(job_id, task_id)

@@ -13,6 +13,7 @@ from .store import Store
 from .timeutil import now_iso
 
 TASK_STATES = ("active", "preparing", "running", "completed")
+DOTNET_EPOCH_TICKS = 621355968000000000   # 1970-01-01 in .NET ticks
 
 
 def public(entity: dict) -> dict:
@@ -37,7 +38,9 @@ class AccountState:
         # Derived, rebuilt at load: counts of tasks per job by state and by result, in tasks and in slots.
         self.task_counts: dict[str, Counter] = defaultdict(Counter)
         self.active: dict[str, dict[str, None]] = defaultdict(dict)  # job key -> ordered set of active task keys
-        self._etag = itertools.count(int(time.time() * 1e7))
+        # ETags as the service makes them: "0x" and the time in .NET ticks (100 ns since year 1), 15 hex
+        # digits; a counter from the start time keeps them unique and increasing.
+        self._etag = itertools.count(int(time.time() * 1e7) + DOTNET_EPOCH_TICKS)
         self._seq = itertools.count(1)
         self._load()
 

@@ -50,6 +50,7 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None)
 
 
 def check_bool(value, name: str) -> bool:
+    # As with numbers, the service reads "true" and "false" sent as JSON strings.
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     if not isinstance(value, bool):
@@ -306,13 +307,44 @@ def pool_create(body) -> dict:
     task = start_task(body.get("startTask"), "startTask")
     if task:
         pool["startTask"] = task
-    pool["enableInterNodeCommunication"] = bool(body.get("enableInterNodeCommunication", False))
+    pool["enableInterNodeCommunication"] = check_bool(body.get("enableInterNodeCommunication", False),
+                                                     "enableInterNodeCommunication")
+    _check_resource_ids(body)
     for passthrough in ("virtualMachineConfiguration", "networkConfiguration", "metadata", "userAccounts",
                         "applicationPackageReferences", "mountConfiguration", "resourceTags", "targetNodeCommunicationMode",
                         "upgradePolicy", "identity"):
         if body.get(passthrough) is not None:
             pool[passthrough] = body[passthrough]
     return pool
+
+
+# Azure Resource Manager ids the service checks the form of (it refuses a malformed one with 400).
+_ARM = r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+SUBNET_ID = re.compile(_ARM + r"Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+$", re.IGNORECASE)
+IMAGE_ID = re.compile(_ARM + r"Microsoft\.Compute/(images/[^/]+|galleries/[^/]+/images/[^/]+(/versions/[^/]+)?)$",
+                      re.IGNORECASE)
+
+
+def _check_resource_ids(body: dict) -> None:
+    network = body.get("networkConfiguration")
+    if network is not None:
+        check_object(network, "networkConfiguration")
+        subnet = network.get("subnetId")
+        if subnet is not None and not (isinstance(subnet, str) and SUBNET_ID.match(subnet)):
+            raise errors.invalid_property("subnetId", subnet, "The subnetId must be the id of a subnet: /subscriptions/"
+                                          "{subscription}/resourceGroups/{group}/providers/Microsoft.Network/"
+                                          "virtualNetworks/{network}/subnets/{subnet}.")
+    configuration = body.get("virtualMachineConfiguration")
+    if configuration is not None:
+        image = check_object(check_object(configuration, "virtualMachineConfiguration").get("imageReference") or {},
+                             "virtualMachineConfiguration.imageReference")
+        image_id = image.get("virtualMachineImageId")
+        if image_id is not None and not (isinstance(image_id, str) and IMAGE_ID.match(image_id)):
+            raise errors.invalid_property("virtualMachineImageId", image_id,
+                                          "The image id must be the id of a managed image (/subscriptions/{subscription}/"
+                                          "resourceGroups/{group}/providers/Microsoft.Compute/images/{image}) or of a "
+                                          "gallery image, with or without /versions/{version} "
+                                          "(…/Microsoft.Compute/galleries/{gallery}/images/{image}).")
 
 
 def job_create(body) -> dict:
@@ -339,16 +371,18 @@ def job_create(body) -> dict:
         pool = pool_create(pool_body)
         pool.pop("id")
         job["poolInfo"] = {"autoPoolSpecification": {"autoPoolIdPrefix": prefix, "poolLifetimeOption": lifetime,
-                                                     "keepAlive": bool(spec.get("keepAlive", False)), "pool": pool}}
+                                                     "keepAlive": check_bool(spec.get("keepAlive", False),
+                                                                             "poolInfo.autoPoolSpecification.keepAlive"),
+                                                     "pool": pool}}
     job["priority"] = check_int(body.get("priority", 0), "priority", -1000, 1000)
     job["maxParallelTasks"] = check_int(body.get("maxParallelTasks", -1), "maxParallelTasks", -1, 1 << 30)
-    job["allowTaskPreemption"] = bool(body.get("allowTaskPreemption", False))
+    job["allowTaskPreemption"] = check_bool(body.get("allowTaskPreemption", False), "allowTaskPreemption")
     constraints = check_object(body.get("constraints") or {}, "constraints")
     job["constraints"] = {
         "maxWallClockTime": format_duration(check_duration(constraints["maxWallClockTime"], "constraints.maxWallClockTime"))
         if constraints.get("maxWallClockTime") else UNLIMITED,
         "maxTaskRetryCount": check_int(constraints.get("maxTaskRetryCount", 0), "constraints.maxTaskRetryCount", -1, 100)}
-    job["usesTaskDependencies"] = bool(body.get("usesTaskDependencies", False))
+    job["usesTaskDependencies"] = check_bool(body.get("usesTaskDependencies", False), "usesTaskDependencies")
     job["onAllTasksComplete"] = check_enum(body.get("onAllTasksComplete", "noaction"), "onAllTasksComplete",
                                            ("noaction", "terminatejob"))
     job["onTaskFailure"] = check_enum(body.get("onTaskFailure", "noaction"), "onTaskFailure",
@@ -370,7 +404,8 @@ def job_create(body) -> dict:
         out["constraints"] = task_constraints(prep.get("constraints"), "jobPreparationTask.constraints", 0)
         out["waitForSuccess"] = check_bool(prep.get("waitForSuccess", True), "jobPreparationTask.waitForSuccess")
         out["userIdentity"] = user_identity(prep.get("userIdentity"), "jobPreparationTask.userIdentity")
-        out["rerunOnNodeRebootAfterSuccess"] = bool(prep.get("rerunOnNodeRebootAfterSuccess", True))
+        out["rerunOnNodeRebootAfterSuccess"] = check_bool(prep.get("rerunOnNodeRebootAfterSuccess", True),
+                                                           "jobPreparationTask.rerunOnNodeRebootAfterSuccess")
         job["jobPreparationTask"] = out
     release = body.get("jobReleaseTask")
     if release is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 from urllib.parse import quote, urlencode
 
-from .. import API_VERSION, errors
+from .. import API_VERSION, errors, wire
 from ..faults import Faults
 from ..odata import ODataError, compile_filter, parse_select, project
 from ..service import BatchService
@@ -63,18 +63,30 @@ class Response:
 Handler = Callable[[Account, Request], Response]
 
 
-def entity_response(request: Request, entity: dict, presented: dict, status: int = 200) -> Response:
+def entity_response(request: Request, entity: dict, presented: dict, kind: str, account_url: str) -> Response:
+    """One entity read (GET or HEAD); `kind` names its collection in `odata.metadata` ("pools", "jobs", …)."""
     check_conditions(request, entity, read=True)
+    return Response(200, None if request.method == "HEAD" else element_body(request, presented, kind, account_url),
+                    entity_headers(entity))
+
+
+def element_body(request: Request, presented: dict, kind: str, account_url: str) -> dict:
     fields = select(request)
-    body = project(presented, fields) if fields else presented
-    return Response(status, None if request.method == "HEAD" else body, entity_headers(entity, presented))
+    body = {"odata.metadata": wire.odata_metadata(account_url, f"{kind}/@Element")}
+    body.update(project(presented, fields) if fields else presented)
+    return body
 
 
-def entity_headers(entity: dict, presented: dict | None = None) -> dict[str, str]:
+def entity_headers(entity: dict, data_service_id: str | None = None) -> dict[str, str]:
     headers = {"ETag": entity["eTag"], "Last-Modified": to_rfc1123(entity["lastModified"])}
-    if presented and presented.get("url"):
-        headers["DataServiceId"] = presented["url"]
+    if data_service_id:
+        headers["DataServiceId"] = data_service_id
     return headers
+
+
+def created(entity: dict, url: str) -> Response:
+    """201 for a new pool, job or task: no body; where it is in Location and DataServiceId."""
+    return Response(201, None, entity_headers(entity, url) | {"Location": url})
 
 
 def check_conditions(request: Request, entity: dict, read: bool) -> None:
@@ -95,14 +107,16 @@ def check_conditions(request: Request, entity: dict, read: bool) -> None:
         raise errors.condition_not_met(304 if read else 412)
 
 
-def write(app: Account, request: Request, entity_of, action, status: int, include_headers: bool = True) -> Response:
-    """A change to one entity, refused with 412 when the request's conditions do not hold."""
+def write(app: Account, request: Request, entity_of, action, status: int) -> Response:
+    """A change to one entity, refused with 412 when the request's conditions do not hold. The answer carries
+    the entity's new ETag and, as the service's does, the request's URL as DataServiceId; a delete neither."""
     with app.state.tx():
         entity = entity_of()
         check_conditions(request, entity, read=False)
         action()
-        headers = entity_headers(entity) if include_headers and entity.get("eTag") else {}
-        return Response(status, None, headers)
+        if request.method == "DELETE" or not entity.get("eTag"):
+            return Response(status)
+        return Response(status, None, entity_headers(entity, app.account_url + request.path))
 
 
 def select(request: Request):
@@ -112,8 +126,11 @@ def select(request: Request):
         raise errors.invalid_query("$select", request.query.get("$select"), str(exc)) from None
 
 
-def page(app: Account, request: Request, entities, fields: dict, present) -> Response:
-    """One page of a list: filter, $select and a nextLink that carries every list parameter."""
+def page(app: Account, request: Request, entities, fields: dict, present, kind: str) -> Response:
+    """One page of a list: filter, $select and a nextLink that carries every list parameter.
+
+    `entities` yields (skip token, entity) in list order, starting after the request's skip token
+    (`in_id_order`, `numbered`)."""
     query = request.query
     try:
         predicate = compile_filter(query.get("$filter"), fields)
@@ -128,14 +145,8 @@ def page(app: Account, request: Request, entities, fields: dict, present) -> Res
         raise errors.BatchError(400, "OutOfRangeQueryParameterValue",
                                 "maxresults must be between 1 and 1000.",
                                 {"QueryParameterName": "maxresults", "QueryParameterValue": page_size})
-    try:
-        after = int(query.get("$skiptoken") or 0)
-    except ValueError:
-        raise errors.invalid_query("$skiptoken", query.get("$skiptoken"), "The skip token is not valid.") from None
-    items, last_seq, more = [], None, False
-    for seq, entity in entities:
-        if seq <= after:
-            continue
+    items, last_token, more = [], None, False
+    for token, entity in entities:
         presented = present(entity)
         if not predicate(presented):
             continue
@@ -143,11 +154,11 @@ def page(app: Account, request: Request, entities, fields: dict, present) -> Res
             more = True
             break
         items.append(project(presented, selected) if selected else presented)
-        last_seq = seq
-    body = {"odata.metadata": f"{app.account_url}/$metadata", "value": items}
+        last_token = token
+    body = {"odata.metadata": wire.odata_metadata(app.account_url, kind), "value": items}
     if more:
         next_query = {"api-version": query.get("api-version", API_VERSION), "maxresults": page_size,
-                      "$skiptoken": last_seq}
+                      "$skiptoken": last_token}
         for name in ("$filter", "$select", "$expand", "recursive"):
             if query.get(name):
                 next_query[name] = query[name]
@@ -155,17 +166,34 @@ def page(app: Account, request: Request, entities, fields: dict, present) -> Res
     return Response(200, body)
 
 
-def after_token(entities: dict, request: Request):
-    """(seq, entity) pairs in creation order, starting near the skip token so deep pages stay cheap."""
-    values = list(entities.values())
+def in_id_order(entities: dict, request: Request):
+    """(skip token, entity) pairs of a dict keyed by id, in id order as the service lists, after the skip token."""
+    after = _skip_token(request, "id.")
+    keys = sorted(entities)
+    start = bisect.bisect_right(keys, after) if after else 0
+    return ((f"id.{key}", entities[key]) for key in keys[start:])
+
+
+def numbered(rows: list, request: Request):
+    """(skip token, row) pairs of rows that have no id of their own (files, counts), after the skip token."""
+    after = _skip_token(request, "n.")
     try:
-        after = int(request.query.get("$skiptoken") or 0)
+        start = int(after) if after else 0
+        if start < 0:
+            raise ValueError
     except ValueError:
-        after = 0
-    if after:
-        start = bisect.bisect_right(values, after, key=lambda e: e["_seq"])
-        values = values[start:]
-    return ((e["_seq"], e) for e in values)
+        raise errors.invalid_query("$skiptoken", request.query.get("$skiptoken"),
+                                   "The skip token is not valid.") from None
+    return ((f"n.{index}", row) for index, row in enumerate(rows[start:], start=start + 1))
+
+
+def _skip_token(request: Request, prefix: str) -> str:
+    token = request.query.get("$skiptoken")
+    if not token:
+        return ""
+    if not token.startswith(prefix) or len(token) == len(prefix):
+        raise errors.invalid_query("$skiptoken", token, "The skip token is not valid.")
+    return token[len(prefix):]
 
 
 def _etags(header: str) -> list[str]:

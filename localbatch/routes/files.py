@@ -5,7 +5,7 @@ import shutil
 
 from .. import errors, files
 from ..timeutil import from_rfc1123
-from .base import Account, Request, Response, page
+from .base import Account, Request, Response, numbered, page
 
 
 def _task_files_base(app: Account, request: Request) -> tuple[str, str]:
@@ -50,7 +50,7 @@ def delete_node_file(app: Account, request: Request) -> Response:
 def _listing(app: Account, request: Request, root: str, url: str) -> Response:
     recursive = request.query.get("recursive", "false").lower() == "true"
     entries = files.list_entries(root, recursive, url)
-    return page(app, request, enumerate(entries, start=1), {"name": "string"}, lambda e: e)
+    return page(app, request, numbered(entries, request), {"name": "string"}, lambda e: e, "files")
 
 
 def _serve(request: Request, root: str, url: str) -> Response:
@@ -82,10 +82,10 @@ def _serve(request: Request, root: str, url: str) -> Response:
 
 def _delete(request: Request, root: str) -> Response:
     path = files.resolve(root, request.params["path"])
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise errors.BatchError(404, "FileNotFound", "The specified file does not exist.",
                                 {"FilePath": request.params["path"]})
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.islink(path):
         if request.query.get("recursive", "false").lower() != "true" and os.listdir(path):
             raise errors.conflict("DirectoryNotEmpty", "The directory is not empty; pass recursive=true.")
         shutil.rmtree(path)

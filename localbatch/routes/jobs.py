@@ -1,25 +1,27 @@
 """Routes for jobs: create, get, list, update, terminate, disable/enable, delete; task counts and the
 preparation and release task status."""
 
+from .. import wire
 from ..service import JOB_FILTER_FIELDS, PREP_STATUS_FILTER_FIELDS
-from .base import Account, Request, Response, after_token, entity_headers, entity_response, page, write
+from .base import Account, Request, Response, created, entity_response, in_id_order, numbered, page, write
 
 
 def create_job(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.create_job(request.json())
-        return Response(201, None, entity_headers(job, app.service.present_job(job)))
+        return created(job, f"{app.account_url}/jobs/{job['id']}")
 
 
 def get_job(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.job(request.params["job"])
-        return entity_response(request, job, app.service.present_job(job))
+        return entity_response(request, job, app.service.present_job(job), "jobs", app.account_url)
 
 
 def list_jobs(app: Account, request: Request) -> Response:
     with app.state.tx():
-        return page(app, request, after_token(app.state.jobs, request), JOB_FILTER_FIELDS, app.service.present_job)
+        return page(app, request, in_id_order(app.state.jobs, request), JOB_FILTER_FIELDS, app.service.present_job,
+                    "jobs")
 
 
 def patch_job(app: Account, request: Request) -> Response:
@@ -58,13 +60,16 @@ def enable_job(app: Account, request: Request) -> Response:
 
 def task_counts(app: Account, request: Request) -> Response:
     with app.state.tx():
-        return Response(200, app.service.task_counts(request.params["job"]))
+        counts = app.service.task_counts(request.params["job"])
+        metadata = wire.odata_metadata(app.account_url, "taskcountsresult/@Element")
+        return Response(200, {"odata.metadata": metadata} | counts)
 
 
 def prep_release_status(app: Account, request: Request) -> Response:
     with app.state.tx():
-        rows = app.service.prep_release_status(request.params["job"])
-        return page(app, request, enumerate(rows, start=1), PREP_STATUS_FILTER_FIELDS, lambda row: row)
+        rows = sorted(app.service.prep_release_status(request.params["job"]), key=lambda row: row["nodeId"])
+        return page(app, request, numbered(rows, request), PREP_STATUS_FILTER_FIELDS, lambda row: row,
+                    "jobpreparationandreleasetaskstatuslist")
 
 
 ROUTES = [

@@ -1,7 +1,7 @@
 """Routes for pools: create, get, list, update, resize, delete; node counts and supported images."""
 
 from ..service import POOL_FILTER_FIELDS
-from .base import Account, Request, Response, after_token, entity_headers, entity_response, page, write
+from .base import Account, Request, Response, created, entity_response, in_id_order, numbered, page, write
 
 SUPPORTED_IMAGES = [
     {"nodeAgentSKUId": "batch.node.ubuntu 22.04", "osType": "linux", "verificationType": "verified",
@@ -16,18 +16,19 @@ SUPPORTED_IMAGES = [
 def create_pool(app: Account, request: Request) -> Response:
     with app.state.tx():
         pool = app.service.create_pool(request.json())
-        return Response(201, None, entity_headers(pool, app.service.present_pool(pool)))
+        return created(pool, f"{app.account_url}/pools/{pool['id']}")
 
 
 def get_pool(app: Account, request: Request) -> Response:
     with app.state.tx():
         pool = app.service.pool(request.params["pool"])
-        return entity_response(request, pool, app.service.present_pool(pool))
+        return entity_response(request, pool, app.service.present_pool(pool), "pools", app.account_url)
 
 
 def list_pools(app: Account, request: Request) -> Response:
     with app.state.tx():
-        return page(app, request, after_token(app.state.pools, request), POOL_FILTER_FIELDS, app.service.present_pool)
+        return page(app, request, in_id_order(app.state.pools, request), POOL_FILTER_FIELDS, app.service.present_pool,
+                    "pools")
 
 
 def delete_pool(app: Account, request: Request) -> Response:
@@ -61,12 +62,12 @@ def stop_resize(app: Account, request: Request) -> Response:
 def node_counts(app: Account, request: Request) -> Response:
     with app.state.tx():
         rows = app.service.node_counts()
-    return page(app, request, enumerate(rows, start=1), {"poolId": "string"}, lambda row: row)
+    return page(app, request, numbered(rows, request), {"poolId": "string"}, lambda row: row, "poolnodecounts")
 
 
 def supported_images(app: Account, request: Request) -> Response:
-    return page(app, request, enumerate(SUPPORTED_IMAGES, start=1), {"osType": "enum", "nodeAgentSKUId": "string"},
-                lambda image: image)
+    return page(app, request, numbered(SUPPORTED_IMAGES, request), {"osType": "enum", "nodeAgentSKUId": "string"},
+                lambda image: image, "supportedimages")
 
 
 ROUTES = [

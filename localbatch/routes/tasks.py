@@ -1,36 +1,37 @@
 """Routes for the tasks of a job: add (one or a collection), get, list, update, terminate,
 reactivate, delete, subtasks."""
 
+from .. import wire
 from ..service import TASK_FILTER_FIELDS
-from .base import Account, Request, Response, after_token, entity_headers, entity_response, page, write
+from .base import Account, Request, Response, created, entity_response, in_id_order, page, write
 
 
 def create_task(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.job(request.params["job"])
         task = app.service.create_task(request.params["job"], request.json())
-        return Response(201, None, entity_headers(task, app.service.present_task(job, task)))
+        return created(task, f"{app.account_url}/jobs/{job['id']}/tasks/{task['id']}")
 
 
 def add_task_collection(app: Account, request: Request) -> Response:
     with app.state.tx():
         results = app.service.add_task_collection(request.params["job"], request.json(), len(request.body))
-    return Response(200, {"value": results})
+    return Response(200, {"odata.metadata": wire.odata_metadata(app.account_url, "taskaddresult"), "value": results})
 
 
 def get_task(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.job(request.params["job"])
         task = app.service.task(request.params["job"], request.params["task"])
-        return entity_response(request, task, app.service.present_task(job, task))
+        return entity_response(request, task, app.service.present_task(job, task), "tasks", app.account_url)
 
 
 def list_tasks(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.job(request.params["job"])
         tasks = app.state.tasks[job["id"].lower()]
-        return page(app, request, after_token(tasks, request), TASK_FILTER_FIELDS,
-                    lambda task: app.service.present_task(job, task))
+        return page(app, request, in_id_order(tasks, request), TASK_FILTER_FIELDS,
+                    lambda task: app.service.present_task(job, task), "tasks")
 
 
 def replace_task(app: Account, request: Request) -> Response:
@@ -42,7 +43,7 @@ def replace_task(app: Account, request: Request) -> Response:
 def delete_task(app: Account, request: Request) -> Response:
     job_id, task_id = request.params["job"], request.params["task"]
     return write(app, request, lambda: app.service.task(job_id, task_id),
-                 lambda: app.service.delete_task(job_id, task_id), 200, include_headers=False)
+                 lambda: app.service.delete_task(job_id, task_id), 200)
 
 
 def terminate_task(app: Account, request: Request) -> Response:
@@ -60,7 +61,7 @@ def reactivate_task(app: Account, request: Request) -> Response:
 def list_subtasks(app: Account, request: Request) -> Response:
     with app.state.tx():
         app.service.task(request.params["job"], request.params["task"])
-    return Response(200, {"value": []})
+    return Response(200, {"odata.metadata": wire.odata_metadata(app.account_url, "subtaskinformations"), "value": []})
 
 
 ROUTES = [

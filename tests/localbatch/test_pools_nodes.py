@@ -4,12 +4,12 @@ driven through the real azure-batch SDK (and, where the SDK would normalise, sig
 import json
 import os
 from datetime import timedelta
+from urllib.parse import unquote
 
 import pytest
 from azure.batch import models
 from azure.core import MatchConditions
-from azure.core.exceptions import (HttpResponseError, ResourceExistsError, ResourceModifiedError,
-                                   ResourceNotFoundError)
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from localbatch import API_VERSION
 from tests.localbatch.helpers import make_job, make_pool, signed_send, wait_for, wait_task_completed
@@ -74,7 +74,7 @@ def test_create_pool_answers_201_with_entity_headers(batch_client):
     assert pool.task_slots_per_node == 3
     assert pool.state == "active"
     assert pool.target_dedicated_nodes == 0 and pool.target_low_priority_nodes == 0
-    assert pool.task_scheduling_policy.node_fill_type == "spread"
+    assert pool.task_scheduling_policy.node_fill_type == "Spread"   # as the service spells it
     assert pool.url.endswith("/pools/Created-Pool")
     assert pool.creation_time is not None and pool.last_modified is not None
     assert batch_client.pool_exists("created-pool") is True
@@ -462,7 +462,7 @@ def test_node_file_properties_head(batch_client, file_node):
     assert int(props.content_length) == 5
     assert props.is_directory is False
     assert props.last_modified is not None and props.creation_time is not None
-    assert props.url.endswith("/files/startup/wd/deep/er/five.txt")
+    assert unquote(props.url).endswith("/files/startup/wd/deep/er/five.txt")   # the service percent-encodes it
     directory = batch_client.get_node_file_properties("files-pool", file_node, "startup/wd")
     assert directory.is_directory is True
     assert read_node_file(batch_client, "files-pool", file_node, "startup/stdout.txt") == b"start-out\n"

@@ -262,7 +262,7 @@ def test_confirming_creates_the_pool_the_template_describes(manager_client, batc
     pool = batch_client.get_pool("render-farm")
     assert (pool.vm_size, pool.task_slots_per_node, pool.task_scheduling_policy.node_fill_type,
             pool.target_dedicated_nodes, pool.target_low_priority_nodes, pool.display_name) == (
-        "standard_d2s_v3", 2, "spread", 2, 0, SMALL_LINUX)
+        "standard_d2s_v3", 2, "Spread", 2, 0, SMALL_LINUX)   # as the service spells it
     assert pool.start_task.command_line == small_linux.start_task_command_line
     assert pool.start_task.wait_for_success is True
     image = pool.virtual_machine_configuration
