@@ -3,7 +3,7 @@ users, remote login settings, extensions and the upload of Batch service logs.""
 
 from .. import node_actions
 from ..odata import project
-from .base import Account, Request, Response, page, select, write
+from .base import Account, Request, Response, numbered, page, select, write
 
 UPLOAD_RESULT_METADATA = "$metadata#Microsoft.Azure.Batch.Protocol.Entities.UploadBatchServiceLogsResult"
 REMOTE_LOGIN_METADATA = "$metadata#Microsoft.Azure.Batch.Protocol.Entities.RemoteLoginSettings"
@@ -105,7 +105,7 @@ def list_extensions(app: Account, request: Request) -> Response:
         pool = app.service.pool(request.params["pool"])
         app.service.node(request.params["pool"], request.params["node"])
         rows = app.node_actions.extensions(pool)
-    return page(app, request, enumerate(rows, start=1), {}, lambda row: row)
+    return page(app, request, numbered(rows, request), {}, lambda row: row, "nodeextensions")
 
 
 def get_extension(app: Account, request: Request) -> Response:

@@ -110,15 +110,8 @@ def test_jobs_tasks_counts_and_files(localbatch):
     assert jobs == ["async-job"]
 
 
-# localbatch answers 304 with its ConditionNotMet error body (321 bytes); the real service sends none. aiohttp then
-# reads those bytes as the next response's status line ("Bad status line") whenever they arrive after it has parsed
-# the 304 and pooled the connection, which depends on timing. The localbatch helper fixes the 304 with its
-# wire-format work (issue 11 item 1); the strict mark on the raw test below makes that fix fail it until both marks
-# are removed.
-KNOWN_304_BODY = "localbatch sends a body with 304 Not Modified (issue 11)"
-
-
-@pytest.mark.xfail(strict=True, reason=KNOWN_304_BODY)
+# A 304 carries no body, as on the real service: aiohttp would read one as the next response's status line ("Bad
+# status line") whenever it arrived after the 304 was parsed and the connection pooled, which depends on timing.
 def test_a_304_carries_no_body_so_the_next_answer_on_the_connection_can_be_read(localbatch):
     run(localbatch, lambda client: steady_pool(client, "cached", nodes=0))
     path = f"/pools/cached?api-version={API_VERSION}"
@@ -141,7 +134,6 @@ def test_a_304_carries_no_body_so_the_next_answer_on_the_connection_can_be_read(
     assert rest.startswith(b"HTTP/1.1 200 "), rest[:80]
 
 
-@pytest.mark.xfail(strict=False, reason=KNOWN_304_BODY)
 def test_a_conditional_get_answers_304_and_the_connection_goes_on(localbatch):
     async def scenario(client):
         pool = await steady_pool(client, "cached", nodes=0)
