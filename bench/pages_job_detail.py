@@ -15,7 +15,8 @@ GOAL_RATIO = 1.5
 
 def deep_cursor(job, sort_param: str, fraction: float) -> str:
     """The cursor a reader would hold after paging `fraction` of the way through the job's tasks."""
-    from portal import selectors
+    from portal import pagination
+    from portal.jobs import selectors
     from portal.models import Task
 
     sort = selectors.TASK_SORTS[sort_param]
@@ -26,7 +27,7 @@ def deep_cursor(job, sort_param: str, fraction: float) -> str:
         qs = qs.filter(**{f"{sort.field}__isnull": False})
     # OFFSET once, here in the setup, to find the position; the page itself never uses it.
     row = qs.order_by(*order).values_list(sort.field or "task_id", "task_id")[int(qs.count() * fraction)]
-    return selectors._encode_cursor(0, row[0] if sort.field else None, row[1])
+    return pagination._encode_cursor(0, row[0] if sort.field else None, row[1])
 
 
 def main() -> int:

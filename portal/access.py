@@ -10,16 +10,19 @@ filters, not walls. Acting is narrower: see `can_act_on`."""
 
 from __future__ import annotations
 
+from django.http import Http404
+
+from portal.models import BatchAccount, Job, Submission, Task
+
 SUBMIT = "portal.submit"
 OPERATE_TEAM_WORK = "portal.operate_team_work"
 MANAGE_POOLS = "portal.manage_pools"
 WRITE_COMMAND_LINES = "portal.write_command_lines"
 MANAGE_TEAMS = "portal.change_team"
+# Operators and Admins: the audit pages show the whole history, addresses included.
+VIEW_AUDIT = "portal.view_auditevent"
 # Every role has it (migration 0007), so it stands for "has a role": the one permission reads are gated on.
 READ = "portal.view_job"
-
-# The roles, as Django groups (migration 0007); single sign-on maps directory groups onto these names.
-ROLE_NAMES = ("Viewer", "Submitter", "Operator", "Admin")
 
 SCOPE_MY, SCOPE_TEAM, SCOPE_ALL = "my", "team", "all"
 SCOPES = [(SCOPE_MY, "Mine"), (SCOPE_TEAM, "My teams"), (SCOPE_ALL, "All")]
@@ -40,6 +43,43 @@ def can_manage_pools(user) -> bool:
 
 def can_submit(user) -> bool:
     return _active(user) and user.has_perm(SUBMIT)
+
+
+def can_write_command_lines(user) -> bool:
+    """Writing a command line is writing code that runs on the pool: free-form ones on the submit form, and specs
+    of job templates."""
+    return _active(user) and user.has_perm(WRITE_COMMAND_LINES)
+
+
+def can_view_audit(user) -> bool:
+    """Who reads the whole audit history (its pages and export): Operators and Admins."""
+    return _active(user) and user.has_perm(VIEW_AUDIT)
+
+
+def user_can_view_account(*, user, account_id: int) -> bool:
+    """Whether `user` may read the mirror of one Batch account.
+
+    Anyone with a role reads every account (`can_read`) until per-account roles exist; this is the one place to
+    narrow that, and every object fetch (`readable_or_404`) and list (`visible_account_ids`) goes through it."""
+    return bool(account_id) and can_read(user)
+
+
+def visible_account_ids(user) -> list[int]:
+    """Ids of the accounts `user` may read; lists filter on these (the account table is tiny)."""
+    return [pk for pk in BatchAccount.objects.order_by("pk").values_list("pk", flat=True)
+            if user_can_view_account(user=user, account_id=pk)]
+
+
+def readable_or_404(queryset, *, user, account_of, **lookup):
+    """The one object of `queryset` matching `lookup`, if `user` may read its account (`account_of(obj)` gives the
+    account id). 404 rather than 403 either way: a person without access learns nothing about which ids exist."""
+    try:
+        obj = queryset.get(**lookup)
+    except queryset.model.DoesNotExist:
+        raise Http404(f"No {queryset.model._meta.verbose_name} matches the given query.") from None
+    if not user_can_view_account(user=user, account_id=account_of(obj)):
+        raise Http404("No such object")
+    return obj
 
 
 def can_act_on(user, obj) -> bool:
@@ -66,8 +106,6 @@ def can_act_on_teams(user) -> bool:
 
 
 def _owner_and_team(obj) -> tuple[int | None, int | None]:
-    from portal.models import Job, Submission, Task
-
     if isinstance(obj, Task):
         obj = obj.job
     if isinstance(obj, (Job, Submission)):
@@ -89,20 +127,3 @@ def scoped(queryset, *, user, scope: str, owner_field: str = "submitted_by", tea
     if scope == SCOPE_TEAM:
         return queryset.filter(**{f"{team_field}__in": user.teams.values("pk")})
     return queryset
-
-
-def parse_group_mapping(text: str, *, allowed: tuple[str, ...] | None = None) -> dict[str, str]:
-    """'<group id>=<name>,<group id>=<name>' → {group id (lower case): name}, for single sign-on's group mappings.
-    Raises ValueError on a malformed pair or, with `allowed`, a name outside it, so a typo stops the start rather
-    than silently granting nothing. Plain Python: settings call it before the apps load."""
-    mapping: dict[str, str] = {}
-    for pair in (item.strip() for item in (text or "").split(",")):
-        if not pair:
-            continue
-        group_id, sep, name = (part.strip() for part in pair.partition("="))
-        if not sep or not group_id or not name:
-            raise ValueError(f"expected <group id>=<name>, got {pair!r}")
-        if allowed is not None and name not in allowed:
-            raise ValueError(f"{name!r} is not one of {', '.join(allowed)}")
-        mapping[group_id.lower()] = name
-    return mapping

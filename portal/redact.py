@@ -1,35 +1,91 @@
-"""Keeps keys, SAS signatures and passwords out of the logs: a logging filter that blanks them in every record.
+"""The one redactor: what counts as a secret in text (SAS signatures, account keys, passwords, tokens), blanked
+in log records, Batch's error messages and the audit history alike.
 
-SAS URLs reach log lines through SDK errors and our own messages (a resource file's URL, a container URL), and
-connection strings through configuration errors; whatever the message, the secret part is replaced before any
-handler formats it."""
+Plain Python, without Django: batchsync/gateway uses it for Batch's errors and must stay free of Django."""
 
 from __future__ import annotations
 
 import logging
+import math
 import re
+from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
-from django.views.debug import SafeExceptionReporterFilter
-
+# What replaces a secret inside text ("sig=REDACTED"), and what replaces a whole value in the audit history.
 REDACTED = "REDACTED"
+WITHHELD = "[redacted]"
 
-# A SAS signature in a URL's query (`sig=`), an account key in a connection string (`AccountKey=`), a shared-access
-# key, and `password=` in a URL or a key=value list. Values end at the next separator of the format they sit in.
-_PATTERNS = [
-    re.compile(r"(?i)(?<![A-Za-z])(sig=)[^&\s'\"<>]+"),
+# Each pattern's group 1 is what stays (the name, or the URL up to the password); the rest of the match is the
+# secret, ending at the next separator of the format it sits in.
+_SECRETS = [
+    # A SAS signature in a URL's query or a SAS string.
+    re.compile(r"(?i)((?<![A-Za-z])sig=)[^&\s'\"<>]+"),
+    # Storage connection strings.
     re.compile(r"(?i)(AccountKey=)[^;\s'\"<>]+"),
     re.compile(r"(?i)(SharedAccessKey=)[^;\s'\"<>]+"),
     re.compile(r"(?i)(SharedAccessSignature=)[^;\s'\"<>]+"),
+    # Authorization headers Batch and Storage echo back: SharedKey <account>:<signature>, Bearer <token>.
+    re.compile(r"(SharedKey\s+[^:\s]+:)\S+"),
+    re.compile(r"(?i)(\bBearer\s+)[^\s'\"<>]+"),
+    # password= in a URL or a key=value list, and postgres://user:secret@host, redis://:secret@host.
     re.compile(r"(?i)(password=)[^&;\s'\"<>]+"),
-    # postgres://user:secret@host, redis://:secret@host
-    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@/\s]+(?=@)"),
+    # The scheme must start a word, or a long run of letters would be tried from each of its positions.
+    re.compile(r"(?i)((?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@/\s]+(?=@)"),
 ]
+
+# Names whose values are secrets wherever they appear in the audit history's `details` and `changes`.
+_SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|credential|connection_?string|"
+                          r"(^|_)(key|sig|sas)$|account_?key|access_?key|api_?key)")
+_URL = re.compile(r"(?i)\bhttps?://[^\s\"'<>]+")
 
 
 def redact(text: str) -> str:
-    for pattern in _PATTERNS:
+    """`text` with each secret blanked in place: "…&sig=REDACTED", "AccountKey=REDACTED;"."""
+    for pattern in _SECRETS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
+
+
+def has_secret(text: str) -> bool:
+    return any(pattern.search(text) for pattern in _SECRETS)
+
+
+def sanitised(value, *, _depth: int = 0):
+    """`value` as the audit history keeps it: values under secret-looking names become "[redacted]"; text with a
+    secret in a URL's query keeps the URL's path and loses its query; any other text with a secret becomes
+    "[redacted]" whole. Returns plain JSON types (tuples become lists, other objects their text)."""
+    if _depth > 20:
+        return WITHHELD
+    if isinstance(value, dict):
+        return {str(k): (WITHHELD if _SECRET_NAME.search(str(k)) and v not in (None, "")
+                         else sanitised(v, _depth=_depth + 1)) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
+        return [sanitised(item, _depth=_depth + 1) for item in items]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        # NaN and infinities are not JSON; the database would refuse them.
+        return value if math.isfinite(value) else str(value)
+    return sanitised_text(value.isoformat() if isinstance(value, datetime) else str(value))
+
+
+def sanitised_text(text: str) -> str:
+    """One text field of the audit history, as `sanitised` keeps it."""
+    # PostgreSQL refuses NUL in text and JSON; it is never meaningful here.
+    text = text.replace("\x00", "")
+    if not has_secret(text):
+        return text
+    # Every URL loses its query string (where SAS tokens sit); a secret left after that redacts the whole text.
+    stripped = _URL.sub(_without_query, text)
+    return WITHHELD if has_secret(stripped) else stripped
+
+
+def _without_query(match: re.Match) -> str:
+    parts = urlsplit(match.group(0))
+    if not parts.query:
+        return match.group(0)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) + "?" + WITHHELD
 
 
 class RedactSecretsFilter(logging.Filter):
@@ -51,16 +107,3 @@ class RedactSecretsFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
-
-
-class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
-    """Django's filter for error reports, also hiding settings that hold keys inside URLs or connection strings
-    (the defaults hide names with KEY, SECRET, PASS, TOKEN or SIGNATURE only), and redacting any other value."""
-
-    hidden_settings = re.compile(
-        "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|CONNECTION_STRING|CONTAINER_URL|DATABASE|BROKER_URL|REDIS_URL",
-        flags=re.IGNORECASE)
-
-    def cleanse_setting(self, key, value):
-        cleaned = super().cleanse_setting(key, value)
-        return redact(cleaned) if isinstance(cleaned, str) else cleaned

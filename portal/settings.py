@@ -127,9 +127,9 @@ MIDDLEWARE = [
     # Every view needs a signed-in person unless marked login_not_required (login, logout, health, single
     # sign-on), and then a role: a page that forgets its decorator still shows nothing to the wrong people.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "portal.middleware.RoleRequiredMiddleware",
-    # Puts the request's address aside for the audit history (portal/audit.py).
-    "portal.audit.AuditRequestMiddleware",
+    "portal.accounts.middleware.RoleRequiredMiddleware",
+    # Puts the request's address aside for the audit history (portal/audit/middleware.py).
+    "portal.audit.middleware.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -340,7 +340,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = 100
 # Error reports (DEBUG pages, error e-mails) also hide connection strings and container URLs, which carry keys.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.redact.SecretsExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.error_reports.SecretsExceptionReporterFilter"
 
 
 def blob_origin(connection_string: str) -> str | None:
@@ -384,21 +384,21 @@ CONTENT_SECURITY_POLICY = {
 # 15 minutes locks that username at that address for 15 minutes (the person sees why); the same username from
 # elsewhere, and other people behind the same proxy, can still sign in.
 AUTHENTICATION_BACKENDS = [
-    "portal.throttle.LoginThrottleBackend",
+    "portal.accounts.throttle.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 # Passwords never reach the attempt log; axes keeps the username, address, user agent and path.
 AXES_SENSITIVE_PARAMETERS = ["password"]
 # Behind our proxies the lock is keyed on the client's address, read the same way as for the audit history
 # (TRUSTED_PROXY_COUNT), not on the proxy's, which would lock a username for everyone.
-AXES_CLIENT_IP_CALLABLE = "portal.audit.client_ip"
+AXES_CLIENT_IP_CALLABLE = "portal.audit.middleware.client_ip"
 
-# Single sign-on with Microsoft Entra ID (OpenID Connect, portal/oidc.py), when OIDC_RP_CLIENT_ID is set. Directory
+# Single sign-on with Microsoft Entra ID (OpenID Connect, portal/accounts/oidc.py), when OIDC_RP_CLIENT_ID is set. Directory
 # groups map to roles, "<group object id>=<role>,..." (Viewer, Submitter, Operator, Admin), and optionally to teams,
 # "<group object id>=<team name>,...", on every sign-in.
 OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
@@ -409,7 +409,7 @@ _entra = f"https://login.microsoftonline.com/{OIDC_TENANT_ID or 'organizations'}
 OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", f"{_entra}/oauth2/v2.0/authorize")
 OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", f"{_entra}/oauth2/v2.0/token")
 OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", f"{_entra}/discovery/v2.0/keys")
-# Not called (the ID token carries the claims, see portal/oidc.py) but required by mozilla-django-oidc.
+# Not called (the ID token carries the claims, see portal/accounts/oidc.py) but required by mozilla-django-oidc.
 OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "https://graph.microsoft.com/oidc/userinfo")
 OIDC_RP_SIGN_ALGO = "RS256"
 OIDC_RP_SCOPES = "openid email profile"
@@ -420,9 +420,9 @@ OIDC_GROUP_TEAMS = os.environ.get("OIDC_GROUP_TEAMS", "")
 # mozilla-django-oidc redirects to this as written (no URL name lookup).
 LOGIN_REDIRECT_URL_FAILURE = "/login/"
 if OIDC_ENABLED:
-    from portal.access import ROLE_NAMES, parse_group_mapping
+    from portal.accounts.roles import ROLE_NAMES, parse_group_mapping
 
     # A malformed mapping stops the start: better than signing everyone in without a role.
     parse_group_mapping(OIDC_GROUP_ROLES, allowed=ROLE_NAMES)
     parse_group_mapping(OIDC_GROUP_TEAMS)
-    AUTHENTICATION_BACKENDS.append("portal.oidc.EntraIDBackend")
+    AUTHENTICATION_BACKENDS.append("portal.accounts.oidc.EntraIDBackend")

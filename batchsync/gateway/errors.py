@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+
+# Batch echoes property values back in its messages, and resource and output file URLs carry SAS tokens: messages
+# go through the portal's one redactor, which is plain Python, so the gateway stays free of Django.
+from portal.redact import redact
 
 # Batch's 409 codes that say "this id is taken"; every other 409 is a state conflict.
 _EXISTS_CODES = frozenset({
@@ -16,12 +19,6 @@ _EXISTS_CODES = frozenset({
 })
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-# Batch echoes property values back in its messages, and resource and output file URLs carry SAS tokens.
-_SECRETS = [
-    (re.compile(r"([?&]sig=)[^&\s'\"]+", re.IGNORECASE), r"\1REDACTED"),
-    (re.compile(r"(SharedKey\s+[^:\s]+:)\S+"), r"\1REDACTED"),
-    (re.compile(r"(AccountKey=)[^;\s'\"]+", re.IGNORECASE), r"\1REDACTED"),
-]
 
 
 class GatewayError(Exception):
@@ -64,12 +61,6 @@ class Transient(GatewayError):
     def __init__(self, message: str, *, retry_after: float | None = None, **facts):
         super().__init__(message, **facts)
         self.retry_after = retry_after
-
-
-def redact(text: str) -> str:
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def translate(exc: AzureError) -> GatewayError:

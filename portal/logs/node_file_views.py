@@ -12,12 +12,13 @@ from django.views.decorators.http import require_safe
 
 from batchsync.accounts import gateway_for
 from batchsync.gateway import GatewayError, NotFound
-from portal import selectors
+from portal.jobs.selectors import job_get
 from portal.logs import node_files as on_node
 from portal.logs.ansi import ansi_to_html
 from portal.logs.files import InvalidFileName, stream
 from portal.logs.views import Row, header_safe, inert, int_param
 from portal.models import Job, Node, Pool
+from portal.pools.selectors import pool_get
 
 DEFAULT_PATH = "startup/stdout.txt"
 STANDARD_FILES = ("stdout.txt", "stderr.txt")
@@ -57,7 +58,7 @@ def _prep_folder(gateway, pool: Pool, node_id: str, path: str) -> tuple[str, Job
 @login_required
 def node_files(request, pk: int, node_id: str):
     """One file of the start task or of a job preparation task on a node, a window at a time."""
-    pool = selectors.pool_get(user=request.user, pk=pk)
+    pool = pool_get(user=request.user, pk=pk)
     if not NODE_ID.match(node_id):
         raise Http404("No such node")
     path = request.GET.get("path", DEFAULT_PATH)
@@ -137,7 +138,7 @@ def _download(pool: Pool, node_id: str, path: str):
 def job_preparation(request, pk: int):
     """The job page's "Preparation task output": the nodes its preparation task ran on, from Batch, with links to
     each node's stdout and stderr of it. Loaded after the page, so the page never waits on Batch."""
-    job = selectors.job_get(user=request.user, pk=pk)
+    job = job_get(user=request.user, pk=pk)
     context = {"job": job, "rows": []}
     try:
         with gateway_for(job.account) as gateway:

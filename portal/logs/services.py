@@ -3,7 +3,7 @@ link to the saved copy, a job's zip). Never the link itself: it is a credential 
 
 from __future__ import annotations
 
-from portal.audit import record_event
+from portal.audit.services import record_event
 
 
 def task_file_download_record(*, user, task, path: str, source: str, size: int) -> None:

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from batchsync.accounts import blob_store, gateway_for
 from batchsync.gateway import GatewayError, NotFound, Rejected, Transient
-from portal import selectors
+from portal.jobs import selectors
 from portal.logs import search, services, windows, zips
 from portal.logs.ansi import ansi_to_html
 from portal.logs.files import (
@@ -161,7 +161,7 @@ def _file_names(opened: _Opened, task, source) -> list[str]:
 
 
 def _viewer(request, task, path: str):
-    live = selectors.task_is_live(task)
+    live = task.is_live
     context = {"task": task, "path": path, "live": live}
     try:
         with _Opened(task.job.account) as opened:
@@ -189,7 +189,7 @@ def task_output_window(request, pk: int):
     task = _task(request, pk)
     path = _path(request)
     start, end, line = int_param(request, "start"), int_param(request, "end"), int_param(request, "line")
-    live = selectors.task_is_live(task)
+    live = task.is_live
     try:
         with _Opened(task.job.account) as opened:
             source = open_file(task, path, batch=opened.batch, store=opened.store, live=live)
@@ -219,7 +219,7 @@ def task_output_tail(request, pk: int):
     after, line = int_param(request, "after"), int_param(request, "line")
     if after is None:
         raise Http404("after is required")
-    live = selectors.task_is_live(task)
+    live = task.is_live
     try:
         if live:
             window = shared_tail(task.job.account, task.job.job_id, task.task_id, path, after=after,
@@ -264,7 +264,7 @@ def _open_stream(task, path: str):
     opened = _Opened(task.job.account)
     try:
         source = open_file(task, path, batch=opened.batch, store=opened.store,
-                                live=selectors.task_is_live(task))
+                                live=task.is_live)
         size = source.size()
     except BaseException:
         opened.close()
@@ -370,7 +370,7 @@ def task_output_search(request, pk: int):
                       {"problem": f"Type between 1 and {search.SEARCH_MAX_CHARS} characters to search for."})
     if not re.fullmatch(r"-1|\d{1,6}", hit):
         raise Http404("Bad hit")
-    live = selectors.task_is_live(task)
+    live = task.is_live
     try:
         with _Opened(task.job.account) as opened:
             source = open_file(task, path, batch=opened.batch, store=opened.store, live=live)

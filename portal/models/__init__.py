@@ -4,10 +4,24 @@ migrations keep working whichever module a model lives in."""
 from portal.models.accounts import BatchAccount, Team
 from portal.models.audit import AuditEvent
 from portal.models.jobs import Job, JobState, Task, TaskResult, TaskState
-from portal.models.pools import (MAX_NODES_PER_KIND, AllocationState, Node, NodeFillType, NodeState, Pool, PoolState,
-                                 PoolTemplate, resource_files_problem)
-from portal.models.submit import (UNFINISHED_SUBMISSION_STATES, JobTemplate, JobTemplateVersion, Submission,
-                                  SubmissionState)
+from portal.models.pools import (
+                                 MAX_NODES_PER_KIND,
+                                 AllocationState,
+                                 Node,
+                                 NodeFillType,
+                                 NodeState,
+                                 Pool,
+                                 PoolState,
+                                 PoolTemplate,
+                                 resource_files_problem,
+)
+from portal.models.submit import (
+                                 UNFINISHED_SUBMISSION_STATES,
+                                 JobTemplate,
+                                 JobTemplateVersion,
+                                 Submission,
+                                 SubmissionState,
+)
 
 __all__ = [
     "MAX_NODES_PER_KIND", "UNFINISHED_SUBMISSION_STATES", "AllocationState", "AuditEvent", "BatchAccount", "Job",

@@ -1,4 +1,4 @@
-"""The audit history's rows: append-only, hash-chained records of what people did (written by portal.audit)."""
+"""The audit history's rows: append-only, hash-chained records of what people did (written by portal.audit.services)."""
 
 from django.db import models
 

@@ -3,6 +3,8 @@
 Mirrored fields keep Batch's names in snake_case and are written only by batchsync/sync.py; our bookkeeping fields
 end in `_at`. Rows Batch deleted stay, marked by `gone_at`."""
 
+import enum
+
 from django.conf import settings
 from django.db import models
 
@@ -19,6 +21,9 @@ class JobState(models.TextChoices):
     DELETING = "deleting"
     UNKNOWN = "unknown"
 
+    # Batch runs nothing more of a job in these states: it cannot be terminated, nor its tasks retried.
+    ENDED = enum.nonmember(frozenset({COMPLETED, TERMINATING, DELETING}))
+
 
 class TaskState(models.TextChoices):
     ACTIVE = "active"
@@ -31,6 +36,12 @@ class TaskState(models.TextChoices):
 class TaskResult(models.TextChoices):
     SUCCESS = "success"
     FAILURE = "failure"
+
+
+class JobQuerySet(models.QuerySet):
+    def live(self):
+        """Jobs the pages still poll: see Job.is_live."""
+        return self.filter(gone_at__isnull=True).exclude(state=JobState.COMPLETED)
 
 
 class Job(models.Model):
@@ -66,6 +77,8 @@ class Job(models.Model):
     last_synced_at = models.DateTimeField(null=True, blank=True)
     gone_at = models.DateTimeField(null=True, blank=True)
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ["-creation_time", "job_id"]
         constraints = [models.UniqueConstraint(fields=["account", "job_id"], name="job_unique_per_account")]
@@ -82,6 +95,18 @@ class Job(models.Model):
     @property
     def task_total(self) -> int:
         return self.task_active + self.task_running + self.task_completed
+
+    @property
+    def has_ended(self) -> bool:
+        """Batch runs nothing more of it (JobState.ENDED): no terminating it, no retrying its tasks."""
+        return self.state in JobState.ENDED
+
+    @property
+    def is_live(self) -> bool:
+        """Can still change, so its pages keep polling and count it as not finished: still in Batch and not
+        completed. Wider than `not has_ended`: a job terminating or being deleted has ended for actions, but its
+        state and counts still move until it is completed or gone."""
+        return self.gone_at is None and self.state != JobState.COMPLETED
 
 
 class Task(models.Model):
@@ -137,3 +162,8 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.task_id
+
+    @property
+    def is_live(self) -> bool:
+        """Can still change (its page keeps polling): still in Batch, not completed, and its job is live."""
+        return self.gone_at is None and self.state != TaskState.COMPLETED and self.job.is_live

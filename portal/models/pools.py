@@ -70,6 +70,11 @@ class Pool(models.Model):
     def __str__(self) -> str:
         return self.pool_id
 
+    @property
+    def is_live(self) -> bool:
+        """A pool that still exists in Batch can resize, and its nodes change state, at any time."""
+        return self.gone_at is None
+
 
 class Node(models.Model):
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="nodes")
@@ -111,7 +116,7 @@ class NodeFillType(models.TextChoices):
 class PoolTemplate(models.Model):
     """A recipe for a pool that people with `manage_pools` create from: machine, image, sizes, start task.
 
-    Edited in the admin; `portal.services.pool_create` turns it into a Batch pool."""
+    Edited in the admin; `portal.pools.services.pool_create` turns it into a Batch pool."""
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -152,7 +157,8 @@ class PoolTemplate(models.Model):
         if problem:
             errors["start_task_resource_files"] = problem
         if self.start_task_resource_files and not self.start_task_command_line.strip():
-            errors["start_task_command_line"] = "Resource files are downloaded for the start task: give it a command line."
+            errors["start_task_command_line"] = ("Resource files are downloaded for the start task: "
+                                                 "give it a command line.")
         if errors:
             raise ValidationError(errors)
 

@@ -9,8 +9,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
-from portal.admin import ReadOnlyAdmin
-from portal.admin_audit import AuditedAdminMixin
+from portal import access
+from portal.admin_mirror import ReadOnlyAdmin
+from portal.audit.admin import AuditedAdminMixin
 from portal.models import JobTemplate, JobTemplateVersion, Submission
 from portal.submit import services
 from portal.submit.spec import SpecError, parse_spec
@@ -78,7 +79,7 @@ class JobTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
-        can_write = services.can_write_command_lines(request.user)
+        can_write = access.can_write_command_lines(request.user)
 
         class BoundForm(form):
             def __init__(self, *args, **inner):

@@ -6,7 +6,7 @@ import logging
 
 from portal import access
 from portal.models import JobTemplate, Submission
-from portal.selectors import Page, Sort, keyset_page
+from portal.pagination import Page, Sort, keyset_page
 from portal.submit.spec import SpecError
 
 logger = logging.getLogger(__name__)

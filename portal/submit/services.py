@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from batchsync.accounts import default_account
 from batchsync.tasks import submit_submission_task
 from portal import access
-from portal.audit import record_event
+from portal.audit.services import record_event
 from portal.models import JobTemplateVersion, Submission
 from portal.submit.preview import Preview, preview
 from portal.submit.render import missing_csv_columns
@@ -22,8 +22,6 @@ from portal.submit.spec import MAX_TASKS, SpecError, command_line_problems, pars
 from portal.submit.values import ParameterErrors, clean_values, parse_csv
 
 logger = logging.getLogger(__name__)
-
-WRITE_COMMAND_LINES = "portal.write_command_lines"
 
 
 class SubmissionError(Exception):
@@ -36,14 +34,10 @@ class SubmissionError(Exception):
         self.field_errors = field_errors or {}
 
 
-def can_write_command_lines(user) -> bool:
-    return bool(user and user.is_active and user.has_perm(WRITE_COMMAND_LINES))
-
-
 def job_template_version_create(*, user, template, spec: dict):
     """A new version of `template` with the next number; the spec is checked first (SubmissionError lists what is
     wrong). Writing a command line is writing code that runs on the pool, so it needs portal.write_command_lines."""
-    if not can_write_command_lines(user):
+    if not access.can_write_command_lines(user):
         raise PermissionDenied("Writing job templates needs the portal.write_command_lines permission.")
     try:
         parse_spec(spec)
@@ -89,7 +83,7 @@ def submission_prepare(*, user, template_version, parameters: dict, uploaded_fil
     if command_line is not None and command_line.strip() == spec.command_line.strip():
         command_line = None
     if command_line is not None:
-        if not can_write_command_lines(user):
+        if not access.can_write_command_lines(user):
             raise PermissionDenied("Writing your own command line needs the portal.write_command_lines permission.")
         placeholders = {p.name for p in spec.parameters} | ({spec.fan_out.placeholder} - {None})
         problems = command_line_problems(command_line, placeholders, csv_columns=spec.fan_out.kind == "csv")

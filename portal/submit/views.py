@@ -25,15 +25,15 @@ from django.views.decorators.http import (
 )
 
 from batchsync.accounts import blob_store
-from portal import access, selectors
-from portal.audit import can_view as can_view_audit
+from portal import access
+from portal.audit import selectors as audit_selectors
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from portal.submit import forms, preview, services, uploads
 from portal.submit import selectors as submit_selectors
 from portal.submit.services import SubmissionError
 from portal.submit.spec import SpecError, TemplateSpec
 from portal.submit.values import InputFile, clean_file, human_bytes
-from portal.views.common import partial_for, render_page
+from portal.pages import partial_for, render_page
 
 
 def _require_submitter(request) -> None:
@@ -82,7 +82,7 @@ def submit_form(request, slug: str):
     or the form again with what to fix next to each field. Nothing is written either way."""
     _require_submitter(request)
     template = _template_or_404(slug)
-    allowed_command_line = services.can_write_command_lines(request.user)
+    allowed_command_line = access.can_write_command_lines(request.user)
     if request.method != "POST":
         parent = _rerun_parent(request, request.GET.get("rerun"), template)
         version = parent.template_version if parent else template.current_version()
@@ -153,7 +153,7 @@ def submit_confirm(request, slug: str):
     parent = _rerun_parent(request, payload.get("r"), template)
     version = _version_of(template, payload["v"]) or template.current_version()
     form_class = forms.submit_form_class(
-        version.parsed, command_line_allowed=services.can_write_command_lines(request.user))
+        version.parsed, command_line_allowed=access.can_write_command_lines(request.user))
 
     def form_again(errors: dict | None = None, message: str | None = None):
         initial = {**payload["p"], "template_version": payload["v"], "rerun": payload.get("r") or ""}
@@ -162,7 +162,7 @@ def submit_confirm(request, slug: str):
                 initial[parameter.name] = initial[parameter.name] in ("true", True)
         if payload.get("c") is not None:
             initial["command_line"] = payload["c"]
-        elif services.can_write_command_lines(request.user):
+        elif access.can_write_command_lines(request.user):
             initial["command_line"] = version.parsed.command_line
         form = form_class(initial=initial)
         if errors or message:
@@ -340,7 +340,7 @@ def submission_detail(request, public_id):
     if submission is None:
         raise Http404("No such submission")
     job = submission.job
-    job_live = job is not None and selectors.job_is_live(job)
+    job_live = job is not None and job.is_live
     waiting_for_job = submission.state == SubmissionState.SUBMITTED and job is None
     context = {
         "submission": submission, "job": job, "template": submission.template_version.template,
@@ -353,9 +353,10 @@ def submission_detail(request, public_id):
     partial = partial_for(request, {}, default="status")
     if partial is None:
         # The History section is not part of the polled partial.
-        context["history"] = selectors.audit_rows(selectors.audit_for_submission(submission, job), user=request.user)
-        if can_view_audit(request.user):
-            context["audit_url"] = selectors.audit_list_url("submission", submission.pk)
+        context["history"] = audit_selectors.audit_rows(audit_selectors.audit_for_submission(submission, job),
+                                                        user=request.user)
+        if access.can_view_audit(request.user):
+            context["audit_url"] = audit_selectors.audit_list_url("submission", submission.pk)
     return render_page(request, "submit/submission_detail.html", context, partial)
 
 

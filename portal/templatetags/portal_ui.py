@@ -6,7 +6,8 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
-from portal import selectors
+from portal.accounts.selectors import sync_is_stale
+from portal.jobs.selectors import Progress, job_progress
 from portal.models import TaskResult, TaskState
 
 register = template.Library()
@@ -72,15 +73,15 @@ def task_status(task) -> str:
 
 
 @register.filter
-def progress(job) -> selectors.Progress:
-    return selectors.job_progress(job)
+def progress(job) -> Progress:
+    return job_progress(job)
 
 
 @register.inclusion_tag("includes/synced.html")
 def synced(at: datetime | None, what: str = "Synced", live: bool = True):
     """'Synced 4 s ago' from a last_synced_at, marked stale when the sync has fallen behind on
     something that can still change (a finished job is not synced again, and that is fine)."""
-    return {"at": at, "what": what if live else "Last synced", "stale": live and selectors.sync_is_stale(at)}
+    return {"at": at, "what": what if live else "Last synced", "stale": live and sync_is_stale(at)}
 
 
 @register.filter

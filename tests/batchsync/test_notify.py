@@ -17,9 +17,9 @@ from batchsync.accounts import default_account
 from batchsync.celery import app
 from batchsync.gateway import BatchGateway, PoolSpec
 from batchsync.sync import sync_account
-from portal import services
-from portal.submit import services as submit_services
+from portal.jobs import services as job_services
 from portal.models import Job, JobTemplate, Submission, SubmissionState
+from portal.submit import services as submit_services
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import UserFactory
 from tests.localbatch.helpers import wait_for
@@ -140,7 +140,7 @@ def test_a_terminated_job_says_so_with_the_reason(gateway, running_pool, sam, ma
     submission = submitted(sam, 2, seconds="60")
     synced()
     job = Job.objects.get(job_id=submission.job_id)
-    services.job_terminate(user=sam, job=job, reason="wrong frames")
+    job_services.job_terminate(user=sam, job=job, reason="wrong frames")
     ended(gateway, submission.job_id)
     synced()
 

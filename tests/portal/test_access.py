@@ -61,7 +61,7 @@ def test_job_list_scopes(client, submitter, other_submitter, operator_a, team_a,
 
 
 def test_team_scope_keeps_keyset_pages(client, submitter, team_a):
-    from portal.selectors import PAGE_SIZE
+    from portal.pagination import PAGE_SIZE
 
     for n in range(PAGE_SIZE + 5):
         JobFactory(submitted_by=submitter, team=team_a, job_id=f"team-{n:03d}")

@@ -13,10 +13,14 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from batchsync.accounts import default_account
-from portal import audit, services
-from portal.submit import services as submit_services
-from portal.audit import GENESIS_HASH, client_ip, event_hash, record_event, sanitised
+from portal.actions import ActionError
+from portal.audit.chain import GENESIS_HASH, event_hash
+from portal.audit.middleware import client_ip
+from portal.audit.services import record_event
 from portal.models import AuditEvent, JobTemplate, Pool, PoolTemplate, Team
+from portal.pools import services as pool_services
+from portal.redact import sanitised
+from portal.submit import services as submit_services
 from tests.factories import PASSWORD, JobFactory, UserFactory
 from tests.localbatch.helpers import make_pool
 
@@ -351,7 +355,7 @@ def test_a_pool_resize_records_the_targets_before_and_after(batch, batch_client,
     pool = Pool.objects.create(account=default_account(), pool_id="pool-a", state="active", allocation_state="steady",
                                vm_size="standard_d2s_v3", target_dedicated_nodes=1, target_low_priority_nodes=0)
 
-    services.pool_resize(user=manager, pool=pool, dedicated_nodes=3, low_priority_nodes=2)
+    pool_services.pool_resize(user=manager, pool=pool, dedicated_nodes=3, low_priority_nodes=2)
 
     event = AuditEvent.objects.get(action="pool.resize")
     assert (event.actor_name, event.object_type, event.object_id, event.object_label) == (
@@ -362,13 +366,13 @@ def test_a_pool_resize_records_the_targets_before_and_after(batch, batch_client,
 
 def test_pool_create_and_delete_are_recorded_and_a_refused_action_is_not(batch, batch_client, manager):
     template = PoolTemplate.objects.get(name="Small Linux pool")
-    services.pool_create(user=manager, template=template, pool_id="made", dedicated_nodes=0, low_priority_nodes=0)
-    with pytest.raises(services.PoolActionError):
-        services.pool_create(user=manager, template=template, pool_id="made", dedicated_nodes=0,
+    pool_services.pool_create(user=manager, template=template, pool_id="made", dedicated_nodes=0, low_priority_nodes=0)
+    with pytest.raises(ActionError):
+        pool_services.pool_create(user=manager, template=template, pool_id="made", dedicated_nodes=0,
                              low_priority_nodes=0)
     pool = Pool.objects.create(account=default_account(), pool_id="made", state="active", allocation_state="steady",
                                vm_size="standard_d2s_v3")
-    services.pool_delete(user=manager, pool=pool)
+    pool_services.pool_delete(user=manager, pool=pool)
 
     recorded = events(object_type="pool")
     assert [(e.action, e.object_id) for e in recorded] == [("pool.create", "made"), ("pool.delete", "made")]
@@ -441,4 +445,4 @@ def test_pool_template_edits_in_the_admin_keep_sas_out_of_the_record(admin_clien
     assert event.changes["start_task_resource_files"][1] == [
         {"http_url": "https://acct.blob.core.windows.net/inputs/frames.zip?[redacted]", "file_path": "setup.sh"}]
     assert "sig=" not in json.dumps(event.changes)
-    assert audit.event_hash(event) == event.hash
+    assert event_hash(event) == event.hash

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from portal.audit import record_event
+from portal.audit.services import record_event
 from portal.models import AuditEvent
 from tests.factories import UserFactory
 
@@ -91,7 +91,7 @@ def test_removing_the_first_records_is_seen(five):
 
 
 def test_an_edited_and_rehashed_record_is_seen_at_the_next_one(five):
-    from portal.audit import event_hash
+    from portal.audit.chain import event_hash
 
     edited = AuditEvent.objects.values().get(pk=five[1].id) | {"reason": "forged"}
     behind_the_apps_back("UPDATE portal_auditevent SET reason = %s, hash = %s WHERE id = %s",
@@ -113,7 +113,7 @@ def test_reordered_records_are_named(five):
 
 
 def test_a_record_slipped_in_is_named(five, user):
-    from portal.audit import chain_hash, row_fields
+    from portal.audit.chain import chain_hash, row_fields
 
     # A forger who knows the algorithm writes a valid-looking record after #2 and gives it an id between.
     forged_at = five[1].at

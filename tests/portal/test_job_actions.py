@@ -14,10 +14,10 @@ from django.urls import NoReverseMatch, reverse
 from batchsync.accounts import default_account
 from batchsync.sync import reconcile_job_tasks, sync_account
 from localbatch.server import Faults
-from portal import services
-from portal.submit import services as submit_services
+from portal.actions import ActionError
+from portal.jobs import services as job_services
 from portal.models import Job, JobTemplate, Submission, Task, Team
-from portal.services import JobActionError
+from portal.submit import services as submit_services
 from tests.factories import UserFactory
 from tests.localbatch.helpers import make_job, make_pool, sh, task, wait_for
 
@@ -159,17 +159,17 @@ def test_someone_who_may_not_act_gets_404_and_nothing_changes_in_batch(busy_job,
 
 def test_the_services_refuse_someone_who_may_not_act(busy_job, batch_client, vera):
     long_task = mirrored_task(busy_job, "long")
-    for call in (lambda: services.job_terminate(user=vera, job=busy_job, reason=REASON),
-                 lambda: services.task_terminate(user=vera, task=long_task, reason=REASON),
-                 lambda: services.task_delete(user=vera, task=long_task, reason=REASON),
-                 lambda: services.tasks_retry(user=vera, job=busy_job, dry_run=True)):
-        with pytest.raises(services.PermissionDenied):
+    for call in (lambda: job_services.job_terminate(user=vera, job=busy_job, reason=REASON),
+                 lambda: job_services.task_terminate(user=vera, task=long_task, reason=REASON),
+                 lambda: job_services.task_delete(user=vera, task=long_task, reason=REASON),
+                 lambda: job_services.tasks_retry(user=vera, job=busy_job, dry_run=True)):
+        with pytest.raises(job_services.PermissionDenied):
             call()
     assert batch_task_state(batch_client, "busy", "long") == "running"
 
 
 def test_an_operator_of_the_submitters_team_may_terminate(busy_job, batch_client, otto):
-    outcome = services.job_terminate(user=otto, job=busy_job, reason=REASON)
+    outcome = job_services.job_terminate(user=otto, job=busy_job, reason=REASON)
 
     assert outcome.done
     wait_for(lambda: batch_client.get_job("busy").state == "completed", message="job completed")
@@ -204,8 +204,8 @@ def test_a_missing_reason_is_a_form_error_and_nothing_is_done(busy_job, batch_cl
 
     assert batch_client.get_job("busy").state == "active"
     assert batch_task_state(batch_client, "busy", "long") == "running"
-    with pytest.raises(JobActionError) as caught:
-        services.job_terminate(user=sam, job=busy_job, reason=" ")
+    with pytest.raises(ActionError) as caught:
+        job_services.job_terminate(user=sam, job=busy_job, reason=" ")
     assert caught.value.field == "reason"
 
 
@@ -258,7 +258,7 @@ def test_terminating_a_running_job_stops_it_and_the_page_shows_it_after_a_sync(b
 def test_a_long_reason_reaches_batch_shortened_and_stays_whole_in_the_request(busy_job, batch_client, sam):
     reason = "the input bucket was wrong " * 10
 
-    services.job_terminate(user=sam, job=busy_job, reason=reason)
+    job_services.job_terminate(user=sam, job=busy_job, reason=reason)
 
     job = wait_for(lambda: (j := batch_client.get_job("busy")).state == "completed" and j, message="job completed")
     assert len(job.execution_info.termination_reason) == 64
@@ -266,11 +266,11 @@ def test_a_long_reason_reaches_batch_shortened_and_stays_whole_in_the_request(bu
 
 
 def test_terminating_a_job_that_already_ended_says_so(busy_job, batch_client, sam):
-    services.job_terminate(user=sam, job=busy_job, reason=REASON)
+    job_services.job_terminate(user=sam, job=busy_job, reason=REASON)
     wait_for(lambda: batch_client.get_job("busy").state == "completed", message="job completed")
 
     # The mirror still says active (no sync yet): Batch has the last word.
-    outcome = services.job_terminate(user=sam, job=busy_job, reason=REASON)
+    outcome = job_services.job_terminate(user=sam, job=busy_job, reason=REASON)
 
     assert not outcome.done
     assert outcome.message == "The job “busy” had already ended, so there was nothing to terminate."
@@ -298,7 +298,7 @@ def test_terminating_a_running_task_stops_it_and_the_job_carries_on(busy_job, ba
 
 
 def test_terminating_a_task_that_completed_says_so(failed_job, sam):
-    outcome = services.task_terminate(user=sam, task=mirrored_task(failed_job, "ok"), reason=REASON)
+    outcome = job_services.task_terminate(user=sam, task=mirrored_task(failed_job, "ok"), reason=REASON)
 
     assert not outcome.done and "had already completed" in outcome.message
 
@@ -322,7 +322,7 @@ def test_deleting_a_task_batch_no_longer_has_says_so(busy_job, batch_client, sam
     long_task = mirrored_task(busy_job, "long")
     batch_client.delete_task("busy", "long")
 
-    outcome = services.task_delete(user=sam, task=long_task, reason=REASON)
+    outcome = job_services.task_delete(user=sam, task=long_task, reason=REASON)
 
     assert not outcome.done and "no longer had the task" in outcome.message
 
@@ -351,7 +351,7 @@ def test_retrying_runs_the_failed_tasks_again(failed_job, batch_client, sam, tmp
 def test_a_dry_run_counts_and_changes_nothing(failed_job, batch_client, sam, tmp_path):
     before = {t: batch_client.get_task("failing", t).state_transition_time for t in ("f1", "f2", "f3")}
 
-    outcome = services.tasks_retry(user=sam, job=failed_job, dry_run=True)
+    outcome = job_services.tasks_retry(user=sam, job=failed_job, dry_run=True)
 
     assert (outcome.dry_run, outcome.candidates, outcome.retried, outcome.limited) == (True, 3, 0, False)
     assert {t: batch_client.get_task("failing", t).state_transition_time for t in before} == before
@@ -360,8 +360,8 @@ def test_a_dry_run_counts_and_changes_nothing(failed_job, batch_client, sam, tmp
 
 def test_retrying_listed_tasks_takes_only_the_failed_ones_among_them(failed_job, batch_client, sam, tmp_path):
     # The failure triage page's call: explicit Batch task ids of one job.
-    dry = services.tasks_retry(user=sam, job=failed_job, task_ids=["f2", "ok", "no-such-task"], dry_run=True)
-    real = services.tasks_retry(user=sam, job=failed_job, task_ids=["f2", "ok", "no-such-task"], dry_run=False)
+    dry = job_services.tasks_retry(user=sam, job=failed_job, task_ids=["f2", "ok", "no-such-task"], dry_run=True)
+    real = job_services.tasks_retry(user=sam, job=failed_job, task_ids=["f2", "ok", "no-such-task"], dry_run=False)
 
     assert (dry.candidates, dry.skipped) == (1, 2)
     assert (real.retried, real.skipped, real.not_retried) == (1, 2, 0)
@@ -376,19 +376,19 @@ def test_a_task_retried_since_the_last_sync_is_skipped(failed_job, batch_client,
     wait_for(lambda: batch_client.get_task("failing", "f1").execution_info.result == "success",
              message="f1 succeeded on its own retry")
 
-    outcome = services.tasks_retry(user=sam, job=failed_job, dry_run=False)
+    outcome = job_services.tasks_retry(user=sam, job=failed_job, dry_run=False)
 
     assert (outcome.candidates, outcome.retried, outcome.skipped, outcome.not_retried) == (3, 2, 1, 0)
     assert "1 was skipped because it is no longer failed" in outcome.message
 
 
 def test_the_tasks_of_an_ended_job_cannot_be_retried_so_the_page_says_re_run(failed_job, batch_client, sam):
-    services.job_terminate(user=sam, job=failed_job, reason=REASON)
+    job_services.job_terminate(user=sam, job=failed_job, reason=REASON)
     wait_for(lambda: batch_client.get_job("failing").state == "completed", message="job completed")
 
     # The mirror does not know yet: Batch refuses, and the person is told the same thing.
-    with pytest.raises(JobActionError) as before_sync:
-        services.tasks_retry(user=sam, job=failed_job, dry_run=False)
+    with pytest.raises(ActionError) as before_sync:
+        job_services.tasks_retry(user=sam, job=failed_job, dry_run=False)
     sync_account(default_account())
     page = client_for(sam).get(reverse("job_retry_failed", args=[failed_job.pk]))
 
@@ -399,9 +399,9 @@ def test_the_tasks_of_an_ended_job_cannot_be_retried_so_the_page_says_re_run(fai
 
 
 def test_retry_is_bounded(failed_job, sam, monkeypatch):
-    monkeypatch.setattr(services, "MAX_RETRY_TASKS", 2)
+    monkeypatch.setattr(job_services, "MAX_RETRY_TASKS", 2)
 
-    outcome = services.tasks_retry(user=sam, job=failed_job, dry_run=True)
+    outcome = job_services.tasks_retry(user=sam, job=failed_job, dry_run=True)
 
     assert (outcome.candidates, outcome.limited) == (2, True)
     assert "as many as one retry takes (2)" in outcome.message
@@ -409,10 +409,10 @@ def test_retry_is_bounded(failed_job, sam, monkeypatch):
 
 def test_while_batch_is_busy_the_retry_reports_what_it_could_not_do(batch, failed_job, batch_client, sam,
                                                                      monkeypatch):
-    monkeypatch.setattr(services, "RETRY_BUDGET_SECONDS", 1.0)
+    monkeypatch.setattr(job_services, "RETRY_BUDGET_SECONDS", 1.0)
     batch.app.faults = Faults(rate=1.0, status=503, retry_after=0, path_pattern="/reactivate$")
     try:
-        outcome = services.tasks_retry(user=sam, job=failed_job, dry_run=False)
+        outcome = job_services.tasks_retry(user=sam, job=failed_job, dry_run=False)
     finally:
         batch.app.faults = Faults()
 

@@ -16,9 +16,9 @@ from batchsync.accounts import default_account
 from batchsync.gateway import BatchGateway
 from batchsync.sync import sync_pools
 from localbatch.server import Faults, start
-from portal import services
+from portal.actions import ActionError
 from portal.models import Job, JobState, Pool, PoolTemplate
-from portal.services import PoolActionError
+from portal.pools import services
 from tests.localbatch.helpers import make_pool, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -587,7 +587,7 @@ def test_pool_create_as_superuser(batch, batch_client, admin_user, small_linux):
 
 @pytest.mark.parametrize("pool_id", ["a b", "x" * 65, "", None, "semi;colon"])
 def test_pool_create_checks_the_id(batch, batch_client, manager, small_linux, pool_id):
-    with pytest.raises(PoolActionError) as caught:
+    with pytest.raises(ActionError) as caught:
         services.pool_create(user=manager, template=small_linux, pool_id=pool_id, dedicated_nodes=1,
                              low_priority_nodes=0)
 
@@ -600,7 +600,7 @@ def test_pool_create_checks_the_id(batch, batch_client, manager, small_linux, po
     (-1, 0, "dedicated_nodes"), (101, 0, "dedicated_nodes"), (True, 0, "dedicated_nodes"),
     ("2", 0, "dedicated_nodes"), (0, 101, "low_priority_nodes"), (0, 1.5, "low_priority_nodes")])
 def test_pool_create_checks_the_counts(batch, batch_client, manager, small_linux, dedicated, low_priority, field):
-    with pytest.raises(PoolActionError) as caught:
+    with pytest.raises(ActionError) as caught:
         services.pool_create(user=manager, template=small_linux, pool_id="p", dedicated_nodes=dedicated,
                              low_priority_nodes=low_priority)
 
@@ -611,7 +611,7 @@ def test_pool_create_checks_the_counts(batch, batch_client, manager, small_linux
 def test_a_busy_batch_is_a_try_again_error(batch, batch_client, manager, small_linux):
     batch.app.faults = Faults(rate=1.0, status=503, retry_after=0, path_pattern="^/pools$")
 
-    with pytest.raises(PoolActionError) as caught:
+    with pytest.raises(ActionError) as caught:
         services.pool_create(user=manager, template=small_linux, pool_id="p", dedicated_nodes=1, low_priority_nodes=0)
 
     batch.app.faults = Faults()
@@ -622,7 +622,7 @@ def test_a_busy_batch_is_a_try_again_error(batch, batch_client, manager, small_l
 def test_refused_credentials_say_to_ask_an_administrator(batch, batch_client, manager, small_linux, settings):
     settings.BATCH_ACCOUNT_KEY = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5"
 
-    with pytest.raises(PoolActionError) as caught:
+    with pytest.raises(ActionError) as caught:
         services.pool_create(user=manager, template=small_linux, pool_id="p", dedicated_nodes=1, low_priority_nodes=0)
 
     assert "refused the portal's credentials" in caught.value.message
@@ -634,7 +634,7 @@ def test_other_refusals_carry_batchs_reason(batch, batch_client, manager, small_
     # Batch caps a start task's command line at 8192 characters; the template's admin form does not.
     small_linux.start_task_command_line = "echo " + "x" * 9000
 
-    with pytest.raises(PoolActionError) as caught:
+    with pytest.raises(ActionError) as caught:
         services.pool_create(user=manager, template=small_linux, pool_id="p", dedicated_nodes=1, low_priority_nodes=0)
 
     assert caught.value.message.startswith("Batch refused to create the pool: ")
@@ -645,7 +645,7 @@ def test_other_refusals_carry_batchs_reason(batch, batch_client, manager, small_
 def test_resizing_a_pool_batch_no_longer_has(batch, manager):
     pool = mirror("vanished")
 
-    with pytest.raises(PoolActionError) as caught:
+    with pytest.raises(ActionError) as caught:
         services.pool_resize(user=manager, pool=pool, dedicated_nodes=1, low_priority_nodes=0)
 
     assert caught.value.message.startswith("Batch has no pool “vanished” any more; nothing was changed.")
@@ -655,7 +655,7 @@ def test_resizing_a_pool_being_deleted_does_not_ask_batch(batch, batch_client, m
     make_pool(batch_client, "pool-a")
     pool = mirror("pool-a", state="deleting")
 
-    with pytest.raises(PoolActionError) as caught:
+    with pytest.raises(ActionError) as caught:
         services.pool_resize(user=manager, pool=pool, dedicated_nodes=4, low_priority_nodes=0)
 
     assert "is being deleted" in caught.value.message
@@ -693,7 +693,7 @@ def test_a_sync_is_requested_only_after_an_accepted_action(batch, manager, small
     with django_capture_on_commit_callbacks() as accepted:
         services.pool_create(user=manager, template=small_linux, pool_id="p", dedicated_nodes=0, low_priority_nodes=0)
     with django_capture_on_commit_callbacks() as refused:
-        with pytest.raises(PoolActionError):
+        with pytest.raises(ActionError):
             services.pool_create(user=manager, template=small_linux, pool_id="p", dedicated_nodes=0,
                                  low_priority_nodes=0)
 

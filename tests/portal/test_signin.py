@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from portal.oidc import EntraIDBackend
+from portal.accounts.oidc import EntraIDBackend
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +94,7 @@ def test_tokens_for_another_tenant_or_client_are_refused():
 
 
 def test_a_malformed_mapping_is_an_error():
-    from portal.access import ROLE_NAMES, parse_group_mapping
+    from portal.accounts.roles import ROLE_NAMES, parse_group_mapping
 
     assert parse_group_mapping(f"{OPERATORS.upper()}=Operator") == {OPERATORS: "Operator"}
     for bad in ("nonsense", f"{OPERATORS}=Superhero", "=Viewer"):

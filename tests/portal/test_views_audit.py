@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.audit import record_event
+from portal.audit.services import record_event
 from portal.models import AuditEvent, JobTemplate, Submission
 from tests.factories import JobFactory, PoolFactory, TaskFactory
 from tests.portal.pages import text

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from batchsync.accounts import default_account
 from batchsync.sync import sync_account
-from portal import selectors
+from portal import access
 from portal.models import Job, Node, Pool
 from portal.logs import node_file_views
 from tests.factories import PoolFactory, UserFactory
@@ -237,6 +237,6 @@ def test_anonymous_people_sign_in_and_missing_or_hidden_objects_are_404(batch, b
         assert response.status_code == 302 and response.url.startswith(reverse("login"))
     assert viewer.get(reverse("node_files", args=[31337, "tvm-1"])).status_code == 404
     assert viewer.get(reverse("job_preparation", args=[31337])).status_code == 404
-    monkeypatch.setattr(selectors, "user_can_view_account", lambda *, user, account_id: False)
+    monkeypatch.setattr(access, "user_can_view_account", lambda *, user, account_id: False)
     assert viewer.get(reverse("node_files", args=[pool.pk, "tvm-1"])).status_code == 404
     assert viewer.get(reverse("job_preparation", args=[job.pk])).status_code == 404

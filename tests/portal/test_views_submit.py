@@ -453,7 +453,7 @@ def test_an_idempotency_key_returns_its_submission_and_no_one_elses(alice):
 
 
 def test_my_submissions_page_by_page_without_counting(as_alice, alice):
-    from portal.selectors import keyset_page
+    from portal.pagination import keyset_page
     from portal.submit.selectors import SUBMISSION_SORT
 
     for frames in range(1, 4):

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from portal import selectors
+from portal.jobs import selectors
 from portal.models import JobState, TaskState
 from tests.factories import JobFactory, NodeFactory, PoolFactory, TaskFactory, UserFactory
 from tests.portal.pages import text

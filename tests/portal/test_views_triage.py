@@ -114,7 +114,7 @@ def test_failed_tasks_are_grouped_by_signature_largest_first_with_jobs_times_and
 @pytest.mark.parametrize("pair_rows", [2_000, 1], ids=["one GROUP BY", "signatures ranked by the database"])
 def test_past_the_shown_groups_the_page_says_smaller_ones_exist_and_counts_every_failure(vera, monkeypatch,
                                                                                          pair_rows):
-    from portal import selectors
+    from portal.jobs import triage as selectors
 
     monkeypatch.setattr(selectors, "PAIR_ROWS", pair_rows)
     job, other = JobFactory(), JobFactory()
@@ -205,14 +205,14 @@ def test_the_page_needs_a_sign_in_and_a_role(client):
 
 
 def test_only_accounts_the_person_may_read_are_counted(vera, monkeypatch):
-    from portal import selectors
+    from portal import access
 
     visible = JobFactory(account=BatchAccountFactory(name="ours"))
     hidden = JobFactory(account=BatchAccountFactory(name="theirs", is_default=False))
     failed(visible, 2)
     failed(hidden, 5)
-    real = selectors.user_can_view_account
-    monkeypatch.setattr(selectors, "user_can_view_account",
+    real = access.user_can_view_account
+    monkeypatch.setattr(access, "user_can_view_account",
                         lambda *, user, account_id: account_id != hidden.account_id and real(user=user,
                                                                                               account_id=account_id))
 

@@ -1,0 +1,1 @@
+"""The team's dashboard: one page of pools, unfinished jobs, recent failures and throughput; and the health check."""

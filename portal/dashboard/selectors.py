@@ -1,0 +1,147 @@
+"""The dashboard's reads: pools and their nodes by state, unfinished jobs, recent failures, and tasks finished per
+hour, each from an index of the mirror; nothing counts the task table."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from portal import access
+from portal.accounts.selectors import accounts_synced_at
+from portal.models import Job, Pool, Task, TaskResult
+from portal.pools.selectors import PoolSummary, pool_summaries
+
+DASHBOARD_JOBS = 12
+DASHBOARD_FAILURES = 8
+
+
+@dataclass
+class HourBar:
+    hour: datetime
+    succeeded: int
+    failed: int
+    height_pct: float = 0.0   # of the chart's scale
+    failed_pct: float = 0.0   # of this bar
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def end(self) -> datetime:
+        return self.hour + timedelta(hours=1)
+
+
+def nice_ceiling(value: int) -> int:
+    """The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × a power of ten, whole) at or
+    above value: a chart's top gridline, close enough to the peak that the bars fill the chart."""
+    step = 1
+    while True:
+        for factor in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
+            top = step * factor
+            if top >= value and top == int(top):
+                return int(top)
+        step *= 10
+
+
+@dataclass
+class Throughput:
+    bars: list[HourBar]
+    peak: int
+
+    @property
+    def scale(self) -> int:
+        return nice_ceiling(max(self.peak, 1))
+
+    @property
+    def half_scale(self) -> str:
+        half = self.scale / 2
+        return f"{half:,.0f}" if half == int(half) else f"{half:,.1f}"
+
+    @property
+    def succeeded(self) -> int:
+        return sum(bar.succeeded for bar in self.bars)
+
+    @property
+    def failed(self) -> int:
+        return sum(bar.failed for bar in self.bars)
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed
+
+
+@dataclass
+class Dashboard:
+    pools: list[PoolSummary]
+    node_totals: dict[str, int]
+    active_jobs: list[Job]
+    active_job_count: int
+    tasks_running: int
+    tasks_waiting: int
+    recent_failures: list[Task]
+    throughput: Throughput
+    synced_at: datetime | None
+
+    @property
+    def nodes(self) -> int:
+        return sum(self.node_totals.values())
+
+    @property
+    def more_active_jobs(self) -> int:
+        return max(self.active_job_count - len(self.active_jobs), 0)
+
+
+def tasks_finished_per_hour(*, hours: int = 24, now: datetime | None = None) -> Throughput:
+    """Tasks that finished in each of the last `hours` hours (the current one included), split
+    into succeeded and failed: two GROUP BYs over the end-time indexes, never a scan of all tasks."""
+    now = now or timezone.now()
+    current = now.replace(minute=0, second=0, microsecond=0)
+    since = current - timedelta(hours=hours - 1)
+
+    def per_hour(queryset) -> dict[datetime, int]:
+        rows = (queryset.filter(end_time__gte=since).annotate(hour=TruncHour("end_time"))
+                .values_list("hour").annotate(n=Count("*")).order_by())
+        return {hour: n for hour, n in rows}
+
+    # Total from the end_time index, failures from the (result, end_time) index: both index-only.
+    # Counts per hour across all accounts: no id or name leaves them, and a join would cost the scan.
+    total = per_hour(Task.objects.all())
+    failed = per_hour(Task.objects.filter(result=TaskResult.FAILURE))
+    bars = []
+    for step in range(hours):
+        hour = since + timedelta(hours=step)
+        n_failed = failed.get(hour, 0)
+        bars.append(HourBar(hour=hour, succeeded=max(total.get(hour, 0) - n_failed, 0), failed=n_failed))
+    throughput = Throughput(bars=bars, peak=max((bar.total for bar in bars), default=0))
+    for bar in bars:
+        bar.height_pct = round(100 * bar.total / throughput.scale, 2)
+        bar.failed_pct = round(100 * bar.failed / bar.total, 2) if bar.total else 0.0
+    return throughput
+
+
+def dashboard_data(*, user) -> Dashboard:
+    now = timezone.now()
+    accounts = access.visible_account_ids(user)
+    pools = list(Pool.objects.filter(account_id__in=accounts, gone_at__isnull=True)
+                 .select_related("account").order_by("pool_id"))
+    summaries = pool_summaries(pools)
+    node_totals: dict[str, int] = {}
+    for summary in summaries:
+        for state, _, n in summary.node_states:
+            node_totals[state] = node_totals.get(state, 0) + n
+
+    live = Job.objects.live().filter(account_id__in=accounts)
+    active_jobs = list(live.select_related("submitted_by").order_by("-creation_time", "-pk")[:DASHBOARD_JOBS])
+    # Jobs are thousands, not millions; one aggregate over the unfinished ones is cheap.
+    totals = live.aggregate(jobs=Count("pk"), running=Sum("task_running"), waiting=Sum("task_active"))
+    failures = list(Task.objects.filter(result=TaskResult.FAILURE, job__account_id__in=accounts)
+                    .select_related("job").order_by("-end_time")[:DASHBOARD_FAILURES])
+    synced_at = accounts_synced_at(accounts)
+    return Dashboard(
+        pools=summaries, node_totals=node_totals, active_jobs=active_jobs, active_job_count=totals["jobs"],
+        tasks_running=totals["running"] or 0, tasks_waiting=totals["waiting"] or 0,
+        recent_failures=failures, throughput=tasks_finished_per_hour(now=now), synced_at=synced_at,
+    )

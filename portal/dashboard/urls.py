@@ -1,0 +1,10 @@
+"""Routes of the dashboard and the health check, included by portal/urls.py at the site's root."""
+
+from django.urls import path
+
+from portal.dashboard import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("healthz", views.healthz, name="healthz"),
+]

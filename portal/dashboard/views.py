@@ -1,0 +1,31 @@
+"""The team dashboard and the health check."""
+
+from django.contrib.auth.decorators import login_not_required, login_required
+from django.db import DatabaseError, connection
+from django.http import HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from portal.dashboard import selectors
+from portal.pages import partial_for, render_page
+
+
+@require_safe
+@login_required
+def dashboard(request):
+    data = selectors.dashboard_data(user=request.user)
+    partial = partial_for(request, {}, default="live")
+    return render_page(request, "dashboard/index.html", {"d": data}, partial)
+
+
+@require_safe
+@never_cache
+@login_not_required
+def healthz(request):
+    # The web process is only useful with its database, so health includes one round trip.
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
+    return HttpResponse("ok\n", content_type="text/plain")

@@ -1,0 +1,313 @@
+"""Reads of jobs and tasks: the filtered job list, a job's progress and task table (keyset pages from an index per
+filter and sort), a task's timeline, and which actions a person may start on either."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+from django.urls import reverse
+
+from portal import access
+from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskResult, TaskState
+from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A job's tasks split into the four parts of its progress bar, from Batch's task counts."""
+
+    succeeded: int
+    failed: int
+    running: int
+    waiting: int
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed + self.running + self.waiting
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+    def percent(self, part: int) -> float:
+        return round(100 * part / self.total, 2) if self.total else 0.0
+
+    @property
+    def succeeded_pct(self) -> float:
+        return self.percent(self.succeeded)
+
+    @property
+    def failed_pct(self) -> float:
+        return self.percent(self.failed)
+
+    @property
+    def running_pct(self) -> float:
+        return self.percent(self.running)
+
+    @property
+    def waiting_pct(self) -> float:
+        return self.percent(self.waiting)
+
+    @property
+    def finished_pct(self) -> int:
+        # Rounded down, so a job shows 100 % only when every task has finished.
+        return 100 * self.finished // self.total if self.total else 0
+
+
+def job_progress(job: Job) -> Progress:
+    # Batch counts completed = succeeded + failed; trust the parts so the bar always adds up.
+    return Progress(succeeded=job.task_succeeded, failed=job.task_failed,
+                    running=job.task_running, waiting=job.task_active)
+
+
+# --- Dashboard --------------------------------------------------------------------------------
+
+
+JOB_SORT = Sort("created", "Newest first", "creation_time", descending=True)
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    state: str = ""
+    pool: str = ""
+    submitter: int | None = None
+    q: str = ""
+    # My / Team / All (portal.access.SCOPES). Not a filter in `active`: it has its own selector and always a value.
+    scope: str = access.SCOPE_ALL
+
+    @property
+    def active(self) -> bool:
+        return bool(self.state or self.pool or self.submitter or self.q)
+
+
+def scope_from(params, default: str = access.SCOPE_ALL) -> str:
+    scope = params.get("scope", "")
+    return scope if scope in dict(access.SCOPES) else default
+
+
+def job_filters_from(params, *, default_scope: str = access.SCOPE_ALL) -> JobFilters:
+    state = params.get("state", "")
+    submitter = params.get("submitter", "")
+    return JobFilters(
+        scope=scope_from(params, default_scope),
+        state=state if state in {"live", *JobState.values} else "",
+        pool=params.get("pool", "").strip()[:64],
+        submitter=int(submitter) if submitter.isdigit() else None,
+        q=params.get("q", "").strip()[:200],
+    )
+
+
+def job_list(*, user, filters: JobFilters, after: str | None = None, before: str | None = None,
+             size: int = PAGE_SIZE) -> Page:
+    """Jobs newest first, filtered; `q` matches anywhere in the job id or display name."""
+    jobs = Job.objects.filter(account_id__in=access.visible_account_ids(user)).select_related("submitted_by", "account")
+    # Scopes filter on indexed columns (submitted_by, team), so the keyset page below stays one range scan.
+    jobs = access.scoped(jobs, user=user, scope=filters.scope)
+    if filters.state == "live":
+        jobs = jobs.live()
+    elif filters.state:
+        jobs = jobs.filter(state=filters.state)
+    if filters.pool:
+        jobs = jobs.filter(pool_id=filters.pool)
+    if filters.submitter:
+        jobs = jobs.filter(submitted_by_id=filters.submitter)
+    if filters.q:
+        jobs = jobs.filter(Q(job_id__icontains=filters.q) | Q(display_name__icontains=filters.q))
+    return keyset_page(jobs, sort=JOB_SORT, tiebreak="id", size=size, after=after, before=before)
+
+
+def job_filter_choices(*, user) -> dict:
+    """The pools and submitters the jobs list can be filtered by."""
+    User = get_user_model()
+    return {
+        "states": [("live", "Not finished"), *JobState.choices],
+        "pools": list(Pool.objects.filter(account_id__in=access.visible_account_ids(user)).order_by("pool_id")
+                      .values_list("pool_id", flat=True).distinct()),
+        "submitters": list(User.objects.filter(submitted_jobs__isnull=False).distinct()
+                           .order_by(User.USERNAME_FIELD)),
+    }
+
+
+def job_get(*, user, pk: int) -> Job:
+    return access.readable_or_404(Job.objects.select_related("account", "submitted_by"), user=user,
+                                  account_of=lambda job: job.account_id, pk=pk)
+
+
+def job_pool(job: Job) -> Pool | None:
+    return Pool.objects.filter(account_id=job.account_id, pool_id=job.pool_id).first() if job.pool_id else None
+
+
+TASK_SORTS = {
+    sort.param: sort
+    for key, label, field_name in [
+        ("id", "Task id", None),
+        ("start", "Start time", "start_time"),
+        ("end", "End time", "end_time"),
+        ("duration", "Duration", "duration_seconds"),
+    ]
+    for sort in (Sort(key, label, field_name), Sort(key, label, field_name, descending=True))
+}
+DEFAULT_TASK_SORT = TASK_SORTS["id"]
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    state: str = ""
+    failed: bool = False
+    exit_code: int | None = None
+    q: str = ""
+    sort: Sort = DEFAULT_TASK_SORT
+
+    @property
+    def active(self) -> bool:
+        return bool(self.state or self.failed or self.exit_code is not None or self.q)
+
+
+def task_filters_from(params) -> TaskFilters:
+    state = params.get("state", "")
+    exit_code = params.get("exit_code", "").strip()
+    try:
+        code = int(exit_code) if exit_code else None
+    except ValueError:
+        code = None
+    if code is not None and not -(2**31) <= code < 2**31:
+        code = None  # Exit codes are 32-bit; anything else matches nothing and would overflow the column.
+    return TaskFilters(
+        state=state if state in TaskState.values else "",
+        failed=params.get("failed") in {"1", "on", "true"},
+        exit_code=code,
+        q=params.get("q", "").strip()[:200],
+        sort=TASK_SORTS.get(params.get("sort", ""), DEFAULT_TASK_SORT),
+    )
+
+
+def task_list(*, job: Job, filters: TaskFilters, after: str | None = None, before: str | None = None,
+              size: int = PAGE_SIZE) -> Page:
+    """One page of a job's tasks: filtered, searched anywhere in the id or name, in the chosen order.
+
+    Every filter and sort has an index starting with the job (see Task.Meta.indexes), so a page
+    costs the same for 100 tasks as for 100,000; there is no count of matching tasks."""
+    tasks = Task.objects.filter(job=job).defer("command_line", "environment")
+    if filters.state:
+        tasks = tasks.filter(state=filters.state)
+    if filters.failed:
+        tasks = tasks.filter(result=TaskResult.FAILURE)
+    if filters.exit_code is not None:
+        tasks = tasks.filter(exit_code=filters.exit_code)
+    if filters.q:
+        tasks = tasks.filter(Q(task_id__icontains=filters.q) | Q(display_name__icontains=filters.q))
+    bound = _matching_tasks_at_most(job, filters)
+    return keyset_page(tasks, sort=filters.sort, tiebreak="task_id", size=size, after=after, before=before,
+                       sort_index=bound is None or bound > FEW_TASKS)
+
+
+# Up to this many matching tasks, fetching them all from the filter's index and sorting them is cheap.
+FEW_TASKS = 5_000
+
+
+def _matching_tasks_at_most(job: Job, filters: TaskFilters) -> int | None:
+    """An upper bound on the tasks the filters match, from Batch's counts on the job (None: unknown)."""
+    bounds = []
+    if filters.state:
+        bounds.append({TaskState.ACTIVE: job.task_active, TaskState.RUNNING: job.task_running,
+                       # Batch counts preparing tasks as running.
+                       TaskState.PREPARING: job.task_running,
+                       TaskState.COMPLETED: job.task_completed}.get(filters.state))
+    if filters.failed:
+        bounds.append(job.task_failed)
+    bounds = [b for b in bounds if b is not None]
+    return min(bounds) if bounds else None
+
+
+def task_get(*, user, pk: int) -> Task:
+    return access.readable_or_404(Task.objects.select_related("job", "job__account"), user=user,
+                                  account_of=lambda task: task.job.account_id, pk=pk)
+
+
+@dataclass
+class TimelineStep:
+    state: str
+    label: str
+    at: datetime | None
+    note: str = ""
+    after_seconds: float | None = None
+    current: bool = False
+
+
+def task_timeline(task: Task) -> list[TimelineStep]:
+    """The task's states in order, with when each began, from the times Batch reports.
+
+    Batch keeps the times of the last attempt only: with retries, `start_time` is the last start."""
+    steps = [TimelineStep(TaskState.ACTIVE, "Created, waiting for a node", task.creation_time)]
+    if task.previous_state == TaskState.PREPARING or task.state == TaskState.PREPARING:
+        at = task.state_transition_time if task.state == TaskState.PREPARING else None
+        steps.append(TimelineStep(TaskState.PREPARING, "Preparing (job preparation task)", at))
+    if task.start_time or task.state in (TaskState.RUNNING, TaskState.COMPLETED):
+        note = f"attempt {task.retry_count + 1}" if task.retry_count else ""
+        at = task.start_time or (task.state_transition_time if task.state == TaskState.RUNNING else None)
+        steps.append(TimelineStep(TaskState.RUNNING, "Started running", at, note))
+    if task.state == TaskState.COMPLETED:
+        label = {"success": "Succeeded", "failure": "Failed"}.get(task.result, "Completed")
+        at = task.end_time or task.state_transition_time
+        note = "" if task.exit_code is None else f"exit code {task.exit_code}"
+        steps.append(TimelineStep(TaskState.COMPLETED, label, at, note))
+    if task.gone_at:
+        steps.append(TimelineStep("gone", "Deleted in Batch", task.gone_at))
+    previous = None
+    for step in steps:
+        if previous is not None and previous.at and step.at:
+            previous.after_seconds = max((step.at - previous.at).total_seconds(), 0.0)
+        previous = step
+    steps[-1].current = True
+    return steps
+
+
+def task_environment(task: Task) -> list[tuple[str, str]]:
+    """The task's environment settings as (name, value) pairs, whichever shape the sync stored."""
+    env = task.environment or []
+    if isinstance(env, dict):
+        return sorted((str(k), "" if v is None else str(v)) for k, v in env.items())
+    pairs = []
+    for item in env:
+        if isinstance(item, dict):
+            pairs.append((str(item.get("name", "")), "" if item.get("value") is None else str(item.get("value"))))
+    return pairs
+
+
+def task_node(task: Task) -> Node | None:
+    if not (task.node_id and task.pool_id):
+        return None
+    return (Node.objects.select_related("pool")
+            .filter(pool__account_id=task.job.account_id, pool__pool_id=task.pool_id, node_id=task.node_id)
+            .first())
+
+
+# --- What a person may do here ------------------------------------------------------------------
+
+def job_actions_allowed(user, job) -> dict[str, bool]:
+    """Which actions `user` may start on `job` as the mirror last saw it: what the job page offers. The services
+    check again, and Batch has the last word."""
+    if job.gone_at is not None or not access.can_act_on(user, job):
+        return {"terminate": False, "retry_failed": False}
+    return {"terminate": not job.has_ended, "retry_failed": not job.has_ended and job.task_failed > 0}
+
+
+def task_actions_allowed(user, task) -> dict[str, bool]:
+    """Which actions `user` may start on `task`, as `job_actions_allowed` does for jobs."""
+    job = task.job
+    if task.gone_at is not None or job.gone_at is not None or not access.can_act_on(user, task):
+        return {"terminate": False, "delete": False}
+    return {"terminate": not job.has_ended and task.state != TaskState.COMPLETED,
+            "delete": job.state != JobState.DELETING}
+
+
+def job_rerun_url(*, user, job: Job) -> str | None:
+    """The submission form pre-filled from the submission that made `job`, for someone who may re-run it."""
+    submission = Submission.of_job(job)
+    if submission is None or not submission.template_version.template.is_active:
+        return None
+    if not (access.can_submit(user) and access.can_act_on(user, submission)):
+        return None
+    form_url = reverse("submit_form", args=[submission.template_version.template.slug])
+    return f"{form_url}?rerun={submission.public_id}"

@@ -1,0 +1,238 @@
+"""Pages of jobs and tasks: the filtered job list, a job with its progress and task table, a task with its timeline,
+the actions on them (each a confirm page, then one POST to a service), and failure triage.
+
+Someone who may not act on an object gets 404 from its action pages, as if it did not exist
+(portal.access.can_act_on), and so does an object Batch has deleted."""
+
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_safe
+
+from portal import access
+from portal.accounts.selectors import accounts_synced_at
+from portal.actions import ActionError
+from portal.audit import selectors as audit_selectors
+from portal.jobs import selectors, services, triage
+from portal.pages import partial_for, render_page
+
+# --- jobs and tasks ----------------------------------------------------------------------------------
+
+SCOPE_SESSION_KEY = "job_list_scope"
+
+
+@require_safe
+@login_required
+def job_list(request):
+    # All by default, for every role: the list is the team's shared board, and jobs made outside the portal have no
+    # submitter, so "Mine" would greet most people with an empty page. A scope someone picks is kept for the rest of
+    # their session, so whoever wants only their own work chooses it once.
+    remembered = request.session.get(SCOPE_SESSION_KEY, access.SCOPE_ALL)
+    filters = selectors.job_filters_from(request.GET, default_scope=remembered)
+    if "scope" in request.GET and filters.scope != remembered:
+        request.session[SCOPE_SESSION_KEY] = filters.scope
+    page = selectors.job_list(user=request.user, filters=filters,
+                              after=request.GET.get("after"), before=request.GET.get("before"))
+    partial = partial_for(request, {}, default="jobs")
+    synced_at = accounts_synced_at(access.visible_account_ids(request.user))
+    context = {"page": page, "filters": filters, "synced_at": synced_at, "scopes": access.SCOPES,
+               "in_a_team": filters.scope != access.SCOPE_TEAM or request.user.teams.exists()}
+    if partial is None:
+        # The filter form sits outside the partial, so only a whole page needs its choices.
+        context["choices"] = selectors.job_filter_choices(user=request.user)
+    return render_page(request, "jobs/list.html", context, partial)
+
+
+@require_safe
+@login_required
+def job_detail(request, pk: int):
+    job = selectors.job_get(user=request.user, pk=pk)
+    partial = partial_for(request, {"job-summary": "summary"}, default="tasks")
+    context = {"job": job, "live": job.is_live}
+    if partial != "tasks":
+        context["pool"] = selectors.job_pool(job)
+    if partial != "summary":
+        filters = selectors.task_filters_from(request.GET)
+        context["filters"] = filters
+        context["sorts"] = selectors.TASK_SORTS.values()
+        context["page"] = selectors.task_list(job=job, filters=filters,
+                                              after=request.GET.get("after"), before=request.GET.get("before"))
+    if partial is None:
+        # Only with the whole page: the polled partials leave the header's actions and the History section alone.
+        context["allowed"] = selectors.job_actions_allowed(request.user, job)
+        context["rerun_url"] = selectors.job_rerun_url(user=request.user, job=job)
+        context["history"] = audit_selectors.audit_rows(audit_selectors.audit_for_job(job), user=request.user)
+        if access.can_view_audit(request.user):
+            context["audit_url"] = audit_selectors.audit_list_url("job", job.pk)
+    return render_page(request, "jobs/detail.html", context, partial)
+
+
+@require_safe
+@login_required
+def task_detail(request, pk: int):
+    task = selectors.task_get(user=request.user, pk=pk)
+    context = {
+        "task": task,
+        "job": task.job,
+        "live": task.is_live,
+        "timeline": selectors.task_timeline(task),
+        "environment": selectors.task_environment(task),
+        "node": selectors.task_node(task),
+    }
+    partial = partial_for(request, {}, default="live")
+    if partial is None:
+        # The header's actions and the History section are not part of the polled partial.
+        context["allowed"] = selectors.task_actions_allowed(request.user, task)
+        context["history"] = audit_selectors.audit_rows(audit_selectors.audit_for_object("task", task.pk),
+                                                        user=request.user)
+        if access.can_view_audit(request.user):
+            context["audit_url"] = audit_selectors.audit_list_url("task", task.pk)
+    return render_page(request, "tasks/detail.html", context, partial)
+
+
+# --- actions ------------------------------------------------------------------------------------------
+
+require_get_or_post = require_http_methods(["GET", "HEAD", "POST"])
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        label="Why?", max_length=services.MAX_REASON_LENGTH, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="A few words for the audit history, e.g. “wrong input file”.",
+        error_messages={"required": "Say why, in a few words: it goes into the audit history."})
+
+
+@login_required
+@require_get_or_post
+def job_terminate(request, pk: int):
+    job = _job_or_404(request, pk)
+    return _confirm_with_reason(
+        request, lambda reason: services.job_terminate(user=request.user, job=job, reason=reason),
+        template="jobs/actions/terminate_job.html", context={"job": job}, done=("job_detail", job.pk))
+
+
+@login_required
+@require_get_or_post
+def task_terminate(request, pk: int):
+    task = _task_or_404(request, pk)
+    return _confirm_with_reason(
+        request, lambda reason: services.task_terminate(user=request.user, task=task, reason=reason),
+        template="jobs/actions/terminate_task.html", context={"task": task, "job": task.job},
+        done=("task_detail", task.pk))
+
+
+@login_required
+@require_get_or_post
+def task_delete(request, pk: int):
+    task = _task_or_404(request, pk)
+    # The task page still works for a deleted task (history), but the job is where the person goes next.
+    return _confirm_with_reason(
+        request, lambda reason: services.task_delete(user=request.user, task=task, reason=reason),
+        template="jobs/actions/delete_task.html", context={"task": task, "job": task.job},
+        done=("job_detail", task.job.pk))
+
+
+@login_required
+@require_get_or_post
+def job_retry_failed(request, pk: int):
+    job = _job_or_404(request, pk)
+    try:
+        outcome = services.tasks_retry(user=request.user, job=job, dry_run=request.method != "POST")
+    except ActionError as exc:
+        if request.method == "POST":
+            messages.error(request, exc.message)
+            return redirect("job_detail", job.pk)
+        return render(request, "jobs/actions/retry_failed.html", {"job": job, "refusal": exc.message})
+    if request.method == "POST":
+        if outcome.retried:
+            messages.success(request, outcome.message)
+        else:
+            messages.info(request, outcome.message)
+        return redirect("job_detail", job.pk)
+    return render(request, "jobs/actions/retry_failed.html", {"job": job, "outcome": outcome})
+
+
+# --- shared -----------------------------------------------------------------------------------------
+
+
+def _confirm_with_reason(request, act, *, template: str, context: dict, done: tuple):
+    """GET: the confirm page with its reason form. POST: `act(reason)` once the form is valid, then back to `done`
+    (a URL name and its pk) with the outcome; a refusal from Batch goes on the form."""
+    form = ReasonForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        try:
+            outcome = act(form.cleaned_data["reason"])
+        except ActionError as exc:
+            _add_error(form, exc)
+        else:
+            _tell(request, outcome)
+            return redirect(*done)
+    return render(request, template, {**context, "form": form})
+
+
+def _job_or_404(request, pk: int):
+    job = selectors.job_get(user=request.user, pk=pk)
+    if job.gone_at is not None or not access.can_act_on(request.user, job):
+        raise Http404("No such job")
+    return job
+
+
+def _task_or_404(request, pk: int):
+    task = selectors.task_get(user=request.user, pk=pk)
+    if task.gone_at is not None or task.job.gone_at is not None or not access.can_act_on(request.user, task):
+        raise Http404("No such task")
+    return task
+
+
+def _add_error(form, exc: ActionError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+def _tell(request, outcome: services.ActionOutcome) -> None:
+    (messages.success if outcome.done else messages.info)(request, outcome.message)
+
+
+# --- failure triage -----------------------------------------------------------------------------------
+
+@require_safe
+@login_required
+def failure_triage(request):
+    filters = triage.triage_filters_from(request.GET)
+    found = triage.failure_triage(user=request.user, filters=filters)
+    groups = [(group, urlencode({**filters.params, **group.signature.params})) for group in found.groups]
+    context = {"triage": found, "groups": groups, "filters": filters, "triage_url": reverse("failure_triage"),
+               "job": triage.triage_job(user=request.user, filters=filters),
+               "choices": triage.triage_filter_choices(user=request.user),
+               "synced_at": accounts_synced_at(access.visible_account_ids(request.user))}
+    return render(request, "triage/index.html", context)
+
+
+def _signature_or_404(request):
+    params = request.POST if request.method == "POST" else request.GET
+    signature = triage.signature_from(params)
+    if signature is None:
+        raise Http404("No such group of failures")
+    return triage.triage_filters_from(params), signature
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def failure_retry(request):
+    """GET: what retrying one group would do (nothing changes). POST: do it, job by job, and go back to triage."""
+    filters, signature = _signature_or_404(request)
+    if request.method != "POST":
+        plan = services.failure_group_retry(user=request.user, filters=filters, signature=signature, dry_run=True)
+        context = {"plan": plan, "signature": signature, "filters": filters,
+                   "back": reverse("failure_triage") + "?" + urlencode(filters.params),
+                   "hidden": {**filters.params, **signature.params}}
+        return render(request, "triage/retry.html", context)
+    plan = services.failure_group_retry(user=request.user, filters=filters, signature=signature, dry_run=False)
+    message = services.failure_group_retry_message(plan)
+    retried = any(part.outcome and part.outcome.retried for part in plan.retried_parts)
+    (messages.success if retried else messages.info)(request, message)
+    return redirect(reverse("failure_triage") + "?" + urlencode(filters.params))

@@ -1,0 +1,22 @@
+"""Template filters that ask portal.access what the person may do, so templates decide nothing themselves."""
+
+from django import template
+
+from portal import access
+
+register = template.Library()
+
+
+@register.filter
+def can_submit(user) -> bool:
+    return access.can_submit(user)
+
+
+@register.filter
+def can_manage_pools(user) -> bool:
+    return access.can_manage_pools(user)
+
+
+@register.filter
+def can_view_audit(user) -> bool:
+    return access.can_view_audit(user)

@@ -1,1 +1,0 @@
-"""Views of the portal, one module per area (dashboard, pools, jobs, tasks, pool actions)."""
