@@ -132,7 +132,7 @@ def _display_name(submission: Submission) -> str:
 
 
 def _link(job: Job | None) -> str:
-    base = getattr(settings, "PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    base = settings.PORTAL_BASE_URL.rstrip("/")
     return base + (reverse("job_detail", args=[job.pk]) if job is not None else reverse("job_list"))
 
 

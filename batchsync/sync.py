@@ -277,13 +277,6 @@ def _task_pass(job: Job, gw: BatchGateway, since: datetime | None, page_size: in
     return started_at, listed, written, seen, newest
 
 
-def upsert_tasks(job: Job, records: Iterable[TaskRecord]) -> int:
-    """Store task records as they are; rows already holding a newer state keep it. Returns rows written."""
-    now = timezone.now()
-    return _upsert(Task, "job", job.pk, "task_id", [_task_row(job, r, now) for r in records], TASK_FIELDS,
-                   compare=TASK_COMPARE)
-
-
 # --- records → rows ------------------------------------------------------------------------------
 
 POOL_FIELDS = ["display_name", "state", "allocation_state", "vm_size", "target_dedicated_nodes",

@@ -7,9 +7,12 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import redis
+
+from portal.accounts import roles
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of the embedded setup (SQLite file, secret key, broker files); never committed.
@@ -316,7 +319,7 @@ SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 # Only makes the site eligible for browsers' preload lists; nothing is listed until someone submits the domain.
 SECURE_HSTS_PRELOAD = HTTPS and env_bool("DJANGO_HSTS_PRELOAD", default=True)
-if int(os.environ.get("TRUSTED_PROXY_COUNT", "0")) > 0:
+if TRUSTED_PROXY_COUNT > 0:
     # Our proxy terminates TLS and says so; without a proxy of ours the header is the client's and is ignored.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Django's defaults, written out because they are part of what the portal promises: no framing, no MIME sniffing,
@@ -345,8 +348,6 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.error_reports.SecretsExceptionReport
 
 def blob_origin(connection_string: str) -> str | None:
     """The scheme://host[:port] of the Blob endpoint in a storage connection string: the browser uploads there."""
-    from urllib.parse import urlsplit
-
     parts = dict(item.split("=", 1) for item in connection_string.split(";") if "=" in item)
     endpoint = parts.get("BlobEndpoint")
     if not endpoint and parts.get("AccountName"):
@@ -420,9 +421,7 @@ OIDC_GROUP_TEAMS = os.environ.get("OIDC_GROUP_TEAMS", "")
 # mozilla-django-oidc redirects to this as written (no URL name lookup).
 LOGIN_REDIRECT_URL_FAILURE = "/login/"
 if OIDC_ENABLED:
-    from portal.accounts.roles import ROLE_NAMES, parse_group_mapping
-
     # A malformed mapping stops the start: better than signing everyone in without a role.
-    parse_group_mapping(OIDC_GROUP_ROLES, allowed=ROLE_NAMES)
-    parse_group_mapping(OIDC_GROUP_TEAMS)
+    roles.parse_group_mapping(OIDC_GROUP_ROLES, allowed=roles.ROLE_NAMES)
+    roles.parse_group_mapping(OIDC_GROUP_TEAMS)
     AUTHENTICATION_BACKENDS.append("portal.accounts.oidc.EntraIDBackend")

@@ -2,7 +2,7 @@
 
 from .client import BatchGateway
 from .errors import AlreadyExists, AuthFailed, GatewayError, NotFound, Rejected, Transient
-from .records import (AddTasksResult, FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord,
+from .records import (AddTasksResult, FileRecord, JobRecord, NodeRecord, PoolRecord,
                       TaskCountsRecord, TaskFailure, TaskRecord)
 from .storage import BlobInfo, BlobStore, Containers
 from .specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
@@ -10,7 +10,7 @@ from .specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpe
 __all__ = [
     "BatchGateway",
     "GatewayError", "NotFound", "AlreadyExists", "Transient", "Rejected", "AuthFailed",
-    "PoolRecord", "NodeRecord", "NodeCountsRecord", "JobRecord", "TaskCountsRecord", "TaskRecord",
+    "PoolRecord", "NodeRecord", "JobRecord", "TaskCountsRecord", "TaskRecord",
     "FileRecord", "TaskFailure", "AddTasksResult",
     "BlobStore", "BlobInfo", "Containers",
     "ImageSpec", "ResourceFileSpec", "OutputFileSpec", "PoolSpec", "JobSpec", "TaskSpec",

@@ -20,7 +20,7 @@ from azure.core.rest import HttpRequest
 
 from . import convert
 from .errors import AuthFailed, GatewayError, Rejected, Transient, redact, translate
-from .records import (AddTasksResult, FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord, PrepTaskRecord,
+from .records import (AddTasksResult, FileRecord, JobRecord, NodeRecord, PoolRecord, PrepTaskRecord,
                       ReactivateResult, TaskCountsRecord, TaskFailure, TaskRecord)
 from .specs import JobSpec, PoolSpec, TaskSpec
 
@@ -79,9 +79,6 @@ class BatchGateway:
 
     def list_nodes(self, pool_id: str) -> list[NodeRecord]:
         return [convert.node_record(pool_id, node) for node in self._each(self._client.list_nodes(pool_id))]
-
-    def list_node_counts(self) -> list[NodeCountsRecord]:
-        return [convert.node_counts_record(counts) for counts in self._each(self._client.list_pool_node_counts())]
 
     # --- jobs ------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from enum import Enum
 from azure.batch import models
 from azure.batch._utils.model_base import SdkJSONEncoder
 
-from .records import (FileRecord, JobRecord, NodeCountsRecord, NodeRecord, PoolRecord, PrepTaskRecord,
+from .records import (FileRecord, JobRecord, NodeRecord, PoolRecord, PrepTaskRecord,
                       TaskCountsRecord, TaskRecord)
 from .specs import JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
 
@@ -187,16 +187,6 @@ def prep_task_record(status: models.BatchJobPreparationAndReleaseTaskStatus) -> 
         # Relative to the node root with forward slashes, as node file names are.
         task_root_directory=root.replace("\\", "/").strip("/") or None,
     )
-
-
-def node_counts_record(counts: models.BatchPoolNodeCounts) -> NodeCountsRecord:
-    return NodeCountsRecord(pool_id=counts.pool_id, dedicated=_counts_by_state(counts.dedicated),
-                            low_priority=_counts_by_state(counts.low_priority))
-
-
-def _counts_by_state(counts: models.BatchNodeCounts | None) -> dict[str, int]:
-    # The REST names are camelCase ("startTaskFailed"); node states are the same words in lowercase.
-    return {name.lower(): int(value) for name, value in (counts.as_dict() if counts else {}).items()}
 
 
 def job_record(job: models.BatchJob) -> JobRecord:

@@ -49,14 +49,6 @@ class NodeRecord:
 
 
 @dataclass(frozen=True)
-class NodeCountsRecord:
-    """Node counts of one pool, keyed by node state as `NodeRecord.state` spells it, plus "total"."""
-    pool_id: str
-    dedicated: dict[str, int]
-    low_priority: dict[str, int]
-
-
-@dataclass(frozen=True)
 class JobRecord:
     id: str
     display_name: str | None

@@ -108,4 +108,4 @@ class EntraIDBackend(OIDCAuthenticationBackend):
 
 
 def enabled() -> bool:
-    return bool(getattr(settings, "OIDC_ENABLED", False))
+    return settings.OIDC_ENABLED

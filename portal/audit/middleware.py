@@ -22,7 +22,7 @@ def client_ip(request) -> str | None:
     """The address the request came from. X-Forwarded-For is written by whoever sent the request, so it is
     believed only as far as TRUSTED_PROXY_COUNT proxies of ours appended to it: with one proxy, the last entry
     is the address that proxy saw; anything before it could be made up by the client."""
-    trusted = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0) or 0)
+    trusted = settings.TRUSTED_PROXY_COUNT
     candidate = request.META.get("REMOTE_ADDR")
     if trusted > 0:
         hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]

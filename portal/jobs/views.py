@@ -92,7 +92,7 @@ def task_detail(request, pk: int):
                                                         user=request.user)
         if access.can_view_audit(request.user):
             context["audit_url"] = audit_selectors.audit_list_url("task", task.pk)
-    return render_page(request, "tasks/detail.html", context, partial)
+    return render_page(request, "jobs/task_detail.html", context, partial)
 
 
 # --- actions ------------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def failure_triage(request):
                "job": triage.triage_job(user=request.user, filters=filters),
                "choices": triage.triage_filter_choices(user=request.user),
                "synced_at": accounts_synced_at(access.visible_account_ids(request.user))}
-    return render(request, "triage/index.html", context)
+    return render(request, "jobs/triage.html", context)
 
 
 def _signature_or_404(request):
@@ -230,7 +230,7 @@ def failure_retry(request):
         context = {"plan": plan, "signature": signature, "filters": filters,
                    "back": reverse("failure_triage") + "?" + urlencode(filters.params),
                    "hidden": {**filters.params, **signature.params}}
-        return render(request, "triage/retry.html", context)
+        return render(request, "jobs/triage_retry.html", context)
     plan = services.failure_group_retry(user=request.user, filters=filters, signature=signature, dry_run=False)
     message = services.failure_group_retry_message(plan)
     retried = any(part.outcome and part.outcome.retried for part in plan.retried_parts)

@@ -92,15 +92,13 @@ def test_failed_start_task_shows_on_the_node(gateway):
     assert node.start_task_failure_code and node.start_task_failure_message
 
 
-def test_list_node_counts_keys_counts_by_node_state(gateway):
+def test_list_nodes_gives_each_node_its_state_as_the_mirror_counts_them(gateway):
     make_pool(gateway, "pool-1", nodes=2)
 
-    [counts] = gateway.list_node_counts()
+    nodes = gateway.list_nodes("pool-1")
 
-    assert counts.pool_id == "pool-1"
-    assert counts.dedicated["idle"] == 2 and counts.dedicated["total"] == 2
-    assert counts.dedicated["starttaskfailed"] == 0 and counts.dedicated["waitingforstarttask"] == 0
-    assert counts.low_priority["total"] == 0
+    assert {node.pool_id for node in nodes} == {"pool-1"}
+    assert [(node.state, node.is_dedicated) for node in nodes] == [("idle", True), ("idle", True)]
 
 
 def test_create_pool_twice_raises_already_exists(gateway):

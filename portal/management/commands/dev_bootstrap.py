@@ -5,10 +5,14 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+
+from batchsync.accounts import blob_store, default_account, gateway_for
+from batchsync.gateway import AlreadyExists, GatewayError, ImageSpec, JobSpec, PoolSpec, TaskSpec, Transient
 
 ADMIN_USERNAME = "admin"
 PORTAL_URL = "http://127.0.0.1:8000"
@@ -83,10 +87,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Cache: {settings.CACHE_REASON}.")
 
     def prepare_storage(self, wait_seconds: float):
-        from batchsync.accounts import blob_store
-        from batchsync.gateway import GatewayError, Transient
-
-        origins = portal_origins(getattr(settings, "PORTAL_BASE_URL", PORTAL_URL))
+        origins = portal_origins(settings.PORTAL_BASE_URL)
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
@@ -107,9 +108,6 @@ class Command(BaseCommand):
         self.stdout.write(f"Storage: containers ready; browsers at {', '.join(origins)} may upload.")
 
     def create_demo_pool(self, wait_seconds: float):
-        from batchsync.accounts import default_account, gateway_for
-        from batchsync.gateway import GatewayError
-
         url = settings.BATCH_ACCOUNT_URL
         problem = wait_for_localbatch(url, wait_seconds)
         if problem:
@@ -130,8 +128,6 @@ class Command(BaseCommand):
 def portal_origins(base_url: str) -> list[str]:
     """The origins a browser may upload from: the portal's own, and the same port on localhost and 127.0.0.1 (people
     type either)."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(base_url)
     origins = {f"{parts.scheme}://{parts.netloc}"}
     if parts.hostname in ("127.0.0.1", "localhost"):
@@ -161,8 +157,6 @@ def wait_for_localbatch(url: str, wait_seconds: float) -> str | None:
 
 def create_demo(gateway) -> list[str]:
     """The demo pool, job and tasks; what exists already counts as done. Returns what was created."""
-    from batchsync.gateway import AlreadyExists, ImageSpec, JobSpec, PoolSpec, TaskSpec
-
     created = []
     try:
         gateway.create_pool(PoolSpec(
