@@ -111,7 +111,8 @@ def _save_file(batch, store, job_id: str, task_id: str, name: str,
     container, path = settings.STORAGE_LOGS_CONTAINER, saved_path(job_id, task_id, name)
     info = store.info(container, path)
     if info is not None and saved_for_attempt(info.last_modified, attempt_started):
-        head = store.read_range(container, path, 0, min(ERROR_SCAN_BYTES, info.size))   # Blob refuses ranges past the end
+        # Bounded by the blob's size: Blob refuses ranges past the end.
+        head = store.read_range(container, path, 0, min(ERROR_SCAN_BYTES, info.size))
         tail_start = max(len(head), info.size - ERROR_SCAN_BYTES)
         return "found", head, store.read_range(container, path, tail_start, info.size - tail_start), info.size
     try:

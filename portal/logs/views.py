@@ -263,8 +263,7 @@ def _open_stream(task, path: str):
     """(source, size, chunks) for a whole file; the gateway and store close when the chunks end or are closed."""
     opened = _Opened(task.job.account)
     try:
-        source = open_file(task, path, batch=opened.batch, store=opened.store,
-                                live=task.is_live)
+        source = open_file(task, path, batch=opened.batch, store=opened.store, live=task.is_live)
         size = source.size()
     except BaseException:
         opened.close()

@@ -28,12 +28,12 @@ from batchsync.accounts import blob_store
 from portal import access
 from portal.audit import selectors as audit_selectors
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
+from portal.pages import partial_for, render_page
 from portal.submit import forms, preview, services, uploads
 from portal.submit import selectors as submit_selectors
 from portal.submit.services import SubmissionError
 from portal.submit.spec import SpecError, TemplateSpec
 from portal.submit.values import InputFile, clean_file, human_bytes
-from portal.pages import partial_for, render_page
 
 
 def _require_submitter(request) -> None:
