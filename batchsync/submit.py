@@ -140,6 +140,7 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
                 gateway.create_job(job_spec(spec, job_id=submission.job_id, display_name=_display(submission)))
             except AlreadyExists:
                 pass   # an earlier run of ours created it: the id holds the submission's uuid
+            own_job(submission)
             run.advance(state=SubmissionState.ADDING_TASKS)
 
         if submission.state == SubmissionState.ADDING_TASKS:
@@ -179,7 +180,6 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
                 if exc.code not in ("JobCompleted", "JobTerminating"):
                     raise
             run.advance(release=True, state=SubmissionState.SUBMITTED, submitted_at=timezone.now(), error_message="")
-            link_submitted_jobs(submission.account_id)
     except (Transient, AuthFailed) as exc:
         _retry_later(run, exc)
     except (Rejected, NotFound) as exc:
@@ -360,9 +360,24 @@ def redrive_submissions() -> list[int]:
     return ids
 
 
+def own_job(submission: Submission) -> None:
+    """Give the submission's job its submitter and team the moment Batch has accepted it, so its page names who
+    submitted it and offers them Terminate before the sync's next pass.
+
+    Ownership is the submission's to give, so it is written here, where the job is made. If the sync has not mirrored
+    the job yet, its row is made holding only its Batch id besides: every Batch field stays the sync's to write (it
+    fills them on its next pass, and its upserts never touch submitter or team), and a row without times cannot move
+    the sync's watermark past jobs it has not listed yet."""
+    if submission.submitted_by_id is None:
+        return
+    job, _ = Job.objects.get_or_create(account_id=submission.account_id, job_id=submission.job_id)
+    Job.objects.filter(pk=job.pk, submitted_by__isnull=True).update(submitted_by_id=submission.submitted_by_id,
+                                                                    team_id=submission.team_id)
+
+
 def link_submitted_jobs(account_id: int | None = None) -> int:
-    """Record who submitted each mirrored job that came from a submission, and their team (the sync creates the mirror
-    row); the team is what Team scope and an Operator's rights go by."""
+    """Record who submitted each mirrored job that came from a submission, and their team, where `own_job` did not
+    (a job sent before it existed); the team is what Team scope and an Operator's rights go by."""
     jobs = Job.objects.filter(submitted_by__isnull=True, job_id__startswith=Submission.JOB_ID_PREFIX)
     if account_id is not None:
         jobs = jobs.filter(account_id=account_id)

@@ -65,8 +65,8 @@ class Job(models.Model):
     task_completed = models.IntegerField(default=0)
     task_succeeded = models.IntegerField(default=0)
     task_failed = models.IntegerField(default=0)
-    # Who submitted it through the portal (linked from its submission by batchsync.submit.link_submitted_jobs;
-    # empty for outside jobs).
+    # Who submitted it through the portal (given by its submission as soon as Batch accepted the job:
+    # batchsync.submit.own_job; empty for outside jobs).
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="submitted_jobs")
     # The submitter's team at submission time (portal.access scopes and Operator rights); empty for outside jobs.

@@ -1,17 +1,21 @@
 """batchsync.submit against a real localbatch through the real SDK: one job, every task exactly once, whatever is
 re-run, however often Batch answers 503; plain failures; the re-driver; the shipped example templates."""
 
+import re
 from datetime import timedelta
 
 import kombu.pools
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from batchsync import submit
+from batchsync.accounts import default_account
 from batchsync.celery import app
 from batchsync.gateway import BatchGateway, PoolSpec
+from batchsync.sync import sync_jobs
 from localbatch.server import Faults
-from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
+from portal.models import Job, JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from portal.submit import services
 from portal.submit.render import job_spec
 from portal.submit.values import InputFile
@@ -242,6 +246,7 @@ def test_a_job_batch_refuses_to_create_fails_the_submission_and_names_the_templa
     assert submission.error_message.startswith("Batch refused to create the job:")
     assert "“Render frames 1..N”" in submission.error_message
     assert jobs_in_batch(gateway) == []
+    assert not Job.objects.exists(), "no job, so no row for one"
 
 
 def test_a_job_deleted_before_its_tasks_were_added_fails_the_submission(gateway, idle_pool, alice):
@@ -358,13 +363,45 @@ def test_the_re_driver_picks_up_a_pending_submission_whose_message_was_lost(gate
     assert sorted(task_ids_in_batch(gateway, submission.job_id)) == expected_ids(4)
 
 
-def test_submitted_jobs_are_linked_to_who_submitted_them_once_the_sync_mirrors_them(gateway, idle_pool, alice):
-    from batchsync.accounts import default_account
-    from batchsync.sync import sync_jobs
-    from portal.models import Job
+def test_the_job_is_its_submitters_before_any_sync_and_they_can_terminate_it_at_once(gateway, idle_pool, submitter,
+                                                                                        team_a, client):
+    submission = create(submitter, 3)
 
+    assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
+
+    job = Job.objects.get(job_id=submission.job_id)
+    assert job.last_synced_at is None, "no sync pass has run: the submit driver made the row"
+    assert (job.submitted_by, job.team) == (submitter, team_a)
+    client.force_login(submitter)
+    page = client.get(reverse("job_detail", args=[job.pk])).content.decode()
+    assert re.search(r"<dt>Submitted by</dt><dd>sue-submitter</dd>", page)
+    assert reverse("job_terminate", args=[job.pk]) in page
+
+    response = client.post(reverse("job_terminate", args=[job.pk]), {"reason": "submitted by mistake"})
+
+    assert response.status_code == 302
+    ended = wait_for(lambda: (j := gateway.get_job(submission.job_id)).state == "completed" and j, timeout=30,
+                     message="the job to end")
+    assert ended.terminate_reason == "submitted by mistake"
+
+
+def test_the_sync_fills_the_row_the_submit_driver_made_and_keeps_its_owner(gateway, idle_pool, submitter, team_a):
+    submission = create(submitter, 2)
+    submit.submit_submission(submission.pk)
+
+    sync_jobs(default_account())
+
+    job = Job.objects.get(job_id=submission.job_id)
+    assert (job.state, job.pool_id, job.submitted_by, job.team) == ("active", POOL, submitter, team_a)
+    assert job.display_name.startswith("Render frames 1..N")
+    assert submit.link_submitted_jobs() == 0, "nothing was left to link"
+
+
+def test_a_job_mirrored_without_its_owner_is_linked_by_the_periodic_step(gateway, idle_pool, alice):
     submission = create(alice, 2)
     submit.submit_submission(submission.pk)
+    # As a job sent before the submit driver recorded its owner would be.
+    Job.objects.filter(job_id=submission.job_id).update(submitted_by=None, team=None)
     sync_jobs(default_account())
 
     assert submit.link_submitted_jobs() == 1

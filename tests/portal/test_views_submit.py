@@ -487,8 +487,11 @@ def test_inputs_kept_as_urls_by_older_submissions_still_expand(alice):
 
 def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(as_alice, all_types, localbatch,
                                                                             settings, monkeypatch):
+    from batchsync.accounts import default_account
     from batchsync.gateway import BatchGateway, PoolSpec
+    from batchsync.sync import sync_account
     from tests.batchsync.test_sync import UBUNTU
+    from tests.localbatch.helpers import wait_for
 
     settings.BATCH_ACCOUNT_URL = localbatch.endpoint
     settings.BATCH_ACCOUNT_NAME = localbatch.account_name
@@ -509,6 +512,13 @@ def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(as_a
     assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
     page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
     assert "Task t00001 is too large for Batch: one task may be at most 1 MB" in page
+    assert "Not submitted" in page
+    # Its job, made and then stopped, is on the page from the start and polled until the sync has seen it end;
+    # then nothing on the page can change any more.
+    with BatchGateway(localbatch.endpoint, localbatch.account_name, localbatch.account_key) as gateway:
+        wait_for(lambda: gateway.get_job(submission.job_id).state == "completed", message="the stopped job ended")
+    sync_account(default_account())
+    page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
     assert "Not submitted" in page and "hx-trigger" not in page
 
 
