@@ -2,7 +2,8 @@
 
 A submission is finished when the sync has seen its job complete in Batch (all tasks done, or terminated: by a
 person, by a failed task, by its time limit), or deleted, or when the submission itself failed. The e-mail carries
-the job's name, its succeeded / failed / total task counts and a link to its page.
+the job's name, its succeeded / failed / total task counts and a link to its page (to the submission's
+page when no job was made).
 
 At most once. A submission is marked (`notified_at`, a conditional UPDATE that only one caller can win) *before*
 its e-mail goes out: two workers, or a beat that fires twice, never both send. The price is that an e-mail lost
@@ -106,7 +107,7 @@ def _message(submission: Submission, job: Job | None, succeeded: int, failed: in
     lines += [f"Succeeded: {succeeded:,}", f"Failed:    {failed:,}", f"Total:     {total:,}"]
     if job is not None and total > succeeded + failed:
         lines.append(f"Not run:   {total - succeeded - failed:,}")
-    lines += ["", f"Open it in the portal: {_link(job)}", "", f"Batch job id: {submission.job_id}", "",
+    lines += ["", f"Open it in the portal: {_link(submission, job)}", "", f"Batch job id: {submission.job_id}", "",
               "You get this e-mail because you submitted this job from the Batch portal."]
     subject = f"{headline[0].upper()}{headline[1:]}: {name} — {succeeded:,} succeeded, {failed:,} failed of {total:,}"
     return EmailMessage(subject=_one_line(subject, 200), body="\n".join(lines), to=[submission.submitted_by.email])
@@ -131,9 +132,13 @@ def _display_name(submission: Submission) -> str:
     return f"{version.template.name} (v{version.number})"
 
 
-def _link(job: Job | None) -> str:
+def _link(submission: Submission, job: Job | None) -> str:
+    """The job's page; the submission's page when there is no job, as for a submission that failed before Batch
+    made one: it says why."""
     base = settings.PORTAL_BASE_URL.rstrip("/")
-    return base + (reverse("job_detail", args=[job.pk]) if job is not None else reverse("job_list"))
+    if job is not None:
+        return base + reverse("job_detail", args=[job.pk])
+    return base + reverse("submission_detail", args=[submission.public_id])
 
 
 def _one_line(text: str, limit: int) -> str:

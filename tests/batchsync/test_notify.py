@@ -165,7 +165,9 @@ def test_a_submission_that_failed_is_announced_with_its_error(gateway, sam, mail
     mail = mailoutbox[0]
     assert mail.subject.startswith("Could not be submitted: Render frames 1..N (v1)")
     assert "Batch refused to create the job:" in mail.body
-    assert f"{BASE_URL}{reverse('job_list')}" in mail.body
+    # No job was made: the link is to the submission's page, which holds the reason (it was the job list).
+    link = f"{BASE_URL}{reverse('submission_detail', args=[submission.public_id])}"
+    assert f"Open it in the portal: {link}\n" in mail.body
 
 
 # --- exactly once, and never about old or unaddressable work ------------------------------------------------
