@@ -19,7 +19,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.rest import HttpRequest
 
 from . import convert
-from .errors import AuthFailed, GatewayError, Rejected, Transient, redact, translate
+from .errors import AuthFailed, GatewayError, Rejected, Transient, refusal_words, translate
 from .records import (AddTasksResult, FileRecord, JobRecord, NodeRecord, PoolRecord, PrepTaskRecord,
                       ReactivateResult, TaskCountsRecord, TaskFailure, TaskRecord)
 from .specs import JobSpec, PoolSpec, TaskSpec
@@ -454,8 +454,10 @@ def _settle(results, pending: dict[str, TaskSpec], outcome: _AddOutcome) -> int:
         if convert.enum_equals(status, "success") or code == "TaskExists":
             outcome.add(pending.pop(task_id).id)
         elif convert.enum_equals(status, "clientError"):
-            message = (error.get("message") or {}).get("value") or "refused by Batch"
-            outcome.fail(TaskFailure(pending.pop(task_id).id, code, redact(message.split("\n")[0])))
+            message, _ = refusal_words((error.get("message") or {}).get("value") or "refused by Batch",
+                                       [(item.get("key"), item.get("value")) for item in error.get("values") or ()
+                                        if isinstance(item, dict)])
+            outcome.fail(TaskFailure(pending.pop(task_id).id, code, message))
             refused += 1
         # A ServerError stays pending and is sent again.
     return refused

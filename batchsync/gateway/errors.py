@@ -18,19 +18,26 @@ _EXISTS_CODES = frozenset({
     "JobWithSameIdExists", "JobScheduleWithSameIdExists",
 })
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
+# Batch's `values` keys that name what it refused, as (name key, value key): e.g. PropertyName and PropertyValue.
+_NAMED_VALUES = (("PropertyName", "PropertyValue"), ("QueryParameterName", "QueryParameterValue"),
+                 ("HeaderName", "HeaderValue"))
+# A value Batch echoes back can be a whole command line; this much of it names it well enough.
+_VALUE_CHARS = 120
 
 
 class GatewayError(Exception):
-    """Batch refused or could not answer; `code` is Batch's error code when it sent one."""
+    """Batch refused or could not answer; `code` is Batch's error code when it sent one, `values` the key/value
+    pairs its error body carried (PropertyName, PropertyValue, Reason, …), redacted. `message` is Batch's message
+    with those values in words, so whoever shows it names what Batch refused."""
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 request_id: str | None = None):
+                 request_id: str | None = None, values: tuple[tuple[str, str], ...] = ()):
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
         self.request_id = request_id
+        self.values = values
 
     def __str__(self) -> str:
         facts = [f"code {self.code}" if self.code else "", f"HTTP {self.status}" if self.status else "",
@@ -63,6 +70,34 @@ class Transient(GatewayError):
         self.retry_after = retry_after
 
 
+def refusal_words(message: str, values) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Batch's message (its first line) and its `values` pairs, redacted, the message followed by what the values
+    name in plain words: "The value provided for one of the properties in the request body is invalid:
+    poolInfo.autoPoolSpecification.autoPoolIdPrefix = 'sub-…' (At most 20 …)"."""
+    pairs = tuple((redact(str(key)), redact(str(value if value is not None else ""))) for key, value in values or ()
+                  if key)
+    message = redact(str(message or "").split("\n")[0]).strip()
+    given = dict(pairs)
+    words, used = [], set()
+    for name_key, value_key in _NAMED_VALUES:
+        if name_key in given:
+            used |= {name_key, value_key}
+            words.append(f"{given[name_key]} = {_shown(given[value_key])}" if value_key in given
+                         else given[name_key])
+    words += [f"{key} {_shown(value)}" for key, value in pairs if key not in used and key != "Reason"]
+    details = "; ".join(words)
+    if "Reason" in given:
+        details = f"{details} ({given['Reason'].rstrip('.')})" if details else given["Reason"].rstrip(".")
+    if not details:
+        return message, pairs
+    return (f"{message.rstrip('.')}: {details}." if message else f"{details}."), pairs
+
+
+def _shown(value: str) -> str:
+    value = " ".join(value.split())
+    return f"'{value[:_VALUE_CHARS]}…'" if len(value) > _VALUE_CHARS else f"'{value}'"
+
+
 def translate(exc: AzureError) -> GatewayError:
     """Our error for an SDK exception, chosen by Batch's error code and HTTP status, not by the SDK's class."""
     response = getattr(exc, "response", None) if isinstance(exc, HttpResponseError) else None
@@ -75,11 +110,14 @@ def translate(exc: AzureError) -> GatewayError:
     status = response.status_code
     error = getattr(exc, "error", None)
     code, message = getattr(error, "code", None), getattr(error, "message", None)
+    # The SDK hands Batch's `values` on as the error's details, each key as a code and its value as a message.
+    values = [(getattr(detail, "code", None), getattr(detail, "message", None))
+              for detail in getattr(error, "details", None) or ()]
     if not code:
-        code, message = _error_from_streamed_body(response)
+        code, message, values = _error_from_streamed_body(response)
     # Batch appends "\nRequestId:…\nTime:…" to its messages; the request id is kept separately.
-    message = redact(str(message or exc.reason or exc.message).split("\n")[0])
-    facts = {"code": code, "status": status, "request_id": response.headers.get("request-id")}
+    message, values = refusal_words(message or exc.reason or exc.message, values)
+    facts = {"code": code, "status": status, "request_id": response.headers.get("request-id"), "values": values}
 
     if code in _EXISTS_CODES:
         return AlreadyExists(message, **facts)
@@ -94,15 +132,16 @@ def translate(exc: AzureError) -> GatewayError:
     return GatewayError(message, **facts)
 
 
-def _error_from_streamed_body(response) -> tuple[str | None, str | None]:
-    """Batch's code and message from an error body the SDK did not read.
+def _error_from_streamed_body(response) -> tuple[str | None, str | None, list]:
+    """Batch's code, message and values from an error body the SDK did not read.
 
     File downloads are streamed, so the SDK raises before reading the body and the exception has no code."""
     try:
         body = json.loads(response.read())
-        return body.get("code"), (body.get("message") or {}).get("value")
+        values = [(item.get("key"), item.get("value")) for item in body.get("values") or () if isinstance(item, dict)]
+        return body.get("code"), (body.get("message") or {}).get("value"), values
     except Exception:  # not JSON, already consumed, or the connection dropped: keep status-only facts
-        return None, None
+        return None, None, []
 
 
 def _retry_after_seconds(headers) -> float | None:

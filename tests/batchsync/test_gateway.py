@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from batchsync.gateway import (AlreadyExists, AuthFailed, BatchGateway, ImageSpec, JobSpec, NotFound, PoolSpec,
-                               Rejected, TaskSpec, Transient)
+                               Rejected, ResourceFileSpec, TaskSpec, Transient)
 from batchsync.gateway.errors import redact
 from localbatch.server import Faults
 from tests.localbatch.helpers import wait_for
@@ -566,6 +566,48 @@ def test_unreachable_service_is_transient():
             gateway.list_jobs()
 
     assert raised.value.status is None and "could not be reached" in raised.value.message
+
+
+def test_a_refusal_names_the_property_and_the_value_batch_refused(gateway):
+    prefix = "sub-" + "0123456789abcdef" * 2   # a job id's 36 characters: Batch allows 20 in a prefix
+    with pytest.raises(Rejected) as raised:
+        gateway.create_job(JobSpec(id="job-1", auto_pool=PoolSpec(id=prefix, vm_size="standard_d2s_v3", image=UBUNTU)))
+
+    error = raised.value
+    assert (error.code, error.status) == ("InvalidPropertyValue", 400)
+    assert dict(error.values)["PropertyName"] == "poolInfo.autoPoolSpecification.autoPoolIdPrefix"
+    assert dict(error.values)["PropertyValue"] == prefix
+    assert error.message == ("The value provided for one of the properties in the request body is invalid: "
+                             f"poolInfo.autoPoolSpecification.autoPoolIdPrefix = '{prefix}' "
+                             "(At most 20 letters, digits, hyphens and underscores).")
+
+
+def test_a_refused_task_names_the_property_and_value_with_secrets_redacted(gateway):
+    gateway.create_job(JobSpec(id="job-1", pool_id="nowhere"))
+    leaving = "../up?sig=c2VjcmV0"   # a path Batch refuses, carrying what looks like a SAS signature
+    bad = TaskSpec(id="bad", command_line="true",
+                   resource_files=(ResourceFileSpec(http_url="https://acct.blob.core.windows.net/c/f?sig=c2VjcmV0",
+                                                    file_path=leaving),))
+
+    result = gateway.add_tasks("job-1", [TaskSpec(id="good", command_line="true"), bad])
+
+    assert list(result.added) == ["good"]
+    [failure] = result.failures
+    assert failure.code == "InvalidPropertyValue"
+    assert "resourceFiles[0].filePath = '../up?sig=REDACTED'" in failure.message
+    assert "c2VjcmV0" not in failure.message
+
+
+def test_a_refused_value_is_redacted_and_shortened_in_the_error(gateway):
+    command = "echo https://acct.blob.core.windows.net/c/f?sig=c2VjcmV0 " + "x" * 9000   # over Batch's 8192
+    with pytest.raises(Rejected) as raised:
+        gateway.create_pool(PoolSpec(id="p", vm_size="standard_d2s_v3", image=UBUNTU,
+                                     start_task_command_line=command))
+
+    error = raised.value
+    assert "startTask.commandLine = 'echo https://acct.blob.core.windows.net/c/f?sig=REDACTED" in error.message
+    assert "c2VjcmV0" not in error.message and "c2VjcmV0" not in repr(error.values)
+    assert len(error.message) < 400
 
 
 def test_redact_removes_sas_signatures_and_keys():

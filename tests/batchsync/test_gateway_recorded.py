@@ -114,9 +114,10 @@ def test_a_pascalcase_clienterror_fails_the_task_at_once_with_batchs_reason(serv
     result = gateway.add_tasks("job-1", specs, budget_seconds=5)
 
     assert sorted(result.added) == ["t0001", "t0003"]
+    # Batch's values name the property it refused, and the reason says so (it used to stop at "invalid.").
     assert result.failures == (TaskFailure("t0002", "InvalidPropertyValue",
                                            "The value provided for one of the properties in the request body is "
-                                           "invalid."),)
+                                           "invalid: requiredSlots."),)
     assert len(service.requests_to("POST", ADD_TASKS)) == 1
 
 

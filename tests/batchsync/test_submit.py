@@ -1,6 +1,7 @@
 """batchsync.submit against a real localbatch through the real SDK: one job, every task exactly once, whatever is
 re-run, however often Batch answers 503; plain failures; the re-driver; the shipped example templates."""
 
+import html
 import re
 from datetime import timedelta
 
@@ -235,7 +236,7 @@ def test_a_task_over_1_mb_fails_the_submission_with_a_clear_message_and_stops_th
     assert job.state in ("terminating", "completed") and job.terminate_reason == submit.FAILED_TERMINATE_REASON
 
 
-def test_a_job_batch_refuses_to_create_fails_the_submission_and_names_the_template(gateway, alice):
+def test_a_job_batch_refuses_to_create_fails_the_submission_and_names_the_template(gateway, alice, client):
     submission = create(alice, 2)
     # An id Batch refuses stands for any job Batch will not take (a bad auto-pool spec, a quota).
     Submission.objects.filter(pk=submission.pk).update(job_id="bad id with spaces")
@@ -244,7 +245,12 @@ def test_a_job_batch_refuses_to_create_fails_the_submission_and_names_the_templa
 
     submission.refresh_from_db()
     assert submission.error_message.startswith("Batch refused to create the job:")
+    # What Batch refused, from its error's values: the property and the value.
+    assert "id = 'bad id with spaces'" in submission.error_message
     assert "“Render frames 1..N”" in submission.error_message
+    client.force_login(alice)
+    page = html.unescape(client.get(reverse("submission_detail", args=[submission.public_id])).content.decode())
+    assert "Batch refused to create the job: " in page and "id = 'bad id with spaces'" in page
     assert jobs_in_batch(gateway) == []
     assert not Job.objects.exists(), "no job, so no row for one"
 

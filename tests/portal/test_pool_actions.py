@@ -638,6 +638,8 @@ def test_other_refusals_carry_batchs_reason(batch, batch_client, manager, small_
         services.pool_create(user=manager, template=small_linux, pool_id="p", dedicated_nodes=1, low_priority_nodes=0)
 
     assert caught.value.message.startswith("Batch refused to create the pool: ")
+    # Batch's values: the property it refused and (the start of) its value.
+    assert "startTask.commandLine = 'echo xxx" in caught.value.message
     assert caught.value.message.endswith("Nothing was changed; check the values and try again.")
     assert pool_ids(batch_client) == []
 
