@@ -14,7 +14,7 @@ from portal.admin_mirror import ReadOnlyAdmin
 from portal.audit.admin import AuditedAdminMixin
 from portal.models import JobTemplate, JobTemplateVersion, Submission
 from portal.submit import services
-from portal.submit.spec import SpecError, parse_spec
+from portal.submit.spec import SpecError
 
 
 class JobTemplateForm(forms.ModelForm):
@@ -39,7 +39,7 @@ class JobTemplateForm(forms.ModelForm):
         if spec in (None, "") or self.fields["spec"].disabled:
             return None
         try:
-            parse_spec(spec)
+            services.job_template_spec_check(spec)
         except SpecError as exc:
             raise forms.ValidationError(exc.problems) from None
         return spec

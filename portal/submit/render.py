@@ -9,7 +9,7 @@ import string
 from collections.abc import Iterator, Mapping, Sequence
 
 from batchsync.gateway.specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
-from portal.submit.spec import TemplateSpec
+from portal.submit.spec import AUTO_POOL_ID_PREFIX_MAX, AUTO_POOL_ID_PREFIX_PATTERN, BATCH_ID_PATTERN, TemplateSpec
 from portal.submit.values import InputFile
 
 # Folder in the task's working directory that uploaded files are downloaded into, apart from the template's own.
@@ -139,13 +139,39 @@ def missing_csv_columns(spec: TemplateSpec, rows: Sequence[Mapping], command_lin
     return sorted(used - set(rows[0]))
 
 
+def auto_pool_id_prefix(spec: TemplateSpec, job_id: str) -> str:
+    """The id prefix of the pool a job gets to itself: the template's `id_prefix`, else the job id's first 20
+    characters (`sub-` and 16 of its hex digits), so the pool's id starts as its job's does."""
+    return (spec.auto_pool or {}).get("id_prefix") or job_id[:AUTO_POOL_ID_PREFIX_MAX]
+
+
+def batch_id_problems(spec: TemplateSpec, *, job_id: str) -> list[str]:
+    """The ids and prefixes a submission of `spec` would send that Batch refuses, each naming the field to fix.
+    Asked when a template is saved (with a job id shaped as every submission's is) and at the preview; not by
+    parse_spec, so that a version saved before a limit was checked still opens and says what is wrong."""
+    problems = []
+    if not BATCH_ID_PATTERN.fullmatch(job_id):
+        problems.append(f"job id “{job_id}”: Batch allows 1 to 64 letters, digits, hyphens and underscores.")
+    if spec.auto_pool:
+        given = spec.auto_pool.get("id_prefix")
+        field_name = "pool.auto_pool.id_prefix" if given else "pool.auto_pool (the id prefix made from the job id)"
+        prefix = auto_pool_id_prefix(spec, job_id)
+        if not isinstance(prefix, str):
+            problems.append(f"{field_name}: give the auto pool's id prefix as text, 1 to {AUTO_POOL_ID_PREFIX_MAX} "
+                            "letters, digits, hyphens and underscores.")
+        elif not AUTO_POOL_ID_PREFIX_PATTERN.fullmatch(prefix):
+            problems.append(f"{field_name}: the auto pool's id prefix “{prefix}” is {len(prefix)} characters; Batch "
+                            f"allows 1 to {AUTO_POOL_ID_PREFIX_MAX} letters, digits, hyphens and underscores.")
+    return problems
+
+
 def job_spec(spec: TemplateSpec, *, job_id: str, display_name: str) -> JobSpec:
     """The job a submission creates: tasks are added after it, so it starts with onAllTasksComplete=noaction."""
     auto_pool = None
     if spec.auto_pool:
         auto, image, start_task = spec.auto_pool, spec.auto_pool["image"], spec.auto_pool.get("start_task") or {}
         auto_pool = PoolSpec(
-            id=job_id[:40], vm_size=auto["vm_size"], target_dedicated_nodes=auto["node_count"],
+            id=auto_pool_id_prefix(spec, job_id), vm_size=auto["vm_size"], target_dedicated_nodes=auto["node_count"],
             task_slots_per_node=auto.get("task_slots_per_node", 1),
             image=ImageSpec(publisher=image["publisher"], offer=image["offer"], sku=image["sku"],
                             version=image.get("version", "latest"), node_agent_sku_id=image["node_agent_sku_id"]),

@@ -17,8 +17,8 @@ from portal import access
 from portal.audit.services import record_event
 from portal.models import JobTemplateVersion, Submission
 from portal.submit.preview import Preview, preview
-from portal.submit.render import missing_csv_columns
-from portal.submit.spec import MAX_TASKS, SpecError, command_line_problems, parse_spec
+from portal.submit.render import batch_id_problems, missing_csv_columns
+from portal.submit.spec import MAX_TASKS, SpecError, TemplateSpec, command_line_problems, parse_spec
 from portal.submit.values import ParameterErrors, clean_values, parse_csv
 
 logger = logging.getLogger(__name__)
@@ -34,13 +34,27 @@ class SubmissionError(Exception):
         self.field_errors = field_errors or {}
 
 
+# Every submission's job id has this shape (Submission.job_id_for): what a template is checked with when it is saved.
+_SHAPE_OF_A_JOB_ID = Submission.job_id_for(uuid.UUID(int=0))
+
+
+def job_template_spec_check(spec) -> TemplateSpec:
+    """The spec parsed, and the ids and prefixes its submissions would send checked against Batch's limits;
+    SpecError lists every problem, each naming its field. What saving a template checks."""
+    parsed = parse_spec(spec)
+    problems = batch_id_problems(parsed, job_id=_SHAPE_OF_A_JOB_ID)
+    if problems:
+        raise SpecError(problems)
+    return parsed
+
+
 def job_template_version_create(*, user, template, spec: dict):
     """A new version of `template` with the next number; the spec is checked first (SubmissionError lists what is
     wrong). Writing a command line is writing code that runs on the pool, so it needs portal.write_command_lines."""
     if not access.can_write_command_lines(user):
         raise PermissionDenied("Writing job templates needs the portal.write_command_lines permission.")
     try:
-        parse_spec(spec)
+        job_template_spec_check(spec)
     except SpecError as exc:
         raise SubmissionError("The template spec has problems: " + "; ".join(exc.problems)) from None
     with transaction.atomic():
@@ -80,6 +94,12 @@ def submission_prepare(*, user, template_version, parameters: dict, uploaded_fil
     if parent is not None and (not isinstance(parent, Submission) or not access.can_act_on(user, parent)):
         raise SubmissionError("You can only re-run your own submissions or, as an Operator, your teams'.")
     spec = version.parsed
+    # A version saved before its ids were checked (or under older limits) is refused here, before anything is written,
+    # rather than by Batch after the submission was made.
+    problems = batch_id_problems(spec, job_id=_SHAPE_OF_A_JOB_ID)
+    if problems:
+        raise SubmissionError(f"The template “{version.template.name}” cannot be submitted as it stands: "
+                              + " ".join(problems) + " Nothing was submitted; ask the template's owner to fix it.")
     if command_line is not None and command_line.strip() == spec.command_line.strip():
         command_line = None
     if command_line is not None:

@@ -29,6 +29,11 @@ MAX_TASKS = 100_000
 DEFAULT_MAX_LENGTH = 1_000
 MAX_MAX_LENGTH = 2_000_000
 NAME_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+# Batch's limits on the ids a submission sends: a pool, job or task id is 1 to 64 letters, digits, hyphens and
+# underscores; an auto pool's id prefix is at most 20 of them (Batch appends its own unique part).
+BATCH_ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+AUTO_POOL_ID_PREFIX_MAX = 20
+AUTO_POOL_ID_PREFIX_PATTERN = re.compile(rf"\A[A-Za-z0-9_-]{{1,{AUTO_POOL_ID_PREFIX_MAX}}}\Z")
 INTEGER_PATTERN = re.compile(r"\A[+-]?[0-9]{1,18}\Z")
 NUMBER_PATTERN = re.compile(r"\A[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?\Z")
 
@@ -188,7 +193,7 @@ def _parse_pool(pool, problems: list[str]) -> tuple[str | None, dict | None]:
         problems.append("pool: give either {\"pool_id\": \"…\"} or {\"auto_pool\": {…}}.")
         return None, None
     if "pool_id" in pool:
-        if not isinstance(pool["pool_id"], str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", pool["pool_id"]):
+        if not isinstance(pool["pool_id"], str) or not BATCH_ID_PATTERN.fullmatch(pool["pool_id"]):
             problems.append("pool.pool_id: 1 to 64 letters, digits, hyphens and underscores.")
             return None, None
         return pool["pool_id"], None
@@ -209,6 +214,7 @@ def _parse_pool(pool, problems: list[str]) -> tuple[str | None, dict | None]:
     if start_task is not None and (not isinstance(start_task, Mapping)
                                    or not str(start_task.get("command_line", "")).strip()):
         problems.append("pool.auto_pool.start_task: give {\"command_line\": \"…\"}.")
+    # Its optional "id_prefix" is checked against Batch's limits with the other ids (render.batch_id_problems).
     return None, dict(auto)
 
 

@@ -414,6 +414,27 @@ def test_a_job_mirrored_without_its_owner_is_linked_by_the_periodic_step(gateway
     assert Job.objects.get(job_id=submission.job_id).submitted_by == alice
 
 
+def test_an_auto_pool_template_submits_its_pool_appears_the_job_completes_and_the_pool_goes(gateway, alice):
+    image = {"publisher": UBUNTU.publisher, "offer": UBUNTU.offer, "sku": UBUNTU.sku,
+             "node_agent_sku_id": UBUNTU.node_agent_sku_id}
+    version = frames_version({"pool": {"auto_pool": {"vm_size": "standard_d2s_v3", "node_count": 1, "image": image,
+                                                     "task_slots_per_node": 4}}})
+    submission = create(alice, 3, seconds="4", version=version)   # long enough to see the pool while they run
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
+
+    pool_id = gateway.get_job(submission.job_id).pool_id
+    # Batch names the pool after the prefix it was given: the job id's first 20 characters.
+    assert pool_id.startswith(submission.job_id[:20]) and pool_id in [pool.id for pool in gateway.list_pools()]
+    ended = wait_for(lambda: (j := gateway.get_job(submission.job_id)).state == "completed" and j, timeout=60,
+                     message="the job to end by itself")
+    assert ended.terminate_reason == "AllTasksComplete"
+    counts = gateway.get_task_counts(submission.job_id)
+    assert (counts.completed, counts.succeeded) == (3, 3)
+    wait_for(lambda: pool_id not in [pool.id for pool in gateway.list_pools()], timeout=60,
+             message="the job's own pool to be deleted with it")
+
+
 # --- the shipped examples ------------------------------------------------------------------------------------
 
 

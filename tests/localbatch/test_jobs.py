@@ -347,6 +347,34 @@ def test_release_task_runs_when_the_job_is_terminated(batch_client):
 
 # -- auto pools ------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("prefix", ["a" * 21, "sub-" + "0123456789abcdef" * 2, "has space"])
+def test_an_auto_pool_id_prefix_over_20_characters_or_not_an_id_is_refused_naming_the_property(batch_client, prefix):
+    # Batch's limit: "The prefix can be up to 20 characters long" (BatchAutoPoolSpecification.autoPoolIdPrefix).
+    spec = models.BatchAutoPoolSpecification(
+        auto_pool_id_prefix=prefix, pool_lifetime_option="job",
+        pool=models.BatchPoolSpecification(vm_size="standard_d2s_v3", target_dedicated_nodes=1))
+
+    with pytest.raises(HttpResponseError) as caught:
+        batch_client.create_job(models.BatchJobCreateOptions(id="job-1", pool_info=models.BatchPoolInfo(
+            auto_pool_specification=spec)))
+
+    assert (caught.value.status_code, caught.value.error.code) == (400, "InvalidPropertyValue")
+    details = {d.code: d.message for d in caught.value.error.details}
+    assert details["PropertyName"] == "poolInfo.autoPoolSpecification.autoPoolIdPrefix"
+    assert details["PropertyValue"] == prefix
+    assert list(batch_client.list_jobs()) == [] and list(batch_client.list_pools()) == []
+
+
+def test_an_auto_pool_id_prefix_of_20_characters_is_taken(batch_client):
+    spec = models.BatchAutoPoolSpecification(
+        auto_pool_id_prefix="a" * 20, pool_lifetime_option="job",
+        pool=models.BatchPoolSpecification(vm_size="standard_d2s_v3", target_dedicated_nodes=0))
+    batch_client.create_job(models.BatchJobCreateOptions(id="job-1", pool_info=models.BatchPoolInfo(
+        auto_pool_specification=spec)))
+
+    assert batch_client.get_job("job-1").execution_info.pool_id.startswith("a" * 20)
+
+
 def test_auto_pool_job_creates_a_pool_runs_on_it_and_deletes_it_after_the_job(batch_client):
     spec = models.BatchAutoPoolSpecification(
         auto_pool_id_prefix="auto", pool_lifetime_option="job",

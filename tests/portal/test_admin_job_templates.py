@@ -1,6 +1,7 @@
 """The admin of job templates: a changed spec becomes the next version (through the service, with its checks and
 its permission), a used version never changes, and submissions can be looked at but not edited."""
 
+import html
 import json
 
 import pytest
@@ -48,6 +49,29 @@ def test_a_spec_with_problems_is_shown_and_not_saved(admin_client, template):
 
     assert "names no parameter of this template" in response.content.decode()
     assert template.versions.count() == 1
+
+
+AUTO_POOL = {"vm_size": "standard_d2s_v3", "node_count": 1,
+             "image": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts",
+                       "node_agent_sku_id": "batch.node.ubuntu 22.04"}}
+
+
+def test_an_auto_pool_id_prefix_over_batchs_limit_is_shown_naming_the_field_and_not_saved(admin_client, template):
+    spec = {**template.current_version().spec, "pool": {"auto_pool": {**AUTO_POOL, "id_prefix": "render-" + "x" * 20}}}
+    response = change(admin_client, template, spec=json.dumps(spec))
+
+    page = html.unescape(response.content.decode())
+    assert ("pool.auto_pool.id_prefix: the auto pool's id prefix “render-xxxxxxxxxxxxxxxxxxxx” is 27 characters; "
+            "Batch allows 1 to 20 letters, digits, hyphens and underscores.") in page
+    assert template.versions.count() == 1
+
+
+def test_an_auto_pool_template_is_saved(admin_client, template):
+    spec = {**template.current_version().spec, "pool": {"auto_pool": AUTO_POOL}}
+    response = change(admin_client, template, spec=json.dumps(spec))
+
+    assert "Saved as version 2." in response.content.decode()
+    assert template.current_version().parsed.auto_pool["vm_size"] == "standard_d2s_v3"
 
 
 def test_staff_without_the_command_line_permission_cannot_change_the_spec(client, template):

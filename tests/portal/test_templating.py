@@ -96,6 +96,50 @@ def test_an_auto_pool_spec_becomes_a_job_with_a_pool_of_its_own():
     assert parsed.pool_label == "a pool of its own (2 × standard_d2s_v3)"
 
 
+AUTO_POOL = {"vm_size": "standard_d2s_v3", "node_count": 1,
+             "image": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts",
+                       "node_agent_sku_id": "batch.node.ubuntu 22.04"}}
+# A job id as every submission's is: sub- and 32 hex digits, 36 characters.
+JOB_ID = "sub-5eb0abbae0614a07a4d2c1e6f03b9d18"
+
+
+def test_an_auto_pools_id_prefix_is_the_first_20_characters_of_the_job_id():
+    parsed = parse_spec(spec(pool={"auto_pool": AUTO_POOL}))
+
+    job = render.job_spec(parsed, job_id=JOB_ID, display_name="x")
+
+    # Batch allows at most 20 (it used to be the first 40, all 36 of the id, which Batch refused).
+    assert job.auto_pool.id == "sub-5eb0abbae0614a07" == JOB_ID[:20]
+    assert render.batch_id_problems(parsed, job_id=JOB_ID) == []
+
+
+def test_a_templates_own_auto_pool_id_prefix_is_used():
+    parsed = parse_spec(spec(pool={"auto_pool": {**AUTO_POOL, "id_prefix": "render_farm-20chars"}}))
+
+    assert render.job_spec(parsed, job_id=JOB_ID, display_name="x").auto_pool.id == "render_farm-20chars"
+
+
+@pytest.mark.parametrize("prefix", ["a" * 21, "has space", "ü", 7])
+def test_an_auto_pool_id_prefix_batch_would_refuse_is_a_problem_naming_the_field(prefix):
+    parsed = parse_spec(spec(pool={"auto_pool": {**AUTO_POOL, "id_prefix": prefix}}))
+
+    [problem] = render.batch_id_problems(parsed, job_id=JOB_ID)
+
+    assert problem.startswith("pool.auto_pool.id_prefix: ")
+    assert "1 to 20 letters, digits, hyphens and underscores." in problem
+
+
+def test_ids_batch_would_refuse_are_problems_naming_what_makes_them():
+    parsed = parse_spec(spec(pool={"auto_pool": AUTO_POOL}))
+
+    problems = render.batch_id_problems(parsed, job_id="job id with spaces")
+
+    assert problems == [
+        "job id “job id with spaces”: Batch allows 1 to 64 letters, digits, hyphens and underscores.",
+        "pool.auto_pool (the id prefix made from the job id): the auto pool's id prefix “job id with spaces” is 18 "
+        "characters; Batch allows 1 to 20 letters, digits, hyphens and underscores."]
+
+
 @pytest.mark.parametrize("change, words", [
     ({"pool": {}}, "pool:"),
     ({"command_line": "echo {nobody}"}, "names no parameter"),

@@ -1,6 +1,7 @@
 """The submission pages through Django's test client: who sees them, the generated form, the preview, the one and only
 submission a confirm makes, and bad input of every kind, refused in plain words or quoted so that it stays data."""
 
+import html
 import re
 import shlex
 import uuid
@@ -183,6 +184,23 @@ def test_submit_makes_one_submission_and_a_second_post_returns_it(as_alice, alic
     assert len(callbacks) == 1, "enqueued once"
     assert (submission.submitted_by, submission.total_tasks, submission.parameters) == (
         alice, 3, {"frames": 3, "seconds_per_frame": 0.0})
+
+
+def test_a_version_with_an_id_prefix_batch_would_refuse_is_stopped_at_the_preview_naming_the_field(as_alice):
+    # Saved before ids were checked (the admin now refuses it): the preview says what to fix, and writes nothing.
+    template = JobTemplate.objects.get(slug="render-frames")
+    version = template.current_version()
+    JobTemplateVersion.objects.create(template=template, number=version.number + 1, spec={
+        **version.spec, "pool": {"auto_pool": {
+            "vm_size": "standard_d2s_v3", "node_count": 1, "id_prefix": "render-frames-on-its-own-pool",
+            "image": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts",
+                      "node_agent_sku_id": "batch.node.ubuntu 22.04"}}}})
+
+    page = html.unescape(text(preview(as_alice, "render-frames", frames="3", seconds_per_frame="0")))
+
+    assert "cannot be submitted as it stands: pool.auto_pool.id_prefix: the auto pool's id prefix" in page
+    assert "is 29 characters; Batch allows 1 to 20 letters, digits, hyphens and underscores." in page
+    assert "This creates" not in page and not Submission.objects.exists()
 
 
 def test_change_values_goes_back_to_the_form_with_the_values_kept(as_alice):
