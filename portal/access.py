@@ -10,8 +10,14 @@ filters, not walls. Acting is narrower: see `can_act_on`."""
 
 from __future__ import annotations
 
-from django.http import Http404
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+
+from portal.accounts.roles import ROLE_NAMES
 from portal.models import BatchAccount, Job, Submission, Task
 
 SUBMIT = "portal.submit"
@@ -23,6 +29,21 @@ MANAGE_TEAMS = "portal.change_team"
 VIEW_AUDIT = "portal.view_auditevent"
 # Every role has it (migration 0007), so it stands for "has a role": the one permission reads are gated on.
 READ = "portal.view_job"
+
+# What each role adds, in words a refused person reads (see `refusal`), and, for each right a page may need, what
+# it lets one do and the first role that has it. Migration 0007 gives the roles these rights.
+_ROLE_CAN = {
+    "Viewer": "can read",
+    "Submitter": "can read and submit work",
+    "Operator": "can read, submit work, act on your teams' work and manage pools",
+    "Admin": "can do everything in the portal",
+}
+_RIGHTS = {
+    SUBMIT: ("submit work", "Submitter"),
+    MANAGE_POOLS: ("create, resize or delete pools", "Operator"),
+    VIEW_AUDIT: ("read the audit history", "Operator"),
+    WRITE_COMMAND_LINES: ("write command lines", "Admin"),
+}
 
 SCOPE_MY, SCOPE_TEAM, SCOPE_ALL = "my", "team", "all"
 SCOPES = [(SCOPE_MY, "Mine"), (SCOPE_TEAM, "My teams"), (SCOPE_ALL, "All")]
@@ -103,6 +124,45 @@ def can_act_on(user, obj) -> bool:
 def can_act_on_teams(user) -> bool:
     """Does `user` act on their teams' work (an Operator), not only their own?"""
     return _active(user) and (user.is_superuser or user.has_perm(OPERATE_TEAM_WORK))
+
+
+class Refused(PermissionDenied):
+    """A refusal that says why in plain words and what to do; the 403 page shows its message as it is."""
+
+
+def roles_of(user: Any) -> list[str]:
+    """The portal roles `user` holds, lowest first."""
+    if not _active(user):
+        return []
+    held = set(user.groups.filter(name__in=ROLE_NAMES).values_list("name", flat=True))
+    return [name for name in ROLE_NAMES if name in held]
+
+
+def refusal(user: Any, right: str) -> Refused:
+    """Why `user` may not use `right` (one of the permissions above), and whom to ask: raise what this returns.
+    "Your role, Viewer, can read but not submit work. Ask an Admin for the Submitter role." """
+    action, role_needed = _RIGHTS[right]
+    roles = roles_of(user)
+    if not roles:
+        return Refused(f"Your account has no role that lets you {action}. Ask an Admin for the {role_needed} role.")
+    highest = roles[-1]
+    return Refused(f"Your role, {highest}, {_ROLE_CAN[highest]} but not {action}. "
+                   f"Ask an Admin for the {role_needed} role.")
+
+
+View = Callable[..., HttpResponse]
+
+
+def require(right: str) -> Callable[[View], View]:
+    """A view decorator: the view runs only for people with `right`; others get the 403 page saying why."""
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.has_perm(right):
+                raise refusal(request.user, right)
+            return view(request, *args, **kwargs)
+        return checked
+    return decorator
 
 
 def _owner_and_team(obj) -> tuple[int | None, int | None]:

@@ -18,4 +18,6 @@ class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key, value):
         cleaned = super().cleanse_setting(key, value)
-        return redact(cleaned) if isinstance(cleaned, str) else cleaned
+        # A lazy string (django-axes' AXES_USERNAME_FORM_FIELD, reverse_lazy URLs) passes isinstance(str) but is
+        # not one to `re`: made a real string first, or building the DEBUG error page itself fails.
+        return redact(str(cleaned)) if isinstance(cleaned, str) else cleaned

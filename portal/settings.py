@@ -217,6 +217,9 @@ LOGGING = {
         "azure": {"level": os.environ.get("AZURE_LOG_LEVEL", "WARNING")},
         # Django's own handlers (its console in DEBUG, error e-mails) do not redact; ours, through root, does.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # A 4xx is one line in the access log (runserver's below, gunicorn's in production); django.request would
+        # write a second ("Not Found: /x"). Errors (5xx) still come with their traceback.
+        "django.request": {"level": "ERROR"},
         # runserver's request lines (query strings included) go through the same redaction.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
@@ -331,6 +334,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+# A refused form says what to do (reload and send again) in the portal's layout, not Django's page for developers.
+CSRF_FAILURE_VIEW = "portal.errors.csrf_failure"
 # A shared dashboard is left open on screens: a session lasts a working day, not Django's two weeks.
 SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_SECONDS", str(12 * 3600)))
 

@@ -4,7 +4,7 @@ The actions are each a form, then a confirm step, then one call to a service; on
 reach them, and nothing reaches Batch until a confirming POST."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,7 +20,7 @@ from portal.pools import selectors, services
 from portal.pools.forms import PoolCreateForm, PoolDeleteForm, PoolResizeForm
 
 # Views answer 403 rather than a login redirect: the person is logged in, just not allowed.
-manage_pools_required = permission_required(access.MANAGE_POOLS, raise_exception=True)
+manage_pools_required = access.require(access.MANAGE_POOLS)
 
 
 # --- the list and one pool -------------------------------------------------------------------------

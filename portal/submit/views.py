@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -39,7 +38,7 @@ from portal.submit.values import InputFile, clean_file, human_bytes
 def _require_submitter(request) -> None:
     # A signed-in person without the role is told so (403) rather than sent to log in again.
     if not access.can_submit(request.user):
-        raise PermissionDenied("Submitting work needs the Submitter role.")
+        raise access.refusal(request.user, access.SUBMIT)
 
 
 def _template_or_404(slug: str) -> JobTemplate:

@@ -76,7 +76,7 @@ ROUTES = {
     "submission_detail": Route("submission", get=ACTORS),
 }
 # Sign-in and health answer everyone; the admin site has its own staff check (tested below).
-OPEN = {"login", "logout", "healthz", "oidc_authentication_init", "oidc_authentication_callback"}
+OPEN = {"login", "logout", "healthz", "oidc_authentication_init", "oidc_authentication_callback", "favicon"}
 
 
 def named_urls(patterns=None, namespace=""):
