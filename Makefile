@@ -18,18 +18,24 @@ $(VENV)/.requirements-installed: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
 	touch $@
 
+# npm ci first empties node_modules; when that is a link (worktrees sharing one checkout's packages) it would empty
+# the other checkout's, under whatever runs from it. Then the packages are installed where the link points.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	@if [ -L node_modules ]; then \
+	  echo "node_modules links to $$(readlink -f node_modules): not reinstalling through the link;" \
+	       "run npm ci there if package-lock.json changed" >&2; \
+	else npm ci --no-audit --no-fund; fi
 	touch $@
 
 # DJANGO_DEBUG=1 turns on the development conveniences, among them the filesystem broker
-# when no Redis answers (portal/settings.py decides and dev_bootstrap reports it).
+# when no Redis answers (portal/settings.py decides and dev_bootstrap reports it). dev_run runs
+# Procfile.dev and stops all of it within 5 s of Ctrl-C, or of SIGINT/SIGTERM to make alone.
 dev: export DJANGO_DEBUG ?= 1
 dev: deps
 	mkdir -p var
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py dev_bootstrap
-	exec $(VENV)/bin/honcho --procfile Procfile.dev start
+	exec $(PY) manage.py dev_run --procfile Procfile.dev
 
 test: deps
 	$(VENV)/bin/pytest

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, HttpResponse, HttpResponsePermanentRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.utils import timezone
@@ -25,12 +25,12 @@ BARE_500 = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Som
 
 
 @requires_csrf_token
-def bad_request(request, exception=None) -> HttpResponse:
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "errors/400.html", status=400)
 
 
 @requires_csrf_token
-def permission_denied(request, exception=None) -> HttpResponse:
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     # Only a refusal from portal.access carries words written for the person; any other (Django's admin, a
     # library) gets the general sentence of the template.
     reason = str(exception) if isinstance(exception, access.Refused) else ""
@@ -38,7 +38,7 @@ def permission_denied(request, exception=None) -> HttpResponse:
 
 
 @requires_csrf_token
-def page_not_found(request, exception=None) -> HttpResponse:
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     # Our views raise Http404 with a short message in plain words ("No such job"); the resolver's own carries the
     # patterns it tried, which is none of a visitor's business.
     message = ""
@@ -48,7 +48,7 @@ def page_not_found(request, exception=None) -> HttpResponse:
 
 
 @requires_csrf_token
-def server_error(request) -> HttpResponse:
+def server_error(request: HttpRequest) -> HttpResponse:
     # Nothing from the error reaches the page; the time lets whoever reads the log find the traceback.
     try:
         return render(request, "errors/500.html", {"now": timezone.now()}, status=500)
@@ -58,7 +58,7 @@ def server_error(request) -> HttpResponse:
 
 
 @requires_csrf_token
-def csrf_failure(request, reason: str = "") -> HttpResponse:
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     # `reason` is Django's wording for developers ("CSRF cookie not set."), which django.security.csrf has logged
     # already; the page says what to do instead.
     return render(request, "errors/csrf.html", status=403)
@@ -66,6 +66,6 @@ def csrf_failure(request, reason: str = "") -> HttpResponse:
 
 @login_not_required
 @require_safe
-def favicon(request) -> HttpResponse:
+def favicon(request: HttpRequest) -> HttpResponse:
     """Clients that ignore the page's <link rel=icon> still ask /favicon.ico; answer once, for good."""
     return HttpResponsePermanentRedirect(static("favicon.ico"))

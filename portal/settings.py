@@ -222,6 +222,10 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         # runserver's request lines (query strings included) go through the same redaction.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # In development the console is the developer's: Celery's two lines per task run (received, succeeded)
+        # and beat's line per schedule, every few seconds, would drown what matters. Production keeps them.
+        **({name: {"level": "WARNING"} for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat")}
+           if DEBUG else {}),
     },
 }
 

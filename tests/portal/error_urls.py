@@ -4,7 +4,8 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import SuspiciousOperation
 from django.urls import path
 
-from portal.urls import handler400, handler403, handler404, handler500, urlpatterns as portal_urlpatterns
+from portal.urls import handler400, handler403, handler404, handler500
+from portal.urls import urlpatterns as portal_urlpatterns
 
 SECRET_IN_ERROR = "AccountKey=c2VjcmV0LWluLXRoZS1lcnJvcg=="
 

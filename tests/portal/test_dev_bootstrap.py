@@ -1,8 +1,10 @@
-"""dev_bootstrap gives the demo admin a fresh password, prints where to log in, and makes a demo pool on localbatch."""
+"""dev_bootstrap makes the demo admin's password once (kept in var/admin-password), prints where to log in, and makes
+a demo pool on localbatch."""
 
 import functools
 import http.server
 import re
+import stat
 import threading
 from io import StringIO
 
@@ -15,7 +17,14 @@ from tests.localbatch.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
 
-LOGIN_LINE = re.compile(r"^Portal: http://127\.0\.0\.1:8000  login: admin / (\S+)$", re.MULTILINE)
+LOGIN_LINE = re.compile(r"^Portal: http://127\.0\.0\.1:8000  login: admin / (\S+)  \(kept in (\S+)\)$", re.MULTILINE)
+
+
+@pytest.fixture(autouse=True)
+def var_dir(settings, tmp_path):
+    """A var/ of the test's own: the developer's var/admin-password is never read or written here."""
+    settings.VAR_DIR = tmp_path / "var"
+    return settings.VAR_DIR
 
 
 def run_bootstrap(*args) -> str:
@@ -31,11 +40,51 @@ def test_creates_admin_and_prints_a_working_password():
     assert user is not None and user.is_superuser and user.is_staff
 
 
-def test_running_again_replaces_the_password():
+def test_the_password_is_written_to_var_for_the_developer_only(var_dir):
+    match = LOGIN_LINE.search(run_bootstrap())
+    path = var_dir / "admin-password"
+
+    assert match.group(2) == str(path)
+    assert path.read_text().strip() == match.group(1)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_running_again_keeps_the_password(var_dir):
     first = LOGIN_LINE.search(run_bootstrap()).group(1)
     second = LOGIN_LINE.search(run_bootstrap()).group(1)
 
-    assert first != second
+    assert first == second
+    assert authenticate(username="admin", password=first) is not None
+
+
+def test_a_password_set_in_the_admin_survives_a_restart(var_dir, django_user_model):
+    run_bootstrap()
+    admin = django_user_model.objects.get(username="admin")
+    admin.set_password("set in the admin")
+    admin.save()
+
+    output = run_bootstrap()
+
+    assert authenticate(username="admin", password="set in the admin") is not None
+    assert "login: admin, with the password you set in the admin" in output and not LOGIN_LINE.search(output)
+
+
+def test_a_fresh_database_gets_the_admin_back_with_the_kept_password(var_dir, django_user_model):
+    first = LOGIN_LINE.search(run_bootstrap()).group(1)
+    django_user_model.objects.filter(username="admin").delete()
+
+    second = LOGIN_LINE.search(run_bootstrap()).group(1)
+
+    assert second == first and authenticate(username="admin", password=first).is_superuser
+
+
+def test_deleting_the_file_makes_a_new_password(var_dir):
+    first = LOGIN_LINE.search(run_bootstrap()).group(1)
+    (var_dir / "admin-password").unlink()
+
+    second = LOGIN_LINE.search(run_bootstrap()).group(1)
+
+    assert second != first
     assert authenticate(username="admin", password=first) is None
     assert authenticate(username="admin", password=second) is not None
 

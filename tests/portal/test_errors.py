@@ -4,10 +4,12 @@ DEBUG off and on, for every role; the reason for a 403 comes from portal.access.
 import re
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.urls import reverse
 
 from portal.error_reports import SecretsExceptionReporterFilter
+from portal.errors import permission_denied
 from tests.portal.error_urls import SECRET_IN_ERROR
 
 pytestmark = pytest.mark.django_db
@@ -102,10 +104,6 @@ def test_the_roles_refused_above_are_let_in_higher_up(request, persona):
 
 
 def test_a_refusal_without_words_of_ours_gets_the_general_sentence(rf, viewer):
-    from django.core.exceptions import PermissionDenied
-
-    from portal.errors import permission_denied
-
     http_request = rf.get("/")
     http_request.user = viewer
     page = text_of(permission_denied(http_request, PermissionDenied("internal detail")))

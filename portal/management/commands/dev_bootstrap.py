@@ -1,6 +1,8 @@
-"""Prepare the embedded development setup: a demo admin with a fresh password, printed; a demo pool on localbatch."""
+"""Prepare the embedded development setup: a demo admin whose password is made once and kept in var/, printed; a demo
+pool on localbatch."""
 
 import json
+import os
 import secrets
 import time
 import urllib.error
@@ -23,9 +25,9 @@ DEMO_JOB_ID = "demo-job"
 
 class Command(BaseCommand):
     help = (
-        "Create the demo user 'admin' (or give it a new random password), report which "
-        "Celery broker is in use, and print where to log in. With --demo-pool, also create a small "
-        "demo pool and job on localbatch once it answers. For development only."
+        "Create the demo user 'admin' with a random password written to var/admin-password (made once, kept "
+        "while that file exists), report which Celery broker is in use, and print where to log in. With "
+        "--demo-pool, also create a small demo pool and job on localbatch once it answers. For development only."
     )
 
     def add_arguments(self, parser):
@@ -52,7 +54,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         if not options["skip_admin"]:
-            password = self.reset_admin()
+            login = self.ensure_admin()
             self.report_broker()
         if options["storage"]:
             self.prepare_storage(options["wait_seconds"])
@@ -60,17 +62,28 @@ class Command(BaseCommand):
             self.create_demo_pool(options["wait_seconds"])
         if not options["skip_admin"]:
             self.stdout.write("")
-            self.stdout.write(self.style.SUCCESS(f"Portal: {PORTAL_URL}  login: {ADMIN_USERNAME} / {password}"))
+            self.stdout.write(self.style.SUCCESS(f"Portal: {PORTAL_URL}  login: {login}"))
             self.stdout.write("")
 
-    def reset_admin(self) -> str:
-        # A new password on every run, so no password is ever shared between machines or stored.
-        password = secrets.token_urlsafe(12)
-        user, _ = get_user_model().objects.get_or_create(username=ADMIN_USERNAME)
-        user.is_active = user.is_staff = user.is_superuser = True
-        user.set_password(password)
-        user.save()
-        return password
+    def ensure_admin(self) -> str:
+        """The admin, with the password in var/admin-password: made once, and left alone while that file exists, so
+        a password changed in the admin survives a restart. Returns what to print after "login: "."""
+        path = admin_password_path()
+        user = get_user_model().objects.filter(username=ADMIN_USERNAME).first()
+        password = path.read_text().strip() if path.exists() else ""
+        if not password:
+            password = secrets.token_urlsafe(12)
+            write_private(path, password + "\n")
+            user = None   # a new password: set it below
+        if user is None:
+            user, _ = get_user_model().objects.get_or_create(username=ADMIN_USERNAME)
+            user.is_active = user.is_staff = user.is_superuser = True
+            user.set_password(password)
+            user.save()
+        if not user.check_password(password):
+            return (f"{ADMIN_USERNAME}, with the password you set in the admin ({path} holds the first one; delete it "
+                    "and run `make dev` again for a new one)")
+        return f"{ADMIN_USERNAME} / {password}  (kept in {path})"
 
     def report_broker(self):
         if settings.CELERY_BROKER_URL == "filesystem://":
@@ -123,6 +136,19 @@ class Command(BaseCommand):
         what = ", ".join(created) if created else "nothing new, it was all there"
         self.stdout.write(f"Demo pool: {DEMO_POOL_ID} (2 nodes x 2 slots) and {DEMO_JOB_ID} on localbatch "
                           f"at {url}: created {what}.")
+
+
+def admin_password_path():
+    return settings.VAR_DIR / "admin-password"
+
+
+def write_private(path, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only (0600) from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
 
 
 def portal_origins(base_url: str) -> list[str]:
