@@ -38,7 +38,9 @@ class BatchAccountFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("name",)
 
     name = "default"
-    account_url = "http://127.0.0.1:8089"
+    # Where nothing answers (tests/settings.py), not localbatch's default port, where `make dev` may be listening: a
+    # test that talks to Batch points the account at its own localbatch.
+    account_url = "http://127.0.0.1:9"
     account_name = "localbatch"
     is_default = True
     last_synced_at = factory.LazyFunction(timezone.now)

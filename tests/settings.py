@@ -10,7 +10,8 @@ import uuid
 # machine never sees this run's keys, nor this run theirs.
 os.environ.setdefault("REDIS_KEY_PREFIX", f"test-{uuid.uuid4().hex[:12]}:")
 
-from portal.settings import *  # noqa: E402
+from portal.settings import *  # noqa: E402, F403
+from portal.settings import AZURE_STORAGE_CONNECTION_STRING  # noqa: E402
 
 # Test clients and the live server speak plain HTTP: no redirect to HTTPS, no HSTS, cookies without Secure.
 HTTPS = False
@@ -21,3 +22,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = False
 
 # Every persona has a password; the real hasher (PBKDF2, deliberately slow) would dominate the suite's time.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Nothing a test does reaches a `make dev` running on the same machine (localbatch on 8089, Azurite on 10000), nor
+# depends on one running or not: a test that needs Batch or storage starts its own (the localbatch and azurite
+# fixtures), and the defaults point where nothing answers (the discard port), as they would on a machine without
+# make dev. What the environment sets explicitly still wins.
+NOWHERE = "http://127.0.0.1:9"
+BATCH_ACCOUNT_URL = os.environ.get("BATCH_ACCOUNT_URL", NOWHERE)
+AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
+    "AZURE_STORAGE_CONNECTION_STRING", AZURE_STORAGE_CONNECTION_STRING.replace("http://127.0.0.1:10000", NOWHERE))

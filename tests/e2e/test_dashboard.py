@@ -4,6 +4,7 @@ import os
 
 import pytest
 from azure.batch import models
+from playwright.sync_api import expect
 
 from batchsync.accounts import default_account
 from batchsync.sync import sync_account
@@ -68,7 +69,8 @@ def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
     table = page.locator("#tasks table")
     assert table.locator("tbody tr").count() == 7
     page.get_by_label("Failed only").check()
-    page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 1")
+    # Locator waits, not wait_for_function with a string: the page's CSP forbids evaluating strings.
+    expect(page.locator("#tasks tbody tr")).to_have_count(1)
     assert "failed=1" in page.url
     page.screenshot(path=f"{SCREENSHOTS}/portal-job.png", full_page=True)
 
@@ -104,6 +106,6 @@ def test_a_poll_of_the_task_table_keeps_the_keyboard_focus(page, live_server, dj
     page.evaluate("document.getElementById('tasks').dataset.before = 'yes'")
     with page.expect_response(lambda r: r.request.headers.get("hx-target") == "tasks", timeout=10_000):
         pass
-    page.wait_for_function("!document.getElementById('tasks').dataset.before")
+    expect(page.locator("#tasks[data-before]")).to_have_count(0)
 
     assert page.evaluate("document.activeElement.id") == link
