@@ -235,11 +235,12 @@ def test_a_submission_whose_message_redis_lost_is_re_driven(batch, workers, brok
     _, gateway = batch
     _, redis_client, server = broker_url
     submission = frames(UserFactory(), 300)
-    assert redis_client.llen("submit") == 1
+    submit_queue = f"{settings.REDIS_KEY_PREFIX}submit"  # this test run's own namespace in Redis
+    assert redis_client.llen(submit_queue) == 1
     # Redis restarts without its data right after the submit: the doorbell is gone, the row is not.
     server.stop()
     redis_client = server.start()
-    assert redis_client.llen("submit") == 0
+    assert redis_client.llen(submit_queue) == 0
     _drop_broker_connections()
     workers.start()
     settings.SUBMISSION_STALE_SECONDS = 1
