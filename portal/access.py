@@ -72,6 +72,11 @@ def can_write_command_lines(user) -> bool:
     return _active(user) and user.has_perm(WRITE_COMMAND_LINES)
 
 
+def can_use_admin(user) -> bool:
+    """Who the admin site lets in (Django's own rule, staff), so pages link to it only for them."""
+    return _active(user) and user.is_staff
+
+
 def can_view_audit(user) -> bool:
     """Who reads the whole audit history (its pages and export): Operators and Admins."""
     return _active(user) and user.has_perm(VIEW_AUDIT)

@@ -64,3 +64,92 @@ from . import azure_helpers
 import azurelike
 """
     assert sorted(azure_imports(source)) == ["azure", "azure.batch", "azure.core.exceptions", "azure.storage.blob"]
+
+
+# --- one place per feature: small modules, no import cycles (issue 10) ----------------------------------------------
+
+LAYERED_PACKAGES = ("portal", "batchsync")
+MAX_MODULE_LINES = 600
+
+
+def layered_modules() -> dict[str, Path]:
+    """{dotted module name: path} of portal/ and batchsync/, migrations aside."""
+    modules = {}
+    for package in LAYERED_PACKAGES:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The modules of `known` that `name` imports anywhere in its source, function bodies included."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            # `from package import module` needs the module; `from module import name`, the module.
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a loop (Tarjan's strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in graph.get(module, ()):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = []
+            while not group or group[-1] != module:
+                group.append(stack.pop())
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_two_modules_import_each_other():
+    known = layered_modules()
+    graph = {name: imported_modules(name, path, known) for name, path in known.items()}
+
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_is_over_600_lines():
+    long = {str(path.relative_to(REPO_ROOT)): lines for path in layered_modules().values()
+            if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+
+    assert long == {}, "split these along their seams"

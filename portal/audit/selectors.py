@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from portal import access
 from portal.models import AuditEvent, Job, JobTemplate, Pool, PoolTemplate, Submission, Task
 from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
 
@@ -162,7 +163,7 @@ def audit_object_links(events, *, user) -> dict[tuple[str, str], str]:
         for pk, public_id in Submission.objects.filter(pk__in=pks(wanted["submission"])).values_list("pk",
                                                                                                  "public_id"):
             links[("submission", str(pk))] = reverse("submission_detail", args=[public_id])
-    if user.is_staff:
+    if access.can_use_admin(user):
         for object_type, model, admin_name in (("job_template", JobTemplate, "admin:portal_jobtemplate_change"),
                                                ("pool_template", PoolTemplate, "admin:portal_pooltemplate_change"),
                                                ("user", get_user_model(), "admin:auth_user_change")):

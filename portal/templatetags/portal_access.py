@@ -18,5 +18,10 @@ def can_manage_pools(user) -> bool:
 
 
 @register.filter
+def can_use_admin(user) -> bool:
+    return access.can_use_admin(user)
+
+
+@register.filter
 def can_view_audit(user) -> bool:
     return access.can_view_audit(user)
