@@ -9,8 +9,9 @@ from . import auth, errors, wire
 from .autoscale import Autoscaler
 from .faults import Faults
 from .node_actions import NodeActions
-from .routes import autoscale, faults, files, jobs, node_actions, nodes, pools, tasks, timing
+from .routes import autoscale, faults, files, jobs, node_actions, nodes, pools, schedules, tasks, timing
 from .routes.base import Handler, Request, Response
+from .schedules import JobSchedules
 from .scheduler import Scheduler
 from .service import BatchService
 from .state import AccountState
@@ -18,7 +19,7 @@ from .store import Store
 from .timing import Timers, Timing
 
 ROUTES = (pools.ROUTES + autoscale.ROUTES + nodes.ROUTES + node_actions.ROUTES + files.ROUTES + jobs.ROUTES
-          + tasks.ROUTES + faults.ROUTES + timing.ROUTES)
+          + schedules.ROUTES + tasks.ROUTES + faults.ROUTES + timing.ROUTES)
 
 
 class LocalBatch:
@@ -36,7 +37,8 @@ class LocalBatch:
         self.service = BatchService(self.state, self.scheduler, self.account_url, self.autoscaler)
         self.node_actions = NodeActions(self.state, self.scheduler.nodes, self.scheduler.workers, account_name,
                                         self.account_url)
-        self.timers = Timers(self.state, [self.autoscaler.tick, self.node_actions.tick])
+        self.schedules = JobSchedules(self.state, self.service, self.timing, self.account_url)
+        self.timers = Timers(self.state, [self.autoscaler.tick, self.node_actions.tick, self.schedules.tick])
         self.routes = [(method, pattern.split("/"), handler) for method, pattern, handler in ROUTES]
 
     def start(self) -> None:

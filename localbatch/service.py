@@ -3,6 +3,7 @@
 Every operation runs inside `state.tx()` (the HTTP layer opens it), so a request either applies
 whole or, when it raises BatchError before changing anything, leaves the account as it was."""
 
+import copy
 import os
 import shutil
 import uuid
@@ -209,16 +210,26 @@ class BatchService:
         job = validate.job_create(body)
         if key_of(job["id"]) in self.state.jobs:
             raise errors.exists("Job")
+        if key_of(job["id"]) in self.state.job_schedules:
+            raise errors.conflict("JobScheduleWithSameIdExists", "A job schedule with the specified job id exists. "
+                                  "Job and job schedule cannot have the same id.")
+        return self.add_job(job)
+
+    def add_auto_pool(self, spec: dict) -> dict:
+        """The pool of an autoPoolSpecification, named after its prefix."""
+        pool = dict(copy.deepcopy(spec["pool"]), id=f"{spec['autoPoolIdPrefix'] or ''}_{uuid.uuid4()}"[:64].lstrip("_"))
+        return self._add_pool(pool)
+
+    def add_job(self, job: dict, pool_id: str | None = None) -> dict:
+        """A checked job, made active; an auto-pool job gets `pool_id` if given, a new pool otherwise."""
         now = now_iso()
         job.update(state="active", stateTransitionTime=now, creationTime=now, _seq=self.state.next_seq(),
                    executionInfo={"startTime": now})
         if "poolId" in job["poolInfo"]:
             job["executionInfo"]["poolId"] = job["poolInfo"]["poolId"]
         else:
-            spec = job["poolInfo"]["autoPoolSpecification"]
-            pool = dict(spec["pool"], id=f"{spec['autoPoolIdPrefix'] or ''}_{uuid.uuid4()}"[:64].lstrip("_"))
-            self._add_pool(pool)
-            job["executionInfo"]["poolId"] = pool["id"]
+            pool_id = pool_id or self.add_auto_pool(job["poolInfo"]["autoPoolSpecification"])["id"]
+            job["executionInfo"]["poolId"] = pool_id
         self.state.touch(job)
         self.state.jobs[key_of(job["id"])] = job
         self.state.save_job(job)

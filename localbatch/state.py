@@ -34,6 +34,7 @@ class AccountState:
         self.pools: dict[str, dict] = {}
         self.nodes: dict[str, dict[str, dict]] = defaultdict(dict)   # pool key -> node id -> node
         self.jobs: dict[str, dict] = {}
+        self.job_schedules: dict[str, dict] = {}
         self.tasks: dict[str, dict[str, dict]] = defaultdict(dict)   # job key -> task key -> task (creation order)
         # Derived, rebuilt at load: counts of tasks per job by state and by result, in tasks and in slots.
         self.task_counts: dict[str, Counter] = defaultdict(Counter)
@@ -81,6 +82,10 @@ class AccountState:
         if self.jobs.get(key_of(job["id"])) is job:
             self.store.put("job", key_of(job["id"]), job)
 
+    def save_job_schedule(self, schedule: dict) -> None:
+        if self.job_schedules.get(key_of(schedule["id"])) is schedule:
+            self.store.put("jobschedule", key_of(schedule["id"]), schedule)
+
     def save_task(self, job_key: str, task: dict) -> None:
         if self.tasks.get(job_key, {}).get(key_of(task["id"])) is task:
             self.store.put("task", f"{job_key}/{key_of(task['id'])}", task)
@@ -92,13 +97,15 @@ class AccountState:
             self.nodes[node["_pool"]][node["id"]] = node
         for job in self.store.load("job"):
             self.jobs[key_of(job["id"])] = job
+        for schedule in sorted(self.store.load("jobschedule"), key=lambda s: s.get("_seq", 0)):
+            self.job_schedules[key_of(schedule["id"])] = schedule
         max_seq = 0
         for task in sorted(self.store.load("task"), key=lambda t: t["_seq"]):
             job_key = task["_job"]
             self.tasks[job_key][key_of(task["id"])] = task
             self._count(job_key, task, +1)
             max_seq = max(max_seq, task["_seq"])
-        for entity in itertools.chain(self.pools.values(), self.jobs.values()):
+        for entity in itertools.chain(self.pools.values(), self.jobs.values(), self.job_schedules.values()):
             max_seq = max(max_seq, entity.get("_seq", 0))
         self._seq = itertools.count(max_seq + 1)
 

@@ -17,6 +17,7 @@ from ..timing import Timers, Timing
 if TYPE_CHECKING:
     from ..autoscale import Autoscaler
     from ..node_actions import NodeActions
+    from ..schedules import JobSchedules
 from ..timeutil import from_iso, from_rfc1123, to_rfc1123
 
 
@@ -30,6 +31,7 @@ class Account(Protocol):
     timers: Timers
     autoscaler: "Autoscaler"
     node_actions: "NodeActions"
+    schedules: "JobSchedules"
 
 
 @dataclass
