@@ -11,8 +11,8 @@ from .faults import Faults
 from .node_actions import NodeActions
 from .routes import autoscale, faults, files, jobs, node_actions, nodes, pools, schedules, tasks, timing
 from .routes.base import Handler, Request, Response
-from .schedules import JobSchedules
 from .scheduler import Scheduler
+from .schedules import JobSchedules
 from .service import BatchService
 from .state import AccountState
 from .store import Store

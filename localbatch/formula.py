@@ -622,4 +622,5 @@ class _Evaluator:
 
     def insufficient(self, node: Node, metric: str, wanted: str, received: str):
         # Reported where the metric is named, as the service does.
-        self.fail(node.children[0], f"Insufficient data from data set: {metric} wanted {wanted}, received {received}", "samples")
+        self.fail(node.children[0], f"Insufficient data from data set: {metric} wanted {wanted}, received {received}",
+                  "samples")

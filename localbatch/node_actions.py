@@ -7,14 +7,13 @@ import time
 import zlib
 from datetime import timedelta
 
-from . import errors, validate
+from . import errors, validate, wire
 from .nodes import Nodes
 from .processes import Workers
 from .state import AccountState, key_of
 from .timeutil import format_duration, from_iso, now_iso, to_iso, utcnow
 
 MAX_NODES_PER_REMOVE = 100
-SSH_FRONTEND_PORT = 50000          # each node's SSH endpoint, one port per node, as on Batch
 # How what is running on a node ends when the node reboots, is deallocated or disabled.
 TASK_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
 # Node states from which a node takes an action, and the 409 the service answers from the others.
@@ -227,8 +226,10 @@ class NodeActions:
         return settings
 
     @staticmethod
-    def remote_login(node: dict) -> dict:
-        return {"remoteLoginIPAddress": node.get("ipAddress", "127.0.0.1"), "remoteLoginPort": ssh_port(node)}
+    def remote_login(pool: dict, node: dict) -> dict:
+        """The node's SSH endpoint, the one its endpointConfiguration shows."""
+        endpoint = wire.node(node, pool, "")["endpointConfiguration"]["inboundEndpoints"][0]
+        return {"remoteLoginIPAddress": endpoint["publicIPAddress"], "remoteLoginPort": endpoint["frontendPort"]}
 
     # -- extensions ---------------------------------------------------------------------------
     @staticmethod
@@ -309,12 +310,6 @@ class NodeActions:
             raise errors.conflict(code, f"The specified node is {node['state']}; try again once it is idle.")
         raise errors.BatchError(409, "OperationNotValidOnNode", "The specified operation is not valid on the node.",
                                 {"Reason": f"The node is {node['state']}."})
-
-
-def ssh_port(node: dict) -> int:
-    """The node's frontend SSH port: 50000 for the pool's first node, then one more per node."""
-    serial = node["id"].rsplit("_", 1)[-1].split("-", 1)[0]
-    return SSH_FRONTEND_PORT + (int(serial) - 1 if serial.isdigit() else 0)
 
 
 def upload_logs(container_url: str, directory: str, files: list[tuple[str, bytes]]) -> int:

@@ -5,7 +5,7 @@ import copy
 import time
 from datetime import datetime, timezone
 
-from . import errors, validate
+from . import errors, validate, wire
 from .service import BatchService
 from .state import AccountState, key_of
 from .timeutil import format_duration, from_iso, iso_to_epoch, now_iso, parse_duration, to_iso
@@ -72,6 +72,9 @@ class JobSchedules:
     def present(self, schedule: dict) -> dict:
         out = {k: copy.deepcopy(v) for k, v in schedule.items() if not k.startswith("_")}
         out["url"] = self.url(schedule)
+        # The specification is written as a job is (unset lists left out, the auto pool's spellings).
+        out["jobSpecification"] = wire.job(schedule["jobSpecification"], "")
+        out["jobSpecification"].pop("url")
         info = {}
         if schedule.get("_next_run") is not None and schedule["state"] in ("active", "disabled"):
             info["nextRunTime"] = to_iso_epoch(schedule["_next_run"])

@@ -1,12 +1,11 @@
 """Routes for what a client does to nodes: scheduling, reboot, reimage, deallocate/start, remove nodes,
 users, remote login settings, extensions and the upload of Batch service logs."""
 
-from .. import node_actions
-from ..odata import project
-from .base import Account, Request, Response, numbered, page, select, write
+from .. import node_actions, wire
+from .base import Account, Request, Response, element_body, numbered, page, write
 
-UPLOAD_RESULT_METADATA = "$metadata#Microsoft.Azure.Batch.Protocol.Entities.UploadBatchServiceLogsResult"
-REMOTE_LOGIN_METADATA = "$metadata#Microsoft.Azure.Batch.Protocol.Entities.RemoteLoginSettings"
+UPLOAD_RESULT_KIND = "Microsoft.Azure.Batch.Protocol.Entities.UploadBatchServiceLogsResult"
+REMOTE_LOGIN_KIND = "Microsoft.Azure.Batch.Protocol.Entities.RemoteLoginSettings"
 
 
 def _node_action(app: Account, request: Request, action, status: int) -> Response:
@@ -48,10 +47,8 @@ def start(app: Account, request: Request) -> Response:
 
 def remove_nodes(app: Account, request: Request) -> Response:
     pool_id = request.params["pool"]
-    response = write(app, request, lambda: app.service.pool(pool_id),
-                     lambda: app.node_actions.remove_nodes(app.service.pool(pool_id), request.json()), 202)
-    response.headers["DataServiceId"] = app.account_url + request.path
-    return response
+    return write(app, request, lambda: app.service.pool(pool_id),
+                 lambda: app.node_actions.remove_nodes(app.service.pool(pool_id), request.json()), 202)
 
 
 def add_user(app: Account, request: Request) -> Response:
@@ -81,10 +78,10 @@ def delete_user(app: Account, request: Request) -> Response:
 
 def remote_login_settings(app: Account, request: Request) -> Response:
     with app.state.tx():
-        app.service.pool(request.params["pool"])
+        pool = app.service.pool(request.params["pool"])
         node = app.service.node(request.params["pool"], request.params["node"])
-        settings = node_actions.NodeActions.remote_login(node)
-    body = {"odata.metadata": f"{app.account_url}/{REMOTE_LOGIN_METADATA}", **settings}
+        settings = node_actions.NodeActions.remote_login(pool, node)
+    body = {"odata.metadata": wire.odata_metadata(app.account_url, REMOTE_LOGIN_KIND), **settings}
     return Response(200, body, {"DataServiceId": app.account_url + request.path})
 
 
@@ -96,7 +93,7 @@ def upload_logs(app: Account, request: Request) -> Response:
         container_url, directory, files = app.node_actions.service_logs(pool, node, body, request.request_id)
     # The upload talks to Blob storage: never while holding the account lock.
     count = node_actions.upload_logs(container_url, directory, files)
-    return Response(200, {"odata.metadata": f"{app.account_url}/{UPLOAD_RESULT_METADATA}",
+    return Response(200, {"odata.metadata": wire.odata_metadata(app.account_url, UPLOAD_RESULT_KIND),
                           "virtualDirectoryName": directory, "numberOfFilesUploaded": count})
 
 
@@ -105,7 +102,8 @@ def list_extensions(app: Account, request: Request) -> Response:
         pool = app.service.pool(request.params["pool"])
         app.service.node(request.params["pool"], request.params["node"])
         rows = app.node_actions.extensions(pool)
-    return page(app, request, numbered(rows, request), {}, lambda row: row, "nodeextensions")
+    # "extensions", as in the recorded odata.metadata of one extension (…#extensions/@Element).
+    return page(app, request, numbered(rows, request), {}, lambda row: row, "extensions")
 
 
 def get_extension(app: Account, request: Request) -> Response:
@@ -113,10 +111,7 @@ def get_extension(app: Account, request: Request) -> Response:
         pool = app.service.pool(request.params["pool"])
         app.service.node(request.params["pool"], request.params["node"])
         extension = app.node_actions.extension(pool, request.params["extension"])
-    fields = select(request)
-    body = {"odata.metadata": f"{app.account_url}/$metadata#extensions/@Element",
-            **(project(extension, fields) if fields else extension)}
-    return Response(200, body)
+    return Response(200, element_body(request, extension, "extensions", app.account_url))
 
 
 ROUTES = [

@@ -3,7 +3,7 @@ and the jobs of a schedule."""
 
 from ..odata import DATETIME, ENUM, STRING
 from ..service import JOB_FILTER_FIELDS
-from .base import Account, Request, Response, after_token, entity_headers, entity_response, page, write
+from .base import Account, Request, Response, created, entity_response, in_id_order, page, write
 
 SCHEDULE_FILTER_FIELDS = {
     "id": STRING, "displayName": STRING, "state": ENUM, "previousState": ENUM, "stateTransitionTime": DATETIME,
@@ -15,68 +15,57 @@ SCHEDULE_FILTER_FIELDS = {
 def create_schedule(app: Account, request: Request) -> Response:
     with app.state.tx():
         schedule = app.schedules.create(request.json())
-        url = app.schedules.url(schedule)
-        return Response(201, None, entity_headers(schedule) | {"DataServiceId": url, "Location": url})
+        return created(schedule, app.schedules.url(schedule))
 
 
 def get_schedule(app: Account, request: Request) -> Response:
     with app.state.tx():
         schedule = app.schedules.get(request.params["schedule"])
-        response = entity_response(request, schedule, app.schedules.present(schedule))
-    if response.body is not None:
-        response.body = {"odata.metadata": f"{app.account_url}/$metadata#jobschedules/@Element", **response.body}
-    return response
+        return entity_response(request, schedule, app.schedules.present(schedule), "jobschedules", app.account_url)
 
 
 def list_schedules(app: Account, request: Request) -> Response:
     with app.state.tx():
-        return page(app, request, after_token(app.state.job_schedules, request), SCHEDULE_FILTER_FIELDS,
-                    app.schedules.present)
+        return page(app, request, in_id_order(app.state.job_schedules, request), SCHEDULE_FILTER_FIELDS,
+                    app.schedules.present, "jobschedules")
 
 
 def list_schedule_jobs(app: Account, request: Request) -> Response:
     with app.state.tx():
         schedule = app.schedules.get(request.params["schedule"])
-        return page(app, request, after_token(app.schedules.jobs(schedule), request), JOB_FILTER_FIELDS,
-                    app.service.present_job)
+        return page(app, request, in_id_order(app.schedules.jobs(schedule), request), JOB_FILTER_FIELDS,
+                    app.service.present_job, "jobs")
 
 
-def _change(app: Account, request: Request, action, status: int, own_url: bool) -> Response:
-    """A change to a schedule; DataServiceId is the schedule's URL for PUT/PATCH, the action's URL otherwise,
-    as recorded from the service."""
+def _change(app: Account, request: Request, action, status: int) -> Response:
     schedule_id = request.params["schedule"]
-    response = write(app, request, lambda: app.schedules.get(schedule_id), action, status)
-    if request.method != "DELETE":
-        with app.state.tx():
-            url = app.account_url + request.path if own_url else app.schedules.url(app.schedules.get(schedule_id))
-            response.headers["DataServiceId"] = url
-    return response
+    return write(app, request, lambda: app.schedules.get(schedule_id), action, status)
 
 
 def patch_schedule(app: Account, request: Request) -> Response:
     return _change(app, request, lambda: app.schedules.update(request.params["schedule"], request.json() or {},
-                                                              replace=False), 200, own_url=False)
+                                                              replace=False), 200)
 
 
 def put_schedule(app: Account, request: Request) -> Response:
     return _change(app, request, lambda: app.schedules.update(request.params["schedule"], request.json() or {},
-                                                              replace=True), 200, own_url=False)
+                                                              replace=True), 200)
 
 
 def disable_schedule(app: Account, request: Request) -> Response:
-    return _change(app, request, lambda: app.schedules.disable(request.params["schedule"]), 204, own_url=True)
+    return _change(app, request, lambda: app.schedules.disable(request.params["schedule"]), 204)
 
 
 def enable_schedule(app: Account, request: Request) -> Response:
-    return _change(app, request, lambda: app.schedules.enable(request.params["schedule"]), 204, own_url=True)
+    return _change(app, request, lambda: app.schedules.enable(request.params["schedule"]), 204)
 
 
 def terminate_schedule(app: Account, request: Request) -> Response:
-    return _change(app, request, lambda: app.schedules.terminate(request.params["schedule"]), 202, own_url=True)
+    return _change(app, request, lambda: app.schedules.terminate(request.params["schedule"]), 202)
 
 
 def delete_schedule(app: Account, request: Request) -> Response:
-    return _change(app, request, lambda: app.schedules.delete(request.params["schedule"]), 202, own_url=True)
+    return _change(app, request, lambda: app.schedules.delete(request.params["schedule"]), 202)
 
 
 ROUTES = [
