@@ -278,16 +278,37 @@ class BatchService:
         if "metadata" in body or replace:
             changes["metadata"] = validate.check_list(body.get("metadata"), "metadata")
         if "poolInfo" in body:
-            pool_info = validate.check_object(body["poolInfo"], "poolInfo")
-            if not pool_info.get("poolId"):
-                raise errors.invalid_property("poolInfo", "", "localbatch can move a job only to another poolId.")
-            changes["poolInfo"] = {"poolId": validate.check_id(pool_info["poolId"], "poolInfo.poolId")}
+            changes["poolInfo"] = self._pool_info_change(job, body["poolInfo"])
         job.update(changes)
-        if "poolInfo" in changes:
+        if "poolId" in changes.get("poolInfo", {}):
             job["executionInfo"]["poolId"] = changes["poolInfo"]["poolId"]
         self.state.touch(job)
         self.state.save_job(job)
         return job
+
+    @staticmethod
+    def _pool_info_change(job: dict, value) -> dict:
+        """A job's new poolInfo. Of an autoPoolSpecification only keepAlive may change, and only with the job
+        lifetime, as the service documents; the rest must be the job's own (what a client read back and
+        sends again with replace_job)."""
+        pool_info = validate.check_object(value, "poolInfo")
+        if pool_info.get("poolId"):
+            return {"poolId": validate.check_id(pool_info["poolId"], "poolInfo.poolId")}
+        checked = validate.job_create({"id": job["id"].replace(":", "_"), "poolInfo": pool_info})["poolInfo"]
+        current = job["poolInfo"].get("autoPoolSpecification")
+        if current is None:
+            raise errors.invalid_property("poolInfo.autoPoolSpecification", "",
+                                          "A job that runs on a pool cannot be moved to an auto pool.")
+        wanted = checked["autoPoolSpecification"]
+        if (wanted["poolLifetimeOption"], wanted["autoPoolIdPrefix"]) != \
+                (current["poolLifetimeOption"], current["autoPoolIdPrefix"]) or \
+                wanted["pool"].get("vmSize") != current["pool"].get("vmSize"):
+            raise errors.invalid_property("poolInfo.autoPoolSpecification", "",
+                                          "Only keepAlive of a job's autoPoolSpecification can be changed.")
+        if wanted["keepAlive"] != current["keepAlive"] and current["poolLifetimeOption"] != "job":
+            raise errors.invalid_property("poolInfo.autoPoolSpecification.keepAlive", wanted["keepAlive"],
+                                          "keepAlive can be changed only for a poolLifetimeOption of job.")
+        return {"autoPoolSpecification": dict(current, keepAlive=wanted["keepAlive"])}
 
     def delete_job(self, job_id: str) -> None:
         job = self.job(job_id)

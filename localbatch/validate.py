@@ -297,8 +297,10 @@ def pool_create(body) -> dict:
     if body.get("displayName") is not None:
         pool["displayName"] = check_string(body["displayName"], "displayName", 1024)
     pool.update(autoscale.pool_settings(body))
-    pool["targetDedicatedNodes"] = check_int(body.get("targetDedicatedNodes", 0), "targetDedicatedNodes", 0, 1000)
-    pool["targetLowPriorityNodes"] = check_int(body.get("targetLowPriorityNodes", 0), "targetLowPriorityNodes", 0, 1000)
+    if not pool["enableAutoScale"]:   # with autoscale, the formula's first run sets the targets
+        pool["targetDedicatedNodes"] = check_int(body.get("targetDedicatedNodes", 0), "targetDedicatedNodes", 0, 1000)
+        pool["targetLowPriorityNodes"] = check_int(body.get("targetLowPriorityNodes", 0), "targetLowPriorityNodes",
+                                                   0, 1000)
     pool["resizeTimeout"] = format_duration(check_duration(body.get("resizeTimeout", "PT15M"), "resizeTimeout", 300))
     pool["taskSlotsPerNode"] = check_int(body.get("taskSlotsPerNode", 1), "taskSlotsPerNode", 1, 256)
     policy = check_object(body.get("taskSchedulingPolicy") or {}, "taskSchedulingPolicy")

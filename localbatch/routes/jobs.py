@@ -1,7 +1,7 @@
 """Routes for jobs: create, get, list, update, terminate, disable/enable, delete; task counts and the
 preparation and release task status."""
 
-from .. import wire
+from .. import stats, wire
 from ..service import JOB_FILTER_FIELDS, PREP_STATUS_FILTER_FIELDS
 from .base import Account, Request, Response, created, entity_response, in_id_order, numbered, page, write
 
@@ -15,13 +15,14 @@ def create_job(app: Account, request: Request) -> Response:
 def get_job(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.job(request.params["job"])
-        return entity_response(request, job, app.service.present_job(job), "jobs", app.account_url)
+        present = stats.job_presenter(request.query, app.service)
+        return entity_response(request, job, present(job), "jobs", app.account_url)
 
 
 def list_jobs(app: Account, request: Request) -> Response:
     with app.state.tx():
-        return page(app, request, in_id_order(app.state.jobs, request), JOB_FILTER_FIELDS, app.service.present_job,
-                    "jobs")
+        return page(app, request, in_id_order(app.state.jobs, request), JOB_FILTER_FIELDS,
+                    stats.job_presenter(request.query, app.service), "jobs")
 
 
 def patch_job(app: Account, request: Request) -> Response:

@@ -1,5 +1,6 @@
 """Routes for pools: create, get, list, update, resize, delete; node counts and supported images."""
 
+from .. import stats
 from ..service import POOL_FILTER_FIELDS
 from .base import Account, Request, Response, created, entity_response, in_id_order, numbered, page, write
 
@@ -22,13 +23,14 @@ def create_pool(app: Account, request: Request) -> Response:
 def get_pool(app: Account, request: Request) -> Response:
     with app.state.tx():
         pool = app.service.pool(request.params["pool"])
-        return entity_response(request, pool, app.service.present_pool(pool), "pools", app.account_url)
+        present = stats.pool_presenter(request.query, app.service)
+        return entity_response(request, pool, present(pool), "pools", app.account_url)
 
 
 def list_pools(app: Account, request: Request) -> Response:
     with app.state.tx():
-        return page(app, request, in_id_order(app.state.pools, request), POOL_FILTER_FIELDS, app.service.present_pool,
-                    "pools")
+        return page(app, request, in_id_order(app.state.pools, request), POOL_FILTER_FIELDS,
+                    stats.pool_presenter(request.query, app.service), "pools")
 
 
 def delete_pool(app: Account, request: Request) -> Response:

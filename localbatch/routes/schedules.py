@@ -1,6 +1,7 @@
 """Routes for job schedules: create, get, HEAD, list, update, replace, disable, enable, terminate, delete,
 and the jobs of a schedule."""
 
+from .. import stats
 from ..odata import DATETIME, ENUM, STRING
 from ..service import JOB_FILTER_FIELDS
 from .base import Account, Request, Response, created, entity_response, in_id_order, page, write
@@ -21,20 +22,26 @@ def create_schedule(app: Account, request: Request) -> Response:
 def get_schedule(app: Account, request: Request) -> Response:
     with app.state.tx():
         schedule = app.schedules.get(request.params["schedule"])
-        return entity_response(request, schedule, app.schedules.present(schedule), "jobschedules", app.account_url)
+        present = _presenter(app, request)
+        return entity_response(request, schedule, present(schedule), "jobschedules", app.account_url)
 
 
 def list_schedules(app: Account, request: Request) -> Response:
     with app.state.tx():
         return page(app, request, in_id_order(app.state.job_schedules, request), SCHEDULE_FILTER_FIELDS,
-                    app.schedules.present, "jobschedules")
+                    _presenter(app, request), "jobschedules")
 
 
 def list_schedule_jobs(app: Account, request: Request) -> Response:
     with app.state.tx():
         schedule = app.schedules.get(request.params["schedule"])
         return page(app, request, in_id_order(app.schedules.jobs(schedule), request), JOB_FILTER_FIELDS,
-                    app.service.present_job, "jobs")
+                    stats.job_presenter(request.query, app.service), "jobs")
+
+
+def _presenter(app: Account, request: Request):
+    return stats.expanded(request.query, app.schedules.present, lambda s: stats.job_schedule(
+        app.state, s, list(app.schedules.jobs(s).values()), app.schedules.url(s)))
 
 
 def _change(app: Account, request: Request, action, status: int) -> Response:

@@ -1,7 +1,7 @@
 """Routes for the tasks of a job: add (one or a collection), get, list, update, terminate,
 reactivate, delete, subtasks."""
 
-from .. import wire
+from .. import stats, wire
 from ..service import TASK_FILTER_FIELDS
 from .base import Account, Request, Response, created, entity_response, in_id_order, page, write
 
@@ -23,7 +23,8 @@ def get_task(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.job(request.params["job"])
         task = app.service.task(request.params["job"], request.params["task"])
-        return entity_response(request, task, app.service.present_task(job, task), "tasks", app.account_url)
+        present = stats.task_presenter(request.query, app.service, job)
+        return entity_response(request, task, present(task), "tasks", app.account_url)
 
 
 def list_tasks(app: Account, request: Request) -> Response:
@@ -31,7 +32,7 @@ def list_tasks(app: Account, request: Request) -> Response:
         job = app.service.job(request.params["job"])
         tasks = app.state.tasks[job["id"].lower()]
         return page(app, request, in_id_order(tasks, request), TASK_FILTER_FIELDS,
-                    lambda task: app.service.present_task(job, task), "tasks")
+                    stats.task_presenter(request.query, app.service, job), "tasks")
 
 
 def replace_task(app: Account, request: Request) -> Response:
