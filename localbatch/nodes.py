@@ -43,13 +43,22 @@ class Nodes:
         return os.path.join(self.nodes_root, key_of(pool_id), node_id)
 
     @staticmethod
-    def task_dir(node_dir: str, job_id: str, task_id: str) -> str:
-        return os.path.join(node_dir, "workitems", job_id, "job-1", task_id)
+    def task_root(job_id: str, task_id: str) -> str:
+        """A task's folder relative to its node: workitems/<job>/job-1/<task>, or for a job a schedule made
+        (`<schedule>:job-<n>`) workitems/<schedule>/job-<n>/<task>, as Batch lays them out."""
+        schedule, _, run = job_id.partition(":")
+        return f"workitems/{schedule}/{run}/{task_id}" if run else f"workitems/{job_id}/job-1/{task_id}"
+
+    @classmethod
+    def task_dir(cls, node_dir: str, job_id: str, task_id: str) -> str:
+        return os.path.join(node_dir, *cls.task_root(job_id, task_id).split("/"))
 
     def remove_job_folders(self, job_id: str) -> None:
+        schedule, _, run = job_id.partition(":")
+        job_folder = ["workitems", schedule, run] if run else ["workitems", job_id]
         for nodes in self.state.nodes.values():
             for node in nodes.values():
-                path = os.path.join(self.nodes_root, node["_pool"], node["id"], "workitems", job_id)
+                path = os.path.join(self.nodes_root, node["_pool"], node["id"], *job_folder)
                 shutil.rmtree(path, ignore_errors=True)
 
     # -- environment --------------------------------------------------------------------------

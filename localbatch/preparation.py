@@ -69,9 +69,9 @@ class JobPreparation:
             retries = spec["constraints"]["maxTaskRetryCount"]
             limit = parse_duration(spec["constraints"]["maxWallClockTime"])
             record = {"state": "running", "startTime": now_iso(), "retryCount": 0,
-                      "taskRootDirectory": f"workitems/{job['id']}/job-1/{spec['id']}",
+                      "taskRootDirectory": self.nodes.task_root(job["id"], spec["id"]),
                       "taskRootDirectoryUrl": f"{self.account_url}/pools/{pool['id']}/nodes/{node['id']}/files/"
-                                              f"workitems/{job['id']}/job-1/{spec['id']}"}
+                                              f"{self.nodes.task_root(job['id'], spec['id'])}"}
             self._save_status(job, pool, node, PREP_STATUS, record)
             while True:
                 attempt = Attempt()
@@ -132,7 +132,7 @@ class JobPreparation:
         if not pool or not node:
             return
         record = {"state": "running", "startTime": now_iso(),
-                  "taskRootDirectory": f"workitems/{job['id']}/job-1/{job['jobReleaseTask']['id']}"}
+                  "taskRootDirectory": self.nodes.task_root(job["id"], job["jobReleaseTask"]["id"])}
         status[RELEASE_STATUS] = record
         self.state.save_job(job)
         self.workers.spawn(self._run_release, (job, pool, node), f"release-{job['id']}-{node_id}")

@@ -234,9 +234,9 @@ class Scheduler:
         task["nodeInfo"] = {
             "affinityId": node["affinityId"], "nodeUrl": f"{self.account_url}/pools/{pool['id']}/nodes/{node['id']}",
             "poolId": pool["id"], "nodeId": node["id"],
-            "taskRootDirectory": f"workitems/{job['id']}/job-1/{task['id']}",
+            "taskRootDirectory": self.nodes.task_root(job["id"], task["id"]),
             "taskRootDirectoryUrl": f"{self.account_url}/pools/{pool['id']}/nodes/{node['id']}/files/"
-                                    f"workitems/{job['id']}/job-1/{task['id']}"}
+                                    f"{self.nodes.task_root(job['id'], task['id'])}"}
         task["_dir"] = task_dir
         task.pop("_files_cleaned", None)
         # The folder and empty output files exist from the moment the task shows as assigned, as on

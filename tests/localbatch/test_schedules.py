@@ -12,7 +12,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 
 from localbatch import API_VERSION, admin
 from localbatch.server import start
-from tests.localbatch.helpers import make_job, signed_send, wait_for
+from tests.localbatch.helpers import make_job, make_pool, sh, signed_send, task, wait_for, wait_task_completed
 
 POLL = 0.05
 UNLIMITED = timedelta(days=10675199, hours=2, minutes=48, seconds=5, microseconds=477581)
@@ -270,3 +270,13 @@ def test_a_malformed_update_changes_nothing(batch_client):
     assert error_of(caught) == (400, "InvalidPropertyValue")
     after = batch_client.get_job_schedule("guarded")
     assert after.etag == before.etag and after.schedule.recurrence_interval == timedelta(days=1)
+
+
+def test_a_scheduled_jobs_tasks_live_under_the_schedules_folder(batch_client):
+    make_pool(batch_client, "pool-1", nodes=1)
+    create(batch_client, "foldered")
+    batch_client.create_task("foldered:job-1", task("t", sh("pwd")))
+    done = wait_task_completed(batch_client, "foldered:job-1", "t")
+    assert done.node_info.task_root_directory == "workitems/foldered/job-1/t"
+    output = b"".join(batch_client.download_task_file("foldered:job-1", "t", "stdout.txt"))
+    assert output.decode().strip().endswith("/workitems/foldered/job-1/t/wd")
