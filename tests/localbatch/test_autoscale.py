@@ -10,7 +10,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
 from localbatch import API_VERSION, admin
-from tests.localbatch.helpers import make_pool, signed_send, sh, task, wait_for
+from tests.localbatch.helpers import make_pool, sh, signed_send, task, wait_for
 
 VM_SIZE = "standard_d2s_v3"
 SIX_MINUTES = timedelta(minutes=6)

@@ -39,9 +39,9 @@ def pending(values: list[float]) -> dict:
 def test_the_targets_and_option_come_first_then_the_variables_in_name_order():
     assert results("$TargetDedicatedNodes=3") == \
         "$TargetDedicatedNodes=3;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue"
-    assert results("zeta = 2; $alpha = 1.5; $TargetLowPriorityNodes = zeta * 2; $NodeDeallocationOption = taskcompletion") \
-        == ("$TargetDedicatedNodes=0;$TargetLowPriorityNodes=4;$NodeDeallocationOption=taskcompletion;"
-            "$alpha=1.5;zeta=2")
+    text = "zeta = 2; $alpha = 1.5; $TargetLowPriorityNodes = zeta * 2; $NodeDeallocationOption = taskcompletion"
+    assert results(text) == ("$TargetDedicatedNodes=0;$TargetLowPriorityNodes=4;"
+                             "$NodeDeallocationOption=taskcompletion;$alpha=1.5;zeta=2")
 
 
 def test_unassigned_targets_keep_the_pools_current_targets():
@@ -111,7 +111,8 @@ def test_node_counts_read_as_numbers_task_counts_only_as_samples():
 def test_time_intervals_and_timestamps():
     outcome = run("$curTime = time(); $workHours = $curTime.hour >= 8 && $curTime.hour < 18;"
                   "$isWeekday = $curTime.weekday >= 1 && $curTime.weekday <= 5; five = TimeInterval_Minute * 5;"
-                  "later = time(\"2024-03-04T11:00:00Z\") - $curTime; $TargetDedicatedNodes = $workHours && $isWeekday ? 20 : 10")
+                  "later = time(\"2024-03-04T11:00:00Z\") - $curTime;"
+                  "$TargetDedicatedNodes = $workHours && $isWeekday ? 20 : 10")
     assert outcome.error is None
     assert outcome.values["$targetdedicatednodes"] == 20
     text = outcome.results(context())
