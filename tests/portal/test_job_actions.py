@@ -1,13 +1,12 @@
 """Terminating jobs and tasks, deleting tasks and retrying failed tasks from the portal, against localbatch through
 the real SDK; what Batch did is read back from Batch, and the pages from the mirror after a real sync.
 
-Personas: sam (Submitter, owns the job), otto (Operator in sam's team), vera (Viewer), olga (Operator of another
-team) and anonymous."""
+Personas (tests/personas.py): the owner of the job (`submitter`), an Operator in the owner's team (`operator_a`),
+a Viewer, an Operator of another team (`operator_b`) and anonymous."""
 
 import re
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
@@ -16,10 +15,10 @@ from batchsync.sync import reconcile_job_tasks, sync_account
 from localbatch.server import Faults
 from portal.actions import ActionError
 from portal.jobs import services as job_services
-from portal.models import Job, JobTemplate, Submission, Task, Team
+from portal.models import Job, JobTemplate, Submission, Task
 from portal.submit import services as submit_services
-from tests.factories import UserFactory
 from tests.localbatch.helpers import make_job, make_pool, sh, task, wait_for
+from tests.personas import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -33,45 +32,6 @@ REASON = "wrong input file"
 @pytest.fixture
 def pool(batch, batch_client):
     return make_pool(batch_client, POOL, nodes=1, slots=8)
-
-
-def person(username: str, role: str, team: Team | None = None):
-    user = UserFactory(username=username)
-    user.groups.add(Group.objects.get(name=role))
-    if team is not None:
-        user.teams.add(team)
-    return user
-
-
-@pytest.fixture
-def team():
-    return Team.objects.create(name="render")
-
-
-@pytest.fixture
-def sam(team):
-    return person("sam", "Submitter", team)
-
-
-@pytest.fixture
-def otto(team):
-    return person("otto", "Operator", team)
-
-
-@pytest.fixture
-def vera():
-    return person("vera", "Viewer")
-
-
-@pytest.fixture
-def olga():
-    return person("olga", "Operator", Team.objects.create(name="other"))
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def synced_job(job_id: str, owner, team=None) -> Job:
@@ -98,16 +58,16 @@ def text(response) -> str:
 
 
 @pytest.fixture
-def busy_job(pool, batch_client, sam, team):
+def busy_job(pool, batch_client, submitter, team_a):
     """A job (left open: onAllTasksComplete noaction) with one task running for a minute."""
     make_job(batch_client, "busy", POOL)
     batch_client.create_task("busy", task("long", sh("sleep 60")))
     running(batch_client, "busy", "long")
-    return synced_job("busy", sam, team)
+    return synced_job("busy", submitter, team_a)
 
 
 @pytest.fixture
-def failed_job(pool, batch_client, sam, team, tmp_path):
+def failed_job(pool, batch_client, submitter, team_a, tmp_path):
     """A job (left open: onAllTasksComplete noaction) whose tasks f1..f3 failed because a file was missing and whose
     task ok succeeded. Each run of a task appends a line to runs-<id>; creating `fixed` makes them succeed."""
     make_job(batch_client, "failing", POOL)
@@ -118,7 +78,7 @@ def failed_job(pool, batch_client, sam, team, tmp_path):
     for task_id in ("f1", "f2", "f3", "ok"):
         wait_for(lambda t=task_id: batch_task_state(batch_client, "failing", t) == "completed",
                  message=f"{task_id} completed")
-    job = synced_job("failing", sam, team)
+    job = synced_job("failing", submitter, team_a)
     assert job.task_failed == 3
     return job
 
@@ -142,7 +102,7 @@ def test_anonymous_is_sent_to_login(busy_job, client):
             assert response.status_code == 302 and response.url.startswith(reverse("login"))
 
 
-@pytest.mark.parametrize("who", ["vera", "olga"])
+@pytest.mark.parametrize("who", ["viewer", "operator_b"])
 def test_someone_who_may_not_act_gets_404_and_nothing_changes_in_batch(busy_job, batch_client, request, who):
     client = client_for(request.getfixturevalue(who))
     long_task = mirrored_task(busy_job, "long")
@@ -157,26 +117,26 @@ def test_someone_who_may_not_act_gets_404_and_nothing_changes_in_batch(busy_job,
     assert client.get(reverse("job_detail", args=[busy_job.pk])).status_code == 200
 
 
-def test_the_services_refuse_someone_who_may_not_act(busy_job, batch_client, vera):
+def test_the_services_refuse_someone_who_may_not_act(busy_job, batch_client, viewer):
     long_task = mirrored_task(busy_job, "long")
-    for call in (lambda: job_services.job_terminate(user=vera, job=busy_job, reason=REASON),
-                 lambda: job_services.task_terminate(user=vera, task=long_task, reason=REASON),
-                 lambda: job_services.task_delete(user=vera, task=long_task, reason=REASON),
-                 lambda: job_services.tasks_retry(user=vera, job=busy_job, dry_run=True)):
+    for call in (lambda: job_services.job_terminate(user=viewer, job=busy_job, reason=REASON),
+                 lambda: job_services.task_terminate(user=viewer, task=long_task, reason=REASON),
+                 lambda: job_services.task_delete(user=viewer, task=long_task, reason=REASON),
+                 lambda: job_services.tasks_retry(user=viewer, job=busy_job, dry_run=True)):
         with pytest.raises(job_services.PermissionDenied):
             call()
     assert batch_task_state(batch_client, "busy", "long") == "running"
 
 
-def test_an_operator_of_the_submitters_team_may_terminate(busy_job, batch_client, otto):
-    outcome = job_services.job_terminate(user=otto, job=busy_job, reason=REASON)
+def test_an_operator_of_the_submitters_team_may_terminate(busy_job, batch_client, operator_a):
+    outcome = job_services.job_terminate(user=operator_a, job=busy_job, reason=REASON)
 
     assert outcome.done
     wait_for(lambda: batch_client.get_job("busy").state == "completed", message="job completed")
 
 
-def test_get_pages_show_what_would_happen_and_change_nothing(busy_job, failed_job, batch_client, sam):
-    client = client_for(sam)
+def test_get_pages_show_what_would_happen_and_change_nothing(busy_job, failed_job, batch_client, submitter):
+    client = client_for(submitter)
     long_task = mirrored_task(busy_job, "long")
     pages = [client.get(reverse("job_terminate", args=[busy_job.pk])),
              client.get(reverse("task_terminate", args=[long_task.pk])),
@@ -191,8 +151,8 @@ def test_get_pages_show_what_would_happen_and_change_nothing(busy_job, failed_jo
     assert [batch_task_state(batch_client, "failing", t) for t in ("f1", "f2", "f3")] == ["completed"] * 3
 
 
-def test_a_missing_reason_is_a_form_error_and_nothing_is_done(busy_job, batch_client, sam):
-    client = client_for(sam)
+def test_a_missing_reason_is_a_form_error_and_nothing_is_done(busy_job, batch_client, submitter):
+    client = client_for(submitter)
     long_task = mirrored_task(busy_job, "long")
 
     for url in action_urls(busy_job, long_task)[:1] + action_urls(busy_job, long_task)[2:]:
@@ -205,13 +165,13 @@ def test_a_missing_reason_is_a_form_error_and_nothing_is_done(busy_job, batch_cl
     assert batch_client.get_job("busy").state == "active"
     assert batch_task_state(batch_client, "busy", "long") == "running"
     with pytest.raises(ActionError) as caught:
-        job_services.job_terminate(user=sam, job=busy_job, reason=" ")
+        job_services.job_terminate(user=submitter, job=busy_job, reason=" ")
     assert caught.value.field == "reason"
 
 
-def test_posts_without_a_csrf_token_are_refused(busy_job, batch_client, sam):
+def test_posts_without_a_csrf_token_are_refused(busy_job, batch_client, submitter):
     strict = Client(enforce_csrf_checks=True)
-    strict.force_login(sam)
+    strict.force_login(submitter)
 
     response = strict.post(reverse("job_terminate", args=[busy_job.pk]), {"reason": REASON})
 
@@ -219,9 +179,9 @@ def test_posts_without_a_csrf_token_are_refused(busy_job, batch_client, sam):
     assert batch_client.get_job("busy").state == "active"
 
 
-def test_the_confirm_form_carries_the_token_that_lets_the_post_through(busy_job, batch_client, sam):
+def test_the_confirm_form_carries_the_token_that_lets_the_post_through(busy_job, batch_client, submitter):
     strict = Client(enforce_csrf_checks=True)
-    strict.force_login(sam)
+    strict.force_login(submitter)
     page = text(strict.get(reverse("job_terminate", args=[busy_job.pk])))
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
 
@@ -235,8 +195,8 @@ def test_the_confirm_form_carries_the_token_that_lets_the_post_through(busy_job,
 # --- terminate a job ------------------------------------------------------------------------------------------
 
 
-def test_terminating_a_running_job_stops_it_and_the_page_shows_it_after_a_sync(busy_job, batch_client, sam):
-    client = client_for(sam)
+def test_terminating_a_running_job_stops_it_and_the_page_shows_it_after_a_sync(busy_job, batch_client, submitter):
+    client = client_for(submitter)
 
     response = client.post(reverse("job_terminate", args=[busy_job.pk]), {"reason": REASON}, follow=True)
 
@@ -255,22 +215,22 @@ def test_terminating_a_running_job_stops_it_and_the_page_shows_it_after_a_sync(b
     assert reverse("job_terminate", args=[busy_job.pk]) not in page   # an ended job offers no terminate
 
 
-def test_a_long_reason_reaches_batch_shortened_and_stays_whole_in_the_request(busy_job, batch_client, sam):
+def test_a_long_reason_reaches_batch_shortened_and_stays_whole_in_the_request(busy_job, batch_client, submitter):
     reason = "the input bucket was wrong " * 10
 
-    job_services.job_terminate(user=sam, job=busy_job, reason=reason)
+    job_services.job_terminate(user=submitter, job=busy_job, reason=reason)
 
     job = wait_for(lambda: (j := batch_client.get_job("busy")).state == "completed" and j, message="job completed")
     assert len(job.execution_info.termination_reason) == 64
     assert job.execution_info.termination_reason.endswith("…")
 
 
-def test_terminating_a_job_that_already_ended_says_so(busy_job, batch_client, sam):
-    job_services.job_terminate(user=sam, job=busy_job, reason=REASON)
+def test_terminating_a_job_that_already_ended_says_so(busy_job, batch_client, submitter):
+    job_services.job_terminate(user=submitter, job=busy_job, reason=REASON)
     wait_for(lambda: batch_client.get_job("busy").state == "completed", message="job completed")
 
     # The mirror still says active (no sync yet): Batch has the last word.
-    outcome = job_services.job_terminate(user=sam, job=busy_job, reason=REASON)
+    outcome = job_services.job_terminate(user=submitter, job=busy_job, reason=REASON)
 
     assert not outcome.done
     assert outcome.message == "The job “busy” had already ended, so there was nothing to terminate."
@@ -279,10 +239,10 @@ def test_terminating_a_job_that_already_ended_says_so(busy_job, batch_client, sa
 # --- terminate and delete a task ------------------------------------------------------------------------------
 
 
-def test_terminating_a_running_task_stops_it_and_the_job_carries_on(busy_job, batch_client, sam):
+def test_terminating_a_running_task_stops_it_and_the_job_carries_on(busy_job, batch_client, submitter):
     long_task = mirrored_task(busy_job, "long")
 
-    response = client_for(sam).post(reverse("task_terminate", args=[long_task.pk]), {"reason": REASON},
+    response = client_for(submitter).post(reverse("task_terminate", args=[long_task.pk]), {"reason": REASON},
                                     follow=True)
 
     assert response.redirect_chain == [(reverse("task_detail", args=[long_task.pk]), 302)]
@@ -293,20 +253,20 @@ def test_terminating_a_running_task_stops_it_and_the_job_carries_on(busy_job, ba
     assert batch_client.get_job("busy").state == "active"
     sync_account(default_account())
     assert Task.objects.get(pk=long_task.pk).state == "completed"
-    page = text(client_for(sam).get(reverse("task_detail", args=[long_task.pk])))
+    page = text(client_for(submitter).get(reverse("task_detail", args=[long_task.pk])))
     assert reverse("task_terminate", args=[long_task.pk]) not in page
 
 
-def test_terminating_a_task_that_completed_says_so(failed_job, sam):
-    outcome = job_services.task_terminate(user=sam, task=mirrored_task(failed_job, "ok"), reason=REASON)
+def test_terminating_a_task_that_completed_says_so(failed_job, submitter):
+    outcome = job_services.task_terminate(user=submitter, task=mirrored_task(failed_job, "ok"), reason=REASON)
 
     assert not outcome.done and "had already completed" in outcome.message
 
 
-def test_deleting_a_task_removes_it_from_batch_and_the_mirror_marks_it_gone(busy_job, batch_client, sam):
+def test_deleting_a_task_removes_it_from_batch_and_the_mirror_marks_it_gone(busy_job, batch_client, submitter):
     long_task = mirrored_task(busy_job, "long")
 
-    response = client_for(sam).post(reverse("task_delete", args=[long_task.pk]), {"reason": REASON}, follow=True)
+    response = client_for(submitter).post(reverse("task_delete", args=[long_task.pk]), {"reason": REASON}, follow=True)
 
     assert response.redirect_chain == [(reverse("job_detail", args=[busy_job.pk]), 302)]
     assert "Batch deleted the task “long”" in text(response)
@@ -315,14 +275,14 @@ def test_deleting_a_task_removes_it_from_batch_and_the_mirror_marks_it_gone(busy
     reconcile_job_tasks(Job.objects.get(pk=busy_job.pk))
     assert Task.objects.get(pk=long_task.pk).gone_at is not None
     # Gone from Batch: no more actions on it.
-    assert client_for(sam).get(reverse("task_delete", args=[long_task.pk])).status_code == 404
+    assert client_for(submitter).get(reverse("task_delete", args=[long_task.pk])).status_code == 404
 
 
-def test_deleting_a_task_batch_no_longer_has_says_so(busy_job, batch_client, sam):
+def test_deleting_a_task_batch_no_longer_has_says_so(busy_job, batch_client, submitter):
     long_task = mirrored_task(busy_job, "long")
     batch_client.delete_task("busy", "long")
 
-    outcome = job_services.task_delete(user=sam, task=long_task, reason=REASON)
+    outcome = job_services.task_delete(user=submitter, task=long_task, reason=REASON)
 
     assert not outcome.done and "no longer had the task" in outcome.message
 
@@ -330,10 +290,10 @@ def test_deleting_a_task_batch_no_longer_has_says_so(busy_job, batch_client, sam
 # --- retry failed tasks ---------------------------------------------------------------------------------------
 
 
-def test_retrying_runs_the_failed_tasks_again(failed_job, batch_client, sam, tmp_path):
+def test_retrying_runs_the_failed_tasks_again(failed_job, batch_client, submitter, tmp_path):
     (tmp_path / "fixed").touch()
 
-    response = client_for(sam).post(reverse("job_retry_failed", args=[failed_job.pk]), follow=True)
+    response = client_for(submitter).post(reverse("job_retry_failed", args=[failed_job.pk]), follow=True)
 
     assert response.redirect_chain == [(reverse("job_detail", args=[failed_job.pk]), 302)]
     assert "Batch is running 3 failed tasks again." in text(response)
@@ -348,20 +308,21 @@ def test_retrying_runs_the_failed_tasks_again(failed_job, batch_client, sam, tmp
     assert not Task.objects.filter(job=failed_job, result="failure").exists()
 
 
-def test_a_dry_run_counts_and_changes_nothing(failed_job, batch_client, sam, tmp_path):
+def test_a_dry_run_counts_and_changes_nothing(failed_job, batch_client, submitter, tmp_path):
     before = {t: batch_client.get_task("failing", t).state_transition_time for t in ("f1", "f2", "f3")}
 
-    outcome = job_services.tasks_retry(user=sam, job=failed_job, dry_run=True)
+    outcome = job_services.tasks_retry(user=submitter, job=failed_job, dry_run=True)
 
     assert (outcome.dry_run, outcome.candidates, outcome.retried, outcome.limited) == (True, 3, 0, False)
     assert {t: batch_client.get_task("failing", t).state_transition_time for t in before} == before
     assert [runs(tmp_path, t) for t in ("f1", "f2", "f3")] == [1, 1, 1]
 
 
-def test_retrying_listed_tasks_takes_only_the_failed_ones_among_them(failed_job, batch_client, sam, tmp_path):
+def test_retrying_listed_tasks_takes_only_the_failed_ones_among_them(failed_job, batch_client, submitter, tmp_path):
     # The failure triage page's call: explicit Batch task ids of one job.
-    dry = job_services.tasks_retry(user=sam, job=failed_job, task_ids=["f2", "ok", "no-such-task"], dry_run=True)
-    real = job_services.tasks_retry(user=sam, job=failed_job, task_ids=["f2", "ok", "no-such-task"], dry_run=False)
+    listed = ["f2", "ok", "no-such-task"]
+    dry = job_services.tasks_retry(user=submitter, job=failed_job, task_ids=listed, dry_run=True)
+    real = job_services.tasks_retry(user=submitter, job=failed_job, task_ids=listed, dry_run=False)
 
     assert (dry.candidates, dry.skipped) == (1, 2)
     assert (real.retried, real.skipped, real.not_retried) == (1, 2, 0)
@@ -370,27 +331,27 @@ def test_retrying_listed_tasks_takes_only_the_failed_ones_among_them(failed_job,
     assert [runs(tmp_path, t) for t in ("f1", "f3")] == [1, 1]
 
 
-def test_a_task_retried_since_the_last_sync_is_skipped(failed_job, batch_client, sam, tmp_path):
+def test_a_task_retried_since_the_last_sync_is_skipped(failed_job, batch_client, submitter, tmp_path):
     (tmp_path / "fixed").touch()
     batch_client.reactivate_task("failing", "f1")   # elsewhere; the mirror still says failed
     wait_for(lambda: batch_client.get_task("failing", "f1").execution_info.result == "success",
              message="f1 succeeded on its own retry")
 
-    outcome = job_services.tasks_retry(user=sam, job=failed_job, dry_run=False)
+    outcome = job_services.tasks_retry(user=submitter, job=failed_job, dry_run=False)
 
     assert (outcome.candidates, outcome.retried, outcome.skipped, outcome.not_retried) == (3, 2, 1, 0)
     assert "1 was skipped because it is no longer failed" in outcome.message
 
 
-def test_the_tasks_of_an_ended_job_cannot_be_retried_so_the_page_says_re_run(failed_job, batch_client, sam):
-    job_services.job_terminate(user=sam, job=failed_job, reason=REASON)
+def test_the_tasks_of_an_ended_job_cannot_be_retried_so_the_page_says_re_run(failed_job, batch_client, submitter):
+    job_services.job_terminate(user=submitter, job=failed_job, reason=REASON)
     wait_for(lambda: batch_client.get_job("failing").state == "completed", message="job completed")
 
     # The mirror does not know yet: Batch refuses, and the person is told the same thing.
     with pytest.raises(ActionError) as before_sync:
-        job_services.tasks_retry(user=sam, job=failed_job, dry_run=False)
+        job_services.tasks_retry(user=submitter, job=failed_job, dry_run=False)
     sync_account(default_account())
-    page = client_for(sam).get(reverse("job_retry_failed", args=[failed_job.pk]))
+    page = client_for(submitter).get(reverse("job_retry_failed", args=[failed_job.pk]))
 
     assert "re-run the submission instead" in before_sync.value.message
     assert "has ended, and Batch cannot run the tasks of an ended job again" in text(page)
@@ -398,21 +359,21 @@ def test_the_tasks_of_an_ended_job_cannot_be_retried_so_the_page_says_re_run(fai
     assert batch_task_state(batch_client, "failing", "f1") == "completed"
 
 
-def test_retry_is_bounded(failed_job, sam, monkeypatch):
+def test_retry_is_bounded(failed_job, submitter, monkeypatch):
     monkeypatch.setattr(job_services, "MAX_RETRY_TASKS", 2)
 
-    outcome = job_services.tasks_retry(user=sam, job=failed_job, dry_run=True)
+    outcome = job_services.tasks_retry(user=submitter, job=failed_job, dry_run=True)
 
     assert (outcome.candidates, outcome.limited) == (2, True)
     assert "as many as one retry takes (2)" in outcome.message
 
 
-def test_while_batch_is_busy_the_retry_reports_what_it_could_not_do(batch, failed_job, batch_client, sam,
+def test_while_batch_is_busy_the_retry_reports_what_it_could_not_do(batch, failed_job, batch_client, submitter,
                                                                      monkeypatch):
     monkeypatch.setattr(job_services, "RETRY_BUDGET_SECONDS", 1.0)
     batch.app.faults = Faults(rate=1.0, status=503, retry_after=0, path_pattern="/reactivate$")
     try:
-        outcome = job_services.tasks_retry(user=sam, job=failed_job, dry_run=False)
+        outcome = job_services.tasks_retry(user=submitter, job=failed_job, dry_run=False)
     finally:
         batch.app.faults = Faults()
 
@@ -424,8 +385,8 @@ def test_while_batch_is_busy_the_retry_reports_what_it_could_not_do(batch, faile
 # --- the buttons ----------------------------------------------------------------------------------------------
 
 
-def test_the_owner_sees_the_buttons_the_state_allows(busy_job, failed_job, sam):
-    client = client_for(sam)
+def test_the_owner_sees_the_buttons_the_state_allows(busy_job, failed_job, submitter):
+    client = client_for(submitter)
     busy_page = text(client.get(reverse("job_detail", args=[busy_job.pk])))
     failed_page = text(client.get(reverse("job_detail", args=[failed_job.pk])))
     running_task = text(client.get(reverse("task_detail", args=[mirrored_task(busy_job, "long").pk])))
@@ -441,8 +402,8 @@ def test_the_owner_sees_the_buttons_the_state_allows(busy_job, failed_job, sam):
     assert f'href="{reverse("task_delete", args=[f1.pk])}"' in done_task
 
 
-def test_others_see_no_buttons(busy_job, vera):
-    client = client_for(vera)
+def test_others_see_no_buttons(busy_job, viewer):
+    client = client_for(viewer)
     long_task = mirrored_task(busy_job, "long")
 
     job_page = text(client.get(reverse("job_detail", args=[busy_job.pk])))
@@ -453,15 +414,15 @@ def test_others_see_no_buttons(busy_job, vera):
     assert reverse("task_delete", args=[long_task.pk]) not in task_page
 
 
-def test_a_job_from_a_submission_offers_a_re_run_once_the_form_exists(pool, batch_client, sam, team):
+def test_a_job_from_a_submission_offers_a_re_run_once_the_form_exists(pool, batch_client, submitter, team_a):
     template = JobTemplate.objects.get(slug="render-frames")
-    submission = submit_services.submission_create(user=sam, template_version=template.current_version(),
+    submission = submit_services.submission_create(user=submitter, template_version=template.current_version(),
                                                    parameters={"frames": "2", "seconds_per_frame": "0"})
     make_job(batch_client, submission.job_id, POOL)   # as the submit worker would
-    job = synced_job(submission.job_id, sam, team)
-    Submission.objects.filter(pk=submission.pk).update(team=team)
+    job = synced_job(submission.job_id, submitter, team_a)
+    Submission.objects.filter(pk=submission.pk).update(team=team_a)
 
-    page = text(client_for(sam).get(reverse("job_detail", args=[job.pk])))
+    page = text(client_for(submitter).get(reverse("job_detail", args=[job.pk])))
 
     try:
         expected = reverse("submit_form", args=["render-frames"]) + f"?rerun={submission.public_id}"
@@ -474,10 +435,10 @@ def test_a_job_from_a_submission_offers_a_re_run_once_the_form_exists(pool, batc
 # --- the audit history --------------------------------------------------------------------------------------
 
 
-def test_each_action_done_is_recorded_with_who_and_why_and_nothing_else_is(busy_job, failed_job, sam):
+def test_each_action_done_is_recorded_with_who_and_why_and_nothing_else_is(busy_job, failed_job, submitter):
     from portal.models import AuditEvent
 
-    client = client_for(sam)
+    client = client_for(submitter)
     long_task = mirrored_task(busy_job, "long")
     client.get(reverse("job_terminate", args=[busy_job.pk]))                       # looking
     client.post(reverse("task_terminate", args=[long_task.pk]), {"reason": ""})     # refused: no reason
@@ -487,6 +448,6 @@ def test_each_action_done_is_recorded_with_who_and_why_and_nothing_else_is(busy_
     ours = AuditEvent.objects.filter(action__regex=r"^(job|task)\.").order_by("id")   # not sign-ins, role changes
     events = list(ours.values_list("action", "actor_name", "object_id", "reason"))
     assert [(action, actor, reason) for action, actor, _, reason in events] == [
-        ("task.terminate", "sam", REASON), ("job.retry_failed", "sam", "")]
+        ("task.terminate", submitter.username, REASON), ("job.retry_failed", submitter.username, "")]
     retried = AuditEvent.objects.get(action="job.retry_failed")
     assert (retried.details["retried"], sorted(retried.details["task_ids"])) == (3, ["f1", "f2", "f3"])

@@ -2,8 +2,9 @@
 counts, jobs, first and last seen, examples and filters; the retry's dry-run count and the retry itself.
 
 Grouping and filters are checked on rows written with factories; the end-to-end tests make tasks fail two ways on
-localbatch, sync and archive them as the worker does, and check what Batch did after a retry. Personas: sam
-(Submitter, owns the jobs), vera (Viewer), olga (Operator of another team), a person without a role, anonymous."""
+localbatch, sync and archive them as the worker does, and check what Batch did after a retry. Personas
+(tests/personas.py): the owner of the jobs (`submitter`), a Viewer, someone of another team (`other_submitter`), a
+person without a role, anonymous."""
 
 import html
 import re
@@ -12,7 +13,6 @@ from datetime import timedelta
 
 import pytest
 from azure.batch import models
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -21,46 +21,16 @@ from django.utils import timezone
 
 from batchsync.accounts import blob_store, default_account
 from batchsync.sync import sync_account
-from portal.models import Job, JobState, Task, TaskResult, TaskState, Team
-from tests.factories import BatchAccountFactory, JobFactory, TaskFactory, UserFactory
+from portal.models import Job, JobState, Task, TaskResult, TaskState
+from tests.factories import BatchAccountFactory, JobFactory, TaskFactory
 from tests.localbatch.helpers import make_job, make_pool, task, wait_for
 from tests.logfiles import shell_quote
+from tests.personas import client_for
 from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
 
 DISK_FULL = "ERROR: disk full on /mnt/scratch"
-
-
-def person(username: str, role: str | None, team: Team | None = None):
-    user = UserFactory(username=username)
-    user.groups.clear()       # exactly the role given, whatever a new account gets by default
-    if role:
-        user.groups.add(Group.objects.get(name=role))
-    if team is not None:
-        user.teams.add(team)
-    return user
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def team():
-    return Team.objects.create(name="render")
-
-
-@pytest.fixture
-def sam(team):
-    return person("sam", "Submitter", team)
-
-
-@pytest.fixture
-def vera():
-    return person("vera", "Viewer")
 
 
 def failed(job, n: int, *, code="FailureExitCode", exit_code=1, line=DISK_FULL, ago=timedelta(hours=1), **extra):
@@ -81,7 +51,7 @@ def groups_on(page: str) -> list[tuple[int, str]]:
 # --- the page, from rows ---------------------------------------------------------------------------------------
 
 
-def test_failed_tasks_are_grouped_by_signature_largest_first_with_jobs_times_and_three_examples(vera):
+def test_failed_tasks_are_grouped_by_signature_largest_first_with_jobs_times_and_three_examples(viewer):
     render = JobFactory(job_id="render-a", pool_id="gpu")
     encode = JobFactory(job_id="encode-b", pool_id="cpu")
     disk = failed(render, 5) + failed(encode, 2, ago=timedelta(hours=3))
@@ -90,7 +60,7 @@ def test_failed_tasks_are_grouped_by_signature_largest_first_with_jobs_times_and
     failed(render, 1, line="Traceback (most recent call last):")
     TaskFactory.create_batch(4, job=render)
 
-    page = text(client_for(vera).get(reverse("failure_triage")))
+    page = text(client_for(viewer).get(reverse("failure_triage")))
 
     assert groups_on(page) == [
         (7, f"failure code: FailureExitCode exit code 1 {DISK_FULL}"),
@@ -112,7 +82,7 @@ def test_failed_tasks_are_grouped_by_signature_largest_first_with_jobs_times_and
 
 
 @pytest.mark.parametrize("pair_rows", [2_000, 1], ids=["one GROUP BY", "signatures ranked by the database"])
-def test_past_the_shown_groups_the_page_says_smaller_ones_exist_and_counts_every_failure(vera, monkeypatch,
+def test_past_the_shown_groups_the_page_says_smaller_ones_exist_and_counts_every_failure(viewer, monkeypatch,
                                                                                          pair_rows):
     from portal.jobs import triage as selectors
 
@@ -123,23 +93,23 @@ def test_past_the_shown_groups_the_page_says_smaller_ones_exist_and_counts_every
     failed(job, 3, code="TaskEnded", exit_code=None, line="")
     failed(job, 1, line="Killed")
 
-    triage = selectors.failure_triage(user=vera, filters=selectors.TriageFilters(), limit=2)
+    triage = selectors.failure_triage(user=viewer, filters=selectors.TriageFilters(), limit=2)
 
     assert [g.count for g in triage.groups] == [6, 3] and triage.more_groups and triage.failures == 10
     first = triage.groups[0]
     assert [(j.pk, n) for j, n in first.jobs] == [(job.pk, 4), (other.pk, 2)] and first.job_count == 2
     assert first.last_seen > first.first_seen and len(first.examples) == 3
-    every = selectors.failure_triage(user=vera, filters=selectors.TriageFilters())
+    every = selectors.failure_triage(user=viewer, filters=selectors.TriageFilters())
     assert [g.count for g in every.groups] == [6, 3, 1] and not every.more_groups and every.failures == 10
 
 
-def test_the_time_range_job_and_pool_filters_narrow_the_groups(vera):
+def test_the_time_range_job_and_pool_filters_narrow_the_groups(viewer):
     render = JobFactory(job_id="render-a", pool_id="gpu")
     encode = JobFactory(job_id="encode-b", pool_id="cpu")
     failed(render, 2, ago=timedelta(hours=2))
     failed(render, 3, code="TaskEnded", exit_code=None, line="", ago=timedelta(days=3))
     failed(encode, 4, exit_code=137, line="Killed", ago=timedelta(days=10))
-    client = client_for(vera)
+    client = client_for(viewer)
 
     def counts(**params):
         return [n for n, _ in groups_on(text(client.get(reverse("failure_triage"), params)))]
@@ -154,24 +124,24 @@ def test_the_time_range_job_and_pool_filters_narrow_the_groups(vera):
     assert counts(range="forever", job="x'--") == [3, 2]
 
 
-def test_an_error_line_holding_markup_is_shown_as_text(vera):
+def test_an_error_line_holding_markup_is_shown_as_text(viewer):
     failed(JobFactory(), 1, line='<script>window.pwned=1</script><img src=x onerror=alert(1)>')
 
-    page = text(client_for(vera).get(reverse("failure_triage")))
+    page = text(client_for(viewer).get(reverse("failure_triage")))
 
     assert "<script>window.pwned" not in page and "<img src=x" not in page
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
 
 
-def test_no_failures_says_so(vera):
+def test_no_failures_says_so(viewer):
     TaskFactory.create_batch(2)
-    page = text(client_for(vera).get(reverse("failure_triage")))
+    page = text(client_for(viewer).get(reverse("failure_triage")))
     assert 'id="triage-empty"' in page and "No failed tasks ended in the last 7 days" in page
 
 
-def test_the_queries_do_not_grow_with_the_number_of_failed_tasks(vera):
+def test_the_queries_do_not_grow_with_the_number_of_failed_tasks(viewer):
     """One GROUP BY and one example query per shown group: a group of 60 tasks costs what a group of 3 does."""
-    client = client_for(vera)
+    client = client_for(viewer)
     job = JobFactory()
     failed(job, 3)
     failed(job, 2, code="TaskEnded", exit_code=None, line="")
@@ -191,7 +161,7 @@ def test_the_queries_do_not_grow_with_the_number_of_failed_tasks(vera):
                    for q in many.captured_queries if "portal_task" in q["sql"])
 
 
-def test_the_page_needs_a_sign_in_and_a_role(client):
+def test_the_page_needs_a_sign_in_and_a_role(client, no_role):
     failed(JobFactory(), 2)
     response = client.get(reverse("failure_triage"))
     assert response.status_code == 302 and response.url.startswith(reverse("login"))
@@ -200,11 +170,11 @@ def test_the_page_needs_a_sign_in_and_a_role(client):
     # Signed in without a role: nothing of the mirror is readable (once roles gate reads), so no failures either.
     from portal import access
     if hasattr(access, "can_read"):
-        page = client_for(person("nobody", None)).get(reverse("failure_triage"))
+        page = client_for(no_role).get(reverse("failure_triage"))
         assert page.status_code == 403 or groups_on(page.content.decode()) == []
 
 
-def test_only_accounts_the_person_may_read_are_counted(vera, monkeypatch):
+def test_only_accounts_the_person_may_read_are_counted(viewer, monkeypatch):
     from portal import access
 
     visible = JobFactory(account=BatchAccountFactory(name="ours"))
@@ -216,23 +186,23 @@ def test_only_accounts_the_person_may_read_are_counted(vera, monkeypatch):
                         lambda *, user, account_id: account_id != hidden.account_id and real(user=user,
                                                                                               account_id=account_id))
 
-    page = text(client_for(vera).get(reverse("failure_triage")))
+    page = text(client_for(viewer).get(reverse("failure_triage")))
 
     assert [n for n, _ in groups_on(page)] == [2] and hidden.job_id not in page
 
 
-def test_the_nav_the_dashboard_and_a_job_with_failures_link_to_the_triage_page(vera):
+def test_the_nav_the_dashboard_and_a_job_with_failures_link_to_the_triage_page(viewer):
     job = JobFactory(task_failed=1, task_completed=1)
     failed(job, 1)
-    page = text(client_for(vera).get(reverse("dashboard")))
+    page = text(client_for(viewer).get(reverse("dashboard")))
     assert f'href="{reverse("failure_triage")}"' in page and 'id="d-failures-all"' in page
-    job_page = text(client_for(vera).get(reverse("job_detail", args=[job.pk])))
+    job_page = text(client_for(viewer).get(reverse("job_detail", args=[job.pk])))
     link = re.search(r'id="job-failures-grouped" href="([^"]+)"', job_page).group(1).replace("&amp;", "&")
-    assert [n for n, _ in groups_on(text(client_for(vera).get(link)))] == [1]
+    assert [n for n, _ in groups_on(text(client_for(viewer).get(link)))] == [1]
 
 
-def test_a_retry_link_that_names_no_signature_is_404(vera):
-    client = client_for(vera)
+def test_a_retry_link_that_names_no_signature_is_404(viewer):
+    client = client_for(viewer)
     assert client.get(reverse("failure_retry")).status_code == 404
     assert client.get(reverse("failure_retry"), {"code": "X", "exit": "one", "line": ""}).status_code == 404
     assert client.post(reverse("failure_retry"), {"code": "X", "exit": str(2**40), "line": ""}).status_code == 404
@@ -255,10 +225,10 @@ DISK_SCRIPT = f"echo starting; echo loading >&2; echo '{DISK_FULL}' >&2; exit 3"
 
 
 @pytest.fixture
-def failures(batch, batch_client, store, sam, team):
+def failures(batch, batch_client, store, submitter, team_a, other_submitter):
     """Three jobs on one pool, each with tasks that failed two ways: exit code 3 after printing DISK_FULL, and
-    killed at their wall-clock limit; synced and archived as the worker does. "mine-1" and "mine-2" are sam's,
-    "theirs" belongs to nobody sam shares a team with."""
+    killed at their wall-clock limit; synced and archived as the worker does. "mine-1" and "mine-2" are the
+    owner's, "theirs" belongs to someone of another team."""
     make_pool(batch_client, "pool-1", nodes=1, slots=8)
     for job_id in ("mine-1", "mine-2", "theirs"):
         make_job(batch_client, job_id, "pool-1")
@@ -274,8 +244,8 @@ def failures(batch, batch_client, store, sam, team):
         wait_for(lambda j=job_id: all(t.state == "completed" for t in batch_client.list_tasks(j)),
                  timeout=30, message=f"{job_id}'s tasks completed")
     sync()
-    Job.objects.filter(job_id__startswith="mine-").update(submitted_by=sam, team=team)
-    Job.objects.filter(job_id="theirs").update(submitted_by=person("tess", "Submitter"))
+    Job.objects.filter(job_id__startswith="mine-").update(submitted_by=submitter, team=team_a)
+    Job.objects.filter(job_id="theirs").update(submitted_by=other_submitter)
     _archive_all()
     return batch_client
 
@@ -303,8 +273,8 @@ def retry_query(code: str, exit_code: str, line: str, **filters) -> dict:
     return {"code": code, "exit": exit_code, "line": line, **filters}
 
 
-def test_real_failures_of_two_kinds_are_grouped(failures, vera):
-    page = text(client_for(vera).get(reverse("failure_triage")))
+def test_real_failures_of_two_kinds_are_grouped(failures, viewer):
+    page = text(client_for(viewer).get(reverse("failure_triage")))
 
     groups = groups_on(page)
     assert groups[0] == (6, f"failure code: FailureExitCode exit code 3 {DISK_FULL}")
@@ -318,8 +288,8 @@ def test_real_failures_of_two_kinds_are_grouped(failures, vera):
     assert len(re.findall(r'class="mono example"', first)) == 3
 
 
-def test_retry_these_counts_first_then_retries_only_the_jobs_the_person_may_act_on(failures, sam):
-    client = client_for(sam)
+def test_retry_these_counts_first_then_retries_only_the_jobs_the_person_may_act_on(failures, submitter):
+    client = client_for(submitter)
     query = retry_query("FailureExitCode", "3", DISK_FULL)
     Job.objects.filter(job_id="mine-2").update(state=JobState.COMPLETED)   # as the sync would see an ended job
 
@@ -341,7 +311,7 @@ def test_retry_these_counts_first_then_retries_only_the_jobs_the_person_may_act_
     # Reactivated tasks start again: each is waiting or running, or has run once more (retry count from zero).
     assert all(t.state != "completed" or t.execution_info.end_time > Task.objects.get(
         job__job_id="mine-1", task_id=t.id).end_time for t in reactivated)
-    # The slow ones, another signature, and the jobs sam may not act on were left alone.
+    # The slow ones, another signature, and the jobs the owner may not act on were left alone.
     assert {t.id: t.state for t in failures.list_tasks("mine-1")}["slow-0"] == "completed"
     assert all(t.state == "completed" for t in failures.list_tasks("theirs"))
     assert all(t.state == "completed" for t in failures.list_tasks("mine-2"))
@@ -350,8 +320,8 @@ def test_retry_these_counts_first_then_retries_only_the_jobs_the_person_may_act_
     assert "Skipped 2 tasks of jobs that have ended" in followed and "Skipped 1 task of jobs that are not yours" in followed
 
 
-def test_a_viewer_may_count_but_retries_nothing(failures, vera):
-    client = client_for(vera)
+def test_a_viewer_may_count_but_retries_nothing(failures, viewer):
+    client = client_for(viewer)
     query = retry_query("FailureExitCode", "3", DISK_FULL)
 
     confirm = text(client.get(reverse("failure_retry"), query))
@@ -363,17 +333,17 @@ def test_a_viewer_may_count_but_retries_nothing(failures, vera):
         assert all(t.state == "completed" for t in failures.list_tasks(job_id))
 
 
-def test_retry_posts_need_the_csrf_token(failures, sam):
+def test_retry_posts_need_the_csrf_token(failures, submitter):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(sam)
+    client.force_login(submitter)
     response = client.post(reverse("failure_retry"), retry_query("FailureExitCode", "3", DISK_FULL))
     assert response.status_code == 403
     assert all(t.state == "completed" for t in failures.list_tasks("mine-1"))
 
 
-def test_the_retry_page_counts_one_time_range_only(failures, sam):
+def test_the_retry_page_counts_one_time_range_only(failures, submitter):
     Task.objects.filter(job__job_id="mine-1").update(end_time=timezone.now() - timedelta(days=2))
-    confirm = text(client_for(sam).get(reverse("failure_retry"),
+    confirm = text(client_for(submitter).get(reverse("failure_retry"),
                                        retry_query("FailureExitCode", "3", DISK_FULL, range="24h")))
     assert "This retries 2 failed tasks in 1 job." in confirm
     assert Task.objects.filter(result=TaskResult.FAILURE, job__job_id="mine-1", exit_code=3).count() == 3
