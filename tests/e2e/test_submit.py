@@ -15,7 +15,6 @@ from batchsync.celery import app
 from batchsync.submit import link_submitted_jobs
 from batchsync.sync import sync_account
 from tests.localbatch.helpers import make_pool, wait_for
-from tests.portal.submit_helpers import person
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,14 +96,14 @@ def watch(page, account, selector: str, words: str, timeout: float = 60):
     wait_for(shown, timeout=timeout, interval=0.3, message=f"“{words}” in {selector}")
 
 
-def test_a_non_engineer_uploads_three_files_and_watches_them_run(page, live_server, portal_backends, tmp_path):
+def test_a_non_engineer_uploads_three_files_and_watches_them_run(page, live_server, portal_backends, tmp_path,
+                                                                   submitter):
     account = portal_backends
-    person("nora")
     texts = {"one.txt": "alpha\n", "two words.txt": "alpha beta\n", "three.md": "alpha beta gamma " * 300_000}
     for name, content in texts.items():
         (tmp_path / name).write_text(content)
 
-    log_in(page, live_server, "nora")
+    log_in(page, live_server, submitter.username)
     page.get_by_role("link", name="Submit work").click()
     page.get_by_role("heading", name="Submit work").wait_for()
     page.get_by_role("link", name="Count words in each text file").first.click()
@@ -149,8 +148,7 @@ def test_a_non_engineer_uploads_three_files_and_watches_them_run(page, live_serv
     ({f"{n}.txt": 1 for n in range(101)}, "Text files: at most 100 files, please (that would be 101)."),
 ])
 def test_a_wrong_choice_of_files_is_refused_in_the_browser_before_any_byte_moves(
-        page, live_server, browser_storage, tmp_path, files, words):
-    person("nora")
+        page, live_server, browser_storage, tmp_path, files, words, submitter):
     paths = []
     for name, size in files.items():
         path = tmp_path / name
@@ -159,7 +157,7 @@ def test_a_wrong_choice_of_files_is_refused_in_the_browser_before_any_byte_moves
         paths.append(str(path))
     asked = []
     page.on("request", lambda request: asked.append(request.url) if "/uploads/" in request.url else None)
-    log_in(page, live_server, "nora")
+    log_in(page, live_server, submitter.username)
     open_form(page, live_server, "count-words")
 
     page.set_input_files("#file-texts", paths)

@@ -1,37 +1,14 @@
-"""Shared parts of the submission page tests: people with roles, Azurite as the portal's storage, and an upload done
+"""Shared parts of the submission page tests: Azurite as the portal's storage, and an upload done
 the way static/js/upload.js does it (ask the portal, then Put Block and Put Block List with the SAS it returned)."""
 
 import base64
-import importlib
 import json
 import re
 
 import requests
-from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
-from tests.factories import UserFactory
-
 BLOCK_BYTES = 4 * 1024 * 1024
-
-
-def role_group(name: str) -> Group:
-    """The role's group as migration 0007 makes it; made again after a transactional test's flush removed it."""
-    roles = importlib.import_module("portal.migrations.0007_roles_audit_guard").ROLES
-    group, _ = Group.objects.get_or_create(name=name)
-    if not group.permissions.exists():
-        group.permissions.set([Permission.objects.get(content_type__app_label=dotted.split(".")[0],
-                                                      codename=dotted.split(".")[1]) for dotted in roles[name]])
-    return group
-
-
-def person(username: str, role: str | None = "Submitter", *, command_lines: bool = False):
-    user = UserFactory(username=username)
-    # Set, not added: whatever role the factory gives by default, this person has exactly `role`.
-    user.groups.set([role_group(role)] if role else [])
-    if command_lines:
-        user.user_permissions.add(Permission.objects.get(codename="write_command_lines"))
-    return type(user).objects.get(pk=user.pk)   # a fresh object: permissions are cached per object
 
 
 def use_azurite(azurite, settings):

