@@ -170,6 +170,15 @@ def portal_admin(db):
 
 
 @pytest.fixture
+def engineer(db):
+    """A Submitter who may also write a template's command line (the permission engineers are given)."""
+    from portal.access import WRITE_COMMAND_LINES
+    from tests.personas import person
+
+    return person("erin-engineer", "Submitter", permissions=[WRITE_COMMAND_LINES])
+
+
+@pytest.fixture
 def no_role(db):
     """Can sign in, has no role: reads nothing."""
     from tests.personas import person

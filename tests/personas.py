@@ -8,10 +8,11 @@ The set, as fixtures in tests/conftest.py (a test asks for them by name rather t
                 `operator_b`       otis-operator   Operator of Team B: acts on Team B's work, not Team A's
     viewer      `viewer`           vic-viewer      Viewer: reads everything, acts on nothing
     admin       `portal_admin`     ada-admin       Admin, with the staff flag the admin site needs
+                `engineer`         erin-engineer   Submitter who may also write command lines
     no role     `no_role`          nora-norole     can sign in, reads nothing
                 `user`             alice           Submitter in no team: the one `signed_in` signs in
 
-`person()` makes anyone else a test is about (someone in two teams, a user with an extra permission).
+`person()` makes anyone else a test is about (someone in two teams, a superuser).
 
 Roles are the groups migration 0007 creates. A transactional test flushes the database, groups included, so
 `role()` recreates a group from the migration's own list when it is missing rather than trusting it is there."""

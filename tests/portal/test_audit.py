@@ -21,19 +21,13 @@ from portal.models import AuditEvent, JobTemplate, Pool, PoolTemplate, Team
 from portal.pools import services as pool_services
 from portal.redact import sanitised
 from portal.submit import services as submit_services
-from tests.factories import PASSWORD, JobFactory, UserFactory
+from tests.factories import PASSWORD, JobFactory
 from tests.localbatch.helpers import make_pool
 
 pytestmark = pytest.mark.django_db
 
 SAS_URL = ("https://acct.blob.core.windows.net/inputs/frames.zip?sv=2025-01-05&se=2026-11-25T00%3A00%3A00Z"
            "&sr=b&sp=r&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D")
-
-
-@pytest.fixture
-def user():
-    # Not the suite's persona (a Submitter): giving it a role is recorded, and these tests read the records.
-    return UserFactory(username="alice", role="")
 
 
 def events(**filters):
@@ -43,9 +37,9 @@ def events(**filters):
 # --- the chain ---------------------------------------------------------------------------------------------
 
 
-def test_the_first_event_follows_the_genesis_and_each_next_one_the_event_before(user):
-    record_event(actor=user, action="pool.create", object_type="pool", object_id="a")
-    record_event(actor=user, action="pool.resize", object_type="pool", object_id="a")
+def test_the_first_event_follows_the_genesis_and_each_next_one_the_event_before(no_role):
+    record_event(actor=no_role, action="pool.create", object_type="pool", object_id="a")
+    record_event(actor=no_role, action="pool.resize", object_type="pool", object_id="a")
     record_event(actor=None, action="pool.delete", object_type="pool", object_id="a")
 
     first, second, third = events()
@@ -54,7 +48,8 @@ def test_the_first_event_follows_the_genesis_and_each_next_one_the_event_before(
     assert len({first.hash, second.hash, third.hash}) == 3
     # What was hashed is what the database gives back.
     assert all(event_hash(event) == event.hash for event in (first, second, third))
-    assert (first.actor_id, first.actor_name, third.actor_id, third.actor_name) == (user.pk, "alice", None, "")
+    assert (first.actor_id, first.actor_name, third.actor_id, third.actor_name) == (
+        no_role.pk, no_role.username, None, "")
 
 
 @pytest.mark.parametrize("field, value", [
@@ -63,8 +58,8 @@ def test_the_first_event_follows_the_genesis_and_each_next_one_the_event_before(
     ("ip_address", "198.51.100.7"), ("reason", "no reason"), ("changes", {"target_dedicated_nodes": [0, 99]}),
     ("details", {"account": "elsewhere"}), ("prev_hash", "1" * 64),
 ])
-def test_the_hash_covers_every_field(user, field, value):
-    record_event(actor=user, action="pool.resize", object_type="pool", object_id="a", object_label="a",
+def test_the_hash_covers_every_field(no_role, field, value):
+    record_event(actor=no_role, action="pool.resize", object_type="pool", object_id="a", object_label="a",
                  reason="more frames", changes={"target_dedicated_nodes": [1, 3]}, details={"account": "default"})
     row = AuditEvent.objects.values().get()
     if field == "at":
@@ -74,12 +69,12 @@ def test_the_hash_covers_every_field(user, field, value):
     assert event_hash({**row, field: value}) != row["hash"]
 
 
-def test_an_event_rolls_back_with_the_transaction_that_made_it(user):
-    record_event(actor=user, action="pool.create", object_type="pool", object_id="kept")
+def test_an_event_rolls_back_with_the_transaction_that_made_it(no_role):
+    record_event(actor=no_role, action="pool.create", object_type="pool", object_id="kept")
     with pytest.raises(RuntimeError), transaction.atomic():
-        record_event(actor=user, action="pool.delete", object_type="pool", object_id="kept")
+        record_event(actor=no_role, action="pool.delete", object_type="pool", object_id="kept")
         raise RuntimeError("the action failed")
-    record_event(actor=user, action="pool.resize", object_type="pool", object_id="kept")
+    record_event(actor=no_role, action="pool.resize", object_type="pool", object_id="kept")
 
     kept = events()
     assert [event.action for event in kept] == ["pool.create", "pool.resize"]
@@ -97,8 +92,8 @@ def test_an_object_fills_type_id_label_and_team():
         "job", str(job.pk), job.job_id, team.pk)
 
 
-def test_numbers_and_text_the_database_rewrites_still_verify(user):
-    record_event(actor=user, action="submission.create", object_type="submission",
+def test_numbers_and_text_the_database_rewrites_still_verify(no_role):
+    record_event(actor=no_role, action="submission.create", object_type="submission",
                  details={"big": 1e20, "small": 1e-7, "one": 1.0, "third": 1 / 3, "huge": 2 ** 70, "nan": float("nan"),
                           "text": "naïve “quotes” \u2028 and a NUL\x00 byte", "nested": {"b": [1.5, None, True]}},
                  changes={"frames": [240, 240.0]})
@@ -108,8 +103,8 @@ def test_numbers_and_text_the_database_rewrites_still_verify(user):
     assert event.details["nan"] == "nan" and "\x00" not in event.details["text"]
 
 
-def test_long_values_are_cut_to_fit_and_still_verify(user):
-    record_event(actor=user, action="job.terminate", object_type="job", object_label="x" * 1000,
+def test_long_values_are_cut_to_fit_and_still_verify(no_role):
+    record_event(actor=no_role, action="job.terminate", object_type="job", object_label="x" * 1000,
                  object_id="9" * 500)
 
     event = AuditEvent.objects.get()
@@ -179,8 +174,8 @@ def test_secrets_are_replaced_wherever_they_are():
     assert cleaned["nodes"] == 3 and cleaned["empty_password"] == ""
 
 
-def test_nothing_secret_is_stored_or_hashed(user):
-    record_event(actor=user, action="submission.create", object_type="submission", object_id="1",
+def test_nothing_secret_is_stored_or_hashed(no_role):
+    record_event(actor=no_role, action="submission.create", object_type="submission", object_id="1",
                  reason=f"inputs were at {SAS_URL}",
                  changes={"start_task_resource_files": [[], [{"http_url": SAS_URL, "file_path": "x"}]]},
                  details={"inputs": [SAS_URL], "password": "hunter2"})
@@ -219,52 +214,53 @@ def test_the_address_is_the_connections_unless_a_proxy_of_ours_is_trusted(settin
 # --- sign-in ---------------------------------------------------------------------------------------------------
 
 
-def test_a_failed_sign_in_records_the_name_tried_and_the_address_never_the_password(client, user):
-    client.post(reverse("login"), {"username": "alice", "password": "Wrong-Password-42"}, REMOTE_ADDR="203.0.113.9")
+def test_a_failed_sign_in_records_the_name_tried_and_the_address_never_the_password(client, no_role):
+    client.post(reverse("login"), {"username": no_role.username, "password": "Wrong-Password-42"},
+                REMOTE_ADDR="203.0.113.9")
     client.post(reverse("login"), {"username": "nobody-here", "password": "Wrong-Password-42"},
                 REMOTE_ADDR="203.0.113.10")
 
     known, unknown = events(action="auth.login_failed")
     assert (known.actor_id, known.ip_address, known.details["username"], known.object_id) == (
-        None, "203.0.113.9", "alice", str(user.pk))
+        None, "203.0.113.9", no_role.username, str(no_role.pk))
     assert (unknown.ip_address, unknown.details["username"], unknown.object_id) == ("203.0.113.10", "nobody-here", "")
     stored = json.dumps(list(AuditEvent.objects.values("details", "changes", "reason", "object_label")))
     assert "Wrong-Password-42" not in stored and "*****" not in stored
 
 
-def test_sign_in_and_sign_out_are_recorded_with_the_address(client, user, settings):
+def test_sign_in_and_sign_out_are_recorded_with_the_address(client, no_role, settings):
     settings.TRUSTED_PROXY_COUNT = 1
-    client.post(reverse("login"), {"username": "alice", "password": PASSWORD},
+    client.post(reverse("login"), {"username": no_role.username, "password": PASSWORD},
                 REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.20")
     client.post(reverse("logout"), REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.21")
 
     login, logout = events(action__in=["auth.login", "auth.logout"])
-    assert (login.action, login.actor_name, login.ip_address) == ("auth.login", "alice", "198.51.100.20")
-    assert (logout.action, logout.actor_name, logout.ip_address) == ("auth.logout", "alice", "198.51.100.21")
+    assert (login.action, login.actor_name, login.ip_address) == ("auth.login", no_role.username, "198.51.100.20")
+    assert (logout.action, logout.actor_name, logout.ip_address) == ("auth.logout", no_role.username, "198.51.100.21")
 
 
-def test_a_lockout_is_recorded_when_the_failures_reach_the_limit(client, settings):
-    UserFactory(username="bea")
+def test_a_lockout_is_recorded_when_the_failures_reach_the_limit(client, settings, viewer):
     for _ in range(settings.AXES_FAILURE_LIMIT):
-        client.post(reverse("login"), {"username": "bea", "password": "not-it"}, REMOTE_ADDR="198.51.100.5")
+        client.post(reverse("login"), {"username": viewer.username, "password": "not-it"}, REMOTE_ADDR="198.51.100.5")
 
     lockout = AuditEvent.objects.get(action="auth.lockout")
-    assert (lockout.details, lockout.ip_address, lockout.actor_id) == ({"username": "bea"}, "198.51.100.5", None)
+    assert (lockout.details, lockout.ip_address, lockout.actor_id) == (
+        {"username": viewer.username}, "198.51.100.5", None)
     assert AuditEvent.objects.filter(action="auth.login_failed").count() == settings.AXES_FAILURE_LIMIT
 
 
 # --- memberships: role and team changes -----------------------------------------------------------------------
 
 
-def test_adding_and_removing_a_role_records_the_groups_before_and_after(user):
+def test_adding_and_removing_a_role_records_the_groups_before_and_after(no_role):
     operator, viewer = Group.objects.get(name="Operator"), Group.objects.get(name="Viewer")
-    user.groups.add(viewer)
-    user.groups.add(operator)
-    user.groups.remove(viewer)
-    viewer.user_set.add(user)      # from the group's side
-    user.groups.clear()
+    no_role.groups.add(viewer)
+    no_role.groups.add(operator)
+    no_role.groups.remove(viewer)
+    viewer.user_set.add(no_role)      # from the group's side
+    no_role.groups.clear()
 
-    changes = [event.changes["groups"] for event in events(action="user.role_change", object_id=str(user.pk))]
+    changes = [event.changes["groups"] for event in events(action="user.role_change", object_id=str(no_role.pk))]
     assert changes == [
         [[], ["Viewer"]],
         [["Viewer"], ["Operator", "Viewer"]],
@@ -274,41 +270,41 @@ def test_adding_and_removing_a_role_records_the_groups_before_and_after(user):
     ]
 
 
-def test_clearing_a_group_records_each_member(user):
-    other = UserFactory(username="bob")
+def test_clearing_a_group_records_each_member(no_role, other_submitter):
     group = Group.objects.get(name="Submitter")
-    group.user_set.add(user, other)
+    group.user_set.add(no_role, other_submitter)
 
     group.user_set.clear()
 
     cleared = {event.object_label: event.changes["groups"] for event in events(action="user.role_change")
                if event.changes["groups"][1] == []}
-    assert cleared == {"alice": [["Submitter"], []], "bob": [["Submitter"], []]}
+    assert cleared == {no_role.username: [["Submitter"], []], other_submitter.username: [["Submitter"], []]}
 
 
-def test_a_role_change_in_the_admin_names_who_made_it_and_from_where(admin_client, admin_user, user):
+def test_a_role_change_in_the_admin_names_who_made_it_and_from_where(admin_client, admin_user, no_role):
     operator = Group.objects.get(name="Operator")
-    data = {"username": "alice", "is_active": "on", "groups": [operator.pk],
+    data = {"username": no_role.username, "is_active": "on", "groups": [operator.pk],
             "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00", "initial-date_joined_0": "2026-01-01",
             "initial-date_joined_1": "00:00:00"}
 
-    response = admin_client.post(reverse("admin:auth_user_change", args=[user.pk]), data, REMOTE_ADDR="192.0.2.44")
+    response = admin_client.post(reverse("admin:auth_user_change", args=[no_role.pk]), data, REMOTE_ADDR="192.0.2.44")
 
     assert response.status_code == 302, response.content.decode()[:2000]
     event = AuditEvent.objects.get(action="user.role_change")
-    assert (event.actor_name, event.ip_address, event.object_label) == (admin_user.username, "192.0.2.44", "alice")
+    assert (event.actor_name, event.ip_address, event.object_label) == (
+        admin_user.username, "192.0.2.44", no_role.username)
     assert event.changes == {"groups": [[], ["Operator"]]}
 
 
-def test_making_someone_an_administrator_or_switching_them_off_is_a_role_change(user):
-    user.is_superuser = True
-    user.save()
-    user.last_login = None
-    user.save(update_fields=["last_login"])     # not a role change, and not even looked at
-    user.is_active = False
-    user.save()
+def test_making_someone_an_administrator_or_switching_them_off_is_a_role_change(no_role):
+    no_role.is_superuser = True
+    no_role.save()
+    no_role.last_login = None
+    no_role.save(update_fields=["last_login"])     # not a role change, and not even looked at
+    no_role.is_active = False
+    no_role.save()
 
-    changes = [event.changes for event in events(action="user.role_change", object_id=str(user.pk))]
+    changes = [event.changes for event in events(action="user.role_change", object_id=str(no_role.pk))]
     assert changes == [{"is_superuser": [False, True]}, {"is_active": [True, False]}]
 
 
@@ -322,21 +318,21 @@ def test_a_change_of_what_a_role_may_do_is_recorded():
     assert event.changes == {"permissions": [before, sorted([*before, "portal.view_auditevent"])]}
 
 
-def test_deleting_an_account_is_recorded(user):
-    pk = user.pk
-    user.delete()
+def test_deleting_an_account_is_recorded(no_role):
+    pk, username = no_role.pk, no_role.username
+    no_role.delete()
 
     event = AuditEvent.objects.get(action="user.delete")
-    assert (event.object_id, event.object_label) == (str(pk), "alice")
+    assert (event.object_id, event.object_label) == (str(pk), username)
 
 
-def test_team_membership_changes_are_recorded_from_either_side(user):
+def test_team_membership_changes_are_recorded_from_either_side(no_role):
     render, audio = Team.objects.create(name="render"), Team.objects.create(name="audio")
-    render.members.add(user)
-    user.teams.add(audio)
-    render.members.remove(user)
+    render.members.add(no_role)
+    no_role.teams.add(audio)
+    render.members.remove(no_role)
 
-    changes = [event.changes["teams"] for event in events(action="user.team_change", object_id=str(user.pk))]
+    changes = [event.changes["teams"] for event in events(action="user.team_change", object_id=str(no_role.pk))]
     assert changes == [[[], ["render"]], [["render"], ["audio", "render"]], [["audio", "render"], ["audio"]]]
 
 
@@ -344,10 +340,9 @@ def test_team_membership_changes_are_recorded_from_either_side(user):
 
 
 @pytest.fixture
-def manager():
-    person = UserFactory(username="mia")
-    person.user_permissions.add(Permission.objects.get(codename="manage_pools", content_type__app_label="portal"))
-    return type(person).objects.get(pk=person.pk)
+def manager(operator_a):
+    """Someone who manages pools: an Operator."""
+    return operator_a
 
 
 def test_a_pool_resize_records_the_targets_before_and_after(batch, batch_client, manager):
@@ -359,7 +354,7 @@ def test_a_pool_resize_records_the_targets_before_and_after(batch, batch_client,
 
     event = AuditEvent.objects.get(action="pool.resize")
     assert (event.actor_name, event.object_type, event.object_id, event.object_label) == (
-        "mia", "pool", "pool-a", "pool-a")
+        manager.username, "pool", "pool-a", "pool-a")
     assert event.changes == {"target_dedicated_nodes": [1, 3], "target_low_priority_nodes": [0, 2]}
     assert event.details == {"account": default_account().name}
 
@@ -382,27 +377,21 @@ def test_pool_create_and_delete_are_recorded_and_a_refused_action_is_not(batch, 
 # --- submissions and templates -----------------------------------------------------------------------------------
 
 
-def test_a_submission_records_its_object_and_rendered_parameters(django_capture_on_commit_callbacks):
-    alice = UserFactory(username="alice")
-    alice.groups.add(Group.objects.get(name="Submitter"))
-    alice = type(alice).objects.get(pk=alice.pk)
+def test_a_submission_records_its_object_and_rendered_parameters(django_capture_on_commit_callbacks, submitter):
     version = JobTemplate.objects.get(slug="render-frames").current_version()
 
     with django_capture_on_commit_callbacks():
-        submission = submit_services.submission_create(user=alice, template_version=version.pk,
+        submission = submit_services.submission_create(user=submitter, template_version=version.pk,
                                                        parameters={"frames": "24", "seconds_per_frame": "0.5"})
 
     event = AuditEvent.objects.get(action="submission.create")
     assert (event.actor_name, event.object_type, event.object_id, event.object_label) == (
-        "alice", "submission", str(submission.pk), submission.job_id)
+        submitter.username, "submission", str(submission.pk), submission.job_id)
     assert event.details["parameters"] == {"frames": 24, "seconds_per_frame": 0.5}
     assert event.details["tasks"] == 24 and event.details["job_id"] == submission.job_id
 
 
-def test_a_new_template_version_records_what_changed_in_the_spec():
-    engineer = UserFactory(username="engineer")
-    engineer.user_permissions.add(Permission.objects.get(codename="write_command_lines"))
-    engineer = type(engineer).objects.get(pk=engineer.pk)
+def test_a_new_template_version_records_what_changed_in_the_spec(engineer):
     template = JobTemplate.objects.get(slug="render-frames")
     spec = {**template.current_version().spec, "priority": 10}
 

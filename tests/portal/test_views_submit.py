@@ -10,9 +10,7 @@ import pytest
 from django.urls import reverse
 
 from batchsync import submit
-from portal.access import WRITE_COMMAND_LINES
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
-from tests.personas import person
 from tests.portal.pages import text
 from tests.portal.submit_helpers import form_values, use_azurite
 
@@ -35,12 +33,6 @@ ALL_TYPES_SPEC = {
 @pytest.fixture
 def storage(azurite, settings):
     return use_azurite(azurite, settings)
-
-
-@pytest.fixture
-def engineer():
-    """A Submitter who may also write a template's command line."""
-    return person("erin", "Submitter", permissions=[WRITE_COMMAND_LINES])
 
 
 @pytest.fixture
