@@ -7,7 +7,6 @@ import socket
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,7 +20,6 @@ from portal.jobs import services as job_services
 from portal.models import Job, JobTemplate, Submission, SubmissionState
 from portal.submit import services as submit_services
 from tests.batchsync.test_sync import UBUNTU
-from tests.factories import UserFactory
 from tests.localbatch.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -62,10 +60,11 @@ def idle_pool(gateway):
 
 
 @pytest.fixture
-def sam():
-    user = UserFactory(username="sam", email="sam@example.org")
-    user.groups.add(Group.objects.get(name="Submitter"))
-    return user
+def owner(submitter):
+    """The submitter persona, with the address the e-mails go to."""
+    submitter.email = "sue@example.org"
+    submitter.save(update_fields=["email"])
+    return submitter
 
 
 def submitted(user, frames: int, seconds: str = "0") -> Submission:
@@ -91,8 +90,8 @@ def ended(gateway, job_id: str):
 # --- finished jobs ------------------------------------------------------------------------------------------
 
 
-def test_a_finished_job_is_announced_once_with_its_counts_and_a_link(gateway, running_pool, sam, mailoutbox):
-    submission = submitted(sam, 3)
+def test_a_finished_job_is_announced_once_with_its_counts_and_a_link(gateway, running_pool, owner, mailoutbox):
+    submission = submitted(owner, 3)
     ended(gateway, submission.job_id)
     synced()
 
@@ -102,9 +101,9 @@ def test_a_finished_job_is_announced_once_with_its_counts_and_a_link(gateway, ru
     assert len(mailoutbox) == 1
     mail = mailoutbox[0]
     job = Job.objects.get(job_id=submission.job_id)
-    assert mail.to == ["sam@example.org"]
-    assert mail.subject == "Has finished: Render frames 1..N (v1) by sam — 3 succeeded, 0 failed of 3"
-    assert "Your job “Render frames 1..N (v1) by sam” has finished." in mail.body
+    assert mail.to == ["sue@example.org"]
+    assert mail.subject == f"Has finished: Render frames 1..N (v1) by {owner.username} — 3 succeeded, 0 failed of 3"
+    assert f"Your job “Render frames 1..N (v1) by {owner.username}” has finished." in mail.body
     assert re.search(r"Succeeded: 3\nFailed: +0\nTotal: +3\n", mail.body)
     assert f"{BASE_URL}{reverse('job_detail', args=[job.pk])}" in mail.body
     assert submission.job_id in mail.body
@@ -112,8 +111,8 @@ def test_a_finished_job_is_announced_once_with_its_counts_and_a_link(gateway, ru
     assert submission.notified_at is not None
 
 
-def test_an_unfinished_job_is_not_announced(gateway, idle_pool, sam, mailoutbox):
-    submission = submitted(sam, 2)
+def test_an_unfinished_job_is_not_announced(gateway, idle_pool, owner, mailoutbox):
+    submission = submitted(owner, 2)
     synced()
     assert Job.objects.get(job_id=submission.job_id).state == "active"
 
@@ -124,8 +123,8 @@ def test_an_unfinished_job_is_not_announced(gateway, idle_pool, sam, mailoutbox)
     assert submission.notified_at is None
 
 
-def test_a_job_finished_in_batch_but_not_yet_synced_waits_for_the_sync(gateway, running_pool, sam, mailoutbox):
-    submission = submitted(sam, 1, seconds="5")
+def test_a_job_finished_in_batch_but_not_yet_synced_waits_for_the_sync(gateway, running_pool, owner, mailoutbox):
+    submission = submitted(owner, 1, seconds="5")
     synced()   # seen while still running
     assert Job.objects.get(job_id=submission.job_id).state == "active"
     ended(gateway, submission.job_id)
@@ -136,25 +135,25 @@ def test_a_job_finished_in_batch_but_not_yet_synced_waits_for_the_sync(gateway, 
     assert len(mailoutbox) == 1
 
 
-def test_a_terminated_job_says_so_with_the_reason(gateway, running_pool, sam, mailoutbox):
-    submission = submitted(sam, 2, seconds="60")
+def test_a_terminated_job_says_so_with_the_reason(gateway, running_pool, owner, mailoutbox):
+    submission = submitted(owner, 2, seconds="60")
     synced()
     job = Job.objects.get(job_id=submission.job_id)
-    job_services.job_terminate(user=sam, job=job, reason="wrong frames")
+    job_services.job_terminate(user=owner, job=job, reason="wrong frames")
     ended(gateway, submission.job_id)
     synced()
 
     assert notify.notify_finished_jobs() == 1
 
     mail = mailoutbox[0]
-    assert mail.subject.startswith("Was terminated: Render frames 1..N (v1) by sam")
+    assert mail.subject.startswith(f"Was terminated: Render frames 1..N (v1) by {owner.username}")
     assert "Reason given: wrong frames" in mail.body
     assert "Total:     2" in mail.body
 
 
-def test_a_submission_that_failed_is_announced_with_its_error(gateway, sam, mailoutbox):
+def test_a_submission_that_failed_is_announced_with_its_error(gateway, owner, mailoutbox):
     version = JobTemplate.objects.get(slug="render-frames").current_version()
-    submission = submit_services.submission_create(user=sam, template_version=version,
+    submission = submit_services.submission_create(user=owner, template_version=version,
                                                    parameters={"frames": "2", "seconds_per_frame": "0"})
     # An id Batch refuses: the job is never made, the submission fails (as in test_submit).
     Submission.objects.filter(pk=submission.pk).update(job_id="bad id with spaces")
@@ -173,8 +172,8 @@ def test_a_submission_that_failed_is_announced_with_its_error(gateway, sam, mail
 # --- exactly once, and never about old or unaddressable work ------------------------------------------------
 
 
-def test_two_runs_holding_the_same_finished_submission_send_one_e_mail(gateway, running_pool, sam, mailoutbox):
-    submission = submitted(sam, 1)
+def test_two_runs_holding_the_same_finished_submission_send_one_e_mail(gateway, running_pool, owner, mailoutbox):
+    submission = submitted(owner, 1)
     ended(gateway, submission.job_id)
     synced()
     # Both runs found it before either claimed it: each holds its own stale copy.
@@ -186,9 +185,9 @@ def test_two_runs_holding_the_same_finished_submission_send_one_e_mail(gateway, 
     assert len(mailoutbox) == 1
 
 
-def test_the_mark_comes_first_so_an_e_mail_the_server_refused_is_not_sent_twice(gateway, running_pool, sam,
+def test_the_mark_comes_first_so_an_e_mail_the_server_refused_is_not_sent_twice(gateway, running_pool, owner,
                                                                                mailoutbox, settings, caplog):
-    submission = submitted(sam, 1)
+    submission = submitted(owner, 1)
     ended(gateway, submission.job_id)
     synced()
     with socket.socket() as closed:   # a port nothing listens on: the SMTP connection is refused
@@ -207,8 +206,8 @@ def test_the_mark_comes_first_so_an_e_mail_the_server_refused_is_not_sent_twice(
     assert f"job {submission.job_id}" in caplog.text and "will not be retried" in caplog.text
 
 
-def test_jobs_that_finished_long_ago_are_not_announced(gateway, running_pool, sam, mailoutbox):
-    submission = submitted(sam, 1)
+def test_jobs_that_finished_long_ago_are_not_announced(gateway, running_pool, owner, mailoutbox):
+    submission = submitted(owner, 1)
     ended(gateway, submission.job_id)
     synced()
     # As the mirror holds a job that finished before this feature was deployed.
@@ -219,10 +218,10 @@ def test_jobs_that_finished_long_ago_are_not_announced(gateway, running_pool, sa
     assert mailoutbox == []
 
 
-def test_someone_without_an_e_mail_address_is_skipped(gateway, running_pool, sam, mailoutbox):
-    sam.email = ""
-    sam.save()
-    submission = submitted(sam, 1)
+def test_someone_without_an_e_mail_address_is_skipped(gateway, running_pool, owner, mailoutbox):
+    owner.email = ""
+    owner.save()
+    submission = submitted(owner, 1)
     ended(gateway, submission.job_id)
     synced()
 
@@ -233,8 +232,8 @@ def test_someone_without_an_e_mail_address_is_skipped(gateway, running_pool, sam
 # --- the Celery side ------------------------------------------------------------------------------------------
 
 
-def test_the_celery_task_sends_and_beat_runs_it(gateway, running_pool, sam, mailoutbox):
-    submission = submitted(sam, 1)
+def test_the_celery_task_sends_and_beat_runs_it(gateway, running_pool, owner, mailoutbox):
+    submission = submitted(owner, 1)
     ended(gateway, submission.job_id)
     synced()
 

@@ -21,7 +21,6 @@ from portal.submit import services
 from portal.submit.render import job_spec
 from portal.submit.values import InputFile
 from tests.batchsync.test_sync import UBUNTU
-from tests.factories import UserFactory
 from tests.localbatch.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -49,11 +48,6 @@ def running_pool(gateway):
     wait_for(lambda: [n for n in gateway.list_nodes(POOL) if n.state == "idle"].__len__() == 2, timeout=30,
              message="two idle nodes")
     return POOL
-
-
-@pytest.fixture
-def alice():
-    return UserFactory(username="alice")
 
 
 @pytest.fixture
@@ -108,8 +102,8 @@ def expected_ids(count):
 # --- the pipeline -----------------------------------------------------------------------------------------
 
 
-def test_a_submission_becomes_one_job_whose_tasks_all_run_once_and_which_then_ends(gateway, running_pool, alice):
-    submission = create(alice, 12)
+def test_a_submission_becomes_one_job_whose_tasks_all_run_once_and_which_then_ends(gateway, running_pool, user):
+    submission = create(user, 12)
 
     assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
 
@@ -127,9 +121,9 @@ def test_a_submission_becomes_one_job_whose_tasks_all_run_once_and_which_then_en
     assert stdout == "rendering frame 7\nframe 7 done\n"
 
 
-def test_the_job_waits_with_noaction_until_every_task_is_added(batch, gateway, idle_pool, alice, settings):
+def test_the_job_waits_with_noaction_until_every_task_is_added(batch, gateway, idle_pool, user, settings):
     settings.SUBMISSION_CHUNK_BUDGET_SECONDS = 1
-    submission = create(alice, 250)
+    submission = create(user, 250)
     # Batch accepts the job but no tasks: a job created with terminatejob would now end at once, with no tasks.
     batch.app.faults = Faults(rate=1.0, status=503, retry_after=0, path_pattern="addtaskcollection")
     try:
@@ -153,9 +147,9 @@ def test_the_job_waits_with_noaction_until_every_task_is_added(batch, gateway, i
     (SubmissionState.ADDING_TASKS, 200),
     (SubmissionState.FINALIZING, 250),
 ])
-def test_re_running_any_step_is_harmless(gateway, idle_pool, alice, settings, state, tasks_added):
+def test_re_running_any_step_is_harmless(gateway, idle_pool, user, settings, state, tasks_added):
     settings.SUBMISSION_CHUNK_SIZE = 100
-    submission = create(alice, 250)
+    submission = create(user, 250)
     assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
 
     # As if the worker had died right after this step reached Batch but before the row recorded the next one.
@@ -171,9 +165,9 @@ def test_re_running_any_step_is_harmless(gateway, idle_pool, alice, settings, st
 
 
 def test_with_a_fifth_of_batch_calls_answered_503_there_is_still_one_job_and_every_task_once(
-        batch, gateway, idle_pool, alice, settings):
+        batch, gateway, idle_pool, user, settings):
     settings.SUBMISSION_CHUNK_SIZE = 300
-    submissions = [create(alice, 1000), create(alice, 7)]
+    submissions = [create(user, 1000), create(user, 7)]
     batch.app.faults = Faults(rate=0.2, status=503, retry_after=0)
     try:
         for submission in submissions:
@@ -190,8 +184,8 @@ def test_with_a_fifth_of_batch_calls_answered_503_there_is_still_one_job_and_eve
         assert gateway.get_job(submission.job_id).on_all_tasks_complete == "terminatejob"
 
 
-def test_while_batch_is_unreachable_the_submission_waits_for_its_retry_and_says_why(batch, idle_pool, alice):
-    submission = create(alice, 3)
+def test_while_batch_is_unreachable_the_submission_waits_for_its_retry_and_says_why(batch, idle_pool, user):
+    submission = create(user, 3)
     batch.app.faults = Faults(rate=1.0, status=503, retry_after=0)
     try:
         assert submit.submit_submission(submission.pk) == SubmissionState.CREATING_JOB
@@ -207,8 +201,8 @@ def test_while_batch_is_unreachable_the_submission_waits_for_its_retry_and_says_
     assert submission.error_message == ""
 
 
-def test_when_the_retry_budget_is_spent_the_submission_fails_in_plain_words(batch, gateway, idle_pool, alice):
-    submission = create(alice, 3)
+def test_when_the_retry_budget_is_spent_the_submission_fails_in_plain_words(batch, gateway, idle_pool, user):
+    submission = create(user, 3)
     Submission.objects.filter(pk=submission.pk).update(attempts=submit.MAX_ATTEMPTS - 1)
     batch.app.faults = Faults(rate=1.0, status=503, retry_after=0)
     try:
@@ -221,11 +215,11 @@ def test_when_the_retry_budget_is_spent_the_submission_fails_in_plain_words(batc
                                                "0 of 3 tasks added.")
 
 
-def test_a_task_over_1_mb_fails_the_submission_with_a_clear_message_and_stops_the_job(gateway, idle_pool, alice):
+def test_a_task_over_1_mb_fails_the_submission_with_a_clear_message_and_stops_the_job(gateway, idle_pool, user):
     version = frames_version({"parameters": [
         {"name": "frames", "type": "integer", "max": 10},
         {"name": "seconds_per_frame", "type": "string", "max_length": 2_000_000}]})
-    submission = create(alice, 3, seconds="9" * 1_100_000, version=version)
+    submission = create(user, 3, seconds="9" * 1_100_000, version=version)
 
     assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
 
@@ -236,8 +230,8 @@ def test_a_task_over_1_mb_fails_the_submission_with_a_clear_message_and_stops_th
     assert job.state in ("terminating", "completed") and job.terminate_reason == submit.FAILED_TERMINATE_REASON
 
 
-def test_a_job_batch_refuses_to_create_fails_the_submission_and_names_the_template(gateway, alice, client):
-    submission = create(alice, 2)
+def test_a_job_batch_refuses_to_create_fails_the_submission_and_names_the_template(gateway, user, client):
+    submission = create(user, 2)
     # An id Batch refuses stands for any job Batch will not take (a bad auto-pool spec, a quota).
     Submission.objects.filter(pk=submission.pk).update(job_id="bad id with spaces")
 
@@ -248,15 +242,15 @@ def test_a_job_batch_refuses_to_create_fails_the_submission_and_names_the_templa
     # What Batch refused, from its error's values: the property and the value.
     assert "id = 'bad id with spaces'" in submission.error_message
     assert "“Render frames 1..N”" in submission.error_message
-    client.force_login(alice)
+    client.force_login(user)
     page = html.unescape(client.get(reverse("submission_detail", args=[submission.public_id])).content.decode())
     assert "Batch refused to create the job: " in page and "id = 'bad id with spaces'" in page
     assert jobs_in_batch(gateway) == []
     assert not Job.objects.exists(), "no job, so no row for one"
 
 
-def test_a_job_deleted_before_its_tasks_were_added_fails_the_submission(gateway, idle_pool, alice):
-    submission = create(alice, 5)
+def test_a_job_deleted_before_its_tasks_were_added_fails_the_submission(gateway, idle_pool, user):
+    submission = create(user, 5)
     Submission.objects.filter(pk=submission.pk).update(state=SubmissionState.ADDING_TASKS)
 
     assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
@@ -266,17 +260,17 @@ def test_a_job_deleted_before_its_tasks_were_added_fails_the_submission(gateway,
         submission.error_message)
 
 
-def test_submission_create_sends_it_through_celery_once_committed(gateway, idle_pool, alice, eager,
+def test_submission_create_sends_it_through_celery_once_committed(gateway, idle_pool, user, eager,
                                                                  django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        submission = create(alice, 5)
+        submission = create(user, 5)
 
     submission.refresh_from_db()
     assert submission.state == SubmissionState.SUBMITTED and submission.attempts == 1
     assert sorted(task_ids_in_batch(gateway, submission.job_id)) == expected_ids(5)
 
 
-def test_a_broker_that_cannot_be_reached_does_not_lose_the_submission(gateway, idle_pool, alice, caplog,
+def test_a_broker_that_cannot_be_reached_does_not_lose_the_submission(gateway, idle_pool, user, caplog,
                                                                        django_capture_on_commit_callbacks):
     previous = app.conf.broker_url, app.conf.broker_connection_retry, app.conf.broker_connection_max_retries
     app.conf.broker_url = "redis://127.0.0.1:9/0"   # the discard port: nothing answers
@@ -285,7 +279,7 @@ def test_a_broker_that_cannot_be_reached_does_not_lose_the_submission(gateway, i
     app._pool, app.amqp._producer_pool = None, None
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            submission = create(alice, 3)   # the enqueue fails after the commit; no error reaches the person
+            submission = create(user, 3)   # the enqueue fails after the commit; no error reaches the person
     finally:
         app.conf.broker_url, app.conf.broker_connection_retry, app.conf.broker_connection_max_retries = previous
         kombu.pools.reset()
@@ -305,7 +299,7 @@ def test_a_broker_that_cannot_be_reached_does_not_lose_the_submission(gateway, i
     assert submission.state == SubmissionState.SUBMITTED
 
 
-def test_stdout_and_stderr_are_saved_to_the_logs_container(gateway, running_pool, alice, azurite, settings):
+def test_stdout_and_stderr_are_saved_to_the_logs_container(gateway, running_pool, user, azurite, settings):
     from datetime import datetime
     from datetime import timezone as tz
 
@@ -317,7 +311,7 @@ def test_stdout_and_stderr_are_saved_to_the_logs_container(gateway, running_pool
                                  permission=ContainerSasPermissions(read=True, write=True, create=True),
                                  expiry=datetime.now(tz.utc) + timedelta(hours=1))
     settings.SUBMISSION_LOGS_CONTAINER_URL = f"{container.url}?{sas}"
-    submission = create(alice, 2)
+    submission = create(user, 2)
 
     assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
     wait_for(lambda: gateway.get_job(submission.job_id).state == "completed", timeout=60, message="the job to end")
@@ -331,9 +325,9 @@ def test_stdout_and_stderr_are_saved_to_the_logs_container(gateway, running_pool
 # --- the re-driver ----------------------------------------------------------------------------------------
 
 
-def test_the_re_driver_finishes_a_submission_stuck_in_adding_tasks(gateway, idle_pool, alice, settings, eager):
+def test_the_re_driver_finishes_a_submission_stuck_in_adding_tasks(gateway, idle_pool, user, settings, eager):
     settings.SUBMISSION_CHUNK_SIZE = 100
-    stuck = create(alice, 300)
+    stuck = create(user, 300)
     # A worker created the job, added 150 tasks (the last chunk only half-way) and recorded 100, then died
     # holding its lease.
     gateway.create_job(job_spec(stuck.template_version.parsed, job_id=stuck.job_id, display_name="x"))
@@ -342,7 +336,7 @@ def test_the_re_driver_finishes_a_submission_stuck_in_adding_tasks(gateway, idle
     Submission.objects.filter(pk=stuck.pk).update(state=SubmissionState.ADDING_TASKS, tasks_added=100,
                                                   lease_expires_at=long_ago, updated_at=long_ago, attempts=1)
     # Neither of these is the re-driver's: one is held by a live run, the other waits for its retry.
-    held, waiting = create(alice, 2), create(alice, 2)
+    held, waiting = create(user, 2), create(user, 2)
     Submission.objects.filter(pk=held.pk).update(lease_expires_at=timezone.now() + timedelta(minutes=5),
                                                  updated_at=long_ago)
     Submission.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
@@ -357,8 +351,8 @@ def test_the_re_driver_finishes_a_submission_stuck_in_adding_tasks(gateway, idle
     assert submit.redrive_submissions() == [], "nothing else is due: the fresh ones are not stale yet"
 
 
-def test_the_re_driver_picks_up_a_pending_submission_whose_message_was_lost(gateway, idle_pool, alice, eager):
-    submission = create(alice, 4)   # on_commit never fires in this test's transaction: the doorbell is lost
+def test_the_re_driver_picks_up_a_pending_submission_whose_message_was_lost(gateway, idle_pool, user, eager):
+    submission = create(user, 4)   # on_commit never fires in this test's transaction: the doorbell is lost
     assert submit.redrive_submissions() == [], "not before it has been quiet for a while"
 
     Submission.objects.filter(pk=submission.pk).update(updated_at=timezone.now() - timedelta(minutes=1))
@@ -403,23 +397,23 @@ def test_the_sync_fills_the_row_the_submit_driver_made_and_keeps_its_owner(gatew
     assert submit.link_submitted_jobs() == 0, "nothing was left to link"
 
 
-def test_a_job_mirrored_without_its_owner_is_linked_by_the_periodic_step(gateway, idle_pool, alice):
-    submission = create(alice, 2)
+def test_a_job_mirrored_without_its_owner_is_linked_by_the_periodic_step(gateway, idle_pool, user):
+    submission = create(user, 2)
     submit.submit_submission(submission.pk)
     # As a job sent before the submit driver recorded its owner would be.
     Job.objects.filter(job_id=submission.job_id).update(submitted_by=None, team=None)
     sync_jobs(default_account())
 
     assert submit.link_submitted_jobs() == 1
-    assert Job.objects.get(job_id=submission.job_id).submitted_by == alice
+    assert Job.objects.get(job_id=submission.job_id).submitted_by == user
 
 
-def test_an_auto_pool_template_submits_its_pool_appears_the_job_completes_and_the_pool_goes(gateway, alice):
+def test_an_auto_pool_template_submits_its_pool_appears_the_job_completes_and_the_pool_goes(gateway, user):
     image = {"publisher": UBUNTU.publisher, "offer": UBUNTU.offer, "sku": UBUNTU.sku,
              "node_agent_sku_id": UBUNTU.node_agent_sku_id}
     version = frames_version({"pool": {"auto_pool": {"vm_size": "standard_d2s_v3", "node_count": 1, "image": image,
                                                      "task_slots_per_node": 4}}})
-    submission = create(alice, 3, seconds="4", version=version)   # long enough to see the pool while they run
+    submission = create(user, 3, seconds="4", version=version)   # long enough to see the pool while they run
 
     assert submit.submit_submission(submission.pk) == SubmissionState.SUBMITTED
 
@@ -449,16 +443,16 @@ def run_example(gateway, submission) -> dict[str, str]:
     return outputs
 
 
-def test_the_python_script_example_runs_with_its_parameters(gateway, running_pool, alice):
+def test_the_python_script_example_runs_with_its_parameters(gateway, running_pool, user):
     version = JobTemplate.objects.get(slug="python-script").current_version()
-    submission = services.submission_create(user=alice, template_version=version,
+    submission = services.submission_create(user=user, template_version=version,
                                             parameters={"count": "2", "mode": "thorough", "label": "it's $(x)"})
 
     assert run_example(gateway, submission) == {
         "t00001": "it's $(x): step 1 of 2 (thorough)\nit's $(x): step 2 of 2 (thorough)\n"}
 
 
-def test_the_count_words_example_counts_each_uploaded_file(gateway, running_pool, alice, azurite):
+def test_the_count_words_example_counts_each_uploaded_file(gateway, running_pool, user, azurite):
     from datetime import datetime
     from datetime import timezone as tz
 
@@ -475,7 +469,7 @@ def test_the_count_words_example_counts_each_uploaded_file(gateway, running_pool
         url = f"{container.get_blob_client(name).url}?{sas}"
         files.append(InputFile(name=name, url=url, size=len(text)))
     version = JobTemplate.objects.get(slug="count-words").current_version()
-    submission = services.submission_create(user=alice, template_version=version, parameters={},
+    submission = services.submission_create(user=user, template_version=version, parameters={},
                                             uploaded_files={"texts": files})
 
     assert run_example(gateway, submission) == {"t00001": "3 inputs/one.txt\n", "t00002": "2 inputs/two words.txt\n"}

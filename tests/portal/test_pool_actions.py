@@ -1,11 +1,11 @@
 """Creating, resizing and deleting pools from the portal, checked against localbatch through the real SDK.
 
-Personas: a manager (portal.manage_pools), a superuser, alice (signed in, no permission) and anonymous."""
+Personas: a manager (a Viewer given portal.manage_pools), a superuser, alice (`user`: a Submitter, who may not
+manage pools) and anonymous."""
 
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.urls import reverse
@@ -16,10 +16,12 @@ from batchsync.accounts import default_account
 from batchsync.gateway import BatchGateway
 from batchsync.sync import sync_pools
 from localbatch.server import Faults, start
+from portal.access import MANAGE_POOLS
 from portal.actions import ActionError
 from portal.models import Job, JobState, Pool, PoolTemplate
 from portal.pools import services
 from tests.localbatch.helpers import make_pool, wait_for
+from tests.personas import person
 
 pytestmark = pytest.mark.django_db
 
@@ -57,14 +59,9 @@ def slow_batch(tmp_path, settings, monkeypatch):
 
 
 @pytest.fixture
-def manager(django_user_model):
-    from tests.personas import role
-
-    user = django_user_model.objects.create_user(username="mia", password="pw-for-mia-123")
+def manager(db):
     # A Viewer (reading needs a role) given exactly the one permission these pages are about.
-    user.groups.add(role("Viewer"))
-    user.user_permissions.add(Permission.objects.get(codename="manage_pools", content_type__app_label="portal"))
-    return user
+    return person("mia-manager", "Viewer", permissions=[MANAGE_POOLS])
 
 
 @pytest.fixture

@@ -65,8 +65,8 @@ def test_jobs_list_search_matches_the_middle_of_ids_and_names(signed_in):
     assert "backup-1" not in page
 
 
-def test_jobs_list_filters_by_state_pool_and_submitter(signed_in, user):
-    other = UserFactory(username="bob")
+def test_jobs_list_filters_by_state_pool_and_submitter(signed_in, user, other_submitter):
+    other = other_submitter
     JobFactory(job_id="mine-active", submitted_by=user, pool_id="gpu")
     JobFactory(job_id="mine-done", submitted_by=user, pool_id="gpu", state=JobState.COMPLETED)
     JobFactory(job_id="bobs-active", submitted_by=other, pool_id="cpu")

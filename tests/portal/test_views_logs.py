@@ -494,11 +494,11 @@ def test_a_zip_of_more_tasks_than_it_may_hold_is_refused_plainly(signed_in, acco
     assert response.status_code == 413 and b"more than 2 tasks" in response.content
 
 
-def test_the_zip_needs_a_signed_in_reader(client, account, django_user_model):
+def test_the_zip_needs_a_signed_in_reader(client, account, no_role):
     task = task_row(account, "t1")
     url = reverse("job_logs_zip", args=[task.job.pk])
     assert client.get(url).status_code == 302
-    client.force_login(django_user_model.objects.create_user(username="no-role"))    # signed in, without a role
+    client.force_login(no_role)    # signed in, without a role
     assert client.get(url).status_code in (403, 404)
     assert client.post(reverse("task_output_link", args=[task.pk]), {"path": "stdout.txt"}).status_code in (403, 404)
 
