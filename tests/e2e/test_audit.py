@@ -12,7 +12,6 @@ from batchsync.sync import sync_account
 from portal.models import AuditEvent, Job
 from tests.factories import PASSWORD
 from tests.localbatch.helpers import make_job, make_pool, task, wait_for
-from tests.personas import person, team
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,21 +29,19 @@ def batch_account(localbatch, settings, monkeypatch):
 
 
 def test_an_operator_terminates_a_job_with_a_reason_and_the_audit_history_shows_it(
-        page, live_server, batch_client, batch_account):
+        page, live_server, batch_client, batch_account, team_a, operator_a):
     make_pool(batch_client, "render-pool", nodes=1, slots=2)
     make_job(batch_client, "render-job", "render-pool")
     batch_client.create_tasks("render-job", [task("frame-001", "/bin/sh -c 'sleep 600'")])
     wait_for(lambda: batch_client.get_task("render-job", "frame-001").state == "running", message="task running")
     sync_account(batch_account)
-    render = team("Render")
-    # The job is the team's work, as a submission from one of its members would make it.
-    Job.objects.filter(job_id="render-job").update(team=render)
+    # The job is the team's work, as a submission from one of its members would make it; operator_a is in that team.
+    Job.objects.filter(job_id="render-job").update(team=team_a)
     job = Job.objects.get(job_id="render-job")
-    person("opal", "Operator", teams=[render])
 
     page.set_viewport_size({"width": 1360, "height": 1000})
     page.goto(live_server.url + "/login/")
-    page.get_by_label("Username").fill("opal")
+    page.get_by_label("Username").fill(operator_a.username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Dashboard").wait_for()
@@ -68,12 +65,12 @@ def test_an_operator_terminates_a_job_with_a_reason_and_the_audit_history_shows_
     assert rows.count() == 1
     row = rows.first.inner_text()
     # Who, from where (the browser's address as the live server saw it), what, on what, why.
-    assert "opal" in row and "127.0.0.1" in row and "job.terminate" in row and REASON in row
+    assert operator_a.username in row and "127.0.0.1" in row and "job.terminate" in row and REASON in row
     rows.first.get_by_role("link", name="render-job").wait_for()
     page.screenshot(path=f"{SCREENSHOTS}/portal-audit.png", full_page=True)
 
     recorded = AuditEvent.objects.get(action="job.terminate")
-    assert (recorded.reason, recorded.team_id, recorded.object_id) == (REASON, render.pk, str(job.pk))
+    assert (recorded.reason, recorded.team_id, recorded.object_id) == (REASON, team_a.pk, str(job.pk))
     out = StringIO()
     call_command("audit_verify", stdout=out)
     assert "chain intact" in out.getvalue()

@@ -9,7 +9,6 @@ from playwright.sync_api import expect
 from batchsync.accounts import default_account
 from batchsync.sync import sync_account
 from tests.localbatch.helpers import make_job, make_pool, wait_for
-from tests.personas import person
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +27,7 @@ def batch_account(localbatch, settings, monkeypatch):
 
 
 def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
-        page, live_server, batch_client, batch_account, django_user_model):
+        page, live_server, batch_client, batch_account, viewer):
     make_pool(batch_client, "render-pool", nodes=2, slots=2)
     wait_for(lambda: [n.state for n in batch_client.list_nodes("render-pool")] == ["idle", "idle"],
              message="two idle nodes")
@@ -41,11 +40,10 @@ def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
     wait_for(lambda: all(t.state == "completed" for t in batch_client.list_tasks("render-job")),
              message="every task completed")
     sync_account(batch_account)
-    person("alice", "Viewer", password="correct horse battery staple")
 
     page.set_viewport_size({"width": 1360, "height": 1000})
     page.goto(live_server.url + "/")
-    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Username").fill(viewer.username)
     page.get_by_label("Password").fill("correct horse battery staple")
     page.get_by_role("button", name="Log in").click()
 
@@ -87,14 +85,13 @@ def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
     page.screenshot(path=f"{SCREENSHOTS}/portal-pool.png", full_page=True)
 
 
-def test_a_poll_of_the_task_table_keeps_the_keyboard_focus(page, live_server, django_user_model):
+def test_a_poll_of_the_task_table_keeps_the_keyboard_focus(page, live_server, viewer):
     from tests.factories import JobFactory, TaskFactory
 
     job = JobFactory(job_id="focus-job", task_running=3)
     tasks = TaskFactory.create_batch(3, job=job, state="running")
-    person("alice", "Viewer", password="correct horse battery staple")
     page.goto(live_server.url + "/login/")
-    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Username").fill(viewer.username)
     page.get_by_label("Password").fill("correct horse battery staple")
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Dashboard").wait_for()

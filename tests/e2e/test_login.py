@@ -5,31 +5,27 @@ import pytest
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_log_in_and_out(page, live_server, django_user_model):
-    from tests.personas import role
-
-    alice = django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
-    alice.groups.add(role("Viewer"))  # reading the dashboard needs a role
+def test_log_in_and_out(page, live_server, viewer):
+    # A Viewer: reading the dashboard needs a role.
 
     page.goto(live_server.url + "/")
     assert page.url.startswith(live_server.url + "/login/")
 
-    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Username").fill(viewer.username)
     page.get_by_label("Password").fill("correct horse battery staple")
     page.get_by_role("button", name="Log in").click()
 
     page.get_by_role("heading", name="Dashboard").wait_for()
-    assert "Signed in as alice" in page.inner_text("header")
+    assert f"Signed in as {viewer.username}" in page.inner_text("header")
 
     page.get_by_role("button", name="Log out").click()
     page.get_by_role("heading", name="Log in").wait_for()
 
 
-def test_wrong_password_shows_a_plain_error(page, live_server, django_user_model):
-    django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
+def test_wrong_password_shows_a_plain_error(page, live_server, viewer):
 
     page.goto(live_server.url + "/login/")
-    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Username").fill(viewer.username)
     page.get_by_label("Password").fill("not it")
     page.get_by_role("button", name="Log in").click()
 

@@ -14,7 +14,6 @@ from portal.models import Task
 from tests.localbatch.helpers import make_job, make_pool, wait_for, wait_task_completed
 # Fixtures, imported so pytest finds them here.
 from tests.logfiles import store  # noqa: F401
-from tests.personas import role
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,12 +49,10 @@ def add_task(batch_client, task_id: str, script: str):
     batch_client.create_task("log-job", models.BatchTaskCreateOptions(id=task_id, command_line=f"/bin/sh -c {quoted}"))
 
 
-def log_in_and_open(page, live_server, django_user_model, task_id: str):
-    alice = django_user_model.objects.create_user(username="alice", password=PASSWORD)
-    alice.groups.add(role("Viewer"))
+def log_in_and_open(page, live_server, viewer, task_id: str):
     page.set_viewport_size({"width": 1360, "height": 1000})
     page.goto(live_server.url + "/login/")
-    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Username").fill(viewer.username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Dashboard").wait_for()
@@ -64,14 +61,14 @@ def log_in_and_open(page, live_server, django_user_model, task_id: str):
 
 
 def test_the_viewer_follows_a_running_task_to_its_end_and_stops_polling(
-        page, live_server, batch_client, batch_account, job, django_user_model, tmp_path):
+        page, live_server, batch_client, batch_account, job, viewer, tmp_path):
     go_on, finish = tmp_path / "go-on", tmp_path / "finish"
     add_task(batch_client, "chatty", f"echo 'line 1: starting'; while [ ! -e {go_on} ]; do sleep 0.05; done; "
                                      f"echo 'line 2: working'; while [ ! -e {finish} ]; do sleep 0.05; done; "
                                      "echo 'line 3: all done'")
     wait_for(lambda: batch_client.get_task("log-job", "chatty").state == "running", message="the task running")
     sync_account(batch_account)
-    log_in_and_open(page, live_server, django_user_model, "chatty")
+    log_in_and_open(page, live_server, viewer, "chatty")
 
     lines = page.get_by_role("log", name="stdout.txt")
     lines.get_by_text("line 1: starting").wait_for()
@@ -97,7 +94,7 @@ def test_the_viewer_follows_a_running_task_to_its_end_and_stops_polling(
 
 
 def test_markup_and_scripts_in_output_stay_text_and_colours_show(
-        page, live_server, batch_client, batch_account, job, django_user_model):
+        page, live_server, batch_client, batch_account, job, viewer):
     # printf: \047 is a single quote, \033 the ESC of a colour code.
     add_task(batch_client, "payload", (
         "printf '<script>window.pwned = 1</script>\\n"
@@ -106,7 +103,7 @@ def test_markup_and_scripts_in_output_stay_text_and_colours_show(
         "\\033[31mred failure\\033[0m then \\033[1;32mbold green\\033[0m\\n'"))
     wait_task_completed(batch_client, "log-job", "payload")
     sync_account(batch_account)
-    log_in_and_open(page, live_server, django_user_model, "payload")
+    log_in_and_open(page, live_server, viewer, "payload")
 
     lines = page.get_by_role("log", name="stdout.txt")
     lines.get_by_text("red failure").wait_for()
@@ -128,7 +125,7 @@ def test_markup_and_scripts_in_output_stay_text_and_colours_show(
 
 
 def test_a_saved_log_outlives_its_job_and_search_marks_matches_as_text(
-        page, live_server, batch_client, batch_account, job, django_user_model, store):
+        page, live_server, batch_client, batch_account, job, viewer, store):
     add_task(batch_client, "kept", "seq 1 3000 | sed 's/^/step /'; "
                                    "echo '<script>window.pwned = 1</script> the needle in markup'; "
                                    "echo 'a NEEDLE again'")
@@ -138,7 +135,7 @@ def test_a_saved_log_outlives_its_job_and_search_marks_matches_as_text(
     batch_client.begin_delete_job("log-job").result()
     sync_account(batch_account, full=True)
     assert Task.objects.get(task_id="kept").gone_at is not None
-    log_in_and_open(page, live_server, django_user_model, "kept")
+    log_in_and_open(page, live_server, viewer, "kept")
 
     page.get_by_text("Saved copy in storage, saved").wait_for()
     lines = page.get_by_role("log", name="stdout.txt")

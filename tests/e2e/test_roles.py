@@ -3,7 +3,6 @@
 import pytest
 
 from tests.factories import PASSWORD
-from tests.personas import person
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -16,9 +15,8 @@ def sign_in(page, live_server, username):
     page.get_by_role("heading", name="Dashboard").wait_for()
 
 
-def test_a_viewer_sees_no_submit_link_and_cannot_open_the_form(page, live_server):
-    person("vic-viewer", "Viewer")
-    sign_in(page, live_server, "vic-viewer")
+def test_a_viewer_sees_no_submit_link_and_cannot_open_the_form(page, live_server, viewer):
+    sign_in(page, live_server, viewer.username)
 
     nav = page.get_by_role("navigation", name="Main")
     assert nav.get_by_role("link", name="Jobs").is_visible()
@@ -29,9 +27,8 @@ def test_a_viewer_sees_no_submit_link_and_cannot_open_the_form(page, live_server
         assert response.status in (403, 404), path
 
 
-def test_a_submitter_sees_the_submit_link(page, live_server):
-    person("sue-submitter", "Submitter")
-    sign_in(page, live_server, "sue-submitter")
+def test_a_submitter_sees_the_submit_link(page, live_server, submitter):
+    sign_in(page, live_server, submitter.username)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Submit work").click()
     assert page.url.endswith("/submit/")
