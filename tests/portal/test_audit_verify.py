@@ -8,7 +8,6 @@ from django.db import DatabaseError, connection, transaction
 
 from portal.audit.services import record_event
 from portal.models import AuditEvent
-from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,15 +40,10 @@ def failure() -> str:
 
 
 @pytest.fixture
-def user():
-    # Not the suite's persona: giving it a role would be recorded, and these tests count records.
-    return UserFactory(username="alice", role="")
-
-
-@pytest.fixture
-def five(user):
+def five(no_role):
+    # The persona without a role: making it records nothing, and these tests count records.
     for n in range(5):
-        record_event(actor=user, action="task.retry", object_type="task", object_id=str(n), reason=f"try {n}",
+        record_event(actor=no_role, action="task.retry", object_type="task", object_id=str(n), reason=f"try {n}",
                      changes={"state": ["completed", "active"]}, details={"n": n})
     return list(AuditEvent.objects.order_by("id"))
 
@@ -112,7 +106,7 @@ def test_reordered_records_are_named(five):
     assert f"audit record #{a} (" in message and "reordered" in message
 
 
-def test_a_record_slipped_in_is_named(five, user):
+def test_a_record_slipped_in_is_named(five, no_role):
     from portal.audit.chain import chain_hash, row_fields
 
     # A forger who knows the algorithm writes a valid-looking record after #2 and gives it an id between.
