@@ -9,68 +9,10 @@ from .state import AccountState, key_of
 from .timeutil import format_duration, now_iso, parse_duration, utcnow
 from .timing import Timing
 
-DEFAULT_INTERVAL = 15 * 60
-MIN_INTERVAL = 5 * 60
-MAX_INTERVAL = 168 * 3600
 ENABLE_SPACING = 30        # the service refuses a second enable within 30 s
 SAMPLE_SECONDS = 30        # the service takes a sample every 30 s
 SAMPLES_KEPT = 2 * 24 * 60  # a day of samples per pool
 MAX_TARGET = 1000          # as resize_pool allows
-
-# How a failed run is reported in autoScaleRun.error, by the kind of FormulaError.
-RUN_ERRORS = {
-    "syntax": ("AutoScalingFormulaSyntaxError", "The specified auto-scaling formula has a syntax error."),
-    "unsupported": ("InvalidAutoScalingSettings", "The specified auto-scaling settings are not valid."),
-    "samples": ("InsufficientSampleData", "Autoscale evaluation failed due to insufficient sample data"),
-    "evaluation": ("AutoScaleEvaluationFailed", "Autoscale evaluation failed"),
-}
-
-
-# -- checks of request bodies ------------------------------------------------------------------
-
-def check_formula(text, name: str = "autoScaleFormula") -> list[formula.Statement]:
-    """The parsed formula, or the 400 the service answers for a formula it cannot use."""
-    validate.check_string(text, name)
-    if len(text) > formula.MAX_FORMULA_CHARS:
-        raise errors.BatchError(400, "AutoScalingFormulaTooLong",
-                                "The specified auto-scaling formula exceeds lengths limit.",
-                                {"MaxLength": formula.MAX_FORMULA_CHARS})
-    try:
-        return formula.parse(text)
-    except formula.FormulaError as exc:
-        code, message = RUN_ERRORS[exc.kind]
-        raise errors.BatchError(400, code, message, {"Message": str(exc)}) from None
-
-
-def check_interval(value, name: str = "autoScaleEvaluationInterval") -> float:
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        raise errors.invalid_property(name, value, "Expected an ISO 8601 duration such as PT15M.") from None
-    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
-        raise errors.invalid_property(name, value, "The interval must be between 5 minutes and 168 hours.")
-    return seconds
-
-
-def pool_settings(body: dict, prefix: str = "") -> dict:
-    """The autoscale fields of a pool being created (or of an auto-pool specification)."""
-    enabled = validate.check_bool(body.get("enableAutoScale", False), prefix + "enableAutoScale")
-    if not enabled:
-        if body.get("autoScaleFormula") is not None:
-            raise errors.invalid_property(prefix + "autoScaleFormula", body["autoScaleFormula"],
-                                          "autoScaleFormula may be given only with enableAutoScale set to true.")
-        return {"enableAutoScale": False}
-    for name in ("targetDedicatedNodes", "targetLowPriorityNodes"):
-        if body.get(name) is not None:
-            raise errors.invalid_property(prefix + name, body[name],
-                                          f"{name} must not be given when enableAutoScale is true: the formula "
-                                          f"sets the target.")
-    if body.get("autoScaleFormula") in (None, ""):
-        raise errors.missing_property(prefix + "autoScaleFormula")
-    check_formula(body["autoScaleFormula"], prefix + "autoScaleFormula")
-    interval = check_interval(body.get("autoScaleEvaluationInterval", "PT15M"), prefix + "autoScaleEvaluationInterval")
-    return {"enableAutoScale": True, "autoScaleFormula": body["autoScaleFormula"],
-            "autoScaleEvaluationInterval": format_duration(interval)}
 
 
 # -- the engine -------------------------------------------------------------------------------
@@ -107,8 +49,8 @@ class Autoscaler:
                                     "Too many Enable Pool AutoScale requests are issued on the pool: allow 30 seconds "
                                     "between them.")
         if text not in (None, ""):
-            check_formula(text)
-        seconds = check_interval(interval) if interval is not None else None
+            validate.check_formula(text)
+        seconds = validate.check_interval(interval) if interval is not None else None
         restart = seconds is not None or not pool.get("enableAutoScale")
         if seconds is None:
             seconds = parse_duration(pool.get("autoScaleEvaluationInterval") or "PT15M")
@@ -259,5 +201,5 @@ def _target(outcome: formula.Outcome, name: str, alias: str, current: int) -> in
 
 
 def _run_error(exc: formula.FormulaError) -> dict:
-    code, message = RUN_ERRORS[exc.kind]
+    code, message = validate.FORMULA_ERRORS[exc.kind]
     return {"code": code, "message": message, "values": [{"name": "Message", "value": str(exc)}]}

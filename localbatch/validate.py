@@ -2,7 +2,7 @@
 
 import re
 
-from . import autoscale, errors
+from . import errors, formula
 from .timeutil import UNLIMITED, format_duration, parse_duration
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -296,7 +296,7 @@ def pool_create(body) -> dict:
     pool["vmSize"] = check_string(require(body, "vmSize"), "vmSize").lower()
     if body.get("displayName") is not None:
         pool["displayName"] = check_string(body["displayName"], "displayName", 1024)
-    pool.update(autoscale.pool_settings(body))
+    pool.update(autoscale_settings(body))
     if not pool["enableAutoScale"]:   # with autoscale, the formula's first run sets the targets
         pool["targetDedicatedNodes"] = check_int(body.get("targetDedicatedNodes", 0), "targetDedicatedNodes", 0, 1000)
         pool["targetLowPriorityNodes"] = check_int(body.get("targetLowPriorityNodes", 0), "targetLowPriorityNodes",
@@ -432,3 +432,63 @@ def job_create(body) -> dict:
         if body.get(passthrough) is not None:
             job[passthrough] = body[passthrough]
     return job
+
+
+# -- autoscale settings of a pool ------------------------------------------------------------
+
+DEFAULT_INTERVAL = 15 * 60
+MIN_INTERVAL = 5 * 60
+MAX_INTERVAL = 168 * 3600
+
+# How a failed run is reported in autoScaleRun.error, by the kind of FormulaError.
+FORMULA_ERRORS = {
+    "syntax": ("AutoScalingFormulaSyntaxError", "The specified auto-scaling formula has a syntax error."),
+    "unsupported": ("InvalidAutoScalingSettings", "The specified auto-scaling settings are not valid."),
+    "samples": ("InsufficientSampleData", "Autoscale evaluation failed due to insufficient sample data"),
+    "evaluation": ("AutoScaleEvaluationFailed", "Autoscale evaluation failed"),
+}
+
+
+def check_formula(text, name: str = "autoScaleFormula") -> list[formula.Statement]:
+    """The parsed formula, or the 400 the service answers for a formula it cannot use."""
+    check_string(text, name)
+    if len(text) > formula.MAX_FORMULA_CHARS:
+        raise errors.BatchError(400, "AutoScalingFormulaTooLong",
+                                "The specified auto-scaling formula exceeds lengths limit.",
+                                {"MaxLength": formula.MAX_FORMULA_CHARS})
+    try:
+        return formula.parse(text)
+    except formula.FormulaError as exc:
+        code, message = FORMULA_ERRORS[exc.kind]
+        raise errors.BatchError(400, code, message, {"Message": str(exc)}) from None
+
+
+def check_interval(value, name: str = "autoScaleEvaluationInterval") -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise errors.invalid_property(name, value, "Expected an ISO 8601 duration such as PT15M.") from None
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+        raise errors.invalid_property(name, value, "The interval must be between 5 minutes and 168 hours.")
+    return seconds
+
+
+def autoscale_settings(body: dict, prefix: str = "") -> dict:
+    """The autoscale fields of a pool being created (or of an auto-pool specification)."""
+    enabled = check_bool(body.get("enableAutoScale", False), prefix + "enableAutoScale")
+    if not enabled:
+        if body.get("autoScaleFormula") is not None:
+            raise errors.invalid_property(prefix + "autoScaleFormula", body["autoScaleFormula"],
+                                          "autoScaleFormula may be given only with enableAutoScale set to true.")
+        return {"enableAutoScale": False}
+    for name in ("targetDedicatedNodes", "targetLowPriorityNodes"):
+        if body.get(name) is not None:
+            raise errors.invalid_property(prefix + name, body[name],
+                                          f"{name} must not be given when enableAutoScale is true: the formula "
+                                          f"sets the target.")
+    if body.get("autoScaleFormula") in (None, ""):
+        raise errors.missing_property(prefix + "autoScaleFormula")
+    check_formula(body["autoScaleFormula"], prefix + "autoScaleFormula")
+    interval = check_interval(body.get("autoScaleEvaluationInterval", "PT15M"), prefix + "autoScaleEvaluationInterval")
+    return {"enableAutoScale": True, "autoScaleFormula": body["autoScaleFormula"],
+            "autoScaleEvaluationInterval": format_duration(interval)}

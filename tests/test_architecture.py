@@ -68,12 +68,12 @@ import azurelike
 
 # --- one place per feature: small modules, no import cycles (issue 10) ----------------------------------------------
 
-LAYERED_PACKAGES = ("portal", "batchsync")
+LAYERED_PACKAGES = ("portal", "batchsync", "localbatch")
 MAX_MODULE_LINES = 600
 
 
 def layered_modules() -> dict[str, Path]:
-    """{dotted module name: path} of portal/ and batchsync/, migrations aside."""
+    """{dotted module name: path} of portal/, batchsync/ and localbatch/, migrations aside."""
     modules = {}
     for package in LAYERED_PACKAGES:
         for path in sorted((REPO_ROOT / package).rglob("*.py")):
