@@ -14,6 +14,7 @@ from batchsync.accounts import blob_store, default_account
 from batchsync.celery import app
 from batchsync.submit import link_submitted_jobs
 from batchsync.sync import sync_account
+from portal.models import JobTemplate, JobTemplateVersion, Pool
 from tests.localbatch.helpers import make_pool, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -167,3 +168,64 @@ def test_a_wrong_choice_of_files_is_refused_in_the_browser_before_any_byte_moves
     assert words in error.inner_text()
     assert page.locator("li.upload").count() == 0 and asked == []
     assert page.locator("#file-texts").evaluate("input => input.files.length") == 0, "the choice is cleared"
+
+
+@pytest.fixture
+def batch_backend(localbatch, live_server, settings, monkeypatch):
+    """The live portal wired to this test's localbatch, with no pool: an auto-pool template brings its own."""
+    settings.BATCH_ACCOUNT_URL = localbatch.endpoint
+    settings.BATCH_ACCOUNT_NAME = localbatch.account_name
+    settings.BATCH_ACCOUNT_KEY = localbatch.account_key
+    monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True   # the submission runs on commit, as in portal_backends
+    try:
+        yield default_account()
+    finally:
+        app.conf.task_always_eager = eager
+
+
+def test_an_auto_pool_template_runs_on_a_pool_of_its_own_that_goes_with_the_job(page, live_server, batch_backend,
+                                                                                batch_client):
+    account = batch_backend
+    person("nora")
+    template = JobTemplate.objects.get(slug="render-frames")
+    version = template.current_version()
+    JobTemplateVersion.objects.create(template=template, number=version.number + 1, spec={
+        **version.spec, "pool": {"auto_pool": {
+            "vm_size": "standard_d2s_v3", "node_count": 1, "task_slots_per_node": 4,
+            "image": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts",
+                      "node_agent_sku_id": "batch.node.ubuntu 22.04"}}}})
+
+    log_in(page, live_server, "nora")
+    page.goto(f"{live_server.url}/submit/render-frames/")
+    page.get_by_label("Frames").fill("3")
+    page.get_by_label("Seconds per frame").fill("3")
+    page.get_by_role("button", name="Preview").click()
+    assert "This creates 3 tasks on a pool of its own (1 × standard_d2s_v3)." in (
+        page.locator("#preview-summary").inner_text())
+    page.get_by_role("button", name="Submit").click()
+    page.locator("#submission-state").wait_for()
+    assert page.locator("#submission-state").inner_text() == "Submitted"
+
+    # Before any sync: the job is there, and nora's (issue 12, item 3).
+    page.locator("#job-link").click()
+    page.locator("#job-terminate").wait_for()
+    assert "nora" in page.locator("dl.facts").inner_text()
+    job_id = page.locator("h1").inner_text().strip()
+
+    # Its own pool, named after the job, appears while the tasks run.
+    pool_id = batch_client.get_job(job_id).execution_info.pool_id
+    assert pool_id.startswith(job_id[:20])
+    sync_account(account)
+    page.reload()
+    expect(page.locator("#job-pool")).to_have_text(pool_id)
+
+    watch(page, account, "#count-completed .count-value", "3")
+    assert page.locator("#count-failed .count-value").inner_text().strip() == "0"
+    wait_for(lambda: pool_id not in [pool.id for pool in batch_client.list_pools()], timeout=60,
+             message="the auto pool deleted with its job")
+    sync_account(account)
+    assert Pool.objects.get(pool_id=pool_id).gone_at is not None
+    page.locator("#job-pool").click()
+    expect(page.locator("p.notice")).to_contain_text("Batch deleted this pool")
