@@ -99,7 +99,8 @@ def setup_django(url: str | None = None, **environment: str) -> str:
 
 
 def user_with_role(username: str, role: str):
-    """A user holding `role` (one of portal.accounts.roles.ROLE_NAMES): every page needs a role, submitting the Submitter's."""
+    """A user holding `role` (one of portal.accounts.roles.ROLE_NAMES): every page needs a role, submitting the
+    Submitter's."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 

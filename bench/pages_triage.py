@@ -87,7 +87,7 @@ def main() -> int:
     from django.db.models import Count
     from django.urls import reverse
 
-    from portal.jobs import triage
+    from portal.jobs.triage import failure_triage, triage_filters_from
     from portal.models import Job, Pool, Task
 
     p.header(f"Failure triage: {args.tasks:,} tasks in {args.jobs} jobs, {args.failed:,} failed in about "
@@ -131,8 +131,8 @@ def main() -> int:
                met, f"job list {list_p95:.1f} ms, ratio {ratio:.2f}x; {shown} groups shown")
 
     # The retry confirm page of the largest group: a dry-run count in every job it touches.
-    filters = triage.triage_filters_from({})
-    biggest = triage.failure_triage(user=user, filters=filters).groups[0]
+    filters = triage_filters_from({})
+    biggest = failure_triage(user=user, filters=filters).groups[0]
     retry = reverse("failure_retry") + "?" + urlencode({**filters.params, **biggest.signature.params})
     # As an administrator, who may act on every job: each job then gets its dry run (a Viewer's are all skipped).
     admin, _ = get_user_model().objects.get_or_create(username="bench-triage-admin", defaults={"is_superuser": True})

@@ -4,8 +4,9 @@ adding them one call each.
 
 The submission is driven by `batchsync.submit.submit_submission` called in this process right after
 `submission_create` returns, as the worker would run it (the form's pages are left out, bench/submit_from_post.py
-measures those, and so is the broker hop: it adds milliseconds, not seconds). Both the sweep and the bare call are timed over several alternating rounds,
-and the median is compared. One call each is measured on a sample and extrapolated to 10,000; the output says so.
+measures those, and so is the broker hop: it adds milliseconds, not seconds). Both the sweep and the bare call are
+timed over several alternating rounds, and the median is compared. One call each is measured on a sample and
+extrapolated to 10,000; the output says so.
 The job's pool has no nodes, so nothing runs while tasks are being added."""
 
 import argparse
