@@ -186,9 +186,8 @@ def batch_backend(localbatch, live_server, settings, monkeypatch):
 
 
 def test_an_auto_pool_template_runs_on_a_pool_of_its_own_that_goes_with_the_job(page, live_server, batch_backend,
-                                                                                batch_client):
+                                                                                batch_client, submitter):
     account = batch_backend
-    person("nora")
     template = JobTemplate.objects.get(slug="render-frames")
     version = template.current_version()
     JobTemplateVersion.objects.create(template=template, number=version.number + 1, spec={
@@ -197,7 +196,7 @@ def test_an_auto_pool_template_runs_on_a_pool_of_its_own_that_goes_with_the_job(
             "image": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts",
                       "node_agent_sku_id": "batch.node.ubuntu 22.04"}}}})
 
-    log_in(page, live_server, "nora")
+    log_in(page, live_server, submitter.username)
     page.goto(f"{live_server.url}/submit/render-frames/")
     page.get_by_label("Frames").fill("3")
     page.get_by_label("Seconds per frame").fill("3")
@@ -208,10 +207,10 @@ def test_an_auto_pool_template_runs_on_a_pool_of_its_own_that_goes_with_the_job(
     page.locator("#submission-state").wait_for()
     assert page.locator("#submission-state").inner_text() == "Submitted"
 
-    # Before any sync: the job is there, and nora's (issue 12, item 3).
+    # Before any sync: the job is there, and the submitter's (issue 12, item 3).
     page.locator("#job-link").click()
     page.locator("#job-terminate").wait_for()
-    assert "nora" in page.locator("dl.facts").inner_text()
+    assert submitter.username in page.locator("dl.facts").inner_text()
     job_id = page.locator("h1").inner_text().strip()
 
     # Its own pool, named after the job, appears while the tasks run.
