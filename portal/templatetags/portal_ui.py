@@ -95,11 +95,17 @@ def num(value) -> str:
 
 @register.simple_tag
 def when(value: datetime | None, empty: str = "–"):
-    """A <time> element: short local form on the page, the full UTC time on hover and for machines."""
+    """A <time> element: the time alone today, with its date on other days (and year in other years); the full time
+    with its zone on hover and for machines. The zone is said once per page, in base.html's footer."""
     if value is None:
         return empty
     value = timezone.localtime(value)
     today = timezone.localdate()
-    short = value.strftime("%H:%M:%S") if value.date() == today else value.strftime("%b %d, %H:%M")
+    if value.date() == today:
+        short = value.strftime("%H:%M:%S")
+    elif value.year == today.year:
+        short = value.strftime("%b %d, %H:%M")
+    else:
+        short = value.strftime("%b %d %Y, %H:%M")
     return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(),
                        value.strftime("%Y-%m-%d %H:%M:%S %Z"), short)

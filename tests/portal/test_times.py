@@ -1,0 +1,49 @@
+"""Times on the pages (portal_ui's `when`): the time alone today, with a date on other days and a year in other
+years; the zone said once per page, in the footer."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from portal.templatetags.portal_ui import when
+from tests.factories import JobFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def shown(value) -> str:
+    return re.sub(r"<[^>]+>", "", str(when(value)))
+
+
+def test_today_is_the_time_alone_with_the_full_time_and_zone_on_hover():
+    now = timezone.localtime()
+    html = str(when(now))
+
+    assert shown(now) == now.strftime("%H:%M:%S")
+    assert f'title="{now.strftime("%Y-%m-%d %H:%M:%S")} UTC"' in html
+
+
+def test_another_day_carries_its_date_and_another_year_its_year():
+    now = timezone.localtime()
+    earlier = now - timedelta(days=2)
+    last_year = now.replace(year=now.year - 1)
+
+    same_year = earlier.strftime("%b %d, %H:%M") if earlier.year == now.year else earlier.strftime("%b %d %Y, %H:%M")
+    assert shown(earlier) == same_year
+    assert shown(last_year) == last_year.strftime("%b %d %Y, %H:%M")
+
+
+def test_nothing_is_a_dash():
+    assert when(None) == "–"
+
+
+def test_the_zone_is_said_once_on_a_page_of_times(client, viewer):
+    JobFactory(creation_time=timezone.now() - timedelta(days=3))
+    client.force_login(viewer)
+    page = client.get(reverse("job_list")).content.decode()
+
+    visible = re.sub(r"<[^>]+>", " ", re.sub(r'title="[^"]*"', "", page))
+    assert visible.count("UTC") == 1 and "Times are in UTC." in visible
