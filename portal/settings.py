@@ -83,7 +83,9 @@ def cache_settings(redis_url: str, *, debug: bool, key_prefix: str = "", timeout
         "LOCATION": redis_url,
         "KEY_PREFIX": f"{key_prefix}portal",
         # A Redis that stops answering costs a viewer half a second, not a hung page.
-        "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": 2},
+        "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": 2,
+                    # An entry written by another layout of the code reads as a miss (portal/cache.py).
+                    "serializer": "portal.cache.TolerantSerializer"},
     }}
     if not debug:
         return shared, f"Redis at {redis_url}, without a fallback (DJANGO_DEBUG is off)"

@@ -1,6 +1,9 @@
 """Everything the portal keeps in Redis carries REDIS_KEY_PREFIX, so two installations (or a test run beside
 `make dev`) sharing one Redis never read each other's queues, locks or cached tails."""
 
+import pickle
+import sys
+import types
 import uuid
 
 import pytest
@@ -47,3 +50,27 @@ def test_queued_messages_live_under_the_prefix(real_redis):
         finally:
             simple.clear()
             simple.close()
+
+
+class Moved:
+    """Stands for a class a deploy has since moved: pickled under a module name that does not exist."""
+
+
+Moved.__module__ = "portal.moved_away"
+
+
+def test_a_cached_value_whose_class_moved_reads_as_a_miss(real_redis):
+    key = f"moved-{uuid.uuid4().hex}"
+    sys.modules["portal.moved_away"] = types.ModuleType("portal.moved_away")
+    sys.modules["portal.moved_away"].Moved = Moved  # type: ignore[attr-defined]
+    try:
+        stale = pickle.dumps(Moved())
+    finally:
+        del sys.modules["portal.moved_away"]
+    real_redis.set(cache.make_key(key), stale, ex=60)
+    try:
+        assert cache.get(key) is None, "an entry that no longer loads is a miss"
+        cache.set(key, {"fresh": True}, 60)
+        assert cache.get(key) == {"fresh": True}
+    finally:
+        cache.delete(key)
