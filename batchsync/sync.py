@@ -20,8 +20,19 @@ from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 from django.utils import timezone
 
-from portal.models import (AllocationState, BatchAccount, Job, JobState, Node, NodeState, Pool, PoolState, Task,
-                           TaskResult, TaskState)
+from portal.models import (
+    AllocationState,
+    BatchAccount,
+    Job,
+    JobState,
+    Node,
+    NodeState,
+    Pool,
+    PoolState,
+    Task,
+    TaskResult,
+    TaskState,
+)
 
 from . import locks
 from .accounts import gateway_for

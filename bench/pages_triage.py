@@ -111,7 +111,7 @@ def main() -> int:
     print(f"  filled: {ours.count():,} tasks, {failed:,} failed in {groups} signatures")
 
     job_list = reverse("job_list")
-    triage = reverse("failure_triage")
+    triage_url = reverse("failure_triage")
     shapes = [
         ("default: last 7 days", ""),
         ("last 24 hours", "?range=24h"),
@@ -121,12 +121,12 @@ def main() -> int:
     ]
     figures = []
     for label, query in shapes:
-        triage_times, list_times = p.time_pages(client, [triage + query, job_list], args.requests)
+        triage_times, list_times = p.time_pages(client, [triage_url + query, job_list], args.requests)
         triage_p95, list_p95 = (percentile(t, 95) * 1000 for t in (triage_times, list_times))
         ratio = triage_p95 / list_p95
         met = triage_p95 <= GOAL_MS
-        shown = client.get(triage + query).content.decode().count('class="card triage-group"')
-        figures.append((label, triage + query, triage_p95))
+        shown = client.get(triage_url + query).content.decode().count('class="card triage-group"')
+        figures.append((label, triage_url + query, triage_p95))
         result(f"p95 triage, {label}", triage_p95, "ms", f"<= {GOAL_MS:.0f} ms",
                met, f"job list {list_p95:.1f} ms, ratio {ratio:.2f}x; {shown} groups shown")
 
@@ -145,7 +145,7 @@ def main() -> int:
            f"{biggest.count:,} tasks in {biggest.job_count} jobs (“{counted}”); job list {list_p95:.1f} ms")
 
     print("  queries of the default triage page, and EXPLAIN ANALYZE of those on portal_task:")
-    sqls = p.queries_of(client, triage)
+    sqls = p.queries_of(client, triage_url)
     print(f"    {len(sqls)} queries in all, {sum('portal_task' in s for s in sqls)} on portal_task")
     for sql in sqls:
         if "portal_task" not in sql:

@@ -57,12 +57,14 @@ def missing_property(name: str) -> BatchError:
 
 
 def invalid_property(name: str, value, reason: str) -> BatchError:
-    return BatchError(400, "InvalidPropertyValue", "The value provided for one of the properties in the request body is invalid.",
+    return BatchError(400, "InvalidPropertyValue",
+                      "The value provided for one of the properties in the request body is invalid.",
                       {"PropertyName": name, "PropertyValue": value, "Reason": reason})
 
 
 def invalid_query(name: str, value, reason: str) -> BatchError:
-    return BatchError(400, "InvalidQueryParameterValue", "The value for one of the query parameters specified in the request is invalid.",
+    return BatchError(400, "InvalidQueryParameterValue",
+                      "The value for one of the query parameters specified in the request is invalid.",
                       {"QueryParameterName": name, "QueryParameterValue": value, "Reason": reason})
 
 

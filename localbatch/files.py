@@ -15,7 +15,8 @@ def resolve(root: str, relative: str) -> str:
     parts = [p for p in cleaned.split("/") if p not in ("", ".")]
     if cleaned.startswith("/") or ".." in parts or "\0" in cleaned:
         raise errors.BatchError(400, "InvalidUri",
-                                "The file path must be relative to the task or node directory and may not contain '..'.",
+                                "The file path must be relative to the task or node directory "
+                                 "and may not contain '..'.",
                                 {"FilePath": relative})
     target = os.path.join(root, *parts)
     real_root = os.path.realpath(root)
@@ -98,7 +99,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int]:
         start = int(first)
         end = int(last) if last else size - 1
     except ValueError:
-        raise errors.BatchError(416, "InvalidRange", "The range must look like bytes=start-end.", {"ocp-range": header}) from None
+        raise errors.BatchError(416, "InvalidRange", "The range must look like bytes=start-end.",
+                                {"ocp-range": header}) from None
     if start < 0 or end < start or (start >= size and size > 0):
         raise errors.BatchError(416, "InvalidRange", "The range is not satisfiable for this file.",
                                 {"ocp-range": header, "FileSize": size})

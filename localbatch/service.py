@@ -252,7 +252,8 @@ class BatchService:
         if "priority" in body or replace:
             changes["priority"] = validate.check_int(body.get("priority", 0), "priority", -1000, 1000)
         if "maxParallelTasks" in body or replace:
-            changes["maxParallelTasks"] = validate.check_int(body.get("maxParallelTasks", -1), "maxParallelTasks", -1, 1 << 30)
+            changes["maxParallelTasks"] = validate.check_int(body.get("maxParallelTasks", -1), "maxParallelTasks",
+                                                             -1, 1 << 30)
         if "allowTaskPreemption" in body:
             changes["allowTaskPreemption"] = validate.check_bool(body["allowTaskPreemption"], "allowTaskPreemption")
         if "constraints" in body or replace:
@@ -339,7 +340,8 @@ class BatchService:
     def disable_job(self, job_id: str, body) -> None:
         job = self.job(job_id)
         validate.check_object(body, "body")
-        option = validate.check_enum(validate.require(body, "disableTasks"), "disableTasks", ("requeue", "terminate", "wait"))
+        option = validate.check_enum(validate.require(body, "disableTasks"), "disableTasks",
+                                     ("requeue", "terminate", "wait"))
         if job["state"] != "active":
             raise errors.conflict("JobNotActive", "Only an active job can be disabled.")
         self.scheduler.disable_job(key_of(job["id"]), job, option)
@@ -359,7 +361,8 @@ class BatchService:
         counts = self.state.task_counts[key_of(job["id"])]
 
         def block(prefix: str) -> dict:
-            return {"active": counts[prefix + "active"], "running": counts[prefix + "running"] + counts[prefix + "preparing"],
+            return {"active": counts[prefix + "active"],
+                    "running": counts[prefix + "running"] + counts[prefix + "preparing"],
                     "completed": counts[prefix + "completed"], "succeeded": counts[prefix + "success"],
                     "failed": counts[prefix + "failure"]}
         return {"taskCounts": block(""), "taskSlotCounts": block("slots:")}

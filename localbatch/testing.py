@@ -4,6 +4,8 @@ Enable it with `pytest_plugins = ["localbatch.testing"]`; the fixture yields a `
 `endpoint`, `account_name`, `account_key` and `app` (for fault injection: `app.faults`)."""
 
 import pytest
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
 
 from .server import Faults, Running, start
 
@@ -21,9 +23,6 @@ def localbatch(tmp_path_factory) -> Running:
 @pytest.fixture
 def batch_client(localbatch):
     """The real azure-batch SDK client, pointed at the `localbatch` fixture."""
-    from azure.batch import BatchClient
-    from azure.core.credentials import AzureNamedKeyCredential
-
     client = BatchClient(localbatch.endpoint, AzureNamedKeyCredential(localbatch.account_name, localbatch.account_key))
     try:
         yield client

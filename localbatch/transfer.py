@@ -58,12 +58,14 @@ def download_resource_files(files: list[dict], working_dir: str) -> None:
             _download_container(item, working_dir)
         else:
             raise TransferError("ResourceFileDownloadFailed",
-                                "autoStorageContainerName needs a linked storage account, which localbatch does not have.")
+                                "autoStorageContainerName needs a linked storage account, "
+                                "which localbatch does not have.")
 
 
 def _download_container(item: dict, working_dir: str) -> None:
-    from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
-    from azure.storage.blob import ContainerClient
+    # Lazy: localbatch needs the storage SDK only when a task moves files through blob storage.
+    from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError  # noqa: PLC0415
+    from azure.storage.blob import ContainerClient  # noqa: PLC0415
 
     url = item["storageContainerUrl"]
     base = _inside(working_dir, item.get("filePath") or ".")
@@ -80,7 +82,8 @@ def _download_container(item: dict, working_dir: str) -> None:
     except ClientAuthenticationError:
         raise TransferError("BlobAccessDenied", f"Access to the container {_redact(url)} was denied.") from None
     except AzureError as exc:
-        raise TransferError("ResourceFileDownloadFailed", f"Listing {_redact(url)} failed: {exc.__class__.__name__}.") from None
+        raise TransferError("ResourceFileDownloadFailed",
+                            f"Listing {_redact(url)} failed: {exc.__class__.__name__}.") from None
 
 
 def _has_wildcard(pattern: str) -> bool:
@@ -108,8 +111,9 @@ def matching_files(pattern: str, working_dir: str) -> list[tuple[str, str]]:
 
 def upload_output_files(specs: list[dict], working_dir: str, succeeded: bool, log_dir: str) -> None:
     """Upload what each spec matches whose condition holds; logs go to fileuploadout/err.txt like Batch's."""
-    from azure.core.exceptions import AzureError, ResourceNotFoundError
-    from azure.storage.blob import ContainerClient
+    # Lazy: localbatch needs the storage SDK only when a task moves files through blob storage.
+    from azure.core.exceptions import AzureError, ResourceNotFoundError  # noqa: PLC0415
+    from azure.storage.blob import ContainerClient  # noqa: PLC0415
 
     with open(os.path.join(log_dir, "fileuploadout.txt"), "a") as out, \
             open(os.path.join(log_dir, "fileuploaderr.txt"), "a") as err:
@@ -133,7 +137,9 @@ def upload_output_files(specs: list[dict], working_dir: str, succeeded: bool, lo
                 except ResourceNotFoundError:
                     err.write(f"Container not found for {blob_name}\n")
                     raise TransferError("FileUploadContainerNotFound",
-                                        f"The output container {_redact(container_spec['containerUrl'])} does not exist.") from None
+                                        f"The output container {_redact(container_spec['containerUrl'])} "
+                                        "does not exist.") from None
                 except AzureError as exc:
                     err.write(f"Upload of {blob_name} failed: {exc.__class__.__name__}\n")
-                    raise TransferError("FileUploadFailed", f"Uploading {name} failed: {exc.__class__.__name__}.") from None
+                    raise TransferError("FileUploadFailed",
+                                        f"Uploading {name} failed: {exc.__class__.__name__}.") from None

@@ -96,7 +96,8 @@ def environment_settings(value, name: str) -> list[dict]:
         check_object(item, f"{name}[{i}]")
         var = check_string(require(item, "name", f"{name}[{i}]."), f"{name}[{i}].name")
         if "=" in var or "\0" in var:
-            raise errors.invalid_property(f"{name}[{i}].name", var, "An environment variable name may not contain '=' or NUL.")
+            raise errors.invalid_property(f"{name}[{i}].name", var,
+                                          "An environment variable name may not contain '=' or NUL.")
         val = item.get("value")
         if val is not None:
             check_string(val, f"{name}[{i}].value")
@@ -114,7 +115,8 @@ def resource_files(value, name: str) -> list[dict]:
             raise errors.invalid_property(where, "", "Exactly one of httpUrl, storageContainerUrl and "
                                           "autoStorageContainerName must be given.")
         if item.get("blobPrefix") and sources[0] == "httpUrl":
-            raise errors.invalid_property(f"{where}.blobPrefix", item["blobPrefix"], "blobPrefix needs a container source.")
+            raise errors.invalid_property(f"{where}.blobPrefix", item["blobPrefix"],
+                                          "blobPrefix needs a container source.")
         if sources[0] == "httpUrl":
             require(item, "filePath", where + ".")
         if item.get("filePath") is not None:
@@ -134,7 +136,8 @@ def output_files(value, name: str) -> list[dict]:
         check_object(item, where)
         check_string(require(item, "filePattern", where + "."), f"{where}.filePattern")
         destination = check_object(require(item, "destination", where + "."), f"{where}.destination")
-        container = check_object(require(destination, "container", where + ".destination."), f"{where}.destination.container")
+        container = check_object(require(destination, "container", where + ".destination."),
+                                 f"{where}.destination.container")
         check_string(require(container, "containerUrl", where + ".destination.container."),
                      f"{where}.destination.container.containerUrl")
         upload = check_object(require(item, "uploadOptions", where + "."), f"{where}.uploadOptions")
@@ -147,7 +150,8 @@ def output_files(value, name: str) -> list[dict]:
 
 def task_constraints(value, name: str, default_retries: int, max_wall: float | None = None) -> dict:
     value = check_object(value or {}, name)
-    out = {"maxWallClockTime": UNLIMITED, "retentionTime": format_duration(SEVEN_DAYS), "maxTaskRetryCount": default_retries}
+    out = {"maxWallClockTime": UNLIMITED, "retentionTime": format_duration(SEVEN_DAYS),
+           "maxTaskRetryCount": default_retries}
     if value.get("maxWallClockTime") is not None:
         out["maxWallClockTime"] = format_duration(check_duration(value["maxWallClockTime"], f"{name}.maxWallClockTime",
                                                                  maximum=max_wall))
@@ -166,7 +170,8 @@ def exit_options(value, name: str) -> dict:
     if value.get("jobAction") is not None:
         out["jobAction"] = check_enum(value["jobAction"], f"{name}.jobAction", ("none", "disable", "terminate"))
     if value.get("dependencyAction") is not None:
-        out["dependencyAction"] = check_enum(value["dependencyAction"], f"{name}.dependencyAction", ("satisfy", "block"))
+        out["dependencyAction"] = check_enum(value["dependencyAction"], f"{name}.dependencyAction",
+                                             ("satisfy", "block"))
     return out
 
 
@@ -178,7 +183,8 @@ def exit_conditions(value, name: str) -> dict | None:
     for i, item in enumerate(check_list(value.get("exitCodes"), f"{name}.exitCodes")):
         out.setdefault("exitCodes", []).append({
             "code": check_int(require(item, "code", f"{name}.exitCodes[{i}]."), f"{name}.exitCodes[{i}].code"),
-            "exitOptions": exit_options(require(item, "exitOptions", f"{name}.exitCodes[{i}]."), f"{name}.exitCodes[{i}].exitOptions")})
+            "exitOptions": exit_options(require(item, "exitOptions", f"{name}.exitCodes[{i}]."),
+                                        f"{name}.exitCodes[{i}].exitOptions")})
     for i, item in enumerate(check_list(value.get("exitCodeRanges"), f"{name}.exitCodeRanges")):
         where = f"{name}.exitCodeRanges[{i}]"
         out.setdefault("exitCodeRanges", []).append({
@@ -249,7 +255,8 @@ def task_create(body, job: dict, prefix: str = "") -> dict:
     if conditions:
         if job.get("onTaskFailure", "noaction") != "performexitoptionsjobaction" and _has_job_action(conditions):
             raise errors.invalid_property(prefix + "exitConditions", "jobAction",
-                                          "A jobAction needs the job's onTaskFailure to be performexitoptionsjobaction.")
+                                          "A jobAction needs the job's onTaskFailure to be "
+                                          "performexitoptionsjobaction.")
         task["exitConditions"] = conditions
     dependencies = depends_on(body.get("dependsOn"), prefix + "dependsOn")
     if dependencies:
@@ -313,7 +320,8 @@ def pool_create(body) -> dict:
                                                      "enableInterNodeCommunication")
     _check_resource_ids(body)
     for passthrough in ("virtualMachineConfiguration", "networkConfiguration", "metadata", "userAccounts",
-                        "applicationPackageReferences", "mountConfiguration", "resourceTags", "targetNodeCommunicationMode",
+                        "applicationPackageReferences", "mountConfiguration", "resourceTags",
+                        "targetNodeCommunicationMode",
                         "upgradePolicy", "identity"):
         if body.get(passthrough) is not None:
             pool[passthrough] = body[passthrough]
@@ -343,7 +351,8 @@ def _check_resource_ids(body: dict) -> None:
         image_id = image.get("virtualMachineImageId")
         if image_id is not None and not (isinstance(image_id, str) and IMAGE_ID.match(image_id)):
             raise errors.invalid_property("virtualMachineImageId", image_id,
-                                          "The image id must be the id of a managed image (/subscriptions/{subscription}/"
+                                          "The image id must be the id of a managed image "
+                                          "(/subscriptions/{subscription}/"
                                           "resourceGroups/{group}/providers/Microsoft.Compute/images/{image}) or of a "
                                           "gallery image, with or without /versions/{version} "
                                           "(…/Microsoft.Compute/galleries/{gallery}/images/{image}).")
@@ -381,9 +390,11 @@ def job_create(body) -> dict:
     job["allowTaskPreemption"] = check_bool(body.get("allowTaskPreemption", False), "allowTaskPreemption")
     constraints = check_object(body.get("constraints") or {}, "constraints")
     job["constraints"] = {
-        "maxWallClockTime": format_duration(check_duration(constraints["maxWallClockTime"], "constraints.maxWallClockTime"))
+        "maxWallClockTime": format_duration(check_duration(constraints["maxWallClockTime"],
+                                                           "constraints.maxWallClockTime"))
         if constraints.get("maxWallClockTime") else UNLIMITED,
-        "maxTaskRetryCount": check_int(constraints.get("maxTaskRetryCount", 0), "constraints.maxTaskRetryCount", -1, 100)}
+        "maxTaskRetryCount": check_int(constraints.get("maxTaskRetryCount", 0), "constraints.maxTaskRetryCount",
+                                       -1, 100)}
     job["usesTaskDependencies"] = check_bool(body.get("usesTaskDependencies", False), "usesTaskDependencies")
     job["onAllTasksComplete"] = check_enum(body.get("onAllTasksComplete", "noaction"), "onAllTasksComplete",
                                            ("noaction", "terminatejob"))
@@ -418,7 +429,8 @@ def job_create(body) -> dict:
                "commandLine": check_string(require(release, "commandLine", "jobReleaseTask."),
                                            "jobReleaseTask.commandLine", 8192)}
         if out["id"].lower() == job["jobPreparationTask"]["id"].lower():
-            raise errors.invalid_property("jobReleaseTask.id", out["id"], "The release task id must differ from the preparation task id.")
+            raise errors.invalid_property("jobReleaseTask.id", out["id"],
+                                          "The release task id must differ from the preparation task id.")
         out["resourceFiles"] = resource_files(release.get("resourceFiles"), "jobReleaseTask.resourceFiles")
         out["environmentSettings"] = environment_settings(release.get("environmentSettings"),
                                                           "jobReleaseTask.environmentSettings")

@@ -9,7 +9,7 @@ class PortalConfig(AppConfig):
 
     def ready(self):
         # Imported here, not at the top: receivers need the models, which are not loaded when this module is.
-        from portal.audit.receivers import connect_receivers
+        from portal.audit.receivers import connect_receivers  # noqa: PLC0415
 
         # Sign-in and membership changes happen inside Django; the audit history hears of them by signal.
         connect_receivers()

@@ -410,9 +410,9 @@ AXES_SENSITIVE_PARAMETERS = ["password"]
 # (TRUSTED_PROXY_COUNT), not on the proxy's, which would lock a username for everyone.
 AXES_CLIENT_IP_CALLABLE = "portal.audit.middleware.client_ip"
 
-# Single sign-on with Microsoft Entra ID (OpenID Connect, portal/accounts/oidc.py), when OIDC_RP_CLIENT_ID is set. Directory
-# groups map to roles, "<group object id>=<role>,..." (Viewer, Submitter, Operator, Admin), and optionally to teams,
-# "<group object id>=<team name>,...", on every sign-in.
+# Single sign-on with Microsoft Entra ID (OpenID Connect, portal/accounts/oidc.py), when OIDC_RP_CLIENT_ID is set.
+# Directory groups map to roles, "<group object id>=<role>,..." (Viewer, Submitter, Operator, Admin), and optionally
+# to teams, "<group object id>=<team name>,...", on every sign-in.
 OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
 OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
 OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")

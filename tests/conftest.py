@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
-# localbatch.testing provides the `localbatch` fixture; load it once it exists.
+from portal.access import WRITE_COMMAND_LINES
+from tests.personas import person, role, team
+
+# localbatch.testing provides the `localbatch` fixture; load it once it exists. tests.logfiles provides the log
+# tests' fixtures (account, store, gateway, batch_job, local_cache), so test modules use them without importing.
 if importlib.util.find_spec("localbatch") and importlib.util.find_spec("localbatch.testing"):
-    pytest_plugins = ["localbatch.testing"]
+    pytest_plugins = ["localbatch.testing", "tests.logfiles"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BLOB = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
@@ -103,8 +107,6 @@ def azurite():
 @pytest.fixture
 def user(django_user_model):
     """An ordinary portal user: a Submitter (reads everything, submits, acts on their own work), in no team."""
-    from tests.personas import role
-
     alice = django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
     alice.groups.add(role("Submitter"))
     return alice
@@ -114,75 +116,54 @@ def user(django_user_model):
 
 @pytest.fixture
 def team_a(db):
-    from tests.personas import team
-
     return team("Team A")
 
 
 @pytest.fixture
 def team_b(db):
-    from tests.personas import team
-
     return team("Team B")
 
 
 @pytest.fixture
 def viewer(db):
-    from tests.personas import person
-
     return person("vic-viewer", "Viewer")
 
 
 @pytest.fixture
 def submitter(team_a):
-    from tests.personas import person
-
     return person("sue-submitter", "Submitter", teams=[team_a])
 
 
 @pytest.fixture
 def other_submitter(team_b):
-    from tests.personas import person
-
     return person("sid-submitter", "Submitter", teams=[team_b])
 
 
 @pytest.fixture
 def operator_a(team_a):
-    from tests.personas import person
-
     return person("opal-operator", "Operator", teams=[team_a])
 
 
 @pytest.fixture
 def operator_b(team_b):
-    from tests.personas import person
-
     return person("otis-operator", "Operator", teams=[team_b])
 
 
 @pytest.fixture
 def portal_admin(db):
     """The Admin role, with the staff flag the admin site needs (not a superuser)."""
-    from tests.personas import person
-
     return person("ada-admin", "Admin", is_staff=True)
 
 
 @pytest.fixture
 def engineer(db):
     """A Submitter who may also write a template's command line (the permission engineers are given)."""
-    from portal.access import WRITE_COMMAND_LINES
-    from tests.personas import person
-
     return person("erin-engineer", "Submitter", permissions=[WRITE_COMMAND_LINES])
 
 
 @pytest.fixture
 def no_role(db):
     """Can sign in, has no role: reads nothing."""
-    from tests.personas import person
-
     return person("nora-norole")
 
 

@@ -25,7 +25,8 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def role(obj, create, extracted, **kwargs):
         """A Submitter unless told otherwise: UserFactory(role="Viewer"), or role="" for an account with no role."""
-        from tests.personas import role as role_group
+        # Lazy: tests.personas builds its people with this module's UserFactory (an import cycle at the top).
+        from tests.personas import role as role_group  # noqa: PLC0415
 
         name = "Submitter" if extracted is None else extracted
         if create and name:
@@ -105,7 +106,8 @@ class TaskFactory(factory.django.DjangoModelFactory):
     start_time = factory.LazyAttribute(lambda t: t.creation_time + timedelta(minutes=4) if t.state in (
         models.TaskState.RUNNING, models.TaskState.COMPLETED) else None)
     end_time = factory.LazyAttribute(
-        lambda t: t.start_time + timedelta(minutes=1) if t.start_time and t.state == models.TaskState.COMPLETED else None)
+        lambda t: t.start_time + timedelta(minutes=1)
+        if t.start_time and t.state == models.TaskState.COMPLETED else None)
     duration_seconds = factory.LazyAttribute(
         lambda t: (t.end_time - t.start_time).total_seconds() if t.start_time and t.end_time else None)
     state_transition_time = factory.LazyAttribute(lambda t: t.end_time or t.start_time or t.creation_time)

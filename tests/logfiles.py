@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from azure.batch import models
+from django.core.cache import cache
 
 from batchsync.accounts import blob_store
 from batchsync.gateway import BatchGateway, GatewayError
@@ -67,8 +68,6 @@ LOCAL_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemC
 def local_cache(settings):
     """This process's own memory cache, emptied: the configured cache is the shared Redis, which other test runs use
     at the same time (and whose clear() would empty the broker's database too)."""
-    from django.core.cache import cache
-
     settings.CACHES = LOCAL_CACHE
     cache.clear()
     yield cache

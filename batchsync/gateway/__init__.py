@@ -2,10 +2,18 @@
 
 from .client import BatchGateway
 from .errors import AlreadyExists, AuthFailed, GatewayError, NotFound, Rejected, Transient
-from .records import (AddTasksResult, FileRecord, JobRecord, NodeRecord, PoolRecord,
-                      TaskCountsRecord, TaskFailure, TaskRecord)
-from .storage import BlobInfo, BlobStore, Containers
+from .records import (
+                      AddTasksResult,
+                      FileRecord,
+                      JobRecord,
+                      NodeRecord,
+                      PoolRecord,
+                      TaskCountsRecord,
+                      TaskFailure,
+                      TaskRecord,
+)
 from .specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
+from .storage import BlobInfo, BlobStore, Containers
 
 __all__ = [
     "BatchGateway",

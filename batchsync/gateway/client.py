@@ -20,8 +20,18 @@ from azure.core.rest import HttpRequest
 
 from . import convert
 from .errors import AuthFailed, GatewayError, Rejected, Transient, refusal_words, translate
-from .records import (AddTasksResult, FileRecord, JobRecord, NodeRecord, PoolRecord, PrepTaskRecord,
-                      ReactivateResult, TaskCountsRecord, TaskFailure, TaskRecord)
+from .records import (
+    AddTasksResult,
+    FileRecord,
+    JobRecord,
+    NodeRecord,
+    PoolRecord,
+    PrepTaskRecord,
+    ReactivateResult,
+    TaskCountsRecord,
+    TaskFailure,
+    TaskRecord,
+)
 from .specs import JobSpec, PoolSpec, TaskSpec
 
 # Batch's limit for one addtaskcollection request.

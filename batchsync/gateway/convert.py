@@ -9,8 +9,7 @@ from enum import Enum
 from azure.batch import models
 from azure.batch._utils.model_base import SdkJSONEncoder
 
-from .records import (FileRecord, JobRecord, NodeRecord, PoolRecord, PrepTaskRecord,
-                      TaskCountsRecord, TaskRecord)
+from .records import FileRecord, JobRecord, NodeRecord, PoolRecord, PrepTaskRecord, TaskCountsRecord, TaskRecord
 from .specs import JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
 
 # Batch reports "no limit" as .NET's TimeSpan.MaxValue (about 29,000 years) rather than leaving it out.

@@ -29,7 +29,7 @@ def connect_receivers() -> None:
     post_save.connect(_user_flags_after, sender=User, dispatch_uid="portal.audit.user_flags_after")
     if apps.is_installed("axes"):
         # Only when installed: a portal without login throttling has no axes to import.
-        from axes.signals import user_locked_out
+        from axes.signals import user_locked_out  # noqa: PLC0415
 
         user_locked_out.connect(_locked_out, dispatch_uid="portal.audit.locked_out")
 

@@ -13,19 +13,21 @@ from azure.batch import models
 from django.utils import timezone
 
 from batchsync import archive, locks, submit
+from batchsync.accounts import default_account
 from batchsync.archive import find_error_line
-from batchsync.gateway import BatchGateway, PoolSpec
+from batchsync.gateway import BatchGateway, GatewayError, PoolSpec
 from batchsync.sync import sync_account
 from portal.logs import files as log_files
 from portal.logs.files import SavedFile, open_file, stream
 from portal.logs.windows import window
-from portal.models import Job, Task, TaskState
+from portal.models import Job, JobTemplate, Task, TaskState
+from portal.submit import services
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import JobFactory, TaskFactory, UserFactory
 from tests.localbatch.helpers import wait_for, wait_task_completed
 from tests.logfiles import CountingGateway, add_task
+
 # Fixtures, imported so pytest finds them here.
-from tests.logfiles import account, batch_job, gateway, store  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -106,7 +108,6 @@ def test_files_cleaned_up_or_deleted_in_batch_are_marked_gone_with_nothing_saved
 
 
 def archive_code(gateway, task_id):
-    from batchsync.gateway import GatewayError
     try:
         gateway.read_task_file("logs-job", task_id, "stdout.txt", start=0, length=1)
     except GatewayError as error:
@@ -167,9 +168,6 @@ def test_tasks_the_portal_submits_upload_their_logs_to_the_same_layout_with_a_si
     settings.BATCH_ACCOUNT_KEY = localbatch.account_key
     settings.SUBMISSION_LOGS_CONTAINER_URL = ""
     monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
-    from batchsync.accounts import default_account
-    from portal.submit import services
-    from portal.models import JobTemplate
 
     with BatchGateway(localbatch.endpoint, localbatch.account_name, localbatch.account_key) as batch:
         batch.create_pool(PoolSpec(id="demo-pool", vm_size="standard_d2s_v3", image=UBUNTU,

@@ -7,8 +7,19 @@ from datetime import datetime, timezone
 
 import pytest
 
-from batchsync.gateway import (AlreadyExists, AuthFailed, BatchGateway, ImageSpec, JobSpec, NotFound, PoolSpec,
-                               Rejected, ResourceFileSpec, TaskSpec, Transient)
+from batchsync.gateway import (
+    AlreadyExists,
+    AuthFailed,
+    BatchGateway,
+    ImageSpec,
+    JobSpec,
+    NotFound,
+    PoolSpec,
+    Rejected,
+    ResourceFileSpec,
+    TaskSpec,
+    Transient,
+)
 from batchsync.gateway.errors import redact
 from localbatch.server import Faults
 from tests.localbatch.helpers import wait_for

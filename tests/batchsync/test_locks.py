@@ -142,9 +142,10 @@ def test_without_redis_in_debug_a_file_lock_excludes_a_second_holder(settings, t
 
 def _try_file_lock(name, var_dir, answer):
     """In another process: can it take the lock?"""
-    import django
+    # Lazy: a spawned process sets Django up itself before it reads the settings.
+    import django  # noqa: PLC0415
     django.setup()
-    from django.conf import settings as child_settings
+    from django.conf import settings as child_settings  # noqa: PLC0415
     child_settings.REDIS_URL, child_settings.DEBUG, child_settings.VAR_DIR = NO_REDIS, True, var_dir
     with locks.hold(name) as acquired:
         answer.put(acquired)

@@ -5,7 +5,6 @@ import hashlib
 import threading
 
 import pytest
-from django.core.cache import cache
 
 from portal.logs.files import InvalidFileName, open_file, stream, validate_name
 from portal.logs.tail import shared_tail
@@ -13,8 +12,8 @@ from portal.logs.windows import WINDOW_BYTES, read_window
 from portal.models import Job, Task
 from tests.localbatch.helpers import wait_for, wait_task_completed
 from tests.logfiles import CountingGateway, add_task, file_size
+
 # Fixtures, imported so pytest finds them here.
-from tests.logfiles import account, batch_job, gateway, local_cache, store  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -3,10 +3,18 @@ re-run, however often Batch answers 503; plain failures; the re-driver; the ship
 
 import html
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as tz
 
 import kombu.pools
 import pytest
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerSasPermissions,
+    generate_blob_sas,
+    generate_container_sas,
+)
 from django.urls import reverse
 from django.utils import timezone
 
@@ -300,11 +308,6 @@ def test_a_broker_that_cannot_be_reached_does_not_lose_the_submission(gateway, i
 
 
 def test_stdout_and_stderr_are_saved_to_the_logs_container(gateway, running_pool, user, azurite, settings):
-    from datetime import datetime
-    from datetime import timezone as tz
-
-    from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
-
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     container = service.create_container("task-logs")
     sas = generate_container_sas(azurite.account_name, "task-logs", account_key=azurite.account_key,
@@ -453,11 +456,6 @@ def test_the_python_script_example_runs_with_its_parameters(gateway, running_poo
 
 
 def test_the_count_words_example_counts_each_uploaded_file(gateway, running_pool, user, azurite):
-    from datetime import datetime
-    from datetime import timezone as tz
-
-    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
-
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     container = service.create_container("inputs")
     files = []

@@ -1,6 +1,7 @@
 """Fault tests with real processes: a Celery worker (`celery -A batchsync worker -Q submit --pool solo`) on a real
 Redis, SIGKILLed between two chunks of a 2,000-task submission; and that Redis (a private redis-server) restarted
-without its data right after a submit. Each must end with exactly one job, every task exactly once, and the submission final.
+without its data right after a submit. Each must end with exactly one job, every task exactly once, and the submission
+final.
 
 The worker reads the same database as the test, so these need a database another process can open: PostgreSQL,
 as in CI (.ci/run). With the in-memory SQLite of a plain local run they are skipped."""
@@ -23,8 +24,8 @@ from batchsync import submit
 from batchsync.celery import app
 from batchsync.gateway import BatchGateway, PoolSpec
 from localbatch.server import Faults
-from portal.submit import services
 from portal.models import JobTemplate, Submission, SubmissionState
+from portal.submit import services
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import UserFactory
 from tests.localbatch.helpers import wait_for
@@ -44,7 +45,8 @@ def database_url() -> str | None:
     if connection.vendor != "postgresql":
         return None
     password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
-    return f"postgres://{quote(db['USER'] or '')}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    return f"postgres://{quote(db['USER'] or '')}{password}@{host}/{db['NAME']}"
 
 
 class PrivateRedis:

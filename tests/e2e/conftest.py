@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 # Without these, Chromium reaches for Google's services, which this network refuses.
@@ -22,7 +23,6 @@ CHROMIUM_ARGS = [
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
-    from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop in this thread, which Django would take for
     # async code and refuse ORM calls; the tests here are plain synchronous code.

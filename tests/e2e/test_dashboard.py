@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from batchsync.accounts import default_account
 from batchsync.sync import sync_account
+from tests.factories import JobFactory, TaskFactory
 from tests.localbatch.helpers import make_job, make_pool, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,8 +87,6 @@ def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
 
 
 def test_a_poll_of_the_task_table_keeps_the_keyboard_focus(page, live_server, viewer):
-    from tests.factories import JobFactory, TaskFactory
-
     job = JobFactory(job_id="focus-job", task_running=3)
     tasks = TaskFactory.create_batch(3, job=job, state="running")
     page.goto(live_server.url + "/login/")

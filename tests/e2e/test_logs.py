@@ -12,8 +12,6 @@ from batchsync.accounts import default_account
 from batchsync.sync import sync_account
 from portal.models import Task
 from tests.localbatch.helpers import make_job, make_pool, wait_for, wait_task_completed
-# Fixtures, imported so pytest finds them here.
-from tests.logfiles import store  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,6 +7,7 @@ import importlib
 import os
 
 import pytest
+from django.apps import apps
 from django.conf import settings as django_settings
 from playwright.sync_api import expect
 
@@ -26,8 +27,6 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(autouse=True)
 def example_templates():
     """The shipped examples, as migration 0005 makes them: an earlier transactional test's flush removed them."""
-    from django.apps import apps
-
     importlib.import_module("portal.migrations.0005_example_job_templates").add_templates(apps, None)
 
 

@@ -35,7 +35,8 @@ def make_pool(client, pool_id: str = "pool-1", nodes: int = 1, slots: int = 1, s
 
 
 def make_job(client, job_id: str = "job-1", pool_id: str = "pool-1", **options):
-    client.create_job(models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id), **options))
+    client.create_job(models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id),
+                                                   **options))
     return job_id
 
 

@@ -19,8 +19,15 @@ from azure.core.pipeline import PipelineContext, PipelineRequest
 from azure.core.rest import HttpRequest
 
 from localbatch import API_VERSION, auth
-from tests.localbatch.helpers import (http_date, make_job, make_pool, send, signed_headers, signed_send,
-                                     wait_task_completed)
+from tests.localbatch.helpers import (
+    http_date,
+    make_job,
+    make_pool,
+    send,
+    signed_headers,
+    signed_send,
+    wait_task_completed,
+)
 
 OTHER_KEY = base64.b64encode(b"not the localbatch account key, but valid base64").decode()
 

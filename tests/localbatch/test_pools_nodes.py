@@ -128,7 +128,8 @@ def test_missing_vm_size_through_the_sdk(batch_client):
 
 @pytest.mark.parametrize("field, value", [
     ("targetDedicatedNodes", -1), ("taskSlotsPerNode", 0), ("resizeTimeout", "PT1M"),
-    ("taskSchedulingPolicy", {"nodeFillType": "diagonal"}), ("startTask", {"commandLine": "x", "waitForSuccess": "yes"}),
+    ("taskSchedulingPolicy", {"nodeFillType": "diagonal"}),
+    ("startTask", {"commandLine": "x", "waitForSuccess": "yes"}),
 ])
 def test_invalid_pool_property_values(localbatch, field, value):
     body = {"id": "bad-values", "vmSize": VM_SIZE, field: value}
@@ -495,7 +496,8 @@ def test_node_file_path_escapes_are_refused_through_the_sdk(batch_client, file_n
         with pytest.raises(HttpResponseError) as caught:
             batch_client.delete_node_file("files-pool", file_node, path, recursive=True)
         assert error_of(caught) == (400, "InvalidUri"), path
-    assert int(batch_client.get_node_file_properties("files-pool", file_node, "startup/stdout.txt").content_length) == 10
+    properties = batch_client.get_node_file_properties("files-pool", file_node, "startup/stdout.txt")
+    assert int(properties.content_length) == 10
 
 
 def test_node_file_path_escapes_are_refused_on_the_wire(localbatch, batch_client, file_node):
@@ -701,7 +703,7 @@ def test_required_slots_two_runs_one_task_per_two_slot_node_at_a_time(batch_clie
     assert len(by_node) == 2
     for on_node in by_node.values():
         on_node.sort(key=lambda t: t.execution_info.start_time)
-        for earlier, later in zip(on_node, on_node[1:]):
+        for earlier, later in zip(on_node, on_node[1:], strict=False):
             assert later.execution_info.start_time >= earlier.execution_info.end_time
     # The two nodes did work side by side.
     a, b = (sorted(group, key=lambda t: t.execution_info.start_time)[0] for group in by_node.values())

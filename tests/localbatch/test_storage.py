@@ -6,8 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from azure.batch import models
-from azure.storage.blob import (BlobSasPermissions, BlobServiceClient, ContainerSasPermissions, generate_blob_sas,
-                                generate_container_sas)
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerSasPermissions,
+    generate_blob_sas,
+    generate_container_sas,
+)
 
 from .helpers import make_job, make_pool, wait_for, wait_task_completed
 
@@ -108,8 +113,9 @@ def test_container_resource_files_take_only_the_prefix_and_keep_the_tree(batch_c
                                       "other/c.txt": b"C"})
     task = run_task(
         batch_client, "t1", "/bin/true",
-        resource_files=[models.ResourceFile(storage_container_url=container_url(azurite, container, read=True, list=True),
-                                            blob_prefix="data/", file_path="inputs")])
+        resource_files=[models.ResourceFile(
+            storage_container_url=container_url(azurite, container, read=True, list=True),
+            blob_prefix="data/", file_path="inputs")])
 
     assert task.execution_info.exit_code == 0
     assert task.execution_info.failure_info is None

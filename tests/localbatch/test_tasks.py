@@ -182,7 +182,8 @@ def test_list_tasks_with_filter_and_select(batch_client):
     assert ids(filter="startswith(id,'a')") == ["a-fail", "a-ok"]
     stamp = between.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert ids(filter=f"stateTransitionTime ge datetime'{stamp}'") == ["c-late"]
-    assert ids(filter=f"stateTransitionTime lt datetime'{stamp}' and executionInfo/result eq 'success'") == ["a-ok", "b-ok"]
+    succeeded_before = f"stateTransitionTime lt datetime'{stamp}' and executionInfo/result eq 'success'"
+    assert ids(filter=succeeded_before) == ["a-ok", "b-ok"]
 
     selected = list(batch_client.list_tasks("job-1", select=["id", "state"], filter="startswith(id,'b')"))
     assert [(t.id, t.state) for t in selected] == [("b-ok", "completed")]
@@ -222,7 +223,8 @@ def test_environment_as_the_task_sees_it(batch_client, localbatch):
     make_job(batch_client, common_environment_settings=[
         models.EnvironmentSetting(name="FROM_JOB", value="job"), models.EnvironmentSetting(name="SHARED", value="job")])
     batch_client.create_task("job-1", task("envtask", "env", environment_settings=[
-        models.EnvironmentSetting(name="SHARED", value="task"), models.EnvironmentSetting(name="ONLY_TASK", value="t")]))
+        models.EnvironmentSetting(name="SHARED", value="task"),
+        models.EnvironmentSetting(name="ONLY_TASK", value="t")]))
     t = wait_task_completed(batch_client, "job-1", "envtask")
     assert t.execution_info.exit_code == 0
     env = dict(line.split("=", 1) for line in stdout(batch_client, "job-1", "envtask").splitlines() if "=" in line)
@@ -278,7 +280,8 @@ def test_task_files_list_range_properties_and_delete(batch_client, job):
     assert deep["wd/sub/data.txt"].is_directory is False
     assert deep["wd/sub/data.txt"].properties.content_length == 10
     assert deep["wd/sub/data.txt"].url.endswith("/jobs/job-1/tasks/files/files/wd/sub/data.txt")
-    only_wd = {f.name for f in batch_client.list_task_files(job, "files", recursive=True, filter="startswith(name,'wd')")}
+    only_wd = {f.name for f in batch_client.list_task_files(job, "files", recursive=True,
+                                                            filter="startswith(name,'wd')")}
     assert only_wd == {"wd", "wd/sub", "wd/sub/data.txt"}
 
     statuses = []
@@ -398,7 +401,8 @@ def test_reactivate_a_failed_task_runs_it_again_with_retry_count_reset(batch_cli
     counter = "$AZ_BATCH_NODE_SHARED_DIR/runs"
     # Runs 1 and 2 fail (one retry), run 3 succeeds.
     script = f"echo run >> {counter}; test $(cat {counter} | wc -l) -ge 3"
-    batch_client.create_task(job, task("t1", sh(script), constraints=models.BatchTaskConstraints(max_task_retry_count=1)))
+    batch_client.create_task(job, task("t1", sh(script),
+                                       constraints=models.BatchTaskConstraints(max_task_retry_count=1)))
     failed = wait_task_completed(batch_client, job, "t1")
     assert (failed.execution_info.retry_count, failed.execution_info.exit_code) == (1, 1)
 

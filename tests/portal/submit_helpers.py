@@ -8,13 +8,13 @@ import re
 import requests
 from django.urls import reverse
 
+from batchsync.accounts import blob_store
+
 BLOCK_BYTES = 4 * 1024 * 1024
 
 
 def use_azurite(azurite, settings):
     """Make the Azurite fixture the portal's storage, its containers made (a `storage` fixture calls this)."""
-    from batchsync.accounts import blob_store
-
     settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
     with blob_store() as store:
         store.ensure_containers()

@@ -1,13 +1,17 @@
 """portal.access: who reads, who submits, who acts on what; the job list's scopes; a submission's team."""
 
+import html as htmllib
+import re
+
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from batchsync import submit
 from portal import access
-from portal.submit import services
 from portal.models import Job, JobTemplate
+from portal.pagination import PAGE_SIZE
+from portal.submit import services
 from tests.factories import JobFactory, TaskFactory
 from tests.personas import person, team
 
@@ -61,15 +65,11 @@ def test_job_list_scopes(client, submitter, other_submitter, operator_a, team_a,
 
 
 def test_team_scope_keeps_keyset_pages(client, submitter, team_a):
-    from portal.pagination import PAGE_SIZE
-
     for n in range(PAGE_SIZE + 5):
         JobFactory(submitted_by=submitter, team=team_a, job_id=f"team-{n:03d}")
     JobFactory.create_batch(10)
     client.force_login(submitter)
     first = client.get(reverse("job_list"), {"scope": "team"}).content.decode()
-    import html as htmllib
-    import re
 
     rows = re.compile(r'id="job-\d+"')
     assert len(rows.findall(first)) == PAGE_SIZE

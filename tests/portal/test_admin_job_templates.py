@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from portal.submit import services
 from portal.models import JobTemplate, Submission
+from portal.submit import services
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

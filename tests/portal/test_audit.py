@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 from django.contrib.auth.models import Group, Permission
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.test import RequestFactory
 from django.urls import reverse
 
@@ -124,7 +124,6 @@ def test_appends_from_many_connections_at_once_keep_one_chain():
     failures = []
 
     def append(n):
-        from django.db import connections
         try:
             start.wait()
             for i in range(per_thread):

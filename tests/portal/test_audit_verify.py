@@ -2,10 +2,13 @@
 back is named. On PostgreSQL the trigger refuses UPDATE and DELETE outright, so the tampering here is done the way
 only the table's owner could: with the trigger switched off."""
 
+from io import StringIO
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
+from portal.audit.chain import chain_hash, event_hash, row_fields
 from portal.audit.services import record_event
 from portal.models import AuditEvent
 
@@ -25,8 +28,6 @@ def behind_the_apps_back(sql: str, params=()) -> None:
 
 
 def verify() -> str:
-    from io import StringIO
-
     out = StringIO()
     call_command("audit_verify", "--chunk-size", "2", stdout=out)
     return out.getvalue()
@@ -85,8 +86,6 @@ def test_removing_the_first_records_is_seen(five):
 
 
 def test_an_edited_and_rehashed_record_is_seen_at_the_next_one(five):
-    from portal.audit.chain import event_hash
-
     edited = AuditEvent.objects.values().get(pk=five[1].id) | {"reason": "forged"}
     behind_the_apps_back("UPDATE portal_auditevent SET reason = %s, hash = %s WHERE id = %s",
                          ["forged", event_hash(edited), five[1].id])
@@ -107,8 +106,6 @@ def test_reordered_records_are_named(five):
 
 
 def test_a_record_slipped_in_is_named(five, no_role):
-    from portal.audit.chain import chain_hash, row_fields
-
     # A forger who knows the algorithm writes a valid-looking record after #2 and gives it an id between.
     forged_at = five[1].at
     fields = row_fields(at=forged_at, actor_id=None, actor_name="", action="pool.delete", object_type="pool",

@@ -15,7 +15,7 @@ from batchsync.sync import reconcile_job_tasks, sync_account
 from localbatch.server import Faults
 from portal.actions import ActionError
 from portal.jobs import services as job_services
-from portal.models import Job, JobTemplate, Submission, Task
+from portal.models import AuditEvent, Job, JobTemplate, Submission, Task
 from portal.submit import services as submit_services
 from tests.localbatch.helpers import make_job, make_pool, sh, task, wait_for
 from tests.personas import client_for
@@ -436,8 +436,6 @@ def test_a_job_from_a_submission_offers_a_re_run_once_the_form_exists(pool, batc
 
 
 def test_each_action_done_is_recorded_with_who_and_why_and_nothing_else_is(busy_job, failed_job, submitter):
-    from portal.models import AuditEvent
-
     client = client_for(submitter)
     long_task = mirrored_task(busy_job, "long")
     client.get(reverse("job_terminate", args=[busy_job.pk]))                       # looking

@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from portal.submit import services
 from portal.models import Job, JobTemplate, Pool, Submission, Task
+from portal.submit import services
 from tests.factories import BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db

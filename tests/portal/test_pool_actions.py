@@ -352,8 +352,10 @@ def test_invalid_pool_id_is_a_form_error(manager_client, batch, batch_client, sm
     assert pool_ids(batch_client) == []
 
 
-@pytest.mark.parametrize("dedicated, low_priority, field", [(-1, 0, "dedicated_nodes"), (101, 0, "dedicated_nodes"),
-                                                            (1, 1000, "low_priority_nodes"), ("two", 0, "dedicated_nodes")])
+@pytest.mark.parametrize("dedicated, low_priority, field", [
+    (-1, 0, "dedicated_nodes"), (101, 0, "dedicated_nodes"),
+    (1, 1000, "low_priority_nodes"), ("two", 0, "dedicated_nodes"),
+])
 def test_node_counts_out_of_range_are_form_errors(manager_client, batch, batch_client, small_linux,
                                                   dedicated, low_priority, field):
     response = manager_client.post(reverse("pool_create_confirm"),

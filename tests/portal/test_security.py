@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from portal.models import Job
+from portal.models import Job, JobTemplate
 from portal.redact import RedactSecretsFilter, redact
 from tests.factories import JobFactory, TaskFactory
 
@@ -104,8 +104,6 @@ def test_hostile_names_are_escaped(signed_in, user):
 
 @pytest.mark.django_db
 def test_hostile_template_names_are_escaped(signed_in):
-    from portal.models import JobTemplate
-
     template = JobTemplate.objects.get(slug="render-frames")
     template.name, template.description = PAYLOAD, PAYLOAD
     template.save(update_fields=["name", "description"])
@@ -150,8 +148,6 @@ def test_log_records_are_redacted_by_the_configured_filter():
     try:
         raise ValueError("AccountKey=LEAKED;")
     except ValueError:
-        import sys as _sys
-
-        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "boom", (), _sys.exc_info())
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
     handler.filters[0].filter(record)
     assert "LEAKED" not in record.exc_text

@@ -14,8 +14,8 @@ from portal.logs import tail
 from portal.settings import cache_settings
 from tests.localbatch.helpers import wait_for
 from tests.logfiles import KEY_VARIABLE, CountingGateway, add_task, file_size
+
 # Fixtures, imported so pytest finds them here.
-from tests.logfiles import account, batch_job, gateway  # noqa: F401
 
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
 DEAD_REDIS = "redis://127.0.0.1:9/0"          # the discard port: nothing answers there

@@ -8,6 +8,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from portal.accounts.oidc import EntraIDBackend
+from portal.accounts.roles import ROLE_NAMES, parse_group_mapping
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -94,8 +95,6 @@ def test_tokens_for_another_tenant_or_client_are_refused():
 
 
 def test_a_malformed_mapping_is_an_error():
-    from portal.accounts.roles import ROLE_NAMES, parse_group_mapping
-
     assert parse_group_mapping(f"{OPERATORS.upper()}=Operator") == {OPERATORS: "Operator"}
     for bad in ("nonsense", f"{OPERATORS}=Superhero", "=Viewer"):
         with pytest.raises(ValueError):

@@ -1,9 +1,12 @@
 """portal.submit.services.submission_create and job_template_version_create: what is written, what is refused, and
-that a refused submission writes and enqueues nothing. The example templates shipped by migration 0005 are used as is."""
+that a refused submission writes and enqueues nothing. The example templates shipped by migration 0005 are used as
+is."""
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from batchsync.submit import expand
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from portal.submit import services
 from portal.submit.services import SubmissionError
@@ -168,8 +171,6 @@ def test_values_creating_no_tasks_or_too_many_are_refused(user, engineer):
 
 
 def test_an_anonymous_or_inactive_user_cannot_submit(user):
-    from django.contrib.auth.models import AnonymousUser
-
     user.is_active = False
     for someone in (AnonymousUser(), user, None):
         with pytest.raises(PermissionDenied):
@@ -197,8 +198,6 @@ def test_the_templates_own_command_line_sent_back_needs_no_permission(user):
 
 
 def test_an_engineer_may_write_a_command_line_and_its_placeholders_are_still_quoted(engineer):
-    from batchsync.submit import expand
-
     submission = services.submission_create(user=engineer, template_version=version_of("render-frames"),
                                             parameters={"frames": "2"}, command_line="echo custom {frame}")
 

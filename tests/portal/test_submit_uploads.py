@@ -4,10 +4,14 @@ what the SAS it hands out allows, and how the preview and the submission see the
 import json
 import re
 import shlex
+from io import StringIO
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from azure.storage.blob import BlobServiceClient
+from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 
 from batchsync import submit
@@ -120,8 +124,6 @@ def test_uploads_need_the_submitter_role_and_a_post(client, storage, viewer, sub
 
 
 def test_the_upload_request_needs_the_csrf_token(user, storage):
-    from django.test import Client
-
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(user)
 
@@ -281,11 +283,6 @@ def test_the_whole_upload_is_capped(signed_in, storage, settings):
 
 
 def test_dev_bootstrap_makes_the_containers_and_lets_the_portal_upload_from_the_browser(storage, settings):
-    from io import StringIO
-
-    from azure.storage.blob import BlobServiceClient
-    from django.core.management import call_command
-
     settings.PORTAL_BASE_URL = "http://127.0.0.1:8000"
     out = StringIO()
     call_command("dev_bootstrap", "--skip-admin", "--storage", "--wait-seconds", "5", stdout=out)

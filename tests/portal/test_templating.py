@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from batchsync.gateway import BatchGateway, JobSpec, PoolSpec
+from batchsync.gateway import BatchGateway, ImageSpec, JobSpec, PoolSpec
 from portal.submit import preview, render
 from portal.submit.spec import SpecError, parse_spec
 from portal.submit.values import InputFile, ParameterErrors, clean_values, parse_csv
@@ -370,8 +370,6 @@ UBUNTU = dict(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="
 
 
 def test_a_command_substitution_in_a_value_is_printed_not_run_by_a_real_task(localbatch, tmp_path):
-    from batchsync.gateway import ImageSpec
-
     marker = tmp_path / "pwned"
     value = f"$(touch {marker}) `touch {marker}`; touch {marker}"
     task = render_one(spec(command_line="echo {text}", parameters=[{"name": "text", "type": "string"}]),

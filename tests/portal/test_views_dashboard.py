@@ -155,7 +155,7 @@ def test_dashboard_escapes_text_from_batch(signed_in):
 
 def test_dashboard_queries_do_not_grow_with_jobs_pools_or_tasks(signed_in, django_assert_max_num_queries):
     def grow(n):
-        for i in range(n):
+        for _ in range(n):
             pool = PoolFactory()
             NodeFactory.create_batch(2, pool=pool)
             job = JobFactory(pool_id=pool.pool_id, task_active=3)

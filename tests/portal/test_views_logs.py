@@ -3,25 +3,31 @@ windows, the live tail, the download; which copy is shown (node or storage) and 
 the task, job or pool; search; links to saved copies; a job's logs as one zip; escaping, refused names, access,
 and what a person sees when there is no file to show."""
 
+import io
 import re
+import urllib.error
+import urllib.request
+import zipfile
+from html import unescape
 
 import pytest
+from azure.batch import models
 from django.core.cache import cache
 from django.urls import reverse
 
 from batchsync import archive
 from batchsync.sync import sync_account
 from portal.logs import search, zips
-from portal.logs import windows as log_windows
 from portal.logs import views as log_views
+from portal.logs import windows as log_windows
 from portal.logs.files import DOWNLOAD_CHUNK_BYTES
 from portal.logs.windows import WINDOW_BYTES
-from portal.models import AuditEvent, Task, TaskState
+from portal.models import AuditEvent, Job, Task, TaskState
 from tests.factories import JobFactory, TaskFactory, UserFactory
-from tests.localbatch.helpers import wait_for, wait_task_completed
+from tests.localbatch.helpers import make_job, make_pool, wait_for, wait_task_completed
 from tests.logfiles import CountingGateway, add_task, file_size, save_copy
+
 # Fixtures, imported so pytest finds them here.
-from tests.logfiles import account, batch_job, gateway, local_cache, store  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +52,10 @@ def saved_logs(store):
 def counted(monkeypatch, gateway):
     """Every gateway the views open is this one, counting its reads (which still go to localbatch)."""
     counting = CountingGateway(gateway)
-    opened = lambda account: counting
+
+    def opened(account):
+        return counting
+
     monkeypatch.setattr(log_views, "gateway_for", opened)
     monkeypatch.setattr(log_windows, "gateway_for", opened)
     # The views close what they open; this one belongs to the fixture.
@@ -55,7 +64,6 @@ def counted(monkeypatch, gateway):
 
 
 def task_row(account, task_id, state=TaskState.COMPLETED):
-    from portal.models import Job
     job = Job.objects.filter(account=account, job_id="logs-job").first() or JobFactory(
         account=account, job_id="logs-job", pool_id="logs-pool")
     return TaskFactory(job=job, task_id=task_id, state=state)
@@ -118,7 +126,6 @@ def test_path_tricks_are_404_and_nothing_is_sent_to_batch(signed_in, account, co
 
 
 def test_a_task_that_has_not_started_says_so_and_checks_again(signed_in, account, batch_client, counted):
-    from tests.localbatch.helpers import make_job, make_pool
     make_pool(batch_client, "empty-pool", nodes=0)
     make_job(batch_client, "logs-job", "empty-pool")
     add_task(batch_client, "waiting", "echo never")
@@ -175,7 +182,8 @@ def test_windows_move_through_a_big_file_with_known_line_numbers(
     window_url = reverse("task_output_window", args=[task.pk])
 
     first = body(signed_in.get(window_url, {"path": "stdout.txt", "start": 0}))
-    assert 'id="L1"' in first and re.search(r'id="L(\d+)"><a class="ln" href="#L\1"[^>]*>\1</a><span class="lt">\1<', first)
+    assert 'id="L1"' in first
+    assert re.search(r'id="L(\d+)"><a class="ln" href="#L\1"[^>]*>\1</a><span class="lt">\1<', first)
     next_start, next_line = re.search(r'start=(\d+)&line=(\d+)', first).groups()
 
     later = body(signed_in.get(window_url, {"path": "stdout.txt", "start": next_start, "line": next_line}))
@@ -209,9 +217,6 @@ def test_download_streams_the_whole_file_as_an_attachment(signed_in, account, ba
 
 def test_when_a_retry_starts_the_file_again_the_viewer_is_replaced_not_appended_to(
         signed_in, account, gateway, batch_client, counted, tmp_path):
-    from azure.batch import models
-
-    from tests.localbatch.helpers import make_job, make_pool
     make_pool(batch_client, "retry-pool", nodes=1)
     make_job(batch_client, "logs-job", "retry-pool")
     marker, go = tmp_path / "marker", tmp_path / "go"
@@ -245,7 +250,8 @@ def test_a_viewer_far_behind_a_fast_task_skips_to_the_newest_lines_and_says_so(
     go.touch()
     wait_for(lambda: file_size(gateway, "fast") == 6 + 588895, message="100,000 lines more")
 
-    tail = body(signed_in.get(reverse("task_output_tail", args=[task.pk]), {"path": "stdout.txt", "after": 6, "line": 2}))
+    tail = body(signed_in.get(reverse("task_output_tail", args=[task.pk]),
+                              {"path": "stdout.txt", "after": 6, "line": 2}))
 
     assert "not shown: the task writes faster than this page follows" in tail and ">100000<" in tail
     assert 'id="L' not in tail           # what follows a gap has no known line numbers
@@ -425,10 +431,6 @@ def test_search_reads_at_most_its_bound_and_says_where_it_stopped(
 
 def test_a_link_to_the_saved_copy_is_read_only_short_lived_and_audited(
         signed_in, account, batch_client, batch_job, store, user):
-    import urllib.error
-    import urllib.request
-    from html import unescape
-
     add_task(batch_client, "linked", "echo on the node")
     wait_task_completed(batch_client, "logs-job", "linked")
     task = task_row(account, "linked")
@@ -455,9 +457,6 @@ def test_a_link_to_the_saved_copy_is_read_only_short_lived_and_audited(
 
 def test_all_logs_of_a_job_download_as_one_zip_from_storage_or_node(
         signed_in, account, batch_client, batch_job, store, counted):
-    import io
-    import zipfile
-
     add_task(batch_client, "a", "echo a out; echo a err >&2")
     add_task(batch_client, "b", "head -c 3000000 /dev/urandom")
     add_task(batch_client, "c", "echo c")

@@ -10,7 +10,18 @@ import pytest
 from django.urls import reverse
 
 from batchsync import submit
+from batchsync.accounts import default_account
+from batchsync.gateway import BatchGateway, PoolSpec
+from batchsync.sync import sync_account
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
+from portal.pagination import keyset_page
+from portal.submit import services
+from portal.submit.selectors import SUBMISSION_SORT
+from portal.submit.services import SubmissionError
+from portal.submit.values import InputFile
+from tests.batchsync.test_sync import UBUNTU
+from tests.factories import JobFactory
+from tests.localbatch.helpers import wait_for
 from tests.portal.pages import text
 from tests.portal.submit_helpers import form_values, use_azurite
 
@@ -46,10 +57,6 @@ def all_types():
 def batch_gateway(localbatch, storage, settings, monkeypatch):
     """localbatch as the portal's Batch account, with the examples' pool running a node; Azurite as its storage
     (tasks save their stdout and stderr there when they end)."""
-    from batchsync.gateway import BatchGateway, PoolSpec
-    from tests.batchsync.test_sync import UBUNTU
-    from tests.localbatch.helpers import wait_for
-
     settings.BATCH_ACCOUNT_URL = localbatch.endpoint
     settings.BATCH_ACCOUNT_NAME = localbatch.account_name
     settings.BATCH_ACCOUNT_KEY = localbatch.account_key
@@ -317,8 +324,6 @@ def test_a_boolean_cannot_smuggle_a_value(signed_in, all_types):
 
 def test_quoted_values_run_as_data_on_localbatch(signed_in, all_types, batch_gateway):
     """The proof that counts: the task really runs under /bin/sh, and prints every value exactly as typed."""
-    from tests.localbatch.helpers import wait_for
-
     text_value = "it's $(touch /tmp/pwned) `id`; echo \"owned\" && exit 3 | cat > /tmp/x"
     shown = preview(signed_in, "every-type", text=text_value, count="7", ratio="-1.5", mode="slow", verbose="on")
     confirm(signed_in, "every-type", shown)
@@ -399,8 +404,6 @@ def test_the_detail_page_shows_progress_and_polls_until_final(signed_in):
 
 
 def test_the_detail_page_links_the_job_with_its_progress(signed_in):
-    from tests.factories import JobFactory
-
     confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames="3"))
     submission = Submission.objects.get()
     Submission.objects.filter(pk=submission.pk).update(state=SubmissionState.SUBMITTED, tasks_added=3)
@@ -437,9 +440,6 @@ def test_an_operator_of_the_team_may_follow_it(signed_in, user, client, team_a, 
 
 
 def test_an_idempotency_key_returns_its_submission_and_no_one_elses(user, other_submitter):
-    from portal.submit import services
-    from portal.submit.services import SubmissionError
-
     key = uuid.uuid4()
     first = services.submission_create(user=user, template_version=version_of("render-frames"),
                                        parameters={"frames": "2"}, public_id=key)
@@ -454,9 +454,6 @@ def test_an_idempotency_key_returns_its_submission_and_no_one_elses(user, other_
 
 
 def test_my_submissions_page_by_page_without_counting(signed_in, user):
-    from portal.pagination import keyset_page
-    from portal.submit.selectors import SUBMISSION_SORT
-
     for frames in range(1, 4):
         confirm(signed_in, "render-frames", preview(signed_in, "render-frames", frames=str(frames)))
     url = reverse("submission_list")
@@ -472,9 +469,6 @@ def test_my_submissions_page_by_page_without_counting(signed_in, user):
 
 
 def test_inputs_kept_as_urls_by_older_submissions_still_expand(user):
-    from portal.submit import services
-    from portal.submit.values import InputFile
-
     submission = services.submission_create(
         user=user, template_version=version_of("count-words"), parameters={},
         uploaded_files={"texts": [InputFile(name="a.txt", url="https://blob.example/in/a.txt?sv=x&sig=y", size=3)]})
@@ -488,12 +482,6 @@ def test_inputs_kept_as_urls_by_older_submissions_still_expand(user):
 
 def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(signed_in, all_types, localbatch,
                                                                             settings, monkeypatch):
-    from batchsync.accounts import default_account
-    from batchsync.gateway import BatchGateway, PoolSpec
-    from batchsync.sync import sync_account
-    from tests.batchsync.test_sync import UBUNTU
-    from tests.localbatch.helpers import wait_for
-
     settings.BATCH_ACCOUNT_URL = localbatch.endpoint
     settings.BATCH_ACCOUNT_NAME = localbatch.account_name
     settings.BATCH_ACCOUNT_KEY = localbatch.account_key

@@ -75,8 +75,8 @@ def test_task_detail_explains_a_failure(signed_in):
 def test_task_timeline_follows_the_task_through_its_states():
     created = timezone.now() - timedelta(minutes=10)
     waiting = TaskFactory.build(state=TaskState.ACTIVE, creation_time=created, job=JobFactory.build())
-    running = TaskFactory.build(state=TaskState.RUNNING, creation_time=created, start_time=created + timedelta(seconds=30),
-                                job=JobFactory.build())
+    running = TaskFactory.build(state=TaskState.RUNNING, creation_time=created,
+                                start_time=created + timedelta(seconds=30), job=JobFactory.build())
     failed = TaskFactory.build(failed=True, creation_time=created, start_time=created + timedelta(seconds=30),
                                end_time=created + timedelta(seconds=90), job=JobFactory.build(), retry_count=1)
     gone = TaskFactory.build(creation_time=created, gone_at=timezone.now(), job=JobFactory.build())
