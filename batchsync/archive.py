@@ -15,7 +15,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -26,7 +26,7 @@ from portal.models import BatchAccount, Task, TaskState
 
 from . import locks
 from .accounts import blob_store, gateway_for
-from .gateway import GatewayError, NotFound, Rejected
+from .gateway import BatchGateway, BlobStore, GatewayError, NotFound, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0) -> Arc
         return report
 
 
-def archive_task(task: Task, *, batch, store, report: ArchiveReport | None = None) -> bool:
+def archive_task(task: Task, *, batch: BatchGateway, store: BlobStore, report: ArchiveReport | None = None) -> bool:
     """Save the task's stdout and stderr (or find them saved) and mark it; False when Batch or Blob could not
     answer, so a later pass tries again."""
     report = report or ArchiveReport()
@@ -103,12 +103,13 @@ def archive_task(task: Task, *, batch, store, report: ArchiveReport | None = Non
     return True
 
 
-def _save_file(batch, store, job_id: str, task_id: str, name: str,
-               attempt_started=None) -> tuple[str, bytes, bytes, int]:
+def _save_file(batch: BatchGateway, store: BlobStore, job_id: str, task_id: str, name: str,
+               attempt_started: datetime | None = None) -> tuple[str, bytes, bytes, int]:
     """("found" | "saved" | "gone", head, tail, size): the copy in Blob found or made, with the file's first
     ERROR_SCAN_BYTES and the at most ERROR_SCAN_BYTES after them that end it; raises Transient and the like for
     a later pass."""
     container, path = settings.STORAGE_LOGS_CONTAINER, saved_path(job_id, task_id, name)
+    assert path is not None  # the archiver saves only SAVED_FILES, which all have a path
     info = store.info(container, path)
     if info is not None and saved_for_attempt(info.last_modified, attempt_started):
         # Bounded by the blob's size: Blob refuses ranges past the end.
@@ -134,7 +135,7 @@ def _save_file(batch, store, job_id: str, task_id: str, name: str,
     return "saved", capture.head, tail, size
 
 
-def _rejection_code(batch, job_id: str, task_id: str, name: str, error: Rejected) -> str | None:
+def _rejection_code(batch: BatchGateway, job_id: str, task_id: str, name: str, error: Rejected) -> str | None:
     """Batch's code for a refused file: a HEAD answer carries no body, so ask for one byte to hear it."""
     if error.code:
         return error.code
@@ -151,7 +152,7 @@ class _NodeFileGone(Exception):
     pass
 
 
-def _node_chunks(batch, job_id: str, task_id: str, name: str, size: int) -> Iterator[bytes]:
+def _node_chunks(batch: BatchGateway, job_id: str, task_id: str, name: str, size: int) -> Iterator[bytes]:
     offset = 0
     while offset < size:
         try:
@@ -169,7 +170,7 @@ def _node_chunks(batch, job_id: str, task_id: str, name: str, size: int) -> Iter
 class _HeadTail:
     """Keeps the first and the last ERROR_SCAN_BYTES of a stream passing through: constant memory."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.head = b""
         self.tail = b""
 

@@ -47,7 +47,7 @@ def hold(name: str, *, ttl: float = 600, wait: float = 0.0) -> Iterator[bool]:
                 log.warning("lock %s expired before its holder finished (ttl %ss)", name, ttl)
 
 
-def _redis_lock(name: str, ttl: float):
+def _redis_lock(name: str, ttl: float) -> redis.lock.Lock | None:
     """A redis-py Lock, or None when Redis is unreachable and DEBUG allows the file fallback."""
     client = _client(settings.REDIS_URL)
     try:

@@ -15,11 +15,11 @@ a run dies between the two steps — teaches people to ignore these e-mails."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -45,7 +45,7 @@ _REASONS = {
 }
 
 
-def finished_submissions(now=None):
+def finished_submissions(now: datetime | None = None) -> QuerySet[Submission]:
     """Submissions whose submitter has not been told yet that they finished (within FINISHED_WITHIN)."""
     since = (now or timezone.now()) - FINISHED_WITHIN
     ended_jobs = Job.objects.filter(account_id=OuterRef("account_id"), job_id=OuterRef("job_id")).filter(
@@ -110,7 +110,7 @@ def _message(submission: Submission, job: Job | None, succeeded: int, failed: in
     lines += ["", f"Open it in the portal: {_link(submission, job)}", "", f"Batch job id: {submission.job_id}", "",
               "You get this e-mail because you submitted this job from the Batch portal."]
     subject = f"{headline[0].upper()}{headline[1:]}: {name} — {succeeded:,} succeeded, {failed:,} failed of {total:,}"
-    return EmailMessage(subject=_one_line(subject, 200), body="\n".join(lines), to=[submission.submitted_by.email])
+    return EmailMessage(subject=_one_line(subject, 200), body="\n".join(lines), to=[submission.submitted_by.email])  # type: ignore[union-attr]  # finished_submissions: has a submitter
 
 
 def _outcome(submission: Submission, job: Job | None, failed: int) -> tuple[str, str]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, Subquery
@@ -18,6 +20,7 @@ from django.utils import timezone
 
 from portal.models import UNFINISHED_SUBMISSION_STATES, Job, Submission, SubmissionState
 from portal.submit.render import expand_tasks, job_spec
+from portal.submit.spec import TemplateSpec
 from portal.submit.values import InputFile
 
 from .accounts import blob_store, gateway_for
@@ -29,6 +32,8 @@ from .gateway import (
     GatewayError,
     NotFound,
     Rejected,
+    TaskFailure,
+    TaskSpec,
     Transient,
 )
 
@@ -78,11 +83,11 @@ class _LeaseLost(Exception):
 class _Run:
     """One run's hold on a submission: every write checks that the lease it set is still the row's."""
 
-    def __init__(self, submission: Submission, lease: timezone.datetime):
+    def __init__(self, submission: Submission, lease: datetime | None):
         self.submission = submission
         self.lease = lease
 
-    def advance(self, *, release: bool = False, expect: dict | None = None, **changes) -> None:
+    def advance(self, *, release: bool = False, expect: dict[str, object] | None = None, **changes: object) -> None:
         now = timezone.now()
         new_lease = None if release else now + timedelta(seconds=lease_seconds())
         updated = (Submission.objects.filter(pk=self.submission.pk, lease_expires_at=self.lease, **(expect or {}))
@@ -156,8 +161,8 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
                 step, recorded = chunk_size(), [base]
 
                 # Defaults bind this slice's values now, not the loop's later ones.
-                def record(prefix: int, *, base=base, step=step, recorded=recorded,
-                           size=len(batch)) -> None:  # noqa: B008
+                def record(prefix: int, *, base: int = base, step: int = step, recorded: list[int] = recorded,
+                           size: int = len(batch)) -> None:  # noqa: B008
                     if prefix == size or base + prefix - recorded[0] >= step:
                         # Conditional on the count this run last wrote: a second run that got here stops at once.
                         run.advance(expect={"tasks_added": recorded[0]}, tasks_added=base + prefix)
@@ -190,7 +195,7 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
         _retry_later(run, exc)
 
 
-def expand(submission: Submission, spec=None, *, start: int = 0):
+def expand(submission: Submission, spec: TemplateSpec | None = None, *, start: int = 0) -> Iterator[TaskSpec]:
     """The submission's task specs from the `start`-th, exactly as every run sends them."""
     spec = spec or submission.template_version.parsed
     files = _input_files(submission.inputs or {})
@@ -211,6 +216,7 @@ def _input_files(inputs: dict) -> dict[str, tuple[InputFile, ...]]:
         def url(item: dict) -> str:
             if "blob" not in item:
                 return item["url"]
+            assert store is not None  # made above: some item has a blob
             return store.read_url(settings.STORAGE_INPUTS_CONTAINER, item["blob"],
                                   hours=settings.STORAGE_TASK_SAS_HOURS, snapshot=item.get("snapshot"))
 
@@ -298,7 +304,7 @@ def _stop_job(submission: Submission, gateway: BatchGateway | None) -> str:
     return f"The job {submission.job_id} was stopped, so none of it runs; submit again once this is fixed."
 
 
-def _refused_task_message(failure) -> str:
+def _refused_task_message(failure: TaskFailure) -> str:
     if failure.code == "RequestBodyTooLarge":
         return (f"Task {failure.id} is too large for Batch: one task may be at most 1 MB, counting its command "
                 "line, files and settings. Use shorter values or fewer files.")
@@ -323,14 +329,14 @@ def _progress(submission: Submission) -> str:
 
 def _display(submission: Submission) -> str:
     version = submission.template_version
-    who = submission.submitted_by.get_username() if submission.submitted_by_id else "unknown"
+    who = submission.submitted_by.get_username() if submission.submitted_by else "unknown"
     return f"{version.template.name} (v{version.number}) by {who}"
 
 
 def _enqueue(submission_pk: int, countdown: float | None = None) -> None:
     # Redis is a doorbell, not the record: if this fails the re-driver finds the row.
     try:
-        options = {"countdown": countdown} if countdown else {}
+        options: dict[str, Any] = {"countdown": countdown} if countdown else {}
         app.signature(SUBMIT_TASK).apply_async((submission_pk,), **options)
     except Exception:
         logger.warning("could not enqueue submission %s; the re-driver will", submission_pk, exc_info=True)

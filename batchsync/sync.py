@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
 from portal.models import (
@@ -54,6 +55,8 @@ AFTER_COMPLETION = SKEW
 FULL_PASS_WAITS = 120.0
 
 T = TypeVar("T")
+# The synced tables: each is written by _upsert the same way.
+Row = TypeVar("Row", Pool, Node, Job, Task)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = Tru
     return stats
 
 
-def jobs_needing_task_sync(account: BatchAccount):
+def jobs_needing_task_sync(account: BatchAccount) -> QuerySet[Job]:
     """Jobs whose tasks can still change: not gone, and unfinished or completed less than
     AFTER_COMPLETION before their tasks were last synced."""
     settled = ExpressionWrapper(F("state_transition_time") + AFTER_COMPLETION, output_field=DateTimeField())
@@ -146,7 +149,7 @@ def sync_pools(account: BatchAccount, *, gateway: BatchGateway | None = None,
                 if pool is None:
                     continue
                 try:
-                    nodes = _retrying(lambda pool_id=record.id: gw.list_nodes(pool_id),
+                    nodes = _retrying(partial(gw.list_nodes, record.id),
                                       f"list nodes of pool {record.id}", retry)
                 except NotFound:
                     continue   # deleted since it was listed; the next pass marks it gone
@@ -186,7 +189,7 @@ def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGatewa
             # Progress comes from Batch's own counts, for every job whose tasks can still change.
             for job in jobs_needing_task_sync(account).only("pk", "job_id"):
                 try:
-                    counts = _retrying(lambda job_id=job.job_id: gw.get_task_counts(job_id),
+                    counts = _retrying(partial(gw.get_task_counts, job.job_id),
                                        f"task counts of job {job.job_id}", retry)
                 except NotFound:
                     stats.gone += _mark_job_gone(job)
@@ -262,7 +265,8 @@ def _sync_tasks(job: Job, *, full: bool, gateway: BatchGateway | None, retry: Re
     return stats
 
 
-def _task_pass(job: Job, gw: BatchGateway, since: datetime | None, page_size: int):
+def _task_pass(job: Job, gw: BatchGateway, since: datetime | None,
+               page_size: int) -> tuple[datetime, int, int, set[str], datetime | None]:
     """List and store; returns (started_at, listed, written, ids seen, newest stateTransitionTime)."""
     started_at = timezone.now()
     # A job without rows yet (its first pass) needs no look-up of stored times before writing.
@@ -271,7 +275,7 @@ def _task_pass(job: Job, gw: BatchGateway, since: datetime | None, page_size: in
     seen: set[str] = set()
     newest: datetime | None = None
 
-    def rows():
+    def rows() -> Iterator[list[Task]]:
         for chunk in _chunks(gw.list_tasks(job.job_id, changed_since=since, page_size=page_size), UPSERT_BATCH):
             now = timezone.now()
             yield [_task_row(job, record, now) for record in chunk]
@@ -384,8 +388,8 @@ def _task_row(job: Job, r: TaskRecord, now: datetime) -> Task:
 
 # --- writing -------------------------------------------------------------------------------------
 
-def _upsert(model, parent_field: str, parent_pk: int, key_field: str, rows: list, update_fields: list[str],
-            compare: tuple[str, ...] = (), check_existing: bool = True) -> int:
+def _upsert(model: type[Row], parent_field: str, parent_pk: int, key_field: str, rows: list[Row],
+            update_fields: list[str], compare: tuple[str, ...] = (), check_existing: bool = True) -> int:
     """Insert or update `rows` of one parent in batches; returns how many were written.
 
     A row whose stored stateTransitionTime is newer than the incoming one is left alone (never back in
@@ -405,9 +409,9 @@ def _upsert(model, parent_field: str, parent_pk: int, key_field: str, rows: list
     return written
 
 
-def _newest_per_key(rows: list, key_field: str) -> list:
+def _newest_per_key(rows: list[Row], key_field: str) -> list[Row]:
     # One statement may not touch a row twice (PostgreSQL refuses), and a listing can repeat an entity.
-    by_key = {}
+    by_key: dict[str, Row] = {}
     for row in rows:
         key = getattr(row, key_field)
         kept = by_key.get(key)
@@ -416,11 +420,11 @@ def _newest_per_key(rows: list, key_field: str) -> list:
     return list(by_key.values()) if len(by_key) != len(rows) else rows
 
 
-def _stored(model, parent_field: str, parent_pk: int, key_field: str, keys: list[str],
+def _stored(model: type[Row], parent_field: str, parent_pk: int, key_field: str, keys: list[str],
             compare: tuple[str, ...]) -> dict[str, tuple]:
     # Some SQLite builds allow only 999 parameters per statement.
     step = max(1, (connection.features.max_query_params or 10_000) - 1)
-    stored = {}
+    stored: dict[str, tuple] = {}
     for start in range(0, len(keys), step):
         found = model.objects.filter(**{f"{parent_field}_id": parent_pk, f"{key_field}__in": keys[start:start + step]})
         for key, *values in found.values_list(key_field, "state_transition_time", "gone_at", *compare):
@@ -428,7 +432,7 @@ def _stored(model, parent_field: str, parent_pk: int, key_field: str, keys: list
     return stored
 
 
-def _should_write(row, stored: tuple | None, compare: tuple[str, ...]) -> bool:
+def _should_write(row: Pool | Node | Job | Task, stored: tuple | None, compare: tuple[str, ...]) -> bool:
     if stored is None:
         return True
     stored_time, stored_gone, *stored_values = stored
@@ -445,7 +449,7 @@ def _newer_or_same(incoming: datetime | None, stored: datetime | None) -> bool:
     return incoming is not None and incoming >= stored
 
 
-def _mark_gone(queryset, key_field: str, present: set[str], now: datetime) -> int:
+def _mark_gone(queryset: QuerySet[Any], key_field: str, present: set[str], now: datetime) -> int:
     """Mark rows of `queryset` whose key is not in `present` gone; revived rows were cleared by the upsert."""
     missing = [pk for pk, key in queryset.filter(gone_at__isnull=True).values_list("pk", key_field)
                if key not in present]
@@ -500,7 +504,7 @@ def _read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     handoff: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def produce():
+    def produce() -> None:
         try:
             for item in items:
                 while not stop.is_set():

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, quote, urljoin, urlparse
@@ -56,7 +56,7 @@ class BatchGateway:
     def __enter__(self) -> BatchGateway:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # --- pools and nodes -------------------------------------------------------------------------
@@ -166,7 +166,7 @@ class BatchGateway:
             except BaseException:
                 outcome.stop.set()
                 raise
-        errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Stopped)]
+        errors = [error for f in futures if (error := f.exception()) and not isinstance(error, _Stopped)]
         if errors:
             first = next((e for e in errors if not isinstance(e, Transient)), errors[0])
             if isinstance(first, Transient):
@@ -178,7 +178,8 @@ class BatchGateway:
         return AddTasksResult(added=tuple(outcome.added), failures=tuple(outcome.failures))
 
     @staticmethod
-    def _report_progress(futures, chunks, on_progress, outcome: _AddOutcome) -> None:
+    def _report_progress(futures: list[Future[int]], chunks: list[list[TaskSpec]],
+                         on_progress: Callable[[int], None] | None, outcome: _AddOutcome) -> None:
         """Wait for the requests; call `on_progress` as the run of fully added leading chunks grows."""
         settled, prefix, reported = 0, 0, 0
         pending = set(futures)
@@ -386,8 +387,8 @@ class BatchGateway:
         """The items of a Batch list, following odata.nextLink, as the JSON Batch sent."""
         api_version = self._client._config.api_version   # the version the SDK speaks everywhere else
         params = {name: quote(value, safe=",") for name, value in query.items()}
-        request = HttpRequest("GET", path, params={**params, "api-version": api_version},
-                              headers={"Accept": "application/json"})
+        request: HttpRequest | None = HttpRequest("GET", path, params={**params, "api-version": api_version},
+                                                  headers={"Accept": "application/json"})
         while request is not None:
             with _translated():
                 response = self._client.send_request(request)
@@ -400,9 +401,10 @@ class BatchGateway:
             if next_link:
                 # As the SDK's own pagers do: the link's query as sent, with the client's api-version.
                 parsed = urlparse(next_link)
-                params = {name: [quote(value) for value in values] for name, values in parse_qs(parsed.query).items()}
-                params["api-version"] = api_version
-                request = HttpRequest("GET", urljoin(next_link, parsed.path), params=params,
+                page_params: dict[str, str | list[str]] = {
+                    name: [quote(value) for value in values] for name, values in parse_qs(parsed.query).items()}
+                page_params["api-version"] = api_version
+                request = HttpRequest("GET", urljoin(next_link, parsed.path), params=page_params,
                                       headers={"Accept": "application/json"})
 
     @staticmethod
@@ -427,7 +429,7 @@ class _Stopped(Exception):
 class _AddOutcome:
     """What add_tasks' worker threads found out, shared between them."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.added: list[str] = []
         self.failures: list[TaskFailure] = []
         self.stop = threading.Event()
@@ -443,7 +445,7 @@ class _AddOutcome:
 
 
 @contextmanager
-def _translated():
+def _translated() -> Iterator[None]:
     try:
         yield
     except AzureError as exc:
@@ -451,7 +453,7 @@ def _translated():
         raise translate(exc) from None
 
 
-def _settle(results, pending: dict[str, TaskSpec], outcome: _AddOutcome) -> int:
+def _settle(results: Iterable[dict], pending: dict[str, TaskSpec], outcome: _AddOutcome) -> int:
     """Move the tasks Batch added (or had already) and those it refused out of `pending`; returns how many it
     refused."""
     refused = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 
@@ -36,6 +37,7 @@ def job_create_options(spec: JobSpec) -> models.BatchJobCreateOptions:
         pool_info = models.BatchPoolInfo(pool_id=spec.pool_id)
     else:
         auto = spec.auto_pool
+        assert auto is not None  # JobSpec.__post_init__: exactly one of pool_id and auto_pool
         pool_info = models.BatchPoolInfo(auto_pool_specification=models.BatchAutoPoolSpecification(
             auto_pool_id_prefix=auto.id, pool_lifetime_option="job", keep_alive=False,
             pool=models.BatchPoolSpecification(display_name=auto.display_name, **_pool_settings(auto))))
@@ -70,7 +72,7 @@ def task_create_options(spec: TaskSpec) -> models.BatchTaskCreateOptions:
 def task_wire(spec: TaskSpec) -> dict:
     """A task as addtaskcollection's JSON has it: the same body `task_create_options` serialises to (a test holds
     them equal), built without the SDK's models, which cost several times the HTTP time on big submissions."""
-    task = {"id": spec.id, "commandLine": spec.command_line}
+    task: dict[str, object] = {"id": spec.id, "commandLine": spec.command_line}
     if spec.display_name is not None:
         task["displayName"] = spec.display_name
     if spec.environment:
@@ -80,7 +82,7 @@ def task_wire(spec: TaskSpec) -> dict:
     if spec.output_files:
         task["outputFiles"] = [_output_file_wire(output) for output in spec.output_files]
     if spec.max_task_retry_count is not None or spec.max_wall_clock_seconds is not None:
-        constraints = {}
+        constraints: dict[str, object] = {}
         if spec.max_task_retry_count is not None:
             constraints["maxTaskRetryCount"] = spec.max_task_retry_count
         if spec.max_wall_clock_seconds is not None:
@@ -119,7 +121,7 @@ def _pool_settings(spec: PoolSpec) -> dict:
     )
 
 
-def _environment(environment) -> list[models.EnvironmentSetting] | None:
+def _environment(environment: Mapping[str, str]) -> list[models.EnvironmentSetting] | None:
     return [models.EnvironmentSetting(name=name, value=value) for name, value in environment.items()] or None
 
 
@@ -178,7 +180,8 @@ def prep_task_record(status: models.BatchJobPreparationAndReleaseTaskStatus) -> 
     failure = info.failure_info if info else None
     root = (info.task_root_directory or "") if info else ""
     return PrepTaskRecord(
-        pool_id=status.pool_id, node_id=status.node_id,
+        # The SDK types every field optional; Batch always sends the pool and node of a preparation task.
+        pool_id=status.pool_id, node_id=status.node_id,  # type: ignore[arg-type]
         state=enum_value(info.state) if info else None, result=enum_value(info.result) if info else None,
         exit_code=info.exit_code if info else None, failure_code=failure.code if failure else None,
         retry_count=info.retry_count if info else None,
@@ -265,7 +268,8 @@ def _wire_time(value: str | None) -> datetime | None:
 def file_record(file: models.BatchNodeFile) -> FileRecord:
     properties = file.properties
     return FileRecord(
-        name=file.name, is_directory=bool(file.is_directory),
+        # The SDK types every field optional; Batch always names a file.
+        name=file.name, is_directory=bool(file.is_directory),  # type: ignore[arg-type]
         size=int(properties.content_length) if properties and properties.content_length is not None else None,
         last_modified=_aware(properties.last_modified) if properties else None,
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+from azure.core.rest import HttpResponse
 
 # Batch echoes property values back in its messages, and resource and output file URLs carry SAS tokens: messages
 # go through the portal's one redactor, which is plain Python, so the gateway stays free of Django.
@@ -65,12 +68,13 @@ class AuthFailed(GatewayError):
 class Transient(GatewayError):
     """Busy, throttled, timed out or unreachable: the same request may succeed later."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **facts):
+    def __init__(self, message: str, *, retry_after: float | None = None, **facts: Any):
         super().__init__(message, **facts)
         self.retry_after = retry_after
 
 
-def refusal_words(message: str, values) -> tuple[str, tuple[tuple[str, str], ...]]:
+def refusal_words(message: str,
+                  values: Iterable[tuple[object, object]] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
     """Batch's message (its first line) and its `values` pairs, redacted, the message followed by what the values
     name in plain words: "The value provided for one of the properties in the request body is invalid:
     poolInfo.autoPoolSpecification.autoPoolIdPrefix = 'sub-…' (At most 20 …)"."""
@@ -116,8 +120,9 @@ def translate(exc: AzureError) -> GatewayError:
     if not code:
         code, message, values = _error_from_streamed_body(response)
     # Batch appends "\nRequestId:…\nTime:…" to its messages; the request id is kept separately.
-    message, values = refusal_words(message or exc.reason or exc.message, values)
-    facts = {"code": code, "status": status, "request_id": response.headers.get("request-id"), "values": values}
+    # `reason` is HttpResponseError's (an answer came back, so exc is one).
+    message, pairs = refusal_words(message or getattr(exc, "reason", None) or exc.message, values)
+    facts = {"code": code, "status": status, "request_id": response.headers.get("request-id"), "values": pairs}
 
     if code in _EXISTS_CODES:
         return AlreadyExists(message, **facts)
@@ -132,7 +137,7 @@ def translate(exc: AzureError) -> GatewayError:
     return GatewayError(message, **facts)
 
 
-def _error_from_streamed_body(response) -> tuple[str | None, str | None, list]:
+def _error_from_streamed_body(response: HttpResponse) -> tuple[str | None, str | None, list]:
     """Batch's code, message and values from an error body the SDK did not read.
 
     File downloads are streamed, so the SDK raises before reading the body and the exception has no code."""
@@ -144,7 +149,7 @@ def _error_from_streamed_body(response) -> tuple[str | None, str | None, list]:
         return None, None, []
 
 
-def _retry_after_seconds(headers) -> float | None:
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     if headers.get("retry-after-ms"):
         return float(headers["retry-after-ms"]) / 1000
     value = headers.get("Retry-After")

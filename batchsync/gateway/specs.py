@@ -63,7 +63,7 @@ class JobSpec:
     on_all_tasks_complete: str = "noaction"
     uses_task_dependencies: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (self.pool_id is None) == (self.auto_pool is None):
             raise ValueError(f"job {self.id}: give exactly one of pool_id and auto_pool")
 

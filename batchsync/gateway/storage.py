@@ -7,7 +7,7 @@ downloads), so no stored row carries a credential that could leak or expire."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,7 +54,7 @@ class Containers:
     logs: str = "portal-logs"
     outputs: str = "portal-outputs"
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter((self.inputs, self.logs, self.outputs))
 
 
@@ -66,7 +66,8 @@ class BlobStore:
         # again at its next pass.
         self._service = BlobServiceClient.from_connection_string(
             connection_string, max_single_put_size=READ_CHUNK_BYTES, max_block_size=READ_CHUNK_BYTES,
-            retry_policy=LinearRetry(backoff=0.3, retry_total=2, random_jitter_range=0.1))
+            # The SDK's stubs say int; its retry arithmetic takes fractions of a second.
+            retry_policy=LinearRetry(backoff=0.3, retry_total=2, random_jitter_range=0.1))  # type: ignore[arg-type]
         self.containers = containers or Containers()
         credential = self._service.credential
         self._account_name = credential.account_name
@@ -75,10 +76,10 @@ class BlobStore:
     def close(self) -> None:
         self._service.close()
 
-    def __enter__(self):
+    def __enter__(self) -> BlobStore:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # --- set-up ---------------------------------------------------------------------------------------------
@@ -110,10 +111,9 @@ class BlobStore:
                  snapshot: str | None = None) -> str:
         """A read-only URL to one blob: a task's resource file, or a download link (`download_name` makes the
         browser save it under that name rather than show it). With `snapshot`, to that snapshot of it."""
-        extra = {"content_disposition": f'attachment; filename="{download_name}"'} if download_name else {}
-        if snapshot:
-            extra["snapshot"] = snapshot
-        url = self._blob_url(container, path, BlobSasPermissions(read=True), timedelta(hours=hours), **extra)
+        disposition = f'attachment; filename="{download_name}"' if download_name else None
+        url = self._blob_url(container, path, BlobSasPermissions(read=True), timedelta(hours=hours),
+                             content_disposition=disposition, snapshot=snapshot or None)
         if snapshot:
             base, token = url.split("?", 1)
             url = f"{base}?snapshot={quote(snapshot, safe='')}&{token}"
@@ -124,7 +124,7 @@ class BlobStore:
         so what a task reads from it later is exactly what was checked. Raises NotFound."""
         with _translated():
             made = self._service.get_blob_client(container, path).create_snapshot()
-        return made["snapshot"], made["etag"]
+        return str(made["snapshot"]), str(made["etag"])
 
     def container_write_url(self, container: str, *, hours: float) -> str:
         """A container URL that can create and write blobs but not read, list or delete them: what Batch's
@@ -139,10 +139,12 @@ class BlobStore:
         """The blob's address without any SAS: it names the blob, it grants nothing."""
         return self._service.get_blob_client(container, path).url
 
-    def _blob_url(self, container: str, path: str, permission, lifetime: timedelta, **overrides) -> str:
+    def _blob_url(self, container: str, path: str, permission: BlobSasPermissions, lifetime: timedelta,
+                  *, content_disposition: str | None = None, snapshot: str | None = None) -> str:
         start, expiry = _window(lifetime)
         token = generate_blob_sas(self._account_name, container, path, account_key=self._account_key,
-                                  permission=permission, start=start, expiry=expiry, **overrides)
+                                  permission=permission, start=start, expiry=expiry, snapshot=snapshot,
+                                  content_disposition=content_disposition)
         return f"{self._service.get_blob_client(container, path).url}?{token}"
 
     # --- reading --------------------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ def _window(lifetime: timedelta) -> tuple[datetime, datetime]:
 
 
 @contextmanager
-def _translated():
+def _translated() -> Iterator[None]:
     """Storage SDK errors out as our own; messages never carry the SAS or the key (the SDK puts neither in)."""
     try:
         yield
