@@ -12,13 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 
 from portal.accounts.roles import ROLE_NAMES
-from portal.models import BatchAccount, Job, Submission, Task
+from portal.models import BatchAccount, Job, Submission, Task, Team
+
+# Who asks: a request's user, signed in or not.
+Person = User | AnonymousUser
+M = TypeVar("M", bound=Model)
+QS = TypeVar("QS", bound=QuerySet[Any])
 
 SUBMIT = "portal.submit"
 OPERATE_TEAM_WORK = "portal.operate_team_work"
@@ -49,40 +56,40 @@ SCOPE_MY, SCOPE_TEAM, SCOPE_ALL = "my", "team", "all"
 SCOPES = [(SCOPE_MY, "Mine"), (SCOPE_TEAM, "My teams"), (SCOPE_ALL, "All")]
 
 
-def _active(user) -> bool:
+def _active(user: Person | None) -> TypeGuard[User]:
     return bool(user and user.is_authenticated and user.is_active)
 
 
-def can_read(user) -> bool:
+def can_read(user: Person) -> bool:
     """May `user` read the portal's pages at all? Superusers always; others when they have a role."""
     return _active(user) and (user.is_superuser or user.has_perm(READ))
 
 
-def can_manage_pools(user) -> bool:
+def can_manage_pools(user: Person) -> bool:
     return _active(user) and user.has_perm(MANAGE_POOLS)
 
 
-def can_submit(user) -> bool:
+def can_submit(user: Person) -> bool:
     return _active(user) and user.has_perm(SUBMIT)
 
 
-def can_write_command_lines(user) -> bool:
+def can_write_command_lines(user: Person) -> bool:
     """Writing a command line is writing code that runs on the pool: free-form ones on the submit form, and specs
     of job templates."""
     return _active(user) and user.has_perm(WRITE_COMMAND_LINES)
 
 
-def can_use_admin(user) -> bool:
+def can_use_admin(user: Person) -> bool:
     """Who the admin site lets in (Django's own rule, staff), so pages link to it only for them."""
     return _active(user) and user.is_staff
 
 
-def can_view_audit(user) -> bool:
+def can_view_audit(user: Person) -> bool:
     """Who reads the whole audit history (its pages and export): Operators and Admins."""
     return _active(user) and user.has_perm(VIEW_AUDIT)
 
 
-def user_can_view_account(*, user, account_id: int) -> bool:
+def user_can_view_account(*, user: Person, account_id: int) -> bool:
     """Whether `user` may read the mirror of one Batch account.
 
     Anyone with a role reads every account (`can_read`) until per-account roles exist; this is the one place to
@@ -90,25 +97,25 @@ def user_can_view_account(*, user, account_id: int) -> bool:
     return bool(account_id) and can_read(user)
 
 
-def visible_account_ids(user) -> list[int]:
+def visible_account_ids(user: Person) -> list[int]:
     """Ids of the accounts `user` may read; lists filter on these (the account table is tiny)."""
     return [pk for pk in BatchAccount.objects.order_by("pk").values_list("pk", flat=True)
             if user_can_view_account(user=user, account_id=pk)]
 
 
-def readable_or_404(queryset, *, user, account_of, **lookup):
+def readable_or_404(queryset: QuerySet[M], *, user: Person, account_of: Callable[[M], int], **lookup: object) -> M:
     """The one object of `queryset` matching `lookup`, if `user` may read its account (`account_of(obj)` gives the
     account id). 404 rather than 403 either way: a person without access learns nothing about which ids exist."""
     try:
         obj = queryset.get(**lookup)
-    except queryset.model.DoesNotExist:
+    except ObjectDoesNotExist:   # the model's DoesNotExist
         raise Http404(f"No {queryset.model._meta.verbose_name} matches the given query.") from None
     if not user_can_view_account(user=user, account_id=account_of(obj)):
         raise Http404("No such object")
     return obj
 
 
-def can_act_on(user, obj) -> bool:
+def can_act_on(user: Person, obj: Job | Task | Submission) -> bool:
     """May `user` terminate, retry, delete or re-run `obj` (a Job, Task or Submission)? Their own work with the
     submit permission, their teams' work as an Operator, anything as a superuser."""
     if not _active(user):
@@ -126,7 +133,7 @@ def can_act_on(user, obj) -> bool:
                 and user.teams.filter(pk=team_id).exists())
 
 
-def can_act_on_teams(user) -> bool:
+def can_act_on_teams(user: Person) -> bool:
     """Does `user` act on their teams' work (an Operator), not only their own?"""
     return _active(user) and (user.is_superuser or user.has_perm(OPERATE_TEAM_WORK))
 
@@ -135,7 +142,7 @@ class Refused(PermissionDenied):
     """A refusal that says why in plain words and what to do; the 403 page shows its message as it is."""
 
 
-def roles_of(user: Any) -> list[str]:
+def roles_of(user: Person) -> list[str]:
     """The portal roles `user` holds, lowest first."""
     if not _active(user):
         return []
@@ -143,7 +150,7 @@ def roles_of(user: Any) -> list[str]:
     return [name for name in ROLE_NAMES if name in held]
 
 
-def refusal(user: Any, right: str) -> Refused:
+def refusal(user: Person, right: str) -> Refused:
     """Why `user` may not use `right` (one of the permissions above), and whom to ask: raise what this returns.
     "Your role, Viewer, can read but not submit work. Ask an Admin for the Submitter role." """
     action, role_needed = _RIGHTS[right]
@@ -170,7 +177,7 @@ def require(right: str) -> Callable[[View], View]:
     return decorator
 
 
-def _owner_and_team(obj) -> tuple[int | None, int | None]:
+def _owner_and_team(obj: Job | Task | Submission) -> tuple[int | None, int | None]:
     if isinstance(obj, Task):
         obj = obj.job
     if isinstance(obj, (Job, Submission)):
@@ -178,14 +185,15 @@ def _owner_and_team(obj) -> tuple[int | None, int | None]:
     raise TypeError(f"no access rule for {type(obj).__name__}")
 
 
-def submission_team(user):
+def submission_team(user: User) -> Team | None:
     """The team a new submission (and so its job) belongs to: the submitter's only team, or, for someone in several,
     the first by name, so the choice is stable and visible in the admin; None for someone in no team, whose work
     then only they (and superusers) may act on."""
     return user.teams.order_by("name", "pk").first()
 
 
-def scoped(queryset, *, user, scope: str, owner_field: str = "submitted_by", team_field: str = "team"):
+def scoped(queryset: QS, *, user: User, scope: str, owner_field: str = "submitted_by",
+           team_field: str = "team") -> QS:
     """`queryset` (jobs or submissions) narrowed to a scope: my work, my teams' work, or everything readable."""
     if scope == SCOPE_MY:
         return queryset.filter(**{owner_field: user.pk})

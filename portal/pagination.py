@@ -7,9 +7,10 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import F, Q
+from django.db.models import F, Model, Q, QuerySet
 from django.db.models.functions import Coalesce
 
 PAGE_SIZE = 50
@@ -49,31 +50,36 @@ class BadCursor(ValueError):
     pass
 
 
-def _encode_cursor(segment: int, value, tie) -> str:
+# Where a cursor points: (segment, sort value, tiebreak value).
+Position = tuple[int, object, object]
+
+
+def _encode_cursor(segment: int, value: object, tie: object) -> str:
     if isinstance(value, datetime):
         value = value.isoformat()
     raw = json.dumps([segment, value, tie], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, model, sort: Sort, tiebreak: str) -> tuple[int, object, object]:
+def _decode_cursor(cursor: str, model: type[Model], sort: Sort, tiebreak: str) -> tuple[int, object, object]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         segment, value, tie = json.loads(raw)
         if segment not in (0, 1) or (segment == 1 and sort.field is None):
             raise BadCursor(cursor)
         if sort.field is not None and segment == 0:
-            value = model._meta.get_field(sort.field).to_python(value)
+            # Sort fields and tiebreaks are concrete fields, never relations.
+            value = model._meta.get_field(sort.field).to_python(value)  # type: ignore[union-attr]
             if value is None:
                 raise BadCursor(cursor)
-        tie = model._meta.get_field(tiebreak).to_python(tie)
+        tie = model._meta.get_field(tiebreak).to_python(tie)  # type: ignore[union-attr]
     except (ValueError, TypeError, ValidationError, binascii.Error) as exc:
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; to_python raises ValidationError.
         raise BadCursor(cursor) from exc
     return segment, value, tie
 
 
-def keyset_page(queryset, *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
+def keyset_page(queryset: QuerySet[Any], *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
                 after: str | None = None, before: str | None = None, sort_index: bool = True) -> Page:
     """One page of `queryset` in `sort` order, after or before a cursor, without OFFSET or COUNT.
 
@@ -98,7 +104,7 @@ def keyset_page(queryset, *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
             # A stale or hand-edited link shows the first page rather than an error.
             position, backwards = None, False
 
-    def segment_queryset(segment: int, reverse: bool, start):
+    def segment_queryset(segment: int, reverse: bool, start: Position | None) -> QuerySet[Any]:
         descending = sort.descending != reverse
         if sort.field is None or segment == 1:
             qs = queryset if sort.field is None else queryset.filter(**{f"{sort.field}__isnull": True})
@@ -123,7 +129,7 @@ def keyset_page(queryset, *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
         key = Coalesce(F(sort.field), F(sort.field))
         return qs.order_by(key.desc() if descending else key.asc(), f"-{tiebreak}" if descending else tiebreak)
 
-    def fetch(reverse: bool, start) -> tuple[list, bool]:
+    def fetch(reverse: bool, start: Position | None) -> tuple[list, bool]:
         order = list(reversed(segments)) if reverse else segments
         if start is not None:
             order = order[order.index(start[0]):]
@@ -135,7 +141,7 @@ def keyset_page(queryset, *, sort: Sort, tiebreak: str, size: int = PAGE_SIZE,
                 return rows[:size], True
         return rows, False
 
-    def position_of(row) -> str:
+    def position_of(row: Model) -> str:
         value = getattr(row, sort.field) if sort.field else None
         segment = 1 if sort.field and value is None else 0
         return _encode_cursor(segment, value, getattr(row, tiebreak))

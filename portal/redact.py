@@ -9,6 +9,7 @@ import logging
 import math
 import re
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 # What replaces a secret inside text ("sig=REDACTED"), and what replaces a whole value in the audit history.
@@ -50,7 +51,7 @@ def has_secret(text: str) -> bool:
     return any(pattern.search(text) for pattern in _SECRETS)
 
 
-def sanitised(value, *, _depth: int = 0):
+def sanitised(value: object, *, _depth: int = 0) -> Any:
     """`value` as the audit history keeps it: values under secret-looking names become "[redacted]"; text with a
     secret in a URL's query keeps the URL's path and loses its query; any other text with a secret becomes
     "[redacted]" whole. Returns plain JSON types (tuples become lists, other objects their text)."""

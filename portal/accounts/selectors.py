@@ -13,7 +13,7 @@ STALE_AFTER = timedelta(minutes=2)
 def accounts_synced_at(account_ids: list[int]) -> datetime | None:
     """When the least recently synced of these accounts was synced: a page is only as fresh as that."""
     synced = list(BatchAccount.objects.filter(pk__in=account_ids).values_list("last_synced_at", flat=True))
-    return None if not synced or None in synced else min(synced)
+    return None if not synced or None in synced else min(at for at in synced if at is not None)
 
 
 def sync_is_stale(synced_at: datetime | None, now: datetime | None = None) -> bool:

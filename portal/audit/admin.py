@@ -20,7 +20,7 @@ class AuditedAdminMixin:
 
     def save_model(self, request, obj, form, change):
         before = type(obj)._default_manager.filter(pk=obj.pk).first() if change else None
-        super().save_model(request, obj, form, change)
+        super().save_model(request, obj, form, change)  # type: ignore[misc]  # mixed into a ModelAdmin
         changes = field_changes(before, obj)
         if change and not changes:
             return
@@ -29,7 +29,7 @@ class AuditedAdminMixin:
 
     def delete_model(self, request, obj):
         described = describe(obj)
-        super().delete_model(request, obj)
+        super().delete_model(request, obj)  # type: ignore[misc]  # mixed into a ModelAdmin
         self._record_delete(request, described)
 
     def delete_queryset(self, request, queryset):
@@ -37,7 +37,7 @@ class AuditedAdminMixin:
         # outlive a delete that failed halfway.
         with transaction.atomic():
             described = [describe(obj) for obj in queryset]
-            super().delete_queryset(request, queryset)
+            super().delete_queryset(request, queryset)  # type: ignore[misc]  # mixed into a ModelAdmin
             for one in described:
                 self._record_delete(request, one)
 

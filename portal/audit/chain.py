@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from portal.audit.middleware import normalised_ip
 from portal.models import AuditEvent
@@ -53,7 +55,7 @@ def chain_hash(fields: dict, prev_hash: str) -> str:
 
 def event_hash(event) -> str:
     """Recompute the hash of a stored AuditEvent (or a dict of its fields) from its contents."""
-    get = event.get if isinstance(event, dict) else lambda name: getattr(event, name)
+    get: Callable[[str], Any] = event.get if isinstance(event, dict) else lambda name: getattr(event, name)
     fields = row_fields(**{name: get(name) for name in ("at", "actor_id", "actor_name", "action", "object_type",
                                                          "object_id", "object_label", "team_id", "ip_address",
                                                          "reason", "changes", "details")})
@@ -99,6 +101,8 @@ def _problem(row: dict, previous: dict | None) -> str:
     if event_hash(row) != row["hash"]:
         return "edited: its contents no longer match its hash."
     if row["prev_hash"] == GENESIS_HASH:
+        # A first record that claims the start breaks the chain only when edited (above): this one has a previous.
+        assert previous is not None
         return (f"it claims to be the first record, but #{previous['id']} comes before it: records were "
                 "inserted before it, or it was moved.")
     # Only on a break: one lookup through the unique index on hash.

@@ -95,7 +95,8 @@ def _group_permissions_changed(sender, instance, action, reverse, model, pk_set,
                       instance.permissions.values_list("content_type__app_label", "codename"))
 
     if action.startswith("pre_"):
-        instance._audit_permissions_before = names()
+        # Kept on the instance from the pre_ signal to the post_ one.
+        instance._audit_permissions_before = names()  # type: ignore[attr-defined]
     elif action.startswith("post_"):
         before, after = getattr(instance, "_audit_permissions_before", None), names()
         if before is not None and before != after:

@@ -51,7 +51,7 @@ def _audit_time(text: str, *, end: bool) -> datetime | None:
         if day is not None:
             moment = datetime(day.year, day.month, day.day) + (timedelta(days=1) if end else timedelta())
         else:
-            moment = parse_datetime(text)
+            moment = parse_datetime(text)  # type: ignore[assignment]  # None is checked next
         if moment is None:
             return None
     except ValueError:

@@ -208,16 +208,16 @@ FEW_TASKS = 5_000
 
 def _matching_tasks_at_most(job: Job, filters: TaskFilters) -> int | None:
     """An upper bound on the tasks the filters match, from Batch's counts on the job (None: unknown)."""
-    bounds = []
+    bounds: list[int | None] = []
     if filters.state:
         bounds.append({TaskState.ACTIVE: job.task_active, TaskState.RUNNING: job.task_running,
                        # Batch counts preparing tasks as running.
                        TaskState.PREPARING: job.task_running,
-                       TaskState.COMPLETED: job.task_completed}.get(filters.state))
+                       TaskState.COMPLETED: job.task_completed}.get(filters.state))  # type: ignore[call-overload]
     if filters.failed:
         bounds.append(job.task_failed)
-    bounds = [b for b in bounds if b is not None]
-    return min(bounds) if bounds else None
+    known = [b for b in bounds if b is not None]
+    return min(known) if known else None
 
 
 def task_get(*, user, pk: int) -> Task:

@@ -246,8 +246,8 @@ def _failed_task_ids(job, task_ids) -> tuple[list[str], int, bool]:
     """(failed task ids to retry, how many listed ids were not failed, whether the limit cut the list)."""
     failed = Task.objects.filter(job=job, result=TaskResult.FAILURE, state=TaskState.COMPLETED, gone_at__isnull=True)
     if task_ids is None:
-        found = list(failed.order_by("task_id").values_list("task_id", flat=True)[:MAX_RETRY_TASKS + 1])
-        return found[:MAX_RETRY_TASKS], 0, len(found) > MAX_RETRY_TASKS
+        listed = list(failed.order_by("task_id").values_list("task_id", flat=True)[:MAX_RETRY_TASKS + 1])
+        return listed[:MAX_RETRY_TASKS], 0, len(listed) > MAX_RETRY_TASKS
     wanted = sorted({str(task_id) for task_id in task_ids})
     limited = len(wanted) > MAX_RETRY_TASKS
     wanted = wanted[:MAX_RETRY_TASKS]

@@ -72,7 +72,8 @@ class Signature:
 
     @property
     def lookup(self) -> dict:
-        exit_match = {"exit_code__isnull": True} if self.exit_code is None else {"exit_code": self.exit_code}
+        exit_match: dict[str, object] = (
+            {"exit_code__isnull": True} if self.exit_code is None else {"exit_code": self.exit_code})
         return {"failure_code": self.failure_code, "error_line": self.error_line, **exit_match}
 
     def tasks(self, queryset):

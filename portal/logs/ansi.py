@@ -25,7 +25,8 @@ def ansi_to_html(text: str, *, highlight: re.Pattern | None = None) -> SafeStrin
         if highlight is None:
             return escape(raw)
         # Each part is escaped on its own, then marked: the mark never cuts an entity or a tag in two.
-        parts, position = [], 0
+        parts: list[str] = []
+        position = 0
         for found in highlight.finditer(raw):
             if found.end() == found.start():
                 continue

@@ -384,7 +384,8 @@ def task_output_search(request, pk: int):
         return render(request, "logs/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
     first_line, current = None, window.hit_row
     if index is not None and found.lines[index]:
-        first_line = found.lines[index] - current
+        # A window opened at a hit knows the hit's row.
+        first_line = found.lines[index] - current  # type: ignore[operator]
     context = _window_context(task, path, window, first_line, live, source)
     highlight = re.compile(re.escape(needle), re.IGNORECASE)
     context["rows"] = _rows(window, context["first_line"], highlight=highlight, current=current)

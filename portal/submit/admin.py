@@ -36,7 +36,7 @@ class JobTemplateForm(forms.ModelForm):
 
     def clean_spec(self):
         spec = self.cleaned_data.get("spec")
-        if spec in (None, "") or self.fields["spec"].disabled:
+        if spec is None or spec == "" or self.fields["spec"].disabled:
             return None
         try:
             services.job_template_spec_check(spec)
@@ -45,12 +45,14 @@ class JobTemplateForm(forms.ModelForm):
         return spec
 
 
+_VERSION_COLUMNS = ("number", "created_by", "created_at", "spec_shown", "submissions_count")
+
+
 class JobTemplateVersionInline(admin.TabularInline):
     model = JobTemplateVersion
     extra = 0
     can_delete = False
-    fields = ["number", "created_by", "created_at", "spec_shown", "submissions_count"]
-    readonly_fields = fields
+    fields = readonly_fields = _VERSION_COLUMNS
     ordering = ["-number"]
 
     def has_add_permission(self, request, obj=None):
@@ -81,7 +83,7 @@ class JobTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
         form = super().get_form(request, obj, change, **kwargs)
         can_write = access.can_write_command_lines(request.user)
 
-        class BoundForm(form):
+        class BoundForm(form):  # type: ignore[valid-type, misc]  # the admin's generated form class
             def __init__(self, *args, **inner):
                 super().__init__(*args, can_write=can_write, **inner)
 

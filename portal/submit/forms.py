@@ -7,6 +7,8 @@ the service."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from portal.submit.spec import Parameter, TemplateSpec
@@ -32,9 +34,9 @@ class SubmitForm(forms.Form):
     spec: TemplateSpec
     file_parameters: tuple[Parameter, ...] = ()
 
-    def parameter_values(self) -> dict:
+    def parameter_values(self) -> dict[str, Any]:
         """The non-file values as posted (text), for the service to check; a checkbox left off is "false"."""
-        values = {}
+        values: dict[str, Any] = {}
         for parameter in self.spec.parameters:
             if parameter.type in ("file", "files"):
                 continue
@@ -45,7 +47,9 @@ class SubmitForm(forms.Form):
         return values
 
     def tokens(self) -> dict[str, list[str]]:
-        return {p.name: [t for t in self.data.getlist(p.name) if t.strip()] for p in self.file_parameters}
+        # A bound form's data is the request's QueryDict.
+        return {p.name: [t for t in self.data.getlist(p.name) if t.strip()]  # type: ignore[attr-defined]
+                for p in self.file_parameters}
 
     def field_rows(self):
         """(parameter, bound field) in the template's order, for the template to lay out by type."""
@@ -68,11 +72,13 @@ def submit_form_class(spec: TemplateSpec, *, command_line_allowed: bool) -> type
 
 
 def _field_for(parameter: Parameter) -> forms.Field:
-    common = {"label": parameter.label, "label_suffix": "", "help_text": parameter.help, "required": False}
-    required = {"required": True} if parameter.required else {}
+    common: dict[str, Any] = {"label": parameter.label, "label_suffix": "", "help_text": parameter.help,
+                              "required": False}
+    required: dict[str, Any] = {"required": True} if parameter.required else {}
     kind = parameter.type
     if kind == "string":
-        attrs = {**required, "maxlength": parameter.max_length, "autocomplete": "off", "spellcheck": "false"}
+        attrs: dict[str, Any] = {**required, "maxlength": parameter.max_length, "autocomplete": "off",
+                                 "spellcheck": "false"}
         if parameter.pattern:
             attrs["pattern"] = parameter.pattern
         widget = (forms.Textarea(attrs={**attrs, "rows": 4}) if parameter.max_length > 200
@@ -102,7 +108,7 @@ def accept_attribute(parameter: Parameter) -> str:
 
 def initial_from(submission, spec: TemplateSpec) -> dict:
     """A re-run's starting values: what the earlier submission used, as the form shows them."""
-    initial = {}
+    initial: dict[str, Any] = {}
     for parameter in spec.parameters:
         if parameter.type in ("file", "files") or parameter.name not in submission.parameters:
             continue

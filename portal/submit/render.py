@@ -64,7 +64,7 @@ def task_count(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence
                rows: Sequence[Mapping] | None = None) -> int:
     kind = spec.fan_out.kind
     if kind == "files":
-        return len(files.get(spec.fan_out.parameter, ()))
+        return len(files.get(spec.fan_out.parameter or "", ()))
     if kind == "csv":
         return len(rows or ())
     if kind == "range":
@@ -101,17 +101,21 @@ def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequen
     count = task_count(spec, values, files, rows)
     for index in range(start + 1, count + 1):
         item_words, item_files, display = {}, [], None
+        # parse_spec gives every fan-out but "none" its parameter and placeholder, and a CSV one its rows.
         if fan.kind == "files":
+            assert fan.parameter is not None and fan.placeholder is not None
             item = files[fan.parameter][index - 1]
             item_words[fan.placeholder] = quote_value(f"{INPUTS_DIR}/{item.name}")
             item_words[fan.parameter] = item_words[fan.placeholder]
             item_files = list(_input_resource_files([item]))
             display = item.name
         elif fan.kind == "csv":
+            assert rows is not None
             row = rows[index - 1]
             item_words.update({f"{fan.placeholder}.{column}": quote_value(value) for column, value in row.items()})
             display = f"row {index}"
         elif fan.kind == "range":
+            assert fan.placeholder is not None
             value = fan.start + index - 1
             item_words[fan.placeholder] = quote_value(value)
             display = f"{fan.placeholder} {value}"
@@ -133,7 +137,7 @@ def missing_csv_columns(spec: TemplateSpec, rows: Sequence[Mapping], command_lin
     if spec.fan_out.kind != "csv" or not rows:
         return []
     template = command_line if command_line is not None else spec.command_line
-    prefix = spec.fan_out.placeholder + "."
+    prefix = f"{spec.fan_out.placeholder}."
     used = {name[len(prefix):] for _, name, _, _ in string.Formatter().parse(template)
             if name and name.startswith(prefix)}
     return sorted(used - set(rows[0]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -60,7 +61,8 @@ def job_template_version_create(*, user, template, spec: dict):
     with transaction.atomic():
         # Locks the template row, so two editors saving at once get consecutive numbers instead of an error.
         type(template).objects.select_for_update().get(pk=template.pk)
-        latest = template.versions.order_by("-number").values_list("number", "spec").first() or (0, {})
+        latest: tuple[int, dict[str, Any]] = (
+            template.versions.order_by("-number").values_list("number", "spec").first() or (0, {}))
         version = JobTemplateVersion.objects.create(template=template, number=latest[0] + 1, spec=spec,
                                                     created_by=user)
         # What changed, key by key of the spec ("spec.command_line: before → after"), and the version number.
@@ -75,7 +77,7 @@ def job_template_version_create(*, user, template, spec: dict):
 @dataclass(frozen=True)
 class PreparedSubmission:
     """A submission checked and ready to write: what `submission_prepare` returns for the preview page."""
-    template_version: object
+    template_version: JobTemplateVersion
     values: dict
     files: dict
     rows: list | None
@@ -212,6 +214,7 @@ def _offered_version(template_version, *, parent):
         raise SubmissionError("That template is not offered any more, or the form was changed; nothing was "
                               "submitted. Open the template list and start again.")
     current = version.template.current_version()
+    assert current is not None   # the template has this version at least
     if version.pk != current.pk and not (parent is not None and parent.template_version_id == version.pk):
         raise SubmissionError(f"The template “{version.template.name}” has changed since the form was opened; "
                               "nothing was submitted. Reload the form to use the current version.")

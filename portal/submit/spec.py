@@ -97,7 +97,8 @@ class TemplateSpec:
     def pool_label(self) -> str:
         if self.pool_id:
             return f"pool {self.pool_id}"
-        return f"a pool of its own ({self.auto_pool['node_count']} × {self.auto_pool['vm_size']})"
+        auto = self.auto_pool or {}   # a spec without a pool_id has an auto_pool
+        return f"a pool of its own ({auto['node_count']} × {auto['vm_size']})"
 
 
 # --- the spec ---------------------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ def _parse_fan_out(raw, parameters: list[Parameter], problems: list[str]) -> Fan
     if kind == "none":
         return FanOut()
     by_name = {p.name: p for p in parameters}
-    parameter = by_name.get(raw.get("parameter"))
+    parameter = by_name.get(raw.get("parameter") or "")
     wanted = {"files": ("files",), "csv": ("file",), "range": ("integer",)}[kind]
     if parameter is None or parameter.type not in wanted:
         problems.append(f"fan_out: a {kind} fan-out needs \"parameter\" naming a {' or '.join(wanted)} parameter.")
@@ -368,7 +369,7 @@ def clean_value(parameter: Parameter, raw):
         if isinstance(raw, bool) or not (isinstance(raw, int) or (isinstance(raw, str)
                                                                    and INTEGER_PATTERN.fullmatch(raw.strip()))):
             raise ValueError("give a whole number, e.g. 42.")
-        value = int(raw)
+        value: float = int(raw)
         _check_range(parameter, value)
         return value
     if kind == "number":

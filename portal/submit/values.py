@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from portal.submit.spec import (
     DEFAULT_MAX_LENGTH,
@@ -131,7 +132,7 @@ def clean_values(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequen
 
 def parse_csv(parameter_name: str, content: bytes, *, max_value_length: int = DEFAULT_MAX_LENGTH) -> list[dict]:
     """The rows of an uploaded CSV as dicts keyed by its header; ParameterErrors for what a person must fix."""
-    def refuse(message: str):
+    def refuse(message: str) -> NoReturn:
         raise ParameterErrors({parameter_name: message})
 
     try:

@@ -48,6 +48,14 @@ def _template_or_404(slug: str) -> JobTemplate:
     return template
 
 
+def _current_version(template: JobTemplate) -> JobTemplateVersion:
+    """The version an offered template is submitted at (offered_template only offers templates that have one)."""
+    version = template.current_version()
+    if version is None:
+        raise Http404("No such template")
+    return version
+
+
 # --- choosing a template ----------------------------------------------------------------------------------
 
 
@@ -62,6 +70,8 @@ def submit_template_list(request):
 
 def _fan_out_words(spec: TemplateSpec) -> str:
     fan = spec.fan_out
+    if fan.parameter is None:   # the spec names the parameter of every fan-out but "one"
+        return "one task"
     if fan.kind == "files":
         return f"one task per file in “{spec.parameter(fan.parameter).label}”"
     if fan.kind == "csv":
@@ -84,7 +94,7 @@ def submit_form(request, slug: str):
     allowed_command_line = access.can_write_command_lines(request.user)
     if request.method != "POST":
         parent = _rerun_parent(request, request.GET.get("rerun"), template)
-        version = parent.template_version if parent else template.current_version()
+        version = parent.template_version if parent else _current_version(template)
         form_class = forms.submit_form_class(version.parsed, command_line_allowed=allowed_command_line)
         initial = {"template_version": version.pk, "rerun": str(parent.public_id) if parent else ""}
         uploaded = {}
@@ -98,7 +108,7 @@ def submit_form(request, slug: str):
 
     parent = _rerun_parent(request, request.POST.get("rerun"), template)
     posted = request.POST.get("template_version")
-    version = _version_of(template, posted) or (parent.template_version if parent else template.current_version())
+    version = _version_of(template, posted) or (parent.template_version if parent else _current_version(template))
     form = forms.submit_form_class(version.parsed, command_line_allowed=allowed_command_line)(request.POST)
     form.is_valid()
     uploaded, files, facts, file_errors = uploads.uploaded_files(user_id=request.user.pk, template=template,
@@ -150,7 +160,7 @@ def submit_confirm(request, slug: str):
                                 "to another form); nothing was submitted. Fill in the form again.")
         return redirect("submit_form", slug=template.slug)
     parent = _rerun_parent(request, payload.get("r"), template)
-    version = _version_of(template, payload["v"]) or template.current_version()
+    version = _version_of(template, payload["v"]) or _current_version(template)
     form_class = forms.submit_form_class(
         version.parsed, command_line_allowed=access.can_write_command_lines(request.user))
 
@@ -206,7 +216,7 @@ def submit_upload(request, slug: str):
     with a write-only URL for one blob whose path the server chose, and a signed token that stands for it."""
     _require_submitter(request)
     template = _template_or_404(slug)
-    spec = template.current_version().parsed
+    spec = _current_version(template).parsed
     try:
         data = json.loads(request.body or b"{}")
         name, size = str(data["name"]), data["size"]
