@@ -24,6 +24,12 @@ from portal.models import BatchAccount, Job, Submission, Task, Team
 
 # Who asks: a request's user, signed in or not.
 Person = User | AnonymousUser
+
+
+class SignedInRequest(HttpRequest):
+    """The request a view behind login_required gets (for the type checker): its user is signed in."""
+    user: User
+
 M = TypeVar("M", bound=Model)
 QS = TypeVar("QS", bound=QuerySet[Any])
 

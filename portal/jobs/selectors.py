@@ -1,10 +1,12 @@
 """Reads of jobs and tasks: the filtered job list, a job's progress and task table (keyset pages from an index per
 filter and sort), a task's timeline, and which actions a person may start on either."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db.models import Q
 from django.urls import reverse
 
@@ -81,12 +83,12 @@ class JobFilters:
         return bool(self.state or self.pool or self.submitter or self.q)
 
 
-def scope_from(params, default: str = access.SCOPE_ALL) -> str:
+def scope_from(params: Mapping[str, str], default: str = access.SCOPE_ALL) -> str:
     scope = params.get("scope", "")
     return scope if scope in dict(access.SCOPES) else default
 
 
-def job_filters_from(params, *, default_scope: str = access.SCOPE_ALL) -> JobFilters:
+def job_filters_from(params: Mapping[str, str], *, default_scope: str = access.SCOPE_ALL) -> JobFilters:
     state = params.get("state", "")
     submitter = params.get("submitter", "")
     return JobFilters(
@@ -98,7 +100,7 @@ def job_filters_from(params, *, default_scope: str = access.SCOPE_ALL) -> JobFil
     )
 
 
-def job_list(*, user, filters: JobFilters, after: str | None = None, before: str | None = None,
+def job_list(*, user: User, filters: JobFilters, after: str | None = None, before: str | None = None,
              size: int = PAGE_SIZE) -> Page:
     """Jobs newest first, filtered; `q` matches anywhere in the job id or display name."""
     jobs = Job.objects.filter(account_id__in=access.visible_account_ids(user)).select_related("submitted_by", "account")
@@ -117,7 +119,7 @@ def job_list(*, user, filters: JobFilters, after: str | None = None, before: str
     return keyset_page(jobs, sort=JOB_SORT, tiebreak="id", size=size, after=after, before=before)
 
 
-def job_filter_choices(*, user) -> dict:
+def job_filter_choices(*, user: User) -> dict:
     """The pools and submitters the jobs list can be filtered by."""
     User = get_user_model()
     return {
@@ -129,7 +131,7 @@ def job_filter_choices(*, user) -> dict:
     }
 
 
-def job_get(*, user, pk: int) -> Job:
+def job_get(*, user: User, pk: int) -> Job:
     return access.readable_or_404(Job.objects.select_related("account", "submitted_by"), user=user,
                                   account_of=lambda job: job.account_id, pk=pk)
 
@@ -164,7 +166,7 @@ class TaskFilters:
         return bool(self.state or self.failed or self.exit_code is not None or self.q)
 
 
-def task_filters_from(params) -> TaskFilters:
+def task_filters_from(params: Mapping[str, str]) -> TaskFilters:
     state = params.get("state", "")
     exit_code = params.get("exit_code", "").strip()
     try:
@@ -220,7 +222,7 @@ def _matching_tasks_at_most(job: Job, filters: TaskFilters) -> int | None:
     return min(known) if known else None
 
 
-def task_get(*, user, pk: int) -> Task:
+def task_get(*, user: User, pk: int) -> Task:
     return access.readable_or_404(Task.objects.select_related("job", "job__account"), user=user,
                                   account_of=lambda task: task.job.account_id, pk=pk)
 
@@ -285,7 +287,7 @@ def task_node(task: Task) -> Node | None:
 
 # --- What a person may do here ------------------------------------------------------------------
 
-def job_actions_allowed(user, job) -> dict[str, bool]:
+def job_actions_allowed(user: User, job: Job) -> dict[str, bool]:
     """Which actions `user` may start on `job` as the mirror last saw it: what the job page offers. The services
     check again, and Batch has the last word."""
     if job.gone_at is not None or not access.can_act_on(user, job):
@@ -293,7 +295,7 @@ def job_actions_allowed(user, job) -> dict[str, bool]:
     return {"terminate": not job.has_ended, "retry_failed": not job.has_ended and job.task_failed > 0}
 
 
-def task_actions_allowed(user, task) -> dict[str, bool]:
+def task_actions_allowed(user: User, task: Task) -> dict[str, bool]:
     """Which actions `user` may start on `task`, as `job_actions_allowed` does for jobs."""
     job = task.job
     if task.gone_at is not None or job.gone_at is not None or not access.can_act_on(user, task):
@@ -302,7 +304,7 @@ def task_actions_allowed(user, task) -> dict[str, bool]:
             "delete": job.state != JobState.DELETING}
 
 
-def job_rerun_url(*, user, job: Job) -> str | None:
+def job_rerun_url(*, user: User, job: Job) -> str | None:
     """The submission form pre-filled from the submission that made `job`, for someone who may re-run it."""
     submission = Submission.of_job(job)
     if submission is None or not submission.template_version.template.is_active:

@@ -8,8 +8,10 @@ truth: nothing here writes the mirror, so a job shows "terminating" when the syn
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 
 from batchsync.accounts import gateway_for
@@ -17,7 +19,7 @@ from batchsync.gateway import GatewayError, NotFound, Rejected
 from portal import access
 from portal.actions import ActionError, record_and_sync, refusal
 from portal.jobs.triage import Signature, TriageFilters, failure_group_gone, failure_group_tasks
-from portal.models import JobState, Task, TaskResult, TaskState
+from portal.models import Job, JobState, Task, TaskResult, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ class RetryOutcome:
         return " ".join(parts)
 
 
-def job_terminate(*, user, job, reason: str) -> ActionOutcome:
+def job_terminate(*, user: User, job: Job, reason: str) -> ActionOutcome:
     """Ask Batch to terminate `job`: its running tasks are stopped and waiting ones never start. Batch records
     `reason` (its first 64 characters) as the job's terminate reason; the audit history keeps all of it. A job
     already ending or ended is not an error: the outcome says so."""
@@ -108,7 +110,7 @@ def job_terminate(*, user, job, reason: str) -> ActionOutcome:
     return ActionOutcome(done=done, message=message)
 
 
-def task_terminate(*, user, task, reason: str) -> ActionOutcome:
+def task_terminate(*, user: User, task: Task, reason: str) -> ActionOutcome:
     """Ask Batch to terminate `task`: a running task is stopped, a waiting one never starts; either way it ends
     as completed and failed. A task that has completed already is not an error: the outcome says so."""
     _check_may_act(user, task)
@@ -133,7 +135,7 @@ def task_terminate(*, user, task, reason: str) -> ActionOutcome:
     return ActionOutcome(done=done, message=message)
 
 
-def task_delete(*, user, task, reason: str) -> ActionOutcome:
+def task_delete(*, user: User, task: Task, reason: str) -> ActionOutcome:
     """Ask Batch to delete `task` and its files on the node; a running task is stopped first. The portal keeps
     what it saw of the task (marked gone), and logs already saved to storage stay."""
     _check_may_act(user, task)
@@ -156,7 +158,7 @@ def task_delete(*, user, task, reason: str) -> ActionOutcome:
     return ActionOutcome(done=done, message=message)
 
 
-def tasks_retry(*, user, job, task_ids: list[str] | None = None, dry_run: bool) -> RetryOutcome:
+def tasks_retry(*, user: User, job: Job, task_ids: list[str] | None = None, dry_run: bool) -> RetryOutcome:
     """Run failed tasks of `job` again, with Batch's reactivate (their retry count starts again from zero).
 
     `task_ids` None: every task of the job the mirror shows as failed (Task.result == "failure"). Given: those of
@@ -202,12 +204,12 @@ def tasks_retry(*, user, job, task_ids: list[str] | None = None, dry_run: bool) 
     return outcome
 
 
-def _check_may_act(user, obj) -> None:
+def _check_may_act(user: User, obj: Job | Task) -> None:
     if not access.can_act_on(user, obj):
         raise PermissionDenied("Only the submitter, an Operator of their team or an administrator may do this.")
 
 
-def _checked_reason(reason) -> str:
+def _checked_reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise ActionError("Say why, in a few words: it goes into the audit history. Nothing was changed.",
@@ -224,25 +226,25 @@ def _batch_reason(reason: str) -> str:
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
-def _check_job_still_there(job) -> None:
+def _check_job_still_there(job: Job) -> None:
     if job.gone_at is not None:
         raise ActionError(f"The job “{job.job_id}” no longer exists in Batch. Nothing was changed.")
 
 
-def _check_task_still_there(task) -> None:
+def _check_task_still_there(task: Task) -> None:
     _check_job_still_there(task.job)
     if task.gone_at is not None:
         raise ActionError(f"The task “{task.task_id}” no longer exists in Batch. Nothing was changed.")
 
 
-def _check_job_open_for_retry(job, state: str) -> None:
+def _check_job_open_for_retry(job: Job, state: str) -> None:
     if state in JobState.ENDED:
         ending = {"completed": "has ended", "terminating": "is ending", "deleting": "is being deleted"}[state]
         raise ActionError(f"The job “{job.job_id}” {ending}, and Batch cannot run the tasks of an ended job "
                              "again. Nothing was retried; re-run the submission instead.")
 
 
-def _failed_task_ids(job, task_ids) -> tuple[list[str], int, bool]:
+def _failed_task_ids(job: Job, task_ids: Iterable[object] | None) -> tuple[list[str], int, bool]:
     """(failed task ids to retry, how many listed ids were not failed, whether the limit cut the list)."""
     failed = Task.objects.filter(job=job, result=TaskResult.FAILURE, state=TaskState.COMPLETED, gone_at__isnull=True)
     if task_ids is None:
@@ -257,7 +259,7 @@ def _failed_task_ids(job, task_ids) -> tuple[list[str], int, bool]:
     return [task_id for task_id in wanted if task_id in found], len(wanted) - len(found), limited
 
 
-def _job_already_ended(job, code: str) -> str:
+def _job_already_ended(job: Job, code: str) -> str:
     if code == "JobBeingDeleted":
         return f"The job “{job.job_id}” is being deleted, so there was nothing to terminate."
     if code == "JobBeingTerminated":
@@ -327,7 +329,7 @@ class RetryPlan:
         return any(part.outcome.limited for part in self.retried_parts if part.outcome)
 
 
-def failure_group_retry(*, user, filters: TriageFilters, signature: Signature, dry_run: bool) -> RetryPlan:
+def failure_group_retry(*, user: User, filters: TriageFilters, signature: Signature, dry_run: bool) -> RetryPlan:
     """Retry one group of failures (a signature, under the triage page's filters) job by job with `tasks_retry`,
     skipping the jobs that have ended and those `user` may not act on. `dry_run=True` only counts: the confirm
     page."""

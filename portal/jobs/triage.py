@@ -2,10 +2,12 @@
 failure code, the exit code, the first error line of stderr), with the jobs affected and a few examples."""
 
 import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Max, Min, Q
+from django.contrib.auth.models import User
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from portal import access
@@ -48,10 +50,10 @@ class TriageFilters:
         return params
 
 
-def triage_filters_from(params) -> TriageFilters:
-    job = params.get("job", "")
+def triage_filters_from(params: Mapping[str, str]) -> TriageFilters:
+    job, chosen_range = params.get("job", ""), params.get("range", "")
     return TriageFilters(
-        range=params.get("range") if params.get("range") in TRIAGE_RANGES else DEFAULT_TRIAGE_RANGE,
+        range=chosen_range if chosen_range in TRIAGE_RANGES else DEFAULT_TRIAGE_RANGE,
         job=int(job) if job.isdigit() and len(job) < 19 else None,
         pool=params.get("pool", "").strip()[:64],
     )
@@ -76,11 +78,11 @@ class Signature:
             {"exit_code__isnull": True} if self.exit_code is None else {"exit_code": self.exit_code})
         return {"failure_code": self.failure_code, "error_line": self.error_line, **exit_match}
 
-    def tasks(self, queryset):
+    def tasks(self, queryset: QuerySet[Task]) -> QuerySet[Task]:
         return queryset.filter(**self.lookup)
 
 
-def signature_from(params) -> Signature | None:
+def signature_from(params: Mapping[str, str]) -> Signature | None:
     """The signature named by a retry link, or None when the parameters cannot name one."""
     if "code" not in params or "exit" not in params or "line" not in params:
         return None
@@ -117,7 +119,7 @@ class Triage:
     since: datetime | None
 
 
-def _failed_tasks(*, user, filters: TriageFilters, now: datetime):
+def _failed_tasks(*, user: User, filters: TriageFilters, now: datetime) -> QuerySet[Task]:
     """Failed tasks the filters select, in accounts the user reads: the one query every triage read starts from."""
     tasks = Task.objects.filter(result=TaskResult.FAILURE)
     accounts = access.visible_account_ids(user)
@@ -136,7 +138,7 @@ def _failed_tasks(*, user, filters: TriageFilters, now: datetime):
     return tasks
 
 
-def failure_triage(*, user, filters: TriageFilters, now: datetime | None = None,
+def failure_triage(*, user: User, filters: TriageFilters, now: datetime | None = None,
                    limit: int = TRIAGE_GROUPS_SHOWN) -> Triage:
     """Failed tasks grouped by signature, largest group first, with the jobs affected and a few examples.
 
@@ -173,7 +175,7 @@ def failure_triage(*, user, filters: TriageFilters, now: datetime | None = None,
     return Triage(groups=groups, more_groups=more, failures=failures, since=filters.since(now))
 
 
-def _fold_pairs(pairs) -> tuple[list[tuple], dict[tuple, list[tuple[int, int]]]]:
+def _fold_pairs(pairs: Iterable[tuple]) -> tuple[list[tuple], dict[tuple, list[tuple[int, int]]]]:
     """(signature rows (code, exit code, line, count, first, last) in the order the page shows them, and each
     signature's (job pk, count) list) from GROUP BY (signature, job) rows."""
     groups: dict[tuple, list] = {}
@@ -205,7 +207,7 @@ def _rank_jobs(signatures: list[Signature], per_job: dict[tuple, list[tuple[int,
     return top, counts
 
 
-def _top_jobs(failed, signatures: list[Signature], *, every: bool) -> tuple[dict, dict]:
+def _top_jobs(failed: QuerySet[Task], signatures: list[Signature], *, every: bool) -> tuple[dict, dict]:
     """For each shown signature, (job pk, failed tasks) of the TRIAGE_JOBS_SHOWN jobs with the most of them, and how
     many jobs it touches: a GROUP BY (signature, job), over the shown signatures only when some are not shown (`every`
     False). Its rows are ints and short strings; a signature spread over thousands of jobs costs thousands of them."""
@@ -224,7 +226,7 @@ def _top_jobs(failed, signatures: list[Signature], *, every: bool) -> tuple[dict
     return _rank_jobs(signatures, per_job)
 
 
-def _examples(failed, groups: dict[Signature, int]) -> dict[Signature, list[Task]]:
+def _examples(failed: QuerySet[Task], groups: dict[Signature, int]) -> dict[Signature, list[Task]]:
     """The newest TRIAGE_EXAMPLES tasks of each shown signature (`groups`: signature → its count).
 
     Failed tasks are read newest first from the (result, end time) index, a few columns each, until every group
@@ -256,13 +258,13 @@ def _examples(failed, groups: dict[Signature, int]) -> dict[Signature, list[Task
     return {signature: [tasks[pk] for pk in picked if pk in tasks] for signature, picked in chosen.items()}
 
 
-def triage_filter_choices(*, user) -> dict:
+def triage_filter_choices(*, user: User) -> dict:
     return {"ranges": [(key, label) for key, (label, _) in TRIAGE_RANGES.items()],
             "pools": list(Pool.objects.filter(account_id__in=access.visible_account_ids(user)).order_by("pool_id")
                           .values_list("pool_id", flat=True).distinct())}
 
 
-def triage_job(*, user, filters: TriageFilters) -> Job | None:
+def triage_job(*, user: User, filters: TriageFilters) -> Job | None:
     """The job the triage is narrowed to, if the user may see it (a job they may not see narrows to nothing)."""
     if not filters.job:
         return None
@@ -270,7 +272,7 @@ def triage_job(*, user, filters: TriageFilters) -> Job | None:
     return job if job and access.user_can_view_account(user=user, account_id=job.account_id) else None
 
 
-def failure_group_tasks(*, user, filters: TriageFilters, signature: Signature,
+def failure_group_tasks(*, user: User, filters: TriageFilters, signature: Signature,
                         now: datetime | None = None) -> list[tuple[Job, list[str]]]:
     """The Batch ids of one signature's failed tasks, per job (jobs by id): what "retry these" acts on."""
     now = now or timezone.now()
@@ -283,7 +285,8 @@ def failure_group_tasks(*, user, filters: TriageFilters, signature: Signature,
     return sorted(((jobs[pk], ids) for pk, ids in by_job.items()), key=lambda item: item[0].job_id)
 
 
-def failure_group_gone(*, user, filters: TriageFilters, signature: Signature, now: datetime | None = None) -> int:
+def failure_group_gone(*, user: User, filters: TriageFilters, signature: Signature,
+                       now: datetime | None = None) -> int:
     """How many of the signature's failed tasks Batch has deleted: they can no longer be retried."""
     now = now or timezone.now()
     return signature.tasks(_failed_tasks(user=user, filters=filters, now=now)).filter(gone_at__isnull=False).count()

@@ -4,21 +4,24 @@ the actions on them (each a confirm page, then one POST to a service), and failu
 Someone who may not act on an object gets 404 from its action pages, as if it did not exist
 (portal.access.can_act_on), and so does an object Batch has deleted."""
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from portal import access
+from portal.access import SignedInRequest
 from portal.accounts.selectors import accounts_synced_at
 from portal.actions import ActionError
 from portal.audit import selectors as audit_selectors
 from portal.jobs import selectors, services, triage
+from portal.models import Job, Task
 from portal.pages import partial_for, render_page
 
 # --- jobs and tasks ----------------------------------------------------------------------------------
@@ -28,7 +31,7 @@ SCOPE_SESSION_KEY = "job_list_scope"
 
 @require_safe
 @login_required
-def job_list(request):
+def job_list(request: SignedInRequest) -> HttpResponse:
     # All by default, for every role: the list is the team's shared board, and jobs made outside the portal have no
     # submitter, so "Mine" would greet most people with an empty page. A scope someone picks is kept for the rest of
     # their session, so whoever wants only their own work chooses it once.
@@ -50,7 +53,7 @@ def job_list(request):
 
 @require_safe
 @login_required
-def job_detail(request, pk: int):
+def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     partial = partial_for(request, {"job-summary": "summary"}, default="tasks")
     context = {"job": job, "live": job.is_live}
@@ -74,7 +77,7 @@ def job_detail(request, pk: int):
 
 @require_safe
 @login_required
-def task_detail(request, pk: int):
+def task_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     task = selectors.task_get(user=request.user, pk=pk)
     context = {
         "task": task,
@@ -109,7 +112,7 @@ class ReasonForm(forms.Form):
 
 @login_required
 @require_get_or_post
-def job_terminate(request, pk: int):
+def job_terminate(request: SignedInRequest, pk: int) -> HttpResponse:
     job = _job_or_404(request, pk)
     return _confirm_with_reason(
         request, lambda reason: services.job_terminate(user=request.user, job=job, reason=reason),
@@ -118,7 +121,7 @@ def job_terminate(request, pk: int):
 
 @login_required
 @require_get_or_post
-def task_terminate(request, pk: int):
+def task_terminate(request: SignedInRequest, pk: int) -> HttpResponse:
     task = _task_or_404(request, pk)
     return _confirm_with_reason(
         request, lambda reason: services.task_terminate(user=request.user, task=task, reason=reason),
@@ -128,7 +131,7 @@ def task_terminate(request, pk: int):
 
 @login_required
 @require_get_or_post
-def task_delete(request, pk: int):
+def task_delete(request: SignedInRequest, pk: int) -> HttpResponse:
     task = _task_or_404(request, pk)
     # The task page still works for a deleted task (history), but the job is where the person goes next.
     return _confirm_with_reason(
@@ -139,7 +142,7 @@ def task_delete(request, pk: int):
 
 @login_required
 @require_get_or_post
-def job_retry_failed(request, pk: int):
+def job_retry_failed(request: SignedInRequest, pk: int) -> HttpResponse:
     job = _job_or_404(request, pk)
     try:
         outcome = services.tasks_retry(user=request.user, job=job, dry_run=request.method != "POST")
@@ -160,7 +163,8 @@ def job_retry_failed(request, pk: int):
 # --- shared -----------------------------------------------------------------------------------------
 
 
-def _confirm_with_reason(request, act, *, template: str, context: dict, done: tuple):
+def _confirm_with_reason(request: SignedInRequest, act: Callable[[str], services.ActionOutcome], *,
+                         template: str, context: dict, done: tuple) -> HttpResponse:
     """GET: the confirm page with its reason form. POST: `act(reason)` once the form is valid, then back to `done`
     (a URL name and its pk) with the outcome; a refusal from Batch goes on the form."""
     form = ReasonForm(request.POST if request.method == "POST" else None)
@@ -175,25 +179,25 @@ def _confirm_with_reason(request, act, *, template: str, context: dict, done: tu
     return render(request, template, {**context, "form": form})
 
 
-def _job_or_404(request, pk: int):
+def _job_or_404(request: SignedInRequest, pk: int) -> Job:
     job = selectors.job_get(user=request.user, pk=pk)
     if job.gone_at is not None or not access.can_act_on(request.user, job):
         raise Http404("No such job")
     return job
 
 
-def _task_or_404(request, pk: int):
+def _task_or_404(request: SignedInRequest, pk: int) -> Task:
     task = selectors.task_get(user=request.user, pk=pk)
     if task.gone_at is not None or task.job.gone_at is not None or not access.can_act_on(request.user, task):
         raise Http404("No such task")
     return task
 
 
-def _add_error(form, exc: ActionError) -> None:
+def _add_error(form: forms.Form, exc: ActionError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
 
-def _tell(request, outcome: services.ActionOutcome) -> None:
+def _tell(request: SignedInRequest, outcome: services.ActionOutcome) -> None:
     (messages.success if outcome.done else messages.info)(request, outcome.message)
 
 
@@ -201,7 +205,7 @@ def _tell(request, outcome: services.ActionOutcome) -> None:
 
 @require_safe
 @login_required
-def failure_triage(request):
+def failure_triage(request: SignedInRequest) -> HttpResponse:
     filters = triage.triage_filters_from(request.GET)
     found = triage.failure_triage(user=request.user, filters=filters)
     groups = [(group, urlencode({**filters.params, **group.signature.params})) for group in found.groups]
@@ -212,7 +216,7 @@ def failure_triage(request):
     return render(request, "jobs/triage.html", context)
 
 
-def _signature_or_404(request):
+def _signature_or_404(request: SignedInRequest) -> tuple[triage.TriageFilters, triage.Signature]:
     params = request.POST if request.method == "POST" else request.GET
     signature = triage.signature_from(params)
     if signature is None:
@@ -222,7 +226,7 @@ def _signature_or_404(request):
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def failure_retry(request):
+def failure_retry(request: SignedInRequest) -> HttpResponse:
     """GET: what retrying one group would do (nothing changes). POST: do it, job by job, and go back to triage."""
     filters, signature = _signature_or_404(request)
     if request.method != "POST":

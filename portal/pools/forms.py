@@ -1,9 +1,11 @@
 """What a person types to create, resize or delete a pool, checked on the server."""
 
+from typing import Any
+
 from django import forms
 from django.core.validators import RegexValidator
 
-from portal.models import MAX_NODES_PER_KIND, PoolTemplate
+from portal.models import MAX_NODES_PER_KIND, Pool, PoolTemplate
 from portal.pools.services import POOL_ID_PATTERN, POOL_ID_RULE
 
 
@@ -50,7 +52,7 @@ class PoolCreateForm(_NodeCountsForm):
 
 class PoolResizeForm(_NodeCountsForm):
     @classmethod
-    def initial_for(cls, pool) -> dict:
+    def initial_for(cls, pool: Pool) -> dict:
         return {"dedicated_nodes": pool.target_dedicated_nodes, "low_priority_nodes": pool.target_low_priority_nodes}
 
 
@@ -60,11 +62,11 @@ class PoolDeleteForm(forms.Form):
         error_messages={"required": "Type the pool's id to confirm that it should be deleted."},
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
 
-    def __init__(self, *args, pool, **kwargs):
+    def __init__(self, *args: Any, pool: Pool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pool = pool
 
-    def clean_confirm_pool_id(self):
+    def clean_confirm_pool_id(self) -> str:
         typed = self.cleaned_data["confirm_pool_id"]
         # Exact, case included: the point is that the person read which pool this is.
         if typed != self.pool.pool_id:

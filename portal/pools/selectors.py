@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Count, F
+from django.contrib.auth.models import User
+from django.db.models import Count, F, QuerySet
 
 from portal import access
 from portal.models import Job, JobState, Node, NodeState, Pool, TaskResult
@@ -45,13 +46,13 @@ def pool_summaries(pools: list[Pool]) -> list[PoolSummary]:
     return summaries
 
 
-def pool_list(*, user) -> list[PoolSummary]:
+def pool_list(*, user: User) -> list[PoolSummary]:
     """Every pool, those Batch still has first, then the ones it deleted, kept as history."""
     pools = Pool.objects.filter(account_id__in=access.visible_account_ids(user)).select_related("account")
     return pool_summaries(list(pools.order_by(F("gone_at").desc(nulls_first=True), "pool_id")))
 
 
-def pool_get(*, user, pk: int) -> Pool:
+def pool_get(*, user: User, pk: int) -> Pool:
     return access.readable_or_404(Pool.objects.select_related("account"), user=user,
                                   account_of=lambda pool: pool.account_id, pk=pk)
 
@@ -108,7 +109,7 @@ def pool_detail(*, pool: Pool) -> PoolDetail:
     )
 
 
-def unfinished_jobs_on(pool: Pool):
+def unfinished_jobs_on(pool: Pool) -> QuerySet[Job]:
     """The jobs still running on `pool`, which deleting it stops: live jobs, less those being deleted already."""
     return (Job.objects.live().filter(account=pool.account, pool_id=pool.pool_id)
             .exclude(state=JobState.DELETING).order_by("job_id"))

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 
 from batchsync.accounts import default_account, gateway_for
 from batchsync.gateway import AlreadyExists, GatewayError, ImageSpec, NotFound, PoolSpec, Rejected, ResourceFileSpec
 from portal import access
 from portal.actions import ActionError, record_and_sync, refusal
-from portal.models import MAX_NODES_PER_KIND, Pool, PoolState, PoolTemplate
+from portal.models import MAX_NODES_PER_KIND, BatchAccount, Pool, PoolState, PoolTemplate
 
 # Batch's rule for pool ids: letters, digits, hyphens and underscores, at most 64 characters.
 POOL_ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
@@ -40,7 +41,8 @@ def pool_spec_from_template(*, template: PoolTemplate, pool_id: str, dedicated_n
     )
 
 
-def pool_create(*, user, template: PoolTemplate, pool_id: str, dedicated_nodes: int, low_priority_nodes: int) -> None:
+def pool_create(*, user: User, template: PoolTemplate, pool_id: str, dedicated_nodes: int,
+                low_priority_nodes: int) -> None:
     """Ask Batch for a new pool made from `template`. Batch answers at once; the nodes arrive over minutes."""
     _check_permission(user)
     pool_id = _checked_pool_id(pool_id)
@@ -58,7 +60,7 @@ def pool_create(*, user, template: PoolTemplate, pool_id: str, dedicated_nodes: 
                     "low_priority_nodes": low_priority_nodes})
 
 
-def pool_resize(*, user, pool: Pool, dedicated_nodes: int, low_priority_nodes: int) -> None:
+def pool_resize(*, user: User, pool: Pool, dedicated_nodes: int, low_priority_nodes: int) -> None:
     """Ask Batch to change the pool's target node counts; the pool is `resizing` until they are reached."""
     _check_permission(user)
     _check_counts(dedicated_nodes, low_priority_nodes)
@@ -77,7 +79,7 @@ def pool_resize(*, user, pool: Pool, dedicated_nodes: int, low_priority_nodes: i
                     "dedicated_nodes": dedicated_nodes, "low_priority_nodes": low_priority_nodes})
 
 
-def pool_delete(*, user, pool: Pool) -> bool:
+def pool_delete(*, user: User, pool: Pool) -> bool:
     """Ask Batch to delete the pool and its nodes. Returns False if Batch no longer had it (nothing left to do)."""
     _check_permission(user)
     _check_still_there(pool)
@@ -95,7 +97,7 @@ def pool_delete(*, user, pool: Pool) -> bool:
     return deleted
 
 
-def _after(account, *, user, action: str, pool_id: str, details: dict) -> None:
+def _after(account: BatchAccount, *, user: User, action: str, pool_id: str, details: dict) -> None:
     """Record a successful action and ask for a sync of the account. A resize's node counts are kept as
     before → after changes; the rest of `details` stays as it is."""
     details = dict(details)
@@ -107,20 +109,20 @@ def _after(account, *, user, action: str, pool_id: str, details: dict) -> None:
                     object_label=pool_id, changes=changes, details={"account": account.name, **details})
 
 
-def _check_permission(user) -> None:
+def _check_permission(user: User) -> None:
     # Views check first and answer 403; this keeps any other caller (a shell, a future API) to the same rule.
     if not access.can_manage_pools(user):
         raise PermissionDenied("Managing pools needs the portal.manage_pools permission.")
 
 
-def _checked_pool_id(pool_id) -> str:
+def _checked_pool_id(pool_id: str | None) -> str:
     pool_id = (pool_id or "").strip()
     if not POOL_ID_PATTERN.fullmatch(pool_id):
         raise ActionError(f"That pool id is not valid. {POOL_ID_RULE}", field="pool_id")
     return pool_id
 
 
-def _check_counts(dedicated_nodes, low_priority_nodes) -> None:
+def _check_counts(dedicated_nodes: object, low_priority_nodes: object) -> None:
     for field, value, kind in (("dedicated_nodes", dedicated_nodes, "dedicated"),
                                ("low_priority_nodes", low_priority_nodes, "spot")):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_NODES_PER_KIND:
@@ -133,7 +135,7 @@ def _check_still_there(pool: Pool) -> None:
         raise ActionError(f"The pool “{pool.pool_id}” no longer exists in Batch. Nothing was changed.")
 
 
-def _refusal(exc: GatewayError, *, action: str, account, pool_id: str) -> ActionError:
+def _refusal(exc: GatewayError, *, action: str, account: BatchAccount, pool_id: str) -> ActionError:
     return refusal(exc, action=action, what="the pool", logged_as=f"pool {pool_id} on account {account}",
                    rejected_hint="; check the values and try again", specific=_pool_refusal(exc, pool_id))
 

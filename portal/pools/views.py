@@ -5,12 +5,13 @@ reach them, and nothing reaches Batch until a confirming POST."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from portal import access
+from portal.access import SignedInRequest
 from portal.accounts.selectors import accounts_synced_at
 from portal.actions import ActionError
 from portal.audit import selectors as audit_selectors
@@ -28,7 +29,7 @@ manage_pools_required = access.require(access.MANAGE_POOLS)
 
 @require_safe
 @login_required
-def pool_list(request):
+def pool_list(request: SignedInRequest) -> HttpResponse:
     pools = selectors.pool_list(user=request.user)
     synced_at = accounts_synced_at(access.visible_account_ids(request.user))
     context = {"pools": pools, "synced_at": synced_at}
@@ -37,7 +38,7 @@ def pool_list(request):
 
 @require_safe
 @login_required
-def pool_detail(request, pk: int):
+def pool_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     pool = selectors.pool_get(user=request.user, pk=pk)
     context = {"detail": selectors.pool_detail(pool=pool), "pool": pool}
     partial = partial_for(request, {}, default="live")
@@ -57,7 +58,7 @@ def pool_detail(request, pk: int):
 @login_required
 @manage_pools_required
 @require_safe
-def pool_create(request):
+def pool_create(request: SignedInRequest) -> HttpResponse:
     templates = list(PoolTemplate.objects.all())
     chosen = _chosen_template(request.GET.get("template"), templates)
     if chosen is None:
@@ -70,7 +71,7 @@ def pool_create(request):
 @login_required
 @manage_pools_required
 @require_POST
-def pool_create_confirm(request):
+def pool_create_confirm(request: SignedInRequest) -> HttpResponse:
     form = PoolCreateForm(request.POST)
     valid = form.is_valid()
     template = form.cleaned_data.get("template")
@@ -105,17 +106,17 @@ def pool_create_confirm(request):
     return redirect(_pool_list_url())
 
 
-def _chosen_template(raw_pk, templates):
+def _chosen_template(raw_pk: str | None, templates: list[PoolTemplate]) -> PoolTemplate | None:
     if len(templates) == 1:
         return templates[0]
     return next((t for t in templates if str(t.pk) == raw_pk), None)
 
 
-def _create_values(form) -> dict:
+def _create_values(form: PoolCreateForm) -> dict:
     return {key: form.cleaned_data[key] for key in ("pool_id", "dedicated_nodes", "low_priority_nodes")}
 
 
-def _create_form_page(request, form, template):
+def _create_form_page(request: SignedInRequest, form: PoolCreateForm, template: PoolTemplate) -> HttpResponse:
     return render(request, "pools/actions/create.html", {
         "form": form, "template": template, "resource_files": template.resource_files_for_display(),
         "several_templates": PoolTemplate.objects.count() > 1})
@@ -127,7 +128,7 @@ def _create_form_page(request, form, template):
 @login_required
 @manage_pools_required
 @require_safe
-def pool_resize(request, pk):
+def pool_resize(request: SignedInRequest, pk: int) -> HttpResponse:
     pool = _pool_or_404(request, pk)
     return _resize_form_page(request, pool, PoolResizeForm(initial=PoolResizeForm.initial_for(pool)))
 
@@ -135,7 +136,7 @@ def pool_resize(request, pk):
 @login_required
 @manage_pools_required
 @require_POST
-def pool_resize_confirm(request, pk):
+def pool_resize_confirm(request: SignedInRequest, pk: int) -> HttpResponse:
     pool = _pool_or_404(request, pk)
     if "edit" in request.POST:
         return _resize_form_page(request, pool, PoolResizeForm(initial=request.POST.dict()))
@@ -156,7 +157,7 @@ def pool_resize_confirm(request, pk):
     return redirect(_pool_detail_url(pool))
 
 
-def _resize_form_page(request, pool, form):
+def _resize_form_page(request: SignedInRequest, pool: Pool, form: PoolResizeForm) -> HttpResponse:
     return render(request, "pools/actions/resize.html",
                   {"pool": pool, "form": form, "cancel_url": _pool_detail_url(pool)})
 
@@ -167,7 +168,7 @@ def _resize_form_page(request, pool, form):
 @login_required
 @manage_pools_required
 @require_safe
-def pool_delete(request, pk):
+def pool_delete(request: SignedInRequest, pk: int) -> HttpResponse:
     pool = _pool_or_404(request, pk)
     return _delete_page(request, pool, PoolDeleteForm(pool=pool))
 
@@ -175,7 +176,7 @@ def pool_delete(request, pk):
 @login_required
 @manage_pools_required
 @require_POST
-def pool_delete_confirm(request, pk):
+def pool_delete_confirm(request: SignedInRequest, pk: int) -> HttpResponse:
     pool = _pool_or_404(request, pk)
     form = PoolDeleteForm(request.POST, pool=pool)
     if not form.is_valid():
@@ -194,7 +195,7 @@ def pool_delete_confirm(request, pk):
     return redirect(_pool_list_url())
 
 
-def _delete_page(request, pool, form):
+def _delete_page(request: SignedInRequest, pool: Pool, form: PoolDeleteForm) -> HttpResponse:
     # Deleting a pool stops what runs on it; the page says how much that is, from the mirror.
     unfinished_jobs = selectors.unfinished_jobs_on(pool)
     return render(request, "pools/actions/delete.html", {
@@ -206,7 +207,7 @@ def _delete_page(request, pool, form):
 # --- shared -----------------------------------------------------------------------------------------
 
 
-def _pool_or_404(request, pk) -> Pool:
+def _pool_or_404(request: SignedInRequest, pk: int) -> Pool:
     pool = selectors.pool_get(user=request.user, pk=pk)
     # Pools Batch has deleted stay in the mirror as history; there is nothing left to resize or delete.
     if pool.gone_at is not None:
@@ -222,5 +223,5 @@ def _pool_list_url() -> str:
     return reverse("pool_list")
 
 
-def _pool_detail_url(pool) -> str:
+def _pool_detail_url(pool: Pool) -> str:
     return reverse("pool_detail", args=[pool.pk])
