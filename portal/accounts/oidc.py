@@ -9,14 +9,20 @@ not name are left to the admin."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.db import transaction
+from django.db.models import QuerySet
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from portal.accounts.roles import ROLE_NAMES, parse_group_mapping
 from portal.models import Team
+
+# The ID token's claims, as mozilla-django-oidc hands them over (JSON values).
+Claims = Mapping[str, Any]
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +30,12 @@ logger = logging.getLogger(__name__)
 class EntraIDBackend(OIDCAuthenticationBackend):
     """mozilla-django-oidc's backend, keyed on the directory's user name and mapping groups to roles and teams."""
 
-    def get_userinfo(self, access_token, id_token, payload):
+    def get_userinfo(self, access_token: str, id_token: str, payload: Claims) -> Claims:
         # The ID token is already verified and carries everything needed, the groups included; Entra's userinfo
         # endpoint would return neither groups nor the tenant, and costs a call.
         return payload
 
-    def verify_claims(self, claims) -> bool:
+    def verify_claims(self, claims: Claims) -> bool:
         tenant = self.get_settings("OIDC_TENANT_ID", "")
         if tenant and claims.get("tid") != tenant:
             logger.warning("single sign-on refused: token from tenant %s, expected %s", claims.get("tid"), tenant)
@@ -42,26 +48,26 @@ class EntraIDBackend(OIDCAuthenticationBackend):
         return bool(self.username_from(claims))
 
     @staticmethod
-    def username_from(claims) -> str:
+    def username_from(claims: Claims) -> str:
         # preferred_username is the sign-in name (alice@contoso.com): what people recognise on pages and in the
         # audit history. Entra's object id would be steadier, but the User model has no field for it.
         return (claims.get("preferred_username") or claims.get("upn") or claims.get("email") or "").strip().lower()
 
-    def filter_users_by_claims(self, claims):
+    def filter_users_by_claims(self, claims: Claims) -> QuerySet[User]:
         username = self.username_from(claims)
         if not username:
             return self.UserModel.objects.none()
         return self.UserModel.objects.filter(username__iexact=username)
 
-    def describe_user_by_claims(self, claims) -> str:
+    def describe_user_by_claims(self, claims: Claims) -> str:
         return f"username {self.username_from(claims)}"
 
-    def create_user(self, claims):
+    def create_user(self, claims: Claims) -> User:
         # No password: this account signs in through the directory only.
         user = self.UserModel.objects.create_user(self.username_from(claims), email=self._email(claims))
         return self.update_user(user, claims)
 
-    def update_user(self, user, claims):
+    def update_user(self, user: User, claims: Claims) -> User:
         with transaction.atomic():
             user.email = self._email(claims) or user.email
             user.first_name = (claims.get("given_name") or user.first_name)[:150]
@@ -72,7 +78,7 @@ class EntraIDBackend(OIDCAuthenticationBackend):
             user.save()
         return user
 
-    def apply_groups(self, user, claims) -> set[str]:
+    def apply_groups(self, user: User, claims: Claims) -> set[str]:
         """Give `user` exactly the roles (and mapped teams) their directory groups map to; returns the role names."""
         group_ids = self.group_ids(claims)
         role_map = parse_group_mapping(self.get_settings("OIDC_GROUP_ROLES", ""), allowed=ROLE_NAMES)
@@ -90,7 +96,7 @@ class EntraIDBackend(OIDCAuthenticationBackend):
         return roles
 
     @staticmethod
-    def group_ids(claims) -> set[str]:
+    def group_ids(claims: Claims) -> set[str]:
         groups = claims.get("groups")
         if groups is None and "groups" in (claims.get("_claim_names") or {}):
             # Group overage: past 200 groups Entra sends a Graph link instead of the list. Assigning groups to the
@@ -100,7 +106,7 @@ class EntraIDBackend(OIDCAuthenticationBackend):
         return {str(g).lower() for g in groups or []}
 
     @staticmethod
-    def _email(claims) -> str:
+    def _email(claims: Claims) -> str:
         email = claims.get("email") or ""
         if not email and "@" in (claims.get("preferred_username") or ""):
             email = claims["preferred_username"]

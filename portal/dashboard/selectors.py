@@ -4,7 +4,8 @@ hour, each from an index of the mirror; nothing counts the task table."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Sum
+from django.contrib.auth.models import User
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -101,7 +102,7 @@ def tasks_finished_per_hour(*, hours: int = 24, now: datetime | None = None) -> 
     current = now.replace(minute=0, second=0, microsecond=0)
     since = current - timedelta(hours=hours - 1)
 
-    def per_hour(queryset) -> dict[datetime, int]:
+    def per_hour(queryset: QuerySet[Task]) -> dict[datetime, int]:
         rows = (queryset.filter(end_time__gte=since).annotate(hour=TruncHour("end_time"))
                 .values_list("hour").annotate(n=Count("*")).order_by())
         return {hour: n for hour, n in rows}
@@ -122,7 +123,7 @@ def tasks_finished_per_hour(*, hours: int = 24, now: datetime | None = None) -> 
     return throughput
 
 
-def dashboard_data(*, user) -> Dashboard:
+def dashboard_data(*, user: User) -> Dashboard:
     now = timezone.now()
     accounts = access.visible_account_ids(user)
     pools = list(Pool.objects.filter(account_id__in=accounts, gone_at__isnull=True)

@@ -2,17 +2,18 @@
 
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.db import DatabaseError, connection
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from portal.access import SignedInRequest
 from portal.dashboard import selectors
 from portal.pages import partial_for, render_page
 
 
 @require_safe
 @login_required
-def dashboard(request):
+def dashboard(request: SignedInRequest) -> HttpResponse:
     data = selectors.dashboard_data(user=request.user)
     partial = partial_for(request, {}, default="live")
     return render_page(request, "dashboard/index.html", {"d": data}, partial)
@@ -21,7 +22,7 @@ def dashboard(request):
 @require_safe
 @never_cache
 @login_not_required
-def healthz(request):
+def healthz(request: HttpRequest) -> HttpResponse:
     # The web process is only useful with its database, so health includes one round trip.
     try:
         with connection.cursor() as cursor:
