@@ -2,6 +2,7 @@
 
 import logging
 import pickle
+from typing import Any
 
 from django.core.cache.backends.redis import RedisSerializer
 
@@ -13,7 +14,8 @@ class TolerantSerializer(RedisSerializer):
     (or beside another version of the portal on the same Redis) an old entry cannot be loaded; treating it as
     absent lets the page recompute it, where Django's own serializer would answer 500 until the entry expires."""
 
-    def loads(self, data: bytes) -> object:
+    # Any, as the base class takes it: Redis hands back an int for counters and bytes for the rest.
+    def loads(self, data: Any) -> Any:
         try:
             return super().loads(data)
         except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError, ValueError) as exc:
