@@ -17,8 +17,9 @@ from portal.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
 
-def row_fields(*, at: datetime, actor_id, actor_name, action, object_type, object_id, object_label, team_id,
-               ip_address, reason, changes, details) -> dict:
+def row_fields(*, at: datetime, actor_id: int | None, actor_name: str | None, action: str, object_type: str | None,
+               object_id: str | None, object_label: str | None, team_id: int | None, ip_address: str | None,
+               reason: str | None, changes: Any, details: Any) -> dict:
     """The fields a row's hash covers, in the form they have when read back from the database."""
     return {
         "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -36,7 +37,7 @@ def row_fields(*, at: datetime, actor_id, actor_name, action, object_type, objec
     }
 
 
-def _same_numbers(value):
+def _same_numbers(value: Any) -> Any:
     """Whole floats as ints: PostgreSQL's jsonb gives 1e20 back as 100000000000000000000, which Python reads as an
     int, so the hash must not tell the two apart."""
     if isinstance(value, float) and value.is_integer():
@@ -53,7 +54,7 @@ def chain_hash(fields: dict, prev_hash: str) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical.encode("utf-8")).hexdigest()
 
 
-def event_hash(event) -> str:
+def event_hash(event: AuditEvent | dict) -> str:
     """Recompute the hash of a stored AuditEvent (or a dict of its fields) from its contents."""
     get: Callable[[str], Any] = event.get if isinstance(event, dict) else lambda name: getattr(event, name)
     fields = row_fields(**{name: get(name) for name in ("at", "actor_id", "actor_name", "action", "object_type",

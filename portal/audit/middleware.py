@@ -3,9 +3,12 @@ while it is served, far from the view."""
 
 import contextvars
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,7 @@ _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar
                                                                                 default=None)
 
 
-def client_ip(request) -> str | None:
+def client_ip(request: HttpRequest) -> str | None:
     """The address the request came from. X-Forwarded-For is written by whoever sent the request, so it is
     believed only as far as TRUSTED_PROXY_COUNT proxies of ours appended to it: with one proxy, the last entry
     is the address that proxy saw; anything before it could be made up by the client."""
@@ -31,7 +34,7 @@ def client_ip(request) -> str | None:
     return normalised_ip(candidate)
 
 
-def normalised_ip(value) -> str | None:
+def normalised_ip(value: object) -> str | None:
     """One spelling per address (the database would normalise it otherwise, and the hash must match what is
     read back); None for anything that is not an address."""
     if not value:
@@ -46,10 +49,10 @@ class AuditRequestMiddleware:
     """Puts the request (and its address) aside for `record_event` and the signal receivers below, which are
     called far from the view. Goes after AuthenticationMiddleware."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         token = _current.set(RequestContext(ip=client_ip(request), request=request))
         try:
             return self.get_response(request)
@@ -62,7 +65,7 @@ def current_ip() -> str | None:
     return context.ip if context else None
 
 
-def current_user():
+def current_user() -> User | None:
     """The signed-in person of the current request, or None (a worker, a shell, an anonymous visitor)."""
     context = _current.get()
     user = getattr(context.request, "user", None) if context else None

@@ -4,11 +4,16 @@ teams and permissions made in the admin. Connected by PortalConfig.ready().
 Conventions keep writes out of signals; these are the exception, because those changes happen inside Django (its
 auth views, the admin's forms), where no service of ours is called."""
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.http import HttpRequest
 
 from portal.audit.middleware import current_user
 from portal.audit.services import record_event
@@ -34,16 +39,17 @@ def connect_receivers() -> None:
         user_locked_out.connect(_locked_out, dispatch_uid="portal.audit.locked_out")
 
 
-def _logged_in(sender, request, user, **kwargs):
+def _logged_in(sender: type[User], request: HttpRequest, user: User, **kwargs: Any) -> None:
     record_event(actor=user, action="auth.login", obj=user, object_type="user")
 
 
-def _logged_out(sender, request, user, **kwargs):
+def _logged_out(sender: type[User], request: HttpRequest, user: User | None, **kwargs: Any) -> None:
     if user is not None:
         record_event(actor=user, action="auth.logout", obj=user, object_type="user")
 
 
-def _login_failed(sender, credentials, request=None, **kwargs):
+def _login_failed(sender: str, credentials: dict[str, Any], request: HttpRequest | None = None,
+                  **kwargs: Any) -> None:
     User = get_user_model()
     # Only the name that was tried: Django has already masked the password, and it is not kept even masked.
     username = str(credentials.get(User.USERNAME_FIELD) or credentials.get("username") or "")[:150]
@@ -53,7 +59,8 @@ def _login_failed(sender, credentials, request=None, **kwargs):
                  details={"username": username, "known_user": known is not None})
 
 
-def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+def _locked_out(sender: object, request: HttpRequest | None = None, username: str | None = None,
+                ip_address: str | None = None, **kwargs: Any) -> None:
     # Sent when django-axes locks a name at an address, and again for each attempt refused while it lasts.
     username = str(username or "")[:150]
     record_event(actor=None, action="auth.lockout", object_type="user", object_label=username,
@@ -64,14 +71,17 @@ def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
 _USER_FLAGS = ("is_superuser", "is_staff", "is_active")
 
 
-def _user_flags_before(sender, instance, update_fields=None, raw=False, **kwargs):
+def _user_flags_before(sender: type[User], instance: User, update_fields: Iterable[str] | None = None,
+                       raw: bool = False, **kwargs: Any) -> None:
     if raw or instance.pk is None or (update_fields is not None and not set(update_fields) & set(_USER_FLAGS)):
         return
-    instance._audit_flags_before = (type(instance)._default_manager.filter(pk=instance.pk)
-                                    .values(*_USER_FLAGS).first())
+    # Kept on the instance from pre_save to post_save.
+    instance._audit_flags_before = (  # type: ignore[attr-defined]
+        type(instance)._default_manager.filter(pk=instance.pk).values(*_USER_FLAGS).first())
 
 
-def _user_flags_after(sender, instance, created=False, raw=False, **kwargs):
+def _user_flags_after(sender: type[User], instance: User, created: bool = False, raw: bool = False,
+                      **kwargs: Any) -> None:
     before = instance.__dict__.pop("_audit_flags_before", None)
     if raw or created or not before:
         return
@@ -82,15 +92,16 @@ def _user_flags_after(sender, instance, created=False, raw=False, **kwargs):
                      changes=changes)
 
 
-def _user_deleted(sender, instance, **kwargs):
+def _user_deleted(sender: type[User], instance: User, **kwargs: Any) -> None:
     record_event(actor=current_user(), action="user.delete", obj=instance, object_type="user")
 
 
-def _group_permissions_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
+def _group_permissions_changed(sender: type[Model], instance: Model, action: str, reverse: bool, model: type[Model],
+                               pk_set: set[int] | None, **kwargs: Any) -> None:
     """What a role may do changed (normally only by a migration; an administrator could in the admin)."""
     if reverse or not isinstance(instance, Group):
         return
-    def names():
+    def names() -> list[str]:
         return sorted(f"{app}.{code}" for app, code in
                       instance.permissions.values_list("content_type__app_label", "codename"))
 
@@ -105,14 +116,16 @@ def _group_permissions_changed(sender, instance, action, reverse, model, pk_set,
                          changes={"permissions": [before, after]})
 
 
-def _groups_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
+def _groups_changed(sender: type[Model], instance: Model, action: str, reverse: bool, model: type[Model],
+                    pk_set: set[int] | None, **kwargs: Any) -> None:
     _membership_changed(instance=instance, action=action, reverse=reverse, pk_set=pk_set,
                         relation="groups", event="user.role_change",
                         names_of=lambda user: sorted(user.groups.values_list("name", flat=True)),
                         users_of=lambda group: group.user_set.all())
 
 
-def _teams_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
+def _teams_changed(sender: type[Model], instance: Model, action: str, reverse: bool, model: type[Model],
+                   pk_set: set[int] | None, **kwargs: Any) -> None:
     # Team.members is the forward side here: `instance` is a Team unless `reverse` (user.teams.add(...)).
     _membership_changed(instance=instance, action=action, reverse=not reverse, pk_set=pk_set,
                         relation="teams", event="user.team_change",
@@ -120,7 +133,9 @@ def _teams_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
                         users_of=lambda team: team.members.all())
 
 
-def _membership_changed(*, instance, action, reverse, pk_set, relation, event, names_of, users_of):
+def _membership_changed(*, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, relation: str,
+                        event: str, names_of: Callable[[User], list[str]],
+                        users_of: Callable[[Any], Iterable[User]]) -> None:
     """One event per user whose memberships changed, with the names before and after. `reverse` means
     `instance` is the group or team and `pk_set` holds user ids."""
     if action not in ("pre_add", "pre_remove", "pre_clear", "post_add", "post_remove", "post_clear"):
@@ -143,7 +158,8 @@ def _membership_changed(*, instance, action, reverse, pk_set, relation, event, n
         _record_membership(actor, user, event, relation, befores.get(user.pk), names_of(user))
 
 
-def _record_membership(actor, user, event, relation, before, after) -> None:
+def _record_membership(actor: User | None, user: User, event: str, relation: str, before: list[str] | None,
+                       after: list[str]) -> None:
     if before is None or before == after:
         return
     record_event(actor=actor, action=event, obj=user, object_type="user", changes={relation: [before, after]})

@@ -2,12 +2,14 @@
 and the words and links the pages show for each record. Writes are portal.audit.services'."""
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.db.models import CharField, Q
+from django.contrib.auth.models import User
+from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils import timezone
@@ -59,7 +61,7 @@ def _audit_time(text: str, *, end: bool) -> datetime | None:
     return moment.replace(tzinfo=UTC) if timezone.is_naive(moment) else moment
 
 
-def audit_filters_from(params) -> AuditFilters:
+def audit_filters_from(params: Mapping[str, str]) -> AuditFilters:
     since_text, until_text = params.get("from", "").strip()[:32], params.get("to", "").strip()[:32]
     since, until = _audit_time(since_text, end=False), _audit_time(until_text, end=True)
     return AuditFilters(
@@ -68,7 +70,7 @@ def audit_filters_from(params) -> AuditFilters:
         since=since, until=until, since_text=since_text if since else "", until_text=until_text if until else "")
 
 
-def audit_events(filters: AuditFilters):
+def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
     """The filtered events, unordered. `action` matches a prefix, so "job." finds every job action; `who`
     matches the start of the name recorded at the time (people renamed or deleted since are still found)."""
     events = AuditEvent.objects.all()
@@ -103,7 +105,7 @@ def audit_for_job(job: Job, limit: int = HISTORY_SHOWN) -> list:
     return list(AuditEvent.objects.filter(about).order_by("-id")[:limit])
 
 
-def audit_for_submission(submission, job: Job | None, limit: int = HISTORY_SHOWN) -> list:
+def audit_for_submission(submission: Submission, job: Job | None, limit: int = HISTORY_SHOWN) -> list:
     """The latest events about a submission and, once synced, the job it made, newest first."""
     about = Q(object_type="submission", object_id=str(submission.pk))
     if job is not None:
@@ -111,12 +113,12 @@ def audit_for_submission(submission, job: Job | None, limit: int = HISTORY_SHOWN
     return list(AuditEvent.objects.filter(about).order_by("-id")[:limit])
 
 
-def audit_for_object(object_type: str, object_id, limit: int = HISTORY_SHOWN) -> list:
+def audit_for_object(object_type: str, object_id: object, limit: int = HISTORY_SHOWN) -> list:
     return list(AuditEvent.objects.filter(object_type=object_type, object_id=str(object_id))
                 .order_by("-id")[:limit])
 
 
-def audit_value_text(value) -> str:
+def audit_value_text(value: object) -> str:
     if value is None or value == "" or value == []:
         return "–"
     if isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value):
@@ -128,7 +130,7 @@ def audit_value_text(value) -> str:
     return str(value)
 
 
-def audit_change_lines(event) -> list[tuple[str, str, str]]:
+def audit_change_lines(event: AuditEvent) -> list[tuple[str, str, str]]:
     """(field, before, after) as text, for "field: before → after"."""
     lines = []
     for field, pair in sorted((event.changes or {}).items()):
@@ -137,7 +139,7 @@ def audit_change_lines(event) -> list[tuple[str, str, str]]:
     return lines
 
 
-def audit_object_links(events, *, user) -> dict[tuple[str, str], str]:
+def audit_object_links(events: Iterable[AuditEvent], *, user: User) -> dict[tuple[str, str], str]:
     """Links to the objects the events are about that still exist, {(object_type, object_id): url}: one query
     per type on the page, by primary key or Batch id."""
     wanted: dict[str, set[str]] = {}
@@ -145,7 +147,7 @@ def audit_object_links(events, *, user) -> dict[tuple[str, str], str]:
         if event.object_type and event.object_id:
             wanted.setdefault(event.object_type, set()).add(event.object_id)
 
-    def pks(ids):
+    def pks(ids: Iterable[str]) -> list[int]:
         return [int(i) for i in ids if i.isdigit()]
 
     links: dict[tuple[str, str], str] = {}
@@ -174,15 +176,16 @@ def audit_object_links(events, *, user) -> dict[tuple[str, str], str]:
     return links
 
 
-def audit_rows(events, *, user) -> list:
+def audit_rows(events: list[AuditEvent], *, user: User) -> list:
     """The events with what the page shows of them: `link` (or None) and `change_lines`."""
     links = audit_object_links(events, user=user)
     for event in events:
-        event.link = links.get((event.object_type, event.object_id))
-        event.change_lines = audit_change_lines(event)
+        # Set on the instances for the template to show.
+        event.link = links.get((event.object_type, event.object_id))  # type: ignore[attr-defined]
+        event.change_lines = audit_change_lines(event)  # type: ignore[attr-defined]
     return events
 
 
-def audit_list_url(object_type: str, object_id) -> str:
+def audit_list_url(object_type: str, object_id: object) -> str:
     """The audit list filtered to one object."""
     return reverse("audit_list") + "?" + urlencode({"object_type": object_type, "object_id": object_id})

@@ -22,7 +22,9 @@ waits for until the transaction ends."""
 
 from __future__ import annotations
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from portal.audit.chain import GENESIS_HASH, chain_hash, row_fields
@@ -50,31 +52,31 @@ KNOWN_ACTIONS = [
 OBJECT_TYPES = ["job", "task", "submission", "pool", "job_template", "pool_template", "user", "group", "audit"]
 
 
-def _clip(name: str, value) -> str:
+def _clip(name: str, value: object) -> str:
     return sanitised_text(str(value or ""))[: _LIMITS[name]]
 
 
-def describe(obj) -> tuple[str, str, str, int | None]:
+def describe(obj: Model) -> tuple[str, str, str, int | None]:
     """(object_type, object_id, object_label, team_id) of a model instance. Pools are known by their Batch id:
     a pool is created in Batch before the portal has a row for it, and keeps its id across re-syncs."""
-    object_type = obj._meta.model_name
+    object_type = obj._meta.model_name or ""
     if object_type == "jobtemplate":
         object_type = "job_template"
     elif object_type == "pooltemplate":
         object_type = "pool_template"
     elif object_type == "jobtemplateversion":
         object_type = "job_template"
-        return object_type, str(obj.template_id), str(obj), None
+        return object_type, str(obj.template_id), str(obj), None  # type: ignore[attr-defined]  # a version
     object_id = obj.pool_id if isinstance(obj, Pool) else str(obj.pk)
     team_id = getattr(obj, "team_id", None)
     if object_type == "task":
         # A task belongs to its job's team: an Operator's actions on it are on their team's work.
-        team_id = obj.job.team_id
+        team_id = obj.job.team_id  # type: ignore[attr-defined]  # a Task
     return object_type, object_id, str(obj), team_id
 
 
-def record_event(*, actor, action: str, obj=None, object_type: str = "", object_id: str = "",
-                 object_label: str = "", team_id: int | None = None, reason: str = "",
+def record_event(*, actor: User | AnonymousUser | None, action: str, obj: Model | None = None, object_type: str = "",
+                 object_id: str = "", object_label: str = "", team_id: int | None = None, reason: str = "",
                  changes: dict | None = None, details: dict | None = None) -> None:
     """Append one event. `actor` is a user or None (the system); `obj` (a model instance) fills the object
     fields when given (explicit arguments win); `changes` maps field names to [before, after]. The request's
@@ -86,7 +88,7 @@ def record_event(*, actor, action: str, obj=None, object_type: str = "", object_
         object_label = object_label or described[2]
         team_id = team_id if team_id is not None else described[3]
     actor_id = actor.pk if actor is not None and getattr(actor, "is_authenticated", False) else None
-    actor_name = actor.get_username() if actor_id is not None else ""
+    actor_name = actor.get_username() if actor is not None and actor_id is not None else ""
     values = {
         "actor_id": actor_id,
         "actor_name": _clip("actor_name", actor_name),
@@ -116,7 +118,8 @@ def record_event(*, actor, action: str, obj=None, object_type: str = "", object_
         AuditEvent.objects.create(at=at, prev_hash=prev_hash, hash=digest, **values)
 
 
-def field_changes(before, after, *, exclude=("created_at", "updated_at")) -> dict:
+def field_changes(before: Model | None, after: Model, *,
+                  exclude: tuple[str, ...] = ("created_at", "updated_at")) -> dict:
     """{field: [before, after]} for the concrete fields that differ between two instances of one model."""
     changes = {}
     for field in after._meta.concrete_fields:
@@ -129,6 +132,6 @@ def field_changes(before, after, *, exclude=("created_at", "updated_at")) -> dic
     return changes
 
 
-def audit_export_record(*, user, filters: dict) -> None:
+def audit_export_record(*, user: User, filters: dict) -> None:
     """Audit data leaving the portal is an action: the export records itself, with the filters it used."""
     record_event(actor=user, action="audit.export", object_type="audit", details={"filters": filters})

@@ -4,31 +4,36 @@ Both need portal.view_auditevent (Operators and Admins); anyone else gets a 404,
 see."""
 
 import csv
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, StreamingHttpResponse
+from django.contrib.auth.models import User
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from portal import access
+from portal.access import SignedInRequest
 from portal.audit import selectors
 from portal.audit.services import KNOWN_ACTIONS, OBJECT_TYPES, audit_export_record
+from portal.models import AuditEvent
 from portal.pages import partial_for, render_page
 
 CSV_COLUMNS = ["id", "when (UTC)", "who", "who id", "from", "action", "object type", "object id", "object",
                "team id", "reason", "changes", "details", "hash", "previous hash"]
 
 
-def _check_access(user) -> None:
+def _check_access(user: User) -> None:
     if not access.can_view_audit(user):
         raise Http404("No such page")
 
 
 @require_safe
 @login_required
-def audit_list(request):
+def audit_list(request: SignedInRequest) -> HttpResponse:
     _check_access(request.user)
     filters = selectors.audit_filters_from(request.GET)
     page = selectors.audit_list(filters=filters, after=request.GET.get("after"), before=request.GET.get("before"))
@@ -42,18 +47,18 @@ def audit_list(request):
 class _Echo:
     """csv.writer writes into this and gets the line back, so each row is yielded as it is made."""
 
-    def write(self, value):
+    def write(self, value: str) -> str:
         return value
 
 
-def csv_cell(value) -> str:
+def csv_cell(value: object) -> str:
     """A cell a spreadsheet shows as text: one starting with = + - @ (or a tab or carriage return, which some
     spreadsheets skip before reading a formula) would run as a formula, so it gets a leading quote."""
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv_line(writer, event) -> str:
+def _csv_line(writer: Any, event: AuditEvent) -> str:  # writer: a csv writer (no public type)
     changes = "; ".join(f"{field}: {before} → {after}" for field, before, after in
                         selectors.audit_change_lines(event))
     details = selectors.audit_value_text(event.details) if event.details else ""
@@ -65,7 +70,7 @@ def _csv_line(writer, event) -> str:
 
 @require_safe
 @login_required
-def audit_export(request):
+def audit_export(request: SignedInRequest) -> StreamingHttpResponse:
     """The filtered events as CSV, newest first, streamed from a database cursor in chunks, so memory stays the
     same for ten rows or ten million. The export is itself recorded: audit data leaving the portal is an action."""
     _check_access(request.user)
@@ -74,7 +79,7 @@ def audit_export(request):
     events = selectors.audit_events(filters).order_by("-id").iterator(chunk_size=2000)
     writer = csv.writer(_Echo())
 
-    def lines():
+    def lines() -> Iterator[str]:
         yield writer.writerow(CSV_COLUMNS)
         for event in events:
             yield _csv_line(writer, event)
