@@ -4,10 +4,13 @@ A template's spec is edited as JSON; saving a changed spec makes a new version t
 `portal.submit.services.job_template_version_create`, so versions already used by submissions never change."""
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model
+from django.http import HttpRequest
 
 from portal import access
 from portal.admin_mirror import ReadOnlyAdmin
@@ -27,14 +30,14 @@ class JobTemplateForm(forms.ModelForm):
         model = JobTemplate
         fields = ["name", "slug", "description", "is_active"]
 
-    def __init__(self, *args, can_write: bool = False, **kwargs):
+    def __init__(self, *args: Any, can_write: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         current = self.instance.current_version() if self.instance.pk else None
         if current is not None:
             self.fields["spec"].initial = current.spec
         self.fields["spec"].disabled = not can_write
 
-    def clean_spec(self):
+    def clean_spec(self) -> Any:
         spec = self.cleaned_data.get("spec")
         if spec is None or spec == "" or self.fields["spec"].disabled:
             return None
@@ -55,15 +58,15 @@ class JobTemplateVersionInline(admin.TabularInline):
     fields = readonly_fields = _VERSION_COLUMNS
     ordering = ["-number"]
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
     @admin.display(description="spec")
-    def spec_shown(self, version):
+    def spec_shown(self, version: JobTemplateVersion) -> str:
         return json.dumps(version.spec, indent=1)[:2000]
 
     @admin.display(description="submissions")
-    def submissions_count(self, version):
+    def submissions_count(self, version: JobTemplateVersion) -> int:
         return version.submissions.count()
 
 
@@ -79,29 +82,32 @@ class JobTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
     fields = ["name", "slug", "description", "is_active", "spec", "audit_history"]
     readonly_fields = ["audit_history"]
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
+    def get_form(self, request: HttpRequest, obj: JobTemplate | None = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
         form = super().get_form(request, obj, change, **kwargs)
         can_write = access.can_write_command_lines(request.user)
 
         class BoundForm(form):  # type: ignore[valid-type, misc]  # the admin's generated form class
-            def __init__(self, *args, **inner):
+            def __init__(self, *args: Any, **inner: Any) -> None:
                 super().__init__(*args, can_write=can_write, **inner)
 
         return BoundForm
 
     @admin.display(description="version")
-    def current_version_number(self, template):
+    def current_version_number(self, template: JobTemplate) -> int | str:
         current = template.current_version()
         return current.number if current else "—"
 
-    def save_related(self, request, form, formsets, change):
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         spec = form.cleaned_data.get("spec")
         current = form.instance.current_version()
         if spec is None or (current is not None and current.spec == spec):
             return
         try:
-            version = services.job_template_version_create(user=request.user, template=form.instance, spec=spec)
+            # The admin site lets in signed-in staff only.
+            version = services.job_template_version_create(user=request.user,  # type: ignore[arg-type]
+                                                           template=form.instance, spec=spec)
         except (PermissionDenied, services.SubmissionError) as exc:
             self.message_user(request, f"The spec was not saved: {getattr(exc, 'message', exc)}", messages.ERROR)
         else:

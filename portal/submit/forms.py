@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 
+from portal.models import Submission
 from portal.submit.spec import Parameter, TemplateSpec
 
 
@@ -19,7 +20,7 @@ class TokensField(forms.Field):
 
     widget = forms.MultipleHiddenInput
 
-    def to_python(self, value):
+    def to_python(self, value: Any) -> list[str]:
         if not value:
             return []
         return [str(item) for item in value if str(item).strip()]
@@ -51,7 +52,7 @@ class SubmitForm(forms.Form):
         return {p.name: [t for t in self.data.getlist(p.name) if t.strip()]  # type: ignore[attr-defined]
                 for p in self.file_parameters}
 
-    def field_rows(self):
+    def field_rows(self) -> list[tuple[Parameter, forms.BoundField]]:
         """(parameter, bound field) in the template's order, for the template to lay out by type."""
         return [(parameter, self[parameter.name]) for parameter in self.spec.parameters]
 
@@ -106,7 +107,7 @@ def accept_attribute(parameter: Parameter) -> str:
     return ",".join(parameter.extensions)
 
 
-def initial_from(submission, spec: TemplateSpec) -> dict:
+def initial_from(submission: Submission, spec: TemplateSpec) -> dict:
     """A re-run's starting values: what the earlier submission used, as the form shows them."""
     initial: dict[str, Any] = {}
     for parameter in spec.parameters:

@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.core import signing
 
+from portal.models import Submission
 from portal.submit.render import expand_tasks, task_count
 from portal.submit.spec import TemplateSpec
 from portal.submit.values import InputFile, human_bytes
+
+
+class Prepared(Protocol):
+    """What a preview reads of a checked submission (portal.submit.services.PreparedSubmission, which imports this
+    module)."""
+
+    @property
+    def values(self) -> dict: ...
+    @property
+    def files(self) -> dict: ...
+    @property
+    def rows(self) -> list | None: ...
+    @property
+    def command_line(self) -> str | None: ...
 
 PREVIEW_SALT = "portal.submit.preview"
 PREVIEW_MAX_AGE = 24 * 3600
@@ -55,7 +71,7 @@ def read_preview(signed: str) -> dict:
     return signing.loads(signed, salt=PREVIEW_SALT, max_age=PREVIEW_MAX_AGE)
 
 
-def first_tasks(spec: TemplateSpec, prepared) -> Iterator[dict]:
+def first_tasks(spec: TemplateSpec, prepared: Prepared) -> Iterator[dict]:
     """The first PREVIEW_TASKS tasks of a prepared submission as the preview page lists them."""
     tasks = expand_tasks(spec, prepared.values, prepared.files, rows=prepared.rows,
                          command_line=prepared.command_line)
@@ -67,7 +83,7 @@ def first_tasks(spec: TemplateSpec, prepared) -> Iterator[dict]:
                "files": [item.file_path for item in task.resource_files]}
 
 
-def shown_values(spec: TemplateSpec, prepared, parent=None) -> list[dict]:
+def shown_values(spec: TemplateSpec, prepared: Prepared, parent: Submission | None = None) -> list[dict]:
     """Each value as the preview shows it; for a re-run, whether it differs from the earlier submission's, and
     what that was."""
     shown = []
@@ -92,7 +108,7 @@ def shown_values(spec: TemplateSpec, prepared, parent=None) -> list[dict]:
     return shown
 
 
-def value_words(value) -> str:
+def value_words(value: object) -> str:
     """A value as a person reads it: yes/no for a boolean, long text cut."""
     if isinstance(value, bool):
         return "yes" if value else "no"

@@ -17,7 +17,7 @@ INPUTS_DIR = "inputs"
 SHELL = "/bin/sh"
 
 
-def quote_value(value) -> str:
+def quote_value(value: object) -> str:
     """One value as a single shell word: the only way a value enters a command line."""
     if isinstance(value, bool):
         value = "true" if value else "false"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
+
+from django.contrib.auth.models import User
 
 from portal import access
 from portal.models import JobTemplate, Submission
@@ -39,7 +42,7 @@ def offered_templates() -> list[tuple]:
     return offered
 
 
-def submission_page(*, user, scope: str, after: str | None = None, before: str | None = None) -> Page:
+def submission_page(*, user: User, scope: str, after: str | None = None, before: str | None = None) -> Page:
     """A page of `user`'s submissions (SCOPE_MY) or, for an Operator, their teams' (SCOPE_TEAM), newest first.
     There is no "All": a submission opens only for who may act on it."""
     shown = access.scoped(Submission.objects.all(), user=user, scope=scope)
@@ -49,7 +52,7 @@ def submission_page(*, user, scope: str, after: str | None = None, before: str |
     return keyset_page(shown, sort=SUBMISSION_SORT, tiebreak="id", after=after, before=before)
 
 
-def submission_get(*, user, public_id) -> Submission | None:
+def submission_get(*, user: User, public_id: uuid.UUID | str) -> Submission | None:
     """The submission, if `user` may see it: their own or, for an Operator, their teams'. Anyone else gets None,
     and learns nothing, not even that it exists."""
     submission = (Submission.objects.select_related("template_version__template", "submitted_by", "parent")

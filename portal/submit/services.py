@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.db.models import Model
 
 from batchsync.accounts import default_account
 from batchsync.tasks import submit_submission_task
 from portal import access
 from portal.audit.services import record_event
-from portal.models import JobTemplateVersion, Submission
+from portal.models import BatchAccount, JobTemplate, JobTemplateVersion, Submission
 from portal.submit.preview import Preview, preview
 from portal.submit.render import batch_id_problems, missing_csv_columns
 from portal.submit.spec import MAX_TASKS, SpecError, TemplateSpec, command_line_problems, parse_spec
-from portal.submit.values import ParameterErrors, clean_values, parse_csv
+from portal.submit.values import InputFile, ParameterErrors, clean_values, parse_csv
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class SubmissionError(Exception):
 _SHAPE_OF_A_JOB_ID = Submission.job_id_for(uuid.UUID(int=0))
 
 
-def job_template_spec_check(spec) -> TemplateSpec:
+def job_template_spec_check(spec: Mapping) -> TemplateSpec:
     """The spec parsed, and the ids and prefixes its submissions would send checked against Batch's limits;
     SpecError lists every problem, each naming its field. What saving a template checks."""
     parsed = parse_spec(spec)
@@ -49,7 +52,7 @@ def job_template_spec_check(spec) -> TemplateSpec:
     return parsed
 
 
-def job_template_version_create(*, user, template, spec: dict):
+def job_template_version_create(*, user: User, template: JobTemplate, spec: dict) -> JobTemplateVersion:
     """A new version of `template` with the next number; the spec is checked first (SubmissionError lists what is
     wrong). Writing a command line is writing code that runs on the pool, so it needs portal.write_command_lines."""
     if not access.can_write_command_lines(user):
@@ -85,8 +88,9 @@ class PreparedSubmission:
     preview: Preview             # .summary is the sentence to show
 
 
-def submission_prepare(*, user, template_version, parameters: dict, uploaded_files=None, parent=None,
-                       command_line: str | None = None) -> PreparedSubmission:
+def submission_prepare(*, user: User, template_version: JobTemplateVersion | int | str | None, parameters: dict,
+                       uploaded_files: Mapping[str, Sequence[InputFile]] | None = None,
+                       parent: Submission | None = None, command_line: str | None = None) -> PreparedSubmission:
     """Check everything `submission_create` would, without writing anything: the preview page calls this.
     SubmissionError says what the person must fix."""
     if not access.can_submit(user):
@@ -136,8 +140,9 @@ def submission_prepare(*, user, template_version, parameters: dict, uploaded_fil
                               command_line=command_line, preview=previewed)
 
 
-def submission_create(*, user, template_version, parameters: dict, uploaded_files=None, parent=None,
-                      command_line: str | None = None, public_id: uuid.UUID | None = None):
+def submission_create(*, user: User, template_version: JobTemplateVersion | int | str | None, parameters: dict,
+                      uploaded_files: Mapping[str, Sequence[InputFile]] | None = None, parent: Submission | None = None,
+                      command_line: str | None = None, public_id: uuid.UUID | None = None) -> Submission:
     """Record a submission (the outbox row) and, once it is committed, ask a worker to send it to Batch.
 
     `template_version` is a JobTemplateVersion or its id, as the form posted it; it must be the template's current
@@ -167,7 +172,7 @@ def submission_create(*, user, template_version, parameters: dict, uploaded_file
     return submission
 
 
-def _submission_with_key(user, public_id):
+def _submission_with_key(user: User, public_id: uuid.UUID) -> Submission | None:
     existing = Submission.objects.filter(public_id=public_id).first()
     if existing is not None and existing.submitted_by_id != user.pk:
         # Not a double click: someone else's key. Say nothing about that submission.
@@ -176,7 +181,8 @@ def _submission_with_key(user, public_id):
     return existing
 
 
-def _submission_write(*, user, prepared, public_id, account, parent):
+def _submission_write(*, user: User, prepared: PreparedSubmission, public_id: uuid.UUID, account: BatchAccount,
+                      parent: Submission | None) -> Submission:
     version, preview = prepared.template_version, prepared.preview
     with transaction.atomic():
         submission = Submission.objects.create(
@@ -202,10 +208,11 @@ def _submission_write(*, user, prepared, public_id, account, parent):
     return submission
 
 
-def _offered_version(template_version, *, parent):
+def _offered_version(template_version: JobTemplateVersion | int | str | None, *,
+                     parent: Submission | None) -> JobTemplateVersion:
     pk = template_version.pk if isinstance(template_version, JobTemplateVersion) else template_version
     try:
-        pk = int(pk)
+        pk = int(pk)  # type: ignore[arg-type]  # None raises TypeError, caught below
     except (TypeError, ValueError):
         pk = None
     version = (JobTemplateVersion.objects.select_related("template").filter(pk=pk, template__is_active=True).first()
@@ -221,7 +228,8 @@ def _offered_version(template_version, *, parent):
     return version
 
 
-def _record_submission_action(*, user, action: str, target: str, details: dict, obj=None, changes=None,
+def _record_submission_action(*, user: access.Person, action: str, target: str, details: dict, obj: Model | None = None,
+                              changes: dict | None = None,
                               reason: str = "") -> None:
     """The audit event of a submission or template action: called inside the transaction that makes the change.
     `obj` names the object; without it, `target` is its label."""

@@ -17,6 +17,7 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from batchsync.gateway.specs import ResourceFileSpec
 
@@ -189,7 +190,7 @@ def parse_spec(raw: Mapping) -> TemplateSpec:
         max_task_retry_count=retries, required_slots=required_slots, priority=priority)
 
 
-def _parse_pool(pool, problems: list[str]) -> tuple[str | None, dict | None]:
+def _parse_pool(pool: Any, problems: list[str]) -> tuple[str | None, dict | None]:
     if not isinstance(pool, Mapping) or ("pool_id" in pool) == ("auto_pool" in pool):
         problems.append("pool: give either {\"pool_id\": \"…\"} or {\"auto_pool\": {…}}.")
         return None, None
@@ -219,7 +220,7 @@ def _parse_pool(pool, problems: list[str]) -> tuple[str | None, dict | None]:
     return None, dict(auto)
 
 
-def _parse_parameters(raw, problems: list[str]) -> list[Parameter]:
+def _parse_parameters(raw: Any, problems: list[str]) -> list[Parameter]:
     if not isinstance(raw, list):
         problems.append("parameters: give a list.")
         return []
@@ -279,7 +280,7 @@ def _parse_parameters(raw, problems: list[str]) -> list[Parameter]:
     return parameters
 
 
-def _parse_fan_out(raw, parameters: list[Parameter], problems: list[str]) -> FanOut:
+def _parse_fan_out(raw: Any, parameters: list[Parameter], problems: list[str]) -> FanOut:
     if not isinstance(raw, Mapping) or raw.get("kind", "none") not in FAN_OUT_KINDS:
         problems.append(f"fan_out: kind must be one of {', '.join(FAN_OUT_KINDS)}.")
         return FanOut()
@@ -332,7 +333,7 @@ def command_line_problems(command_line: str, placeholders: set[str], *, csv_colu
     return problems
 
 
-def _placeholders_inside_quotes(fields) -> list[str]:
+def _placeholders_inside_quotes(fields: list[tuple[str, str | None, str | None, str | None]]) -> list[str]:
     # A quoted value inside "…" would keep its quotes literally ('7' instead of 7); inside '…' it would not be a
     # placeholder for the shell at all. Tracks the shell's quoting through the literal text between placeholders.
     inside, escaped, found = None, False, []
@@ -351,7 +352,7 @@ def _placeholders_inside_quotes(fields) -> list[str]:
     return found
 
 
-def clean_value(parameter: Parameter, raw):
+def clean_value(parameter: Parameter, raw: Any) -> str | float | bool:
     """The value of one non-file parameter, converted to its type; ValueError in plain words if it does not fit."""
     kind = parameter.type
     if kind == "string":
@@ -396,7 +397,7 @@ def clean_value(parameter: Parameter, raw):
     raise ValueError("give a file.")
 
 
-def _check_range(parameter: Parameter, value) -> None:
+def _check_range(parameter: Parameter, value: float) -> None:
     if parameter.min is not None and value < parameter.min:
         raise ValueError(f"at least {parameter.min:g}, please.")
     if parameter.max is not None and value > parameter.max:
@@ -412,11 +413,11 @@ def plain_text(text: str) -> bool:
     return not any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
-def _int_in(value, low: int, high: int) -> bool:
+def _int_in(value: object, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _relative_path(path) -> bool:
+def _relative_path(path: object) -> bool:
     return (isinstance(path, str) and path.strip() != "" and not path.startswith(("/", "\\"))
             and ".." not in path.replace("\\", "/").split("/"))
 

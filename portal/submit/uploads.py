@@ -14,7 +14,9 @@ from django.conf import settings
 from django.core import signing
 
 from batchsync.accounts import blob_store
-from batchsync.gateway import GatewayError
+from batchsync.gateway import BlobStore, GatewayError
+from portal.models import JobTemplate, Submission
+from portal.submit.forms import SubmitForm
 from portal.submit.spec import TemplateSpec
 from portal.submit.values import InputFile, human_bytes
 
@@ -73,7 +75,8 @@ def read_upload_token(token: str, *, user_id: int, template_id: int, parameter: 
     return UploadedBlob(parameter=parameter, name=data["n"], blob=data["b"], size=data["s"])
 
 
-def uploaded_files(*, user_id: int, template, spec: TemplateSpec, tokens: dict[str, list[str]]):
+def uploaded_files(*, user_id: int, template: JobTemplate, spec: TemplateSpec, tokens: dict[str, list[str]]
+                   ) -> tuple[dict[str, list[dict]], dict[str, list[InputFile]], dict[str, list[dict]], dict[str, str]]:
     """The files behind the posted tokens, each checked in storage: (what the form shows again, InputFiles for the
     service, facts for the preview's signed payload, errors by parameter)."""
     shown: dict[str, list[dict]] = {}
@@ -105,7 +108,8 @@ class FileProblem(ValueError):
     """An uploaded file that cannot be used as it is; the message says what to do."""
 
 
-def _checked_blob(store, spec: TemplateSpec, parameter: str, name: str, blob: str, size: int):
+def _checked_blob(store: BlobStore, spec: TemplateSpec, parameter: str, name: str, blob: str,
+                  size: int) -> tuple[InputFile, dict]:
     """The upload as storage has it (its size checked, a fan-out CSV read), and the facts the preview signs."""
     container = settings.STORAGE_INPUTS_CONTAINER
     try:
@@ -159,14 +163,14 @@ def files_from_preview(facts: dict, spec: TemplateSpec) -> tuple[dict, dict]:
     return files, errors
 
 
-def uploaded_entry(*, user_id: int, template, parameter: str, fact: dict) -> dict:
+def uploaded_entry(*, user_id: int, template: JobTemplate, parameter: str, fact: dict) -> dict:
     """An upload as the form shows it again, with a fresh token for `user_id`."""
     token = upload_token(user_id=user_id, template_id=template.pk, parameter=parameter, name=fact["n"], blob=fact["b"],
                          size=fact["s"])
     return {"token": token, "name": fact["n"], "size": fact["s"]}
 
 
-def kept_files(*, user_id: int, template, parent, form_class) -> dict:
+def kept_files(*, user_id: int, template: JobTemplate, parent: Submission, form_class: type[SubmitForm]) -> dict:
     """A re-run keeps the earlier submission's uploads: new tokens for the same blobs, for this person."""
     kept = {}
     names = {p.name for p in form_class.file_parameters}

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.http import Http404, JsonResponse, QueryDict
+from django.http import Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import (
@@ -25,17 +25,18 @@ from django.views.decorators.http import (
 
 from batchsync.accounts import blob_store
 from portal import access
+from portal.access import SignedInRequest
 from portal.audit import selectors as audit_selectors
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from portal.pages import partial_for, render_page
 from portal.submit import forms, preview, services, uploads
 from portal.submit import selectors as submit_selectors
 from portal.submit.services import SubmissionError
-from portal.submit.spec import SpecError, TemplateSpec
+from portal.submit.spec import Parameter, SpecError, TemplateSpec
 from portal.submit.values import InputFile, clean_file, human_bytes
 
 
-def _require_submitter(request) -> None:
+def _require_submitter(request: SignedInRequest) -> None:
     # A signed-in person without the role is told so (403) rather than sent to log in again.
     if not access.can_submit(request.user):
         raise access.refusal(request.user, access.SUBMIT)
@@ -61,7 +62,7 @@ def _current_version(template: JobTemplate) -> JobTemplateVersion:
 
 @require_safe
 @login_required
-def submit_template_list(request):
+def submit_template_list(request: SignedInRequest) -> HttpResponse:
     _require_submitter(request)
     offered = [{"template": template, "version": version, "runs_on": spec.pool_label, "fan_out": _fan_out_words(spec)}
                for template, version, spec in submit_selectors.offered_templates()]
@@ -86,7 +87,7 @@ def _fan_out_words(spec: TemplateSpec) -> str:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 @login_required
-def submit_form(request, slug: str):
+def submit_form(request: SignedInRequest, slug: str) -> HttpResponse:
     """GET: the form (pre-filled for a re-run). POST: the values checked by the service, then the preview page,
     or the form again with what to fix next to each field. Nothing is written either way."""
     _require_submitter(request)
@@ -147,7 +148,7 @@ def submit_form(request, slug: str):
 
 @require_POST
 @login_required
-def submit_confirm(request, slug: str):
+def submit_confirm(request: SignedInRequest, slug: str) -> HttpResponse:
     """The preview's buttons: Submit (write the submission, once, under the preview's key) or Change values."""
     _require_submitter(request)
     template = _template_or_404(slug)
@@ -164,7 +165,7 @@ def submit_confirm(request, slug: str):
     form_class = forms.submit_form_class(
         version.parsed, command_line_allowed=access.can_write_command_lines(request.user))
 
-    def form_again(errors: dict | None = None, message: str | None = None):
+    def form_again(errors: dict | None = None, message: str | None = None) -> HttpResponse:
         initial = {**payload["p"], "template_version": payload["v"], "rerun": payload.get("r") or ""}
         for parameter in version.parsed.parameters:
             if parameter.type == "boolean" and parameter.name in initial:
@@ -211,7 +212,7 @@ def submit_confirm(request, slug: str):
 
 @require_POST
 @login_required
-def submit_upload(request, slug: str):
+def submit_upload(request: SignedInRequest, slug: str) -> JsonResponse:
     """A browser asks to upload one file for a file parameter: checked here before any byte moves, then answered
     with a write-only URL for one blob whose path the server chose, and a signed token that stands for it."""
     _require_submitter(request)
@@ -254,7 +255,7 @@ def _refuse(message: str) -> JsonResponse:
 # --- helpers for the form ---------------------------------------------------------------------------------
 
 
-def _rerun_parent(request, raw, template) -> Submission | None:
+def _rerun_parent(request: SignedInRequest, raw: str | None, template: JobTemplate) -> Submission | None:
     """The submission being re-run, if the person may re-run it; 404 otherwise, so ids of others' work stay
     unknown."""
     if not raw:
@@ -270,15 +271,15 @@ def _rerun_parent(request, raw, template) -> Submission | None:
     return parent
 
 
-def _version_of(template, raw) -> JobTemplateVersion | None:
+def _version_of(template: JobTemplate, raw: str | int | None) -> JobTemplateVersion | None:
     try:
-        pk = int(raw)
+        pk = int(raw)  # type: ignore[arg-type]  # None raises TypeError: no version
     except (TypeError, ValueError):
         return None
     return JobTemplateVersion.objects.filter(pk=pk, template=template).first()
 
 
-def _add_service_errors(form, exc: SubmissionError) -> None:
+def _add_service_errors(form: forms.SubmitForm, exc: SubmissionError) -> None:
     for name, message in exc.field_errors.items():
         form.add_error(name if name in form.fields else None, _sentence(message))
     form.add_error(None, exc.message)
@@ -299,7 +300,8 @@ def _as_post(initial: dict) -> QueryDict:
     return data
 
 
-def _form_page(request, template, version, form, uploaded: dict, parent):
+def _form_page(request: SignedInRequest, template: JobTemplate, version: JobTemplateVersion, form: forms.SubmitForm,
+               uploaded: dict, parent: Submission | None) -> HttpResponse:
     spec = version.parsed
     widgets = []
     for parameter, field in form.field_rows():
@@ -311,7 +313,7 @@ def _form_page(request, template, version, form, uploaded: dict, parent):
                          max_bytes=parameter.max_file_bytes, extensions=" ".join(parameter.extensions),
                          limit_words=_file_limits(parameter))
         widgets.append(entry)
-    current = template.current_version()
+    current = _current_version(template)
     return render(request, "submit/form.html", {
         "template": template, "version": version, "form": form, "widgets": widgets, "parent": parent,
         "runs_on": spec.pool_label, "fan_out": _fan_out_words(spec),
@@ -320,7 +322,7 @@ def _form_page(request, template, version, form, uploaded: dict, parent):
         "upload_url": reverse("submit_upload", args=[template.slug])})
 
 
-def _file_limits(parameter) -> str:
+def _file_limits(parameter: Parameter) -> str:
     kinds = ", ".join(parameter.extensions) if parameter.extensions else "any kind"
     count = "one file" if parameter.type == "file" else f"up to {parameter.max_files} files"
     return f"{count}; {kinds}; at most {human_bytes(parameter.max_file_bytes)} each"
@@ -331,7 +333,7 @@ def _file_limits(parameter) -> str:
 
 @require_safe
 @login_required
-def submission_list(request):
+def submission_list(request: SignedInRequest) -> HttpResponse:
     _require_submitter(request)
     # Mine or my teams' (an Operator acts on those).
     scope = access.SCOPE_TEAM if request.GET.get("scope") == access.SCOPE_TEAM else access.SCOPE_MY
@@ -344,7 +346,7 @@ def submission_list(request):
 
 @require_safe
 @login_required
-def submission_detail(request, public_id):
+def submission_detail(request: SignedInRequest, public_id: uuid.UUID) -> HttpResponse:
     submission = submit_selectors.submission_get(user=request.user, public_id=public_id)
     if submission is None:
         raise Http404("No such submission")
@@ -369,7 +371,7 @@ def submission_detail(request, public_id):
     return render_page(request, "submit/submission_detail.html", context, partial)
 
 
-def _submitted_values(submission) -> list[tuple[str, str]]:
+def _submitted_values(submission: Submission) -> list[tuple[str, str]]:
     """What the person gave, under the labels the form showed."""
     try:
         labels = {p.name: p.label for p in submission.template_version.parsed.parameters}
