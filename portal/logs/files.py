@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.conf import settings
 
-from batchsync.gateway import BlobInfo, GatewayError, NotFound, Rejected
+from batchsync.gateway import BatchGateway, BlobInfo, BlobStore, GatewayError, NotFound, Rejected
+from portal.models import Task
 
 # Download chunks: big enough that per-request overhead stays small, small enough for flat memory.
 DOWNLOAD_CHUNK_BYTES = 4 * 1024 * 1024
@@ -52,13 +54,23 @@ class CleanedUpBeforeSaved(NotFound):
     """The archiver found the node's copy gone before it could save it: there is no copy anywhere."""
 
 
+class LogSource(Protocol):
+    """A file read in ranges: NodeFile, SavedFile, or a node's own file (portal.logs.node_files)."""
+
+    kind: str
+
+    def size(self) -> int: ...
+
+    def read(self, start: int, length: int) -> bytes: ...
+
+
 class NodeFile:
     """A task file read from its node through the Batch gateway; its size is asked once per object."""
 
     kind = "node"
     saved_at = None
 
-    def __init__(self, batch, job_id: str, task_id: str, path: str, node_id: str = ""):
+    def __init__(self, batch: BatchGateway, job_id: str, task_id: str, path: str, node_id: str = "") -> None:
         self._batch, self.job_id, self.task_id, self.path, self.node_id = batch, job_id, task_id, path, node_id
         self._size: int | None = None
 
@@ -84,7 +96,7 @@ class SavedFile:
 
     kind = "saved"
 
-    def __init__(self, store, info: BlobInfo):
+    def __init__(self, store: BlobStore, info: BlobInfo) -> None:
         self._store, self.info = store, info
         self.path = info.path.rsplit("/", 1)[-1]
         self.saved_at = info.last_modified
@@ -96,7 +108,8 @@ class SavedFile:
         return self._store.read_range(self.info.container, self.info.path, start, length)
 
 
-def saved_copy(store, job_id: str, task_id: str, path: str, *, attempt_started=None) -> SavedFile | None:
+def saved_copy(store: BlobStore, job_id: str, task_id: str, path: str, *,
+               attempt_started: datetime | None = None) -> SavedFile | None:
     """The saved copy of the file in Blob, or None when there is none or storage did not answer (the caller
     then falls back to the node: a slow storage account must not hide a log the node still has).
 
@@ -120,12 +133,12 @@ def saved_copy(store, job_id: str, task_id: str, path: str, *, attempt_started=N
 CLOCK_SKEW = timedelta(minutes=1)
 
 
-def saved_for_attempt(saved_at, attempt_started) -> bool:
+def saved_for_attempt(saved_at: datetime | None, attempt_started: datetime | None) -> bool:
     """Whether a copy saved at `saved_at` can hold the output of the attempt that started at `attempt_started`."""
     return attempt_started is None or saved_at is None or saved_at >= attempt_started - CLOCK_SKEW
 
 
-def open_file(task, path: str, *, batch, store, live: bool) -> NodeFile | SavedFile:
+def open_file(task: Task, path: str, *, batch: BatchGateway, store: BlobStore, live: bool) -> NodeFile | SavedFile:
     """The copy of `task`'s file `path` to show: while the task runs, the node's; once it has ended, the saved
     copy when there is one; the saved copy too whenever the node's is gone (task, job or pool deleted, node
     removed, files cleaned up).
@@ -149,7 +162,7 @@ def open_file(task, path: str, *, batch, store, live: bool) -> NodeFile | SavedF
     return node
 
 
-def stream(source, *, chunk_bytes: int = DOWNLOAD_CHUNK_BYTES) -> Iterator[bytes]:
+def stream(source: LogSource, *, chunk_bytes: int = DOWNLOAD_CHUNK_BYTES) -> Iterator[bytes]:
     """The file's bytes up to the size it had when opened, one ranged read of `chunk_bytes` at a time."""
     size, offset = source.size(), 0
     while offset < size:

@@ -4,19 +4,24 @@ on each node it ran on. Shown in windows like a task's output, with the same lin
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from batchsync.accounts import gateway_for
-from batchsync.gateway import GatewayError, NotFound
+from batchsync.gateway import BatchGateway, GatewayError, NotFound
+from portal.access import SignedInRequest
 from portal.jobs.selectors import job_get
 from portal.logs import node_files as on_node
 from portal.logs.ansi import ansi_to_html
 from portal.logs.files import InvalidFileName, stream
 from portal.logs.views import Row, header_safe, inert, int_param
+from portal.logs.windows import LogWindow
 from portal.models import Job, Node, Pool
 from portal.pools.selectors import pool_get
 
@@ -37,11 +42,11 @@ def _problem(error: GatewayError) -> str:
     return UNREACHABLE
 
 
-def _rows(window, first_line: int | None) -> list[Row]:
+def _rows(window: LogWindow, first_line: int | None) -> list[Row]:
     return [Row(first_line + i if first_line else None, ansi_to_html(line)) for i, line in enumerate(window.lines)]
 
 
-def _prep_folder(gateway, pool: Pool, node_id: str, path: str) -> tuple[str, Job]:
+def _prep_folder(gateway: BatchGateway, pool: Pool, node_id: str, path: str) -> tuple[str, Job]:
     """The job preparation folder `path` lies in on this node, and its job; 404 unless Batch says the job's
     preparation task ran on this node of this pool in exactly that folder."""
     job = Job.objects.filter(account_id=pool.account_id, job_id=on_node.job_of(path)).first()
@@ -56,7 +61,7 @@ def _prep_folder(gateway, pool: Pool, node_id: str, path: str) -> tuple[str, Job
 
 @require_safe
 @login_required
-def node_files(request, pk: int, node_id: str):
+def node_files(request: SignedInRequest, pk: int, node_id: str) -> HttpResponseBase:
     """One file of the start task or of a job preparation task on a node, a window at a time."""
     pool = pool_get(user=request.user, pk=pk)
     if not NODE_ID.match(node_id):
@@ -70,7 +75,7 @@ def node_files(request, pk: int, node_id: str):
         return _download(pool, node_id, path)
     start, end, line = int_param(request, "start"), int_param(request, "end"), int_param(request, "line")
     node = Node.objects.filter(pool=pool, node_id=node_id).first()
-    context = {"pool": pool, "node": node, "node_id": node_id, "path": path, "job": None}
+    context: dict[str, Any] = {"pool": pool, "node": node, "node_id": node_id, "path": path, "job": None}
     try:
         with gateway_for(pool.account) as gateway:
             folder = on_node.START_TASK_FOLDER
@@ -96,7 +101,7 @@ def node_files(request, pk: int, node_id: str):
     return render(request, "logs/node_file.html", context)
 
 
-def _download(pool: Pool, node_id: str, path: str):
+def _download(pool: Pool, node_id: str, path: str) -> HttpResponseBase:
     """The whole file as an attachment, streamed from the node in ranges with constant memory."""
     gateway = gateway_for(pool.account)
     try:
@@ -119,7 +124,7 @@ def _download(pool: Pool, node_id: str, path: str):
         gateway.close()
         raise
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         try:
             yield from stream(source)
         finally:
@@ -135,7 +140,7 @@ def _download(pool: Pool, node_id: str, path: str):
 
 @require_safe
 @login_required
-def job_preparation(request, pk: int):
+def job_preparation(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """The job page's "Preparation task output": the nodes its preparation task ran on, from Batch, with links to
     each node's stdout and stderr of it. Loaded after the page, so the page never waits on Batch."""
     job = job_get(user=request.user, pk=pk)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from batchsync.gateway import BatchGateway
 from portal.logs.files import InvalidFileName, validate_name
 from portal.logs.windows import WINDOW_BYTES, LogWindow, window
 
@@ -37,7 +38,7 @@ class NodeRootFile:
     kind = "node"
     saved_at = None
 
-    def __init__(self, batch, pool_id: str, node_id: str, path: str):
+    def __init__(self, batch: BatchGateway, pool_id: str, node_id: str, path: str) -> None:
         self._batch, self.pool_id, self.node_id, self.path = batch, pool_id, node_id, validate_node_path(path)
         self._size: int | None = None
 
@@ -50,7 +51,7 @@ class NodeRootFile:
         return self._batch.read_node_file(self.pool_id, self.node_id, self.path, start=start, length=length)
 
 
-def read_window(batch, pool_id: str, node_id: str, path: str, *, start: int | None = None,
+def read_window(batch: BatchGateway, pool_id: str, node_id: str, path: str, *, start: int | None = None,
                 end: int | None = None, max_bytes: int = WINDOW_BYTES) -> LogWindow:
     """A window of at most `max_bytes` of the node file `path`, bounded as a task file's window is: the tail
     without bounds, from `start`, or the window ending at `end`.

@@ -4,7 +4,10 @@ reads so that one chunk is in memory at a time."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from portal.logs.files import LogSource
 
 # Search: at most this much of a file is read per request, in chunks of this size, and counting stops here.
 SEARCH_SCAN_BYTES = 64 * 1024 * 1024
@@ -33,7 +36,7 @@ class SearchResult:
         return self.start == 0 and self.end >= self.size
 
 
-def _matcher(needle: str):
+def _matcher(needle: str) -> tuple[Callable[[bytes], Iterator[tuple[int, int]]], int]:
     """(find(buffer) -> iterator of (start, end)), and the longest match in bytes.
 
     Case-insensitive plain text, matched on bytes so offsets stay byte offsets: an ASCII needle against the
@@ -42,7 +45,7 @@ def _matcher(needle: str):
     if needle.isascii():
         lowered = needle.lower().encode()
 
-        def find_ascii(buffer: bytes):
+        def find_ascii(buffer: bytes) -> Iterator[tuple[int, int]]:
             haystack, position = buffer.lower(), 0
             while (found := haystack.find(lowered, position)) != -1:
                 yield found, found + len(lowered)
@@ -58,7 +61,7 @@ def _matcher(needle: str):
     return (lambda buffer: (m.span() for m in pattern.finditer(buffer))), longest
 
 
-def search(source, needle: str, *, start: int = 0, max_scan: int = SEARCH_SCAN_BYTES,
+def search(source: LogSource, needle: str, *, start: int = 0, max_scan: int = SEARCH_SCAN_BYTES,
            max_hits: int = SEARCH_MAX_HITS, chunk_bytes: int = SEARCH_CHUNK_BYTES) -> SearchResult:
     """Find `needle` (case-insensitive plain text) in at most `max_scan` bytes of `source` from `start`, read in
     ranges of `chunk_bytes` (one chunk and the few bytes a match may straddle are in memory at a time),

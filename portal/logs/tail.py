@@ -7,6 +7,7 @@ import time
 
 from django.core.cache import cache
 
+from batchsync.gateway import BatchGateway
 from portal.logs.files import validate_name
 from portal.logs.windows import WINDOW_BYTES, LogWindow, batch_gateway, read_window, window_bytes
 from portal.models import BatchAccount
@@ -19,7 +20,7 @@ SHARED_LOCK_SECONDS = 5
 
 def shared_tail(account: BatchAccount, job_id: str, task_id: str, path: str, *, after: int | None = None,
                 max_bytes: int = WINDOW_BYTES, hold_partial: bool = True, skip_ahead: bool = False,
-                gateway=None) -> LogWindow:
+                gateway: BatchGateway | None = None) -> LogWindow:
     """The tail of a running task's file, or the bytes after `after`, read from Batch at most about once
     a second per (task, file) however many viewers ask: each answer is cut from the last tail read,
     which lives in the Django cache (Redis, shared by the web processes) for SHARED_TAIL_SECONDS.
@@ -74,7 +75,8 @@ def _await_snapshot(key: str) -> dict | None:
     return None
 
 
-def _read_snapshot(account, job_id, task_id, path, max_bytes, hold_partial, gateway) -> dict:
+def _read_snapshot(account: BatchAccount, job_id: str, task_id: str, path: str, max_bytes: int, hold_partial: bool,
+                   gateway: BatchGateway | None) -> dict:
     with batch_gateway(account, gateway) as batch:
         size = batch.get_task_file_size(job_id, task_id, path)
         data, start, end = window_bytes(

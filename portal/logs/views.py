@@ -5,6 +5,7 @@ search, downloads (one file streamed, a short-lived link to the saved copy, ever
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,13 +13,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from batchsync.accounts import blob_store, gateway_for
 from batchsync.gateway import GatewayError, NotFound, Rejected, Transient
+from portal.access import SignedInRequest
 from portal.jobs import selectors
 from portal.logs import search, services, windows, zips
 from portal.logs.ansi import ansi_to_html
@@ -26,6 +29,9 @@ from portal.logs.files import (
     SAVED_FILES,
     CleanedUpBeforeSaved,
     InvalidFileName,
+    LogSource,
+    NodeFile,
+    SavedFile,
     open_file,
     saved_copy,
     stream,
@@ -33,6 +39,7 @@ from portal.logs.files import (
 )
 from portal.logs.tail import shared_tail
 from portal.logs.windows import LogWindow, window_at
+from portal.models import BatchAccount, Task
 
 DEFAULT_FILE = "stdout.txt"
 # Shown first in the picker, in this order; the task's other files follow by name.
@@ -61,11 +68,11 @@ class Row:
     hit: bool = False
 
 
-def _task(request, pk: int):
+def _task(request: SignedInRequest, pk: int) -> Task:
     return selectors.task_get(user=request.user, pk=pk)
 
 
-def _path(request) -> str:
+def _path(request: HttpRequest) -> str:
     """The requested file name, or 404 for names no task's file list could hold (checked before any
     request goes to Batch)."""
     path = request.GET.get("path", DEFAULT_FILE)
@@ -75,7 +82,7 @@ def _path(request) -> str:
         raise Http404("No such file") from None
 
 
-def int_param(request, name: str) -> int | None:
+def int_param(request: HttpRequest, name: str) -> int | None:
     value = request.GET.get(name, "")
     if not value:
         return None
@@ -108,8 +115,8 @@ def _next_line(window: LogWindow, first_line: int | None) -> int | None:
     return first_line + window.text.count("\n")
 
 
-def _window_context(task, path: str, window: LogWindow, first_line: int | None, live: bool,
-                    source=None) -> dict:
+def _window_context(task: Task, path: str, window: LogWindow, first_line: int | None, live: bool,
+                    source: LogSource | None = None) -> dict:
     if window.at_start:
         first_line = 1
     rows = _rows(window, first_line)
@@ -123,7 +130,7 @@ def _window_context(task, path: str, window: LogWindow, first_line: int | None, 
 
 @require_safe
 @login_required
-def task_output(request, pk: int):
+def task_output(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """The Output section: the task's files from Batch and the tail of the chosen one (stdout.txt)."""
     return _viewer(request, _task(request, pk), _path(request))
 
@@ -131,22 +138,22 @@ def task_output(request, pk: int):
 class _Opened:
     """A gateway and a blob store for one request (or one streamed response), closed together."""
 
-    def __init__(self, account):
+    def __init__(self, account: BatchAccount) -> None:
         self._stack = ExitStack()
         self.batch = self._stack.enter_context(gateway_for(account))
         self.store = self._stack.enter_context(blob_store())
 
-    def close(self):
+    def close(self) -> None:
         self._stack.close()
 
-    def __enter__(self):
+    def __enter__(self) -> _Opened:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _file_names(opened: _Opened, task, source) -> list[str]:
+def _file_names(opened: _Opened, task: Task, source: NodeFile | SavedFile) -> list[str]:
     """The picker's files: the node's list, or the saved ones when the node's copy is gone."""
     try:
         files = opened.batch.list_task_files(task.job.job_id, task.task_id)
@@ -160,7 +167,7 @@ def _file_names(opened: _Opened, task, source) -> list[str]:
     return [n for n in STANDARD_FILES if n in names] + sorted(names - set(STANDARD_FILES))
 
 
-def _viewer(request, task, path: str):
+def _viewer(request: SignedInRequest, task: Task, path: str) -> HttpResponse:
     live = task.is_live
     context = {"task": task, "path": path, "live": live}
     try:
@@ -184,7 +191,7 @@ def _viewer(request, task, path: str):
 
 @require_safe
 @login_required
-def task_output_window(request, pk: int):
+def task_output_window(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """One window of a file: `start` (from there on), `end` (the window ending there), neither (the tail)."""
     task = _task(request, pk)
     path = _path(request)
@@ -211,7 +218,7 @@ def task_output_window(request, pk: int):
 
 @require_safe
 @login_required
-def task_output_tail(request, pk: int):
+def task_output_tail(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """Only the bytes written after `after`, as rows to append, with the next poll (none once the task
     can no longer write, which stops the polling)."""
     task = _task(request, pk)
@@ -259,7 +266,7 @@ def task_output_tail(request, pk: int):
     return render(request, "logs/output.html#tail", context)
 
 
-def _open_stream(task, path: str):
+def _open_stream(task: Task, path: str) -> tuple[LogSource, int, Iterator[bytes]]:
     """(source, size, chunks) for a whole file; the gateway and store close when the chunks end or are closed."""
     opened = _Opened(task.job.account)
     try:
@@ -269,7 +276,7 @@ def _open_stream(task, path: str):
         opened.close()
         raise
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         try:
             yield from stream(source)
         finally:
@@ -280,7 +287,7 @@ def _open_stream(task, path: str):
 
 @require_safe
 @login_required
-def task_output_download(request, pk: int):
+def task_output_download(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """The whole file as an attachment, streamed in ranges with constant memory: from the saved copy when that
     is what the viewer shows, else from the node."""
     task = _task(request, pk)
@@ -300,7 +307,7 @@ def task_output_download(request, pk: int):
     return response
 
 
-def inert(response) -> None:
+def inert(response: HttpResponseBase) -> None:
     # Never let a browser guess a type and render a log as a page.
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox"
@@ -312,7 +319,7 @@ def header_safe(name: str) -> str:
 
 @require_POST
 @login_required
-def task_output_link(request, pk: int):
+def task_output_link(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """A read-only link to the saved copy, valid for LINK_MINUTES: the browser downloads straight from
     storage, so a big file never passes through a web process."""
     task = _task(request, pk)
@@ -337,7 +344,7 @@ def task_output_link(request, pk: int):
 
 # --- search --------------------------------------------------------------------------------------------------
 
-def _search_hits(task, source, needle: str, region: int) -> search.SearchResult:
+def _search_hits(task: Task, source: NodeFile | SavedFile, needle: str, region: int) -> search.SearchResult:
     """The search of one region (SEARCH_SCAN_BYTES of the file), from the cache when the same file at the same
     size was searched for the same text a moment ago."""
     key = (f"logs:search:{task.pk}:{source.path}:{source.kind}:{source.size()}:{region}:"
@@ -353,7 +360,7 @@ def _search_hits(task, source, needle: str, region: int) -> search.SearchResult:
 
 @require_safe
 @login_required
-def task_output_search(request, pk: int):
+def task_output_search(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """Find text in the file: plain text, case-insensitive, at most SEARCH_SCAN_BYTES read per part of the file;
     the window opens at the `hit`-th match (-1: the last) of part `region`, with the matches marked.
 
@@ -413,7 +420,7 @@ def _step(found: search.SearchResult, region: int, index: int | None, direction:
 
 @require_safe
 @login_required
-def job_logs_zip(request, pk: int):
+def job_logs_zip(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """Every task's stdout and stderr as <task id>/stdout.txt in one zip, written while it is sent: from the saved
     copy where there is one, else from the node; files that could not be read are listed in MISSING.txt."""
     job = selectors.job_get(user=request.user, pk=pk)
@@ -426,7 +433,7 @@ def job_logs_zip(request, pk: int):
             status=413, content_type="text/plain; charset=utf-8")
     opened = _Opened(job.account)
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         try:
             yield from zips.zip_job_logs(job.job_id, task_ids, batch=opened.batch, store=opened.store)
         finally:

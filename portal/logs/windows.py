@@ -3,13 +3,13 @@ characters), from the tail, from an offset, ending at an offset, or around a sea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from batchsync.accounts import gateway_for
 from batchsync.gateway import BatchGateway
-from portal.logs.files import NodeFile, validate_name
+from portal.logs.files import LogSource, NodeFile, validate_name
 from portal.models import BatchAccount
 
 WINDOW_BYTES = 64 * 1024
@@ -45,7 +45,7 @@ class LogWindow:
         return self.text[:-1].split("\n") if self.text.endswith("\n") else self.text.split("\n")
 
 
-def window(source, *, start: int | None = None, end: int | None = None, max_bytes: int = WINDOW_BYTES,
+def window(source: LogSource, *, start: int | None = None, end: int | None = None, max_bytes: int = WINDOW_BYTES,
            hold_partial: bool = False) -> LogWindow:
     """A window of at most `max_bytes` of `source` (a NodeFile or SavedFile); bounds as read_window's."""
     data, start, end = window_bytes(source.read, source.size(), start=start, end=end, max_bytes=max_bytes,
@@ -53,7 +53,8 @@ def window(source, *, start: int | None = None, end: int | None = None, max_byte
     return LogWindow(data.decode("utf-8", errors="replace"), start, end, source.size(), source.kind)
 
 
-def window_at(source, offset: int, *, before: int = HIT_CONTEXT_BYTES, max_bytes: int = WINDOW_BYTES) -> LogWindow:
+def window_at(source: LogSource, offset: int, *, before: int = HIT_CONTEXT_BYTES,
+              max_bytes: int = WINDOW_BYTES) -> LogWindow:
     """A window holding byte `offset` (a search hit) near its top, starting at a line start when one lies in
     the `before` bytes of context; the hit's own line is never cut away."""
     size = source.size()
@@ -81,7 +82,7 @@ def batch_gateway(account: BatchAccount, gateway: BatchGateway | None) -> Iterat
 
 def read_window(account: BatchAccount, job_id: str, task_id: str, path: str, *, start: int | None = None,
                 end: int | None = None, max_bytes: int = WINDOW_BYTES, hold_partial: bool = False,
-                gateway=None) -> LogWindow:
+                gateway: BatchGateway | None = None) -> LogWindow:
     """A window of at most `max_bytes` of the task file `path` on its node.
 
     No bounds: the tail (the last window). `start`: from exactly that byte on ("load later", and "after
@@ -97,7 +98,7 @@ def read_window(account: BatchAccount, job_id: str, task_id: str, path: str, *, 
                       hold_partial=hold_partial)
 
 
-def window_bytes(read, size: int, *, start: int | None, end: int | None, max_bytes: int,
+def window_bytes(read: Callable[[int, int], bytes], size: int, *, start: int | None, end: int | None, max_bytes: int,
                  hold_partial: bool) -> tuple[bytes, int, int]:
     """The bytes of a window of a file of `size` bytes, read through `read(start, length)`, and where they lie."""
     exact_start = start is not None
@@ -114,7 +115,8 @@ def window_bytes(read, size: int, *, start: int | None, end: int | None, max_byt
                  trim_tail=(not exact_end and end < size) or hold_partial)
 
 
-def _trim(data: bytes, start: int, end: int, size: int, *, trim_head: bool, trim_tail: bool):
+def _trim(data: bytes, start: int, end: int, size: int, *, trim_head: bool,
+          trim_tail: bool) -> tuple[bytes, int, int]:
     """Cut `data` (bytes start..end) to whole lines, or failing that to whole UTF-8 characters."""
     if trim_head:
         newline = data.find(b"\n")

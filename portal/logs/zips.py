@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
-from batchsync.gateway import GatewayError, NotFound, Rejected
+from batchsync.gateway import BatchGateway, BlobStore, GatewayError, NotFound, Rejected
 from portal.logs.files import SAVED_FILES, NodeFile, SavedFile, saved_for_attempt, saved_path, stream
 
 # The most tasks one zip of a job's logs holds.
@@ -21,14 +21,14 @@ class _ZipSink(io.RawIOBase):
     """Where zipfile writes: bytes wait here until the generator hands them on. Not seekable, so zipfile
     writes each entry's sizes after its data (a data descriptor) and never goes back."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self._parts: list[bytes] = []
 
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # zipfile writes bytes
         self._parts.append(bytes(data))
         return len(data)
 
@@ -38,7 +38,7 @@ class _ZipSink(io.RawIOBase):
         return data
 
 
-def zip_job_logs(job_id: str, task_ids: list, *, batch, store) -> Iterator[bytes]:
+def zip_job_logs(job_id: str, task_ids: list, *, batch: BatchGateway, store: BlobStore) -> Iterator[bytes]:
     """A zip of every task's stdout.txt and stderr.txt (entries `<task id>/stdout.txt`; `task_ids` holds ids or
     (id, start time of its last attempt) pairs), produced while it is read: each file is copied in ranged reads,
     from its saved copy when there is one, else from the node, so memory holds one chunk whatever the job's size.
@@ -52,7 +52,7 @@ def zip_job_logs(job_id: str, task_ids: list, *, batch, store) -> Iterator[bytes
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for task_id, started in (t if isinstance(t, tuple) else (t, None) for t in task_ids):
             for name in SAVED_FILES:
-                info = saved.get(saved_path(job_id, task_id, name))
+                info = saved.get(saved_path(job_id, task_id, name) or "")   # SAVED_FILES all have a path
                 if info is not None and not saved_for_attempt(info.last_modified, started):
                     info = None         # an earlier attempt's copy: the node has this attempt's
                 source = SavedFile(store, info) if info else NodeFile(batch, job_id, task_id, name)
