@@ -4,6 +4,7 @@ the person, and what follows an accepted action (its audit record, then a sync s
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import transaction
 
@@ -43,7 +44,8 @@ def refusal(exc: GatewayError, *, action: str, what: str, logged_as: str = "", r
                        f"administrator if it keeps happening (Batch request id {exc.request_id or 'unknown'}).")
 
 
-def record_and_sync(*, account_pk: int, job_pk: int | None = None, full_task_sync: bool = False, **event) -> None:
+def record_and_sync(*, account_pk: int, job_pk: int | None = None, full_task_sync: bool = False,
+                    **event: Any) -> None:
     """Record an action Batch accepted (`event`: portal.audit.services.record_event's arguments) and, once that is
     committed, ask for a sync of the account and, given `job_pk`, of that job's tasks."""
     with transaction.atomic():

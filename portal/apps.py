@@ -7,7 +7,7 @@ class PortalConfig(AppConfig):
     name = "portal"
     verbose_name = "Batch portal"
 
-    def ready(self):
+    def ready(self) -> None:
         # Imported here, not at the top: receivers need the models, which are not loaded when this module is.
         from portal.audit.receivers import connect_receivers  # noqa: PLC0415
 

@@ -2,6 +2,7 @@
 other value put through portal.redact."""
 
 import re
+from typing import Any
 
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -16,7 +17,7 @@ class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
         "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|CONNECTION_STRING|CONTAINER_URL|DATABASE|BROKER_URL|REDIS_URL",
         flags=re.IGNORECASE)
 
-    def cleanse_setting(self, key, value):
+    def cleanse_setting(self, key: int | str, value: Any) -> Any:
         cleaned = super().cleanse_setting(key, value)
         # A lazy string (django-axes' AXES_USERNAME_FORM_FIELD, reverse_lazy URLs) passes isinstance(str) but is
         # not one to `re`: made a real string first, or building the DEBUG error page itself fails.

@@ -39,7 +39,7 @@ class TaskResult(models.TextChoices):
 
 
 class JobQuerySet(models.QuerySet):
-    def live(self):
+    def live(self) -> "JobQuerySet":
         """Jobs the pages still poll: see Job.is_live."""
         return self.filter(gone_at__isnull=True).exclude(state=JobState.COMPLETED)
 

@@ -151,7 +151,7 @@ class PoolTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self):
+    def clean(self) -> None:
         errors = {}
         problem = resource_files_problem(self.start_task_resource_files)
         if problem:
@@ -176,7 +176,7 @@ class PoolTemplate(models.Model):
         return shown
 
 
-def resource_files_problem(value) -> str | None:
+def resource_files_problem(value: object) -> str | None:
     """What is wrong with a start task's resource file list, in words for the person editing it, or None."""
     if value in (None, ""):
         return None

@@ -1,6 +1,7 @@
 """Job templates (what people can run), their immutable versions, and submissions (the outbox to Batch)."""
 
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -8,6 +9,9 @@ from django.db import models
 from django.utils.functional import cached_property
 
 from portal.models.accounts import BatchAccount, Team
+
+if TYPE_CHECKING:   # for the annotation only: loading the models must not load the spec parser
+    from portal.submit.spec import TemplateSpec
 from portal.models.jobs import Job
 
 
@@ -52,7 +56,7 @@ class JobTemplateVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.template} v{self.number}"
 
-    def clean(self):
+    def clean(self) -> None:
         # Imported here: the spec parser loads the gateway (and the Azure SDK), which loading the models must not.
         from portal.submit.spec import SpecError, parse_spec  # noqa: PLC0415
 
@@ -67,7 +71,7 @@ class JobTemplateVersion(models.Model):
                                                "save a new version instead."})
 
     @property
-    def parsed(self):
+    def parsed(self) -> "TemplateSpec":
         from portal.submit.spec import parse_spec  # noqa: PLC0415 (lazily, as in clean())
 
         return parse_spec(self.spec)

@@ -111,7 +111,7 @@ def submission_prepare(*, user: User, template_version: JobTemplateVersion | int
     if command_line is not None:
         if not access.can_write_command_lines(user):
             raise PermissionDenied("Writing your own command line needs the portal.write_command_lines permission.")
-        placeholders = {p.name for p in spec.parameters} | ({spec.fan_out.placeholder} - {None})
+        placeholders = {p.name for p in spec.parameters} | {p for p in [spec.fan_out.placeholder] if p is not None}
         problems = command_line_problems(command_line, placeholders, csv_columns=spec.fan_out.kind == "csv")
         if not command_line.strip() or problems:
             raise SubmissionError("The command line cannot be used: " + (" ".join(problems) or "it is empty."),
@@ -120,6 +120,7 @@ def submission_prepare(*, user: User, template_version: JobTemplateVersion | int
         values, files = clean_values(spec, parameters or {}, uploaded_files or {})
         rows = None
         if spec.fan_out.kind == "csv":
+            assert spec.fan_out.parameter is not None   # a CSV fan-out names its file parameter
             table = files.get(spec.fan_out.parameter, ())
             if not table or table[0].content is None:
                 raise ParameterErrors({spec.fan_out.parameter: "upload the CSV file the tasks are made from."})

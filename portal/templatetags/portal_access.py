@@ -8,20 +8,20 @@ register = template.Library()
 
 
 @register.filter
-def can_submit(user) -> bool:
+def can_submit(user: access.Person) -> bool:
     return access.can_submit(user)
 
 
 @register.filter
-def can_manage_pools(user) -> bool:
+def can_manage_pools(user: access.Person) -> bool:
     return access.can_manage_pools(user)
 
 
 @register.filter
-def can_use_admin(user) -> bool:
+def can_use_admin(user: access.Person) -> bool:
     return access.can_use_admin(user)
 
 
 @register.filter
-def can_view_audit(user) -> bool:
+def can_view_audit(user: access.Person) -> bool:
     return access.can_view_audit(user)

@@ -1,14 +1,16 @@
 """Template filters and tags for the pages: relative times, durations, plain status words, progress."""
 
 from datetime import datetime
+from typing import Any
 
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from portal.accounts.selectors import sync_is_stale
 from portal.jobs.selectors import Progress, job_progress
-from portal.models import TaskResult, TaskState
+from portal.models import Job, Task, TaskResult, TaskState
 
 register = template.Library()
 
@@ -56,7 +58,7 @@ def between(end: datetime | None, start: datetime | None) -> float | None:
     return max((end - start).total_seconds(), 0.0)
 
 
-TASK_STATUS_WORDS = {
+TASK_STATUS_WORDS: dict[str, str] = {
     TaskState.ACTIVE: "waiting",
     TaskState.PREPARING: "preparing",
     TaskState.RUNNING: "running",
@@ -65,27 +67,28 @@ TASK_STATUS_WORDS = {
 
 
 @register.filter
-def task_status(task) -> str:
+def task_status(task: Task) -> str:
     """One plain word for a task's state and result, also used as its CSS class."""
     if task.state == TaskState.COMPLETED:
-        return {TaskResult.SUCCESS: "succeeded", TaskResult.FAILURE: "failed"}.get(task.result, "completed")
+        words: dict[str, str] = {TaskResult.SUCCESS: "succeeded", TaskResult.FAILURE: "failed"}
+        return words.get(task.result, "completed")
     return TASK_STATUS_WORDS.get(task.state, task.state or "unknown")
 
 
 @register.filter
-def progress(job) -> Progress:
+def progress(job: Job) -> Progress:
     return job_progress(job)
 
 
 @register.inclusion_tag("includes/synced.html")
-def synced(at: datetime | None, what: str = "Synced", live: bool = True):
+def synced(at: datetime | None, what: str = "Synced", live: bool = True) -> dict:
     """'Synced 4 s ago' from a last_synced_at, marked stale when the sync has fallen behind on
     something that can still change (a finished job is not synced again, and that is fine)."""
     return {"at": at, "what": what if live else "Last synced", "stale": live and sync_is_stale(at)}
 
 
 @register.filter
-def num(value) -> str:
+def num(value: Any) -> str:  # whatever the template hands over
     """An integer with thousands separators: 100000 → '100,000'."""
     try:
         return f"{int(value):,}"
@@ -94,7 +97,7 @@ def num(value) -> str:
 
 
 @register.simple_tag
-def when(value: datetime | None, empty: str = "–"):
+def when(value: datetime | None, empty: str = "–") -> SafeString | str:
     """A <time> element: the time alone today, with its date on other days (and year in other years); the full time
     with its zone on hover and for machines. The zone is said once per page, in base.html's footer."""
     if value is None:

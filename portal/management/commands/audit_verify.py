@@ -1,5 +1,8 @@
 """Walk the audit history's hash chain and say whether it is intact, or which record is the first one broken."""
 
+from argparse import ArgumentParser
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.audit.chain import verify
@@ -10,11 +13,11 @@ class Command(BaseCommand):
             "with the number of records and the head hash (note it: cutting records from the end is only visible "
             "against a head noted earlier), or 1 naming the first broken record.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--chunk-size", type=int, default=2000,
                             help="Rows fetched per round trip; memory stays bounded by this, not by the table.")
 
-    def handle(self, *args, chunk_size: int, **options):
+    def handle(self, *args: Any, chunk_size: int, **options: Any) -> None:
         verdict = verify(chunk_size=chunk_size)
         broken = verdict.broken
         if broken is not None:

@@ -1,5 +1,8 @@
 """`manage.py batch_sync [--full]`: one sync pass from Batch into the mirror, by hand, with a summary."""
 
+from argparse import ArgumentParser
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from batchsync import sync
@@ -12,7 +15,7 @@ class Command(BaseCommand):
     help = ("Sync pools, nodes, jobs and the tasks of unfinished jobs from Batch into the portal's database, "
             "once, and print what changed. The same pass the worker runs every few seconds.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--full", action="store_true",
                             help="List every job and task instead of the changes, and mark what Batch deleted as gone.")
         parser.add_argument("--account", metavar="NAME",
@@ -20,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--retry-seconds", type=float, default=sync.DEFAULT_RETRY.budget_seconds,
                             help="How long to keep retrying when Batch is busy or unreachable (default %(default)s).")
 
-    def handle(self, *args, full=False, account=None, retry_seconds=30.0, **options):
+    def handle(self, *args: Any, full: bool = False, account: str | None = None, retry_seconds: float = 30.0,
+               **options: Any) -> None:
         default_account()   # the account configured in settings exists before the first pass
         accounts = BatchAccount.objects.all()
         if account:

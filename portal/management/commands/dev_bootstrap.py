@@ -7,6 +7,9 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -14,7 +17,16 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from batchsync.accounts import blob_store, default_account, gateway_for
-from batchsync.gateway import AlreadyExists, GatewayError, ImageSpec, JobSpec, PoolSpec, TaskSpec, Transient
+from batchsync.gateway import (
+    AlreadyExists,
+    BatchGateway,
+    GatewayError,
+    ImageSpec,
+    JobSpec,
+    PoolSpec,
+    TaskSpec,
+    Transient,
+)
 
 ADMIN_USERNAME = "admin"
 PORTAL_URL = "http://127.0.0.1:8000"
@@ -30,7 +42,7 @@ class Command(BaseCommand):
         "--demo-pool, also create a small demo pool and job on localbatch once it answers. For development only."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--demo-pool",
             action="store_true",
@@ -52,7 +64,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait-seconds", type=float, default=60.0,
                             help="How long to wait for localbatch to answer (default %(default)s).")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if not options["skip_admin"]:
             login = self.ensure_admin()
             self.report_broker()
@@ -85,7 +97,7 @@ class Command(BaseCommand):
                     "and run `make dev` again for a new one)")
         return f"{ADMIN_USERNAME} / {password}  (kept in {path})"
 
-    def report_broker(self):
+    def report_broker(self) -> None:
         if settings.CELERY_BROKER_URL == "filesystem://":
             self.stdout.write(
                 self.style.WARNING(
@@ -99,7 +111,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Celery broker: {settings.BROKER_REASON}.")
         self.stdout.write(f"Cache: {settings.CACHE_REASON}.")
 
-    def prepare_storage(self, wait_seconds: float):
+    def prepare_storage(self, wait_seconds: float) -> None:
         origins = portal_origins(settings.PORTAL_BASE_URL)
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -120,7 +132,7 @@ class Command(BaseCommand):
                 return
         self.stdout.write(f"Storage: containers ready; browsers at {', '.join(origins)} may upload.")
 
-    def create_demo_pool(self, wait_seconds: float):
+    def create_demo_pool(self, wait_seconds: float) -> None:
         url = settings.BATCH_ACCOUNT_URL
         problem = wait_for_localbatch(url, wait_seconds)
         if problem:
@@ -138,11 +150,11 @@ class Command(BaseCommand):
                           f"at {url}: created {what}.")
 
 
-def admin_password_path():
+def admin_password_path() -> Path:
     return settings.VAR_DIR / "admin-password"
 
 
-def write_private(path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write `text` to `path`, readable by its owner only (0600) from the first byte."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
@@ -181,7 +193,7 @@ def wait_for_localbatch(url: str, wait_seconds: float) -> str | None:
         time.sleep(0.25)
 
 
-def create_demo(gateway) -> list[str]:
+def create_demo(gateway: BatchGateway) -> list[str]:
     """The demo pool, job and tasks; what exists already counts as done. Returns what was created."""
     created = []
     try:
