@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings
 
 from portal.access import WRITE_COMMAND_LINES
 from tests.personas import person, role, team
@@ -176,3 +178,14 @@ def batch(localbatch, settings, monkeypatch):
     # An exported key in the shell running the tests must not send the portal elsewhere.
     monkeypatch.delenv("BATCH_ACCOUNT_KEY", raising=False)
     return localbatch
+
+
+@pytest.fixture
+def real_redis():
+    """The Redis at REDIS_URL, as the portal uses it; a test that needs it fails plainly when none answers."""
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"no Redis answers at {settings.REDIS_URL}: start one (.ci/run does) or set REDIS_URL")
+    return client

@@ -20,15 +20,6 @@ def name():
     return f"test-{uuid.uuid4().hex}"
 
 
-@pytest.fixture
-def real_redis():
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"no Redis answers at {settings.REDIS_URL}: start one (.ci/run does) or set REDIS_URL")
-    return client
-
 
 def redis_keys(client, name):
     return client.keys(f"{settings.REDIS_KEY_PREFIX}{locks.KEY_PREFIX}*:{name}")

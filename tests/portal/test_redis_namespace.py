@@ -6,22 +6,10 @@ import sys
 import types
 import uuid
 
-import pytest
-import redis
 from django.conf import settings
 from django.core.cache import cache
 
 from batchsync.celery import app
-
-
-@pytest.fixture
-def real_redis():
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"no Redis answers at {settings.REDIS_URL}: start one (.ci/run does) or set REDIS_URL")
-    return client
 
 
 def test_this_test_run_has_a_namespace_of_its_own():
