@@ -2,7 +2,7 @@
 the pool and Batch's retention, and notes each task's error line for failure triage.
 
 `Task.logs_saved_at` and `Task.error_line` are the archiver's own bookkeeping, not mirrored Batch fields, so
-this module (not batchsync/sync.py) writes them, each with a conditional update. Tasks the portal creates upload
+this module (not batchsync/sync/) writes them, each with a conditional update. Tasks the portal creates upload
 their logs themselves (an output-file rule to the same place); for those the archiver only finds the copy and
 marks it. A file the node no longer has (cleaned up, task/job/pool deleted) is marked too, with nothing in Blob:
 `logs_saved_at` set and no blob means "gone before it could be saved", and the task is not tried again. A task

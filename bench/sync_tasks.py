@@ -61,9 +61,9 @@ def main() -> int:
     from portal.models import Job, Task
 
     if args.skew_seconds is not None:
-        sync.SKEW = timedelta(seconds=args.skew_seconds)
+        sync.mirror.SKEW = timedelta(seconds=args.skew_seconds)
     c.header(f"batchsync: task sync of a {args.tasks:,}-task job into {connection.vendor} "
-             f"({connection.settings_dict['NAME']}), SKEW {sync.SKEW.total_seconds():g} s")
+             f"({connection.settings_dict['NAME']}), SKEW {sync.mirror.SKEW.total_seconds():g} s")
 
     with c.localbatch_server() as server:
         client = c.batch_client(server)
@@ -86,7 +86,7 @@ def main() -> int:
         # The incremental pass re-reads the last SKEW before the previous pass began (clock skew and late
         # changes). For its figure to be about the changed 1% only, the initial pass starts once the
         # tasks' creation lies further back than that, as it does in steady state.
-        wait = created_until + sync.SKEW.total_seconds() + 1 - time.time()
+        wait = created_until + sync.mirror.SKEW.total_seconds() + 1 - time.time()
         if wait > 0:
             print(f"  waiting {wait:.0f} s so the creations lie more than SKEW before the initial pass", flush=True)
             time.sleep(wait)

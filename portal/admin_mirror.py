@@ -1,4 +1,4 @@
-"""What the admin pages of the Batch mirror share: read-only, since only batchsync/sync.py writes those rows, and a
+"""What the admin pages of the Batch mirror share: read-only, since only batchsync/sync/ writes those rows, and a
 filter for rows Batch has deleted."""
 
 from typing import Any

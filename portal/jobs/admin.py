@@ -1,4 +1,4 @@
-"""Admin for the mirror of jobs and tasks: read-only, since only batchsync/sync.py writes them."""
+"""Admin for the mirror of jobs and tasks: read-only, since only batchsync/sync/ writes them."""
 
 from django.contrib import admin
 

@@ -1,6 +1,6 @@
 """The mirror of Batch jobs and their tasks, as last seen by the sync.
 
-Mirrored fields keep Batch's names in snake_case and are written only by batchsync/sync.py; our bookkeeping fields
+Mirrored fields keep Batch's names in snake_case and are written only by batchsync/sync/; our bookkeeping fields
 end in `_at`. Rows Batch deleted stay, marked by `gone_at`."""
 
 import enum

@@ -1,6 +1,6 @@
 """The mirror of Batch pools and their nodes, and the pool templates people create pools from.
 
-Mirrored fields keep Batch's names in snake_case and are written only by batchsync/sync.py; our bookkeeping fields
+Mirrored fields keep Batch's names in snake_case and are written only by batchsync/sync/; our bookkeeping fields
 end in `_at`. Rows Batch deleted stay, marked by `gone_at`."""
 
 from django.core.exceptions import ValidationError

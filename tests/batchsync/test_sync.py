@@ -365,7 +365,7 @@ class FaultAfter(BatchGateway):
 def test_a_pass_interrupted_half_way_keeps_the_watermark_and_a_rerun_completes(account, gateway, localbatch,
                                                                                monkeypatch):
     # Small upsert batches, so the pass has stored some of its changes when Batch stops answering.
-    monkeypatch.setattr(sync, "UPSERT_BATCH", 50)
+    monkeypatch.setattr(sync.mirror, "UPSERT_BATCH", 50)
     make_pool(gateway, "pool-1", nodes=0)
     gateway.create_job(JobSpec(id="job-1", pool_id="pool-1"))
     ids = add_tasks(gateway, "job-1", 600)

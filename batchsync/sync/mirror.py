@@ -1,4 +1,5 @@
-"""Batch → database: the only writer of the mirror's Batch fields (pools, nodes, jobs, tasks).
+"""Batch → database: the only writer of the mirror's Batch fields (pools, nodes, jobs, tasks): records turned into
+rows, the upserts, and the task pass of one job.
 
 Every write is an upsert keyed on Batch ids that never replaces a newer state with an older one, so
 any pass may run twice, overlap another, or stop half-way and be run again."""
@@ -6,19 +7,12 @@ any pass may run twice, overlap another, or stop half-way and be run again."""
 from __future__ import annotations
 
 import logging
-import queue
-import random
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, TypeVar
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from portal.models import (
@@ -35,11 +29,11 @@ from portal.models import (
     TaskState,
 )
 
-from . import locks
-from .accounts import gateway_for
-from .gateway import BatchGateway, JobRecord, NodeRecord, NotFound, PoolRecord, TaskRecord, Transient
+from .. import locks
+from ..gateway import BatchGateway, JobRecord, NodeRecord, NotFound, PoolRecord, TaskRecord
+from .common import DEFAULT_RETRY, RetryPolicy, SyncStats, chunks, gateway_or_own, read_ahead, retrying
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("batchsync.sync")
 
 # Incremental task passes ask for tasks changed since the watermark minus SKEW. It covers a clock
 # difference between this machine and Batch, and changes Batch shows in its lists later than their
@@ -57,159 +51,6 @@ FULL_PASS_WAITS = 120.0
 T = TypeVar("T")
 # The synced tables: each is written by _upsert the same way.
 Row = TypeVar("Row", Pool, Node, Job, Task)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Transient errors are retried with exponential backoff and jitter until `budget_seconds` is spent."""
-    budget_seconds: float = 30.0
-    first_delay: float = 0.5
-    max_delay: float = 8.0
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass
-class SyncStats:
-    """What a pass did. `tasks` counts rows written; unchanged rows are listed but not written."""
-    pools: int = 0
-    nodes: int = 0
-    jobs: int = 0
-    tasks: int = 0
-    tasks_listed: int = 0
-    gone: int = 0
-    busy: list[str] = field(default_factory=list)    # skipped: another sync held their lock
-    seconds: float = 0.0
-
-    def __iadd__(self, other: SyncStats) -> SyncStats:
-        for f in fields(self):
-            if f.name != "seconds":
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        return self
-
-
-# --- the account ---------------------------------------------------------------------------------
-
-def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = True,
-                 gateway: BatchGateway | None = None, retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
-    """One pass over the account: pools and nodes, jobs and their task counts, and (with `tasks`) the
-    tasks of every job that can still change. `full` lists every job and task instead of the changes,
-    and marks what Batch deleted as gone. Each part takes its own lock and is skipped if it is busy."""
-    started = time.monotonic()
-    stats = SyncStats()
-    with _gateway(account, gateway) as gw:
-        stats += sync_pools(account, gateway=gw, retry=retry)
-        stats += sync_jobs(account, full=full, gateway=gw, retry=retry)
-        if tasks:
-            for job in jobs_needing_task_sync(account):
-                task_pass = reconcile_job_tasks if full else sync_job_tasks
-                stats += task_pass(job, gateway=gw, retry=retry)
-    BatchAccount.objects.filter(pk=account.pk).update(last_synced_at=timezone.now())
-    stats.seconds = time.monotonic() - started
-    # Every few seconds from beat: say it at INFO only when something changed.
-    changed = stats.pools or stats.nodes or stats.jobs or stats.tasks or stats.gone
-    log.log(logging.INFO if changed else logging.DEBUG, "account %s synced%s: %s", account.name,
-            " (full)" if full else "", stats)
-    return stats
-
-
-def jobs_needing_task_sync(account: BatchAccount) -> QuerySet[Job]:
-    """Jobs whose tasks can still change: not gone, and unfinished or completed less than
-    AFTER_COMPLETION before their tasks were last synced."""
-    settled = ExpressionWrapper(F("state_transition_time") + AFTER_COMPLETION, output_field=DateTimeField())
-    return (Job.objects.filter(account=account, gone_at__isnull=True)
-            .filter(~Q(state=JobState.COMPLETED) | Q(tasks_synced_at__isnull=True)
-                    | Q(state_transition_time__isnull=True) | Q(tasks_synced_at__lt=settled))
-            .order_by("pk"))
-
-
-# --- pools and nodes -------------------------------------------------------------------------------
-
-def sync_pools(account: BatchAccount, *, gateway: BatchGateway | None = None,
-               retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
-    """Every pool and its nodes; pools and nodes Batch no longer lists are marked gone, returning ones revived."""
-    stats = SyncStats()
-    with locks.hold(f"account:{account.pk}:pools", ttl=300) as acquired:
-        if not acquired:
-            stats.busy.append(f"pools of account {account.name}")
-            return stats
-        with _gateway(account, gateway) as gw:
-            records = _retrying(gw.list_pools, f"list pools of account {account.name}", retry)
-            now = timezone.now()
-            rows = [_pool_row(account, record, now) for record in records]
-            stats.pools = _upsert(Pool, "account", account.pk, "pool_id", rows, POOL_FIELDS)
-            stats.gone += _mark_gone(Pool.objects.filter(account=account), "pool_id", {r.id for r in records}, now)
-            stats.gone += Node.objects.filter(pool__account=account, pool__gone_at__isnull=False,
-                                              gone_at__isnull=True).update(gone_at=now)
-
-            pools = {pool.pool_id: pool for pool in Pool.objects.filter(account=account, gone_at__isnull=True)}
-            for record in records:
-                pool = pools.get(record.id)
-                if pool is None:
-                    continue
-                try:
-                    nodes = _retrying(partial(gw.list_nodes, record.id),
-                                      f"list nodes of pool {record.id}", retry)
-                except NotFound:
-                    continue   # deleted since it was listed; the next pass marks it gone
-                now = timezone.now()
-                stats.nodes += _upsert(Node, "pool", pool.pk, "node_id", [_node_row(pool, n, now) for n in nodes],
-                                       NODE_FIELDS)
-                stats.gone += _mark_gone(Node.objects.filter(pool=pool), "node_id", {n.id for n in nodes}, now)
-    return stats
-
-
-# --- jobs ----------------------------------------------------------------------------------------
-
-def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGateway | None = None,
-              retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
-    """Jobs changed since the newest change the mirror has (or all, with `full`, which also marks deleted
-    jobs gone), then Batch's task counts for every job that is not finished."""
-    stats = SyncStats()
-    wait = FULL_PASS_WAITS if full else 0
-    with locks.hold(f"account:{account.pk}:jobs", ttl=300, wait=wait) as acquired:
-        if not acquired:
-            stats.busy.append(f"jobs of account {account.name}")
-            return stats
-        with _gateway(account, gateway) as gw:
-            since = None if full else _jobs_watermark(account)
-            if since is None:
-                full = True
-            records = _retrying(lambda: gw.list_jobs(changed_since=since),
-                                f"list jobs of account {account.name}", retry)
-            now = timezone.now()
-            stats.jobs = _upsert(Job, "account", account.pk, "job_id", [_job_row(account, r, now) for r in records],
-                                 JOB_FIELDS, compare=JOB_COMPARE)
-            if full:
-                gone = _mark_gone(Job.objects.filter(account=account), "job_id", {r.id for r in records}, now)
-                if gone:
-                    stats.gone += gone + _mark_tasks_of_gone_jobs_gone(account, now)
-
-            # Progress comes from Batch's own counts, for every job whose tasks can still change.
-            for job in jobs_needing_task_sync(account).only("pk", "job_id"):
-                try:
-                    counts = _retrying(partial(gw.get_task_counts, job.job_id),
-                                       f"task counts of job {job.job_id}", retry)
-                except NotFound:
-                    stats.gone += _mark_job_gone(job)
-                    continue
-                # last_synced_at too: an unchanged job is not listed by an incremental pass, yet was checked.
-                Job.objects.filter(pk=job.pk).update(
-                    task_active=counts.active, task_running=counts.running, task_completed=counts.completed,
-                    task_succeeded=counts.succeeded, task_failed=counts.failed, last_synced_at=timezone.now())
-    return stats
-
-
-def _jobs_watermark(account: BatchAccount) -> datetime | None:
-    """The newest change to any job the mirror holds, minus SKEW; None if it holds none."""
-    newest = [value for value in (
-        Job.objects.filter(account=account).order_by("-state_transition_time")
-        .exclude(state_transition_time=None).values_list("state_transition_time", flat=True).first(),
-        Job.objects.filter(account=account).order_by("-last_modified")
-        .exclude(last_modified=None).values_list("last_modified", flat=True).first(),
-    ) if value is not None]
-    return max(newest) - SKEW if newest else None
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -241,12 +82,12 @@ def _sync_tasks(job: Job, *, full: bool, gateway: BatchGateway | None, retry: Re
         if job.gone_at is not None:
             return stats
         since = None if full or job.task_watermark_at is None else job.task_watermark_at - SKEW
-        with _gateway(job.account, gateway) as gw:
+        with gateway_or_own(job.account, gateway) as gw:
             try:
-                outcome = _retrying(lambda: _task_pass(job, gw, since, page_size),
+                outcome = retrying(lambda: _task_pass(job, gw, since, page_size),
                                     f"{'reconcile' if full else 'sync'} tasks of job {job.job_id}", retry)
             except NotFound:
-                stats.gone += _mark_job_gone(job)
+                stats.gone += mark_job_gone(job)
                 return stats
         started_at, listed, written, seen, newest = outcome
         stats.tasks_listed, stats.tasks = listed, written
@@ -276,18 +117,18 @@ def _task_pass(job: Job, gw: BatchGateway, since: datetime | None,
     newest: datetime | None = None
 
     def rows() -> Iterator[list[Task]]:
-        for chunk in _chunks(gw.list_tasks(job.job_id, changed_since=since, page_size=page_size), UPSERT_BATCH):
+        for chunk in chunks(gw.list_tasks(job.job_id, changed_since=since, page_size=page_size), UPSERT_BATCH):
             now = timezone.now()
             yield [_task_row(job, record, now) for record in chunk]
 
     # Batch's next pages are fetched and parsed while the database stores the previous ones.
-    for batch in _read_ahead(rows()):
+    for batch in read_ahead(rows()):
         listed += len(batch)
         for row in batch:
             seen.add(row.task_id)
             if row.state_transition_time is not None and (newest is None or row.state_transition_time > newest):
                 newest = row.state_transition_time
-        written += _upsert(Task, "job", job.pk, "task_id", batch, TASK_FIELDS, compare=TASK_COMPARE,
+        written += upsert(Task, "job", job.pk, "task_id", batch, TASK_FIELDS, compare=TASK_COMPARE,
                            check_existing=check_existing)
     return started_at, listed, written, seen, newest
 
@@ -333,7 +174,7 @@ def _text(value: str | None, limit: int | None = None) -> str:
     return (value or "")[:limit] if limit else (value or "")
 
 
-def _pool_row(account: BatchAccount, r: PoolRecord, now: datetime) -> Pool:
+def pool_row(account: BatchAccount, r: PoolRecord, now: datetime) -> Pool:
     return Pool(
         account_id=account.pk, pool_id=r.id, display_name=_text(r.display_name, 1024),
         state=_choice(r.state, _POOL_STATES), allocation_state=_choice(r.allocation_state, _ALLOCATION_STATES),
@@ -347,7 +188,7 @@ def _pool_row(account: BatchAccount, r: PoolRecord, now: datetime) -> Pool:
         last_synced_at=now, gone_at=None)
 
 
-def _node_row(pool: Pool, r: NodeRecord, now: datetime) -> Node:
+def node_row(pool: Pool, r: NodeRecord, now: datetime) -> Node:
     return Node(
         pool_id=pool.pk, node_id=r.id, state=_choice(r.state, _NODE_STATES),
         scheduling_state=_text(r.scheduling_state, 20), is_dedicated=r.is_dedicated is not False,
@@ -359,7 +200,7 @@ def _node_row(pool: Pool, r: NodeRecord, now: datetime) -> Node:
         last_synced_at=now, gone_at=None)
 
 
-def _job_row(account: BatchAccount, r: JobRecord, now: datetime) -> Job:
+def job_row(account: BatchAccount, r: JobRecord, now: datetime) -> Job:
     return Job(
         account_id=account.pk, job_id=r.id, display_name=_text(r.display_name, 1024),
         state=_choice(r.state, _JOB_STATES), pool_id=_text(r.pool_id, 64), priority=r.priority or 0,
@@ -388,7 +229,7 @@ def _task_row(job: Job, r: TaskRecord, now: datetime) -> Task:
 
 # --- writing -------------------------------------------------------------------------------------
 
-def _upsert(model: type[Row], parent_field: str, parent_pk: int, key_field: str, rows: list[Row],
+def upsert(model: type[Row], parent_field: str, parent_pk: int, key_field: str, rows: list[Row],
             update_fields: list[str], compare: tuple[str, ...] = (), check_existing: bool = True) -> int:
     """Insert or update `rows` of one parent in batches; returns how many were written.
 
@@ -396,7 +237,7 @@ def _upsert(model: type[Row], parent_field: str, parent_pk: int, key_field: str,
     time); with `compare`, so is one with the same time and the same `compare` values (nothing changed).
     Each batch is checked and written in one transaction, under the caller's lock on the parent."""
     written = 0
-    for batch in _chunks(_newest_per_key(rows, key_field), UPSERT_BATCH):
+    for batch in chunks(_newest_per_key(rows, key_field), UPSERT_BATCH):
         with transaction.atomic():
             if check_existing:
                 stored = _stored(model, parent_field, parent_pk, key_field, [getattr(r, key_field) for r in batch],
@@ -449,23 +290,23 @@ def _newer_or_same(incoming: datetime | None, stored: datetime | None) -> bool:
     return incoming is not None and incoming >= stored
 
 
-def _mark_gone(queryset: QuerySet[Any], key_field: str, present: set[str], now: datetime) -> int:
+def mark_gone(queryset: QuerySet[Any], key_field: str, present: set[str], now: datetime) -> int:
     """Mark rows of `queryset` whose key is not in `present` gone; revived rows were cleared by the upsert."""
     missing = [pk for pk, key in queryset.filter(gone_at__isnull=True).values_list("pk", key_field)
                if key not in present]
-    for batch in _chunks(missing, 500):
+    for batch in chunks(missing, 500):
         queryset.filter(pk__in=batch).update(gone_at=now)
     return len(missing)
 
 
 def _mark_tasks_gone(job: Job, seen: set[str], now: datetime) -> int:
-    gone = _mark_gone(Task.objects.filter(job_id=job.pk), "task_id", seen, now)
+    gone = mark_gone(Task.objects.filter(job_id=job.pk), "task_id", seen, now)
     if gone:
         log.info("job %s: %d tasks deleted in Batch marked gone", job.job_id, gone)
     return gone
 
 
-def _mark_job_gone(job: Job) -> int:
+def mark_job_gone(job: Job) -> int:
     """The job was deleted in Batch: it and its tasks stay, marked gone."""
     now = timezone.now()
     jobs = Job.objects.filter(pk=job.pk, gone_at__isnull=True).update(gone_at=now)
@@ -475,94 +316,6 @@ def _mark_job_gone(job: Job) -> int:
     return jobs + tasks
 
 
-def _mark_tasks_of_gone_jobs_gone(account: BatchAccount, now: datetime) -> int:
+def mark_tasks_of_gone_jobs_gone(account: BatchAccount, now: datetime) -> int:
     return Task.objects.filter(job__account=account, job__gone_at__isnull=False, gone_at__isnull=True) \
         .update(gone_at=now)
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-_DONE = object()
-
-
-def _read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Yield what `items` yields, produced in a background thread up to `depth` items ahead.
-
-    An exception raised by `items` is raised here, in the consumer, at the point it occurred; if the
-    consumer stops early the producer is told to stop and is waited for, so nothing outlives the call."""
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            handoff.put((_DONE, None))
-        except BaseException as error:   # handed to the consumer, which raises it
-            handoff.put((_DONE, error))
-
-    producer = threading.Thread(target=produce, name="sync-read-ahead", daemon=True)
-    producer.start()
-    try:
-        while True:
-            item, error = handoff.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
-        while producer.is_alive():
-            try:   # unblock a producer waiting to hand over its last item
-                handoff.get_nowait()
-            except queue.Empty:
-                pass
-            producer.join(timeout=0.1)
-
-
-def _retrying(action: Callable[[], T], what: str, policy: RetryPolicy) -> T:
-    """Run `action`, again after a Transient error, with exponential backoff and jitter (at least what
-    Batch asked for in Retry-After), until the policy's time budget would be overrun."""
-    deadline = time.monotonic() + policy.budget_seconds
-    attempt = 0
-    while True:
-        try:
-            return action()
-        except Transient as error:
-            attempt += 1
-            delay = min(policy.max_delay, policy.first_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            delay = max(delay, error.retry_after or 0.0)
-            if time.monotonic() + delay > deadline:
-                log.warning("%s: giving up after %d attempts: %s", what, attempt, error)
-                raise
-            log.info("%s: retrying in %.1fs after: %s", what, delay, error)
-            time.sleep(delay)
-
-
-@contextmanager
-def _gateway(account: BatchAccount, gateway: BatchGateway | None) -> Iterator[BatchGateway]:
-    """The caller's gateway, or one of our own that is closed afterwards."""
-    if gateway is not None:
-        yield gateway
-        return
-    with gateway_for(account) as own:
-        yield own
