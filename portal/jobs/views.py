@@ -88,9 +88,11 @@ def task_detail(request: SignedInRequest, pk: int) -> HttpResponse:
         "node": selectors.task_node(task),
     }
     partial = partial_for(request, {}, default="live")
+    # A poll's answer carries the header's actions as well (out of band): they change when the task ends.
+    context["allowed"] = selectors.task_actions_allowed(request.user, task)
+    context["oob"] = partial is not None
     if partial is None:
-        # The header's actions and the History section are not part of the polled partial.
-        context["allowed"] = selectors.task_actions_allowed(request.user, task)
+        # The History section is not part of the polled partial.
         context["history"] = audit_selectors.audit_rows(audit_selectors.audit_for_object("task", task.pk),
                                                         user=request.user)
         if access.can_view_audit(request.user):

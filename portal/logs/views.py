@@ -123,6 +123,8 @@ def _window_context(task: Task, path: str, window: LogWindow, first_line: int | 
     return {
         "task": task, "path": path, "window": window, "rows": rows, "live": live, "source": source,
         "first_line": first_line, "next_line": _next_line(window, first_line),
+        # Where what the page shows of the file begins: a tail poll appends, so its answers keep this start.
+        "shown_from": window.start,
         # "Load earlier" ends where this window starts; its first line number follows from its length.
         "tail_poll_seconds": TAIL_POLL_SECONDS,
     }
@@ -223,10 +225,11 @@ def task_output_tail(request: SignedInRequest, pk: int) -> HttpResponseBase:
     can no longer write, which stops the polling)."""
     task = _task(request, pk)
     path = _path(request)
-    after, line = int_param(request, "after"), int_param(request, "line")
+    after, line, shown_from = int_param(request, "after"), int_param(request, "line"), int_param(request, "from")
     if after is None:
         raise Http404("after is required")
     live = task.is_live
+    source: LogSource | None = None
     try:
         if live:
             window = shared_tail(task.job.account, task.job.job_id, task.task_id, path, after=after,
@@ -258,8 +261,12 @@ def task_output_tail(request: SignedInRequest, pk: int) -> HttpResponseBase:
     skipped = max(0, window.start - after)
     if skipped:
         line = None          # the lines skipped are not counted, so what follows has no known numbers
-    context = _window_context(task, path, window, line, live)
+    context = _window_context(task, path, window, line, live, source)
     context["first_line"], context["rows"], context["skipped"] = line, _rows(window, line), skipped
+    # The window starts where the last poll ended; what the page shows still starts where it did.
+    context["shown_from"] = window.start if shown_from is None or shown_from > window.start else shown_from
+    # The task has ended: the answer also says where the rest was read from (the saved copy, usually).
+    context["ended"] = not live
     context["next_line"] = _next_line(window, line)
     # More than a window behind: keep polling right away rather than waiting for new output.
     context["live"] = live or not window.at_end

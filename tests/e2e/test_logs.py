@@ -1,6 +1,7 @@
 """A task's output in a real browser: it follows a running task to its end, output that holds markup or scripts
 shows as text while its colours show as colours, and a log saved to storage stays readable and searchable after
-its job is deleted in Batch."""
+its job is deleted in Batch; the task page follows its task to the end (actions, byte counter, the copy
+read) without a reload."""
 
 import os
 
@@ -8,7 +9,7 @@ import pytest
 from azure.batch import models
 
 from batchsync import archive
-from batchsync.accounts import default_account
+from batchsync.accounts import blob_store, default_account, gateway_for
 from batchsync.sync import sync_account
 from portal.models import Task
 from tests.localbatch.helpers import make_job, make_pool, wait_for, wait_task_completed
@@ -155,3 +156,40 @@ def test_a_saved_log_outlives_its_job_and_search_marks_matches_as_text(
     lines.locator("#L3002.log-hit").wait_for()
     assert lines.locator(".log-hit mark").inner_text() == "NEEDLE"
     page.screenshot(path=f"{SCREENSHOTS}/portal-task-output-search.png", full_page=True)
+
+
+
+def test_the_task_page_follows_its_task_to_the_end_without_a_reload(
+        page, live_server, batch_client, batch_account, job, portal_admin, tmp_path):
+    finish = tmp_path / "finish"
+    add_task(batch_client, "ending", f"echo 'first line'; while [ ! -e {finish} ]; do sleep 0.05; done; "
+                                     "echo 'the last line'")
+    wait_for(lambda: batch_client.get_task("log-job", "ending").state == "running", message="the task running")
+    sync_account(batch_account)
+    log_in_and_open(page, live_server, portal_admin, "ending")
+
+    lines = page.get_by_role("log", name="stdout.txt")
+    lines.get_by_text("first line").wait_for()
+    assert page.locator("#task-terminate").is_visible()
+    assert page.locator("#log-source").inner_text().startswith("Live from node")
+    assert page.locator("#log-bytes").inner_text() == "bytes 0–11 of 11"
+    page.evaluate("window.notReloaded = true")
+
+    finish.touch()
+    wait_task_completed(batch_client, "log-job", "ending")
+    # Saved before the mirror learns the task ended, so the page's last poll finds the saved copy.
+    task = Task.objects.select_related("job", "job__account").get(task_id="ending")
+    with gateway_for(batch_account) as batch, blob_store() as store:
+        assert archive.archive_task(task, batch=batch, store=store)
+    sync_account(batch_account)
+
+    page.get_by_text("The task has ended; this is the whole output.").wait_for(timeout=15_000)
+    lines.get_by_text("the last line").wait_for()
+    page.locator("#task-terminate").wait_for(state="detached", timeout=15_000)
+    assert page.locator("#task-delete").is_visible()
+    assert page.locator("#log-source").inner_text().startswith("Saved copy in storage")
+    assert page.locator("#log-bytes").inner_text() == "bytes 0–25 of 25"
+    page.locator("#task .badge").get_by_text("succeeded").wait_for(timeout=15_000)
+    # The same page all along: nothing reloaded it, and nothing polls any more.
+    assert page.evaluate("window.notReloaded") is True
+    assert page.locator("[hx-trigger^='every']").count() == 0

@@ -158,7 +158,8 @@ def test_a_running_task_is_followed_and_each_poll_brings_only_the_new_lines(
 
     page = body(signed_in.get(reverse("task_output", args=[task.pk])))
     tail_url = reverse("task_output_tail", args=[task.pk])
-    assert f'hx-get="{tail_url}?path=stdout.txt&after=8&line=3" hx-trigger="every 2s"' in page
+    assert f'hx-get="{tail_url}?path=stdout.txt&after=8&from=0&line=3" hx-trigger="every 2s"' in page
+    assert ">bytes 0–8 of 8<" in page and "Live from node" in page
     assert 'id="L2"' in page and ">two<" in page
 
     nothing_new = body(signed_in.get(tail_url, {"path": "stdout.txt", "after": 8, "line": 3}))
@@ -168,8 +169,11 @@ def test_a_running_task_is_followed_and_each_poll_brings_only_the_new_lines(
     wait_task_completed(batch_client, "logs-job", "follow")
     task.state = TaskState.COMPLETED     # as the sync records it
     task.save()
-    last = body(signed_in.get(tail_url, {"path": "stdout.txt", "after": 8, "line": 3}))
+    last = body(signed_in.get(tail_url, {"path": "stdout.txt", "after": 8, "from": 0, "line": 3}))
     assert 'id="L3"' in last and ">three<" in last and ">two<" not in last
+    # The byte counter and the copy the page reads from follow too (out of band): the task no longer writes.
+    assert '<span id="log-bytes" hx-swap-oob="true">bytes 0–14 of 14</span>' in last
+    assert 'id="log-source" hx-swap-oob="true">From node' in last and "Live from node" not in last
     # The poller comes back without a trigger: polling stops.
     assert 'hx-swap-oob="true"' in last and "every 2s" not in last and "The task has ended" in last
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 from portal.jobs import selectors
 from portal.models import JobState, TaskState
 from tests.factories import JobFactory, NodeFactory, PoolFactory, TaskFactory, UserFactory
+from tests.personas import client_for
 from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
@@ -157,3 +158,19 @@ def test_task_detail_makes_a_fixed_number_of_queries(signed_in, django_assert_ma
         response = signed_in.get(reverse("task_detail", args=[task.pk]))
     # An error page is cheap too: the budget counts only if the page itself was served.
     assert response.status_code == 200
+
+
+def test_a_poll_brings_the_header_actions_so_terminate_goes_when_the_task_ends(portal_admin):
+    admin = client_for(portal_admin)
+    running = TaskFactory(state=TaskState.RUNNING)
+    done = TaskFactory(job=running.job)
+
+    while_running = text(admin.get(reverse("task_detail", args=[running.pk]), **HTMX))
+    after_the_end = text(admin.get(reverse("task_detail", args=[done.pk]), **HTMX))
+
+    assert 'id="task-actions" hx-swap-oob="true"' in while_running and 'id="task-terminate"' in while_running
+    assert 'id="task-actions" hx-swap-oob="true"' in after_the_end
+    assert 'id="task-terminate"' not in after_the_end and 'id="task-delete"' in after_the_end
+    # The whole page has the actions once, in its header, not out of band.
+    page = text(admin.get(reverse("task_detail", args=[done.pk])))
+    assert page.count('id="task-actions"') == 1 and "hx-swap-oob" not in page
