@@ -138,7 +138,7 @@ def dashboard_data(*, user: User) -> Dashboard:
     active_jobs = list(live.select_related("submitted_by").order_by("-creation_time", "-pk")[:DASHBOARD_JOBS])
     # Jobs are thousands, not millions; one aggregate over the unfinished ones is cheap.
     totals = live.aggregate(jobs=Count("pk"), running=Sum("task_running"), waiting=Sum("task_active"))
-    failures = list(Task.objects.filter(result=TaskResult.FAILURE, job__account_id__in=accounts)
+    failures = list(Task.objects.failed().filter(job__account_id__in=accounts)
                     .select_related("job").order_by("-end_time")[:DASHBOARD_FAILURES])
     synced_at = accounts_synced_at(accounts)
     return Dashboard(

@@ -11,26 +11,28 @@ from django.db.models import Q
 from django.urls import reverse
 
 from portal import access
-from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskResult, TaskState
+from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskState
 from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A job's tasks split into the four parts of its progress bar, from Batch's task counts."""
+    """A job's tasks split into the parts of its progress bar, from Batch's task counts; those killed by a terminate
+    (Job.task_terminated) apart from the failed."""
 
     succeeded: int
     failed: int
     running: int
     waiting: int
+    terminated: int = 0
 
     @property
     def total(self) -> int:
-        return self.succeeded + self.failed + self.running + self.waiting
+        return self.succeeded + self.failed + self.terminated + self.running + self.waiting
 
     @property
     def finished(self) -> int:
-        return self.succeeded + self.failed
+        return self.succeeded + self.failed + self.terminated
 
     def percent(self, part: int) -> float:
         return round(100 * part / self.total, 2) if self.total else 0.0
@@ -42,6 +44,10 @@ class Progress:
     @property
     def failed_pct(self) -> float:
         return self.percent(self.failed)
+
+    @property
+    def terminated_pct(self) -> float:
+        return self.percent(self.terminated)
 
     @property
     def running_pct(self) -> float:
@@ -59,7 +65,7 @@ class Progress:
 
 def job_progress(job: Job) -> Progress:
     # Batch counts completed = succeeded + failed; trust the parts so the bar always adds up.
-    return Progress(succeeded=job.task_succeeded, failed=job.task_failed,
+    return Progress(succeeded=job.task_succeeded, failed=job.failed_task_count, terminated=job.task_terminated,
                     running=job.task_running, waiting=job.task_active)
 
 
@@ -194,7 +200,7 @@ def task_list(*, job: Job, filters: TaskFilters, after: str | None = None, befor
     if filters.state:
         tasks = tasks.filter(state=filters.state)
     if filters.failed:
-        tasks = tasks.filter(result=TaskResult.FAILURE)
+        tasks = tasks.failed()
     if filters.exit_code is not None:
         tasks = tasks.filter(exit_code=filters.exit_code)
     if filters.q:
@@ -250,7 +256,8 @@ def task_timeline(task: Task) -> list[TimelineStep]:
         at = task.start_time or (task.state_transition_time if task.state == TaskState.RUNNING else None)
         steps.append(TimelineStep(TaskState.RUNNING, "Started running", at, note))
     if task.state == TaskState.COMPLETED:
-        label = {"success": "Succeeded", "failure": "Failed"}.get(task.result, "Completed")
+        label = ("Ended by a terminate" if task.killed_by_terminate
+                 else {"success": "Succeeded", "failure": "Failed"}.get(task.result, "Completed"))
         at = task.end_time or task.state_transition_time
         note = "" if task.exit_code is None else f"exit code {task.exit_code}"
         steps.append(TimelineStep(TaskState.COMPLETED, label, at, note))

@@ -11,7 +11,7 @@ from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from portal import access
-from portal.models import BatchAccount, Job, Pool, Task, TaskResult
+from portal.models import TERMINATED_FAILURE_CODE, BatchAccount, Job, Pool, Task, TaskResult
 
 TRIAGE_RANGES = {"24h": ("Last 24 hours", timedelta(hours=24)), "7d": ("Last 7 days", timedelta(days=7)),
                  "all": ("All time", None)}
@@ -30,6 +30,8 @@ class TriageFilters:
     range: str = DEFAULT_TRIAGE_RANGE
     job: int | None = None      # a Job row's pk
     pool: str = ""
+    # Also tasks killed by a terminate (Task.killed_by_terminate): left out unless asked for, as nothing in them failed.
+    terminated: bool = False
 
     def since(self, now: datetime) -> datetime | None:
         span = TRIAGE_RANGES[self.range][1]
@@ -47,6 +49,8 @@ class TriageFilters:
             params["job"] = str(self.job)
         if self.pool:
             params["pool"] = self.pool
+        if self.terminated:
+            params["terminated"] = "1"
         return params
 
 
@@ -56,6 +60,7 @@ def triage_filters_from(params: Mapping[str, str]) -> TriageFilters:
         range=chosen_range if chosen_range in TRIAGE_RANGES else DEFAULT_TRIAGE_RANGE,
         job=int(job) if job.isdigit() and len(job) < 19 else None,
         pool=params.get("pool", "").strip()[:64],
+        terminated=params.get("terminated") in {"1", "on", "true"},
     )
 
 
@@ -77,6 +82,11 @@ class Signature:
         exit_match: dict[str, object] = (
             {"exit_code__isnull": True} if self.exit_code is None else {"exit_code": self.exit_code})
         return {"failure_code": self.failure_code, "error_line": self.error_line, **exit_match}
+
+    @property
+    def killed_by_terminate(self) -> bool:
+        """Tasks a terminate ended (Task.killed_by_terminate): shown only with the filter, in their own words."""
+        return self.failure_code == TERMINATED_FAILURE_CODE
 
     def tasks(self, queryset: QuerySet[Task]) -> QuerySet[Task]:
         return queryset.filter(**self.lookup)
@@ -120,8 +130,9 @@ class Triage:
 
 
 def _failed_tasks(*, user: User, filters: TriageFilters, now: datetime) -> QuerySet[Task]:
-    """Failed tasks the filters select, in accounts the user reads: the one query every triage read starts from."""
-    tasks = Task.objects.filter(result=TaskResult.FAILURE)
+    """Failed tasks the filters select, in accounts the user reads: the one query every triage read starts from.
+    Tasks killed by a terminate only when the filters ask for them."""
+    tasks = Task.objects.filter(result=TaskResult.FAILURE) if filters.terminated else Task.objects.failed()
     accounts = access.visible_account_ids(user)
     if set(accounts) != set(BatchAccount.objects.values_list("pk", flat=True)):
         # Only when some account is hidden: the join costs a lookup per failed task.

@@ -3,7 +3,7 @@ migrations keep working whichever module a model lives in."""
 
 from portal.models.accounts import BatchAccount, Team
 from portal.models.audit import AuditEvent
-from portal.models.jobs import Job, JobState, Task, TaskResult, TaskState
+from portal.models.jobs import TERMINATED_FAILURE_CODE, Job, JobOutcome, JobState, Outcome, Task, TaskResult, TaskState
 from portal.models.pools import (
                                  MAX_NODES_PER_KIND,
                                  AllocationState,
@@ -24,7 +24,8 @@ from portal.models.submit import (
 )
 
 __all__ = [
-    "MAX_NODES_PER_KIND", "UNFINISHED_SUBMISSION_STATES", "AllocationState", "AuditEvent", "BatchAccount", "Job",
+    "MAX_NODES_PER_KIND", "TERMINATED_FAILURE_CODE", "UNFINISHED_SUBMISSION_STATES",
+    "AllocationState", "AuditEvent", "BatchAccount", "Job", "JobOutcome", "Outcome",
     "JobState", "JobTemplate", "JobTemplateVersion", "Node", "NodeFillType", "NodeState", "Pool", "PoolState",
     "PoolTemplate", "Submission", "SubmissionState", "Task", "TaskResult", "TaskState", "Team",
     "resource_files_problem",

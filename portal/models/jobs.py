@@ -4,9 +4,11 @@ Mirrored fields keep Batch's names in snake_case and are written only by batchsy
 end in `_at`. Rows Batch deleted stay, marked by `gone_at`."""
 
 import enum
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import models
+from django.utils.functional import cached_property
 
 from portal.models.accounts import BatchAccount, Team
 
@@ -36,6 +38,41 @@ class TaskState(models.TextChoices):
 class TaskResult(models.TextChoices):
     SUCCESS = "success"
     FAILURE = "failure"
+
+
+# Batch's failure code for a task it ended because someone asked: the task terminated on its own, or its job
+# terminated while it ran (localbatch writes the same code for both, as the real service does). Such a task
+# completes with result "failure", yet nothing in it failed: "killed by terminate", not counted as a failure.
+TERMINATED_FAILURE_CODE = "TaskEnded"
+
+
+# Why Batch ends a job of itself: every task is done, or a task failed and the job was set to end on failure. Any
+# other reason (UserTerminate, the person's own words, MaxWallClockTimeExpiry, ...) cut the job short: terminated.
+NATURAL_END_REASONS = frozenset({"alltaskscomplete", "taskfailed"})
+
+
+class Outcome(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job turned out (Job.outcome): one word, and how many of its tasks failed of themselves."""
+
+    kind: Outcome
+    failed: int = 0
+
+    @property
+    def label(self) -> str:
+        """'running', 'running, 2 failed', 'succeeded', '3 failed', 'terminated'."""
+        if self.kind == Outcome.FAILED:
+            return f"{self.failed:,} failed"
+        if self.kind == Outcome.RUNNING and self.failed:
+            return f"running, {self.failed:,} failed"
+        return str(self.kind.value)
 
 
 class JobQuerySet(models.QuerySet):
@@ -96,6 +133,36 @@ class Job(models.Model):
     def task_total(self) -> int:
         return self.task_active + self.task_running + self.task_completed
 
+    @cached_property
+    def task_terminated(self) -> int:
+        """Its tasks killed by a terminate (Task.killed_by_terminate). Batch's counts put them among the failed;
+        no query when Batch counts no failure, and from the partial index task_killed_by_terminate otherwise."""
+        if not self.task_failed:
+            return 0
+        return min(self.task_failed, Task.objects.killed_by_terminate().filter(job=self).count())
+
+    @property
+    def failed_task_count(self) -> int:
+        """Tasks that failed of themselves: Batch's failed count less those killed by a terminate."""
+        return self.task_failed - self.task_terminated
+
+    @property
+    def was_terminated(self) -> bool:
+        """Cut short by a terminate (a person's, or its time limit) rather than ended by Batch's own rules."""
+        return (self.state in (JobState.TERMINATING, JobState.COMPLETED) and bool(self.terminate_reason)
+                and self.terminate_reason.lower() not in NATURAL_END_REASONS)
+
+    @property
+    def outcome(self) -> JobOutcome:
+        """The one rule for how a job turned out, from its mirrored state, terminate reason and task counts:
+        terminated, else running while not ended, else N failed or succeeded."""
+        failed = self.failed_task_count
+        if self.was_terminated:
+            return JobOutcome(Outcome.TERMINATED, failed)
+        if not self.has_ended:
+            return JobOutcome(Outcome.RUNNING, failed)
+        return JobOutcome(Outcome.FAILED if failed else Outcome.SUCCEEDED, failed)
+
     @property
     def has_ended(self) -> bool:
         """Batch runs nothing more of it (JobState.ENDED): no terminating it, no retrying its tasks."""
@@ -107,6 +174,16 @@ class Job(models.Model):
         completed. Wider than `not has_ended`: a job terminating or being deleted has ended for actions, but its
         state and counts still move until it is completed or gone."""
         return self.gone_at is None and self.state != JobState.COMPLETED
+
+
+class TaskQuerySet(models.QuerySet):
+    def failed(self) -> "TaskQuerySet":
+        """Tasks that failed of themselves (see Task.has_failed): result failure, not killed by a terminate."""
+        return self.filter(result=TaskResult.FAILURE).exclude(failure_code=TERMINATED_FAILURE_CODE)
+
+    def killed_by_terminate(self) -> "TaskQuerySet":
+        """Tasks a terminate ended (see Task.killed_by_terminate)."""
+        return self.filter(result=TaskResult.FAILURE, failure_code=TERMINATED_FAILURE_CODE)
 
 
 class Task(models.Model):
@@ -142,6 +219,8 @@ class Task(models.Model):
     logs_saved_at = models.DateTimeField(null=True, blank=True)
     error_line = models.CharField(max_length=300, blank=True)
 
+    objects = TaskQuerySet.as_manager()
+
     class Meta:
         ordering = ["task_id"]
         constraints = [models.UniqueConstraint(fields=["job", "task_id"], name="task_unique_per_job")]
@@ -158,10 +237,24 @@ class Task(models.Model):
             models.Index(fields=["-end_time"], name="task_end"),
             # Failure triage: failed tasks grouped by signature.
             models.Index(fields=["result", "failure_code", "exit_code"], name="task_failure_signature"),
+            # A job's tasks killed by a terminate, counted apart from its failures (Job.task_terminated): a few rows.
+            models.Index(fields=["job"], name="task_killed_by_terminate",
+                         condition=models.Q(result="failure", failure_code=TERMINATED_FAILURE_CODE)),
         ]
 
     def __str__(self) -> str:
         return self.task_id
+
+    @property
+    def killed_by_terminate(self) -> bool:
+        """Ended by a terminate (of the task or of its job) rather than failing: its own word and colour, and no
+        place among failures (Recent failures, the Failures page, "N failed") unless asked for."""
+        return self.result == TaskResult.FAILURE and self.failure_code == TERMINATED_FAILURE_CODE
+
+    @property
+    def has_failed(self) -> bool:
+        """Failed of itself: result failure and not killed by a terminate (Task.objects.failed())."""
+        return self.result == TaskResult.FAILURE and not self.killed_by_terminate
 
     @property
     def is_live(self) -> bool:

@@ -104,6 +104,10 @@ class Submission(models.Model):
                                help_text="The submission this one re-runs.")
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions",
                              help_text="The submitter's team when it was made.")
+    # What people call it ("Word counts for March"): shown wherever the job or submission appears, its Batch id
+    # beside it. Set once by portal.submit.services (stripped, at most NAME_MAX_LENGTH); a template name and date
+    # when left empty.
+    name = models.CharField(max_length=200, blank=True)
     parameters = models.JSONField(default=dict, blank=True, help_text="Checked values, by parameter name.")
     # {parameter: [{"name", "url", "size"}]}, plus the rows of a CSV the tasks fan out over: the expansion needs
     # nothing but this row and the template version.
@@ -140,6 +144,7 @@ class Submission(models.Model):
     # Every job a submission makes is named sub-<its public id in hex>: the id derives from the row, so a retry that
     # finds the job already there knows it is its own. Lower case, because Batch ids are case-insensitive.
     JOB_ID_PREFIX = "sub-"
+    NAME_MAX_LENGTH = 200
 
     def __str__(self) -> str:
         return self.job_id

@@ -70,6 +70,8 @@ TASK_STATUS_WORDS: dict[str, str] = {
 def task_status(task: Task) -> str:
     """One plain word for a task's state and result, also used as its CSS class."""
     if task.state == TaskState.COMPLETED:
+        if task.killed_by_terminate:
+            return "terminated"
         words: dict[str, str] = {TaskResult.SUCCESS: "succeeded", TaskResult.FAILURE: "failed"}
         return words.get(task.result, "completed")
     return TASK_STATUS_WORDS.get(task.state, task.state or "unknown")

@@ -91,7 +91,7 @@ def test_past_the_shown_groups_the_page_says_smaller_ones_exist_and_counts_every
     job, other = JobFactory(), JobFactory()
     failed(job, 4)
     failed(other, 2)
-    failed(job, 3, code="TaskEnded", exit_code=None, line="")
+    failed(job, 3, code="CommandProgramNotFound", exit_code=None, line="")
     failed(job, 1, line="Killed")
 
     triage = selectors.failure_triage(user=viewer, filters=selectors.TriageFilters(), limit=2)
@@ -108,7 +108,7 @@ def test_the_time_range_job_and_pool_filters_narrow_the_groups(viewer):
     render = JobFactory(job_id="render-a", pool_id="gpu")
     encode = JobFactory(job_id="encode-b", pool_id="cpu")
     failed(render, 2, ago=timedelta(hours=2))
-    failed(render, 3, code="TaskEnded", exit_code=None, line="", ago=timedelta(days=3))
+    failed(render, 3, code="CommandProgramNotFound", exit_code=None, line="", ago=timedelta(days=3))
     failed(encode, 4, exit_code=137, line="Killed", ago=timedelta(days=10))
     client = client_for(viewer)
 
@@ -145,12 +145,12 @@ def test_the_queries_do_not_grow_with_the_number_of_failed_tasks(viewer):
     client = client_for(viewer)
     job = JobFactory()
     failed(job, 3)
-    failed(job, 2, code="TaskEnded", exit_code=None, line="")
+    failed(job, 2, code="CommandProgramNotFound", exit_code=None, line="")
     client.get(reverse("failure_triage"))     # sessions, permissions and the like, cached from here on
     with CaptureQueriesContext(connection) as few:
         small = client.get(reverse("failure_triage"))
     failed(job, 57)
-    failed(JobFactory(), 40, code="TaskEnded", exit_code=None, line="")
+    failed(JobFactory(), 40, code="CommandProgramNotFound", exit_code=None, line="")
     with CaptureQueriesContext(connection) as many:
         big = client.get(reverse("failure_triage"))
     # An error page is cheap too: the counts compare only if the page itself was served.
