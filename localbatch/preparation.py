@@ -131,8 +131,10 @@ class JobPreparation:
         node = self.state.nodes.get(key_of(status["poolId"]), {}).get(node_id)
         if not pool or not node:
             return
-        record = {"state": "running", "startTime": now_iso(),
-                  "taskRootDirectory": self.nodes.task_root(job["id"], job["jobReleaseTask"]["id"])}
+        root = self.nodes.task_root(job["id"], job["jobReleaseTask"]["id"])
+        # As the preparation task's row: Batch reports the folder and its URL for the release task too.
+        record = {"state": "running", "startTime": now_iso(), "taskRootDirectory": root,
+                  "taskRootDirectoryUrl": f"{self.account_url}/pools/{pool['id']}/nodes/{node_id}/files/{root}"}
         status[RELEASE_STATUS] = record
         self.state.save_job(job)
         self.workers.spawn(self._run_release, (job, pool, node), f"release-{job['id']}-{node_id}")

@@ -10,7 +10,16 @@ from enum import Enum
 from azure.batch import models
 from azure.batch._utils.model_base import SdkJSONEncoder
 
-from .records import FileRecord, JobRecord, NodeRecord, PoolRecord, PrepTaskRecord, TaskCountsRecord, TaskRecord
+from .records import (
+    FileRecord,
+    JobRecord,
+    NodeRecord,
+    PoolRecord,
+    PrepTaskRecord,
+    ReleaseTaskRecord,
+    TaskCountsRecord,
+    TaskRecord,
+)
 from .specs import JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
 
 # Batch reports "no limit" as .NET's TimeSpan.MaxValue (about 29,000 years) rather than leaving it out.
@@ -187,8 +196,24 @@ def prep_task_record(status: models.BatchJobPreparationAndReleaseTaskStatus) -> 
         retry_count=info.retry_count if info else None,
         start_time=_aware(info.start_time) if info else None, end_time=_aware(info.end_time) if info else None,
         # Relative to the node root with forward slashes, as node file names are.
-        task_root_directory=root.replace("\\", "/").strip("/") or None,
+        task_root_directory=_node_relative(root),
+        release=release_task_record(status.job_release_task_execution_info),
     )
+
+
+def release_task_record(info: models.BatchJobReleaseTaskExecutionInfo | None) -> ReleaseTaskRecord | None:
+    """The release task's run on one node; None until it has started there (it runs when the job ends)."""
+    if info is None:
+        return None
+    failure = info.failure_info
+    return ReleaseTaskRecord(
+        state=enum_value(info.state), result=enum_value(info.result), exit_code=info.exit_code,
+        failure_code=failure.code if failure else None, start_time=_aware(info.start_time),
+        end_time=_aware(info.end_time), task_root_directory=_node_relative(info.task_root_directory or ""))
+
+
+def _node_relative(root: str) -> str | None:
+    return root.replace("\\", "/").strip("/") or None
 
 
 def job_record(job: models.BatchJob) -> JobRecord:

@@ -117,9 +117,23 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class ReleaseTaskRecord:
+    """A job release task on one node (it runs there when the job ends): how it ran, and its folder relative to
+    the node root, the preparation task's sibling (workitems/<job>/job-1/jobrelease)."""
+    state: str | None               # running | completed
+    result: str | None              # success | failure
+    exit_code: int | None
+    failure_code: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    task_root_directory: str | None
+
+
+@dataclass(frozen=True)
 class PrepTaskRecord:
     """A job preparation task on one node: how it ran there, and its folder relative to the node root (its
-    stdout.txt and stderr.txt are node files under it)."""
+    stdout.txt and stderr.txt are node files under it); with the job's release task on that node once it ran
+    (Batch reports both in one status row per node)."""
     pool_id: str
     node_id: str
     state: str | None               # running | completed
@@ -130,6 +144,7 @@ class PrepTaskRecord:
     start_time: datetime | None
     end_time: datetime | None
     task_root_directory: str | None
+    release: ReleaseTaskRecord | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Files on a compute node that belong to no task: a pool's start task output, and a job preparation task's output
-on each node it ran on. Shown in windows like a task's output, with the same line numbers and colours."""
+"""Files on a compute node that belong to no task: a pool's start task output, and a job preparation (and release)
+task's output on each node it ran on. Shown in windows like a task's output, with the same line numbers and colours."""
 
 from __future__ import annotations
 
@@ -46,16 +46,21 @@ def _rows(window: LogWindow, first_line: int | None) -> list[Row]:
     return [Row(first_line + i if first_line else None, ansi_to_html(line)) for i, line in enumerate(window.lines)]
 
 
-def _prep_folder(gateway: BatchGateway, pool: Pool, node_id: str, path: str) -> tuple[str, Job]:
-    """The job preparation folder `path` lies in on this node, and its job; 404 unless Batch says the job's
-    preparation task ran on this node of this pool in exactly that folder."""
+def _prep_folder(gateway: BatchGateway, pool: Pool, node_id: str, path: str) -> tuple[str, Job, str]:
+    """The job preparation or release folder `path` lies in on this node, its job, and which of the two tasks it
+    belongs to ("Preparation" or "Release"); 404 unless Batch says that task of the job ran on this node of this
+    pool in exactly that folder."""
     job = Job.objects.filter(account_id=pool.account_id, job_id=on_node.job_of(path)).first()
     if job is None:
         raise Http404("No such file")
     for status in gateway.list_job_preparation_status(job.job_id):
-        root = status.task_root_directory
-        if status.node_id == node_id and status.pool_id == pool.pool_id and root and path.startswith(root + "/"):
-            return root, job
+        if status.node_id != node_id or status.pool_id != pool.pool_id:
+            continue
+        roots = [(status.task_root_directory, "Preparation"),
+                 (status.release.task_root_directory if status.release else None, "Release")]
+        for root, kind in roots:
+            if root and path.startswith(root + "/"):
+                return root, job, kind
     raise Http404("No such file")
 
 
@@ -80,7 +85,7 @@ def node_files(request: SignedInRequest, pk: int, node_id: str) -> HttpResponseB
         with gateway_for(pool.account) as gateway:
             folder = on_node.START_TASK_FOLDER
             if on_node.job_of(path) is not None:
-                folder, context["job"] = _prep_folder(gateway, pool, node_id, path)
+                folder, context["job"], context["job_task"] = _prep_folder(gateway, pool, node_id, path)
             context["folder"] = folder
             # Listed first: a node that is gone answers NodeNotFound here, a missing file only a bare 404 below.
             files = gateway.list_node_files(pool.pool_id, node_id, prefix=folder + "/")
@@ -141,8 +146,9 @@ def _download(pool: Pool, node_id: str, path: str) -> HttpResponseBase:
 @require_safe
 @login_required
 def job_preparation(request: SignedInRequest, pk: int) -> HttpResponseBase:
-    """The job page's "Preparation task output": the nodes its preparation task ran on, from Batch, with links to
-    each node's stdout and stderr of it. Loaded after the page, so the page never waits on Batch."""
+    """The job page's "Preparation and release task output": the nodes its preparation task ran on, from Batch,
+    with how it and the job's release task (once the job has ended) ran there, and links to each one's stdout and
+    stderr on that node. Loaded after the page, so the page never waits on Batch."""
     job = job_get(user=request.user, pk=pk)
     context = {"job": job, "rows": []}
     try:

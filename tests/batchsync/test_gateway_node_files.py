@@ -1,5 +1,6 @@
 """The gateway's node-file reads against localbatch through the real SDK: listing under a prefix, sizes and byte
-ranges of the start task's output, where a job preparation task ran, and the errors of a node that is gone."""
+ranges of the start task's output, where a job preparation task ran (and its release task, once the job ended),
+and the errors of a node that is gone."""
 
 import pytest
 from azure.batch import models
@@ -63,6 +64,31 @@ def test_where_the_job_preparation_task_ran_and_its_folder(batch_client, gateway
     out = gateway.read_node_file("prep-pool", node_id, f"{status.task_root_directory}/stdout.txt")
     assert out == b"fetching reference data\n"
     assert gateway.list_job_preparation_status("without-prep") == []
+    # No release task ran (the job has none, and is still active).
+    assert status.release is None
+
+
+def test_the_release_task_is_reported_on_the_node_where_preparation_ran_in_its_sibling_folder(batch_client, gateway):
+    make_pool(batch_client, "release-pool", nodes=1)
+    node_id = only_node(batch_client, "release-pool", "idle")
+    make_job(batch_client, "with-release", "release-pool",
+             job_preparation_task=models.BatchJobPreparationTask(command_line="/bin/sh -c 'echo prep'"),
+             job_release_task=models.BatchJobReleaseTask(command_line="/bin/sh -c 'echo tidying up; exit 2'"))
+    batch_client.create_task("with-release", task("t1", "echo hi"))
+    wait_task_completed(batch_client, "with-release", "t1")
+    assert gateway.list_job_preparation_status("with-release")[0].release is None    # not before the job ends
+
+    gateway.terminate_job("with-release", reason="done")
+    wait_for(lambda: batch_client.get_job("with-release").state == "completed", message="the job completed")
+
+    [status] = gateway.list_job_preparation_status("with-release")
+    release = status.release
+    assert (release.state, release.result, release.exit_code, release.failure_code) == (
+        "completed", "failure", 2, "FailureExitCode")
+    assert release.task_root_directory == "workitems/with-release/job-1/jobrelease"
+    assert release.start_time <= release.end_time
+    out = gateway.read_node_file("release-pool", node_id, f"{release.task_root_directory}/stdout.txt")
+    assert out == b"tidying up\n"
 
 
 def test_a_node_that_left_the_pool_is_not_found_with_batchs_code(batch_client, gateway):

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from azure.batch import models
+from azure.batch.models._models import BatchJobTerminateOptions
 from django.test import Client
 from django.urls import reverse
 
@@ -17,6 +18,7 @@ from portal.models import Job, Node, Pool
 from tests.factories import PoolFactory
 from tests.localbatch.helpers import make_job, make_pool, task, wait_for, wait_task_completed
 from tests.logfiles import shell_quote
+from tests.personas import client_for
 from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
@@ -143,7 +145,7 @@ def test_the_job_page_lists_where_the_preparation_task_ran_with_its_output(batch
     page = text(viewer_client.get(reverse("job_detail", args=[job.pk])))
     assert f'hx-get="{reverse("job_preparation", args=[job.pk])}" hx-trigger="load"' in page
     section = text(viewer_client.get(reverse("job_preparation", args=[job.pk])))
-    assert "Preparation task output" in section and "succeeded" in section
+    assert "Preparation and release task output" in section and "succeeded" in section
 
     out_url = re.search(r'id="prep-out-1" href="([^"]+)"', section).group(1).replace("&amp;", "&")
     err_url = re.search(r'id="prep-err-1" href="([^"]+)"', section).group(1).replace("&amp;", "&")
@@ -158,7 +160,7 @@ def test_a_job_without_a_preparation_task_shows_no_section(batch, batch_client, 
     sync()
     job = Job.objects.get(job_id="plain")
     section = text(viewer_client.get(reverse("job_preparation", args=[job.pk])))
-    assert "Preparation task output" not in section and 'id="job-preparation" hidden' in section
+    assert "Preparation and release task output" not in section and 'id="job-preparation" hidden' in section
 
 
 BAD_PATHS = ["../../etc/passwd", "startup/../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "startup/%2e%2e/x",
@@ -233,3 +235,39 @@ def test_anonymous_people_sign_in_and_missing_or_hidden_objects_are_404(batch, b
     monkeypatch.setattr(access, "user_can_view_account", lambda *, user, account_id: False)
     assert viewer_client.get(reverse("node_files", args=[pool.pk, "tvm-1"])).status_code == 404
     assert viewer_client.get(reverse("job_preparation", args=[job.pk])).status_code == 404
+
+
+def test_the_release_task_shows_beside_the_preparation_task_with_its_outcome_and_output(
+        batch, batch_client, viewer_client, no_role, client):
+    make_pool(batch_client, "release-pool", nodes=1)
+    make_job(batch_client, "with-release", "release-pool",
+             job_preparation_task=models.BatchJobPreparationTask(command_line=sh("echo preparing")),
+             job_release_task=models.BatchJobReleaseTask(
+                 command_line=sh(f"echo 'releasing <b>scratch</b>'; printf '{PAYLOAD}'; echo 'cleanup failed' >&2; "
+                                 "exit 3")))
+    batch_client.create_task("with-release", task("t1", "echo hi"))
+    wait_task_completed(batch_client, "with-release", "t1")
+    sync()
+    job = Job.objects.get(job_id="with-release")
+    section_url = reverse("job_preparation", args=[job.pk])
+    before = text(viewer_client.get(section_url))
+    assert "Preparation and release task output" in before and "Runs here when the job ends" in before
+    assert 'id="release-out-1"' not in before
+
+    batch_client.begin_terminate_job("with-release", BatchJobTerminateOptions(termination_reason="UserTerminate"),
+                                     polling_interval=0.1).result()
+    wait_for(lambda: batch_client.get_job("with-release").state == "completed", message="the job completed")
+    sync()
+
+    section = text(viewer_client.get(section_url))
+    assert "failed" in section and "exit code 3" in section and "FailureExitCode" in section
+    out_url = re.search(r'id="release-out-1" href="([^"]+)"', section).group(1).replace("&amp;", "&")
+    err_url = re.search(r'id="release-err-1" href="([^"]+)"', section).group(1).replace("&amp;", "&")
+    assert out_url.endswith("path=workitems/with-release/job-1/jobrelease/stdout.txt")
+    out = text(viewer_client.get(out_url))
+    assert "Release task of" in out and "releasing &lt;b&gt;scratch&lt;/b&gt;" in out and "<script>" not in out
+    assert "cleanup failed" in text(viewer_client.get(err_url))
+    assert viewer_client.get(out_url + "&download=1").status_code == 200
+    # Reading it takes a role, and signing in.
+    assert client_for(no_role).get(out_url).status_code in (302, 403, 404)
+    assert client.get(out_url).status_code == 302 and client.get(section_url).status_code == 302
