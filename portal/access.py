@@ -139,6 +139,12 @@ def can_act_on(user: Person, obj: Job | Task | Submission) -> bool:
                 and user.teams.filter(pk=team_id).exists())
 
 
+def can_act_on_some_work(user: Person) -> bool:
+    """Could `user` act on any work at all (`can_act_on` true for something): pages offer actions across many
+    jobs (the Failures page's "Retry these") only to them; what each job allows is still asked per job."""
+    return _active(user) and (user.is_superuser or user.has_perm(SUBMIT) or user.has_perm(OPERATE_TEAM_WORK))
+
+
 def can_act_on_teams(user: Person) -> bool:
     """Does `user` act on their teams' work (an Operator), not only their own?"""
     return _active(user) and (user.is_superuser or user.has_perm(OPERATE_TEAM_WORK))

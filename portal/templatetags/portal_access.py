@@ -25,3 +25,8 @@ def can_use_admin(user: access.Person) -> bool:
 @register.filter
 def can_view_audit(user: access.Person) -> bool:
     return access.can_view_audit(user)
+
+
+@register.filter
+def can_act_on_some_work(user: access.Person) -> bool:
+    return access.can_act_on_some_work(user)

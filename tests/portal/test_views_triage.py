@@ -199,6 +199,15 @@ def test_the_nav_the_dashboard_and_a_job_with_failures_link_to_the_triage_page(v
     assert [n for n, _ in groups_on(text(client_for(viewer).get(link)))] == [1]
 
 
+def test_retry_these_is_offered_only_to_people_who_may_act_on_work(viewer, submitter, operator_a):
+    failed(JobFactory(submitted_by=submitter), 2)
+
+    assert 'id="retry-1"' not in text(client_for(viewer).get(reverse("failure_triage")))
+    assert 'id="retry-1"' in text(client_for(submitter).get(reverse("failure_triage")))
+    assert 'id="retry-1"' in text(client_for(operator_a).get(reverse("failure_triage")))
+    assert not access.can_act_on_some_work(viewer) and access.can_act_on_some_work(submitter)
+
+
 def test_a_retry_link_that_names_no_signature_is_404(viewer):
     client = client_for(viewer)
     assert client.get(reverse("failure_retry")).status_code == 404
