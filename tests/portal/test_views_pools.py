@@ -51,6 +51,19 @@ def test_pool_list_shows_pools_and_keeps_deleted_ones_as_history(signed_in):
     assert POLL in page
 
 
+def test_a_pool_batch_deleted_shows_no_live_node_counts(signed_in):
+    gone = PoolFactory(pool_id="old-pool", gone_at=timezone.now() - timedelta(hours=3), target_dedicated_nodes=3,
+                       current_dedicated_nodes=3, target_low_priority_nodes=2, current_low_priority_nodes=1)
+
+    listed = text(signed_in.get(reverse("pool_list")))
+    row = listed[listed.index('id="pool-'):listed.index("</tr>", listed.index('id="pool-'))]
+    detail = text(signed_in.get(reverse("pool_detail", args=[gone.pk])))
+
+    assert "4 / 5" not in row and "spot" not in row and "deleted in Batch" in row
+    assert "4 of 5" not in detail and "3 of 3</dd>" not in detail
+    assert detail.count("none, the pool is gone") == 2 and "(last seen 3 of 3)" in detail
+
+
 def test_pool_list_htmx_gets_only_the_list(signed_in):
     PoolFactory(pool_id="render")
 
