@@ -55,9 +55,12 @@ def pool_create(*, user: User, template: PoolTemplate, pool_id: str, dedicated_n
             gateway.create_pool(spec)
     except GatewayError as exc:
         raise _refusal(exc, action="create", account=account, pool_id=pool_id) from exc
+    # As changes from nothing, so the audit list (which shows changes) says what was asked for, as a resize's row does.
     _after(account, user=user, action="pool.create", pool_id=pool_id,
-           details={"template": template.name, "template_id": template.pk, "dedicated_nodes": dedicated_nodes,
-                    "low_priority_nodes": low_priority_nodes})
+           details={"template": template.name, "template_id": template.pk, "from_dedicated_nodes": None,
+                    "dedicated_nodes": dedicated_nodes, "from_low_priority_nodes": None,
+                    "low_priority_nodes": low_priority_nodes},
+           changes={"vm_size": [None, spec.vm_size]})
 
 
 def pool_resize(*, user: User, pool: Pool, dedicated_nodes: int, low_priority_nodes: int) -> None:
@@ -97,11 +100,12 @@ def pool_delete(*, user: User, pool: Pool) -> bool:
     return deleted
 
 
-def _after(account: BatchAccount, *, user: User, action: str, pool_id: str, details: dict) -> None:
-    """Record a successful action and ask for a sync of the account. A resize's node counts are kept as
-    before → after changes; the rest of `details` stays as it is."""
+def _after(account: BatchAccount, *, user: User, action: str, pool_id: str, details: dict,
+           changes: dict | None = None) -> None:
+    """Record a successful action and ask for a sync of the account. Node counts given with a `from_` value (a
+    resize's before, a create's None) are kept as before → after changes; the rest of `details` stays as it is."""
     details = dict(details)
-    changes = {}
+    changes = dict(changes or {})
     for kind in ("dedicated_nodes", "low_priority_nodes"):
         if f"from_{kind}" in details:
             changes[f"target_{kind}"] = [details.pop(f"from_{kind}"), details.pop(kind)]

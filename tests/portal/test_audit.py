@@ -23,6 +23,8 @@ from portal.redact import sanitised
 from portal.submit import services as submit_services
 from tests.factories import PASSWORD, JobFactory
 from tests.localbatch.helpers import make_pool
+from tests.personas import client_for
+from tests.portal.pages import text
 
 pytestmark = pytest.mark.django_db
 
@@ -371,6 +373,20 @@ def test_pool_create_and_delete_are_recorded_and_a_refused_action_is_not(batch, 
     recorded = events(object_type="pool")
     assert [(e.action, e.object_id) for e in recorded] == [("pool.create", "made"), ("pool.delete", "made")]
     assert recorded[0].details["template"] == "Small Linux pool"
+
+
+def test_a_pool_create_row_says_the_node_counts_and_vm_size(batch, batch_client, manager):
+    template = PoolTemplate.objects.get(name="Small Linux pool")
+    pool_services.pool_create(user=manager, template=template, pool_id="made", dedicated_nodes=2, low_priority_nodes=1)
+
+    event = AuditEvent.objects.get(action="pool.create")
+    assert event.changes == {"target_dedicated_nodes": [None, 2], "target_low_priority_nodes": [None, 1],
+                             "vm_size": [None, template.vm_size]}
+    page = text(client_for(manager).get(reverse("audit_list")))
+    row = page[page.index(f'id="audit-{event.pk}"'):]
+    row = row[:row.index("</tr>")]
+    assert "target_dedicated_nodes</span>: – → 2" in row and "target_low_priority_nodes</span>: – → 1" in row
+    assert f"vm_size</span>: – → {template.vm_size}" in row
 
 
 # --- submissions and templates -----------------------------------------------------------------------------------
