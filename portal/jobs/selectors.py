@@ -233,6 +233,9 @@ def task_get(*, user: User, pk: int) -> Task:
                                   account_of=lambda task: task.job.account_id, pk=pk)
 
 
+TIMELINE_MIN_GAP_SECONDS = 1.0
+
+
 @dataclass
 class TimelineStep:
     state: str
@@ -266,7 +269,10 @@ def task_timeline(task: Task) -> list[TimelineStep]:
     previous = None
     for step in steps:
         if previous is not None and previous.at and step.at:
-            previous.after_seconds = max((step.at - previous.at).total_seconds(), 0.0)
+            gap = (step.at - previous.at).total_seconds()
+            # Below a second the gap says nothing a person can use ("1 ms until the next step"): Batch stamps
+            # the steps of a quick task almost together, and its clocks are no finer than that anyway.
+            previous.after_seconds = gap if gap >= TIMELINE_MIN_GAP_SECONDS else None
         previous = step
     steps[-1].current = True
     return steps

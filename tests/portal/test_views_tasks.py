@@ -91,6 +91,18 @@ def test_task_timeline_follows_the_task_through_its_states():
     assert selectors.task_timeline(gone)[-1].label == "Deleted in Batch"
 
 
+def test_a_gap_under_a_second_between_timeline_steps_is_not_shown(signed_in):
+    created = timezone.now() - timedelta(minutes=10)
+    task = TaskFactory(creation_time=created, start_time=created + timedelta(milliseconds=1),
+                       end_time=created + timedelta(seconds=42), state=TaskState.COMPLETED)
+
+    steps = selectors.task_timeline(task)
+    page = text(signed_in.get(reverse("task_detail", args=[task.pk])))
+
+    assert [s.after_seconds for s in steps] == [None, pytest.approx(41.999), None]
+    assert "ms until the next step" not in page and "42.0 s until the next step" in page
+
+
 def test_task_detail_loads_the_output_viewer_after_the_page(signed_in):
     task = TaskFactory()
 
