@@ -106,6 +106,8 @@ def test_demo_pool_is_created_on_localbatch_and_a_second_run_changes_nothing(set
         wait_for(lambda: gateway.get_task_counts("demo-job").completed == 6, timeout=60, message="demo tasks done")
         counts = gateway.get_task_counts("demo-job")
         assert (counts.succeeded, counts.failed) == (5, 1)
+        # Its tasks done, the job ends rather than staying active at 100%.
+        wait_for(lambda: gateway.get_job("demo-job").state == "completed", timeout=30, message="demo job completed")
 
 
 def test_demo_pool_is_skipped_with_a_notice_when_no_localbatch_answers(settings):

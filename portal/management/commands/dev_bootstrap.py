@@ -222,4 +222,8 @@ def create_demo(gateway: BatchGateway) -> list[str]:
         # add_tasks counts a task that exists already as added, so a half-finished earlier run is completed.
         gateway.add_tasks(DEMO_JOB_ID, missing)
         created.append(f"{len(missing)} tasks")
+    # Once its tasks are in, the job ends by itself when they have all completed, as a submission's job does;
+    # otherwise it stays "active" at 100% for ever. Set after the tasks (a job with none would end at once), and
+    # on every run, so a demo job made by an earlier version ends too.
+    gateway.set_terminate_on_complete(DEMO_JOB_ID)
     return created
