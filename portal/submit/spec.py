@@ -381,7 +381,8 @@ def clean_value(parameter: Parameter, raw: Any) -> str | float | bool:
         if not math.isfinite(value):
             raise ValueError("give a finite number.")
         _check_range(parameter, value)
-        return value
+        # A whole number stays whole (35, not 35.0), on the preview, the submission and the command line alike.
+        return int(value) if value.is_integer() and abs(value) < 2 ** 53 else value
     if kind == "boolean":
         if isinstance(raw, bool):
             return raw

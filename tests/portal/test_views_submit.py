@@ -166,6 +166,21 @@ def test_the_preview_says_what_will_be_created_and_writes_nothing(signed_in):
     assert not Submission.objects.exists()
 
 
+def test_a_whole_number_is_shown_and_sent_as_typed_not_as_a_float(signed_in):
+    shown = preview(signed_in, "render-frames", frames="2", seconds_per_frame="35")
+    page = text(shown)
+
+    assert "35.0" not in page
+    assert "<dt>Seconds per frame</dt><dd class=\"value\">35</dd>" in page and "sleep 35;" in page
+    confirm(signed_in, "render-frames", shown)
+    submission = Submission.objects.get()
+    assert submission.parameters["seconds_per_frame"] == 35
+    detail = text(signed_in.get(reverse("submission_detail", args=[submission.public_id])))
+    assert "35.0" not in detail
+    # A fraction stays one.
+    assert "sleep 2.5;" in text(preview(signed_in, "render-frames", frames="2", seconds_per_frame="2.5"))
+
+
 def test_submit_makes_one_submission_and_a_second_post_returns_it(signed_in, user,
                                                                   django_capture_on_commit_callbacks):
     shown = preview(signed_in, "render-frames", frames="3", seconds_per_frame="0")
