@@ -10,7 +10,7 @@ from typing import Protocol
 from django.core import signing
 
 from portal.models import Submission
-from portal.submit.render import expand_tasks, task_count
+from portal.submit.render import SHELL, expand_tasks, shell_script, task_count
 from portal.submit.spec import TemplateSpec
 from portal.submit.values import InputFile, human_bytes
 
@@ -76,11 +76,19 @@ def first_tasks(spec: TemplateSpec, prepared: Prepared) -> Iterator[dict]:
     tasks = expand_tasks(spec, prepared.values, prepared.files, rows=prepared.rows,
                          command_line=prepared.command_line)
     for _, task in zip(range(PREVIEW_TASKS), tasks, strict=False):
-        command = task.command_line
-        if len(command) > PREVIEW_COMMAND_CHARS:
-            command = f"{command[:PREVIEW_COMMAND_CHARS]}… ({len(command):,} characters in all)"
-        yield {"id": task.id, "name": task.display_name, "command_line": command,
+        # The script, not Batch's `/bin/sh -c '…'` around it: quoted once more as a whole, every quote in it becomes
+        # '"'"' and a value like 'Zoë' is hard to find. The script is exactly what the shell runs, each value one
+        # quoted word as the person typed it; the wrapper is the same for every task and is said once on the page.
+        script = shell_script(task.command_line)
+        yield {"id": task.id, "name": task.display_name, "shell": "" if script is None else SHELL,
+               "command_line": _cut(task.command_line if script is None else script),
                "files": [item.file_path for item in task.resource_files]}
+
+
+def _cut(command: str) -> str:
+    if len(command) > PREVIEW_COMMAND_CHARS:
+        return f"{command[:PREVIEW_COMMAND_CHARS]}… ({len(command):,} characters in all)"
+    return command
 
 
 def shown_values(spec: TemplateSpec, prepared: Prepared, parent: Submission | None = None) -> list[dict]:

@@ -41,6 +41,18 @@ def shell_command(script: str) -> str:
     return f"{SHELL} -c {shlex.quote(script)}"
 
 
+def shell_script(command_line: str) -> str | None:
+    """The script a `shell_command` line runs, as the shell receives it (one layer of quoting, not two), or None for a
+    command line shell_command did not make."""
+    try:
+        words = shlex.split(command_line)
+    except ValueError:
+        return None
+    if len(words) != 3 or words[:2] != [SHELL, "-c"] or shell_command(words[2]) != command_line:
+        return None
+    return words[2]
+
+
 def _words_for_values(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]]) -> dict:
     words = {}
     for parameter in spec.parameters:

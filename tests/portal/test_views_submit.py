@@ -15,7 +15,7 @@ from batchsync.gateway import BatchGateway, PoolSpec
 from batchsync.sync import sync_account
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from portal.pagination import keyset_page
-from portal.submit import services
+from portal.submit import render, services
 from portal.submit.selectors import SUBMISSION_SORT
 from portal.submit.services import SubmissionError
 from portal.submit.values import InputFile
@@ -162,7 +162,8 @@ def test_the_preview_says_what_will_be_created_and_writes_nothing(signed_in):
 
     assert "This creates 240 tasks on pool demo-pool." in page
     assert "t00001" in page and "t00005" in page and "t00006" not in page and "235 more" in page
-    assert "/bin/sh -c &#x27;echo rendering frame 1; sleep 0.5; echo frame 1 done&#x27;" in page
+    assert "<code class=\"command\">echo rendering frame 1; sleep 0.5; echo frame 1 done</code>" in page
+    assert "Each command line runs in <span class=\"mono\">/bin/sh</span>." in page
     assert not Submission.objects.exists()
 
 
@@ -327,6 +328,26 @@ def test_a_value_that_does_not_fit_is_shown_next_to_its_field_and_nothing_is_wri
     assert words.lower() in page.replace("&#x27;", "'").lower()
     assert "Some values need fixing; nothing was submitted." in page
     assert "This creates" not in page and not Submission.objects.exists()
+
+
+def test_the_preview_shows_the_script_with_each_value_quoted_once_while_batch_gets_it_quoted_whole(signed_in,
+                                                                                                    all_types):
+    shown = preview(signed_in, "every-type", text="Zoë", count="3", ratio="2.5", mode="slow", verbose="on")
+    page = html.unescape(text(shown))
+    confirm(signed_in, "every-type", shown)
+
+    script = re.search(r'<code class="command">(.*?)</code>', page, re.DOTALL).group(1)
+    assert "'Zoë'" in script and "'\"'\"'" not in page
+    # What Batch gets runs exactly that script under /bin/sh.
+    command = next(submit.expand(Submission.objects.get())).command_line
+    assert shlex.split(command) == ["/bin/sh", "-c", script]
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_shell_script_takes_off_exactly_the_layer_shell_command_adds(value):
+    script = f"printf %s {shlex.quote(value)}"
+    assert render.shell_script(render.shell_command(script)) == script
+    assert render.shell_script(script) is None and render.shell_script("/bin/sh -c 'a' b") is None
 
 
 def test_a_boolean_cannot_smuggle_a_value(signed_in, all_types):
