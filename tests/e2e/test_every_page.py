@@ -12,6 +12,7 @@ from django.apps import apps
 from django.urls import reverse
 
 from batchsync.accounts import default_account
+from portal.audit.services import record_event
 from portal.models import JobTemplate, TaskState
 from portal.submit import services
 from tests.factories import PASSWORD, JobFactory, NodeFactory, PoolFactory, TaskFactory
@@ -52,6 +53,10 @@ def world(batch, azurite, settings):
     template = JobTemplate.objects.get(slug="render-frames")
     submission = services.submission_create(user=people["admin"], template_version=template.current_version(),
                                             parameters={"frames": "3"})
+    # An audit row whose object link shares its line with the object's type: a link inside text (link-in-text-block).
+    record_event(actor=people["admin"], action="pool.resize", object_type="pool",
+                 object_id=PoolFactory(account=account, pool_id="gpu").pool_id,
+                 changes={"target_dedicated_nodes": [1, 2]})
     kwargs = {"": {}, "pool": {"pk": pool.pk}, "node": {"pk": pool.pk, "node_id": node.node_id},
               "job": {"pk": job.pk}, "task": {"pk": task.pk}, "template": {"slug": template.slug},
               "submission": {"public_id": submission.public_id}}
