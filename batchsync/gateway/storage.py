@@ -168,6 +168,29 @@ class BlobStore:
             return [BlobInfo(container, item.name, item.size, item.last_modified)
                     for item in self._service.get_container_client(container).list_blobs(name_starts_with=prefix)]
 
+    def list_page(self, container: str, prefix: str, *, size: int,
+                  token: str | None = None) -> tuple[list[BlobInfo], str | None]:
+        """One page of at most `size` blobs under `prefix`, in name order, from where `token` (the previous page's
+        continuation token, as storage made it) left off; and the next page's token, None after the last page.
+        One request to storage, whatever the number of blobs under the prefix. A token storage cannot read is
+        refused (GatewayError with status 400)."""
+        with _translated():
+            pages = self._service.get_container_client(container).list_blobs(
+                name_starts_with=prefix, results_per_page=size).by_page(continuation_token=token or None)
+            items = [BlobInfo(container, item.name, item.size, item.last_modified) for item in next(pages, [])]
+            # The SDK's page iterator carries the next page's token; its stubs type it as a plain iterator.
+            return items, getattr(pages, "continuation_token", None) or None
+
+    def iter_blobs(self, container: str, prefix: str, *, page_size: int = 5000) -> Iterator[BlobInfo]:
+        """Every blob under `prefix` in name order, listed one page at a time while the caller consumes them: memory
+        holds one page however many blobs there are."""
+        token: str | None = None
+        while True:
+            items, token = self.list_page(container, prefix, size=page_size, token=token)
+            yield from items
+            if token is None:
+                return
+
     def read_range(self, container: str, path: str, start: int, length: int) -> bytes:
         """Bytes [start, start + length) of the blob, fewer at its end. Raises NotFound."""
         if length <= 0:

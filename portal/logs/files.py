@@ -4,17 +4,17 @@ in Blob, which of the two to show, and a whole file as a stream of ranged reads.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from django.conf import settings
 
 from batchsync.gateway import BatchGateway, BlobInfo, BlobStore, GatewayError, NotFound, Rejected
+from portal.downloads import DOWNLOAD_CHUNK_BYTES, stream
 from portal.models import Task
 
-# Download chunks: big enough that per-request overhead stays small, small enough for flat memory.
-DOWNLOAD_CHUNK_BYTES = 4 * 1024 * 1024
+__all__ = ["DOWNLOAD_CHUNK_BYTES", "stream"]   # the archiver and the views take them from here, with the rest
+
 MAX_NAME_LENGTH = 1024
 # The files saved to Blob when a task ends, at <job id>/<task id>/logs/<name> in the logs container: by the
 # task's own output-file rule (portal-made tasks) or by batchsync.archive (the rest).
@@ -160,15 +160,3 @@ def open_file(task: Task, path: str, *, batch: BatchGateway, store: BlobStore, l
             raise CleanedUpBeforeSaved(str(error), code=error.code, status=error.status) from error
         raise
     return node
-
-
-def stream(source: LogSource, *, chunk_bytes: int = DOWNLOAD_CHUNK_BYTES) -> Iterator[bytes]:
-    """The file's bytes up to the size it had when opened, one ranged read of `chunk_bytes` at a time."""
-    size, offset = source.size(), 0
-    while offset < size:
-        data = source.read(offset, min(chunk_bytes, size - offset))
-        if not data:
-            return
-        offset += len(data)
-        yield data
-

@@ -16,11 +16,12 @@ from django.views.decorators.http import require_safe
 from batchsync.accounts import gateway_for
 from batchsync.gateway import BatchGateway, GatewayError, NotFound
 from portal.access import SignedInRequest
+from portal.downloads import header_safe, inert
 from portal.jobs.selectors import job_get
 from portal.logs import node_files as on_node
 from portal.logs.ansi import ansi_to_html
 from portal.logs.files import InvalidFileName, stream
-from portal.logs.views import Row, header_safe, inert, int_param
+from portal.logs.views import Row, int_param
 from portal.logs.windows import LogWindow
 from portal.models import Job, Node, Pool
 from portal.pools.selectors import pool_get

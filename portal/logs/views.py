@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST, require_safe
 from batchsync.accounts import blob_store, gateway_for
 from batchsync.gateway import GatewayError, NotFound, Rejected, Transient
 from portal.access import SignedInRequest
+from portal.downloads import header_safe, inert, too_many_tasks
 from portal.jobs import selectors
 from portal.logs import search, services, windows, zips
 from portal.logs.ansi import ansi_to_html
@@ -314,16 +315,6 @@ def task_output_download(request: SignedInRequest, pk: int) -> HttpResponseBase:
     return response
 
 
-def inert(response: HttpResponseBase) -> None:
-    # Never let a browser guess a type and render a log as a page.
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "sandbox"
-
-
-def header_safe(name: str) -> str:
-    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
-
-
 @require_POST
 @login_required
 def task_output_link(request: SignedInRequest, pk: int) -> HttpResponseBase:
@@ -431,13 +422,10 @@ def job_logs_zip(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """Every task's stdout and stderr as <task id>/stdout.txt in one zip, written while it is sent: from the saved
     copy where there is one, else from the node; files that could not be read are listed in MISSING.txt."""
     job = selectors.job_get(user=request.user, pk=pk)
-    task_ids = list(job.tasks.order_by("task_id").values_list("task_id", "start_time")[:zips.ZIP_MAX_TASKS + 1])
-    if len(task_ids) > zips.ZIP_MAX_TASKS:
-        return HttpResponse(
-            f"This job has more than {zips.ZIP_MAX_TASKS:,} tasks, more than one download can hold. Download the "
-            f"logs of single tasks from their pages, or ask an administrator for the folder {job.job_id}/ of the "
-            f"logs container ({settings.STORAGE_LOGS_CONTAINER}) in storage.",
-            status=413, content_type="text/plain; charset=utf-8")
+    refused = too_many_tasks(job, "logs", settings.STORAGE_LOGS_CONTAINER)
+    if refused:
+        return refused
+    task_ids = list(job.tasks.order_by("task_id").values_list("task_id", "start_time"))
     opened = _Opened(job.account)
 
     def chunks() -> Iterator[bytes]:

@@ -17,7 +17,8 @@ from django.urls import reverse
 
 from batchsync import archive
 from batchsync.sync import sync_account
-from portal.logs import search, zips
+from portal import downloads
+from portal.logs import search
 from portal.logs import views as log_views
 from portal.logs import windows as log_windows
 from portal.logs.files import DOWNLOAD_CHUNK_BYTES
@@ -490,7 +491,7 @@ def test_all_logs_of_a_job_download_as_one_zip_from_storage_or_node(
 
 
 def test_a_zip_of_more_tasks_than_it_may_hold_is_refused_plainly(signed_in, account, monkeypatch):
-    monkeypatch.setattr(zips, "ZIP_MAX_TASKS", 2)
+    monkeypatch.setattr(downloads, "ZIP_MAX_TASKS", 2)
     for task_id in ("t1", "t2", "t3"):
         task = task_row(account, task_id)
     response = signed_in.get(reverse("job_logs_zip", args=[task.job.pk]))
