@@ -201,7 +201,7 @@ def expand(submission: Submission, spec: TemplateSpec | None = None, *, start: i
     files = _input_files(submission.inputs or {})
     return expand_tasks(
         spec, submission.parameters, files, rows=submission.csv_rows, command_line=submission.command_line or None,
-        output_container_url=getattr(settings, "SUBMISSION_OUTPUTS_CONTAINER_URL", "") or None,
+        output_container_url=outputs_container_url() if spec.outputs else None,
         logs_container_url=logs_container_url(),
         job_id=submission.job_id, start=start)
 
@@ -230,34 +230,47 @@ def _input_files(inputs: dict) -> dict[str, tuple[InputFile, ...]]:
 
 def logs_container_url() -> str | None:
     """Where tasks upload their stdout/stderr when they end (to <job id>/<task id>/logs/, as the archiver saves
-    them): SUBMISSION_LOGS_CONTAINER_URL when set, else a write-only SAS for the logs container, signed here to
-    outlast the longest job (STORAGE_TASK_SAS_HOURS).
+    them): SUBMISSION_LOGS_CONTAINER_URL when set, else a write-only SAS for the logs container (`_upload_url`).
 
     None when that container cannot be reached: a rule pointing at it would make every task wait on failing
     uploads and end with a FileUploadError, so tasks go without it and the archiver saves their logs once
-    storage answers. The check is remembered for a minute, as a submission expands its tasks slice by slice."""
-    configured = getattr(settings, "SUBMISSION_LOGS_CONTAINER_URL", "")
+    storage answers."""
+    return _upload_url(getattr(settings, "SUBMISSION_LOGS_CONTAINER_URL", ""), settings.STORAGE_LOGS_CONTAINER,
+                       "their stdout/stderr; the archiver saves them once storage answers")
+
+
+def outputs_container_url() -> str | None:
+    """Where tasks upload the output files their template names (to <job id>/<task id>/outputs/, where the results
+    pages list them): SUBMISSION_OUTPUTS_CONTAINER_URL when set, else a write-only SAS for the outputs container.
+    None when that container cannot be reached (tasks then run without the rules, as for the logs)."""
+    return _upload_url(getattr(settings, "SUBMISSION_OUTPUTS_CONTAINER_URL", ""), settings.STORAGE_OUTPUTS_CONTAINER,
+                       "their output files")
+
+
+def _upload_url(configured: str, container: str, what: str) -> str | None:
+    """`configured` when set, else a create-and-write SAS (no read, list or delete) for `container`, signed here to
+    outlast the longest job (STORAGE_TASK_SAS_HOURS), or None when the container cannot be reached. The check is
+    remembered for a minute, as a submission expands its tasks slice by slice."""
     if configured:
         return configured
-    key = (settings.AZURE_STORAGE_CONNECTION_STRING, settings.STORAGE_LOGS_CONTAINER)
-    remembered = _LOGS_URLS.get(key)
+    key = (settings.AZURE_STORAGE_CONNECTION_STRING, container)
+    remembered = _UPLOAD_URLS.get(key)
     if remembered and remembered[0] > time.monotonic():
         return remembered[1]
     with blob_store() as store:
         try:
-            reachable = store.has_container(settings.STORAGE_LOGS_CONTAINER)
+            reachable = store.has_container(container)
         except GatewayError:
             reachable = False
-        url = (store.container_write_url(settings.STORAGE_LOGS_CONTAINER, hours=settings.STORAGE_TASK_SAS_HOURS)
-               if reachable else None)
+        url = store.container_write_url(container, hours=settings.STORAGE_TASK_SAS_HOURS) if reachable else None
     if url is None:
-        logger.warning("logs container %s cannot be reached: tasks are created without the rule that saves their "
-                       "stdout/stderr; the archiver saves them once storage answers", settings.STORAGE_LOGS_CONTAINER)
-    _LOGS_URLS[key] = (time.monotonic() + 60, url)
+        logger.warning("container %s cannot be reached: tasks are created without the rule that uploads %s",
+                       container, what)
+    _UPLOAD_URLS[key] = (time.monotonic() + 60, url)
     return url
 
 
-_LOGS_URLS: dict[tuple[str, str], tuple[float, str | None]] = {}
+_UPLOAD_URLS: dict[tuple[str, str], tuple[float, str | None]] = {}
 
 
 def _retry_later(run: _Run, exc: GatewayError) -> None:

@@ -272,8 +272,10 @@ STORAGE_UPLOAD_SAS_MINUTES = int(os.environ.get("STORAGE_UPLOAD_SAS_MINUTES", "3
 STORAGE_TASK_SAS_HOURS = float(os.environ.get("STORAGE_TASK_SAS_HOURS", str(7 * 24)))
 
 # Submissions (batchsync/submit.py). Container SAS URLs (create, write) that tasks upload their stdout/stderr and
-# their output files to; empty means not uploaded. The lease is how long a worker may hold a submission between
-# two recorded steps, so also how long a killed worker delays the re-drive.
+# their output files to; empty means the portal signs a write-only SAS for STORAGE_LOGS_CONTAINER /
+# STORAGE_OUTPUTS_CONTAINER itself (and leaves the upload rules out while that container cannot be reached).
+# The lease is how long a worker may hold a submission between two recorded steps, so also how long a killed
+# worker delays the re-drive.
 SUBMISSION_LOGS_CONTAINER_URL = os.environ.get("SUBMISSION_LOGS_CONTAINER_URL", "")
 SUBMISSION_OUTPUTS_CONTAINER_URL = os.environ.get("SUBMISSION_OUTPUTS_CONTAINER_URL", "")
 SUBMISSION_LEASE_SECONDS = float(os.environ.get("SUBMISSION_LEASE_SECONDS", "300"))

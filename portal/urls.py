@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("portal.pools.urls")),
     path("", include("portal.jobs.urls")),
     path("", include("portal.logs.urls")),
+    path("", include("portal.results.urls")),
     path("", include("portal.submit.urls")),
     path("", include("portal.audit.urls")),
     path("", include("portal.accounts.urls")),

@@ -43,7 +43,7 @@ KNOWN_ACTIONS = [
     "pool.create", "pool.resize", "pool.delete",
     "submission.create",
     "job.terminate", "job.retry_failed", "task.terminate", "task.delete",
-    "logs.download", "logs.zip_download",
+    "logs.download", "logs.zip_download", "results.download", "results.zip_download",
     "job_template.create", "job_template.change", "job_template.delete", "job_template.version_create",
     "pool_template.create", "pool_template.change", "pool_template.delete",
     "user.role_change", "user.team_change", "user.delete", "group.permission_change",

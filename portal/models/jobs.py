@@ -242,6 +242,10 @@ class Task(models.Model):
                          condition=models.Q(result="failure", failure_code=TERMINATED_FAILURE_CODE)),
         ]
 
+    # Batch's failure codes when an output file could not be uploaded (FileUploadContainerNotFound,
+    # FileUploadFailed, ...): the task ended, and some of its results or saved logs are not in storage.
+    UPLOAD_FAILURE_PREFIX = "FileUpload"
+
     def __str__(self) -> str:
         return self.task_id
 
@@ -255,6 +259,10 @@ class Task(models.Model):
     def has_failed(self) -> bool:
         """Failed of itself: result failure and not killed by a terminate (Task.objects.failed())."""
         return self.result == TaskResult.FAILURE and not self.killed_by_terminate
+
+    @property
+    def output_upload_failed(self) -> bool:
+        return self.failure_code.startswith(self.UPLOAD_FAILURE_PREFIX)
 
     @property
     def is_live(self) -> bool:

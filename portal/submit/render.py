@@ -137,11 +137,23 @@ def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequen
             id=identifier, command_line=shell_command(script), display_name=display,
             resource_files=tuple(shared_files + item_files),
             output_files=tuple(OutputFileSpec(file_pattern=pattern, container_url=url,
-                                              path=f"{job_id}/{identifier}/{folder}" if job_id else None,
+                                              path=output_path(job_id, identifier, folder, pattern),
                                               upload_condition=condition)
                                for pattern, condition, url, folder in outputs_base),
             max_task_retry_count=None, max_wall_clock_seconds=spec.max_wall_clock_seconds,
             required_slots=spec.required_slots)
+
+
+def output_path(job_id: str, task_id: str, folder: str, pattern: str) -> str | None:
+    """Where an output rule uploads to: the folder `<job>/<task>/<folder>` for a pattern with wildcards (Batch keeps
+    each match's path below the pattern's fixed part); for a pattern naming one file, Batch takes the path as the
+    blob's whole name, so the file's own name is added to stay in that folder."""
+    if not job_id:
+        return None
+    folder_path = f"{job_id}/{task_id}/{folder}"
+    if any(c in pattern for c in "*?["):
+        return folder_path
+    return f"{folder_path}/{pattern.rstrip('/').rsplit('/', 1)[-1]}"
 
 
 def missing_csv_columns(spec: TemplateSpec, rows: Sequence[Mapping], command_line: str | None = None) -> list[str]:

@@ -353,6 +353,17 @@ def test_outputs_and_logs_are_uploaded_under_the_job_and_task():
         ("out/*.png", "sub-1/t00001/outputs", "tasksuccess"), ("../std*.txt", "sub-1/t00001/logs", "taskcompletion")]
 
 
+def test_an_output_naming_one_file_is_uploaded_into_the_task_folder_under_its_own_name():
+    # For a pattern without wildcards Batch takes the path as the blob's whole name.
+    parsed = parse_spec(spec(outputs=[{"pattern": "report/summary.csv"}]))
+
+    task = next(render.expand_tasks(parsed, {"n": 1}, {}, output_container_url="http://blob/outputs?sig=x",
+                                    job_id="sub-1"))
+
+    assert [(o.file_pattern, o.path) for o in task.output_files] == [
+        ("report/summary.csv", "sub-1/t00001/outputs/summary.csv")]
+
+
 def test_the_preview_says_how_many_tasks_where_and_how_much_input():
     parsed = parse_spec(FILES_SPEC)
     files = {"texts": (upload("a.txt", 600), upload("b.txt", 400))}

@@ -1,0 +1,1 @@
+"""Results: the files a job's tasks produced, as the template's output rules saved them to the outputs container."""
