@@ -37,11 +37,12 @@ class ResultsPage:
 
 
 def results_page(job: Job, *, store: BlobStore, task_id: str | None = None, token: str | None = None,
-                 size: int = PAGE_SIZE) -> ResultsPage:
+                 size: int | None = None) -> ResultsPage:
     """One page of the job's output files in name order (task by task), or of one task's: one listing request to
     storage from `token` on. Raises the gateway's errors (a token storage cannot read: GatewayError, status 400)."""
     prefix = task_prefix(job.job_id, task_id) if task_id else job_prefix(job.job_id)
-    blobs, next_token = store.list_page(settings.STORAGE_OUTPUTS_CONTAINER, prefix, size=size, token=token)
+    blobs, next_token = store.list_page(settings.STORAGE_OUTPUTS_CONTAINER, prefix, size=size or PAGE_SIZE,
+                                        token=token)
     files = [found for found in (result_file(info, job.job_id) for info in blobs) if found is not None]
     ids = {found.task_id for found in files}
     tasks = {task.task_id: task for task in Task.objects.filter(job=job, task_id__in=ids).select_related("job")}

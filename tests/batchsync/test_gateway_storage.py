@@ -105,3 +105,18 @@ def test_cors_lets_the_portal_origin_put(store, azurite):
     assert status == 200
     assert http("OPTIONS", url, headers={"Origin": "http://evil.example",
                                          "Access-Control-Request-Method": "PUT"})[0] == 403
+
+
+def test_a_prefix_is_listed_a_page_at_a_time_with_storages_continuation_token(store):
+    for n in range(5):
+        store.put(store.containers.outputs, f"job/t{n}/outputs/out.txt", b"x" * n)
+    store.put(store.containers.outputs, "job-2/t0/outputs/out.txt", b"not this prefix")
+
+    first, token = store.list_page(store.containers.outputs, "job/", size=2)
+    second, token2 = store.list_page(store.containers.outputs, "job/", size=2, token=token)
+    third, end = store.list_page(store.containers.outputs, "job/", size=2, token=token2)
+
+    assert [b.path for b in first + second + third] == [f"job/t{n}/outputs/out.txt" for n in range(5)]
+    assert [b.size for b in second] == [2, 3] and token and token2 and end is None
+    assert [b.path for b in store.iter_blobs(store.containers.outputs, "job/", page_size=2)] == [
+        f"job/t{n}/outputs/out.txt" for n in range(5)]

@@ -63,6 +63,13 @@ ROUTES = {
     "task_output_download": Route("task", get=READERS, query="path=stdout.txt", ok=frozenset({200, 503})),
     "task_output_search": Route("task", get=READERS, query="path=stdout.txt&q=x"),
     "task_output_link": Route("task", post=READERS, get_allowed=False),
+    "job_results": Route("job", get=READERS),
+    "job_results_zip": Route("job", get=READERS),
+    "task_results": Route("task", get=READERS),
+    # Read from storage at once: with no such file (or no storage) here an allowed reader gets its 404 or 503.
+    "task_result_preview": Route("task", get=READERS, query="name=count.txt", ok=frozenset({200, 404, 503})),
+    "task_result_image": Route("task", get=READERS, query="name=chart.png", ok=frozenset({200, 404, 503})),
+    "task_result_download": Route("task", get=READERS, query="name=count.txt", ok=frozenset({200, 404, 503})),
     "failure_triage": Route(get=READERS),
     # GET without a chosen group of failures is a 404 for everyone; the POST is what matters.
     "failure_retry": Route(get=set(), post=SUBMITTERS),
