@@ -34,7 +34,7 @@ def forget_counts(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("portal", "0008_spec_help_text_points_to_portal_submit"),
+        ("portal", "0009_submission_name_terminated_tasks"),
     ]
 
     operations = [migrations.RunPython(save_counts, forget_counts)]
