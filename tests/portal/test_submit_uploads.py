@@ -193,7 +193,7 @@ def test_a_token_for_another_template_or_parameter_is_an_error(signed_in, user, 
 
 def test_too_many_files_at_the_preview_are_an_error(signed_in, storage):
     version = count_words_version()
-    JobTemplateVersion.objects.create(template=version.template, number=2,
+    JobTemplateVersion.objects.create(template=version.template, number=version.number + 1,
                                       spec={**version.spec, "parameters": [{**version.spec["parameters"][0],
                                                                              "max_files": 2}]})
     # Each request declares itself alone (count 1): the preview counts what was really uploaded.
