@@ -99,14 +99,20 @@ def _counts(submission: Submission, job: Job | None) -> tuple[int, int, int]:
 
 
 def _message(submission: Submission, job: Job | None, succeeded: int, failed: int, total: int) -> EmailMessage:
-    name = (job.display_name if job is not None else "") or _display_name(submission)
+    name = submission.name or (job.display_name if job is not None else "") or _display_name(submission)
+    # Batch counts the tasks a terminate killed among the failed; the mirror knows which (Job.task_terminated).
+    terminated = min(job.task_terminated, failed) if job is not None else 0
+    failed -= terminated
     headline, why = _outcome(submission, job, failed)
     lines = [f"Your job “{name}” {headline}.", ""]
     if why:
         lines += [why, ""]
-    lines += [f"Succeeded: {succeeded:,}", f"Failed:    {failed:,}", f"Total:     {total:,}"]
-    if job is not None and total > succeeded + failed:
-        lines.append(f"Not run:   {total - succeeded - failed:,}")
+    lines += [f"Succeeded: {succeeded:,}", f"Failed:    {failed:,}"]
+    if terminated:
+        lines.append(f"Terminated: {terminated:,}")
+    lines.append(f"Total:     {total:,}")
+    if job is not None and total > succeeded + failed + terminated:
+        lines.append(f"Not run:   {total - succeeded - failed - terminated:,}")
     lines += ["", f"Open it in the portal: {_link(submission, job)}", "", f"Batch job id: {submission.job_id}", "",
               "You get this e-mail because you submitted this job from the Batch portal."]
     subject = f"{headline[0].upper()}{headline[1:]}: {name} — {succeeded:,} succeeded, {failed:,} failed of {total:,}"

@@ -341,6 +341,12 @@ def _progress(submission: Submission) -> str:
 
 
 def _display(submission: Submission) -> str:
+    # The submission's name is the job's display name in Batch: the mirror's job rows then carry it to every job
+    # page (lists, dashboard, failures) without a join, and Batch's own tools show the same name. Batch never
+    # changes a job's display name, and neither do we: the name is set once, at submit (at most 200 of Batch's 1024
+    # characters). Rows from before names had none: they keep the old description.
+    if submission.name:
+        return submission.name
     version = submission.template_version
     who = submission.submitted_by.get_username() if submission.submitted_by else "unknown"
     return f"{version.template.name} (v{version.number}) by {who}"

@@ -72,7 +72,8 @@ def describe(obj: Model) -> tuple[str, str, str, int | None]:
     if object_type == "task":
         # A task belongs to its job's team: an Operator's actions on it are on their team's work.
         team_id = obj.job.team_id  # type: ignore[attr-defined]  # a Task
-    return object_type, object_id, str(obj), team_id
+    # Jobs and submissions by their names, the Batch id beside: what the audit page and the export show.
+    return object_type, object_id, getattr(obj, "name_and_id", None) or str(obj), team_id
 
 
 def record_event(*, actor: User | AnonymousUser | None, action: str, obj: Model | None = None, object_type: str = "",

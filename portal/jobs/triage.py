@@ -176,7 +176,8 @@ def failure_triage(*, user: User, filters: TriageFilters, now: datetime | None =
         signatures = [Signature(code, exit_code, line) for code, exit_code, line, *_ in rows]
         top_jobs, job_counts = _top_jobs(failed, signatures, every=not more)
         failures = failed.count() if more else sum(row[3] for row in rows)
-    jobs = Job.objects.only("pk", "job_id").in_bulk({pk for picked in top_jobs.values() for pk, _ in picked})
+    jobs = (Job.objects.only("pk", "job_id", "display_name")
+            .in_bulk({pk for picked in top_jobs.values() for pk, _ in picked}))
     examples = _examples(failed, {signature: row[3] for signature, row in zip(signatures, rows, strict=True)})
     groups = [FailureGroup(signature=signature, count=n, first_seen=first, last_seen=last,
                            job_count=job_counts.get(signature, 0),
@@ -264,7 +265,8 @@ def _examples(failed: QuerySet[Task], groups: dict[Signature, int]) -> dict[Sign
         if len(picked) < min(TRIAGE_EXAMPLES, groups[signature]):
             picked[:] = signature.tasks(failed).order_by(F("end_time").desc(nulls_last=True), "-pk").values_list(
                 "pk", flat=True)[:TRIAGE_EXAMPLES]
-    tasks = Task.objects.select_related("job").only("pk", "task_id", "display_name", "end_time", "job__job_id") \
+    tasks = Task.objects.select_related("job").only("pk", "task_id", "display_name", "end_time", "job__job_id",
+                                                  "job__display_name") \
         .in_bulk([pk for picked in chosen.values() for pk in picked])
     return {signature: [tasks[pk] for pk in picked if pk in tasks] for signature, picked in chosen.items()}
 

@@ -52,10 +52,12 @@ NATURAL_END_REASONS = frozenset({"alltaskscomplete", "taskfailed"})
 
 
 class Outcome(models.TextChoices):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TERMINATED = "terminated"
+    SUBMITTING = "submitting", "submitting"          # a submission still on its way to Batch
+    NOT_SUBMITTED = "not_submitted", "not submitted"  # a submission Batch never got
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    TERMINATED = "terminated", "terminated"
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class JobOutcome:
             return f"{self.failed:,} failed"
         if self.kind == Outcome.RUNNING and self.failed:
             return f"running, {self.failed:,} failed"
-        return str(self.kind.value)
+        return str(self.kind.label)
 
 
 class JobQuerySet(models.QuerySet):
@@ -128,6 +130,21 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return self.job_id
+
+    @property
+    def title(self) -> str:
+        """What people call it: its display name (a submission's name, given to Batch at submit), else its id."""
+        return self.display_name or self.job_id
+
+    @property
+    def has_name(self) -> bool:
+        """Has a name of its own to show, with the Batch id beside it (pages show the id alone otherwise)."""
+        return self.display_name not in ("", self.job_id)
+
+    @property
+    def name_and_id(self) -> str:
+        """The name with the Batch id beside it, for one line of text (the audit history, e-mails)."""
+        return f"{self.display_name} ({self.job_id})" if self.has_name else self.job_id
 
     @property
     def task_total(self) -> int:

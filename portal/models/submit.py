@@ -12,7 +12,7 @@ from portal.models.accounts import BatchAccount, Team
 
 if TYPE_CHECKING:   # for the annotation only: loading the models must not load the spec parser
     from portal.submit.spec import TemplateSpec
-from portal.models.jobs import Job
+from portal.models.jobs import Job, JobOutcome, Outcome
 
 
 class JobTemplate(models.Model):
@@ -150,8 +150,29 @@ class Submission(models.Model):
         return self.job_id
 
     @property
+    def title(self) -> str:
+        """What people call it: its name, else (a submission made before names) its job's id."""
+        return self.name or self.job_id
+
+    @property
+    def name_and_id(self) -> str:
+        """The name with the Batch id beside it, for one line of text (the audit history, e-mails)."""
+        return f"{self.name} ({self.job_id})" if self.name else self.job_id
+
+    @property
     def is_final(self) -> bool:
         return self.state in (SubmissionState.SUBMITTED, SubmissionState.FAILED)
+
+    @property
+    def outcome(self) -> JobOutcome:
+        """How it turned out: submitting until Batch has the whole job, not submitted if it never will, then its
+        job's outcome (Job.outcome, the one rule), running until the sync has seen the job."""
+        if self.state == SubmissionState.FAILED:
+            return JobOutcome(Outcome.NOT_SUBMITTED)
+        if not self.is_final:
+            return JobOutcome(Outcome.SUBMITTING)
+        job = self.job
+        return job.outcome if job is not None else JobOutcome(Outcome.RUNNING)
 
     @classmethod
     def job_id_for(cls, public_id: uuid.UUID) -> str:

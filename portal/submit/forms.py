@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 
 from portal.models import Submission
-from portal.submit.spec import Parameter, TemplateSpec
+from portal.submit.spec import SUBMISSION_NAME_FIELD, Parameter, TemplateSpec
 
 
 class TokensField(forms.Field):
@@ -31,6 +31,10 @@ class SubmitForm(forms.Form):
 
     template_version = forms.CharField(widget=forms.HiddenInput)
     rerun = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    # Its name has a hyphen no parameter name may have (spec.NAME_PATTERN), so no template's parameter clashes with
+    # it. Its length and characters are judged by services.submission_name_clean.
+    NAME_FIELD = SUBMISSION_NAME_FIELD
 
     spec: TemplateSpec
     file_parameters: tuple[Parameter, ...] = ()
@@ -52,13 +56,23 @@ class SubmitForm(forms.Form):
         return {p.name: [t for t in self.data.getlist(p.name) if t.strip()]  # type: ignore[attr-defined]
                 for p in self.file_parameters}
 
+    def name_field(self) -> forms.BoundField:
+        return self[self.NAME_FIELD]
+
+    def submission_name(self) -> str:
+        return str(self.data.get(self.NAME_FIELD, ""))
+
     def field_rows(self) -> list[tuple[Parameter, forms.BoundField]]:
         """(parameter, bound field) in the template's order, for the template to lay out by type."""
         return [(parameter, self[parameter.name]) for parameter in self.spec.parameters]
 
 
 def submit_form_class(spec: TemplateSpec, *, command_line_allowed: bool) -> type[SubmitForm]:
-    fields: dict[str, forms.Field] = {}
+    fields: dict[str, forms.Field] = {SubmitForm.NAME_FIELD: forms.CharField(
+        label="Name (optional)", label_suffix="", required=False,
+        help_text="What you will know it by in the job list and e-mails. Left empty, it is the template's name and "
+                  "today's date.",
+        widget=forms.TextInput(attrs={"maxlength": Submission.NAME_MAX_LENGTH, "autocomplete": "off"}))}
     for parameter in spec.parameters:
         fields[parameter.name] = _field_for(parameter)
     if command_line_allowed:

@@ -5,15 +5,18 @@ own checks only help people hear about a mistake sooner."""
 from __future__ import annotations
 
 import logging
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Model
+from django.utils import timezone
 
 from batchsync.accounts import default_account
 from batchsync.tasks import submit_submission_task
@@ -22,7 +25,14 @@ from portal.audit.services import record_event
 from portal.models import BatchAccount, JobTemplate, JobTemplateVersion, Submission
 from portal.submit.preview import Preview, preview
 from portal.submit.render import batch_id_problems, missing_csv_columns
-from portal.submit.spec import MAX_TASKS, SpecError, TemplateSpec, command_line_problems, parse_spec
+from portal.submit.spec import (
+    MAX_TASKS,
+    SUBMISSION_NAME_FIELD,
+    SpecError,
+    TemplateSpec,
+    command_line_problems,
+    parse_spec,
+)
 from portal.submit.values import InputFile, ParameterErrors, clean_values, parse_csv
 
 logger = logging.getLogger(__name__)
@@ -77,9 +87,27 @@ def job_template_version_create(*, user: User, template: JobTemplate, spec: dict
     return version
 
 
+def submission_name_clean(name: str | None, *, template: JobTemplate, now: datetime | None = None) -> str:
+    """The name a submission will carry: what the person typed, spaces trimmed and runs of them made one, or the
+    template's name and the date when they typed nothing. SubmissionError (field "name") for a name too long or
+    with control characters; the pages escape it like any text."""
+    cleaned = " ".join((name or "").split())
+    if not cleaned:
+        return f"{template.name} {timezone.localtime(now or timezone.now()):%Y-%m-%d %H:%M}"
+    if len(cleaned) > Submission.NAME_MAX_LENGTH:
+        raise SubmissionError("The name is too long; nothing was submitted.",
+                              field_errors={SUBMISSION_NAME_FIELD: f"at most {Submission.NAME_MAX_LENGTH} characters, "
+                                                    f"this one has {len(cleaned)}."})
+    if any(unicodedata.category(char).startswith("C") for char in cleaned):
+        raise SubmissionError("The name has characters that cannot be shown; nothing was submitted.",
+                              field_errors={SUBMISSION_NAME_FIELD: "use letters, digits, spaces and punctuation only."})
+    return cleaned
+
+
 @dataclass(frozen=True)
 class PreparedSubmission:
     """A submission checked and ready to write: what `submission_prepare` returns for the preview page."""
+    name: str                    # cleaned, or the default (submission_name_clean)
     template_version: JobTemplateVersion
     values: dict
     files: dict
@@ -90,7 +118,8 @@ class PreparedSubmission:
 
 def submission_prepare(*, user: User, template_version: JobTemplateVersion | int | str | None, parameters: dict,
                        uploaded_files: Mapping[str, Sequence[InputFile]] | None = None,
-                       parent: Submission | None = None, command_line: str | None = None) -> PreparedSubmission:
+                       parent: Submission | None = None, command_line: str | None = None,
+                       name: str | None = None) -> PreparedSubmission:
     """Check everything `submission_create` would, without writing anything: the preview page calls this.
     SubmissionError says what the person must fix."""
     if not access.can_submit(user):
@@ -100,6 +129,7 @@ def submission_prepare(*, user: User, template_version: JobTemplateVersion | int
     if parent is not None and (not isinstance(parent, Submission) or not access.can_act_on(user, parent)):
         raise SubmissionError("You can only re-run your own submissions or, as an Operator, your teams'.")
     spec = version.parsed
+    cleaned_name = submission_name_clean(name, template=version.template)
     # A version saved before its ids were checked (or under older limits) is refused here, before anything is written,
     # rather than by Batch after the submission was made.
     problems = batch_id_problems(spec, job_id=_SHAPE_OF_A_JOB_ID)
@@ -137,19 +167,23 @@ def submission_prepare(*, user: User, template_version: JobTemplateVersion | int
     if previewed.task_count > MAX_TASKS:
         raise SubmissionError(f"These values create {previewed.task_count:,} tasks; the most one submission may "
                               f"create is {MAX_TASKS:,}. Nothing was submitted; split the work.")
-    return PreparedSubmission(template_version=version, values=values, files=files, rows=rows,
+    return PreparedSubmission(name=cleaned_name, template_version=version, values=values, files=files, rows=rows,
                               command_line=command_line, preview=previewed)
 
 
 def submission_create(*, user: User, template_version: JobTemplateVersion | int | str | None, parameters: dict,
                       uploaded_files: Mapping[str, Sequence[InputFile]] | None = None, parent: Submission | None = None,
-                      command_line: str | None = None, public_id: uuid.UUID | None = None) -> Submission:
+                      command_line: str | None = None, public_id: uuid.UUID | None = None,
+                      name: str | None = None) -> Submission:
     """Record a submission (the outbox row) and, once it is committed, ask a worker to send it to Batch.
 
     `template_version` is a JobTemplateVersion or its id, as the form posted it; it must be the template's current
     version (or the parent's, for a re-run) of an active template. `uploaded_files` maps file parameters to
     portal.submit.values.InputFile lists. Raises SubmissionError (nothing written, nothing enqueued) or
     PermissionDenied.
+
+    `name` is what people will call it (submission_name_clean: trimmed, at most Submission.NAME_MAX_LENGTH, the
+    template's name and the date when empty); it also becomes the job's display name in Batch.
 
     `public_id` is the idempotency key the preview page handed out: a second call with it (a double click, a
     re-posted form) returns the submission the first made, and never makes another."""
@@ -158,7 +192,8 @@ def submission_create(*, user: User, template_version: JobTemplateVersion | int 
         if existing is not None:
             return existing
     prepared = submission_prepare(user=user, template_version=template_version, parameters=parameters,
-                                  uploaded_files=uploaded_files, parent=parent, command_line=command_line)
+                                  uploaded_files=uploaded_files, parent=parent, command_line=command_line,
+                                  name=name)
     public_id = public_id or uuid.uuid4()
     account = default_account()
     try:
@@ -188,7 +223,7 @@ def _submission_write(*, user: User, prepared: PreparedSubmission, public_id: uu
     with transaction.atomic():
         submission = Submission.objects.create(
             public_id=public_id, account=account, template_version=version, submitted_by=user, parent=parent,
-            team=access.submission_team(user),
+            team=access.submission_team(user), name=prepared.name,
             parameters=prepared.values,
             # Uploaded files are kept as blob paths; a read SAS is signed when the tasks are built.
             inputs={name: [{"name": f.name, "blob": f.blob, "size": f.size,
@@ -199,7 +234,8 @@ def _submission_write(*, user: User, prepared: PreparedSubmission, public_id: uu
             job_id=Submission.job_id_for(public_id), total_tasks=preview.task_count)
         _record_submission_action(user=user, action="submission.create", target=submission.job_id,
                                   obj=submission,
-                                  details={"template_version_id": version.pk, "template": str(version),
+                                  details={"name": submission.name, "template_version_id": version.pk,
+                                           "template": str(version),
                                            "tasks": preview.task_count, "job_id": submission.job_id,
                                            "parent": parent.job_id if parent else None,
                                            "parameters": prepared.values,

@@ -30,6 +30,8 @@ MAX_TASKS = 100_000
 DEFAULT_MAX_LENGTH = 1_000
 MAX_MAX_LENGTH = 2_000_000
 NAME_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+# The submission's own name among the posted values and their errors: a hyphen no parameter name may have.
+SUBMISSION_NAME_FIELD = "submission-name"
 # Batch's limits on the ids a submission sends: a pool, job or task id is 1 to 64 letters, digits, hyphens and
 # underscores; an auto pool's id prefix is at most 20 of them (Batch appends its own unique part).
 BATCH_ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")

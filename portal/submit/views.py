@@ -129,14 +129,15 @@ def submit_form(request: SignedInRequest, slug: str) -> HttpResponse:
     try:
         prepared = services.submission_prepare(
             user=request.user, template_version=posted if _version_of(template, posted) else None,
-            parameters=parameters, uploaded_files=files, parent=parent, command_line=command_line)
+            parameters=parameters, uploaded_files=files, parent=parent, command_line=command_line,
+            name=form.submission_name())
     except SubmissionError as exc:
         _add_service_errors(form, exc)
         return _form_page(request, template, version, form, uploaded, parent)
 
     payload = {"u": request.user.pk, "t": template.pk, "v": prepared.template_version.pk, "p": parameters,
                "c": prepared.command_line, "r": str(parent.public_id) if parent else None,
-               "f": facts, "k": uuid.uuid4().hex}
+               "f": facts, "k": uuid.uuid4().hex, "n": form.submission_name()}
     spec = prepared.template_version.parsed
     tasks = list(preview.first_tasks(spec, prepared))
     return render(request, "submit/preview.html", {
@@ -166,7 +167,8 @@ def submit_confirm(request: SignedInRequest, slug: str) -> HttpResponse:
         version.parsed, command_line_allowed=access.can_write_command_lines(request.user))
 
     def form_again(errors: dict | None = None, message: str | None = None) -> HttpResponse:
-        initial = {**payload["p"], "template_version": payload["v"], "rerun": payload.get("r") or ""}
+        initial = {**payload["p"], "template_version": payload["v"], "rerun": payload.get("r") or "",
+                   forms.SubmitForm.NAME_FIELD: payload.get("n") or ""}
         for parameter in version.parsed.parameters:
             if parameter.type == "boolean" and parameter.name in initial:
                 initial[parameter.name] = initial[parameter.name] in ("true", True)
@@ -201,7 +203,7 @@ def submit_confirm(request: SignedInRequest, slug: str) -> HttpResponse:
     try:
         submission = services.submission_create(
             user=request.user, template_version=payload["v"], parameters=payload["p"], uploaded_files=files,
-            parent=parent, command_line=payload.get("c"), public_id=key)
+            parent=parent, command_line=payload.get("c"), public_id=key, name=payload.get("n"))
     except SubmissionError as exc:
         return form_again(exc.field_errors, exc.message)
     return redirect("submission_detail", public_id=submission.public_id)

@@ -102,8 +102,11 @@ def test_a_finished_job_is_announced_once_with_its_counts_and_a_link(gateway, ru
     mail = mailoutbox[0]
     job = Job.objects.get(job_id=submission.job_id)
     assert mail.to == ["sue@example.org"]
-    assert mail.subject == f"Has finished: Render frames 1..N (v1) by {owner.username} — 3 succeeded, 0 failed of 3"
-    assert f"Your job “Render frames 1..N (v1) by {owner.username}” has finished." in mail.body
+    # The submission's name (here the default: the template's name and the date) names the job, its id beside.
+    assert submission.name.startswith("Render frames 1..N ")
+    assert mail.subject == f"Has finished: {submission.name} — 3 succeeded, 0 failed of 3"
+    assert f"Your job “{submission.name}” has finished." in mail.body
+    assert f"Batch job id: {submission.job_id}" in mail.body
     assert re.search(r"Succeeded: 3\nFailed: +0\nTotal: +3\n", mail.body)
     assert f"{BASE_URL}{reverse('job_detail', args=[job.pk])}" in mail.body
     assert submission.job_id in mail.body
@@ -146,7 +149,7 @@ def test_a_terminated_job_says_so_with_the_reason(gateway, running_pool, owner, 
     assert notify.notify_finished_jobs() == 1
 
     mail = mailoutbox[0]
-    assert mail.subject.startswith(f"Was terminated: Render frames 1..N (v1) by {owner.username}")
+    assert mail.subject.startswith(f"Was terminated: {submission.name}")
     assert "Reason given: wrong frames" in mail.body
     assert "Total:     2" in mail.body
 
@@ -162,7 +165,7 @@ def test_a_submission_that_failed_is_announced_with_its_error(gateway, owner, ma
     assert notify.notify_finished_jobs() == 1
 
     mail = mailoutbox[0]
-    assert mail.subject.startswith("Could not be submitted: Render frames 1..N (v1)")
+    assert mail.subject.startswith(f"Could not be submitted: {submission.name}")
     assert "Batch refused to create the job:" in mail.body
     # No job was made: the link is to the submission's page, which holds the reason (it was the job list).
     link = f"{BASE_URL}{reverse('submission_detail', args=[submission.public_id])}"

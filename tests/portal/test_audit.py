@@ -401,7 +401,8 @@ def test_a_submission_records_its_object_and_rendered_parameters(django_capture_
 
     event = AuditEvent.objects.get(action="submission.create")
     assert (event.actor_name, event.object_type, event.object_id, event.object_label) == (
-        submitter.username, "submission", str(submission.pk), submission.job_id)
+        submitter.username, "submission", str(submission.pk), f"{submission.name} ({submission.job_id})")
+    assert event.details["name"] == submission.name
     assert event.details["parameters"] == {"frames": 24, "seconds_per_frame": 0.5}
     assert event.details["tasks"] == 24 and event.details["job_id"] == submission.job_id
 
