@@ -43,16 +43,22 @@ def world(batch, azurite, settings):
     account = default_account()
     pool = PoolFactory(account=account, pool_id="render-pool-with-a-rather-long-name")
     node = NodeFactory(pool=pool)
+    # Named, and terminated with a task it killed: the name beside the id, and terminated's own colour.
     job = JobFactory(account=account, pool_id=pool.pool_id, submitted_by=people["admin"],
-                     job_id="sub-5eb0abbae0614a07b1c3d2e4f5a6b7c8")
+                     job_id="sub-5eb0abbae0614a07b1c3d2e4f5a6b7c8",
+                     display_name="Frames for the March review, second attempt with the longer inputs",
+                     state="completed", terminate_reason="UserTerminate", task_completed=3, task_succeeded=1,
+                     task_failed=2, task_active=1)
     task = TaskFactory(job=job, node_id=node.node_id)
     TaskFactory(job=job, failed=True, node_id=node.node_id)
+    TaskFactory(job=job, failed=True, failure_code="TaskEnded", node_id=node.node_id)
     TaskFactory(job=job, state=TaskState.ACTIVE)
     # The shipped examples, as migration 0005 makes them: an earlier transactional test's flush removed them.
     importlib.import_module("portal.migrations.0005_example_job_templates").add_templates(apps, None)
     template = JobTemplate.objects.get(slug="render-frames")
     submission = services.submission_create(user=people["admin"], template_version=template.current_version(),
-                                            parameters={"frames": "3"})
+                                            parameters={"frames": "3"},
+                                            name="Frames for the March review, second attempt with the longer inputs")
     # An audit row whose object link shares its line with the object's type: a link inside text (link-in-text-block).
     record_event(actor=people["admin"], action="pool.resize", object_type="pool",
                  object_id=PoolFactory(account=account, pool_id="gpu").pool_id,

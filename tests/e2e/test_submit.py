@@ -210,7 +210,7 @@ def test_an_auto_pool_template_runs_on_a_pool_of_its_own_that_goes_with_the_job(
     page.locator("#job-link").click()
     page.locator("#job-terminate").wait_for()
     assert submitter.username in page.locator("dl.facts").inner_text()
-    job_id = page.locator("h1").inner_text().strip()
+    job_id = page.locator("#job-batch-id").inner_text().strip()
 
     # Its own pool, named after the job, appears while the tasks run.
     pool_id = batch_client.get_job(job_id).execution_info.pool_id
