@@ -63,7 +63,7 @@ def test_a_job_in_batch_appears_on_the_dashboard_and_opens_down_to_a_task(
     sync_account(batch_account)
     jobs.get_by_role("link", name="late-job").wait_for(timeout=15_000)
 
-    jobs.get_by_role("link", name="render-job").click()
+    jobs.get_by_role("link", name="Render frames").click()
     page.get_by_role("heading", name="render-job").wait_for()
     table = page.locator("#tasks table")
     assert table.locator("tbody tr").count() == 7
