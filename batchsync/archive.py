@@ -6,7 +6,15 @@ this module (not batchsync/sync/) writes them, each with a conditional update. T
 their logs themselves (an output-file rule to the same place); for those the archiver only finds the copy and
 marks it. A file the node no longer has (cleaned up, task/job/pool deleted) is marked too, with nothing in Blob:
 `logs_saved_at` set and no blob means "gone before it could be saved", and the task is not tried again. A task
-retried after its logs were saved (its start_time is later) is saved again: the copy held the earlier attempt."""
+retried after its logs were saved (its start_time is later) is saved again: the copy held the earlier attempt.
+
+Earlier attempts (TaskAttempt rows the sync recorded) keep their output where it can be told apart: Batch reruns a
+retry in the same folder, so the node's stdout.txt is the new attempt's from its first moment, but a task whose own
+output-file rule uploads its stdout/stderr at every exit (the portal's tasks) leaves the failed attempt's copy in
+Blob until the next attempt ends. `archive_attempts` copies that copy to `attempts/<n>/` while it is still the
+failed attempt's (written after that attempt started, before the next one started, and not the copy already kept
+for the attempt before). An attempt whose next one also ended first, or a task without such a rule, keeps nothing,
+and the attempt says so (`output_saved_at` set, `output_kept` false)."""
 
 from __future__ import annotations
 
@@ -18,15 +26,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from portal.logs.files import CLOCK_SKEW, DOWNLOAD_CHUNK_BYTES, SAVED_FILES, saved_for_attempt, saved_path
-from portal.models import BatchAccount, Task, TaskState
+from portal.logs.files import (
+    CLOCK_SKEW,
+    DOWNLOAD_CHUNK_BYTES,
+    SAVED_FILES,
+    attempt_path,
+    saved_for_attempt,
+    saved_path,
+)
+from portal.models import BatchAccount, Task, TaskAttempt, TaskState
 
 from . import locks
 from .accounts import blob_store, gateway_for
-from .gateway import BatchGateway, BlobStore, GatewayError, NotFound, Rejected
+from .gateway import BatchGateway, BlobInfo, BlobStore, GatewayError, NotFound, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +67,8 @@ class ArchiveReport:
     found: int = 0          # files already in Blob (the task's own output-file rule)
     gone: int = 0           # files the node no longer had
     tasks_marked: int = 0
+    attempts_kept: int = 0      # earlier attempts whose output was copied before the next attempt replaced it
+    attempts_lost: int = 0      # earlier attempts whose output was already replaced (or never uploaded)
     skipped: list[str] = field(default_factory=list)    # "<job>/<task>: why", left for the next pass
 
 
@@ -77,7 +94,80 @@ def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0) -> Arc
                 with gateway_for(account) as batch:
                     for task in account_tasks:
                         archive_task(task, batch=batch, store=store, report=report)
+            archive_attempts(store=store, report=report, since=since)
         return report
+
+
+def archive_attempts(*, store: BlobStore, report: ArchiveReport | None = None, since: datetime | None = None,
+                     limit: int = BATCH_SIZE) -> ArchiveReport:
+    """Settle the output of up to `limit` earlier attempts (those with a later attempt recorded): copy it from
+    the task's saved copy while that still holds it, or mark it lost."""
+    report = report or ArchiveReport()
+    later = TaskAttempt.objects.filter(task=OuterRef("task"), number=OuterRef("number") + 1)
+    pending = TaskAttempt.objects.filter(Exists(later), output_saved_at__isnull=True, task__gone_at__isnull=True)
+    if since is not None:
+        pending = pending.filter(last_synced_at__gte=since)
+    for attempt in pending.select_related("task", "task__job").order_by("-pk")[:limit]:
+        try:
+            _keep_attempt_output(attempt, store, report)
+        except GatewayError as error:
+            log.warning("archive attempt %s of %s/%s: %s; trying again next pass", attempt.number,
+                        attempt.task.job.job_id, attempt.task.task_id, error)
+    return report
+
+
+def _keep_attempt_output(attempt: TaskAttempt, store: BlobStore, report: ArchiveReport) -> None:
+    task, container = attempt.task, settings.STORAGE_LOGS_CONTAINER
+    job_id, task_id = task.job.job_id, task.task_id
+    following = TaskAttempt.objects.filter(task_id=task.pk, number=attempt.number + 1).first()
+    earlier_etag = (TaskAttempt.objects.filter(task_id=task.pk, number=attempt.number - 1)
+                    .values_list("output_etag", flat=True).first() or "")
+    copied: dict[str, BlobInfo] = {}
+    if following is not None and following.start_time is not None:
+        for name in SAVED_FILES:
+            source = saved_path(job_id, task_id, name)
+            target = attempt_path(job_id, task_id, attempt.number, name)
+            assert source is not None and target is not None
+            info = store.info(container, source)
+            if info is None or not _holds_attempt(info, attempt, following.start_time, earlier_etag):
+                continue
+            store.put(container, target, _blob_chunks(store, info), length=info.size)
+            after = store.info(container, source)
+            if after is not None and after.etag == info.etag:     # not replaced while it was copied
+                copied[name] = info
+    kept = "stdout.txt" in copied
+    marked = TaskAttempt.objects.filter(pk=attempt.pk, output_saved_at__isnull=True).update(
+        output_saved_at=timezone.now(), output_kept=kept, output_etag=copied["stdout.txt"].etag if kept else "")
+    if marked:
+        if kept:
+            report.attempts_kept += 1
+        else:
+            report.attempts_lost += 1
+
+
+def _holds_attempt(info: BlobInfo, attempt: TaskAttempt, next_started: datetime, earlier_etag: str) -> bool:
+    """Whether the task's saved copy `info` is this attempt's output: uploaded after it started and by the time the
+    next attempt started (Blob's times have whole seconds, hence the truncation), and not the copy the attempt
+    before it kept. No clock-skew allowance: a copy that cannot be told apart is not kept rather than mislabelled."""
+    saved = info.last_modified
+    # The next attempt uploads only when it ends, after it started; a retry starts at once, often within the same
+    # second as the upload before it, so that second still counts (an attempt that both starts and ends within it
+    # could be mistaken for the one before: the one case this cannot tell apart).
+    if saved is None or saved > next_started.replace(microsecond=0):
+        return False
+    if attempt.start_time is not None and saved < attempt.start_time.replace(microsecond=0):
+        return False
+    return not (earlier_etag and info.etag == earlier_etag)
+
+
+def _blob_chunks(store: BlobStore, info: BlobInfo) -> Iterator[bytes]:
+    offset = 0
+    while offset < info.size:
+        data = store.read_range(info.container, info.path, offset, min(DOWNLOAD_CHUNK_BYTES, info.size - offset))
+        if not data:
+            return
+        offset += len(data)
+        yield data
 
 
 def archive_task(task: Task, *, batch: BatchGateway, store: BlobStore, report: ArchiveReport | None = None) -> bool:

@@ -30,6 +30,7 @@ from portal.models import (
 )
 
 from .. import locks
+from ..attempts import record_attempts
 from ..gateway import BatchGateway, JobRecord, NodeRecord, NotFound, PoolRecord, TaskRecord
 from .common import DEFAULT_RETRY, RetryPolicy, SyncStats, chunks, gateway_or_own, read_ahead, retrying
 
@@ -130,6 +131,7 @@ def _task_pass(job: Job, gw: BatchGateway, since: datetime | None,
                 newest = row.state_transition_time
         written += upsert(Task, "job", job.pk, "task_id", batch, TASK_FIELDS, compare=TASK_COMPARE,
                            check_existing=check_existing)
+        record_attempts(job.pk, batch)       # each attempt, before a retry replaces what Batch reports
     return started_at, listed, written, seen, newest
 
 

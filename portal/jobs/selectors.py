@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from portal import access
-from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskState
+from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskAttempt, TaskState
 from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
 
 
@@ -246,21 +246,38 @@ class TimelineStep:
     current: bool = False
 
 
-def task_timeline(task: Task) -> list[TimelineStep]:
-    """The task's states in order, with when each began, from the times Batch reports.
+def task_attempts(task: Task) -> list[TaskAttempt]:
+    """The task's attempts as the sync recorded them, in order (none for a task that has not started)."""
+    return list(task.attempts.order_by("number"))
 
-    Batch keeps the times of the last attempt only: with retries, `start_time` is the last start."""
+
+def task_waited_seconds(task: Task, attempts: list[TaskAttempt]) -> float | None:
+    """How long the task waited for its first start: not until the last attempt's start, which would count
+    failed attempts as waiting. None when the first start was not seen."""
+    if attempts:
+        first = attempts[0].start_time
+    else:
+        first = task.start_time if not task.retry_count else None
+    if first is None or task.creation_time is None:
+        return None
+    return max((first - task.creation_time).total_seconds(), 0.0)
+
+
+def task_timeline(task: Task, attempts: list[TaskAttempt] | None = None) -> list[TimelineStep]:
+    """The task's states in order, with when each began: each attempt the sync recorded (its start, and how an
+    earlier one ended), else the times Batch reports for the last attempt."""
     steps = [TimelineStep(TaskState.ACTIVE, "Created, waiting for a node", task.creation_time)]
     if task.previous_state == TaskState.PREPARING or task.state == TaskState.PREPARING:
         at = task.state_transition_time if task.state == TaskState.PREPARING else None
         steps.append(TimelineStep(TaskState.PREPARING, "Preparing (job preparation task)", at))
-    if task.start_time or task.state in (TaskState.RUNNING, TaskState.COMPLETED):
+    if attempts and len(attempts) > 1:
+        steps += _attempt_steps(attempts)
+    elif task.start_time or task.state in (TaskState.RUNNING, TaskState.COMPLETED):
         note = f"attempt {task.retry_count + 1}" if task.retry_count else ""
         at = task.start_time or (task.state_transition_time if task.state == TaskState.RUNNING else None)
         steps.append(TimelineStep(TaskState.RUNNING, "Started running", at, note))
     if task.state == TaskState.COMPLETED:
-        label = ("Ended by a terminate" if task.killed_by_terminate
-                 else {"success": "Succeeded", "failure": "Failed"}.get(task.result, "Completed"))
+        label = {"success": "Succeeded", "failure": "Failed"}.get(task.result, "Completed")
         at = task.end_time or task.state_transition_time
         note = "" if task.exit_code is None else f"exit code {task.exit_code}"
         steps.append(TimelineStep(TaskState.COMPLETED, label, at, note))
@@ -275,6 +292,28 @@ def task_timeline(task: Task) -> list[TimelineStep]:
             previous.after_seconds = gap if gap >= TIMELINE_MIN_GAP_SECONDS else None
         previous = step
     steps[-1].current = True
+    return steps
+
+
+def _attempt_steps(attempts: list[TaskAttempt]) -> list[TimelineStep]:
+    """Each attempt's start, and for each but the last how it ended (the last one's end is the task's)."""
+    steps = []
+    for attempt in attempts:
+        where = f"on {attempt.node_id}" if attempt.node_id else ""
+        if attempt.seen:
+            steps.append(TimelineStep(TaskState.RUNNING, f"Attempt {attempt.number} started", attempt.start_time,
+                                      where))
+        else:
+            steps.append(TimelineStep(TaskState.RUNNING, f"Attempt {attempt.number} ran", None,
+                                      "it started and failed between two syncs, so its times are not known"))
+        if attempt is attempts[-1]:
+            break
+        if attempt.result == "failure":
+            steps.append(TimelineStep("failed", f"Attempt {attempt.number} failed", attempt.end_time,
+                                      "a non-zero exit code; Batch retried the task"))
+        else:
+            steps.append(TimelineStep("stopped", f"Attempt {attempt.number} stopped", attempt.end_time,
+                                      "Batch ran the task again (requeued or reactivated)"))
     return steps
 
 

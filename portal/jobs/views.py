@@ -79,11 +79,14 @@ def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
 @login_required
 def task_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     task = selectors.task_get(user=request.user, pk=pk)
+    attempts = selectors.task_attempts(task)
     context = {
         "task": task,
         "job": task.job,
         "live": task.is_live,
-        "timeline": selectors.task_timeline(task),
+        "attempts": attempts if len(attempts) > 1 else [],
+        "waited_seconds": selectors.task_waited_seconds(task, attempts),
+        "timeline": selectors.task_timeline(task, attempts),
         "environment": selectors.task_environment(task),
         "node": selectors.task_node(task),
     }

@@ -50,6 +50,12 @@ def saved_path(job_id: str, task_id: str, name: str) -> str | None:
     return f"{job_id}/{task_id}/logs/{name}" if name in SAVED_FILES else None
 
 
+def attempt_path(job_id: str, task_id: str, number: int, name: str) -> str | None:
+    """Where the archiver keeps the file `name` of an earlier attempt (number `number`) of the task, once a retry
+    has replaced it on the node; None for files never saved."""
+    return f"{job_id}/{task_id}/attempts/{number}/{name}" if name in SAVED_FILES else None
+
+
 class CleanedUpBeforeSaved(NotFound):
     """The archiver found the node's copy gone before it could save it: there is no copy anywhere."""
 

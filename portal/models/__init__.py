@@ -3,7 +3,17 @@ migrations keep working whichever module a model lives in."""
 
 from portal.models.accounts import BatchAccount, Team
 from portal.models.audit import AuditEvent
-from portal.models.jobs import TERMINATED_FAILURE_CODE, Job, JobOutcome, JobState, Outcome, Task, TaskResult, TaskState
+from portal.models.jobs import (
+                                 TERMINATED_FAILURE_CODE,
+                                 Job,
+                                 JobOutcome,
+                                 JobState,
+                                 Outcome,
+                                 Task,
+                                 TaskAttempt,
+                                 TaskResult,
+                                 TaskState,
+)
 from portal.models.pools import (
                                  MAX_NODES_PER_KIND,
                                  AllocationState,
@@ -27,6 +37,6 @@ __all__ = [
     "MAX_NODES_PER_KIND", "TERMINATED_FAILURE_CODE", "UNFINISHED_SUBMISSION_STATES",
     "AllocationState", "AuditEvent", "BatchAccount", "Job", "JobOutcome", "Outcome",
     "JobState", "JobTemplate", "JobTemplateVersion", "Node", "NodeFillType", "NodeState", "Pool", "PoolState",
-    "PoolTemplate", "Submission", "SubmissionState", "Task", "TaskResult", "TaskState", "Team",
+    "PoolTemplate", "Submission", "SubmissionState", "Task", "TaskAttempt", "TaskResult", "TaskState", "Team",
     "resource_files_problem",
 ]

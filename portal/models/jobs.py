@@ -285,3 +285,42 @@ class Task(models.Model):
     def is_live(self) -> bool:
         """Can still change (its page keeps polling): still in Batch, not completed, and its job is live."""
         return self.gone_at is None and self.state != TaskState.COMPLETED and self.job.is_live
+
+
+class TaskAttempt(models.Model):
+    """One run of a task, as the sync saw it: Batch keeps only the last attempt's times, exit code and node, so each
+    attempt is recorded here when the sync sees it (batchsync/attempts.py, called by the task pass) and its output
+    is kept by the archiver before the next attempt overwrites it (batchsync/archive.py).
+
+    What Batch never reports stays empty rather than guessed: an earlier attempt's exit code and end time (Batch
+    retries only after a non-zero exit, so `result` is "failure"), and everything but its number for an attempt
+    that started and failed between two syncs (`start_time` None)."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()          # 1, 2, … in the order they ran
+    retry_count = models.IntegerField(default=0)    # Batch's retryCount while this attempt ran
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    result = models.CharField(max_length=20, choices=TaskResult.choices, blank=True)
+    node_id = models.CharField(max_length=100, blank=True)
+    pool_id = models.CharField(max_length=64, blank=True)
+    # The archiver's bookkeeping: when it settled this attempt's output (saved, or found already overwritten), and
+    # the ETag of the saved copy it came from (so one upload is never taken for two attempts).
+    output_saved_at = models.DateTimeField(null=True, blank=True)
+    output_kept = models.BooleanField(default=False)
+    output_etag = models.CharField(max_length=100, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task", "number"]
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="attempt_unique_per_task")]
+        indexes = [models.Index(fields=["output_saved_at", "task"], name="attempt_output_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} #{self.number}"
+
+    @property
+    def seen(self) -> bool:
+        """Whether the sync saw it run; an attempt that started and failed between two syncs was not."""
+        return self.start_time is not None

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from portal.models import Job, JobTemplate, Pool, Submission, Task
+from portal.models import Job, JobTemplate, Pool, Submission, Task, TaskAttempt
 from portal.submit import services
 from tests.factories import BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory
 
@@ -70,6 +71,8 @@ ROUTES = {
     "task_result_preview": Route("task", get=READERS, query="name=count.txt", ok=frozenset({200, 404, 503})),
     "task_result_image": Route("task", get=READERS, query="name=chart.png", ok=frozenset({200, 404, 503})),
     "task_result_download": Route("task", get=READERS, query="name=count.txt", ok=frozenset({200, 404, 503})),
+    # An earlier attempt whose output was not kept: its page says so.
+    "task_attempt_output": Route("attempt", get=READERS),
     "failure_triage": Route(get=READERS),
     # GET without a chosen group of failures is a 404 for everyone; the POST is what matters.
     "failure_retry": Route(get=set(), post=SUBMITTERS),
@@ -104,13 +107,16 @@ def world(team_a, team_b, viewer, submitter, other_submitter, operator_a, operat
     node = NodeFactory(pool=pool)
     job = JobFactory(account=account, pool_id=pool.pool_id, submitted_by=submitter, team=team_a)
     task = TaskFactory(job=job)
+    TaskAttempt.objects.create(task=task, number=1, result="failure", output_saved_at=timezone.now())
+    TaskAttempt.objects.create(task=task, number=2, retry_count=1)
     template = JobTemplate.objects.get(slug="render-frames")
     submission = services.submission_create(user=submitter, template_version=template.current_version(),
                                             parameters={"frames": "3"})
     people = {"no_role": no_role, "viewer": viewer, "owner": submitter, "other_submitter": other_submitter,
               "operator_a": operator_a, "operator_b": operator_b, "admin": portal_admin}
     kwargs = {"": {}, "pool": {"pk": pool.pk}, "node": {"pk": pool.pk, "node_id": node.node_id},
-              "job": {"pk": job.pk}, "task": {"pk": task.pk}, "template": {"slug": template.slug},
+              "job": {"pk": job.pk}, "task": {"pk": task.pk},
+              "attempt": {"pk": task.pk, "number": 1}, "template": {"slug": template.slug},
               "submission": {"public_id": submission.public_id}}
     return {"people": people, "kwargs": kwargs, "job": job, "task": task, "pool": pool, "submission": submission}
 

@@ -165,8 +165,9 @@ def test_task_detail_makes_a_fixed_number_of_queries(signed_in, django_assert_ma
     task = TaskFactory(job=JobFactory(pool_id="render"), pool_id="render", node_id="tvm-0001")
     TaskFactory.create_batch(30, job=task.job)
 
-    # session, user, the role check (user and group permissions), task with its job, node with its pool, History
-    with django_assert_max_num_queries(7):
+    # session, user, the role check (user and group permissions), task with its job, its attempts, node with its
+    # pool, History
+    with django_assert_max_num_queries(8):
         response = signed_in.get(reverse("task_detail", args=[task.pk]))
     # An error page is cheap too: the budget counts only if the page itself was served.
     assert response.status_code == 200
