@@ -157,6 +157,11 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
                     return
                 base = submission.tasks_added
                 batch = [task for _, task in zip(range(SLICE_SIZE), tasks, strict=False)]
+                if not batch:
+                    # Fewer tasks than the row counts (a retry naming a task its spec does not make): said, not looped.
+                    _fail(run, gateway, f"The tasks to add ran out before the count recorded ({_progress(submission)})"
+                                        "; ask an administrator to look at this submission.", job_may_exist=True)
+                    return
                 # Requests keep flowing while progress is recorded, every chunk_size() tasks, from this thread.
                 step, recorded = chunk_size(), [base]
 
@@ -203,7 +208,7 @@ def expand(submission: Submission, spec: TemplateSpec | None = None, *, start: i
         spec, submission.parameters, files, rows=submission.csv_rows, command_line=submission.command_line or None,
         output_container_url=outputs_container_url() if spec.outputs else None,
         logs_container_url=logs_container_url(),
-        job_id=submission.job_id, start=start)
+        job_id=submission.job_id, start=start, only=submission.task_indexes or None)
 
 
 def _input_files(inputs: dict) -> dict[str, tuple[InputFile, ...]]:

@@ -145,6 +145,12 @@ def can_act_on_some_work(user: Person) -> bool:
     return _active(user) and (user.is_superuser or user.has_perm(SUBMIT) or user.has_perm(OPERATE_TEAM_WORK))
 
 
+def can_submit_again(user: Person, submission: Submission) -> bool:
+    """May `user` send `submission`'s work to Batch again: re-run it, or retry its failed tasks as a new
+    submission? Both submit work (the Submitter role) and act on the submission (`can_act_on`)."""
+    return can_submit(user) and can_act_on(user, submission)
+
+
 def can_act_on_teams(user: Person) -> bool:
     """Does `user` act on their teams' work (an Operator), not only their own?"""
     return _active(user) and (user.is_superuser or user.has_perm(OPERATE_TEAM_WORK))

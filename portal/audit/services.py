@@ -8,8 +8,9 @@ waits for until the transaction ends."""
 #
 # - `action` is "<object>.<verb>", lower case, the object as its `object_type`: "pool.resize", "job.terminate",
 #   "job.retry_failed", "task.terminate", "task.delete", "submission.create" (a re-run too, with its parent in
-#   `details`), "job_template.version_create", "logs.download", "logs.zip_download", "user.role_change",
-#   "auth.login". Add a new one to KNOWN_ACTIONS so the audit page offers it as a filter.
+#   `details`), "submission.retry_failed" (the failed tasks of an ended job, submitted again),
+#   "job_template.version_create", "logs.download", "logs.zip_download", "user.role_change", "auth.login".
+#   Add a new one to KNOWN_ACTIONS so the audit page offers it as a filter.
 #   Pass `obj=` (a model instance) when there is one: the object fields and the team come from it.
 # - Destructive actions (terminate, delete, retry over finished work, resize down, template changes) carry the
 #   `reason` the person typed; the pages that offer them ask for one.
@@ -41,7 +42,7 @@ _LIMITS = {"actor_name": 150, "action": 64, "object_type": 40, "object_id": 200,
 KNOWN_ACTIONS = [
     "auth.login", "auth.login_failed", "auth.lockout", "auth.logout",
     "pool.create", "pool.resize", "pool.delete",
-    "submission.create",
+    "submission.create", "submission.retry_failed",
     "job.terminate", "job.retry_failed", "task.terminate", "task.delete",
     "logs.download", "logs.zip_download", "results.download", "results.zip_download",
     "job_template.create", "job_template.change", "job_template.delete", "job_template.version_create",

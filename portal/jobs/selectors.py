@@ -13,6 +13,7 @@ from django.urls import reverse
 from portal import access
 from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskAttempt, TaskState
 from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
+from portal.submit import selectors as submit_selectors
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,27 @@ def job_rerun_url(*, user: User, job: Job) -> str | None:
     submission = Submission.of_job(job)
     if submission is None or not submission.template_version.template.is_active:
         return None
-    if not (access.can_submit(user) and access.can_act_on(user, submission)):
+    if not access.can_submit_again(user, submission):
         return None
     form_url = reverse("submit_form", args=[submission.template_version.template.slug])
     return f"{form_url}?rerun={submission.public_id}"
+
+
+def job_retry_again_url(*, user: User, job: Job) -> str | None:
+    """For a job that has ended with failures: the confirm page that submits its failed tasks again as a new job
+    (Batch cannot run an ended job's tasks again), when the job came from the portal and `user` may."""
+    if not job.has_ended:
+        return None
+    submission = Submission.of_job(job)
+    if submission is None:
+        return None
+    return submit_selectors.submission_retry_url(user=user, submission=submission, job=job)
+
+
+def job_retry_not_possible(*, user: User, job: Job) -> str:
+    """Why an ended job with failures offers no retry, for someone who may act on it: it did not come from the
+    portal. Empty otherwise."""
+    if (not job.has_ended or job.gone_at is not None or job.task_failed <= 0
+            or not access.can_act_on(user, job) or Submission.of_job(job) is not None):
+        return ""
+    return "Retry not possible: this job was not submitted through the portal, and it has ended."

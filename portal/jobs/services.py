@@ -8,6 +8,7 @@ truth: nothing here writes the mirror, so a job shows "terminating" when the syn
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -19,7 +20,13 @@ from batchsync.gateway import GatewayError, NotFound, Rejected
 from portal import access
 from portal.actions import ActionError, record_and_sync, refusal
 from portal.jobs.triage import Signature, TriageFilters, failure_group_gone, failure_group_tasks
-from portal.models import Job, JobState, Task, TaskResult, TaskState
+from portal.models import Job, JobState, Submission, Task, TaskResult, TaskState
+from portal.submit.services import (
+    FailedTasksRetry,
+    SubmissionError,
+    submission_retry_failed,
+    submission_retry_failed_plan,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +247,13 @@ def _check_task_still_there(task: Task) -> None:
 def _check_job_open_for_retry(job: Job, state: str) -> None:
     if state in JobState.ENDED:
         ending = {"completed": "has ended", "terminating": "is ending", "deleting": "is being deleted"}[state]
+        if Submission.of_job(job) is None:
+            raise ActionError(f"The job “{job.job_id}” {ending}, and Batch cannot run the tasks of an ended job "
+                              "again. Nothing was retried. It was not submitted through the portal, so the portal "
+                              "cannot submit its tasks again as a new job either: retrying is not possible.")
         raise ActionError(f"The job “{job.job_id}” {ending}, and Batch cannot run the tasks of an ended job "
-                             "again. Nothing was retried; re-run the submission instead.")
+                          "again. Nothing was retried here; once it has ended, Retry failed tasks on the job's "
+                          "page submits them again as a new job.")
 
 
 def _failed_task_ids(job: Job, task_ids: Iterable[object] | None) -> tuple[list[str], int, bool]:
@@ -271,16 +283,28 @@ def _job_already_ended(job: Job, code: str) -> str:
 
 @dataclass
 class JobPart:
-    """One job's share of a group: its failed tasks and what a retry does (or would do) with them."""
+    """One job's share of a group: its failed tasks and what a retry does (or would do) with them: reactivated in
+    the job while it runs (`outcome`), or, once it has ended, submitted again as a new job (`again`, and the
+    submission made: `submitted`)."""
 
-    job: object
+    job: Job
     task_ids: list[str]
-    why_skipped: str = ""          # "" when these tasks are retried
+    why_skipped: str = ""          # "" when these tasks are retried; "ended" (`note` says why) or "not yours"
+    note: str = ""
     outcome: RetryOutcome | None = None
+    again: FailedTasksRetry | None = None
+    submitted: Submission | None = None
 
     @property
     def count(self) -> int:
         return len(self.task_ids)
+
+    @property
+    def to_retry(self) -> int:
+        """Tasks this part runs again, as the services counted them."""
+        if self.why_skipped:
+            return 0
+        return self.outcome.candidates if self.outcome else (self.again.count if self.again else 0)
 
 
 @dataclass
@@ -296,6 +320,11 @@ class RetryPlan:
         return self._parts("")
 
     @property
+    def again_parts(self) -> list[JobPart]:
+        """Parts of ended jobs whose tasks are submitted again as new jobs."""
+        return [part for part in self.retried_parts if part.again]
+
+    @property
     def ended_parts(self) -> list[JobPart]:
         return self._parts("ended")
 
@@ -305,12 +334,17 @@ class RetryPlan:
 
     @property
     def to_retry(self) -> int:
-        """Tasks the retry takes, as the service counted them."""
-        return sum(part.outcome.candidates for part in self.retried_parts if part.outcome)
+        """Tasks the retry takes, as the services counted them."""
+        return sum(part.to_retry for part in self.retried_parts)
 
     @property
     def jobs_to_retry(self) -> int:
-        return sum(1 for part in self.retried_parts if part.outcome and part.outcome.candidates)
+        return sum(1 for part in self.retried_parts if part.to_retry)
+
+    @property
+    def again(self) -> int:
+        """Of `to_retry`, the tasks of ended jobs, which run again in new jobs."""
+        return sum(part.to_retry for part in self.again_parts)
 
     @property
     def ended(self) -> int:
@@ -329,28 +363,46 @@ class RetryPlan:
         return any(part.outcome.limited for part in self.retried_parts if part.outcome)
 
 
-def failure_group_retry(*, user: User, filters: TriageFilters, signature: Signature, dry_run: bool) -> RetryPlan:
-    """Retry one group of failures (a signature, under the triage page's filters) job by job with `tasks_retry`,
-    skipping the jobs that have ended and those `user` may not act on. `dry_run=True` only counts: the confirm
-    page."""
+def failure_group_retry(*, user: User, filters: TriageFilters, signature: Signature, dry_run: bool,
+                        key: uuid.UUID | None = None) -> RetryPlan:
+    """Retry one group of failures (a signature, under the triage page's filters) job by job: `tasks_retry` for
+    the jobs still running, and, for those that have ended, a new submission of the group's tasks of that job
+    (`portal.submit.services.submission_retry_failed`); skipped: ended jobs that cannot be submitted again (`note`
+    says why) and jobs `user` may not act on. `dry_run=True` only counts: the confirm page. Otherwise `key` is the
+    key that page handed out: each new submission's is derived from it and its parent's, so posting the same page
+    twice submits nothing twice."""
+    if not dry_run and key is None:
+        raise ActionError("This form was changed or is incomplete; nothing was retried. Open the retry page again.")
     plan = RetryPlan(gone=failure_group_gone(user=user, filters=filters, signature=signature))
     for job, task_ids in failure_group_tasks(user=user, filters=filters, signature=signature):
         part = JobPart(job=job, task_ids=task_ids)
         plan.parts.append(part)
-        if job.gone_at is not None or job.has_ended:
-            part.why_skipped = "ended"
-            continue
         if not access.can_act_on(user, job):
             part.why_skipped = "not yours"
-            continue
-        try:
-            part.outcome = tasks_retry(user=user, job=job, task_ids=task_ids, dry_run=dry_run)
-        except ActionError:
-            # The job ended between the sync and now (Batch said so), or it is gone.
-            part.why_skipped = "ended"
-        except PermissionDenied:
-            part.why_skipped = "not yours"
+        elif job.gone_at is not None or job.has_ended:
+            _retry_ended_part(part, user=user, dry_run=dry_run, key=key)
+        else:
+            try:
+                part.outcome = tasks_retry(user=user, job=job, task_ids=task_ids, dry_run=dry_run)
+            except ActionError as exc:
+                # The job ended between the sync and now (Batch said so), or it is gone.
+                part.why_skipped, part.note = "ended", exc.message
+            except PermissionDenied:
+                part.why_skipped = "not yours"
     return plan
+
+
+def _retry_ended_part(part: JobPart, *, user: User, dry_run: bool, key: uuid.UUID | None) -> None:
+    try:
+        part.again = submission_retry_failed_plan(user=user, job=part.job, task_ids=part.task_ids)
+        if not dry_run:
+            assert key is not None   # failure_group_retry checked it
+            own_key = uuid.uuid5(key, str(part.again.parent.public_id))
+            part.submitted = submission_retry_failed(user=user, job=part.job, key=own_key, task_ids=part.task_ids)
+    except SubmissionError as exc:
+        part.why_skipped, part.note, part.again = "ended", exc.message, None
+    except PermissionDenied:
+        part.why_skipped, part.again = "not yours", None
 
 
 def _count(n: int, what: str = "task") -> str:
@@ -362,11 +414,20 @@ def failure_group_retry_message(plan: RetryPlan) -> str:
     retried = sum(part.outcome.retried for part in plan.retried_parts if part.outcome)
     jobs = sum(1 for part in plan.retried_parts if part.outcome and part.outcome.retried)
     not_retried = sum(part.outcome.not_retried for part in plan.retried_parts if part.outcome)
-    text = [f"Batch is running {_count(retried, 'failed task')} again in {_count(jobs, 'job')}; the page shows "
-            "them once the next sync has seen it." if retried else "No task was retried."]
+    submitted = [part.submitted for part in plan.again_parts if part.submitted]
+    text = []
+    if retried:
+        text.append(f"Batch is running {_count(retried, 'failed task')} again in {_count(jobs, 'job')}; the page "
+                    "shows them once the next sync has seen it.")
+    if submitted:
+        text.append(f"{_count(sum(s.total_tasks for s in submitted), 'failed task')} of "
+                    f"{_count(len(submitted), 'ended job')} {'was' if len(submitted) == 1 else 'were'} submitted "
+                    "again as new jobs: " + ", ".join(s.job_id for s in submitted) + ".")
+    if not text:
+        text.append("No task was retried.")
     if plan.ended:
-        text.append(f"Skipped {_count(plan.ended)} of jobs that have ended (Batch cannot run them again; re-run the "
-                    "submission instead).")
+        text.append(f"Skipped {_count(plan.ended)} of jobs that have ended and cannot be submitted again (the "
+                    "confirm page said why for each).")
     if plan.not_yours:
         text.append(f"Skipped {_count(plan.not_yours)} of jobs that are not yours.")
     if plan.no_longer_failed:

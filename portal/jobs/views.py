@@ -4,6 +4,7 @@ the actions on them (each a confirm page, then one POST to a service), and failu
 Someone who may not act on an object gets 404 from its action pages, as if it did not exist
 (portal.access.can_act_on), and so does an object Batch has deleted."""
 
+import uuid
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -69,6 +70,8 @@ def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
         # Only with the whole page: the polled partials leave the header's actions and the History section alone.
         context["allowed"] = selectors.job_actions_allowed(request.user, job)
         context["rerun_url"] = selectors.job_rerun_url(user=request.user, job=job)
+        context["retry_again_url"] = selectors.job_retry_again_url(user=request.user, job=job)
+        context["retry_not_possible"] = selectors.job_retry_not_possible(user=request.user, job=job)
         context["history"] = audit_selectors.audit_rows(audit_selectors.audit_for_job(job), user=request.user)
         if access.can_view_audit(request.user):
             context["audit_url"] = audit_selectors.audit_list_url("job", job.pk)
@@ -149,6 +152,10 @@ def task_delete(request: SignedInRequest, pk: int) -> HttpResponse:
 @require_get_or_post
 def job_retry_failed(request: SignedInRequest, pk: int) -> HttpResponse:
     job = _job_or_404(request, pk)
+    again = selectors.job_retry_again_url(user=request.user, job=job) if job.has_ended else None
+    if again is not None and request.method != "POST":
+        # The job has ended: its failed tasks can only run again in a new job, which that page submits.
+        return redirect(again)
     try:
         outcome = services.tasks_retry(user=request.user, job=job, dry_run=request.method != "POST")
     except ActionError as exc:
@@ -234,14 +241,24 @@ def _signature_or_404(request: SignedInRequest) -> tuple[triage.TriageFilters, t
 def failure_retry(request: SignedInRequest) -> HttpResponse:
     """GET: what retrying one group would do (nothing changes). POST: do it, job by job, and go back to triage."""
     filters, signature = _signature_or_404(request)
+    back = reverse("failure_triage") + "?" + urlencode(filters.params)
     if request.method != "POST":
         plan = services.failure_group_retry(user=request.user, filters=filters, signature=signature, dry_run=True)
-        context = {"plan": plan, "signature": signature, "filters": filters,
-                   "back": reverse("failure_triage") + "?" + urlencode(filters.params),
-                   "hidden": {**filters.params, **signature.params}}
+        # The key makes the POST idempotent: the new submissions of ended jobs derive their ids from it.
+        context = {"plan": plan, "signature": signature, "filters": filters, "back": back,
+                   "hidden": {**filters.params, **signature.params, "key": str(uuid.uuid4())}}
         return render(request, "jobs/triage_retry.html", context)
-    plan = services.failure_group_retry(user=request.user, filters=filters, signature=signature, dry_run=False)
+    try:
+        key = uuid.UUID(request.POST.get("key", ""))
+    except ValueError:
+        key = None
+    try:
+        plan = services.failure_group_retry(user=request.user, filters=filters, signature=signature, dry_run=False,
+                                            key=key)
+    except ActionError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
     message = services.failure_group_retry_message(plan)
-    retried = any(part.outcome and part.outcome.retried for part in plan.retried_parts)
+    retried = any((part.outcome and part.outcome.retried) or part.submitted for part in plan.retried_parts)
     (messages.success if retried else messages.info)(request, message)
-    return redirect(reverse("failure_triage") + "?" + urlencode(filters.params))
+    return redirect(back)

@@ -102,6 +102,14 @@ class Submission(models.Model):
                                      related_name="submissions")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
                                help_text="The submission this one re-runs.")
+    # A retry of failed tasks (portal.submit.services.submission_retry_failed): the ended submission whose failures
+    # this one runs again, with the same template version, values and files, and only the tasks in `task_indexes`.
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries",
+                                 help_text="The submission whose failed tasks this one runs again.")
+    # The tasks of the expansion to send, by index from 1 (task t00037 is 37), ascending; empty means every task.
+    # Indexes rather than specs: the tasks are expanded from the spec as the parent's were, so they keep its ids.
+    task_indexes = models.JSONField(default=list, blank=True,
+                                    help_text="Only these tasks (by index from 1); empty: all of them.")
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions",
                              help_text="The submitter's team when it was made.")
     # What people call it ("Word counts for March"): shown wherever the job or submission appears, its Batch id

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from batchsync.gateway.specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec
 from portal.submit.spec import AUTO_POOL_ID_PREFIX_MAX, AUTO_POOL_ID_PREFIX_PATTERN, BATCH_ID_PATTERN, TemplateSpec
@@ -89,12 +89,23 @@ def task_id(index: int) -> str:
     return f"t{index:05d}"
 
 
+def task_index(identifier: str) -> int | None:
+    """The index `task_id` derived `identifier` from (t00037 → 37); None for an id it cannot have made."""
+    digits = identifier[1:] if identifier.startswith("t") else ""
+    if not (digits.isascii() and digits.isdigit()) or task_id(int(digits)) != identifier:
+        return None
+    return int(digits) or None
+
+
 def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequence[InputFile]], *,
                  rows: Sequence[Mapping] | None = None, command_line: str | None = None,
                  output_container_url: str | None = None, logs_container_url: str | None = None,
-                 job_id: str = "", start: int = 0) -> Iterator[TaskSpec]:
+                 job_id: str = "", start: int = 0, only: Sequence[int] | None = None) -> Iterator[TaskSpec]:
     """The task specs of a submission, in order, from the `start`-th (0-based); the same inputs give the same
-    tasks with the same ids, so a resumed submission sends exactly what the first attempt would have."""
+    tasks with the same ids, so a resumed submission sends exactly what the first attempt would have.
+
+    `only`: just the tasks with these indexes (from 1, ascending), with the ids and specs they have in the whole
+    expansion, and `start` counts within them: how a retry of failed tasks sends those and no others."""
     template = command_line if command_line is not None else spec.command_line
     words = _words_for_values(spec, values, files)
     shared_files = list(spec.resource_files)
@@ -111,7 +122,9 @@ def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequen
         outputs_base.append(("../std*.txt", "taskcompletion", logs_container_url, "logs"))
 
     count = task_count(spec, values, files, rows)
-    for index in range(start + 1, count + 1):
+    indexes: Iterable[int] = (range(start + 1, count + 1) if only is None
+                              else (index for index in only[start:] if 1 <= index <= count))
+    for index in indexes:
         item_words, item_files, display = {}, [], None
         # parse_spec gives every fan-out but "none" its parameter and placeholder, and a CSV one its rows.
         if fan.kind == "files":

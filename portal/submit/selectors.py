@@ -6,9 +6,10 @@ import logging
 import uuid
 
 from django.contrib.auth.models import User
+from django.urls import reverse
 
 from portal import access
-from portal.models import Job, JobTemplate, Submission
+from portal.models import Job, JobState, JobTemplate, Submission
 from portal.pagination import Page, Sort, keyset_page
 from portal.submit.spec import SpecError
 
@@ -69,8 +70,19 @@ def _with_jobs(submissions: list[Submission]) -> None:
 def submission_get(*, user: User, public_id: uuid.UUID | str) -> Submission | None:
     """The submission, if `user` may see it: their own or, for an Operator, their teams'. Anyone else gets None,
     and learns nothing, not even that it exists."""
-    submission = (Submission.objects.select_related("template_version__template", "submitted_by", "parent")
+    submission = (Submission.objects.select_related("template_version__template", "submitted_by", "parent", "retry_of")
                   .filter(public_id=public_id).first())
     if submission is None or not access.can_act_on(user, submission):
         return None
     return submission
+
+
+def submission_retry_url(*, user: User, submission: Submission, job: Job | None) -> str | None:
+    """The confirm page of "Retry failed tasks" for `submission`, whose job is `job` (Submission.job), when it is
+    offered: the job ended with failures, its template is still offered and `user` may submit it again. The
+    service checks everything again."""
+    if (job is None or job.gone_at is not None or job.state != JobState.COMPLETED or job.task_failed <= 0
+            or not submission.is_final or not submission.template_version.template.is_active
+            or not access.can_submit_again(user, submission)):
+        return None
+    return reverse("submission_retry_failed", args=[submission.public_id])

@@ -22,9 +22,19 @@ from batchsync.accounts import default_account
 from batchsync.tasks import submit_submission_task
 from portal import access
 from portal.audit.services import record_event
-from portal.models import BatchAccount, JobTemplate, JobTemplateVersion, Submission
+from portal.models import (
+    BatchAccount,
+    Job,
+    JobState,
+    JobTemplate,
+    JobTemplateVersion,
+    Submission,
+    Task,
+    TaskResult,
+    TaskState,
+)
 from portal.submit.preview import Preview, preview
-from portal.submit.render import batch_id_problems, missing_csv_columns
+from portal.submit.render import batch_id_problems, missing_csv_columns, task_id, task_index
 from portal.submit.spec import (
     MAX_TASKS,
     SUBMISSION_NAME_FIELD,
@@ -243,6 +253,146 @@ def _submission_write(*, user: User, prepared: PreparedSubmission, public_id: uu
                                                       for name, given in prepared.files.items()}})
         transaction.on_commit(lambda: _request_submit(submission.pk))
     return submission
+
+
+# --- retrying the failed tasks of an ended job: a new submission of only those -------------------------------------
+
+# Why an ended job that did not come from the portal cannot be retried: said the same way wherever it is asked.
+NOT_FROM_THE_PORTAL = ("was not submitted through the portal, so the portal does not know how to make its tasks "
+                       "again, and Batch cannot run the tasks of an ended job again: retrying its failed tasks is not "
+                       "possible. Submit the work again the way it was first submitted.")
+
+
+@dataclass(frozen=True)
+class FailedTasksRetry:
+    """What retrying the failed tasks of an ended job submits (`submission_retry_failed_plan`, nothing written):
+    the submission that made the job, which of its tasks run again (by index: t00037 is 37), and the counts the
+    confirm page leads with."""
+    job: Job
+    parent: Submission
+    task_indexes: tuple[int, ...]
+    succeeded: int                       # Batch's count of the job's tasks that succeeded: not run again
+    others: int                          # neither failed nor succeeded (stopped, or never added): not run either
+    earlier: tuple[Submission, ...]      # retries of the same submission made before, newest first
+
+    @property
+    def count(self) -> int:
+        return len(self.task_indexes)
+
+    @property
+    def message(self) -> str:
+        """'This runs 37 tasks again; 963 succeeded and are not re-run.'"""
+        text = f"This runs {_tasks(self.count)} again"
+        if self.succeeded:
+            text += f"; {self.succeeded:,} succeeded and {'is' if self.succeeded == 1 else 'are'} not re-run"
+        if self.others:
+            text += (f"; {self.others:,} {'other' if self.others == 1 else 'others'} neither succeeded nor failed "
+                     f"(stopped, or never added) and {'is' if self.others == 1 else 'are'} not re-run either")
+        return text + "."
+
+
+def _tasks(n: int) -> str:
+    return f"{n:,} task{'' if n == 1 else 's'}"
+
+
+def submission_retry_failed_plan(*, user: User, job: Job, task_ids: Sequence[str] | None = None) -> FailedTasksRetry:
+    """What `submission_retry_failed` would submit for `job`, changing nothing: its confirm page asks this.
+
+    `task_ids` None: every task of the job the mirror shows as failed; given (a triage group): those of them that
+    failed. Raises PermissionDenied when `user` may not submit the job's work again, and SubmissionError saying
+    why in plain words when there is nothing to submit: the job has not ended (its tasks are retried in place),
+    is still ending, was deleted, did not come from the portal, its template is withdrawn, or nothing failed."""
+    parent = _retry_parent(user=user, job=job)
+    indexes = _failed_indexes(job, task_ids)
+    if not indexes:
+        raise SubmissionError(f"The job “{job.job_id}” has no failed tasks to retry (as of the last sync); nothing "
+                              "was submitted.")
+    counted = len(indexes) + job.task_succeeded
+    return FailedTasksRetry(job=job, parent=parent, task_indexes=tuple(indexes), succeeded=job.task_succeeded,
+                            others=max(0, parent.total_tasks - counted) if task_ids is None else 0,
+                            earlier=tuple(parent.retries.order_by("-created_at")[:20]))
+
+
+def submission_retry_failed(*, user: User, job: Job, key: uuid.UUID,
+                            task_ids: Sequence[str] | None = None) -> Submission:
+    """Submit the failed tasks of the ended `job` again, as a new submission of its submission's template version,
+    values and files with only those tasks, which keep their ids (t00037 in both jobs): the outbox row, linked to
+    its parent by `retry_of`, and its audit event in one transaction; a worker sends it once committed.
+
+    `key` is the idempotency key the confirm page handed out, and the new submission's public id: a second call
+    with it (a double click, a re-posted form) returns the submission the first made and never makes another.
+    Raises what `submission_retry_failed_plan` raises; then nothing was written."""
+    existing = _submission_with_key(user, key)
+    if existing is not None:
+        return existing
+    plan = submission_retry_failed_plan(user=user, job=job, task_ids=task_ids)
+    parent = plan.parent
+    try:
+        with transaction.atomic():
+            submission = Submission.objects.create(
+                public_id=key, account_id=parent.account_id, template_version=parent.template_version,
+                submitted_by=user, retry_of=parent, team=access.submission_team(user),
+                name=f"Retry of {parent.title}"[:Submission.NAME_MAX_LENGTH],
+                # The parent's values and files as they were: uploads are kept as snapshots, read again by blob path.
+                parameters=parent.parameters, inputs=parent.inputs, csv_rows=parent.csv_rows,
+                command_line=parent.command_line, job_id=Submission.job_id_for(key), total_tasks=plan.count,
+                task_indexes=list(plan.task_indexes))
+            # Ids of up to 100 tasks in the record; the count says how many there were.
+            _record_submission_action(
+                user=user, action="submission.retry_failed", target=submission.job_id, obj=submission,
+                details={"retry_of": parent.job_id, "job_id": submission.job_id, "tasks": plan.count,
+                         "succeeded_not_rerun": plan.succeeded, "template": str(parent.template_version),
+                         "chosen": "all failed" if task_ids is None else "listed",
+                         "task_ids": [task_id(index) for index in plan.task_indexes[:100]]})
+            transaction.on_commit(lambda: _request_submit(submission.pk))
+    except IntegrityError:
+        # Two posts of the same confirm page raced past the check above: the other one's row is the submission.
+        existing = _submission_with_key(user, key)
+        if existing is None:
+            raise
+        return existing
+    return submission
+
+
+def _retry_parent(*, user: User, job: Job) -> Submission:
+    """The submission whose failed tasks a retry of `job` submits again, once every reason not to is ruled out."""
+    if not access.can_act_on(user, job):
+        raise PermissionDenied("Only the submitter, an Operator of their team or an administrator may do this.")
+    parent = Submission.of_job(job)
+    if parent is None:
+        raise SubmissionError(f"The job “{job.job_id}” {NOT_FROM_THE_PORTAL}")
+    if job.gone_at is not None or job.state == JobState.DELETING:
+        raise SubmissionError(f"The job “{job.job_id}” was deleted in Batch, so the portal cannot tell for certain "
+                              "which of its tasks failed. Nothing was submitted; re-run the submission instead.")
+    if not job.has_ended:
+        raise SubmissionError(f"The job “{job.job_id}” has not ended: Batch runs its failed tasks again in the job "
+                              "itself (Retry failed tasks, on the job's page). Nothing was submitted.")
+    if job.state != JobState.COMPLETED or not parent.is_final:
+        raise SubmissionError(f"The job “{job.job_id}” is still ending; try again in a minute, once it has ended and "
+                              "every task's result is known. Nothing was submitted.")
+    template = parent.template_version.template
+    if not template.is_active:
+        raise SubmissionError(f"The template “{template.name}” is not offered any more, so its work cannot be "
+                              "submitted again. Nothing was submitted.")
+    if not access.can_submit_again(user, parent):
+        raise PermissionDenied("Submitting work again needs the Submitter role and the right to act on it.")
+    return parent
+
+
+def _failed_indexes(job: Job, task_ids: Sequence[str] | None) -> list[int]:
+    """The indexes of the job's failed tasks (all of them, or those listed), ascending; a deleted task is not
+    taken, as the job page's retry does not take it."""
+    failed = Task.objects.filter(job=job, result=TaskResult.FAILURE, state=TaskState.COMPLETED,
+                                 gone_at__isnull=True)
+    if task_ids is None:
+        found = list(failed.values_list("task_id", flat=True))
+    else:
+        wanted, found = sorted({str(task_id) for task_id in task_ids}), []
+        for start in range(0, len(wanted), 500):   # SQLite caps the parameters of one query
+            found += failed.filter(task_id__in=wanted[start:start + 500]).values_list("task_id", flat=True)
+    indexes = {task_index(task_id) for task_id in found}
+    indexes.discard(None)
+    return sorted(index for index in indexes if index is not None)
 
 
 def _offered_version(template_version: JobTemplateVersion | int | str | None, *,

@@ -355,7 +355,7 @@ def submission_detail(request: SignedInRequest, public_id: uuid.UUID) -> HttpRes
     job = submission.job
     job_live = job is not None and job.is_live
     waiting_for_job = submission.state == SubmissionState.SUBMITTED and job is None
-    context = {
+    context: dict[str, object] = {
         "submission": submission, "job": job, "template": submission.template_version.template,
         # Polled while anything on it can still change: fast while tasks are being added, slower after.
         "poll": "1s" if not submission.is_final else ("2s" if job_live or waiting_for_job else None),
@@ -365,6 +365,9 @@ def submission_detail(request: SignedInRequest, public_id: uuid.UUID) -> HttpRes
     }
     partial = partial_for(request, {}, default="status")
     if partial is None:
+        # Header and facts only: a retry of its failed tasks, what it retried, and the retries made of it.
+        context["retry_url"] = submit_selectors.submission_retry_url(user=request.user, submission=submission, job=job)
+        context["retries"] = list(submission.retries.order_by("-created_at")[:20])
         # The History section is not part of the polled partial.
         context["history"] = audit_selectors.audit_rows(audit_selectors.audit_for_submission(submission, job),
                                                         user=request.user)
