@@ -370,9 +370,7 @@ def failure_group_retry(*, user: User, filters: TriageFilters, signature: Signat
     (`portal.submit.services.submission_retry_failed`); skipped: ended jobs that cannot be submitted again (`note`
     says why) and jobs `user` may not act on. `dry_run=True` only counts: the confirm page. Otherwise `key` is the
     key that page handed out: each new submission's is derived from it and its parent's, so posting the same page
-    twice submits nothing twice."""
-    if not dry_run and key is None:
-        raise ActionError("This form was changed or is incomplete; nothing was retried. Open the retry page again.")
+    twice submits nothing twice (without a key, ended jobs are skipped)."""
     plan = RetryPlan(gone=failure_group_gone(user=user, filters=filters, signature=signature))
     for job, task_ids in failure_group_tasks(user=user, filters=filters, signature=signature):
         part = JobPart(job=job, task_ids=task_ids)
@@ -396,7 +394,9 @@ def _retry_ended_part(part: JobPart, *, user: User, dry_run: bool, key: uuid.UUI
     try:
         part.again = submission_retry_failed_plan(user=user, job=part.job, task_ids=part.task_ids)
         if not dry_run:
-            assert key is not None   # failure_group_retry checked it
+            if key is None:
+                raise SubmissionError("The form was incomplete (it had no key), so nothing was submitted for this "
+                                      "job; open the retry page again.")
             own_key = uuid.uuid5(key, str(part.again.parent.public_id))
             part.submitted = submission_retry_failed(user=user, job=part.job, key=own_key, task_ids=part.task_ids)
     except SubmissionError as exc:
@@ -420,9 +420,11 @@ def failure_group_retry_message(plan: RetryPlan) -> str:
         text.append(f"Batch is running {_count(retried, 'failed task')} again in {_count(jobs, 'job')}; the page "
                     "shows them once the next sync has seen it.")
     if submitted:
-        text.append(f"{_count(sum(s.total_tasks for s in submitted), 'failed task')} of "
-                    f"{_count(len(submitted), 'ended job')} {'was' if len(submitted) == 1 else 'were'} submitted "
-                    "again as new jobs: " + ", ".join(s.job_id for s in submitted) + ".")
+        tasks = sum(s.total_tasks for s in submitted)
+        text.append(f"{_count(tasks, 'failed task')} of {_count(len(submitted), 'ended job')} "
+                    f"{'was' if tasks == 1 else 'were'} submitted again as "
+                    f"{'a new job' if len(submitted) == 1 else 'new jobs'}: "
+                    + ", ".join(s.job_id for s in submitted) + ".")
     if not text:
         text.append("No task was retried.")
     if plan.ended:

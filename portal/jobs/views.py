@@ -252,12 +252,8 @@ def failure_retry(request: SignedInRequest) -> HttpResponse:
         key = uuid.UUID(request.POST.get("key", ""))
     except ValueError:
         key = None
-    try:
-        plan = services.failure_group_retry(user=request.user, filters=filters, signature=signature, dry_run=False,
-                                            key=key)
-    except ActionError as exc:
-        messages.error(request, exc.message)
-        return redirect(back)
+    plan = services.failure_group_retry(user=request.user, filters=filters, signature=signature, dry_run=False,
+                                        key=key)
     message = services.failure_group_retry_message(plan)
     retried = any((part.outcome and part.outcome.retried) or part.submitted for part in plan.retried_parts)
     (messages.success if retried else messages.info)(request, message)

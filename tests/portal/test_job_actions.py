@@ -343,7 +343,8 @@ def test_a_task_retried_since_the_last_sync_is_skipped(failed_job, batch_client,
     assert "1 was skipped because it is no longer failed" in outcome.message
 
 
-def test_the_tasks_of_an_ended_job_cannot_be_retried_so_the_page_says_re_run(failed_job, batch_client, submitter):
+def test_the_tasks_of_an_ended_outside_job_cannot_be_retried_and_the_page_says_why(failed_job, batch_client,
+                                                                                    submitter):
     job_services.job_terminate(user=submitter, job=failed_job, reason=REASON)
     wait_for(lambda: batch_client.get_job("failing").state == "completed", message="job completed")
 
@@ -353,8 +354,13 @@ def test_the_tasks_of_an_ended_job_cannot_be_retried_so_the_page_says_re_run(fai
     sync_account(default_account())
     page = client_for(submitter).get(reverse("job_retry_failed", args=[failed_job.pk]))
 
-    assert "re-run the submission instead" in before_sync.value.message
+    assert "not submitted through the portal" in before_sync.value.message
+    assert "retrying is not possible" in before_sync.value.message
     assert "has ended, and Batch cannot run the tasks of an ended job again" in text(page)
+    assert "It was not submitted through the portal" in text(page)
+    job_page = text(client_for(submitter).get(reverse("job_detail", args=[failed_job.pk])))
+    assert "Retry not possible: this job was not submitted through the portal" in job_page
+    assert reverse("job_retry_failed", args=[failed_job.pk]) not in job_page
     assert f'action="{reverse("job_retry_failed", args=[failed_job.pk])}"' not in text(page)
     assert batch_task_state(batch_client, "failing", "f1") == "completed"
 
