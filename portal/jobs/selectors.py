@@ -382,7 +382,7 @@ def job_retry_again_url(*, user: User, job: Job) -> str | None:
 def job_retry_not_possible(*, user: User, job: Job) -> str:
     """Why an ended job with failures offers no retry, for someone who may act on it: it did not come from the
     portal. Empty otherwise."""
-    if (not job.has_ended or job.gone_at is not None or job.task_failed <= 0
+    if (not job.has_ended or job.gone_at is not None or job.failed_task_count <= 0
             or not access.can_act_on(user, job) or Submission.of_job(job) is not None):
         return ""
     return "Retry not possible: this job was not submitted through the portal, and it has ended."

@@ -81,7 +81,7 @@ def submission_retry_url(*, user: User, submission: Submission, job: Job | None)
     """The confirm page of "Retry failed tasks" for `submission`, whose job is `job` (Submission.job), when it is
     offered: the job ended with failures, its template is still offered and `user` may submit it again. The
     service checks everything again."""
-    if (job is None or job.gone_at is not None or job.state != JobState.COMPLETED or job.task_failed <= 0
+    if (job is None or job.gone_at is not None or job.state != JobState.COMPLETED or job.failed_task_count <= 0
             or not submission.is_final or not submission.template_version.template.is_active
             or not access.can_submit_again(user, submission)):
         return None

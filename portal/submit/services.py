@@ -30,7 +30,6 @@ from portal.models import (
     JobTemplateVersion,
     Submission,
     Task,
-    TaskResult,
     TaskState,
 )
 from portal.submit.preview import Preview, preview
@@ -380,10 +379,10 @@ def _retry_parent(*, user: User, job: Job) -> Submission:
 
 
 def _failed_indexes(job: Job, task_ids: Sequence[str] | None) -> list[int]:
-    """The indexes of the job's failed tasks (all of them, or those listed), ascending; a deleted task is not
-    taken, as the job page's retry does not take it."""
-    failed = Task.objects.filter(job=job, result=TaskResult.FAILURE, state=TaskState.COMPLETED,
-                                 gone_at__isnull=True)
+    """The indexes of the job's failed tasks (all of them, or those listed), ascending. Failed as the model says
+    (Task.objects.failed(): a task killed by a terminate did not fail); a deleted task is not taken, as the job
+    page's retry does not take it."""
+    failed = Task.objects.failed().filter(job=job, state=TaskState.COMPLETED, gone_at__isnull=True)
     if task_ids is None:
         found = list(failed.values_list("task_id", flat=True))
     else:

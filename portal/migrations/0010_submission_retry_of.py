@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0008_spec_help_text_points_to_portal_submit'),
+        ('portal', '0009_submission_name_terminated_tasks'),
     ]
 
     operations = [
