@@ -84,6 +84,8 @@ ROUTES = {
     "submit_confirm": Route("template", post=SUBMITTERS, get_allowed=False),
     "submission_list": Route(get=SUBMITTERS),
     "submission_detail": Route("submission", get=ACTORS),
+    # Its job is not in the mirror here, so an allowed GET says so (200) and a POST submits nothing.
+    "submission_retry_failed": Route("submission", get=ACTORS, post=ACTORS),
 }
 # Sign-in and health answer everyone; the admin site has its own staff check (tested below).
 OPEN = {"login", "logout", "healthz", "oidc_authentication_init", "oidc_authentication_callback", "favicon"}
