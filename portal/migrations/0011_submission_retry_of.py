@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0009_submission_name_terminated_tasks'),
+        ('portal', '0010_count_words_saves_its_counts'),
     ]
 
     operations = [
