@@ -235,7 +235,8 @@ def test_the_owner_an_operator_of_their_team_and_an_admin_may_retry(ended, reque
     assert response.url == again.url == reverse("submission_detail", args=[retry.public_id])
     assert retry.submitted_by == person and retry.task_indexes == [1, 3, 5]
     page = text(client.get(response.url))
-    assert f'id="retry-of"><a class="mono" href="{reverse("submission_detail", args=[parent.public_id])}">' in page
+    assert f'id="retry-of"><a href="{reverse("submission_detail", args=[parent.public_id])}">' in page
+    assert retry.name == f"Retry of {parent.title}"
     assert "its 3 failed tasks only" in page
     parent_page = text(client.get(reverse("submission_detail", args=[parent.public_id])))
     assert retry.job_id in parent_page[parent_page.index('id="retries"'):]
