@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0010_count_words_saves_its_counts'),
+        ('portal', '0011_task_attempts'),
     ]
 
     operations = [
