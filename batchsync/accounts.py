@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from portal.models import BatchAccount
 
-from .gateway import BatchGateway, BlobStore, Containers
+from .gateway import BatchGateway, BlobStore, Containers, budget_for
 
 DEFAULT_ACCOUNT_NAME = "default"
 
@@ -43,9 +43,13 @@ def account_key(account: BatchAccount) -> str:
     return key
 
 
-def gateway_for(account: BatchAccount) -> BatchGateway:
-    """A gateway to the account; the caller closes it (it is a context manager)."""
-    return BatchGateway(account.account_url, account.account_name, account_key(account))
+def gateway_for(account: BatchAccount, *, budgeted: bool = False, connections: int | None = None) -> BatchGateway:
+    """A gateway to the account; the caller closes it (it is a context manager). `budgeted`: its requests take
+    tokens from the account's request budget in this process (the sync's do; a person's action is not held up);
+    `connections`: how many requests it may have open at once."""
+    budget = budget_for(account.account_url, settings.BATCH_REQUESTS_PER_SECOND) if budgeted else None
+    return BatchGateway(account.account_url, account.account_name, account_key(account), budget=budget,
+                        connections=connections)
 
 
 def blob_store() -> BlobStore:

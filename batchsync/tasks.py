@@ -19,14 +19,16 @@ def sync_all_accounts_task(full: bool = False) -> None:
 
 @shared_task(name="batchsync.sync_account")
 def sync_account_task(account_id: int, full: bool = False) -> None:
-    """Pools, nodes and jobs of the account, then one task sync per job whose tasks can still change."""
+    """One pass over the account (its requests side by side); a job's big task listing gets a task of its own."""
     account = BatchAccount.objects.filter(pk=account_id).first()
     if account is None:
         return
-    sync.sync_account(account, full=full, tasks=False)
-    for job_pk in sync.jobs_needing_task_sync(account).values_list("pk", flat=True):
+
+    def defer(job: Job) -> None:
         # A backlog (slow or stopped worker) collapses: the next round enqueues a fresh one anyway.
-        sync_job_tasks_task.apply_async((job_pk,), {"full": full}, expires=300 if full else 60)
+        sync_job_tasks_task.apply_async((job.pk,), {"full": full}, expires=300 if full else 60)
+
+    sync.sync_account(account, full=full, defer=defer)
 
 
 @shared_task(name="batchsync.sync_job_tasks")

@@ -254,6 +254,12 @@ BATCH_ACCOUNT_KEY = os.environ.get(
     "bG9jYWxiYXRjaC1kZXYta2V5LW5vdC1hLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmZ2hpams=",
 )
 
+# The sync (batchsync/sync/): how many requests of one pass are in flight at once (a real region answers in
+# 50–150 ms, so a pass of 200 jobs needs them side by side), and the request budget of one account in each worker
+# process: every request to Batch takes a token, and a Retry-After from Batch pauses them all.
+SYNC_CONCURRENCY = int(os.environ.get("SYNC_CONCURRENCY", "16"))
+BATCH_REQUESTS_PER_SECOND = float(os.environ.get("BATCH_REQUESTS_PER_SECOND", "200"))
+
 # Azure Blob Storage: Azurite by default, with its published development account.
 AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
     "AZURE_STORAGE_CONNECTION_STRING",

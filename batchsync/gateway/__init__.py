@@ -1,6 +1,7 @@
 """The only code in the portal that talks to Azure Batch: specs in, records and our errors out."""
 
-from .client import BatchGateway
+from .budget import RequestBudget, budget_for
+from .client import BatchGateway, TaskListing
 from .errors import AlreadyExists, AuthFailed, GatewayError, NotFound, Rejected, Transient
 from .records import (
                       AddTasksResult,
@@ -16,7 +17,7 @@ from .specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpe
 from .storage import BlobInfo, BlobStore, Containers
 
 __all__ = [
-    "BatchGateway",
+    "BatchGateway", "TaskListing", "RequestBudget", "budget_for",
     "GatewayError", "NotFound", "AlreadyExists", "Transient", "Rejected", "AuthFailed",
     "PoolRecord", "NodeRecord", "JobRecord", "TaskCountsRecord", "TaskRecord",
     "FileRecord", "TaskFailure", "AddTasksResult",

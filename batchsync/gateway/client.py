@@ -6,19 +6,25 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs, quote, urljoin, urlparse
 
+import requests
+import requests.adapters
 from azure.batch import BatchClient, models
 from azure.batch.models._models import BatchJobTerminateOptions  # not exported by azure.batch.models
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
+from urllib3.util.retry import Retry
 
 from . import convert
+from .budget import RequestBudget
 from .errors import AuthFailed, GatewayError, Rejected, Transient, refusal_words, translate
 from .records import (
     AddTasksResult,
@@ -46,9 +52,25 @@ SDK_RETRY_SETTINGS = dict(retry_total=2, retry_backoff_factor=0.5, retry_backoff
 class BatchGateway:
     """A Batch account. Every method raises only `GatewayError` subclasses."""
 
-    def __init__(self, account_url: str, account_name: str, account_key: str):
-        self._client = BatchClient(account_url, AzureNamedKeyCredential(account_name, account_key),
-                                   **SDK_RETRY_SETTINGS)
+    def __init__(self, account_url: str, account_name: str, account_key: str, *,
+                 budget: RequestBudget | None = None, connections: int | None = None):
+        """`budget`: every request takes a token from it; `connections`: how many requests this gateway may have
+        open at once without reconnecting (requests' default pool keeps 10)."""
+        self.budget = budget
+        options: dict = dict(SDK_RETRY_SETTINGS)
+        if budget is not None:
+            # The budget sees every attempt: the SDK's CustomHookPolicy sits inside its retry policy.
+            options.update(raw_request_hook=budget.before_request, raw_response_hook=budget.after_response)
+        if connections is not None and connections > 10:
+            session = requests.Session()
+            # As azure-core's own transport mounts it: no urllib3 retries under the SDK's.
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=1, pool_maxsize=connections,
+                max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+            for scheme in ("http://", "https://"):
+                session.mount(scheme, adapter)
+            options["transport"] = RequestsTransport(session=session, session_owner=True)
+        self._client = BatchClient(account_url, AzureNamedKeyCredential(account_name, account_key), **options)
 
     def close(self) -> None:
         self._client.close()
@@ -130,16 +152,26 @@ class BatchGateway:
     # --- tasks -----------------------------------------------------------------------------------
 
     def list_tasks(self, job_id: str, *, changed_since: datetime | None = None,
-                   page_size: int = 1000) -> Iterator[TaskRecord]:
+                   page_size: int = 1000) -> TaskListing:
         """The job's tasks, fetched page by page as the caller iterates; with `changed_since`, only
-        those whose state changed at or after that moment."""
+        those whose state changed at or after that moment. The listing's `server_time` is Batch's clock when it
+        answered the first page (None before that, or if Batch sent no Date)."""
         query = {"maxresults": str(page_size), "$select": ",".join(convert.TASK_RECORD_FIELDS)}
         if changed_since is not None:
             query["$filter"] = _since_filter("stateTransitionTime", changed_since)
+        listing = TaskListing()
         # Pages are read as plain JSON (see convert.task_record_from_wire for why), through the SDK's own
         # pipeline: the same shared-key signing, retry policy and timeouts as every other call.
-        pages = self._json_pages(f"/jobs/{quote(job_id, safe='')}/tasks", query)
-        return (convert.task_record_from_wire(job_id, task) for task in pages)
+        pages = self._json_pages(f"/jobs/{quote(job_id, safe='')}/tasks", query, listing.answered)
+        listing.records = (convert.task_record_from_wire(job_id, task) for task in pages)
+        return listing
+
+    def list_task_versions(self, job_id: str, *, page_size: int = 1000) -> Iterator[tuple[str, datetime | None]]:
+        """(id, stateTransitionTime) of every task of the job: what a reconcile compares with the mirror, at a
+        fraction of the bytes and parsing of the full listing."""
+        query = {"maxresults": str(page_size), "$select": "id,stateTransitionTime"}
+        for task in self._json_pages(f"/jobs/{quote(job_id, safe='')}/tasks", query):
+            yield task["id"], convert.wire_time(task.get("stateTransitionTime"))
 
     def get_task(self, job_id: str, task_id: str) -> TaskRecord:
         with _translated():
@@ -383,8 +415,10 @@ class BatchGateway:
         with _translated():
             yield from items
 
-    def _json_pages(self, path: str, query: dict[str, str]) -> Iterator[dict]:
-        """The items of a Batch list, following odata.nextLink, as the JSON Batch sent."""
+    def _json_pages(self, path: str, query: dict[str, str],
+                    on_answer: Callable[[Mapping[str, str]], None] | None = None) -> Iterator[dict]:
+        """The items of a Batch list, following odata.nextLink, as the JSON Batch sent; `on_answer` is given the
+        headers of each page's answer."""
         api_version = self._client._config.api_version   # the version the SDK speaks everywhere else
         params = {name: quote(value, safe=",") for name, value in query.items()}
         request: HttpRequest | None = HttpRequest("GET", path, params={**params, "api-version": api_version},
@@ -395,6 +429,8 @@ class BatchGateway:
                 if response.status_code != 200:
                     raise HttpResponseError(response=response)
                 body = response.json()
+            if on_answer is not None:
+                on_answer(response.headers)
             yield from body.get("value") or ()
             next_link = body.get("odata.nextLink")
             request = None
@@ -420,6 +456,27 @@ class BatchGateway:
             byte_range = f"bytes={start}-"
         with _translated():
             return b"".join(download(ocp_range=byte_range))
+
+
+class TaskListing(Iterator[TaskRecord]):
+    """The records of a task listing, as they are fetched, and Batch's clock at its first answer."""
+
+    def __init__(self) -> None:
+        self.records: Iterator[TaskRecord] = iter(())
+        self.server_time: datetime | None = None
+
+    def answered(self, headers: Mapping[str, str]) -> None:
+        if self.server_time is None and headers.get("Date"):
+            try:
+                self.server_time = parsedate_to_datetime(headers["Date"])
+            except (TypeError, ValueError):
+                pass   # a listing without Batch's clock: the caller falls back to its own
+
+    def __iter__(self) -> TaskListing:
+        return self
+
+    def __next__(self) -> TaskRecord:
+        return next(self.records)
 
 
 class _Stopped(Exception):

@@ -257,13 +257,13 @@ def task_record_from_wire(job_id: str, task: dict) -> TaskRecord:
     return TaskRecord(
         job_id=job_id, id=task["id"], display_name=task.get("displayName"), state=enum_value(task.get("state")),
         previous_state=enum_value(task.get("previousState")),
-        state_transition_time=_wire_time(task.get("stateTransitionTime")),
-        creation_time=_wire_time(task.get("creationTime")), command_line=task.get("commandLine"),
+        state_transition_time=wire_time(task.get("stateTransitionTime")),
+        creation_time=wire_time(task.get("creationTime")), command_line=task.get("commandLine"),
         exit_code=execution.get("exitCode"), result=enum_value(execution.get("result")),
         failure_category=enum_value(failure.get("category")), failure_code=failure.get("code"),
         failure_message=failure.get("message"),
         retry_count=execution.get("retryCount"), requeue_count=execution.get("requeueCount"),
-        start_time=_wire_time(execution.get("startTime")), end_time=_wire_time(execution.get("endTime")),
+        start_time=wire_time(execution.get("startTime")), end_time=wire_time(execution.get("endTime")),
         node_id=node.get("nodeId"), pool_id=node.get("poolId"), required_slots=task.get("requiredSlots"),
         environment=tuple((setting["name"], setting.get("value") or "")
                           for setting in task.get("environmentSettings") or ()),
@@ -285,7 +285,8 @@ def _wire_duration(value: str | None) -> timedelta | None:
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
-def _wire_time(value: str | None) -> datetime | None:
+def wire_time(value: str | None) -> datetime | None:
+    """A time as Batch writes it in JSON, in UTC."""
     # Python 3.11 reads Batch's "…T17:51:26.5758910Z" (7 fraction digits, Z) like the SDK: to the microsecond.
     return _aware(datetime.fromisoformat(value)) if value else None
 

@@ -131,7 +131,7 @@ def translate(exc: AzureError) -> GatewayError:
     if status in (401, 403):
         return AuthFailed(message, **facts)
     if status in _TRANSIENT_STATUSES:
-        return Transient(message, retry_after=_retry_after_seconds(response.headers), **facts)
+        return Transient(message, retry_after=retry_after_seconds(response.headers), **facts)
     if 400 <= status < 500:
         return Rejected(message, **facts)
     return GatewayError(message, **facts)
@@ -149,7 +149,8 @@ def _error_from_streamed_body(response: HttpResponse) -> tuple[str | None, str |
         return None, None, []
 
 
-def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds Batch asked the client to wait (retry-after-ms, or Retry-After in seconds or as a date), or None."""
     if headers.get("retry-after-ms"):
         return float(headers["retry-after-ms"]) / 1000
     value = headers.get("Retry-After")

@@ -1,65 +1,110 @@
 """One sync pass over an account: pools and nodes, jobs and their task counts, and the tasks of the jobs that
-can still change."""
+can still change, with the requests of the pass side by side.
+
+A real region answers each request in 50–150 ms, so one request after another cannot keep up with hundreds of
+jobs. The pass sends its requests on a bounded pool of threads (settings.SYNC_CONCURRENCY; the account's request
+budget paces them) and writes each answer on the caller's thread as it arrives: the pools, each pool's nodes, the
+job list, each job's task counts and each job's task pages all overlap, and a big job's listing never holds up the
+others. A job's tasks are listed only when something about it can have changed: its task counts, its state or
+settings, or a long quiet spell (QUIET_RELIST)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import ExitStack
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
-from portal.models import BatchAccount, Job, JobState, Node, Pool
+from portal.models import BatchAccount, Job, JobState, Pool
 
 from .. import locks
-from ..gateway import BatchGateway, NotFound
-from . import mirror
-from .common import DEFAULT_RETRY, RetryPolicy, SyncStats, gateway_or_own, retrying
-from .mirror import (
-    AFTER_COMPLETION,
-    FULL_PASS_WAITS,
-    JOB_COMPARE,
-    JOB_FIELDS,
-    NODE_FIELDS,
-    POOL_FIELDS,
-    job_row,
-    mark_gone,
-    mark_job_gone,
-    mark_tasks_of_gone_jobs_gone,
-    node_row,
-    pool_row,
-    reconcile_job_tasks,
-    sync_job_tasks,
-    upsert,
+from ..gateway import (
+    BatchGateway,
+    GatewayError,
+    JobRecord,
+    NodeRecord,
+    NotFound,
+    PoolRecord,
+    TaskCountsRecord,
+    Transient,
 )
+from . import mirror
+from .common import (
+    DEFAULT_RETRY,
+    Backoff,
+    Fetcher,
+    RetryPolicy,
+    SyncStats,
+    chunks,
+    concurrency,
+    gateway_or_own,
+    retrying,
+)
+from .mirror import AFTER_COMPLETION, FULL_PASS_WAITS, TASK_LOCK_TTL, TaskWrite, task_lock_name
 
 log = logging.getLogger("batchsync.sync")
+
+# A job whose counts, state and settings stayed the same is still listed this often, for what counts cannot show
+# (a task that failed and was retried between two passes leaves them as they were).
+QUIET_RELIST = timedelta(seconds=60)
+# A listing expected to return more tasks than this is handed to `defer` (its own Celery task) when the caller
+# gives one, so one job's big listing does not keep the account's pass, and the worker running it, busy.
+BIG_LISTING = 10_000
+
 
 # --- the account ---------------------------------------------------------------------------------
 
 def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = True,
-                 gateway: BatchGateway | None = None, retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
+                 gateway: BatchGateway | None = None, retry: RetryPolicy = DEFAULT_RETRY,
+                 workers: int | None = None, defer: Callable[[Job], None] | None = None) -> SyncStats:
     """One pass over the account: pools and nodes, jobs and their task counts, and (with `tasks`) the
     tasks of every job that can still change. `full` lists every job and task instead of the changes,
-    and marks what Batch deleted as gone. Each part takes its own lock and is skipped if it is busy."""
+    and marks what Batch deleted as gone. Each part takes its own lock and is skipped if it is busy.
+
+    `workers`: requests in flight at once (default settings.SYNC_CONCURRENCY); `defer(job)`: called instead of
+    listing a job's tasks here when the listing would be big (BIG_LISTING)."""
     started = time.monotonic()
-    stats = SyncStats()
     with gateway_or_own(account, gateway) as gw:
-        stats += sync_pools(account, gateway=gw, retry=retry)
-        stats += sync_jobs(account, full=full, gateway=gw, retry=retry)
-        if tasks:
-            for job in jobs_needing_task_sync(account):
-                task_pass = reconcile_job_tasks if full else sync_job_tasks
-                stats += task_pass(job, gateway=gw, retry=retry)
-    BatchAccount.objects.filter(pk=account.pk).update(last_synced_at=timezone.now())
+        budget_before = _budget_requests(gw)
+        with _AccountPass(account, gw, full=full, tasks=tasks, retry=retry, workers=workers, defer=defer) as run:
+            run.pools()
+            run.jobs()
+            run.run()
+        stats = run.stats
+        stats.requests = _budget_requests(gw) - budget_before
+    mirror.mark_account_synced(account)
     stats.seconds = time.monotonic() - started
     # Every few seconds from beat: say it at INFO only when something changed.
-    changed = stats.pools or stats.nodes or stats.jobs or stats.tasks or stats.gone
+    changed = stats.pools or stats.nodes or stats.jobs or stats.tasks or stats.gone or stats.failed
     log.log(logging.INFO if changed else logging.DEBUG, "account %s synced%s: %s", account.name,
             " (full)" if full else "", stats)
     return stats
+
+
+def sync_pools(account: BatchAccount, *, gateway: BatchGateway | None = None,
+               retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
+    """Every pool and its nodes; pools and nodes Batch no longer lists are marked gone, returning ones revived."""
+    with gateway_or_own(account, gateway) as gw, _AccountPass(account, gw, retry=retry) as run:
+        run.pools()
+        run.run()
+    return run.stats
+
+
+def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGateway | None = None,
+              retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
+    """Jobs changed since the newest change the mirror has (or all, with `full`, which also marks deleted
+    jobs gone), then Batch's task counts for every job that is not finished."""
+    with gateway_or_own(account, gateway) as gw, \
+            _AccountPass(account, gw, full=full, tasks=False, retry=retry) as run:
+        run.jobs()
+        run.run()
+    return run.stats
 
 
 def jobs_needing_task_sync(account: BatchAccount) -> QuerySet[Job]:
@@ -72,81 +117,229 @@ def jobs_needing_task_sync(account: BatchAccount) -> QuerySet[Job]:
             .order_by("pk"))
 
 
-# --- pools and nodes -------------------------------------------------------------------------------
-
-def sync_pools(account: BatchAccount, *, gateway: BatchGateway | None = None,
-               retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
-    """Every pool and its nodes; pools and nodes Batch no longer lists are marked gone, returning ones revived."""
-    stats = SyncStats()
-    with locks.hold(f"account:{account.pk}:pools", ttl=300) as acquired:
-        if not acquired:
-            stats.busy.append(f"pools of account {account.name}")
-            return stats
-        with gateway_or_own(account, gateway) as gw:
-            records = retrying(gw.list_pools, f"list pools of account {account.name}", retry)
-            now = timezone.now()
-            rows = [pool_row(account, record, now) for record in records]
-            stats.pools = upsert(Pool, "account", account.pk, "pool_id", rows, POOL_FIELDS)
-            stats.gone += mark_gone(Pool.objects.filter(account=account), "pool_id", {r.id for r in records}, now)
-            stats.gone += Node.objects.filter(pool__account=account, pool__gone_at__isnull=False,
-                                              gone_at__isnull=True).update(gone_at=now)
-
-            pools = {pool.pool_id: pool for pool in Pool.objects.filter(account=account, gone_at__isnull=True)}
-            for record in records:
-                pool = pools.get(record.id)
-                if pool is None:
-                    continue
-                try:
-                    nodes = retrying(partial(gw.list_nodes, record.id),
-                                      f"list nodes of pool {record.id}", retry)
-                except NotFound:
-                    continue   # deleted since it was listed; the next pass marks it gone
-                now = timezone.now()
-                stats.nodes += upsert(Node, "pool", pool.pk, "node_id", [node_row(pool, n, now) for n in nodes],
-                                       NODE_FIELDS)
-                stats.gone += mark_gone(Node.objects.filter(pool=pool), "node_id", {n.id for n in nodes}, now)
-    return stats
+def _budget_requests(gw: BatchGateway) -> int:
+    budget = getattr(gw, "budget", None)
+    return budget.requests if budget is not None else 0
 
 
-# --- jobs ----------------------------------------------------------------------------------------
+class _AccountPass:
+    """The state of one pass: what was asked, what came back, which locks are held. Handlers run on the caller's
+    thread (Fetcher.run), so every database read and write happens there."""
 
-def sync_jobs(account: BatchAccount, *, full: bool = False, gateway: BatchGateway | None = None,
-              retry: RetryPolicy = DEFAULT_RETRY) -> SyncStats:
-    """Jobs changed since the newest change the mirror has (or all, with `full`, which also marks deleted
-    jobs gone), then Batch's task counts for every job that is not finished."""
-    stats = SyncStats()
-    wait = FULL_PASS_WAITS if full else 0
-    with locks.hold(f"account:{account.pk}:jobs", ttl=300, wait=wait) as acquired:
-        if not acquired:
-            stats.busy.append(f"jobs of account {account.name}")
-            return stats
-        with gateway_or_own(account, gateway) as gw:
-            since = None if full else _jobs_watermark(account)
-            if since is None:
-                full = True
-            records = retrying(lambda: gw.list_jobs(changed_since=since),
-                                f"list jobs of account {account.name}", retry)
-            now = timezone.now()
-            stats.jobs = upsert(Job, "account", account.pk, "job_id", [job_row(account, r, now) for r in records],
-                                 JOB_FIELDS, compare=JOB_COMPARE)
-            if full:
-                gone = mark_gone(Job.objects.filter(account=account), "job_id", {r.id for r in records}, now)
-                if gone:
-                    stats.gone += gone + mark_tasks_of_gone_jobs_gone(account, now)
+    def __init__(self, account: BatchAccount, gw: BatchGateway, *, full: bool = False, tasks: bool = True,
+                 retry: RetryPolicy = DEFAULT_RETRY, workers: int | None = None,
+                 defer: Callable[[Job], None] | None = None):
+        self.account, self.gw, self.full, self.tasks, self.retry, self.defer = account, gw, full, tasks, retry, defer
+        self.stats = SyncStats()
+        self.held = ExitStack()      # every lock taken in the pass, released when it ends, whatever happens
+        self.fetcher = Fetcher(workers or concurrency())
+        self.known: dict[str, tuple[datetime | None, datetime | None]] = {}
+        self.changed_jobs: set[str] = set()
+        self.asked: set[int] = set()
+        self.jobs_listed = False
+        self.parked: list[tuple[Job, bool, int]] = []
+        self.checked: list[int] = []
+        self.lock_waits: list[Job] = []
+        self.now = timezone.now()
 
-            # Progress comes from Batch's own counts, for every job whose tasks can still change.
-            for job in jobs_needing_task_sync(account).only("pk", "job_id"):
-                try:
-                    counts = retrying(partial(gw.get_task_counts, job.job_id),
-                                       f"task counts of job {job.job_id}", retry)
-                except NotFound:
-                    stats.gone += mark_job_gone(job)
-                    continue
-                # last_synced_at too: an unchanged job is not listed by an incremental pass, yet was checked.
-                Job.objects.filter(pk=job.pk).update(
-                    task_active=counts.active, task_running=counts.running, task_completed=counts.completed,
-                    task_succeeded=counts.succeeded, task_failed=counts.failed, last_synced_at=timezone.now())
-    return stats
+    def __enter__(self) -> _AccountPass:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.fetcher.close()
+        finally:
+            self.held.close()
+
+    def run(self) -> None:
+        self.fetcher.run()
+        # A full pass waits for a job's lock rather than skipping it (the incremental pass runs on the same round
+        # seconds and could win every time); it waits here, once the rest of the pass is done.
+        for job in self.lock_waits:
+            self.stats += mirror.reconcile_job_tasks(job, gateway=self.gw, retry=self.retry)
+        mirror.mark_jobs_checked(self.checked)
+
+    def _lock(self, name: str, *, ttl: float, wait: float = 0.0) -> ExitStack | None:
+        """Take the lock `name` for the rest of the pass, or until the returned stack is closed; None if busy."""
+        stack = ExitStack()
+        if not stack.enter_context(locks.hold(name, ttl=ttl, wait=wait)):
+            stack.close()
+            return None
+        self.held.callback(stack.close)
+        return stack
+
+    def _fetch(self, action: Callable[[], object], what: str, then: Callable[[Future], None]) -> None:
+        self.fetcher.fetch(lambda: retrying(action, what, self.retry), then)
+
+    # --- pools and nodes ---------------------------------------------------------------------------
+
+    def pools(self) -> None:
+        if self._lock(f"account:{self.account.pk}:pools", ttl=300) is None:
+            self.stats.busy.append(f"pools of account {self.account.name}")
+            return
+        self._fetch(self.gw.list_pools, f"list pools of account {self.account.name}", self._pools_listed)
+
+    def _pools_listed(self, answer: Future[list[PoolRecord]]) -> None:
+        records = answer.result()
+        stats, pools = mirror.write_pools(self.account, records)
+        self.stats += stats
+        for record in records:
+            pool = pools.get(record.id)
+            if pool is not None:
+                self._fetch(partial(self.gw.list_nodes, record.id), f"list nodes of pool {record.id}",
+                            partial(self._nodes_listed, pool))
+
+    def _nodes_listed(self, pool: Pool, answer: Future[list[NodeRecord]]) -> None:
+        try:
+            records = answer.result()
+        except NotFound:
+            return   # deleted since it was listed; the next pass marks it gone
+        self.stats += mirror.write_nodes(pool, records)
+
+    # --- jobs and their task counts ----------------------------------------------------------------
+
+    def jobs(self) -> None:
+        if self._lock(f"account:{self.account.pk}:jobs", ttl=300, wait=FULL_PASS_WAITS if self.full else 0) is None:
+            self.stats.busy.append(f"jobs of account {self.account.name}")
+            return
+        self.known = {job_id: (changed, modified) for job_id, changed, modified in Job.objects.filter(
+            account=self.account).values_list("job_id", "state_transition_time", "last_modified")}
+        since = None if self.full else _jobs_watermark(self.account)
+        full = self.full or since is None
+        self._fetch(lambda: self.gw.list_jobs(changed_since=since), f"list jobs of account {self.account.name}",
+                    partial(self._jobs_listed, full))
+        # The counts of the jobs already known go out with the job list, not after it.
+        for job in jobs_needing_task_sync(self.account):
+            self._ask_counts(job)
+
+    def _jobs_listed(self, full: bool, answer: Future[list[JobRecord]]) -> None:
+        records = answer.result()
+        self.changed_jobs = {r.id for r in records if self.known.get(r.id) != (r.state_transition_time,
+                                                                               r.last_modified)}
+        self.stats += mirror.write_jobs(self.account, records, full=full)
+        self.jobs_listed = True
+        for job in jobs_needing_task_sync(self.account):   # new jobs, and jobs that started changing again
+            if job.pk not in self.asked:
+                self._ask_counts(job)
+        parked, self.parked = self.parked, []
+        for job, changed, expected in parked:
+            self._decide(job, changed, expected)
+
+    def _ask_counts(self, job: Job) -> None:
+        self.asked.add(job.pk)
+        self._fetch(partial(self.gw.get_task_counts, job.job_id), f"task counts of job {job.job_id}",
+                    partial(self._counted, job))
+
+    def _counted(self, job: Job, answer: Future[TaskCountsRecord]) -> None:
+        try:
+            counts = answer.result()
+        except NotFound:
+            self.stats.gone += mirror.mark_job_gone(job)
+            return
+        except GatewayError as error:
+            self._failed(job, error)
+            return
+        before = _counts_of(job)
+        changed = mirror.write_task_counts(job, counts)
+        self.checked.append(job.pk)
+        if not self.tasks:
+            return
+        expected = counts.active + counts.running + counts.completed
+        if not changed:
+            expected = 0
+        elif job.task_watermark_at is not None and not self.full:
+            expected = sum(abs(a - b) for a, b in zip(before, _counts_of(job), strict=True))
+        if self.jobs_listed:
+            self._decide(job, changed, expected)
+        else:   # whether the job itself changed is known once the job list is in
+            self.parked.append((job, changed, expected))
+
+    def _decide(self, job: Job, counts_changed: bool, expected: int) -> None:
+        """List the job's tasks now, hand them to `defer` (`expected` tasks), or skip them: nothing about the job
+        changed."""
+        quiet = (not counts_changed and job.job_id not in self.changed_jobs and job.task_watermark_at is not None
+                 and job.tasks_synced_at is not None and self.now - job.tasks_synced_at < QUIET_RELIST)
+        if quiet and not self.full:
+            self.stats.quiet += 1
+            return
+        if self.defer is not None and expected > BIG_LISTING:
+            self.defer(job)
+            return
+        self._list_tasks(job)
+
+    def _failed(self, job: Job, error: Exception) -> None:
+        # One job Batch does not answer for must not cost the other jobs their pass: its watermark stays where it
+        # was, and the next pass tries again.
+        log.warning("job %s: skipped in this pass: %s", job.job_id, error)
+        self.stats.failed.append(job.job_id)
+
+    # --- a job's tasks -----------------------------------------------------------------------------
+
+    def _list_tasks(self, job: Job) -> None:
+        lock = self._lock(task_lock_name(job), ttl=TASK_LOCK_TTL)
+        if lock is None:
+            if self.full:
+                self.lock_waits.append(job)
+            else:
+                self.stats.busy.append(f"tasks of job {job.job_id}")
+            return
+        write = TaskWrite.begin(job, full=self.full)
+        if write is None:
+            lock.close()
+            return
+        listing = _Listing(self.gw, write, Backoff(self.retry, f"list tasks of job {job.job_id}"), lock)
+        self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
+
+    def _listed(self, listing: _Listing, answer: Future[list | None]) -> None:
+        job = listing.write.job
+        try:
+            batch = answer.result()
+        except NotFound:
+            listing.lock.close()
+            self.stats.gone += mirror.mark_job_gone(job)
+            return
+        except GatewayError as error:
+            listing.lock.close()
+            self._failed(job, error)
+            return
+        if batch is None:
+            listing.write.server_time = listing.server_time
+            self.stats += listing.write.finish()
+            listing.lock.close()   # the job's next pass may start: this one is stored
+            return
+        # The next page is on its way while this one is stored.
+        self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
+        listing.write.write(batch)
+
+
+class _Listing:
+    """One job's task listing, read a batch at a time on the fetcher's threads (never two at once). A Transient
+    error that outlasts the SDK's own retries starts the listing again after a backoff: the upserts skip what was
+    stored already."""
+
+    def __init__(self, gw: BatchGateway, write: TaskWrite, backoff: Backoff, lock: ExitStack):
+        self.gw, self.write, self.backoff, self.lock = gw, write, backoff, lock
+        self.server_time: datetime | None = None
+        self._open()
+
+    def _open(self) -> None:
+        self._listing = self.gw.list_tasks(self.write.job.job_id, changed_since=self.write.since)
+        self._batches: Iterator[list] = chunks(self._listing, mirror.UPSERT_BATCH)
+
+    def next_batch(self) -> list | None:
+        while True:
+            try:
+                batch = next(self._batches, None)
+                self.server_time = getattr(self._listing, "server_time", None)
+                return batch
+            except Transient as error:
+                self.backoff.wait(error)
+                self.write.restart()
+                self._open()
+
+
+def _counts_of(job: Job) -> tuple[int, int, int]:
+    return job.task_active, job.task_running, job.task_completed
 
 
 def _jobs_watermark(account: BatchAccount) -> datetime | None:

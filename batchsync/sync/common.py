@@ -8,9 +8,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from django.conf import settings
 
 from portal.models import BatchAccount
 
@@ -42,6 +45,9 @@ class SyncStats:
     tasks_listed: int = 0
     gone: int = 0
     busy: list[str] = field(default_factory=list)    # skipped: another sync held their lock
+    quiet: int = 0          # jobs whose tasks were not listed: nothing about them changed since the last pass
+    failed: list[str] = field(default_factory=list)  # jobs Batch did not answer for within the retry budget
+    requests: int = 0       # requests sent through the account's budget during the pass (0 with a caller's gateway)
     seconds: float = 0.0
 
     def __iadd__(self, other: SyncStats) -> SyncStats:
@@ -111,27 +117,82 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
 def retrying(action: Callable[[], T], what: str, policy: RetryPolicy) -> T:
     """Run `action`, again after a Transient error, with exponential backoff and jitter (at least what
     Batch asked for in Retry-After), until the policy's time budget would be overrun."""
-    deadline = time.monotonic() + policy.budget_seconds
-    attempt = 0
+    backoff = Backoff(policy, what)
     while True:
         try:
             return action()
         except Transient as error:
-            attempt += 1
-            delay = min(policy.max_delay, policy.first_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            delay = max(delay, error.retry_after or 0.0)
-            if time.monotonic() + delay > deadline:
-                log.warning("%s: giving up after %d attempts: %s", what, attempt, error)
-                raise
-            log.info("%s: retrying in %.1fs after: %s", what, delay, error)
-            time.sleep(delay)
+            backoff.wait(error)
+
+
+class Backoff:
+    """The waits between the attempts of one action: exponential with jitter, at least Batch's Retry-After, and
+    none that would overrun the policy's time budget."""
+
+    def __init__(self, policy: RetryPolicy, what: str):
+        self.policy, self.what = policy, what
+        self.deadline = time.monotonic() + policy.budget_seconds
+        self.attempt = 0
+
+    def wait(self, error: Transient) -> None:
+        """Sleep before the next attempt; raise `error` instead if that would overrun the budget."""
+        self.attempt += 1
+        policy = self.policy
+        delay = min(policy.max_delay, policy.first_delay * 2 ** (self.attempt - 1)) * random.uniform(0.5, 1.0)
+        delay = max(delay, error.retry_after or 0.0)
+        if time.monotonic() + delay > self.deadline:
+            log.warning("%s: giving up after %d attempts: %s", self.what, self.attempt, error)
+            raise error
+        log.info("%s: retrying in %.1fs after: %s", self.what, delay, error)
+        time.sleep(delay)
+
+
+class Fetcher:
+    """Runs Batch requests on at most `size` threads and hands each answer to its handler on the caller's thread,
+    the one that writes the database (Django's connections belong to their thread)."""
+
+    def __init__(self, size: int):
+        self._pool = ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="sync-fetch")
+        self._handlers: dict[Future[Any], Callable[[Future[Any]], None]] = {}
+
+    def fetch(self, action: Callable[[], T], then: Callable[[Future[T]], None]) -> None:
+        """Start `action` on a thread; `then(future)` runs on the caller's thread, in `run`, once it is done."""
+        self._handlers[self._pool.submit(action)] = then
+
+    def run(self) -> None:
+        """Handle answers as they arrive (a handler may fetch more) until none is pending. A handler's exception
+        cancels what has not started and is raised."""
+        try:
+            while self._handlers:
+                done, _ = wait(list(self._handlers), return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._handlers.pop(future)(future)
+        finally:
+            for future in self._handlers:
+                future.cancel()
+            self._handlers.clear()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def concurrency() -> int:
+    """Requests of one pass in flight at once (settings.SYNC_CONCURRENCY)."""
+    return max(1, int(getattr(settings, "SYNC_CONCURRENCY", 16)))
 
 
 @contextmanager
 def gateway_or_own(account: BatchAccount, gateway: BatchGateway | None) -> Iterator[BatchGateway]:
-    """The caller's gateway, or one of our own that is closed afterwards."""
+    """The caller's gateway, or one of our own (within the account's request budget, with a connection for each
+    concurrent request) that is closed afterwards."""
     if gateway is not None:
         yield gateway
         return
-    with gateway_for(account) as own:
+    with gateway_for(account, budgeted=True, connections=concurrency()) as own:
         yield own

@@ -7,7 +7,6 @@ any pass may run twice, overlap another, or stop half-way and be run again."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -31,15 +30,19 @@ from portal.models import (
 
 from .. import locks
 from ..attempts import record_attempts
-from ..gateway import BatchGateway, JobRecord, NodeRecord, NotFound, PoolRecord, TaskRecord
+from ..gateway import BatchGateway, JobRecord, NodeRecord, NotFound, PoolRecord, TaskCountsRecord, TaskRecord
 from .common import DEFAULT_RETRY, RetryPolicy, SyncStats, chunks, gateway_or_own, read_ahead, retrying
 
 log = logging.getLogger("batchsync.sync")
 
-# Incremental task passes ask for tasks changed since the watermark minus SKEW. It covers a clock
-# difference between this machine and Batch, and changes Batch shows in its lists later than their
-# stateTransitionTime says. What slips through anyway is caught by the periodic full reconcile.
+# A difference between this machine's clock and Batch's: the jobs listing's watermark allows for it, and so does a
+# task watermark when Batch sent no Date to anchor it on.
 SKEW = timedelta(minutes=5)
+# Incremental task passes ask for tasks changed since the watermark (Batch's clock at the previous listing) minus
+# OVERLAP: a change Batch shows in its lists later than its stateTransitionTime says. Short, so a busy job's recent
+# history is not listed again on every pass; what slips through anyway is caught by the periodic full reconcile.
+OVERLAP = timedelta(seconds=15)
+TASK_LOCK_TTL = 900
 # Rows per upsert transaction: large enough to amortise round trips, small enough to keep each
 # transaction short for the readers of the same table.
 UPSERT_BATCH = 2000
@@ -58,7 +61,7 @@ Row = TypeVar("Row", Pool, Node, Job, Task)
 
 def sync_job_tasks(job: Job, *, gateway: BatchGateway | None = None, retry: RetryPolicy = DEFAULT_RETRY,
                    page_size: int = 1000) -> SyncStats:
-    """The job's tasks changed since its watermark (minus SKEW), upserted; then the watermark moves on.
+    """The job's tasks changed since its watermark (minus OVERLAP), upserted; then the watermark moves on.
 
     The watermark moves only after the whole listing was stored, so a pass that stops half-way leaves
     it where it was and the next pass fetches the same changes again."""
@@ -74,65 +77,161 @@ def reconcile_job_tasks(job: Job, *, gateway: BatchGateway | None = None, retry:
 def _sync_tasks(job: Job, *, full: bool, gateway: BatchGateway | None, retry: RetryPolicy,
                 page_size: int) -> SyncStats:
     stats = SyncStats()
-    with locks.hold(f"job:{job.pk}:tasks", ttl=900, wait=FULL_PASS_WAITS if full else 0) as acquired:
+    with locks.hold(task_lock_name(job), ttl=TASK_LOCK_TTL, wait=FULL_PASS_WAITS if full else 0) as acquired:
         if not acquired:
             stats.busy.append(f"tasks of job {job.job_id}")
             return stats
-        # The caller's copy may be stale (queued tasks load it early); the lock holder's view counts.
-        job.refresh_from_db(fields=["job_id", "task_watermark_at", "gone_at", "account"])
-        if job.gone_at is not None:
+        write = TaskWrite.begin(job, full=full)
+        if write is None:
             return stats
-        since = None if full or job.task_watermark_at is None else job.task_watermark_at - SKEW
         with gateway_or_own(job.account, gateway) as gw:
             try:
-                outcome = retrying(lambda: _task_pass(job, gw, since, page_size),
-                                    f"{'reconcile' if full else 'sync'} tasks of job {job.job_id}", retry)
+                retrying(lambda: _task_pass(write, gw, page_size),
+                         f"{'reconcile' if full else 'sync'} tasks of job {job.job_id}", retry)
             except NotFound:
                 stats.gone += mark_job_gone(job)
                 return stats
-        started_at, listed, written, seen, newest = outcome
-        stats.tasks_listed, stats.tasks = listed, written
-        now = timezone.now()
-        if full:
-            stats.gone += _mark_tasks_gone(job, seen, now)
-        # Anchored on when the listing began as well as on the newest change seen: a job that went quiet
-        # would otherwise re-list its whole last SKEW of activity on every pass, forever.
-        watermark = max(started_at, newest) if newest else started_at
-        Job.objects.filter(pk=job.pk).filter(Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=watermark)) \
-            .update(task_watermark_at=watermark)
-        Job.objects.filter(pk=job.pk).update(tasks_synced_at=now)
-    log.log(logging.INFO if stats.tasks or stats.gone else logging.DEBUG,
-            "job %s tasks %s: listed %d, wrote %d, gone %d", job.job_id, "reconciled" if full else "synced",
-            stats.tasks_listed, stats.tasks, stats.gone)
+        stats += write.finish()
     return stats
 
 
-def _task_pass(job: Job, gw: BatchGateway, since: datetime | None,
-               page_size: int) -> tuple[datetime, int, int, set[str], datetime | None]:
-    """List and store; returns (started_at, listed, written, ids seen, newest stateTransitionTime)."""
-    started_at = timezone.now()
-    # A job without rows yet (its first pass) needs no look-up of stored times before writing.
-    check_existing = Task.objects.filter(job_id=job.pk).exists()
-    listed = written = 0
-    seen: set[str] = set()
-    newest: datetime | None = None
+def task_lock_name(job: Job) -> str:
+    """The lock a job's task pass holds: one pass per job at a time, whoever runs it."""
+    return f"job:{job.pk}:tasks"
 
-    def rows() -> Iterator[list[Task]]:
-        for chunk in chunks(gw.list_tasks(job.job_id, changed_since=since, page_size=page_size), UPSERT_BATCH):
-            now = timezone.now()
-            yield [_task_row(job, record, now) for record in chunk]
 
+def _task_pass(write: TaskWrite, gw: BatchGateway, page_size: int) -> None:
+    """List and store, from the start (a retry lists again; the upserts skip what was stored)."""
+    write.restart()
+    listing = gw.list_tasks(write.job.job_id, changed_since=write.since, page_size=page_size)
     # Batch's next pages are fetched and parsed while the database stores the previous ones.
-    for batch in read_ahead(rows()):
-        listed += len(batch)
-        for row in batch:
-            seen.add(row.task_id)
-            if row.state_transition_time is not None and (newest is None or row.state_transition_time > newest):
-                newest = row.state_transition_time
-        written += upsert(Task, "job", job.pk, "task_id", batch, TASK_FIELDS, compare=TASK_COMPARE,
-                           check_existing=check_existing)
-        record_attempts(job.pk, batch)       # each attempt, before a retry replaces what Batch reports
-    return started_at, listed, written, seen, newest
+    for batch in read_ahead(chunks(listing, UPSERT_BATCH)):
+        write.write(batch)
+    write.server_time = getattr(listing, "server_time", None)
+
+
+class TaskWrite:
+    """One task pass of one job on the writing side: what is listed is handed to `write` in batches, on the thread
+    that owns the database connection, and `finish` moves the job's watermark once everything was stored. The
+    caller holds the job's task lock from `begin` to `finish`."""
+
+    def __init__(self, job: Job, *, full: bool, since: datetime | None):
+        self.job, self.full, self.since = job, full, since
+        # A job without rows yet (its first pass) needs no look-up of stored times before writing.
+        self.check_existing = Task.objects.filter(job_id=job.pk).exists()
+        self.server_time: datetime | None = None
+        self.restart()
+
+    @classmethod
+    def begin(cls, job: Job, *, full: bool) -> TaskWrite | None:
+        """The pass of `job` (None if the job is gone): every task with `full`, else those changed since its
+        watermark minus OVERLAP."""
+        # The caller's copy may be stale (queued tasks load it early); the lock holder's view counts.
+        job.refresh_from_db(fields=["job_id", "task_watermark_at", "gone_at", "account"])
+        if job.gone_at is not None:
+            return None
+        since = None if full or job.task_watermark_at is None else job.task_watermark_at - OVERLAP
+        return cls(job, full=full, since=since)
+
+    def restart(self) -> None:
+        """Forget what was listed: the listing starts again from its beginning."""
+        self.started_at = timezone.now()
+        self.listed = self.written = 0
+        self.seen: set[str] = set()
+
+    def write(self, records: list[TaskRecord]) -> None:
+        now = timezone.now()
+        batch = [_task_row(self.job, record, now) for record in records]
+        self.listed += len(batch)
+        self.seen.update(row.task_id for row in batch)
+        self.written += _store_tasks(self.job, batch, check_existing=self.check_existing)
+
+    def finish(self) -> SyncStats:
+        """After the whole listing was stored: mark what Batch no longer lists gone (`full`), move the watermark."""
+        stats = SyncStats(tasks_listed=self.listed, tasks=self.written)
+        now = timezone.now()
+        if self.full:
+            stats.gone += _mark_tasks_gone(self.job, self.seen, now)
+        # Batch's own clock when it answered the first page: every change it had not shown by then carries a later
+        # stateTransitionTime (or one within OVERLAP, for a change Batch lists late), so the next pass starts there.
+        # Our clock is a fallback only, minus SKEW for the difference between the two clocks.
+        watermark = self.server_time or self.started_at - SKEW + OVERLAP
+        Job.objects.filter(pk=self.job.pk).filter(
+            Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=watermark)).update(task_watermark_at=watermark)
+        Job.objects.filter(pk=self.job.pk).update(tasks_synced_at=now)
+        log.log(logging.INFO if stats.tasks or stats.gone else logging.DEBUG,
+                "job %s tasks %s: listed %d, wrote %d, gone %d", self.job.job_id,
+                "reconciled" if self.full else "synced", stats.tasks_listed, stats.tasks, stats.gone)
+        return stats
+
+
+def _store_tasks(job: Job, rows: list[Task], *, check_existing: bool) -> int:
+    """The one place task rows are written (every pass, incremental or full, sequential or concurrent): upserted
+    unless the mirror holds the same or a newer state. Returns how many were written."""
+    written = upsert(Task, "job", job.pk, "task_id", rows, TASK_FIELDS, compare=TASK_COMPARE,
+                     check_existing=check_existing)
+    record_attempts(job.pk, rows)       # each attempt, before a retry replaces what Batch reports
+    return written
+
+
+# --- pools, nodes, jobs --------------------------------------------------------------------------
+
+def write_pools(account: BatchAccount, records: list[PoolRecord]) -> tuple[SyncStats, dict[str, Pool]]:
+    """Upsert the account's pools as listed; mark those Batch no longer lists gone (and their nodes). Returns what
+    was done and the live pools by id."""
+    stats = SyncStats()
+    now = timezone.now()
+    stats.pools = upsert(Pool, "account", account.pk, "pool_id", [pool_row(account, r, now) for r in records],
+                         POOL_FIELDS)
+    stats.gone += mark_gone(Pool.objects.filter(account=account), "pool_id", {r.id for r in records}, now)
+    stats.gone += Node.objects.filter(pool__account=account, pool__gone_at__isnull=False,
+                                      gone_at__isnull=True).update(gone_at=now)
+    return stats, {pool.pool_id: pool for pool in Pool.objects.filter(account=account, gone_at__isnull=True)}
+
+
+def write_nodes(pool: Pool, records: list[NodeRecord]) -> SyncStats:
+    """Upsert a pool's nodes as listed; mark those Batch no longer lists gone."""
+    now = timezone.now()
+    stats = SyncStats(nodes=upsert(Node, "pool", pool.pk, "node_id", [node_row(pool, n, now) for n in records],
+                                   NODE_FIELDS))
+    stats.gone += mark_gone(Node.objects.filter(pool=pool), "node_id", {n.id for n in records}, now)
+    return stats
+
+
+def write_jobs(account: BatchAccount, records: list[JobRecord], *, full: bool) -> SyncStats:
+    """Upsert the jobs listed; with `full` (every job was listed), mark those Batch no longer lists gone."""
+    now = timezone.now()
+    stats = SyncStats(jobs=upsert(Job, "account", account.pk, "job_id", [job_row(account, r, now) for r in records],
+                                  JOB_FIELDS, compare=JOB_COMPARE))
+    if full:
+        gone = mark_gone(Job.objects.filter(account=account), "job_id", {r.id for r in records}, now)
+        if gone:
+            stats.gone += gone + mark_tasks_of_gone_jobs_gone(account, now)
+    return stats
+
+
+def write_task_counts(job: Job, counts: TaskCountsRecord) -> bool:
+    """Batch's task counts of the job onto its row, if they changed; returns whether they did."""
+    values = {"task_active": counts.active, "task_running": counts.running, "task_completed": counts.completed,
+              "task_succeeded": counts.succeeded, "task_failed": counts.failed}
+    if all(getattr(job, name) == value for name, value in values.items()):
+        return False
+    Job.objects.filter(pk=job.pk).update(**values)
+    for name, value in values.items():
+        setattr(job, name, value)
+    return True
+
+
+def mark_jobs_checked(job_pks: list[int]) -> None:
+    """An unchanged job is not listed by an incremental pass, yet was checked: its 'synced' time moves on."""
+    now = timezone.now()
+    for batch in chunks(job_pks, 500):
+        Job.objects.filter(pk__in=batch).update(last_synced_at=now)
+
+
+def mark_account_synced(account: BatchAccount) -> None:
+    """A pass over the account completed: the dashboard says how fresh the mirror is from this."""
+    BatchAccount.objects.filter(pk=account.pk).update(last_synced_at=timezone.now())
 
 
 # --- records → rows ------------------------------------------------------------------------------
