@@ -25,7 +25,12 @@ app.conf.update(
     task_default_queue="sync",
     task_create_missing_queues=True,
     broker_connection_retry_on_startup=True,
+    # Two queues, so neither waits for the other: a sync pass against a slow Batch (or a 100,000-task listing)
+    # never delays a submission, and a 10,000-task submission never makes the mirror stale. The archiver and the
+    # completion e-mails follow the mirror, so they go with the sync. The dev worker consumes both (-Q submit,sync);
+    # production runs a worker per queue (docs/ARCHITECTURE.md).
     task_routes={"batchsync.sync_*": {"queue": "sync"}, "batchsync.archive_*": {"queue": "sync"},
+                 "batchsync.notify_*": {"queue": "sync"},
                  "batchsync.submit_*": {"queue": "submit"},
                  "batchsync.redrive_*": {"queue": "submit"}},
     # A static schedule, run by exactly one beat. Each run expires when the next one is due: a backlog

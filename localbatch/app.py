@@ -1,8 +1,11 @@
 """One localbatch account: its state, scheduler and operations, and the dispatch of a request to its route."""
 
 import os
+import time
 import traceback
 import uuid
+from collections import deque
+from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import auth, errors, wire
@@ -22,6 +25,14 @@ ROUTES = (pools.ROUTES + autoscale.ROUTES + nodes.ROUTES + node_actions.ROUTES +
           + schedules.ROUTES + tasks.ROUTES + faults.ROUTES + timing.ROUTES)
 
 
+class Served(NamedTuple):
+    """One request localbatch answered, for clients' tests and benchmarks that count what they sent."""
+    at: float        # time.time() when the answer was ready
+    method: str
+    path: str        # without the query
+    status: int
+
+
 class LocalBatch:
     def __init__(self, data_dir: str, account_name: str, account_key: str, account_url: str,
                  node_start_seconds: float = 0.5, faults: Faults | None = None):
@@ -30,6 +41,8 @@ class LocalBatch:
         self.account_key = account_key
         self.account_url = account_url.rstrip("/")
         self.faults = faults or Faults()
+        # The latest requests answered (health checks aside); bounded, so a long-running server does not grow.
+        self.served: deque[Served] = deque(maxlen=50_000)
         self.state = AccountState(Store(os.path.join(data_dir, "state.sqlite3")))
         self.scheduler = Scheduler(self.state, data_dir, account_name, self.account_url, node_start_seconds)
         self.timing = Timing()
@@ -90,6 +103,7 @@ class LocalBatch:
             response = Response(500, errors.BatchError(500, "InternalError", "localbatch failed to serve the request.")
                                 .body(request_id, self.account_url))
         response.headers.setdefault("request-id", request_id)
+        self.served.append(Served(time.time(), method, raw_url.split("?", 1)[0], response.status))
         # As on the service, client-request-id comes back only when the client asks for it.
         if headers.get("client-request-id") and headers.get("return-client-request-id", "").lower() == "true":
             response.headers["client-request-id"] = headers["client-request-id"]

@@ -82,12 +82,17 @@ _budgets: dict[str, RequestBudget] = {}
 _budgets_lock = threading.Lock()
 
 
-def budget_for(account_url: str, rate: float) -> RequestBudget:
-    """The budget of the account at `account_url` in this process (created on first use; a new rate applies)."""
+DEFAULT_RATE = 200.0
+
+
+def budget_for(account_url: str, rate: float | None = None) -> RequestBudget:
+    """The budget of the account at `account_url` in this process, created on first use; a `rate` given applies
+    from now on."""
     key = account_url.rstrip("/").lower()
     with _budgets_lock:
         budget = _budgets.get(key)
         if budget is None:
-            budget = _budgets[key] = RequestBudget(rate)
-        budget.rate = rate
+            budget = _budgets[key] = RequestBudget(rate or DEFAULT_RATE)
+        elif rate:
+            budget.rate = rate
         return budget

@@ -16,7 +16,7 @@ def put_faults(app: Account, request: Request) -> Response:
     try:
         faults = Faults(rate=float(body.get("rate", 0.0)), status=int(body.get("status", 503)),
                         retry_after=int(body.get("retryAfter", 1)), delay_ms=int(body.get("delayMs", 0)),
-                        path_pattern=str(body.get("pathPattern", "")))
+                        path_pattern=str(body.get("pathPattern", "")), count=int(body.get("count", -1)))
         re.compile(faults.path_pattern)
     except (TypeError, ValueError, re.error) as exc:
         raise errors.BatchError(400, "InvalidRequestBody", f"Bad fault settings: {exc}.") from None

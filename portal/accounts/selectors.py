@@ -10,6 +10,12 @@ from portal.models import BatchAccount
 STALE_AFTER = timedelta(minutes=2)
 
 
+def accounts_freshness(account_ids: list[int]) -> list[tuple[str, datetime | None]]:
+    """(name, when its last sync pass completed) of each of these accounts, by name: how fresh each one's mirror
+    is, where a page over several accounts would otherwise show only the stalest."""
+    return list(BatchAccount.objects.filter(pk__in=account_ids).order_by("name").values_list("name", "last_synced_at"))
+
+
 def accounts_synced_at(account_ids: list[int]) -> datetime | None:
     """When the least recently synced of these accounts was synced: a page is only as fresh as that."""
     synced = list(BatchAccount.objects.filter(pk__in=account_ids).values_list("last_synced_at", flat=True))

@@ -1,7 +1,7 @@
 """The dashboard's reads: pools and their nodes by state, unfinished jobs, recent failures, and tasks finished per
 hour, each from an index of the mirror; nothing counts the task table."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
@@ -10,7 +10,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from portal import access
-from portal.accounts.selectors import accounts_synced_at
+from portal.accounts.selectors import accounts_freshness, accounts_synced_at
 from portal.models import Job, Pool, Task, TaskResult
 from portal.pools.selectors import PoolSummary, pool_summaries
 
@@ -85,6 +85,7 @@ class Dashboard:
     recent_failures: list[Task]
     throughput: Throughput
     synced_at: datetime | None
+    accounts: list[tuple[str, datetime | None]] = field(default_factory=list)   # (name, last pass) of each
 
     @property
     def nodes(self) -> int:
@@ -141,7 +142,7 @@ def dashboard_data(*, user: User) -> Dashboard:
     failures = list(Task.objects.failed().filter(job__account_id__in=accounts)
                     .select_related("job").order_by("-end_time")[:DASHBOARD_FAILURES])
     synced_at = accounts_synced_at(accounts)
-    return Dashboard(
+    return Dashboard(accounts=accounts_freshness(accounts) if len(accounts) > 1 else [],
         pools=summaries, node_totals=node_totals, active_jobs=active_jobs, active_job_count=totals["jobs"],
         tasks_running=totals["running"] or 0, tasks_waiting=totals["waiting"] or 0,
         recent_failures=failures, throughput=tasks_finished_per_hour(now=now), synced_at=synced_at,

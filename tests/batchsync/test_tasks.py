@@ -1,5 +1,7 @@
 """The Celery tasks of batchsync, run in-process (directly, or eagerly for what they enqueue), by id."""
 
+from pathlib import Path
+
 import pytest
 
 from batchsync import submit, sync, tasks
@@ -10,6 +12,7 @@ from portal.models import BatchAccount, Job, Pool, Task
 from tests.batchsync.test_sync import UBUNTU
 
 pytestmark = pytest.mark.django_db
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -115,6 +118,18 @@ def test_every_scheduled_task_is_registered_and_the_sync_runs_on_the_sync_queue(
         "an incremental pass and a full reconcile"
     for name in ("batchsync.sync_all_accounts", "batchsync.sync_account", "batchsync.sync_job_tasks"):
         assert app.amqp.router.route({}, name)["queue"].name == "sync"
+
+
+def test_submission_and_sync_are_on_separate_queues_and_the_dev_worker_consumes_both():
+    queue_of = {name: app.amqp.router.route({}, name)["queue"].name for name in app.tasks
+                if name.startswith("batchsync.")}
+    assert queue_of["batchsync.submit_submission"] == queue_of["batchsync.redrive_submissions"] == "submit"
+    for name in ("batchsync.sync_all_accounts", "batchsync.sync_account", "batchsync.sync_job_tasks",
+                 "batchsync.archive_finished_tasks", "batchsync.notify_finished_jobs"):
+        assert queue_of[name] == "sync", name
+    assert set(queue_of.values()) == {"submit", "sync"}
+    worker = next(line for line in (REPO / "Procfile.dev").read_text().splitlines() if line.startswith("worker:"))
+    assert "-Q submit,sync" in worker
 
 
 def test_the_submit_driver_enqueues_the_submit_task_by_its_name():

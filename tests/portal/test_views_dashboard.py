@@ -1,5 +1,6 @@
 """The team dashboard: pools with nodes by state, active jobs, recent failures, tasks finished per hour."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -128,6 +129,18 @@ def test_dashboard_says_when_it_was_synced_and_when_that_is_stale(signed_in):
     account.last_synced_at = timezone.now() - timedelta(minutes=10)
     account.save()
     assert "may be out of date" in text(signed_in.get(reverse("dashboard")))
+
+
+def test_dashboard_says_how_fresh_each_accounts_mirror_is(signed_in):
+    BatchAccountFactory(name="west-europe", last_synced_at=timezone.now() - timedelta(seconds=4))
+    BatchAccountFactory(name="east-us", last_synced_at=timezone.now() - timedelta(minutes=10))
+    BatchAccountFactory(name="new-account", last_synced_at=None)
+
+    page = " ".join(re.sub(r"<[^>]+>", " ", text(signed_in.get(reverse("dashboard")))).split())
+
+    assert "west-europe 4 s ago" in page
+    assert "east-us 10" in page and "may be out of date" in page
+    assert "new-account not synced from Batch yet" in page
 
 
 def test_dashboard_polls_and_htmx_gets_only_the_live_part(signed_in):
