@@ -58,11 +58,11 @@ def _request(method: str, endpoint: str, account_name: str, account_key: str, bo
 
 
 def set_faults(endpoint: str, account_name: str, account_key: str, *, rate: float = 0.0, status: int = 503,
-               retry_after: int = 1, delay_ms: int = 0, path_pattern: str = "") -> dict:
+               retry_after: int = 1, delay_ms: int = 0, path_pattern: str = "", count: int = -1) -> dict:
     """Replace the account's fault settings (the defaults mean: no faults) and return them as the server
-    now has them: {"rate", "status", "retryAfter", "delayMs", "pathPattern"}."""
+    now has them: {"rate", "status", "retryAfter", "delayMs", "pathPattern", "count"}."""
     body = {"rate": rate, "status": status, "retryAfter": retry_after, "delayMs": delay_ms,
-            "pathPattern": path_pattern}
+            "pathPattern": path_pattern, "count": count}
     return _request("PUT", endpoint, account_name, account_key, body)
 
 

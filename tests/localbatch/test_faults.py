@@ -82,7 +82,7 @@ def test_admin_route_sets_and_reads_faults_with_a_signed_request(localbatch):
     status, _, body = signed(localbatch, "PUT", "/_localbatch/faults",
                              {"rate": 0.25, "status": 429, "retryAfter": 2, "delayMs": 5, "pathPattern": "^/jobs"})
     assert status == 200
-    assert body == {"rate": 0.25, "status": 429, "retryAfter": 2, "delayMs": 5, "pathPattern": "^/jobs"}
+    assert body == {"rate": 0.25, "status": 429, "retryAfter": 2, "delayMs": 5, "pathPattern": "^/jobs", "count": -1}
     assert localbatch.app.faults == Faults(rate=0.25, status=429, retry_after=2, delay_ms=5, path_pattern="^/jobs")
 
     status, _, body = signed(localbatch, "GET", "/_localbatch/faults")
@@ -131,12 +131,12 @@ def test_admin_client_sets_and_gets_faults(localbatch):
     lb = localbatch
     applied = admin.set_faults(lb.endpoint, lb.account_name, lb.account_key, rate=0.5, status=500, retry_after=0,
                                delay_ms=7, path_pattern="addtaskcollection")
-    assert applied == {"rate": 0.5, "status": 500, "retryAfter": 0, "delayMs": 7, "pathPattern": "addtaskcollection"}
+    assert applied == {"rate": 0.5, "status": 500, "retryAfter": 0, "delayMs": 7, "pathPattern": "addtaskcollection", "count": -1}
     assert admin.get_faults(lb.endpoint, lb.account_name, lb.account_key) == applied
     assert lb.app.faults == Faults(rate=0.5, status=500, retry_after=0, delay_ms=7, path_pattern="addtaskcollection")
 
     cleared = admin.set_faults(lb.endpoint + "/", lb.account_name, lb.account_key)
-    assert cleared == {"rate": 0.0, "status": 503, "retryAfter": 1, "delayMs": 0, "pathPattern": ""}
+    assert cleared == {"rate": 0.0, "status": 503, "retryAfter": 1, "delayMs": 0, "pathPattern": "", "count": -1}
     assert lb.app.faults == Faults()
 
 
@@ -330,7 +330,7 @@ def test_cli_fault_rate_one_answers_503(cli_server):
     assert "faults:       100% of requests answer 503" in log_path.read_text()
 
     assert admin.get_faults(account.endpoint, DEV_ACCOUNT_NAME, DEV_ACCOUNT_KEY) == {
-        "rate": 1.0, "status": 503, "retryAfter": 1, "delayMs": 0, "pathPattern": ""}
+        "rate": 1.0, "status": 503, "retryAfter": 1, "delayMs": 0, "pathPattern": "", "count": -1}
     admin.set_faults(account.endpoint, DEV_ACCOUNT_NAME, DEV_ACCOUNT_KEY)
     status, headers, body = signed(account, "GET", "/pools?api-version=2025-06-01")
     assert (status, body["value"]) == (200, [])
