@@ -151,12 +151,16 @@ class BatchGateway:
 
     # --- tasks -----------------------------------------------------------------------------------
 
-    def list_tasks(self, job_id: str, *, changed_since: datetime | None = None,
-                   page_size: int = 1000) -> TaskListing:
+    def list_tasks(self, job_id: str, *, changed_since: datetime | None = None, page_size: int = 1000,
+                   versions_only: bool = False) -> TaskListing:
         """The job's tasks, fetched page by page as the caller iterates; with `changed_since`, only
         those whose state changed at or after that moment. The listing's `server_time` is Batch's clock when it
-        answered the first page (None before that, or if Batch sent no Date)."""
-        query = {"maxresults": str(page_size), "$select": ",".join(convert.TASK_RECORD_FIELDS)}
+        answered the first page (None before that, or if Batch sent no Date).
+
+        `versions_only`: records with only what tells whether a task changed (id, stateTransitionTime, constraints),
+        a fraction of the bytes and parsing of the whole record: what a reconcile compares with the mirror."""
+        fields = convert.TASK_VERSION_FIELDS if versions_only else convert.TASK_RECORD_FIELDS
+        query = {"maxresults": str(page_size), "$select": ",".join(fields)}
         if changed_since is not None:
             query["$filter"] = _since_filter("stateTransitionTime", changed_since)
         listing = TaskListing()
@@ -165,13 +169,6 @@ class BatchGateway:
         pages = self._json_pages(f"/jobs/{quote(job_id, safe='')}/tasks", query, listing.answered)
         listing.records = (convert.task_record_from_wire(job_id, task) for task in pages)
         return listing
-
-    def list_task_versions(self, job_id: str, *, page_size: int = 1000) -> Iterator[tuple[str, datetime | None]]:
-        """(id, stateTransitionTime) of every task of the job: what a reconcile compares with the mirror, at a
-        fraction of the bytes and parsing of the full listing."""
-        query = {"maxresults": str(page_size), "$select": "id,stateTransitionTime"}
-        for task in self._json_pages(f"/jobs/{quote(job_id, safe='')}/tasks", query):
-            yield task["id"], convert.wire_time(task.get("stateTransitionTime"))
 
     def get_task(self, job_id: str, task_id: str) -> TaskRecord:
         with _translated():

@@ -33,6 +33,8 @@ TASK_RECORD_FIELDS = [
     "id", "displayName", "state", "previousState", "stateTransitionTime", "creationTime", "commandLine",
     "executionInfo", "nodeInfo", "requiredSlots", "environmentSettings", "constraints",
 ]
+# What changes when a task changes: its state (stateTransitionTime) or, through a task update, its constraints.
+TASK_VERSION_FIELDS = ["id", "stateTransitionTime", "constraints"]
 
 
 # --- specs → SDK ---------------------------------------------------------------------------------

@@ -290,52 +290,76 @@ class _AccountPass:
         listing = _Listing(self.gw, write, Backoff(self.retry, f"list tasks of job {job.job_id}"), lock)
         self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
 
-    def _listed(self, listing: _Listing, answer: Future[list | None]) -> None:
-        job = listing.write.job
+    def _listed(self, listing: _Listing, answer: Future[tuple[str, list | None]]) -> None:
+        write = listing.write
         try:
-            batch = answer.result()
+            phase, batch = answer.result()
         except NotFound:
             listing.lock.close()
-            self.stats.gone += mirror.mark_job_gone(job)
+            self.stats.gone += mirror.mark_job_gone(write.job)
             return
         except GatewayError as error:
             listing.lock.close()
-            self._failed(job, error)
+            self._failed(write.job, error)
             return
-        if batch is None:
-            listing.write.server_time = listing.server_time
-            self.stats += listing.write.finish()
-            listing.lock.close()   # the job's next pass may start: this one is stored
+        if phase == _RESTARTED:
+            write.restart()
+        elif batch is not None:
+            # The next page is on its way while this one is stored.
+            self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
+            (write.compare if phase == _VERSIONS else write.write)(batch)
             return
-        # The next page is on its way while this one is stored.
+        elif phase == _VERSIONS:
+            write.server_time = listing.server_time
+            if write.stale:
+                listing.open(_TASKS)   # a reconcile's second phase: the changed tasks in full
+            else:
+                self._finish(listing)
+                return
+        else:
+            if not write.full:
+                write.server_time = listing.server_time
+            self._finish(listing)
+            return
         self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
-        listing.write.write(batch)
+
+    def _finish(self, listing: _Listing) -> None:
+        self.stats += listing.write.finish()
+        listing.lock.close()   # the job's next pass may start: this one is stored
+
+
+_VERSIONS, _TASKS, _RESTARTED = "versions", "tasks", "restarted"
 
 
 class _Listing:
-    """One job's task listing, read a batch at a time on the fetcher's threads (never two at once). A Transient
-    error that outlasts the SDK's own retries starts the listing again after a backoff: the upserts skip what was
-    stored already."""
+    """One job's task listing, read a batch at a time on the fetcher's threads (never two at once): for a reconcile,
+    the versions of every task and then the changed ones in full; otherwise the changed tasks. A Transient error
+    that outlasts the SDK's own retries starts the listing again after a backoff: the upserts skip what was stored
+    already."""
 
     def __init__(self, gw: BatchGateway, write: TaskWrite, backoff: Backoff, lock: ExitStack):
         self.gw, self.write, self.backoff, self.lock = gw, write, backoff, lock
         self.server_time: datetime | None = None
-        self._open()
+        self.open(_VERSIONS if write.full else _TASKS)
 
-    def _open(self) -> None:
-        self._listing = self.gw.list_tasks(self.write.job.job_id, changed_since=self.write.since)
+    def open(self, phase: str) -> None:
+        self.phase = phase
+        versions = phase == _VERSIONS
+        self._listing = self.gw.list_tasks(self.write.job.job_id, versions_only=versions,
+                                           changed_since=None if versions else self.write.listing_since())
         self._batches: Iterator[list] = chunks(self._listing, mirror.UPSERT_BATCH)
 
-    def next_batch(self) -> list | None:
-        while True:
-            try:
-                batch = next(self._batches, None)
-                self.server_time = getattr(self._listing, "server_time", None)
-                return batch
-            except Transient as error:
-                self.backoff.wait(error)
-                self.write.restart()
-                self._open()
+    def next_batch(self) -> tuple[str, list | None]:
+        phase = self.phase
+        try:
+            batch = next(self._batches, None)
+        except Transient as error:
+            self.backoff.wait(error)
+            self.open(_VERSIONS if self.write.full else _TASKS)
+            return _RESTARTED, None
+        if phase == _VERSIONS or not self.write.full:
+            self.server_time = getattr(self._listing, "server_time", None)
+        return phase, batch
 
 
 def _counts_of(job: Job) -> tuple[int, int, int]:

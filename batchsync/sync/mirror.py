@@ -103,11 +103,21 @@ def task_lock_name(job: Job) -> str:
 def _task_pass(write: TaskWrite, gw: BatchGateway, page_size: int) -> None:
     """List and store, from the start (a retry lists again; the upserts skip what was stored)."""
     write.restart()
-    listing = gw.list_tasks(write.job.job_id, changed_since=write.since, page_size=page_size)
+    job_id = write.job.job_id
+    if write.full:
+        # A reconcile reads what tells whether each task changed, and then only the changed tasks in full.
+        versions = gw.list_tasks(job_id, page_size=page_size, versions_only=True)
+        for batch in read_ahead(chunks(versions, UPSERT_BATCH)):
+            write.compare(batch)
+        write.server_time = getattr(versions, "server_time", None)
+        if not write.stale:
+            return
+    listing = gw.list_tasks(job_id, changed_since=write.listing_since(), page_size=page_size)
     # Batch's next pages are fetched and parsed while the database stores the previous ones.
     for batch in read_ahead(chunks(listing, UPSERT_BATCH)):
         write.write(batch)
-    write.server_time = getattr(listing, "server_time", None)
+    if not write.full:
+        write.server_time = getattr(listing, "server_time", None)
 
 
 class TaskWrite:
@@ -138,6 +148,35 @@ class TaskWrite:
         self.started_at = timezone.now()
         self.listed = self.written = 0
         self.seen: set[str] = set()
+        # A reconcile's tasks that the mirror lacks or holds an older version of, and the oldest of their changes.
+        self.stale: set[str] = set()
+        self.stale_since: datetime | None = None
+        self.stale_undated = False
+
+    def compare(self, records: list[TaskRecord]) -> None:
+        """A reconcile's first phase: note which of these tasks (versions only) the mirror lacks, holds as gone, or
+        holds an older state or other constraints of."""
+        self.listed += len(records)
+        self.seen.update(record.id for record in records)
+        if not self.check_existing:
+            stored: dict[str, tuple] = {}
+        else:
+            stored = _stored(Task, "job", self.job.pk, "task_id", [record.id for record in records], TASK_COMPARE)
+        now = timezone.now()
+        for record in records:
+            if _should_write(_task_row(self.job, record, now), stored.get(record.id), TASK_COMPARE):
+                self.stale.add(record.id)
+                changed = record.state_transition_time
+                if changed is None:
+                    self.stale_undated = True
+                elif self.stale_since is None or changed < self.stale_since:
+                    self.stale_since = changed
+
+    def listing_since(self) -> datetime | None:
+        """Where the listing of whole tasks starts: after a reconcile's comparison, at the oldest stale change."""
+        if not self.full:
+            return self.since
+        return None if self.stale_undated else self.stale_since
 
     def write(self, records: list[TaskRecord]) -> None:
         now = timezone.now()

@@ -4,6 +4,7 @@ which requests it sends (counted by localbatch itself), throttling, and a job Ba
 import re
 
 import pytest
+from azure.batch import models
 
 from batchsync import sync
 from batchsync.gateway import JobSpec, TaskSpec, budget_for
@@ -135,3 +136,44 @@ def test_a_big_listing_is_handed_to_defer_and_the_others_are_listed_here(account
     assert deferred == ["job-02"]
     assert not Task.objects.filter(job__job_id="job-02").exists()
     assert stats.tasks == (JOBS - 1) * TASKS
+
+
+def test_a_reconcile_compares_versions_and_reads_only_the_changed_tasks_in_full(account, many_jobs, gateway,  # noqa: F811
+                                                                             localbatch):
+    sync.sync_account(account)
+    job = Job.objects.get(account=account, job_id="job-04")
+    # The mirror missed a change (an older state stored) and a task Batch deleted; the rest is as in Batch.
+    stored = Task.objects.get(job=job, task_id="t2")
+    Task.objects.filter(pk=stored.pk).update(state="running", state_transition_time=stored.state_transition_time
+                                             - sync.mirror.SKEW)
+    gateway.delete_task("job-04", "t3")
+    before = last_request_time(localbatch)
+
+    stats = sync.reconcile_job_tasks(job)
+
+    assert (stats.tasks, stats.gone) == (1, 1)
+    assert Task.objects.get(pk=stored.pk).state == "active"
+    assert Task.objects.get(job=job, task_id="t3").gone_at is not None
+    # Two listings: every task's version, then the tasks changed since the oldest stale change, in full.
+    assert task_listings(localbatch, before) == ["job-04", "job-04"]
+
+
+def test_a_reconcile_where_nothing_changed_lists_versions_only(account, many_jobs, localbatch):  # noqa: F811
+    sync.sync_account(account)
+    before = last_request_time(localbatch)
+
+    stats = sync.sync_account(account, full=True)
+
+    assert (stats.tasks, stats.gone, stats.tasks_listed) == (0, 0, JOBS * TASKS)
+    assert sorted(task_listings(localbatch, before)) == sorted(f"job-{n:02d}" for n in range(JOBS)), \
+        "one versions listing per job, no listing of whole tasks"
+
+
+def test_a_reconcile_sees_a_changed_constraint_without_a_state_change(account, many_jobs, batch_client):  # noqa: F811
+    sync.sync_account(account)
+    batch_client.replace_task("job-06", "t0", models.BatchTask(
+        constraints=models.BatchTaskConstraints(max_task_retry_count=7)))
+    job = Job.objects.get(account=account, job_id="job-06")
+
+    assert sync.reconcile_job_tasks(job).tasks == 1
+    assert Task.objects.get(job=job, task_id="t0").max_task_retry_count == 7

@@ -131,7 +131,8 @@ def test_admin_client_sets_and_gets_faults(localbatch):
     lb = localbatch
     applied = admin.set_faults(lb.endpoint, lb.account_name, lb.account_key, rate=0.5, status=500, retry_after=0,
                                delay_ms=7, path_pattern="addtaskcollection")
-    assert applied == {"rate": 0.5, "status": 500, "retryAfter": 0, "delayMs": 7, "pathPattern": "addtaskcollection", "count": -1}
+    assert applied == {"rate": 0.5, "status": 500, "retryAfter": 0, "delayMs": 7, "pathPattern": "addtaskcollection",
+                       "count": -1}
     assert admin.get_faults(lb.endpoint, lb.account_name, lb.account_key) == applied
     assert lb.app.faults == Faults(rate=0.5, status=500, retry_after=0, delay_ms=7, path_pattern="addtaskcollection")
 
