@@ -6,7 +6,7 @@ jobs. The pass sends its requests on a bounded pool of threads (settings.SYNC_CO
 budget paces them) and writes each answer on the caller's thread as it arrives: the pools, each pool's nodes, the
 job list, each job's task counts and each job's task pages all overlap, and a big job's listing never holds up the
 others. A job's tasks are listed only when something about it can have changed: its task counts, its state or
-settings, or a long quiet spell (QUIET_RELIST)."""
+settings, a task running (a retry moves no count), or a long quiet spell (QUIET_RELIST)."""
 
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ from .mirror import AFTER_COMPLETION, FULL_PASS_WAITS, TASK_LOCK_TTL, TaskWrite,
 
 log = logging.getLogger("batchsync.sync")
 
-# A job whose counts, state and settings stayed the same is still listed this often, for what counts cannot show
-# (a task that failed and was retried between two passes leaves them as they were).
+# A job with no task running whose counts, state and settings stayed the same is still listed this often, as a
+# safety net for what its counts cannot show.
 QUIET_RELIST = timedelta(seconds=60)
 # A listing expected to return more tasks than this is handed to `defer` (its own Celery task) when the caller
 # gives one, so one job's big listing does not keep the account's pass, and the worker running it, busy.
@@ -257,7 +257,10 @@ class _AccountPass:
     def _decide(self, job: Job, counts_changed: bool, expected: int) -> None:
         """List the job's tasks now, hand them to `defer` (`expected` tasks), or skip them: nothing about the job
         changed."""
-        quiet = (not counts_changed and job.job_id not in self.changed_jobs and job.task_watermark_at is not None
+        # A running task can fail and be retried, or be requeued, between two passes without moving any count:
+        # only a job with none running can be known unchanged from its counts.
+        quiet = (not counts_changed and job.task_running == 0 and job.job_id not in self.changed_jobs
+                 and job.task_watermark_at is not None
                  and job.tasks_synced_at is not None and self.now - job.tasks_synced_at < QUIET_RELIST)
         if quiet and not self.full:
             self.stats.quiet += 1
