@@ -73,6 +73,17 @@ def test_task_detail_explains_a_failure(signed_in):
     assert "The task process exited with an unexpected exit code" in page
 
 
+def test_the_failure_card_shows_the_error_line_the_failures_page_groups_by(signed_in):
+    task = TaskFactory(failed=True, exit_code=1, failure_code="FailureExitCode", error_line="ERROR: <b>disk</b> full")
+
+    page = text(signed_in.get(reverse("task_detail", args=[task.pk])))
+    failures = text(signed_in.get(reverse("failure_triage")))
+
+    shown = '<code class="sig-line">ERROR: &lt;b&gt;disk&lt;/b&gt; full</code>'
+    card = page[page.index('class="card failure-card"'):page.index("</section>", page.index("failure-card"))]
+    assert shown in card and shown in failures
+
+
 def test_task_timeline_follows_the_task_through_its_states():
     created = timezone.now() - timedelta(minutes=10)
     waiting = TaskFactory.build(state=TaskState.ACTIVE, creation_time=created, job=JobFactory.build())
