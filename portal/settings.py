@@ -288,7 +288,7 @@ SUBMISSION_LEASE_SECONDS = float(os.environ.get("SUBMISSION_LEASE_SECONDS", "300
 SUBMISSION_CHUNK_SIZE = int(os.environ.get("SUBMISSION_CHUNK_SIZE", "2000"))
 # Browser uploads (portal/submit/uploads.py): at most this many bytes of files in one submission, and the largest CSV
 # a sweep is read from (the server reads it whole to make one task per row).
-SUBMISSION_MAX_UPLOAD_BYTES = int(os.environ.get("SUBMISSION_MAX_UPLOAD_BYTES", str(5 * 1024 ** 3)))
+SUBMISSION_MAX_UPLOAD_BYTES = int(os.environ.get("SUBMISSION_MAX_UPLOAD_BYTES", str(5 * 1000 ** 3)))
 SUBMISSION_MAX_CSV_BYTES = int(os.environ.get("SUBMISSION_MAX_CSV_BYTES", str(20 * 1000 ** 2)))
 # Where people open the portal; dev_bootstrap lets these origins upload straight to storage (CORS).
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000")

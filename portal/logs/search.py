@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from portal.logs.files import LogSource
 
 # Search: at most this much of a file is read per request, in chunks of this size, and counting stops here.
-SEARCH_SCAN_BYTES = 64 * 1024 * 1024
+SEARCH_SCAN_BYTES = 64 * 1000 * 1000   # decimal, as the page says it: "64 MB" (portal/units.py)
 SEARCH_CHUNK_BYTES = 4 * 1024 * 1024
 SEARCH_MAX_HITS = 500
 SEARCH_MAX_CHARS = 200

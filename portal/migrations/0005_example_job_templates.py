@@ -26,7 +26,7 @@ TEMPLATES = [
             "command_line": "wc -w {file}",
             "parameters": [
                 {"name": "texts", "type": "files", "label": "Text files", "required": True,
-                 "extensions": [".txt", ".md", ".csv"], "max_files": 100, "max_file_bytes": 100 * 1024 * 1024,
+                 "extensions": [".txt", ".md", ".csv"], "max_files": 100, "max_file_bytes": 100 * 1000 * 1000,
                  "help": "Plain text files, up to 100 of them, 100 MB each."},
             ],
             "fan_out": {"kind": "files", "parameter": "texts", "as": "file"},

@@ -12,7 +12,8 @@ from django.core import signing
 from portal.models import Submission
 from portal.submit.render import SHELL, expand_tasks, shell_script, task_count
 from portal.submit.spec import TemplateSpec
-from portal.submit.values import InputFile, human_bytes
+from portal.submit.values import InputFile
+from portal.units import human_bytes
 
 
 class Prepared(Protocol):

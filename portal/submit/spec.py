@@ -65,7 +65,7 @@ class Parameter:
     flag: str | None = None            # boolean: rendered as this option when true and as nothing when false
     extensions: tuple[str, ...] = ()   # file(s): allowed endings, lower case, e.g. (".txt",)
     max_files: int = 100
-    max_file_bytes: int = 1024 ** 3
+    max_file_bytes: int = 1000 ** 3
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ def _parse_parameters(raw: Any, problems: list[str]) -> list[Parameter]:
             required=bool(item.get("required", False)), default=item.get("default"), min=low, max=high,
             choices=choices, help=str(item.get("help", "")), max_length=max_length, pattern=pattern, flag=flag,
             extensions=extensions, max_files=item.get("max_files", 100),
-            max_file_bytes=item.get("max_file_bytes", 1024 ** 3))
+            max_file_bytes=item.get("max_file_bytes", 1000 ** 3))
         if parameter.default is not None and kind not in ("file", "files"):
             try:
                 clean_value(parameter, parameter.default)

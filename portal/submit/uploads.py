@@ -18,7 +18,8 @@ from batchsync.gateway import BlobStore, GatewayError
 from portal.models import JobTemplate, Submission
 from portal.submit.forms import SubmitForm
 from portal.submit.spec import TemplateSpec
-from portal.submit.values import InputFile, human_bytes
+from portal.submit.values import InputFile
+from portal.units import human_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from portal.submit.spec import (
     clean_value,
     plain_text,
 )
+from portal.units import human_bytes
 
 MAX_CSV_ROWS = MAX_TASKS
 # A file name as it lands in the task's working directory: no folders, no leading dot or dash (an option to
@@ -168,15 +169,6 @@ def parse_csv(parameter_name: str, content: bytes, *, max_value_length: int = DE
     if not rows:
         refuse("the CSV file has a header but no rows.")
     return rows
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} bytes"
 
 
 def _shown(text: str) -> str:

@@ -33,7 +33,8 @@ from portal.submit import forms, preview, services, uploads
 from portal.submit import selectors as submit_selectors
 from portal.submit.services import SubmissionError
 from portal.submit.spec import Parameter, SpecError, TemplateSpec
-from portal.submit.values import InputFile, clean_file, human_bytes
+from portal.submit.values import InputFile, clean_file
+from portal.units import human_bytes
 
 
 def _require_submitter(request: SignedInRequest) -> None:

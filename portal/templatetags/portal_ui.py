@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 from portal.accounts.selectors import sync_is_stale
 from portal.jobs.selectors import Progress, job_progress
 from portal.models import Job, Task, TaskResult, TaskState
+from portal.units import human_bytes
 
 register = template.Library()
 
@@ -48,6 +49,13 @@ def duration(seconds: float | None) -> str:
     if whole < 86400:
         return f"{whole // 3600} h {whole % 3600 // 60} min"
     return f"{whole // 86400} d {whole % 86400 // 3600} h"
+
+
+@register.filter(name="human_bytes")
+def human_bytes_filter(size: int | None) -> str:
+    """A size in bytes by the one rule (portal.units), for `{{ size|human_bytes }}`; Django's filesizeformat counts
+    in 1024s and is not used."""
+    return "–" if size is None else human_bytes(size)
 
 
 @register.filter

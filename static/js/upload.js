@@ -30,16 +30,20 @@
   var batch = { sent: 0, size: 0 };
 
   function human(size) {
-    // As the server says it (portal/submit/values.py human_bytes): decimal units.
-    var units = ["bytes", "KB", "MB", "GB", "TB"];
-    var value = size;
-    for (var i = 0; i < units.length; i++) {
-      if (value < 1000 || i === units.length - 1) {
-        return i === 0 ? Math.floor(value) + " bytes" : value.toFixed(1) + " " + units[i];
-      }
-      value /= 1000;
+    // The server's rule (portal/units.py human_bytes): decimal units, one decimal place, none when it is zero.
+    if (size < 1000) {
+      return Math.floor(size) + " bytes";
     }
-    return size + " bytes";
+    var units = ["KB", "MB", "GB", "TB"];
+    var value = size;
+    var i = 0;
+    for (; i < units.length; i++) {
+      value /= 1000;
+      if (Math.round(value * 10) / 10 < 1000 || i === units.length - 1) {
+        break;
+      }
+    }
+    return value.toFixed(1).replace(/\.0$/, "") + " " + units[i];
   }
 
   function plural(n, word) {

@@ -144,7 +144,7 @@ def test_a_non_engineer_uploads_three_files_and_watches_them_run(page, live_serv
 
 @pytest.mark.parametrize("files, words", [
     ({"run.exe": 10}, "is not one of the accepted kinds of file (.txt, .md, .csv). Nothing was uploaded."),
-    ({"huge.txt": 101 * 1024 * 1024}, "“huge.txt” is 105.9 MB; the limit is 104.9 MB per file. Nothing was uploaded."),
+    ({"huge.txt": 101 * 1024 * 1024}, "“huge.txt” is 105.9 MB; the limit is 100 MB per file. Nothing was uploaded."),
     ({f"{n}.txt": 1 for n in range(101)}, "Text files: at most 100 files, please (that would be 101)."),
 ])
 def test_a_wrong_choice_of_files_is_refused_in_the_browser_before_any_byte_moves(

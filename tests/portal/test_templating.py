@@ -368,7 +368,7 @@ def test_the_preview_says_how_many_tasks_where_and_how_much_input():
     parsed = parse_spec(FILES_SPEC)
     files = {"texts": (upload("a.txt", 600), upload("b.txt", 400))}
 
-    assert preview.preview(parsed, {}, files).summary == "creates 2 tasks on pool render-pool; inputs 1.0 KB"
+    assert preview.preview(parsed, {}, files).summary == "creates 2 tasks on pool render-pool; inputs 1 KB"
     assert preview.Preview(240, "pool render-pool", 1_200_000_000, 3).summary == (
         "creates 240 tasks on pool render-pool; inputs 1.2 GB")
 
