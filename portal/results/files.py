@@ -9,14 +9,14 @@ from pathlib import PurePosixPath
 
 from batchsync.gateway import BlobInfo
 from portal.logs.files import InvalidFileName, validate_name
-from portal.submit.values import human_bytes
+from portal.units import human_bytes
 
 # render.expand_tasks puts each task's output files here, under its job and task (the logs go to `logs`).
 OUTPUTS_FOLDER = "outputs"
 # Text is shown as escaped text up to this many bytes; the rest is a download away.
-PREVIEW_TEXT_BYTES = 64 * 1024
+PREVIEW_TEXT_BYTES = 64 * 1000   # decimal, so the page says "64 KB" (portal/units.py)
 # Images bigger than this are not shown inline (a page would wait on them); they can be downloaded.
-PREVIEW_IMAGE_BYTES = 10 * 1024 * 1024
+PREVIEW_IMAGE_BYTES = 10 * 1000 * 1000
 # What is previewed, by the file's extension, never by its content or the type storage has for it: text and CSV
 # as escaped text, raster images as images. SVG is not among them: it is a document that can carry script.
 TEXT_KINDS = {".txt", ".text", ".log", ".out", ".csv", ".tsv", ".md", ".json"}

@@ -21,7 +21,7 @@ from portal.jobs.selectors import job_get, task_get
 from portal.logs.files import InvalidFileName, SavedFile, validate_name
 from portal.models import Task
 from portal.results import files, selectors, services, zips
-from portal.submit.values import human_bytes
+from portal.units import human_bytes
 
 UNREACHABLE = "Storage did not answer while listing the results. Try again in a moment."
 STALE_PAGE = "This page of results can no longer be read (storage changed since). Start again from the first page."
