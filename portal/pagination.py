@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import F, Model, Q, QuerySet
 from django.db.models.functions import Coalesce
 
+from portal.params import fits_row_id
+
 PAGE_SIZE = 50
 
 
@@ -73,6 +75,8 @@ def _decode_cursor(cursor: str, model: type[Model], sort: Sort, tiebreak: str) -
             if value is None:
                 raise BadCursor(cursor)
         tie = model._meta.get_field(tiebreak).to_python(tie)  # type: ignore[union-attr]
+        if not (fits_row_id(value) and fits_row_id(tie)):
+            raise BadCursor(cursor)  # a hand-made number past any integer column
     except (ValueError, TypeError, ValidationError, binascii.Error) as exc:
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; to_python raises ValidationError.
         raise BadCursor(cursor) from exc

@@ -129,6 +129,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Refuses unreadable query parameters (NUL, very long) with a 400; no-store on signed-in responses.
+    "portal.request_guard.RequestGuardMiddleware",
     # Every view needs a signed-in person unless marked login_not_required (login, logout, health, single
     # sign-on), and then a role: a page that forgets its decorator still shows nothing to the wrong people.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -410,6 +412,8 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# ...and an address, across usernames (password spraying), after this many (portal/accounts/throttle.py).
+LOGIN_ADDRESS_FAILURE_LIMIT = int(os.environ.get("LOGIN_ADDRESS_FAILURE_LIMIT", "30"))
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 # Passwords never reach the attempt log; axes keeps the username, address, user agent and path.

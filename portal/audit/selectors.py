@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from portal import access
 from portal.models import AuditEvent, Job, JobTemplate, Pool, PoolTemplate, Submission, Task
 from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
+from portal.params import row_id_param
 
 AUDIT_NEWEST_FIRST = Sort("new", "Newest first", None, descending=True)
 HISTORY_SHOWN = 20
@@ -148,7 +149,7 @@ def audit_object_links(events: Iterable[AuditEvent], *, user: User) -> dict[tupl
             wanted.setdefault(event.object_type, set()).add(event.object_id)
 
     def pks(ids: Iterable[str]) -> list[int]:
-        return [int(i) for i in ids if i.isdigit()]
+        return [pk for pk in map(row_id_param, ids) if pk is not None]
 
     links: dict[tuple[str, str], str] = {}
     if "job" in wanted:

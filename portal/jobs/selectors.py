@@ -13,6 +13,7 @@ from django.urls import reverse
 from portal import access
 from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskAttempt, TaskState
 from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
+from portal.params import exit_code_param, row_id_param
 from portal.submit import selectors as submit_selectors
 
 
@@ -102,7 +103,7 @@ def job_filters_from(params: Mapping[str, str], *, default_scope: str = access.S
         scope=scope_from(params, default_scope),
         state=state if state in {"live", *JobState.values} else "",
         pool=params.get("pool", "").strip()[:64],
-        submitter=int(submitter) if submitter.isdigit() else None,
+        submitter=row_id_param(submitter),
         q=params.get("q", "").strip()[:200],
     )
 
@@ -175,17 +176,10 @@ class TaskFilters:
 
 def task_filters_from(params: Mapping[str, str]) -> TaskFilters:
     state = params.get("state", "")
-    exit_code = params.get("exit_code", "").strip()
-    try:
-        code = int(exit_code) if exit_code else None
-    except ValueError:
-        code = None
-    if code is not None and not -(2**31) <= code < 2**31:
-        code = None  # Exit codes are 32-bit; anything else matches nothing and would overflow the column.
     return TaskFilters(
         state=state if state in TaskState.values else "",
         failed=params.get("failed") in {"1", "on", "true"},
-        exit_code=code,
+        exit_code=exit_code_param(params.get("exit_code", "")),
         q=params.get("q", "").strip()[:200],
         sort=TASK_SORTS.get(params.get("sort", ""), DEFAULT_TASK_SORT),
     )

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from portal import access
 from portal.models import TERMINATED_FAILURE_CODE, BatchAccount, Job, Pool, Task, TaskResult
+from portal.params import exit_code_param, row_id_param
 
 TRIAGE_RANGES = {"24h": ("Last 24 hours", timedelta(hours=24)), "7d": ("Last 7 days", timedelta(days=7)),
                  "all": ("All time", None)}
@@ -58,7 +59,7 @@ def triage_filters_from(params: Mapping[str, str]) -> TriageFilters:
     job, chosen_range = params.get("job", ""), params.get("range", "")
     return TriageFilters(
         range=chosen_range if chosen_range in TRIAGE_RANGES else DEFAULT_TRIAGE_RANGE,
-        job=int(job) if job.isdigit() and len(job) < 19 else None,
+        job=row_id_param(job),
         pool=params.get("pool", "").strip()[:64],
         terminated=params.get("terminated") in {"1", "on", "true"},
     )
@@ -96,12 +97,9 @@ def signature_from(params: Mapping[str, str]) -> Signature | None:
     """The signature named by a retry link, or None when the parameters cannot name one."""
     if "code" not in params or "exit" not in params or "line" not in params:
         return None
-    exit_code = params["exit"].strip()
-    try:
-        code = int(exit_code) if exit_code else None
-    except ValueError:
-        return None
-    if code is not None and not -(2**31) <= code < 2**31:
+    exit_text = params["exit"].strip()
+    code = exit_code_param(exit_text) if exit_text else None  # a group of failures without an exit code
+    if exit_text and code is None:
         return None
     return Signature(params["code"][:100], code, params["line"][:300])
 

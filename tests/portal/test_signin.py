@@ -40,6 +40,28 @@ def test_five_failures_lock_the_username_at_that_address(user):
     assert elsewhere.status_code == 302
 
 
+@override_settings(LOGIN_ADDRESS_FAILURE_LIMIT=6)
+def test_spraying_many_usernames_from_one_address_locks_the_address(user):
+    client = Client()
+    for name in ("bob", "carol", "dave"):  # two tries each: under the per-username lock of five
+        for _ in range(2):
+            assert attempt(client, name, "wrong").status_code == 200
+    # The address has six failures across usernames: even alice's right password is refused there...
+    refused = attempt(client, "alice", PASSWORD)
+    assert refused.status_code == 429 and "_auth_user_id" not in client.session
+    # ...and only there.
+    assert attempt(Client(), "alice", PASSWORD, ip="10.0.0.2").status_code == 302
+
+
+@override_settings(LOGIN_ADDRESS_FAILURE_LIMIT=6)
+def test_an_address_under_its_limit_still_signs_people_in(user):
+    client = Client()
+    for name in ("bob", "carol"):
+        for _ in range(2):
+            attempt(client, name, "wrong")
+    assert attempt(client, "alice", PASSWORD).status_code == 302
+
+
 def test_under_the_limit_the_right_password_still_works(user):
     client = Client()
     for _ in range(4):
