@@ -1,10 +1,15 @@
-"""The Redis cache's serializer: a value that no longer unpickles reads as a miss, not an error."""
+"""The Redis cache, tolerant: a value that no longer unpickles reads as a miss, and so does a Redis that does not
+answer; neither is an error page."""
 
 import logging
 import pickle
+import time
+from collections.abc import Callable
 from typing import Any
 
-from django.core.cache.backends.redis import RedisSerializer
+import redis
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache, RedisSerializer
 
 log = logging.getLogger(__name__)
 
@@ -21,3 +26,52 @@ class TolerantSerializer(RedisSerializer):
         except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError, ValueError) as exc:
             log.warning("a cached value could not be read (%s): treated as a miss", exc.__class__.__name__)
             return None
+
+
+class TolerantRedisCache(RedisCache):
+    """The shared cache, which the portal uses only to save work (shared tails, searches, rollups): while Redis does
+    not answer, a read is a miss, a write is dropped, and `add` says "yours", so whoever asked computes the value
+    itself — log pages then read Batch directly instead of answering 500. After a failure Redis is left alone for
+    RETRY_SECONDS, so a page does not wait out a connection timeout per cache call."""
+
+    RETRY_SECONDS = 5.0
+    _down_until = 0.0  # monotonic time; per process, shared by every cache of the class
+
+    def _tolerant(self, call: Callable[[], Any], fallback: Any) -> Any:
+        if time.monotonic() < TolerantRedisCache._down_until:
+            return fallback
+        try:
+            return call()
+        except (redis.RedisError, OSError) as exc:
+            TolerantRedisCache._down_until = time.monotonic() + self.RETRY_SECONDS
+            log.warning("the cache did not answer (%s): working without it for %.0f s", exc.__class__.__name__,
+                        self.RETRY_SECONDS)
+            return fallback
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return self._tolerant(lambda: super(TolerantRedisCache, self).get(key, default, version), default)
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict[Any, Any]:
+        return self._tolerant(lambda: super(TolerantRedisCache, self).get_many(keys, version), {})
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self._tolerant(lambda: super(TolerantRedisCache, self).has_key(key, version), False)
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return self._tolerant(lambda: super(TolerantRedisCache, self).add(key, value, timeout, version), True)
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        self._tolerant(lambda: super(TolerantRedisCache, self).set(key, value, timeout, version), None)
+
+    def set_many(self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT,
+                 version: int | None = None) -> list[Any]:
+        return self._tolerant(lambda: super(TolerantRedisCache, self).set_many(data, timeout, version), list(data))
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return self._tolerant(lambda: super(TolerantRedisCache, self).touch(key, timeout, version), False)
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self._tolerant(lambda: super(TolerantRedisCache, self).delete(key, version), False)
+
+    def delete_many(self, keys: Any, version: int | None = None) -> None:
+        self._tolerant(lambda: super(TolerantRedisCache, self).delete_many(keys, version), None)

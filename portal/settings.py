@@ -79,7 +79,8 @@ def cache_settings(redis_url: str, *, debug: bool, key_prefix: str = "", timeout
     is read from Batch once for all viewers, whichever process serves them, portal/logs/tail.py shared_tail); with
     DEBUG only, a memory cache of each process when no Redis answers. Returns (CACHES, reason)."""
     shared = {"default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # A Redis that does not answer is a cache miss, not an error page (portal/cache.py).
+        "BACKEND": "portal.cache.TolerantRedisCache",
         "LOCATION": redis_url,
         "KEY_PREFIX": f"{key_prefix}portal",
         # A Redis that stops answering costs a viewer half a second, not a hung page.

@@ -17,7 +17,7 @@ from tests.logfiles import KEY_VARIABLE, CountingGateway, add_task, file_size
 
 # Fixtures, imported so pytest finds them here.
 
-REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+REDIS_CACHE = "portal.cache.TolerantRedisCache"
 DEAD_REDIS = "redis://127.0.0.1:9/0"          # the discard port: nothing answers there
 
 
