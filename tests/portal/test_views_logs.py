@@ -117,10 +117,12 @@ def test_output_that_holds_markup_is_escaped_and_its_colours_become_spans(
                                   "wd\\..\\..\\x", "%252e%252e/x", "stdout.txt\x00", "wd/./x"])
 def test_path_tricks_are_404_and_nothing_is_sent_to_batch(signed_in, account, counted, name):
     task = task_row(account, "any")
+    # A NUL in a query string is refused before any view (portal/request_guard.py); in a form, by the view.
+    refused = 400 if "\x00" in name else 404
     for view in VIEWS:
         # The name goes in the query string exactly as a browser would send it.
         url = reverse(view, args=[task.pk]) + "?after=0&q=x&path=" + name.replace("\x00", "%00")
-        assert signed_in.get(url).status_code == 404, (view, name)
+        assert signed_in.get(url).status_code == refused, (view, name)
     link = signed_in.post(reverse("task_output_link", args=[task.pk]), {"path": name})
     assert link.status_code == 404, name
     assert counted.calls == 0
