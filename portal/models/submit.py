@@ -159,8 +159,8 @@ class Submission(models.Model):
 
     @property
     def title(self) -> str:
-        """What people call it: its name, else (a submission made before names) its job's id."""
-        return self.name or self.job_id
+        """What people call it: its name, else (a submission made before names) its template's name."""
+        return self.name or self.template_version.template.name
 
     @property
     def name_and_id(self) -> str:

@@ -232,3 +232,23 @@ def test_my_submissions_is_for_submitters_only(client, viewer, user, operator_a,
     submit(submitter, name="team work")
     assert "team work" in text(client_for(operator_a).get(reverse("submission_list"), {"scope": "team"}))
     assert "team work" not in text(client_for(user).get(reverse("submission_list"), {"scope": "team"}))
+
+
+def test_change_values_on_the_preview_keeps_the_name(signed_in):
+    preview = signed_in.post(reverse("submit_form", args=["render-frames"]),
+                             {"template_version": version_of("render-frames").pk, "frames": "2",
+                              SubmitForm.NAME_FIELD: "Frames for March"})
+
+    form = text(signed_in.post(reverse("submit_confirm", args=["render-frames"]),
+                               {**form_values(preview), "edit": "1"}))
+
+    assert f'name="{SubmitForm.NAME_FIELD}" value="Frames for March"' in form
+    assert Submission.objects.count() == 0
+
+
+def test_a_submission_from_before_names_goes_by_its_templates_name(user):
+    submission = submit(user)
+    Submission.objects.filter(pk=submission.pk).update(name="")
+
+    older = Submission.objects.get(pk=submission.pk)
+    assert (older.title, older.name_and_id) == ("Render frames 1..N", older.job_id)
