@@ -44,10 +44,11 @@ app.conf.update(
         # Lists every job and task of the jobs still changing: catches deletions and anything the
         # incremental passes missed.
         # Submissions whose doorbell was lost (Redis restarted, worker killed) or whose retry is due.
-        "redrive-submissions-every-30s": {
+        # With the 45 s lease, a submission whose worker died is resumed within a minute.
+        "redrive-submissions-every-15s": {
             "task": "batchsync.redrive_submissions",
-            "schedule": 30.0,
-            "options": {"expires": 30.0, "queue": "submit"},
+            "schedule": 15.0,
+            "options": {"expires": 15.0, "queue": "submit"},
         },
         # Copies finished tasks' stdout/stderr to Blob before the node's copy goes (bounded batch per run).
         "archive-logs-every-15s": {

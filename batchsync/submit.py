@@ -39,13 +39,17 @@ from .gateway import (
 
 logger = logging.getLogger(__name__)
 
-# Progress is recorded every 2,000 tasks: often enough that a resumed submission repeats little, rarely enough
-# that recording costs nothing measurable. Requests do not pause for it (see add_tasks' on_progress).
-CHUNK_SIZE = 2_000
+# Progress is recorded every 500 tasks (five requests): the page's count is never further behind Batch than that
+# and a resumed submission repeats little, yet recording (one UPDATE) costs nothing measurable. Requests do not
+# pause for it (see add_tasks' on_progress).
+CHUNK_SIZE = 500
 # Tasks handed to one add_tasks call; the time between two run-budget checks.
 SLICE_SIZE = 20_000
-# Our own time budget per chunk of an add_tasks call (the SDK's create_tasks would retry a 5xx forever).
-CHUNK_BUDGET_SECONDS = 60.0
+# Our own time budget per chunk of an add_tasks call (the SDK's create_tasks would retry a 5xx forever); below
+# the lease, so a run stuck on one chunk gives up (and retries later) before another run may take over.
+CHUNK_BUDGET_SECONDS = 40.0
+# How long a run holds a submission without recording progress (settings.SUBMISSION_LEASE_SECONDS).
+LEASE_SECONDS = 45.0
 # One run stops starting chunks after this and hands over to a fresh Celery task, so no task runs for long.
 RUN_BUDGET_SECONDS = 120.0
 # Transient failures retried with growing waits (2 s, 4 s, … capped at 5 min, with jitter): 15 attempts are
@@ -65,7 +69,7 @@ SUBMIT_TASK = "batchsync.submit_submission"
 def lease_seconds() -> float:
     """How long a run holds a submission without recording progress; longer than one chunk or one Batch call
     with the SDK's retries. A worker that dies holding it delays the re-drive by at most this."""
-    return float(getattr(settings, "SUBMISSION_LEASE_SECONDS", 300))
+    return float(getattr(settings, "SUBMISSION_LEASE_SECONDS", LEASE_SECONDS))
 
 
 def chunk_size() -> int:

@@ -284,11 +284,11 @@ STORAGE_TASK_SAS_HOURS = float(os.environ.get("STORAGE_TASK_SAS_HOURS", str(7 * 
 # their output files to; empty means the portal signs a write-only SAS for STORAGE_LOGS_CONTAINER /
 # STORAGE_OUTPUTS_CONTAINER itself (and leaves the upload rules out while that container cannot be reached).
 # The lease is how long a worker may hold a submission between two recorded steps, so also how long a killed
-# worker delays the re-drive.
+# worker delays the re-drive (every 15 s): 45 s resumes it within a minute. Progress is recorded every chunk.
 SUBMISSION_LOGS_CONTAINER_URL = os.environ.get("SUBMISSION_LOGS_CONTAINER_URL", "")
 SUBMISSION_OUTPUTS_CONTAINER_URL = os.environ.get("SUBMISSION_OUTPUTS_CONTAINER_URL", "")
-SUBMISSION_LEASE_SECONDS = float(os.environ.get("SUBMISSION_LEASE_SECONDS", "300"))
-SUBMISSION_CHUNK_SIZE = int(os.environ.get("SUBMISSION_CHUNK_SIZE", "2000"))
+SUBMISSION_LEASE_SECONDS = float(os.environ.get("SUBMISSION_LEASE_SECONDS", "45"))
+SUBMISSION_CHUNK_SIZE = int(os.environ.get("SUBMISSION_CHUNK_SIZE", "500"))
 # Browser uploads (portal/submit/uploads.py): at most this many bytes of files in one submission, and the largest CSV
 # a sweep is read from (the server reads it whole to make one task per row).
 SUBMISSION_MAX_UPLOAD_BYTES = int(os.environ.get("SUBMISSION_MAX_UPLOAD_BYTES", str(5 * 1000 ** 3)))

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -140,12 +141,15 @@ class Workers:
     def __init__(self, tmp_path, env):
         self.tmp_path, self.env, self.processes = tmp_path, env, []
 
-    def start(self) -> subprocess.Popen:
-        log = open(self.tmp_path / f"worker-{len(self.processes) + 1}.log", "wb")
+    def start(self, *, beat: bool = False, env: dict | None = None) -> subprocess.Popen:
+        number = len(self.processes) + 1
+        log = open(self.tmp_path / f"worker-{number}.log", "wb")
+        # With `beat`, the worker runs the static schedule itself (-B), so the re-driver comes on its own.
+        schedule = ["-B", "--schedule", str(self.tmp_path / f"beat-{number}")] if beat else []
         process = subprocess.Popen(
             [str(CELERY), "-A", "batchsync", "worker", "-Q", "submit", "--pool", "solo", "--loglevel", "INFO",
-             "--without-mingle", "--without-gossip", "--hostname", f"fault{len(self.processes) + 1}@%h"],
-            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+             "--without-mingle", "--without-gossip", "--hostname", f"fault{number}@%h", *schedule],
+            cwd=REPO_ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
 
@@ -230,6 +234,40 @@ def test_a_worker_killed_between_chunks_leaves_one_job_with_every_task_once(batc
 
     assert submission.state == SubmissionState.SUBMITTED, submission.error_message
     assert submission.tasks_added == TASKS and submission.attempts == 2 and added_when_killed < TASKS
+    assert_exactly_once(gateway, submission, TASKS)
+
+
+def test_with_the_shipped_lease_and_schedule_a_killed_workers_submission_finishes_within_90_s(batch, workers):
+    """No test-driven re-drive and no shortened lease: the worker's own beat re-drives, with the defaults."""
+    localbatch, gateway = batch
+    defaults = {"SUBMISSION_CHUNK_SIZE": str(submit.CHUNK_SIZE), "SUBMISSION_LEASE_SECONDS": str(submit.LEASE_SECONDS)}
+    localbatch.app.faults = Faults(delay_ms=500, path_pattern="addtaskcollection")
+    first = workers.start(env=defaults)
+    submission = frames(UserFactory(), TASKS)
+
+    def mid_way():
+        submission.refresh_from_db()
+        return 0 < submission.tasks_added < TASKS
+    try:
+        wait_for(mid_way, timeout=60, interval=0.02, message="the first worker to record a chunk")
+    except AssertionError:
+        raise AssertionError(workers.logs()) from None
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    localbatch.app.faults = Faults()
+    restarted = time.monotonic()
+    workers.start(beat=True, env=defaults)
+
+    def finished():
+        submission.refresh_from_db()
+        return submission.is_final
+    try:
+        wait_for(finished, timeout=90, interval=0.5, message="the submission to end within 90 s of the restart")
+    except AssertionError:
+        raise AssertionError(workers.logs()) from None
+    print(f"finished {time.monotonic() - restarted:.1f} s after the restart")
+    assert submission.state == SubmissionState.SUBMITTED, submission.error_message
+    assert submission.attempts == 2
     assert_exactly_once(gateway, submission, TASKS)
 
 
