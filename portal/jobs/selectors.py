@@ -165,13 +165,14 @@ DEFAULT_TASK_SORT = TASK_SORTS["id"]
 class TaskFilters:
     state: str = ""
     failed: bool = False
+    terminated: bool = False     # only the tasks a terminate killed (Task.killed_by_terminate)
     exit_code: int | None = None
     q: str = ""
     sort: Sort = DEFAULT_TASK_SORT
 
     @property
     def active(self) -> bool:
-        return bool(self.state or self.failed or self.exit_code is not None or self.q)
+        return bool(self.state or self.failed or self.terminated or self.exit_code is not None or self.q)
 
 
 def task_filters_from(params: Mapping[str, str]) -> TaskFilters:
@@ -179,6 +180,7 @@ def task_filters_from(params: Mapping[str, str]) -> TaskFilters:
     return TaskFilters(
         state=state if state in TaskState.values else "",
         failed=params.get("failed") in {"1", "on", "true"},
+        terminated=params.get("terminated") in {"1", "on", "true"},
         exit_code=exit_code_param(params.get("exit_code", "")),
         q=params.get("q", "").strip()[:200],
         sort=TASK_SORTS.get(params.get("sort", ""), DEFAULT_TASK_SORT),
@@ -196,6 +198,8 @@ def task_list(*, job: Job, filters: TaskFilters, after: str | None = None, befor
         tasks = tasks.filter(state=filters.state)
     if filters.failed:
         tasks = tasks.failed()
+    if filters.terminated:
+        tasks = tasks.killed_by_terminate()
     if filters.exit_code is not None:
         tasks = tasks.filter(exit_code=filters.exit_code)
     if filters.q:
@@ -219,6 +223,8 @@ def _matching_tasks_at_most(job: Job, filters: TaskFilters) -> int | None:
                        TaskState.COMPLETED: job.task_completed}.get(filters.state))  # type: ignore[call-overload]
     if filters.failed:
         bounds.append(job.task_failed)
+    if filters.terminated:
+        bounds.append(job.task_terminated)
     known = [b for b in bounds if b is not None]
     return min(known) if known else None
 

@@ -113,12 +113,20 @@ def when(value: datetime | None, empty: str = "–") -> SafeString | str:
     if value is None:
         return empty
     value = timezone.localtime(value)
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(),
+                       value.strftime("%Y-%m-%d %H:%M:%S %Z"), short_time(value))
+
+
+@register.filter
+def short_time(value: datetime | None, today_format: str = "%H:%M:%S") -> str:
+    """`when`'s words as plain text, for where an element cannot go (a title): the time alone today (in
+    `today_format`), with its date on other days and its year in other years."""
+    if value is None:
+        return "–"
+    value = timezone.localtime(value)
     today = timezone.localdate()
     if value.date() == today:
-        short = value.strftime("%H:%M:%S")
-    elif value.year == today.year:
-        short = value.strftime("%b %d, %H:%M")
-    else:
-        short = value.strftime("%b %d %Y, %H:%M")
-    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(),
-                       value.strftime("%Y-%m-%d %H:%M:%S %Z"), short)
+        return value.strftime(today_format)
+    if value.year == today.year:
+        return value.strftime("%b %d, %H:%M")
+    return value.strftime("%b %d %Y, %H:%M")

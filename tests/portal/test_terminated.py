@@ -99,3 +99,12 @@ def test_the_task_table_filter_failed_leaves_killed_tasks_out_and_they_read_term
 
     assert ">bad<" in failed and ">long-1<" not in failed
     assert 'class="badge task-terminated">terminated<' in every
+
+
+def test_the_job_page_shows_the_killed_tasks_alone_when_asked(terminated_job, submitter):
+    client = client_for(submitter)
+    every = client.get(reverse("job_detail", args=[terminated_job.pk])).content.decode()
+    killed = client.get(reverse("job_detail", args=[terminated_job.pk]), {"terminated": "1"}).content.decode()
+
+    assert 'id="count-terminated" href="?terminated=1"' in every and 'id="task-terminated"' in every
+    assert ">long-1<" in killed and ">long-2<" in killed and ">bad<" not in killed

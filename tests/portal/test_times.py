@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.templatetags.portal_ui import when
-from tests.factories import JobFactory
+from portal.templatetags.portal_ui import short_time, when
+from tests.factories import JobFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,3 +47,24 @@ def test_the_zone_is_said_once_on_a_page_of_times(client, viewer):
 
     visible = re.sub(r"<[^>]+>", " ", re.sub(r'title="[^"]*"', "", page))
     assert visible.count("UTC") == 1 and "Times are in UTC." in visible
+
+
+
+def test_short_time_is_whens_words_as_text_for_titles():
+    now = timezone.localtime()
+    earlier = now - timedelta(days=2)
+
+    assert short_time(now, "%H:%M") == now.strftime("%H:%M")
+    assert short_time(earlier) == shown(earlier) and "<" not in short_time(earlier)
+    assert short_time(None) == "–"
+
+
+def test_the_dashboards_hour_bars_are_titled_with_short_time(viewer, client):
+    ended = timezone.localtime() - timedelta(hours=23)
+    TaskFactory(end_time=ended, start_time=ended - timedelta(minutes=1))
+    client.force_login(viewer)
+
+    page = client.get(reverse("dashboard")).content.decode()
+
+    hour = ended.replace(minute=0, second=0, microsecond=0)
+    assert f'title="{short_time(hour, "%H:%M")}–' in page
