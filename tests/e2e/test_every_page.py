@@ -64,7 +64,8 @@ def world(batch, azurite, settings):
                  object_id=PoolFactory(account=account, pool_id="gpu").pool_id,
                  changes={"target_dedicated_nodes": [1, 2]})
     kwargs = {"": {}, "pool": {"pk": pool.pk}, "node": {"pk": pool.pk, "node_id": node.node_id},
-              "job": {"pk": job.pk}, "task": {"pk": task.pk}, "template": {"slug": template.slug},
+              "job": {"pk": job.pk}, "task": {"pk": task.pk},
+              "attempt": {"pk": task.pk, "number": 1}, "template": {"slug": template.slug},
               "submission": {"public_id": submission.public_id}}
     pages = [Page(name, reverse(name, kwargs=kwargs[route.kwargs]) + (f"?{route.query}" if route.query else ""))
              for name, route in sorted(ROUTES.items()) if route.get_allowed and "admin" in route.get]
