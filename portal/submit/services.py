@@ -32,6 +32,7 @@ from portal.models import (
     Task,
     TaskState,
 )
+from portal.submit.limits import task_limit_problems
 from portal.submit.preview import Preview, preview
 from portal.submit.render import batch_id_problems, missing_csv_columns, task_id, task_index
 from portal.submit.spec import (
@@ -170,6 +171,10 @@ def submission_prepare(*, user: User, template_version: JobTemplateVersion | int
                                                                + ", ".join(missing) + "."})
     except ParameterErrors as exc:
         raise SubmissionError("Some values need fixing; nothing was submitted.", field_errors=exc.errors) from None
+    too_large = task_limit_problems(spec, values, files, rows=rows, command_line=command_line)
+    if too_large:
+        raise SubmissionError("Batch would refuse these tasks; nothing was submitted. "
+                              + " ".join(too_large.values()), field_errors=too_large)
     previewed = preview(spec, values, files, rows)
     if previewed.task_count == 0:
         raise SubmissionError("These values create no tasks; nothing was submitted. Check the inputs.")

