@@ -148,6 +148,10 @@ MIDDLEWARE = [
 # How many proxies of ours sit in front of the web process and append to X-Forwarded-For; 0 (the default) ignores
 # the header, which any client can write. The audit history records the address this yields.
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+# The key of the audit history's hash chain (portal/audit/chain.py): a record added by anyone without it (the app's
+# own database role included) does not verify. Empty: derived from SECRET_KEY. Set it in production and keep it
+# as long as the history: records keyed with another key do not verify.
+AUDIT_HMAC_KEY = os.environ.get("AUDIT_HMAC_KEY", "")
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"

@@ -1,16 +1,25 @@
-"""The audit history's hash chain: each row's `hash` is sha256 over its own fields (`row_fields`, as canonical
-JSON) and the previous row's hash, so `verify` finds a row edited, removed or moved behind the app's back.
+"""The audit history's hash chain: each row's `hash` is an HMAC-SHA256, keyed with the audit key, over its own fields
+(`row_fields`, as canonical JSON) and the previous row's hash, so `verify` finds a row edited, removed or moved
+behind the app's back, and a row added by anyone who can write the table but does not hold the key (the app's own
+database role included: the key lives in the web and worker processes' environment, not in the database).
 
-It cannot see rows cut from the end; comparing the head hash `verify` reports with one noted earlier does."""
+It cannot see rows cut from the end; comparing the head hash `verify` reports with one noted earlier does.
+
+Rows written before the chain was keyed (plain sha256) still verify, but only as a prefix: once a keyed row
+appears, every later row must be keyed, so a forger cannot append unkeyed rows after it."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from django.conf import settings
+from django.utils.crypto import salted_hmac
 
 from portal.audit.middleware import normalised_ip
 from portal.models import AuditEvent
@@ -49,18 +58,39 @@ def _same_numbers(value: Any) -> Any:
     return value
 
 
-def chain_hash(fields: dict, prev_hash: str) -> str:
+def audit_key() -> bytes:
+    """AUDIT_HMAC_KEY from the environment, or else one derived from SECRET_KEY (so `make dev` is keyed too)."""
+    configured = getattr(settings, "AUDIT_HMAC_KEY", "")
+    if configured:
+        return configured.encode()
+    return salted_hmac("portal.audit.chain", "audit key", algorithm="sha256").digest()
+
+
+def _message(fields: dict, prev_hash: str) -> bytes:
     canonical = json.dumps(_same_numbers(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical.encode("utf-8")).hexdigest()
+    return prev_hash.encode("ascii") + b"\n" + canonical.encode("utf-8")
 
 
-def event_hash(event: AuditEvent | dict) -> str:
-    """Recompute the hash of a stored AuditEvent (or a dict of its fields) from its contents."""
+def chain_hash(fields: dict, prev_hash: str, *, key: bytes | None = None) -> str:
+    return hmac.new(audit_key() if key is None else key, _message(fields, prev_hash), hashlib.sha256).hexdigest()
+
+
+def unkeyed_hash(fields: dict, prev_hash: str) -> str:
+    """How rows were hashed before the chain was keyed: accepted only before the first keyed row."""
+    return hashlib.sha256(_message(fields, prev_hash)).hexdigest()
+
+
+def _stored_fields(event: AuditEvent | dict) -> tuple[dict, str]:
     get: Callable[[str], Any] = event.get if isinstance(event, dict) else lambda name: getattr(event, name)
     fields = row_fields(**{name: get(name) for name in ("at", "actor_id", "actor_name", "action", "object_type",
                                                          "object_id", "object_label", "team_id", "ip_address",
                                                          "reason", "changes", "details")})
-    return chain_hash(fields, get("prev_hash"))
+    return fields, get("prev_hash")
+
+
+def event_hash(event: AuditEvent | dict, *, key: bytes | None = None) -> str:
+    """Recompute the (keyed) hash of a stored AuditEvent (or a dict of its fields) from its contents."""
+    return chain_hash(*_stored_fields(event), key=key)
 
 
 # --- verifying -----------------------------------------------------------------------------------------------
@@ -78,29 +108,41 @@ class Verdict:
     head: str
     broken: dict | None = None
     problem: str = ""
+    unkeyed: int = 0  # records from the start hashed before the chain was keyed
 
 
 def verify(*, chunk_size: int = 2000) -> Verdict:
     """Recompute every record's hash in id order and check that each names the one before it. Memory stays bounded
     by `chunk_size`, not by the table."""
-    count, previous, broken = 0, None, None
+    count, previous, broken, unkeyed, key = 0, None, None, 0, audit_key()
     rows = AuditEvent.objects.order_by("id").values(*_STORED_FIELDS).iterator(chunk_size=chunk_size)
     for row in rows:
-        if event_hash(row) != row["hash"] or row["prev_hash"] != (previous["hash"] if previous else GENESIS_HASH):
+        if row["prev_hash"] != (previous["hash"] if previous else GENESIS_HASH):
             broken = row
             break
+        if event_hash(row, key=key) != row["hash"]:
+            # Still a prefix written before the key (every row so far unkeyed) may be plain sha256.
+            if unkeyed != count or unkeyed_hash(*_stored_fields(row)) != row["hash"]:
+                broken = row
+                break
+            unkeyed += 1
         count, previous = count + 1, row
     # Closes the database cursor (a server-side one on PostgreSQL) before the explaining query below.
     rows.close()
     head = previous["hash"] if previous else GENESIS_HASH
     if broken is None:
-        return Verdict(count=count, head=head)
-    return Verdict(count=count, head=head, broken=broken, problem=_problem(broken, previous))
+        return Verdict(count=count, head=head, unkeyed=unkeyed)
+    return Verdict(count=count, head=head, broken=broken, problem=_problem(broken, previous, keyed=unkeyed < count),
+                   unkeyed=unkeyed)
 
 
-def _problem(row: dict, previous: dict | None) -> str:
-    if event_hash(row) != row["hash"]:
-        return "edited: its contents no longer match its hash."
+def _problem(row: dict, previous: dict | None, *, keyed: bool) -> str:
+    if row["prev_hash"] == (previous["hash"] if previous else GENESIS_HASH):
+        if unkeyed_hash(*_stored_fields(row)) == row["hash"] and keyed:
+            return ("forged: its hash is a plain sha256, not made with the portal's audit key, after records that "
+                    "were; someone who can write the table, but does not hold the key, added it.")
+        return ("edited or forged: its contents do not match its hash under the portal's audit key (a record "
+                "changed, or one added by someone without the key).")
     if row["prev_hash"] == GENESIS_HASH:
         # A first record that claims the start breaks the chain only when edited (above): this one has a previous.
         assert previous is not None

@@ -2,13 +2,15 @@
 back is named. On PostgreSQL the trigger refuses UPDATE and DELETE outright, so the tampering here is done the way
 only the table's owner could: with the trigger switched off."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
-from portal.audit.chain import chain_hash, event_hash, row_fields
+from portal.audit.chain import chain_hash, event_hash, row_fields, unkeyed_hash
 from portal.audit.services import record_event
 from portal.models import AuditEvent
 
@@ -139,3 +141,50 @@ def test_postgresql_refuses_the_orm_too(five):
         AuditEvent.objects.filter(pk=five[0].id).delete()
 
     assert AuditEvent.objects.count() == 5
+
+
+def forged_fields(at):
+    return row_fields(at=at, actor_id=None, actor_name="", action="pool.delete", object_type="pool", object_id="x",
+                      object_label="x", team_id=None, ip_address=None, reason="", changes={}, details={})
+
+
+def append_as_the_apps_role(at, prev_hash, digest) -> AuditEvent:
+    """An INSERT any writer of the table can make (the app's own role may append): no trigger stands in its way."""
+    return AuditEvent.objects.create(at=at, action="pool.delete", object_type="pool", object_id="x", object_label="x",
+                                     prev_hash=prev_hash, hash=digest)
+
+
+@pytest.mark.parametrize("how", ["plain sha256", "another key"])
+def test_a_record_appended_without_the_audit_key_is_named(five, how):
+    # The forger knows the algorithm and can write the table, but not the key in the processes' environment.
+    at, prev = five[-1].at, five[-1].hash
+    digest = unkeyed_hash(forged_fields(at), prev) if how == "plain sha256" else chain_hash(
+        forged_fields(at), prev, key=b"a guess")
+    forged = append_as_the_apps_role(at, prev, digest)
+
+    message = failure()
+    assert f"audit record #{forged.id} (" in message and "after 5 intact records" in message
+    assert ("forged" in message) and ("audit key" in message)
+
+
+def test_the_key_comes_from_the_environment_and_a_changed_key_fails_every_record(five, settings):
+    settings.AUDIT_HMAC_KEY = "another key from the environment"
+    message = failure()
+    assert f"audit record #{five[0].id} (" in message and "after 0 intact records" in message
+
+
+def test_records_from_before_the_key_verify_as_a_prefix_and_are_counted(no_role):
+    # Two records as the chain wrote them before it was keyed, then the keyed ones from today's code.
+    prev, at = "0" * 64, timezone.now() - timedelta(minutes=5)
+    for _ in range(2):
+        digest = unkeyed_hash(forged_fields(at), prev)
+        prev = append_as_the_apps_role(at, prev, digest).hash
+    for n in range(3):
+        record_event(actor=no_role, action="task.retry", object_type="task", object_id=str(n))
+
+    out = verify()
+    assert out.startswith("5 records, chain intact") and "The first 2 records predate the audit key" in out
+    # An unkeyed record after keyed ones is not an old one: it is refused.
+    last = AuditEvent.objects.order_by("-id").first()
+    forged = append_as_the_apps_role(last.at, last.hash, unkeyed_hash(forged_fields(last.at), last.hash))
+    assert f"audit record #{forged.id} (" in failure()

@@ -25,3 +25,6 @@ class Command(BaseCommand):
                                f"{broken['action']}) breaks the chain after {verdict.count} intact records: "
                                f"{verdict.problem}", returncode=1)
         self.stdout.write(f"{verdict.count} records, chain intact; head {verdict.head}")
+        if verdict.unkeyed:
+            self.stdout.write(f"The first {verdict.unkeyed} records predate the audit key (plain sha256): someone "
+                              "who can write the table could have rewritten those; every later one is keyed.")
