@@ -2,6 +2,7 @@
 back is named. On PostgreSQL the trigger refuses UPDATE and DELETE outright, so the tampering here is done the way
 only the table's owner could: with the trigger switched off."""
 
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -131,6 +132,24 @@ def test_postgresql_refuses_to_change_or_remove_a_record(five, sql):
 
     assert AuditEvent.objects.get(pk=five[0].id).reason == "try 0"
     assert verify().startswith("5 records, chain intact")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger exists on PostgreSQL only")
+def test_postgresql_refuses_truncate_to_a_role_that_may_truncate(five):
+    # A role given TRUNCATE on the table (as its owner has), not a superuser: the statement trigger refuses it.
+    role = f"audit_truncate_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute(f"GRANT TRUNCATE, SELECT ON portal_auditevent TO {role}")
+        try:
+            with pytest.raises(DatabaseError, match="TRUNCATE on portal_auditevent refused"), transaction.atomic():
+                cursor.execute(f"SET LOCAL ROLE {role}")
+                cursor.execute("TRUNCATE portal_auditevent")
+        finally:
+            cursor.execute(f"REVOKE ALL ON portal_auditevent FROM {role}")
+            cursor.execute(f"DROP ROLE {role}")
+
+    assert AuditEvent.objects.count() == 5
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger exists on PostgreSQL only")
