@@ -345,7 +345,7 @@ def job_actions_allowed(user: User, job: Job) -> dict[str, bool]:
     check again, and Batch has the last word."""
     if job.gone_at is not None or not access.can_act_on(user, job):
         return {"terminate": False, "retry_failed": False}
-    return {"terminate": not job.has_ended, "retry_failed": not job.has_ended and job.task_failed > 0}
+    return {"terminate": not job.has_ended, "retry_failed": not job.has_ended and job.failed_task_count > 0}
 
 
 def task_actions_allowed(user: User, task: Task) -> dict[str, bool]:

@@ -20,7 +20,7 @@ from batchsync.gateway import GatewayError, NotFound, Rejected
 from portal import access
 from portal.actions import ActionError, record_and_sync, refusal
 from portal.jobs.triage import Signature, TriageFilters, failure_group_gone, failure_group_tasks
-from portal.models import Job, JobState, Submission, Task, TaskResult, TaskState
+from portal.models import Job, JobState, Submission, Task, TaskState
 from portal.submit.services import (
     FailedTasksRetry,
     SubmissionError,
@@ -258,7 +258,8 @@ def _check_job_open_for_retry(job: Job, state: str) -> None:
 
 def _failed_task_ids(job: Job, task_ids: Iterable[object] | None) -> tuple[list[str], int, bool]:
     """(failed task ids to retry, how many listed ids were not failed, whether the limit cut the list)."""
-    failed = Task.objects.filter(job=job, result=TaskResult.FAILURE, state=TaskState.COMPLETED, gone_at__isnull=True)
+    # Failed as the model says: a task someone terminated did not fail, and is not run again by "Retry failed".
+    failed = Task.objects.failed().filter(job=job, state=TaskState.COMPLETED, gone_at__isnull=True)
     if task_ids is None:
         listed = list(failed.order_by("task_id").values_list("task_id", flat=True)[:MAX_RETRY_TASKS + 1])
         return listed[:MAX_RETRY_TASKS], 0, len(listed) > MAX_RETRY_TASKS

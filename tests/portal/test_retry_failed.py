@@ -308,3 +308,48 @@ def test_a_failure_group_of_an_ended_job_is_submitted_again(ended, submitter):
     assert retry.task_indexes == [1, 3, 5]
     followed = text(client.get(reverse("failure_triage"), {"range": "all"}))
     assert f"3 failed tasks of 1 ended job were submitted again as a new job: {retry.job_id}." in followed
+
+
+def test_a_task_someone_terminated_did_not_fail_and_is_not_run_again(pool, batch_client, submitter):
+    """Frame 1 fails, frame 2 succeeds, frame 3 runs long and its owner terminates it: the job then ends, and a
+    retry runs frame 1 only."""
+    template = JobTemplate.objects.get(slug="render-frames")
+    version = JobTemplateVersion.objects.create(
+        template=template, number=template.current_version().number + 1,
+        spec={**template.current_version().spec, "constraints": {"max_task_retry_count": 0},
+              "command_line": "if [ {frame} -eq 3 ]; then sleep 60; fi; test $(( {frame} % 2 )) -eq 0"})
+    parent = services.submission_create(user=submitter, template_version=version,
+                                        parameters={"frames": "3", "seconds_per_frame": "0"})
+    assert submit.submit_submission(parent.pk) == SubmissionState.SUBMITTED
+    wait_for(lambda: batch_client.get_task(parent.job_id, "t00003").state == "running", message="frame 3 running")
+    sync_account(default_account())
+    long_task = Job.objects.get(job_id=parent.job_id).tasks.get(task_id="t00003")
+    job_services.task_terminate(user=submitter, task=long_task, reason="taking too long")
+    wait_for(lambda: batch_client.get_job(parent.job_id).state == "completed", timeout=30, message="the job to end")
+    sync_account(default_account())
+    job = Job.objects.get(job_id=parent.job_id)
+
+    plan = services.submission_retry_failed_plan(user=submitter, job=job)
+
+    assert plan.task_indexes == (1,)
+    assert plan.message == ("This runs 1 task again; 1 succeeded and is not re-run; 1 other neither succeeded nor "
+                            "failed (stopped, or never added) and is not re-run either.")
+
+
+def test_reactivating_a_running_job_leaves_out_a_task_someone_terminated(pool, batch_client, submitter, team_a):
+    make_job(batch_client, "open", POOL)   # onAllTasksComplete noaction: the job stays open
+    batch_client.create_task("open", task("bad", sh("exit 1")))
+    batch_client.create_task("open", task("long", sh("sleep 60")))
+    wait_for(lambda: batch_client.get_task("open", "long").state == "running", message="long running")
+    wait_for(lambda: batch_client.get_task("open", "bad").state == "completed", message="bad failed")
+    sync_account(default_account())
+    Job.objects.filter(job_id="open").update(submitted_by=submitter, team=team_a)
+    job = Job.objects.get(job_id="open")
+    job_services.task_terminate(user=submitter, task=job.tasks.get(task_id="long"), reason="not needed")
+    wait_for(lambda: batch_client.get_task("open", "long").state == "completed", message="long terminated")
+    sync_account(default_account())
+    job.refresh_from_db()
+
+    outcome = job_services.tasks_retry(user=submitter, job=job, dry_run=True)
+
+    assert job.task_failed == 2 and outcome.candidates == 1
