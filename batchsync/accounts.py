@@ -56,4 +56,4 @@ def blob_store() -> BlobStore:
     """The portal's storage account (Azurite by default); the caller closes it (it is a context manager)."""
     return BlobStore(settings.AZURE_STORAGE_CONNECTION_STRING,
                      Containers(inputs=settings.STORAGE_INPUTS_CONTAINER, logs=settings.STORAGE_LOGS_CONTAINER,
-                                outputs=settings.STORAGE_OUTPUTS_CONTAINER))
+                                outputs=settings.STORAGE_OUTPUTS_CONTAINER, audit=settings.STORAGE_AUDIT_CONTAINER))

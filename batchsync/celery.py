@@ -30,7 +30,7 @@ app.conf.update(
     # completion e-mails follow the mirror, so they go with the sync. The dev worker consumes both (-Q submit,sync);
     # production runs a worker per queue (docs/ARCHITECTURE.md).
     task_routes={"batchsync.sync_*": {"queue": "sync"}, "batchsync.archive_*": {"queue": "sync"},
-                 "batchsync.notify_*": {"queue": "sync"},
+                 "batchsync.notify_*": {"queue": "sync"}, "batchsync.publish_*": {"queue": "sync"},
                  "batchsync.submit_*": {"queue": "submit"},
                  "batchsync.redrive_*": {"queue": "submit"}},
     # A static schedule, run by exactly one beat. Each run expires when the next one is due: a backlog
@@ -61,6 +61,12 @@ app.conf.update(
             "task": "batchsync.notify_finished_jobs",
             "schedule": 30.0,
             "options": {"expires": 30.0},
+        },
+        # The audit chain's head to write-once storage, so cutting records from the end shows (portal/audit/heads.py).
+        "publish-audit-head-every-10min": {
+            "task": "batchsync.publish_audit_head",
+            "schedule": 600.0,
+            "options": {"expires": 600.0},
         },
         "reconcile-every-5min": {
             "task": "batchsync.sync_all_accounts",

@@ -4,6 +4,7 @@ Each is idempotent and safe to run twice or side by side: the sync functions tak
 
 from celery import shared_task
 
+from portal.audit import heads
 from portal.models import BatchAccount, Job
 
 from . import accounts, archive, notify, submit, sync
@@ -51,6 +52,13 @@ def redrive_submissions_task() -> None:
     """Beat's safety net: enqueue the unfinished submissions whose message was lost or whose worker died."""
     submit.redrive_submissions()
     submit.link_submitted_jobs()
+
+
+@shared_task(name="batchsync.publish_audit_head")
+def publish_audit_head_task() -> None:
+    """Write the audit chain's newest record id and hash to write-once storage (portal.audit.heads)."""
+    with accounts.blob_store() as store:
+        heads.publish_head(store)
 
 
 @shared_task(name="batchsync.notify_finished_jobs")

@@ -281,6 +281,8 @@ AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
 STORAGE_INPUTS_CONTAINER = os.environ.get("STORAGE_INPUTS_CONTAINER", "portal-inputs")
 STORAGE_LOGS_CONTAINER = os.environ.get("STORAGE_LOGS_CONTAINER", "portal-logs")
 STORAGE_OUTPUTS_CONTAINER = os.environ.get("STORAGE_OUTPUTS_CONTAINER", "portal-outputs")
+# The audit chain's heads, one blob each, never replaced (portal/audit/heads.py); give it an immutability policy.
+STORAGE_AUDIT_CONTAINER = os.environ.get("STORAGE_AUDIT_CONTAINER", "portal-audit")
 STORAGE_UPLOAD_SAS_MINUTES = int(os.environ.get("STORAGE_UPLOAD_SAS_MINUTES", "30"))
 STORAGE_TASK_SAS_HOURS = float(os.environ.get("STORAGE_TASK_SAS_HOURS", str(7 * 24)))
 

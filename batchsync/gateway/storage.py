@@ -49,13 +49,15 @@ class BlobInfo:
 
 @dataclass(frozen=True)
 class Containers:
-    """The three containers the portal uses; names come from settings (portal/settings.py STORAGE_*)."""
+    """The containers the portal uses; names come from settings (portal/settings.py STORAGE_*). `audit` holds the
+    audit chain's published heads, written once each (in production a container with an immutability policy)."""
     inputs: str = "portal-inputs"
     logs: str = "portal-logs"
     outputs: str = "portal-outputs"
+    audit: str = "portal-audit"
 
     def __iter__(self) -> Iterator[str]:
-        return iter((self.inputs, self.logs, self.outputs))
+        return iter((self.inputs, self.logs, self.outputs, self.audit))
 
 
 class BlobStore:
@@ -199,7 +201,24 @@ class BlobStore:
             downloader = self._service.get_blob_client(container, path).download_blob(offset=start, length=length)
             return downloader.readall()
 
+    def read_all(self, container: str, path: str) -> bytes:
+        """A small blob's bytes, whole. Raises NotFound."""
+        with _translated():
+            return self._service.get_blob_client(container, path).download_blob().readall()
+
     # --- writing (the archiver, tests) ---------------------------------------------------------------------
+
+    def put_once(self, container: str, path: str, data: bytes, *,
+                 content_type: str = "application/json") -> bool:
+        """Create the blob only if no blob has that name: False, and nothing written, if one has. Nothing the
+        portal writes this way is ever replaced by it."""
+        with _translated():
+            try:
+                self._service.get_blob_client(container, path).upload_blob(
+                    data, overwrite=False, content_settings=ContentSettings(content_type=content_type))
+            except ResourceExistsError:
+                return False
+        return True
 
     def put(self, container: str, path: str, data: bytes | Iterable[bytes], *, length: int | None = None,
             content_type: str = "text/plain; charset=utf-8") -> None:

@@ -72,5 +72,5 @@ def test_an_operator_terminates_a_job_with_a_reason_and_the_audit_history_shows_
     recorded = AuditEvent.objects.get(action="job.terminate")
     assert (recorded.reason, recorded.team_id, recorded.object_id) == (REASON, team_a.pk, str(job.pk))
     out = StringIO()
-    call_command("audit_verify", stdout=out)
+    call_command("audit_verify", "--no-heads", stdout=out)
     assert "chain intact" in out.getvalue()
