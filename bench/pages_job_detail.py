@@ -11,6 +11,9 @@ from _common import arguments, percentile, result, setup_django
 
 GOAL_MS = 150.0
 GOAL_RATIO = 1.5
+# Substring search (trigram indexes on PostgreSQL, migration 0014): its own goal, no ratio (the small job's search
+# reads a handful of rows whatever it does).
+SEARCH_GOAL_MS = 150.0
 
 
 def deep_cursor(job, sort_param: str, fraction: float) -> str:
@@ -65,7 +68,7 @@ def main() -> int:
         ("htmx poll of the table (running, by start)", lambda job: "?state=running&sort=start",
          {"HX-Request": "true", "HX-Target": "tasks"}),
     ]
-    # Substring search has no index to use (see the EXPLAIN below): measured, outside the goal.
+    # Substring search: served by the pg_trgm indexes (see the EXPLAIN below).
     searches = [
         ("search 'task-0999' (matches near the end)", lambda job: "?q=task-0999", None),
         ("search 'Frame 5' (matches early)", lambda job: "?q=Frame+5", None),
@@ -85,10 +88,10 @@ def main() -> int:
         big_p95, small_p95, base_p95 = (percentile(t, 95) * 1000 for t in (big_times, small_times, base_times))
         ratio = big_p95 / base_p95
         in_goal = (label, query, headers) in shapes
-        met = big_p95 <= GOAL_MS and ratio <= GOAL_RATIO if in_goal else None
-        figures.append((label, big_p95, ratio, met, big_url, headers))
+        met = big_p95 <= GOAL_MS and ratio <= GOAL_RATIO if in_goal else big_p95 <= SEARCH_GOAL_MS
+        figures.append((label, big_p95, ratio, met if in_goal else None, big_url, headers))
         result(f"p95 {label}", big_p95, "ms",
-               f"<= {GOAL_MS:.0f} ms and <= {GOAL_RATIO}x" if in_goal else "(no index: outside the goal)", met,
+               f"<= {GOAL_MS:.0f} ms and <= {GOAL_RATIO}x" if in_goal else f"<= {SEARCH_GOAL_MS:.0f} ms", met,
                f"100-task job's page {base_p95:.1f} ms, ratio {ratio:.2f}x; same filters on the 100-task job "
                f"{small_p95:.1f} ms ({rows_on(small_url, headers)} rows vs {rows_on(big_url, headers)})")
 
