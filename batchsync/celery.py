@@ -31,6 +31,7 @@ app.conf.update(
     # production runs a worker per queue (docs/ARCHITECTURE.md).
     task_routes={"batchsync.sync_*": {"queue": "sync"}, "batchsync.archive_*": {"queue": "sync"},
                  "batchsync.notify_*": {"queue": "sync"}, "batchsync.publish_*": {"queue": "sync"},
+                 "batchsync.refresh_*": {"queue": "sync"},
                  "batchsync.submit_*": {"queue": "submit"},
                  "batchsync.redrive_*": {"queue": "submit"}},
     # A static schedule, run by exactly one beat. Each run expires when the next one is due: a backlog
@@ -63,6 +64,12 @@ app.conf.update(
             "options": {"expires": 30.0},
         },
         # The audit chain's head to write-once storage, so cutting records from the end shows (portal/audit/heads.py).
+        # The dashboard's chart counted once for every viewer (portal/dashboard/rollups.py).
+        "refresh-dashboard-rollups-every-30s": {
+            "task": "batchsync.refresh_dashboard_rollups",
+            "schedule": 30.0,
+            "options": {"expires": 30.0},
+        },
         "publish-audit-head-every-10min": {
             "task": "batchsync.publish_audit_head",
             "schedule": 600.0,

@@ -5,6 +5,7 @@ Each is idempotent and safe to run twice or side by side: the sync functions tak
 from celery import shared_task
 
 from portal.audit import heads
+from portal.dashboard import rollups
 from portal.models import BatchAccount, Job
 
 from . import accounts, archive, notify, submit, sync
@@ -59,6 +60,12 @@ def publish_audit_head_task() -> None:
     """Write the audit chain's newest record id and hash to write-once storage (portal.audit.heads)."""
     with accounts.blob_store() as store:
         heads.publish_head(store)
+
+
+@shared_task(name="batchsync.refresh_dashboard_rollups")
+def refresh_dashboard_rollups_task() -> None:
+    """Count the dashboard's chart once for every viewer (portal.dashboard.rollups)."""
+    rollups.refresh()
 
 
 @shared_task(name="batchsync.notify_finished_jobs")

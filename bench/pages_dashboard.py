@@ -1,7 +1,9 @@
-"""Dashboard server time on PostgreSQL with 1,000 jobs, 20 pools and 100,000 tasks finished over the last day,
-compared with the same page over 10 jobs and 2 pools measured in the same run.
+"""Dashboard server time on PostgreSQL with 1,000 jobs, 20 pools and about 1,000,000 tasks finished over the last
+day, compared in the same run with the same page over 10 jobs and 2 pools (about 10,000 finished), and with the
+page counting its chart on every request as it did before the rollups (portal/dashboard/rollups.py).
 
-EXPLAIN shows which index each of the page's queries on the task table uses."""
+The chart's counts are refreshed as beat does (once, untimed, before each measurement; the refresh's own time is
+printed); EXPLAIN shows which index each of the page's queries uses."""
 
 import argparse
 from datetime import timedelta
@@ -9,7 +11,8 @@ from datetime import timedelta
 import _pages as p
 from _common import arguments, percentile, result, setup_django
 
-GOAL_MS = 150.0
+GOAL_MS = 50.0
+GOAL_RATIO = 1.2
 
 
 def fill(account, *, pools: int, nodes_per_pool: int, jobs: int, tasks_per_job: int, seed: int) -> None:
@@ -42,14 +45,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1_000)
     parser.add_argument("--pools", type=int, default=20)
-    parser.add_argument("--tasks-per-job", type=int, default=100)
+    parser.add_argument("--tasks-per-job", type=int, default=1_400, help="7 in 10 of them finished in the last day")
     parser.add_argument("--requests", type=int, default=50)
     args = arguments(parser, smoke={"jobs": 20, "pools": 3, "tasks_per_job": 20, "requests": 3})
 
     url = setup_django()
+    import time
+
+    from django.conf import settings
     from django.db import connection
 
+    from portal.dashboard import rollups
     from portal.models import Task
+
+    def refreshed() -> float:
+        """Beat's refresh, full (the first of the day): its time, which no request pays."""
+        from django.core.cache import cache
+        cache.delete(rollups.CACHE_KEY)
+        started = time.perf_counter()
+        rollups.refresh()
+        return time.perf_counter() - started
 
     p.header(f"Dashboard: {args.jobs:,} jobs, {args.pools} pools, {args.jobs * args.tasks_per_job:,} tasks "
              f"against 10 jobs and 2 pools", url)
@@ -57,23 +72,41 @@ def main() -> int:
 
     # The small mirror first, measured on its own; then the big one in its place.
     small = p.fresh_account("bench-pages-dashboard")
-    fill(small, pools=2, nodes_per_pool=4, jobs=10, tasks_per_job=10, seed=7)
+    fill(small, pools=2, nodes_per_pool=4, jobs=10, tasks_per_job=args.tasks_per_job, seed=7)
     p.analyze()
+    small_ended = Task.objects.filter(end_time__gte=p.now() - timedelta(hours=24)).count()
+    small_refresh = refreshed()
     small_times = p.time_pages(client, ["/"], args.requests)[0]
+    settings.DASHBOARD_ROLLUP_STALE_SECONDS = -1            # as before the rollups: counted on every request
+    small_counting = p.time_pages(client, ["/"], args.requests)[0]
+    settings.DASHBOARD_ROLLUP_STALE_SECONDS = 90
 
     big = p.fresh_account("bench-pages-dashboard", report_others=False)
     fill(big, pools=args.pools, nodes_per_pool=10, jobs=args.jobs, tasks_per_job=args.tasks_per_job, seed=11)
     p.analyze()
     ended = Task.objects.filter(end_time__gte=p.now() - timedelta(hours=24)).count()
-    print(f"  filled: {ended:,} tasks ended in the last 24 h (all accounts)")
+    print(f"  filled: {ended:,} tasks ended in the last 24 h (small mirror: {small_ended:,})")
+    big_refresh = refreshed()
+    started = time.perf_counter()
+    rollups.refresh()                                       # beat's every-30-s refresh: the recent hours only
+    incremental = time.perf_counter() - started
     big_times, poll_times = p.time_pages(client, ["/"], args.requests)[0], \
         p.time_pages(client, ["/"], args.requests, {"HX-Request": "true", "HX-Target": "dashboard"})[0]
+    settings.DASHBOARD_ROLLUP_STALE_SECONDS = -1
+    big_counting = p.time_pages(client, ["/"], args.requests)[0]
+    settings.DASHBOARD_ROLLUP_STALE_SECONDS = 90
 
     big_p95, small_p95, poll_p95 = (percentile(t, 95) * 1000 for t in (big_times, small_times, poll_times))
-    result("p95 dashboard, full page", big_p95, "ms", f"<= {GOAL_MS:.0f} ms", big_p95 <= GOAL_MS,
-           f"10 jobs and 2 pools {small_p95:.1f} ms ({big_p95 / small_p95:.2f}x)")
+    small_counting_p95, big_counting_p95 = (percentile(t, 95) * 1000 for t in (small_counting, big_counting))
+    ratio = big_p95 / small_p95
+    result("p95 dashboard, full page", big_p95, "ms", f"<= {GOAL_MS:.0f} ms and <= {GOAL_RATIO}x the small one",
+           big_p95 <= GOAL_MS and ratio <= GOAL_RATIO,
+           f"10 jobs and 2 pools {small_p95:.1f} ms ({ratio:.2f}x); counting the chart per request as before: "
+           f"{big_counting_p95:.1f} ms big, {small_counting_p95:.1f} ms small")
     result("p95 dashboard, htmx poll (every 5 s)", poll_p95, "ms", f"<= {GOAL_MS:.0f} ms", poll_p95 <= GOAL_MS,
            f"median {percentile(poll_times, 50) * 1000:.1f} ms")
+    print(f"  beat's refresh of the chart (no request waits for it): full {big_refresh * 1000:.0f} ms "
+          f"(small mirror {small_refresh * 1000:.0f} ms), every 30 s after that {incremental * 1000:.0f} ms")
 
     print("  EXPLAIN ANALYZE of the dashboard's queries (first plan line, index used, time):")
     for sql in p.queries_of(client, "/"):

@@ -281,6 +281,9 @@ AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
 STORAGE_INPUTS_CONTAINER = os.environ.get("STORAGE_INPUTS_CONTAINER", "portal-inputs")
 STORAGE_LOGS_CONTAINER = os.environ.get("STORAGE_LOGS_CONTAINER", "portal-logs")
 STORAGE_OUTPUTS_CONTAINER = os.environ.get("STORAGE_OUTPUTS_CONTAINER", "portal-outputs")
+# The dashboard's chart is counted by beat every 30 s for every viewer; a page counts for itself only when the
+# stored counts are older than this (beat stopped). portal/dashboard/rollups.py.
+DASHBOARD_ROLLUP_STALE_SECONDS = float(os.environ.get("DASHBOARD_ROLLUP_STALE_SECONDS", "90"))
 # The audit chain's heads, one blob each, never replaced (portal/audit/heads.py); give it an immutability policy.
 STORAGE_AUDIT_CONTAINER = os.environ.get("STORAGE_AUDIT_CONTAINER", "portal-audit")
 STORAGE_UPLOAD_SAS_MINUTES = int(os.environ.get("STORAGE_UPLOAD_SAS_MINUTES", "30"))

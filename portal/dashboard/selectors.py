@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import Count, QuerySet, Sum
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from portal import access
 from portal.accounts.selectors import accounts_freshness, accounts_synced_at
-from portal.models import Job, Pool, Task, TaskResult
+from portal.dashboard import rollups
+from portal.models import Job, Pool, Task
 from portal.pools.selectors import PoolSummary, pool_summaries
 
 DASHBOARD_JOBS = 12
@@ -96,27 +96,16 @@ class Dashboard:
         return max(self.active_job_count - len(self.active_jobs), 0)
 
 
-def tasks_finished_per_hour(*, hours: int = 24, now: datetime | None = None) -> Throughput:
-    """Tasks that succeeded or failed in each of the last `hours` hours (the current one included): two GROUP BYs
-    over the (result, end time) index, never a scan of all tasks."""
-    now = now or timezone.now()
-    current = now.replace(minute=0, second=0, microsecond=0)
-    since = current - timedelta(hours=hours - 1)
-
-    def per_hour(queryset: QuerySet[Task]) -> dict[datetime, int]:
-        rows = (queryset.filter(end_time__gte=since).annotate(hour=TruncHour("end_time"))
-                .values_list("hour").annotate(n=Count("*")).order_by())
-        return {hour: n for hour, n in rows}
-
-    # Successes from the (result, end_time) index, index-only; failures from the same index, less those a
-    # terminate killed (Task.objects.failed()), which are neither and stay out of the chart.
-    # Counts per hour across all accounts: no id or name leaves them, and a join would cost the scan.
-    succeeded = per_hour(Task.objects.filter(result=TaskResult.SUCCESS))
-    failed = per_hour(Task.objects.failed())
+def tasks_finished_per_hour(*, hours: int = rollups.HOURS, now: datetime | None = None) -> Throughput:
+    """Tasks that succeeded or failed in each of the last `hours` hours (the current one included), from the
+    counts beat keeps for every viewer (portal/dashboard/rollups.py); counts across all accounts: no id or name
+    leaves them."""
+    since, counts = rollups.finished_per_hour(now=now)
     bars = []
     for step in range(hours):
         hour = since + timedelta(hours=step)
-        bars.append(HourBar(hour=hour, succeeded=succeeded.get(hour, 0), failed=failed.get(hour, 0)))
+        succeeded, failed = counts.get(hour, (0, 0))
+        bars.append(HourBar(hour=hour, succeeded=succeeded, failed=failed))
     throughput = Throughput(bars=bars, peak=max((bar.total for bar in bars), default=0))
     for bar in bars:
         bar.height_pct = round(100 * bar.total / throughput.scale, 2)
