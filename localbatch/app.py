@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import auth, errors, wire
 from .autoscale import Autoscaler
+from .bearer import BearerAuth, TokenRefused
 from .faults import Faults
 from .node_actions import NodeActions
 from .routes import autoscale, faults, files, jobs, node_actions, nodes, pools, schedules, tasks, timing
@@ -35,10 +36,13 @@ class Served(NamedTuple):
 
 class LocalBatch:
     def __init__(self, data_dir: str, account_name: str, account_key: str, account_url: str,
-                 node_start_seconds: float = 0.5, faults: Faults | None = None):
+                 node_start_seconds: float = 0.5, faults: Faults | None = None, bearer: BearerAuth | None = None):
         os.makedirs(data_dir, exist_ok=True)
         self.account_name = account_name
         self.account_key = account_key
+        # With bearer auth on, a request may carry an Entra ID token or a SharedKey signature (an account whose
+        # allowed authentication modes include both).
+        self.bearer = bearer
         self.account_url = account_url.rstrip("/")
         self.faults = faults or Faults()
         # The latest requests answered (health checks aside); bounded, so a long-running server does not grow.
@@ -86,7 +90,7 @@ class LocalBatch:
             if segments == ["_localbatch", "health"]:
                 return Response(200, {"status": "ok"})
             self.faults.inject(split.path)
-            auth.verify(method, raw_url, headers, self.account_name, self.account_key)
+            self._authenticate(method, raw_url, headers)
             query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
             if segments[:1] != ["_localbatch"]:
                 _check_api_version(query.get("api-version"))
@@ -98,6 +102,8 @@ class LocalBatch:
             response = Response(exc.status, None if exc.status == 304 else exc.body(request_id, self.account_url))
             if exc.retry_after is not None:
                 response.headers["Retry-After"] = str(exc.retry_after)
+            if isinstance(exc, TokenRefused):
+                response.headers["WWW-Authenticate"] = exc.challenge
         except Exception:  # noqa: BLE001 - a bug answers 500 with Batch's error body, never a dropped connection
             traceback.print_exc()
             response = Response(500, errors.BatchError(500, "InternalError", "localbatch failed to serve the request.")
@@ -108,6 +114,13 @@ class LocalBatch:
         if headers.get("client-request-id") and headers.get("return-client-request-id", "").lower() == "true":
             response.headers["client-request-id"] = headers["client-request-id"]
         return response
+
+    def _authenticate(self, method: str, raw_url: str, headers: dict[str, str]) -> None:
+        authorization = headers.get("authorization", "")
+        if self.bearer is not None and not authorization.startswith("SharedKey "):
+            self.bearer.verify(authorization)
+            return
+        auth.verify(method, raw_url, headers, self.account_name, self.account_key)
 
 
 def _check_api_version(version: str | None) -> None:

@@ -2,17 +2,21 @@
 
 import json
 import os
+import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import DEV_ACCOUNT_KEY, errors, wire
 from .app import LocalBatch
+from .bearer import BearerAuth
 from .faults import Faults
 from .routes.base import Response
+from .tls import TlsFiles, self_signed, server_context
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
-__all__ = ["Faults", "LocalBatch", "Running", "Server", "start"]
+__all__ = ["BearerAuth", "Faults", "LocalBatch", "Running", "Server", "TlsFiles", "start"]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -72,6 +76,12 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
     app: LocalBatch
 
+    def handle_error(self, request, client_address):
+        # A client that gives up the TLS handshake (or does not trust the certificate) is not localbatch's error.
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class Running:
     """A started localbatch: its endpoint and credentials, and how to stop it."""
@@ -82,6 +92,8 @@ class Running:
         self.endpoint = app.account_url
         self.account_name = app.account_name
         self.account_key = app.account_key
+        # What a client must trust to reach an https endpoint (None over http).
+        self.ca_path: str | None = None
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -90,16 +102,29 @@ class Running:
 
 
 def start(data_dir: str, host: str = "127.0.0.1", port: int = 0, account_name: str = "localbatch",
-          account_key: str = "", node_start_seconds: float = 0.5, faults: Faults | None = None) -> Running:
-    """Bind (port 0 picks a free one), start the scheduler and serve in a background thread."""
+          account_key: str = "", node_start_seconds: float = 0.5, faults: Faults | None = None,
+          bearer: BearerAuth | None = None, tls: TlsFiles | bool = False) -> Running:
+    """Bind (port 0 picks a free one), start the scheduler and serve in a background thread.
+
+    `tls`: serve HTTPS with these files, or with a certificate made now (True). Bearer auth turns HTTPS on: the SDKs
+    send tokens only over TLS."""
     server = Server((host, port), Handler)
     bound_port = server.server_address[1]
-    app = LocalBatch(data_dir, account_name, account_key or DEV_ACCOUNT_KEY, f"http://{host}:{bound_port}",
-                     node_start_seconds, faults)
+    files = self_signed(os.path.join(data_dir, "tls")) if tls is True or (bearer and not tls) else tls or None
+    if files:
+        # The handshake happens on the first read, in the request's own thread, so a slow client cannot hold up
+        # accept() for everyone else.
+        server.socket = server_context(files).wrap_socket(server.socket, server_side=True,
+                                                          do_handshake_on_connect=False)
+    scheme = "https" if files else "http"
+    app = LocalBatch(data_dir, account_name, account_key or DEV_ACCOUNT_KEY, f"{scheme}://{host}:{bound_port}",
+                     node_start_seconds, faults, bearer)
     server.app = app
     app.start()
     # serve_forever checks for shutdown() every poll_interval; the default 0.5 s made every stop
     # (one per test) take half a second.
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="localbatch-http",
                      daemon=True).start()
-    return Running(server, app)
+    running = Running(server, app)
+    running.ca_path = files.ca_path if files else None
+    return running
