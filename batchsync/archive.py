@@ -103,11 +103,15 @@ def archive_attempts(*, store: BlobStore, report: ArchiveReport | None = None, s
     """Settle the output of up to `limit` earlier attempts (those with a later attempt recorded): copy it from
     the task's saved copy while that still holds it, or mark it lost."""
     report = report or ArchiveReport()
-    later = TaskAttempt.objects.filter(task=OuterRef("task"), number=OuterRef("number") + 1)
-    pending = TaskAttempt.objects.filter(Exists(later), output_saved_at__isnull=True, task__gone_at__isnull=True)
+    # Found from the later attempt's side: attempts numbered 2 and up exist only for tasks Batch ran more than once,
+    # so this reads a range of the number index, not every task's last attempt (which stays unsettled for good).
+    unsettled_before = TaskAttempt.objects.filter(task=OuterRef("task"), number=OuterRef("number") - 1,
+                                                  output_saved_at__isnull=True)
+    later = TaskAttempt.objects.filter(Exists(unsettled_before), number__gte=2, task__gone_at__isnull=True)
     if since is not None:
-        pending = pending.filter(last_synced_at__gte=since)
-    for attempt in pending.select_related("task", "task__job").order_by("-pk")[:limit]:
+        later = later.filter(last_synced_at__gte=since)
+    for task_pk, number in later.order_by("-pk").values_list("task_id", "number")[:limit]:
+        attempt = TaskAttempt.objects.select_related("task", "task__job").get(task_id=task_pk, number=number - 1)
         try:
             _keep_attempt_output(attempt, store, report)
         except GatewayError as error:

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from portal.models import Task, TaskAttempt, TaskResult, TaskState
 
+LOOKUP_CHUNK = 500
 # The fields a later pass may change on an attempt already stored.
 _UPDATED = ["end_time", "exit_code", "result", "node_id", "pool_id", "retry_count", "last_synced_at"]
 
@@ -40,10 +41,16 @@ def record_attempts(job_pk: int, rows: list[Task]) -> int:
             ran[row.task_id] = row
     if not ran:
         return 0
-    pks = dict(Task.objects.filter(job_id=job_pk, task_id__in=list(ran)).values_list("task_id", "pk"))
+    pks: dict[str, int] = {}
     stored: dict[int, list[TaskAttempt]] = defaultdict(list)
-    for attempt in TaskAttempt.objects.filter(task_id__in=list(pks.values())).order_by("task_id", "number"):
-        stored[attempt.task_id].append(attempt)
+    ids = list(ran)
+    # Some SQLite builds allow only 999 parameters per statement; the task pass hands over up to 2,000 rows.
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        found = dict(Task.objects.filter(job_id=job_pk, task_id__in=ids[start:start + LOOKUP_CHUNK])
+                     .values_list("task_id", "pk"))
+        pks.update(found)
+        for attempt in TaskAttempt.objects.filter(task_id__in=list(found.values())).order_by("task_id", "number"):
+            stored[attempt.task_id].append(attempt)
     now = timezone.now()
     creates: list[TaskAttempt] = []
     updates: list[TaskAttempt] = []

@@ -5,6 +5,7 @@ account points at this test's localbatch and storage at its Azurite, so no page 
 
 import importlib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from django.urls import reverse
 
 from batchsync.accounts import default_account
 from portal.audit.services import record_event
-from portal.models import JobTemplate, TaskState
+from portal.models import JobTemplate, TaskAttempt, TaskState
 from portal.submit import services
 from tests.factories import PASSWORD, JobFactory, NodeFactory, PoolFactory, TaskFactory
 from tests.personas import person
@@ -50,6 +51,11 @@ def world(batch, azurite, settings):
                      state="completed", terminate_reason="UserTerminate", task_completed=3, task_succeeded=1,
                      task_failed=2, task_active=1)
     task = TaskFactory(job=job, node_id=node.node_id)
+    # Retried once: its page lists both attempts; the first one's output was not kept.
+    TaskAttempt.objects.create(task=task, number=1, result="failure", node_id=node.node_id,
+                               start_time=task.start_time - timedelta(minutes=2), output_saved_at=task.start_time)
+    TaskAttempt.objects.create(task=task, number=2, retry_count=1, start_time=task.start_time, end_time=task.end_time,
+                               exit_code=0, result="success", node_id=node.node_id)
     TaskFactory(job=job, failed=True, node_id=node.node_id)
     TaskFactory(job=job, failed=True, failure_code="TaskEnded", node_id=node.node_id)
     TaskFactory(job=job, state=TaskState.ACTIVE)
@@ -64,8 +70,8 @@ def world(batch, azurite, settings):
                  object_id=PoolFactory(account=account, pool_id="gpu").pool_id,
                  changes={"target_dedicated_nodes": [1, 2]})
     kwargs = {"": {}, "pool": {"pk": pool.pk}, "node": {"pk": pool.pk, "node_id": node.node_id},
-              "job": {"pk": job.pk}, "task": {"pk": task.pk},
-              "attempt": {"pk": task.pk, "number": 1}, "template": {"slug": template.slug},
+              "job": {"pk": job.pk}, "task": {"pk": task.pk}, "attempt": {"pk": task.pk, "number": 1},
+              "template": {"slug": template.slug},
               "submission": {"public_id": submission.public_id}}
     pages = [Page(name, reverse(name, kwargs=kwargs[route.kwargs]) + (f"?{route.query}" if route.query else ""))
              for name, route in sorted(ROUTES.items()) if route.get_allowed and "admin" in route.get]
