@@ -1,4 +1,5 @@
-"""Which Batch accounts the portal fronts, and a gateway for each; keys come from the environment only."""
+"""Which Batch accounts the portal fronts, and a gateway for each: signed with a key from the environment, or with
+Microsoft Entra ID (nothing secret in the database either way)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from portal.models import BatchAccount
 
-from .gateway import BatchGateway, BlobStore, Containers, budget_for
+from .gateway import BatchGateway, BlobStore, Containers, budget_for, entra_credential
 
 DEFAULT_ACCOUNT_NAME = "default"
 
@@ -19,6 +20,7 @@ def default_account() -> BatchAccount:
 
     Settings stay the source of truth: if they changed since the row was written, the row follows."""
     wanted = {"account_url": settings.BATCH_ACCOUNT_URL, "account_name": settings.BATCH_ACCOUNT_NAME,
+              "auth": settings.BATCH_AUTH, "managed_identity_client_id": settings.BATCH_MANAGED_IDENTITY_CLIENT_ID,
               "is_default": True}
     account, created = BatchAccount.objects.get_or_create(name=DEFAULT_ACCOUNT_NAME, defaults=wanted)
     if not created and any(getattr(account, field) != value for field, value in wanted.items()):
@@ -48,8 +50,13 @@ def gateway_for(account: BatchAccount, *, budgeted: bool = False, connections: i
     tokens from the account's request budget in this process (the sync's do; a person's action is not held up);
     `connections`: how many requests it may have open at once."""
     budget = budget_for(account.account_url, settings.BATCH_REQUESTS_PER_SECOND) if budgeted else None
-    return BatchGateway(account.account_url, account.account_name, account_key(account), budget=budget,
-                        connections=connections)
+    ca_bundle = settings.BATCH_CA_BUNDLE or None
+    if account.auth == BatchAccount.Auth.ENTRA_ID:
+        return BatchGateway(account.account_url, account.account_name,
+                            credential=entra_credential(account.managed_identity_client_id), ca_bundle=ca_bundle,
+                            budget=budget, connections=connections)
+    return BatchGateway(account.account_url, account.account_name, account_key(account), ca_bundle=ca_bundle,
+                        budget=budget, connections=connections)
 
 
 def blob_store() -> BlobStore:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 import redis
+from django.core.exceptions import ImproperlyConfigured
 
 from portal.accounts import roles
 
@@ -260,6 +261,16 @@ BATCH_ACCOUNT_KEY = os.environ.get(
     "BATCH_ACCOUNT_KEY",
     "bG9jYWxiYXRjaC1kZXYta2V5LW5vdC1hLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmZ2hpams=",
 )
+
+# How the portal signs its requests to that account: "shared_key" (BATCH_ACCOUNT_KEY) or "entra_id" (azure-identity:
+# the user-assigned managed identity BATCH_MANAGED_IDENTITY_CLIENT_ID, or DefaultAzureCredential when that is empty).
+BATCH_AUTH = os.environ.get("BATCH_AUTH", "shared_key")
+if BATCH_AUTH not in ("shared_key", "entra_id"):
+    raise ImproperlyConfigured(f"BATCH_AUTH must be shared_key or entra_id, not {BATCH_AUTH!r}.")
+BATCH_MANAGED_IDENTITY_CLIENT_ID = os.environ.get("BATCH_MANAGED_IDENTITY_CLIENT_ID", "")
+# A CA file the Batch client trusts instead of the system's: for test and private endpoints only (localbatch over
+# HTTPS prints its own, `trust (CA):`). Real Batch endpoints have publicly trusted certificates: leave it empty.
+BATCH_CA_BUNDLE = os.environ.get("BATCH_CA_BUNDLE", "")
 
 # The sync (batchsync/sync/): how many requests of one pass are in flight at once (a real region answers in
 # 50–150 ms, so a pass of 200 jobs needs them side by side), and the request budget of one account in each worker

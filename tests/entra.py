@@ -17,6 +17,9 @@ import jwt
 from azure.core.credentials import AccessToken
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from localbatch.bearer import BearerAuth
+from localbatch.server import Running, start
+
 
 class Issuer:
     """One tenant's signing key. `token()` makes any token, valid or not, for tests of refusal."""
@@ -72,3 +75,10 @@ class IssuedCredential:
 
     def close(self) -> None:
         pass
+
+
+def start_entra_localbatch(directory: Path, issuer: Issuer) -> Running:
+    """localbatch over HTTPS (a certificate made at start; trust `.ca_path`) that accepts `issuer`'s tokens."""
+    directory.mkdir(parents=True, exist_ok=True)
+    bearer = BearerAuth(str(issuer.write_jwks(directory / "jwks.json")), [issuer.issuer])
+    return start(str(directory / "localbatch"), node_start_seconds=0.05, bearer=bearer)

@@ -3,6 +3,7 @@
 from .budget import RequestBudget, budget_for
 from .client import BatchGateway, TaskListing
 from .errors import AlreadyExists, AuthFailed, GatewayError, NotFound, Rejected, Transient
+from .identity import entra_credential
 from .records import (
                       AddTasksResult,
                       FileRecord,
@@ -17,7 +18,7 @@ from .specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpe
 from .storage import BlobInfo, BlobStore, Containers
 
 __all__ = [
-    "BatchGateway", "TaskListing", "RequestBudget", "budget_for",
+    "BatchGateway", "TaskListing", "RequestBudget", "budget_for", "entra_credential",
     "GatewayError", "NotFound", "AlreadyExists", "Transient", "Rejected", "AuthFailed",
     "PoolRecord", "NodeRecord", "JobRecord", "TaskCountsRecord", "TaskRecord",
     "FileRecord", "TaskFailure", "AddTasksResult",

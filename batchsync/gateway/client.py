@@ -17,7 +17,7 @@ import requests
 import requests.adapters
 from azure.batch import BatchClient, models
 from azure.batch.models._models import BatchJobTerminateOptions  # not exported by azure.batch.models
-from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
@@ -52,12 +52,23 @@ SDK_RETRY_SETTINGS = dict(retry_total=2, retry_backoff_factor=0.5, retry_backoff
 class BatchGateway:
     """A Batch account. Every method raises only `GatewayError` subclasses."""
 
-    def __init__(self, account_url: str, account_name: str, account_key: str, *,
+    def __init__(self, account_url: str, account_name: str, account_key: str = "", *,
+                 credential: TokenCredential | None = None, ca_bundle: str | None = None,
                  budget: RequestBudget | None = None, connections: int | None = None):
-        """`budget`: every request takes a token from it; `connections`: how many requests this gateway may have
-        open at once without reconnecting (requests' default pool keeps 10)."""
+        """Signed with the shared key, or, given `credential`, with Entra ID bearer tokens (the SDK asks it for the
+        scope `https://batch.core.windows.net//.default`; azure-core sends them only over https).
+
+        `ca_bundle`: a CA file to trust instead of the system's, for a test or private endpoint (localbatch's own
+        certificate); `budget`: every request takes a token from it; `connections`: how many requests this gateway
+        may have open at once without reconnecting (requests' default pool keeps 10)."""
+        if credential is not None and not account_url.lower().startswith("https://"):
+            # azure-core would refuse every call with a connection error, which reads as Batch being down.
+            raise AuthFailed(f"Microsoft Entra ID tokens are sent only over HTTPS, and this account's URL is "
+                             f"{account_url!r}: give its https:// URL.")
         self.budget = budget
         options: dict = dict(SDK_RETRY_SETTINGS)
+        if ca_bundle:
+            options["connection_verify"] = ca_bundle
         if budget is not None:
             # The budget sees every attempt: the SDK's CustomHookPolicy sits inside its retry policy.
             options.update(raw_request_hook=budget.before_request, raw_response_hook=budget.after_response)
@@ -69,8 +80,10 @@ class BatchGateway:
                 max_retries=Retry(total=False, redirect=False, raise_on_status=False))
             for scheme in ("http://", "https://"):
                 session.mount(scheme, adapter)
-            options["transport"] = RequestsTransport(session=session, session_owner=True)
-        self._client = BatchClient(account_url, AzureNamedKeyCredential(account_name, account_key), **options)
+            options["transport"] = RequestsTransport(session=session, session_owner=True,
+                                                     **({"connection_verify": ca_bundle} if ca_bundle else {}))
+        signer = credential if credential is not None else AzureNamedKeyCredential(account_name, account_key)
+        self._client = BatchClient(account_url, signer, **options)
 
     def close(self) -> None:
         self._client.close()

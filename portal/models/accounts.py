@@ -1,6 +1,7 @@
 """Batch accounts the portal fronts, and teams: the people who share work."""
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 
 
@@ -18,13 +19,27 @@ class Team(models.Model):
 
 
 class BatchAccount(models.Model):
-    """One Batch account the portal fronts. Its key is a secret and lives in the environment,
-    in the variable named by `key_env_var`, never in the database."""
+    """One Batch account the portal fronts, reached with a shared key or with Microsoft Entra ID. Nothing secret is
+    stored: the key lives in the environment, in the variable named by `key_env_var`; Entra ID needs only the id of
+    the managed identity to use (or none: DefaultAzureCredential finds the identity in the environment)."""
+
+    class Auth(models.TextChoices):
+        SHARED_KEY = "shared_key", "Shared key (from an environment variable)"
+        ENTRA_ID = "entra_id", "Microsoft Entra ID (managed identity, workload identity or service principal)"
 
     name = models.SlugField(unique=True, help_text="Short name used in the portal.")
     account_url = models.URLField(max_length=300)
     account_name = models.CharField(max_length=64)
+    auth = models.CharField(max_length=20, choices=Auth.choices, default=Auth.SHARED_KEY,
+                            help_text="How the portal signs its requests to this account.")
     key_env_var = models.CharField(max_length=100, default="BATCH_ACCOUNT_KEY")
+    managed_identity_client_id = models.CharField(
+        max_length=36, blank=True,
+        validators=[RegexValidator(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$",
+                                   "A client id is a GUID, like 00000000-0000-0000-0000-000000000000.")],
+        help_text="Entra ID only: the client id of the user-assigned managed identity to sign in as. Empty: "
+                  "DefaultAzureCredential (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET of a service "
+                  "principal, workload identity, or the system-assigned managed identity).")
     is_default = models.BooleanField(default=False)
     last_synced_at = models.DateTimeField(null=True, blank=True)
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from localbatch import API_VERSION
 from localbatch.bearer import BATCH_AUDIENCE, BearerAuth
 from localbatch.server import start
-from tests.entra import IssuedCredential, Issuer
+from tests.entra import IssuedCredential, Issuer, start_entra_localbatch
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,7 @@ def issuer():
 @pytest.fixture
 def entra_batch(tmp_path, issuer):
     """localbatch over HTTPS (a certificate made at start) that trusts `issuer`'s tokens."""
-    bearer = BearerAuth(str(issuer.write_jwks(tmp_path / "jwks.json")), [issuer.issuer])
-    running = start(str(tmp_path / "lb"), node_start_seconds=0.05, bearer=bearer)
+    running = start_entra_localbatch(tmp_path, issuer)
     try:
         yield running
     finally:
