@@ -15,6 +15,12 @@ from .gateway import BatchGateway, BlobStore, Containers, budget_for, entra_cred
 DEFAULT_ACCOUNT_NAME = "default"
 
 
+def synced_accounts() -> list[int]:
+    """Ids of the accounts the sync passes over: the enabled ones (the configured one is created if new)."""
+    default_account()
+    return list(BatchAccount.objects.filter(enabled=True).order_by("pk").values_list("pk", flat=True))
+
+
 def default_account() -> BatchAccount:
     """The row of the account configured in settings (BATCH_ACCOUNT_URL/NAME), created on first use.
 
@@ -30,6 +36,18 @@ def default_account() -> BatchAccount:
     return account
 
 
+class AccountNotConfigured(ImproperlyConfigured):
+    """This process lacks what it needs to reach an account (its key's environment variable, say). Names the
+    account and the missing setting, never a value: pages show the message as it is."""
+
+    def __init__(self, account: BatchAccount, missing: str) -> None:
+        self.account_name = account.name
+        self.missing = missing
+        super().__init__(f"Batch account {account.name!r} cannot be reached from this process: the environment "
+                         f"variable {missing} is not set. An administrator sets it where the portal runs (web and "
+                         f"workers) and restarts them.")
+
+
 def account_key(account: BatchAccount) -> str:
     """The account's shared key, from the environment variable the row names.
 
@@ -39,9 +57,7 @@ def account_key(account: BatchAccount) -> str:
     if not key and account.is_default:
         key = settings.BATCH_ACCOUNT_KEY
     if not key:
-        # Names the variable, never a value.
-        raise ImproperlyConfigured(
-            f"Batch account {account.name!r} has no key: set the environment variable {account.key_env_var}.")
+        raise AccountNotConfigured(account, account.key_env_var)
     return key
 
 

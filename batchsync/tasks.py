@@ -13,16 +13,16 @@ from . import accounts, archive, notify, submit, sync
 
 @shared_task(name="batchsync.sync_all_accounts")
 def sync_all_accounts_task(full: bool = False) -> None:
-    """Beat's entry point: one sync_account_task per account (the configured one is created if new)."""
-    accounts.default_account()
-    for account_id in BatchAccount.objects.values_list("pk", flat=True):
+    """Beat's entry point: one sync_account_task per enabled account (the configured one is created if new)."""
+    for account_id in accounts.synced_accounts():
         sync_account_task.delay(account_id, full=full)
 
 
 @shared_task(name="batchsync.sync_account")
 def sync_account_task(account_id: int, full: bool = False) -> None:
     """One pass over the account (its requests side by side); a job's big task listing gets a task of its own."""
-    account = BatchAccount.objects.filter(pk=account_id).first()
+    # A task queued before the account was disabled finds it disabled and does nothing.
+    account = BatchAccount.objects.filter(pk=account_id, enabled=True).first()
     if account is None:
         return
 

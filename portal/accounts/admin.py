@@ -1,5 +1,5 @@
-"""Admin for accounts: Batch accounts read-only (set up by dev_bootstrap or the environment); teams and their
-members editable, from the team's page or the user's. Membership changes reach the audit history through the
+"""Admin for accounts: Batch accounts (added, edited and disabled by Admins; keys stay in the environment); teams
+and their members editable, from the team's page or the user's. Membership changes reach the audit history through the
 m2m receivers in portal/audit/receivers.py, so every write here goes through `members`/`teams`, never the through
 table."""
 
@@ -13,21 +13,56 @@ from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserChangeForm
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Model, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
 from portal.access import MANAGE_TEAMS
-from portal.admin_mirror import ReadOnlyAdmin
+from portal.audit.admin import AuditedAdminMixin
 from portal.models import BatchAccount, Team
 
 User = get_user_model()
 
 
 @admin.register(BatchAccount)
-class BatchAccountAdmin(ReadOnlyAdmin):
-    list_display = ["name", "account_name", "account_url", "key_env_var", "is_default", "last_synced_at"]
+class BatchAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Admins add and edit accounts, and disable one rather than delete it (jobs, pools and submissions point at
+    it). The key is never entered here: only the name of the environment variable that holds it."""
+
+    audit_type = "batch_account"
+    list_display = ["name", "account_name", "account_url", "key_env_var", "enabled", "is_default", "last_synced_at"]
+    list_filter = ["enabled"]
     search_fields = ["name", "account_name"]
+    fields = ["name", "account_url", "account_name", "key_env_var", "enabled", "is_default", "last_synced_at",
+              "audit_history"]
+    # The default account follows settings (batchsync.accounts.default_account); the sync writes last_synced_at.
+    readonly_fields = ["is_default", "last_synced_at", "audit_history"]
+    actions = ["disable_accounts", "enable_accounts"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: BatchAccount | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.is_default:
+            # Settings are its source of truth: an edit here would be undone on the next sync.
+            fields += ["name", "account_url", "account_name"]
+        return fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.action(description="Disable the selected accounts (no more syncs; their jobs stay as history)",
+                  permissions=["change"])
+    def disable_accounts(self, request: HttpRequest, queryset: QuerySet[BatchAccount]) -> None:
+        self._set_enabled(request, queryset, False)
+
+    @admin.action(description="Enable the selected accounts", permissions=["change"])
+    def enable_accounts(self, request: HttpRequest, queryset: QuerySet[BatchAccount]) -> None:
+        self._set_enabled(request, queryset, True)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[BatchAccount], enabled: bool) -> None:
+        # One save per account, through save_model, so each change is in the audit history.
+        for account in queryset.exclude(enabled=enabled):
+            account.enabled = enabled
+            self.save_model(request, account, None, change=True)
 
 
 @admin.register(Team)

@@ -1,24 +1,97 @@
-"""How fresh the mirror of the Batch accounts is: pages say when they were last synced, and warn when that is old."""
+"""Which Batch accounts a page covers, and how fresh their mirror is.
 
+One rule for "which accounts are there, and are there several" (`account_scope`): lists, the dashboard, the failure
+page and the pool list ask it, filter with `?account=<name>`, and name the account on each row only when there are
+several. Pages say when the mirror was last synced, and warn when that is old."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Q
 from django.utils import timezone
 
+from portal import access
 from portal.models import BatchAccount
 
 # A sync normally runs every few seconds; older than this and the page says it may be out of date.
 STALE_AFTER = timedelta(minutes=2)
 
+# Between an account's name and a pool id in a pool filter's value (`prod/demo-pool`): Batch pool ids hold only
+# letters, digits, hyphens and underscores, and account names are slugs, so the first "/" splits them.
+POOL_SEPARATOR = "/"
+
+
+@dataclass(frozen=True)
+class AccountScope:
+    """The accounts a page covers for one person: every account they read that has something to show, and the one
+    `?account=` chose, if any."""
+
+    accounts: tuple[BatchAccount, ...]
+    chosen: BatchAccount | None = None
+
+    @property
+    def several(self) -> bool:
+        """Whether rows must name their account (and the page offers the account filter)."""
+        return len(self.accounts) > 1
+
+    @property
+    def ids(self) -> list[int]:
+        """The accounts the page's rows come from: the chosen one, or all."""
+        return [self.chosen.pk] if self.chosen else [account.pk for account in self.accounts]
+
+    @property
+    def param(self) -> str:
+        return self.chosen.name if self.chosen else ""
+
+    def named(self, name: str) -> BatchAccount | None:
+        return next((account for account in self.accounts if account.name == name), None)
+
+
+def shown_accounts(user: User | AnonymousUser) -> tuple[BatchAccount, ...]:
+    """The accounts `user` reads that have something to show, by name: enabled ones, and disabled ones synced at
+    least once (their jobs and pools stay as history). A disabled account that never synced has no rows anywhere,
+    so it neither adds a filter choice nor makes the pages name accounts."""
+    visible = access.visible_account_ids(user)
+    return tuple(BatchAccount.objects.filter(pk__in=visible)
+                 .filter(Q(enabled=True) | Q(last_synced_at__isnull=False)).order_by("name"))
+
+
+def account_scope(*, user: User | AnonymousUser, params: Mapping[str, str] | None = None) -> AccountScope:
+    """The accounts a page covers; `params["account"]` (an account's name) narrows it to one. A name that is not an
+    account the person reads narrows nothing, as any unknown filter value does."""
+    accounts = shown_accounts(user)
+    name = (params or {}).get("account", "")
+    chosen = next((account for account in accounts if account.name == name), None) if name else None
+    return AccountScope(accounts=accounts, chosen=chosen)
+
+
+def pool_param_value(*, account_name: str, pool_id: str, several: bool) -> str:
+    """A pool filter's value: the pool id alone with one account; `account/pool` with several, so the same pool id
+    in two accounts is two choices."""
+    return f"{account_name}{POOL_SEPARATOR}{pool_id}" if several else pool_id
+
+
+def split_pool_param(text: str) -> tuple[str, str]:
+    """(account name or "", pool id) from a pool filter's value; a bare pool id matches that pool in any account."""
+    text = text.strip()[:200]
+    account_name, sep, pool_id = text.partition(POOL_SEPARATOR)
+    return (account_name, pool_id[:64]) if sep else ("", text[:64])
+
 
 def accounts_freshness(account_ids: list[int]) -> list[tuple[str, datetime | None]]:
-    """(name, when its last sync pass completed) of each of these accounts, by name: how fresh each one's mirror
-    is, where a page over several accounts would otherwise show only the stalest."""
-    return list(BatchAccount.objects.filter(pk__in=account_ids).order_by("name").values_list("name", "last_synced_at"))
+    """(name, when its last sync pass completed) of each of these accounts that is synced, by name: how fresh each
+    one's mirror is, where a page over several accounts would otherwise show only the stalest."""
+    return list(BatchAccount.objects.filter(pk__in=account_ids, enabled=True).order_by("name")
+                .values_list("name", "last_synced_at"))
 
 
 def accounts_synced_at(account_ids: list[int]) -> datetime | None:
-    """When the least recently synced of these accounts was synced: a page is only as fresh as that."""
-    synced = list(BatchAccount.objects.filter(pk__in=account_ids).values_list("last_synced_at", flat=True))
+    """When the least recently synced of these accounts was synced: a page is only as fresh as that. A disabled
+    account is not synced on purpose, so its age says nothing about the page."""
+    synced = list(BatchAccount.objects.filter(pk__in=account_ids, enabled=True)
+                  .values_list("last_synced_at", flat=True))
     return None if not synced or None in synced else min(at for at in synced if at is not None)
 
 

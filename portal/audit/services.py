@@ -47,10 +47,12 @@ KNOWN_ACTIONS = [
     "logs.download", "logs.zip_download", "results.download", "results.zip_download",
     "job_template.create", "job_template.change", "job_template.delete", "job_template.version_create",
     "pool_template.create", "pool_template.change", "pool_template.delete",
+    "batch_account.create", "batch_account.change",
     "user.role_change", "user.team_change", "user.delete", "group.permission_change",
     "audit.export",
 ]
-OBJECT_TYPES = ["job", "task", "submission", "pool", "job_template", "pool_template", "user", "group", "audit"]
+OBJECT_TYPES = ["job", "task", "submission", "pool", "job_template", "pool_template", "batch_account", "user", "group",
+                "audit"]
 
 
 def _clip(name: str, value: object) -> str:

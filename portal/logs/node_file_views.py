@@ -13,7 +13,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from batchsync.accounts import gateway_for
+from batchsync.accounts import AccountNotConfigured, gateway_for
 from batchsync.gateway import BatchGateway, GatewayError, NotFound
 from portal.access import SignedInRequest
 from portal.downloads import header_safe, inert
@@ -37,7 +37,9 @@ NO_FILE = "The node has no file by this name (yet): the task that writes it may 
 UNREACHABLE = "Batch did not answer while reading this file. Try again in a moment."
 
 
-def _problem(error: GatewayError) -> str:
+def _problem(error: GatewayError | AccountNotConfigured) -> str:
+    if isinstance(error, AccountNotConfigured):
+        return str(error)   # which account, and which setting this process lacks
     if isinstance(error, NotFound):
         return NODE_GONE if error.code in ("NodeNotFound", "PoolNotFound") else NO_FILE
     return UNREACHABLE
@@ -91,7 +93,7 @@ def node_files(request: SignedInRequest, pk: int, node_id: str) -> HttpResponseB
             # Listed first: a node that is gone answers NodeNotFound here, a missing file only a bare 404 below.
             files = gateway.list_node_files(pool.pool_id, node_id, prefix=folder + "/")
             window = on_node.read_window(gateway, pool.pool_id, node_id, path, start=start, end=end)
-    except GatewayError as error:
+    except (GatewayError, AccountNotConfigured) as error:
         context["problem"] = _problem(error)
         return render(request, "logs/node_file.html", context)
     names = {f.name for f in files if not f.is_directory}
@@ -109,7 +111,10 @@ def node_files(request: SignedInRequest, pk: int, node_id: str) -> HttpResponseB
 
 def _download(pool: Pool, node_id: str, path: str) -> HttpResponseBase:
     """The whole file as an attachment, streamed from the node in ranges with constant memory."""
-    gateway = gateway_for(pool.account)
+    try:
+        gateway = gateway_for(pool.account)
+    except AccountNotConfigured as missing:
+        return HttpResponse(_problem(missing), status=503, content_type="text/plain; charset=utf-8")
     try:
         if on_node.job_of(path) is not None:
             _prep_folder(gateway, pool, node_id, path)
@@ -157,8 +162,8 @@ def job_preparation(request: SignedInRequest, pk: int) -> HttpResponseBase:
             statuses = gateway.list_job_preparation_status(job.job_id)
     except NotFound:
         statuses = []
-    except GatewayError:
-        context["problem"] = UNREACHABLE
+    except (GatewayError, AccountNotConfigured) as error:
+        context["problem"] = _problem(error) if isinstance(error, AccountNotConfigured) else UNREACHABLE
         return render(request, "logs/_preparation.html", context)
     pools = {p.pool_id: p for p in Pool.objects.filter(account_id=job.account_id,
                                                        pool_id__in={s.pool_id for s in statuses})}

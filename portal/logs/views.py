@@ -19,7 +19,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
-from batchsync.accounts import blob_store, gateway_for
+from batchsync.accounts import AccountNotConfigured, blob_store, gateway_for
 from batchsync.gateway import GatewayError, NotFound, Rejected, Transient
 from portal.access import SignedInRequest
 from portal.downloads import header_safe, inert, too_many_tasks
@@ -92,8 +92,15 @@ def int_param(request: HttpRequest, name: str) -> int | None:
     return int(value)
 
 
-def _problem(error: GatewayError) -> str:
+# Either stops the reading: Batch refused or failed, or this process cannot reach the account at all.
+Unreadable = (GatewayError, AccountNotConfigured)
+
+
+def _problem(error: GatewayError | AccountNotConfigured) -> str:
     """What to tell a person when Batch cannot hand over the file."""
+    if isinstance(error, AccountNotConfigured):
+        # Which account and which setting: waiting will not help, so the page says it plainly and stops polling.
+        return str(error)
     if isinstance(error, CleanedUpBeforeSaved):
         return CLEANED_BEFORE_SAVED
     if isinstance(error, Rejected) and error.code == "TaskFilesUnavailable":
@@ -183,9 +190,9 @@ def _viewer(request: SignedInRequest, task: Task, path: str) -> HttpResponse:
             else:
                 window = windows.window(source)
             files = _file_names(opened, task, source)
-    except GatewayError as error:
+    except Unreadable as error:
         context["problem"] = _problem(error)
-        context["retry"] = live
+        context["retry"] = live and not isinstance(error, AccountNotConfigured)
         return render(request, "logs/output.html#viewer", context)
     context["files"] = files
     context.update(_window_context(task, path, window, None, following, source))
@@ -209,7 +216,7 @@ def task_output_window(request: SignedInRequest, pk: int) -> HttpResponseBase:
                                           gateway=opened.batch)
             else:
                 window = windows.window(source, start=start, end=end, hold_partial=live)
-    except GatewayError as error:
+    except Unreadable as error:
         return render(request, "logs/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
     first_line = line
     if end is not None and start is None and line:
@@ -251,7 +258,7 @@ def task_output_tail(request: SignedInRequest, pk: int) -> HttpResponseBase:
         response = _viewer(request, task, path)
         response["HX-Retarget"], response["HX-Reswap"] = "#log-viewer", "outerHTML"
         return response
-    except GatewayError as error:
+    except Unreadable as error:
         return render(request, "logs/output.html#tail_problem", {"problem": _problem(error)})
     if window.size < after:
         # The file is shorter than what the viewer already shows: Batch ran the task again (a retry)
@@ -302,7 +309,7 @@ def task_output_download(request: SignedInRequest, pk: int) -> HttpResponseBase:
     path = _path(request)
     try:
         source, size, chunks = _open_stream(task, path)
-    except GatewayError as error:
+    except Unreadable as error:
         return HttpResponse(_problem(error), status=404 if isinstance(error, (NotFound, Rejected)) else 503,
                             content_type="text/plain; charset=utf-8")
     services.task_file_download_record(user=request.user, task=task, path=path, source=source.kind, size=size)
@@ -385,7 +392,7 @@ def task_output_search(request: SignedInRequest, pk: int) -> HttpResponseBase:
                 window = windows.window(source, start=found.start)
             else:
                 window = window_at(source, found.hits[index])
-    except GatewayError as error:
+    except Unreadable as error:
         return render(request, "logs/output.html#window", {"task": task, "path": path, "problem": _problem(error)})
     first_line, current = None, window.hit_row
     if index is not None and found.lines[index]:
@@ -426,7 +433,10 @@ def job_logs_zip(request: SignedInRequest, pk: int) -> HttpResponseBase:
     if refused:
         return refused
     task_ids = list(job.tasks.order_by("task_id").values_list("task_id", "start_time"))
-    opened = _Opened(job.account)
+    try:
+        opened = _Opened(job.account)
+    except AccountNotConfigured as missing:
+        return HttpResponse(_problem(missing), status=503, content_type="text/plain; charset=utf-8")
 
     def chunks() -> Iterator[bytes]:
         try:

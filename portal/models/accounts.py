@@ -32,7 +32,12 @@ class BatchAccount(models.Model):
     account_name = models.CharField(max_length=64)
     auth = models.CharField(max_length=20, choices=Auth.choices, default=Auth.SHARED_KEY,
                             help_text="How the portal signs its requests to this account.")
-    key_env_var = models.CharField(max_length=100, default="BATCH_ACCOUNT_KEY")
+    key_env_var = models.CharField(
+        max_length=100, default="BATCH_ACCOUNT_KEY",
+        validators=[RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Letters, digits and underscores, not starting "
+                                   "with a digit: the name of an environment variable, never the key itself.")],
+        help_text="The name of the environment variable that holds the account's key, in the web and worker "
+                  "processes. The key itself is never stored here.")
     managed_identity_client_id = models.CharField(
         max_length=36, blank=True,
         validators=[RegexValidator(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$",
@@ -41,6 +46,10 @@ class BatchAccount(models.Model):
                   "DefaultAzureCredential (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET of a service "
                   "principal, workload identity, or the system-assigned managed identity).")
     is_default = models.BooleanField(default=False)
+    # Disabled: not synced and not offered for new work; its mirror stays as history. Batch accounts are never
+    # deleted here, since jobs, pools and submissions point at them.
+    enabled = models.BooleanField(default=True, help_text="Synced and offered for new work. A disabled account's "
+                                  "jobs and pools stay in the portal as history.")
     last_synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -126,6 +126,10 @@ class PoolTemplate(models.Model):
     image_sku = models.CharField(max_length=100)
     image_version = models.CharField(max_length=50, default="latest")
     node_agent_sku_id = models.CharField(max_length=100, help_text="e.g. batch.node.ubuntu 22.04")
+    # Null: the default account, as for job templates.
+    account = models.ForeignKey(BatchAccount, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="pool_templates", verbose_name="runs on",
+                                help_text="The Batch account its pools are created in; empty: the default account.")
     default_dedicated_nodes = models.PositiveIntegerField(default=1, validators=[MaxValueValidator(MAX_NODES_PER_KIND)])
     default_low_priority_nodes = models.PositiveIntegerField(default=0,
                                                              validators=[MaxValueValidator(MAX_NODES_PER_KIND)])

@@ -23,6 +23,10 @@ class JobTemplate(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True, help_text="Offered to people who submit; past submissions stay.")
+    # Null: the default account (the one in settings), so templates written before there were several keep working.
+    account = models.ForeignKey(BatchAccount, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="job_templates", verbose_name="runs on",
+                                help_text="The Batch account its jobs are submitted to; empty: the default account.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,8 +3,10 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from batchsync.accounts import default_account, gateway_for
-from portal.models import BatchAccount
+from batchsync.accounts import AccountNotConfigured, default_account, gateway_for, synced_accounts
+from batchsync.tasks import sync_account_task
+from portal.models import BatchAccount, Pool
+from tests.localbatch.helpers import make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -47,3 +49,34 @@ def test_a_missing_key_names_the_variable_to_set(monkeypatch):
 
     with pytest.raises(ImproperlyConfigured, match="TEAM_C_BATCH_KEY"):
         gateway_for(account)
+
+
+def test_a_missing_key_is_our_error_naming_the_account_and_the_variable(monkeypatch):
+    monkeypatch.delenv("TEAM_D_BATCH_KEY", raising=False)
+    account = BatchAccount.objects.create(name="team-d", account_url="https://d.batch.azure.com",
+                                          account_name="d", key_env_var="TEAM_D_BATCH_KEY")
+
+    with pytest.raises(AccountNotConfigured) as raised:
+        gateway_for(account)
+
+    assert (raised.value.account_name, raised.value.missing) == ("team-d", "TEAM_D_BATCH_KEY")
+    assert "'team-d'" in str(raised.value)
+
+
+def test_only_enabled_accounts_are_synced(localbatch, batch_client, monkeypatch):
+    """Two accounts on one localbatch (the same jobs seen twice): the disabled one is neither listed for the sync
+    nor synced by a task queued before it was disabled."""
+    monkeypatch.setenv("TWIN_BATCH_KEY", localbatch.account_key)
+    enabled, disabled = (BatchAccount.objects.create(
+        name=name, account_url=localbatch.endpoint, account_name=localbatch.account_name,
+        key_env_var="TWIN_BATCH_KEY", enabled=name == "on") for name in ("on", "off"))
+    make_pool(batch_client, "demo-pool", nodes=0)
+
+    assert enabled.pk in synced_accounts() and disabled.pk not in synced_accounts()
+    sync_account_task(enabled.pk)
+    sync_account_task(disabled.pk)
+
+    assert Pool.objects.filter(account=enabled, pool_id="demo-pool").exists()
+    assert not Pool.objects.filter(account=disabled).exists()
+    disabled.refresh_from_db()
+    assert disabled.last_synced_at is None

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from batchsync import sync
-from batchsync.accounts import default_account
+from batchsync.accounts import AccountNotConfigured, synced_accounts
 from batchsync.gateway import GatewayError
 from portal.models import BatchAccount
 
@@ -25,10 +25,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, full: bool = False, account: str | None = None, retry_seconds: float = 30.0,
                **options: Any) -> None:
-        default_account()   # the account configured in settings exists before the first pass
-        accounts = BatchAccount.objects.all()
+        # Every enabled account (the configured one is created if new); one named explicitly even if disabled.
+        accounts = BatchAccount.objects.filter(pk__in=synced_accounts())
         if account:
-            accounts = accounts.filter(name=account)
+            accounts = BatchAccount.objects.filter(name=account)
             if not accounts:
                 names = ", ".join(BatchAccount.objects.values_list("name", flat=True))
                 raise CommandError(f"No account named {account!r}. Known accounts: {names}.")
@@ -36,6 +36,8 @@ class Command(BaseCommand):
         for each in accounts:
             try:
                 stats = sync.sync_account(each, full=full, retry=retry)
+            except AccountNotConfigured as exc:
+                raise CommandError(str(exc)) from None
             except GatewayError as exc:
                 raise CommandError(
                     f"Account {each.name}: Batch at {each.account_url} refused or did not answer ({exc}). "
