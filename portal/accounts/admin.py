@@ -30,11 +30,12 @@ class BatchAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
     it). The key is never entered here: only the name of the environment variable that holds it."""
 
     audit_type = "batch_account"
-    list_display = ["name", "account_name", "account_url", "key_env_var", "enabled", "is_default", "last_synced_at"]
+    list_display = ["name", "account_name", "account_url", "auth", "key_env_var", "enabled", "is_default",
+                    "last_synced_at"]
     list_filter = ["enabled"]
     search_fields = ["name", "account_name"]
-    fields = ["name", "account_url", "account_name", "key_env_var", "enabled", "is_default", "last_synced_at",
-              "audit_history"]
+    fields = ["name", "account_url", "account_name", "auth", "key_env_var", "managed_identity_client_id", "enabled",
+              "is_default", "last_synced_at", "audit_history"]
     # The default account follows settings (batchsync.accounts.default_account); the sync writes last_synced_at.
     readonly_fields = ["is_default", "last_synced_at", "audit_history"]
     actions = ["disable_accounts", "enable_accounts"]
@@ -43,7 +44,7 @@ class BatchAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.is_default:
             # Settings are its source of truth: an edit here would be undone on the next sync.
-            fields += ["name", "account_url", "account_name"]
+            fields += ["name", "account_url", "account_name", "auth", "managed_identity_client_id"]
         return fields
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:

@@ -10,7 +10,7 @@ from tests.personas import client_for
 pytestmark = pytest.mark.django_db
 
 NEW = {"name": "prod", "account_url": "https://prod.westeurope.batch.azure.com", "account_name": "prodbatch",
-       "key_env_var": "PROD_BATCH_KEY", "enabled": "on"}
+       "auth": "shared_key", "key_env_var": "PROD_BATCH_KEY", "enabled": "on", "managed_identity_client_id": ""}
 
 
 def test_an_admin_adds_an_account_naming_the_variable_that_holds_its_key(portal_admin):
