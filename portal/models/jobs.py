@@ -245,6 +245,9 @@ class Task(models.Model):
             # Keyset pagination of the job's task table, for each sort and filter the page offers.
             models.Index(fields=["job", "state", "task_id"], name="task_job_state_id"),
             models.Index(fields=["job", "start_time", "task_id"], name="task_job_start"),
+            # The task table's poll (running, by start time): running tasks sit at the far end of task_job_start,
+            # so a walk of it reads the whole job (4.1 s at 1,000,000 tasks); this range holds just them.
+            models.Index(fields=["job", "state", "start_time", "task_id"], name="task_job_state_start"),
             models.Index(fields=["job", "end_time", "task_id"], name="task_job_end"),
             models.Index(fields=["job", "duration_seconds", "task_id"], name="task_job_duration"),
             models.Index(fields=["job", "exit_code", "task_id"], name="task_job_exit"),
