@@ -76,7 +76,13 @@ def gateway_for(account: BatchAccount, *, budgeted: bool = False, connections: i
 
 
 def blob_store() -> BlobStore:
-    """The portal's storage account (Azurite by default); the caller closes it (it is a context manager)."""
-    return BlobStore(settings.AZURE_STORAGE_CONNECTION_STRING,
-                     Containers(inputs=settings.STORAGE_INPUTS_CONTAINER, logs=settings.STORAGE_LOGS_CONTAINER,
-                                outputs=settings.STORAGE_OUTPUTS_CONTAINER, audit=settings.STORAGE_AUDIT_CONTAINER))
+    """The portal's storage account (Azurite by default); the caller closes it (it is a context manager). With
+    AZURE_STORAGE_ACCOUNT_URL set, reached with Entra ID (and every SAS a user-delegation SAS), else with the key in
+    AZURE_STORAGE_CONNECTION_STRING."""
+    containers = Containers(inputs=settings.STORAGE_INPUTS_CONTAINER, logs=settings.STORAGE_LOGS_CONTAINER,
+                            outputs=settings.STORAGE_OUTPUTS_CONTAINER, audit=settings.STORAGE_AUDIT_CONTAINER)
+    if settings.AZURE_STORAGE_ACCOUNT_URL:
+        return BlobStore(containers=containers, account_url=settings.AZURE_STORAGE_ACCOUNT_URL,
+                         credential=entra_credential(settings.AZURE_STORAGE_MANAGED_IDENTITY_CLIENT_ID),
+                         ca_bundle=settings.AZURE_STORAGE_CA_BUNDLE or None)
+    return BlobStore(settings.AZURE_STORAGE_CONNECTION_STRING, containers)

@@ -262,7 +262,7 @@ def _upload_url(configured: str, container: str, what: str) -> str | None:
     remembered for a minute, as a submission expands its tasks slice by slice."""
     if configured:
         return configured
-    key = (settings.AZURE_STORAGE_CONNECTION_STRING, container)
+    key = (settings.AZURE_STORAGE_ACCOUNT_URL or settings.AZURE_STORAGE_CONNECTION_STRING, container)
     remembered = _UPLOAD_URLS.get(key)
     if remembered and remembered[0] > time.monotonic():
         return remembered[1]

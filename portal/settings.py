@@ -286,6 +286,14 @@ AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
 )
 
+# Or Microsoft Entra ID: with the account's Blob URL set (https://<account>.blob.core.windows.net), the connection
+# string is not read; the portal signs in as the user-assigned managed identity named here, or with
+# DefaultAzureCredential when it is empty, and every SAS it hands out is a user-delegation SAS (7 days at most).
+AZURE_STORAGE_ACCOUNT_URL = os.environ.get("AZURE_STORAGE_ACCOUNT_URL", "")
+AZURE_STORAGE_MANAGED_IDENTITY_CLIENT_ID = os.environ.get("AZURE_STORAGE_MANAGED_IDENTITY_CLIENT_ID", "")
+# A CA file to trust for that URL instead of the system's: test and private endpoints only (Azurite over HTTPS).
+AZURE_STORAGE_CA_BUNDLE = os.environ.get("AZURE_STORAGE_CA_BUNDLE", "")
+
 # Containers the portal keeps inputs, saved logs and task outputs in (created by dev_bootstrap), and how long
 # the SAS URLs it signs live: a browser upload's is short; a task's must outlast the job (tasks upload their logs
 # when they end, possibly days after submission).
@@ -406,7 +414,9 @@ def blob_origin(connection_string: str) -> str | None:
 # hx-* attributes. Styles allow 'unsafe-inline' because progress bars, the throughput chart and node bars set their
 # widths in style attributes, and htmx adds its indicator style; CSS cannot run script, and autoescaping keeps
 # Batch-sourced text out of markup. Applied in development too, so an inline script fails on the first page view.
-_csp_connect = ["'self'"] + [origin for origin in [blob_origin(AZURE_STORAGE_CONNECTION_STRING)] if origin]
+_blob_origin = (blob_origin(f"BlobEndpoint={AZURE_STORAGE_ACCOUNT_URL}") if AZURE_STORAGE_ACCOUNT_URL
+                else blob_origin(AZURE_STORAGE_CONNECTION_STRING))
+_csp_connect = ["'self'"] + [origin for origin in [_blob_origin] if origin]
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],

@@ -3,16 +3,23 @@ one thing for a short time. Like client.py, the only place that imports the stor
 dataclasses and errors.
 
 Blob paths, not URLs, are what the database keeps: a SAS is signed when it is needed (a task is built, a person
-downloads), so no stored row carries a credential that could leak or expire."""
+downloads), so no stored row carries a credential that could leak or expire.
+
+Two ways in: an account key (a connection string), or Microsoft Entra ID (an account URL and a TokenCredential).
+With Entra ID every SAS is a user-delegation SAS, signed with a key Storage hands out for the identity's token
+(`get_user_delegation_key`); such a key lives at most 7 days, and so does any SAS signed with it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -26,6 +33,7 @@ from azure.storage.blob import (
     ContentSettings,
     CorsRule,
     LinearRetry,
+    UserDelegationKey,
     generate_blob_sas,
     generate_container_sas,
 )
@@ -35,6 +43,13 @@ from .errors import AuthFailed, GatewayError, NotFound, Transient
 # A SAS starts a little in the past: the signer's clock and the storage service's may disagree.
 _CLOCK_SKEW = timedelta(minutes=5)
 READ_CHUNK_BYTES = 4 * 1024 * 1024
+# Storage's longest user-delegation key, less a margin for the clocks; and how long a key is reused for signing: one
+# request to Storage per hour and process, not one per SAS, at the price of the longest SAS ending up to an hour
+# short of 7 days.
+_DELEGATION_KEY_LIFETIME = timedelta(days=7) - _CLOCK_SKEW
+_DELEGATION_KEY_REUSE = timedelta(hours=1)
+_delegation_lock = threading.Lock()
+_delegation_keys: dict[str, tuple[UserDelegationKey, datetime]] = {}
 
 
 @dataclass(frozen=True)
@@ -61,19 +76,28 @@ class Containers:
 
 
 class BlobStore:
-    def __init__(self, connection_string: str, containers: Containers | None = None):
+    def __init__(self, connection_string: str = "", containers: Containers | None = None, *, account_url: str = "",
+                 credential: TokenCredential | None = None, ca_bundle: str | None = None):
+        """With `connection_string`, the account key it holds; with `account_url` and `credential`, Entra ID.
+        `ca_bundle`: a CA file to trust instead of the system's (a test or private endpoint only)."""
         # Uploads bigger than one block go up block by block: a streamed put holds one block, not the whole blob.
         # Retries are few and short: a page asking for a saved copy falls back to the node within seconds when
         # storage does not answer (the SDK's default waits 15 s and more between tries); the archiver simply tries
         # again at its next pass.
-        self._service = BlobServiceClient.from_connection_string(
-            connection_string, max_single_put_size=READ_CHUNK_BYTES, max_block_size=READ_CHUNK_BYTES,
-            # The SDK's stubs say int; its retry arithmetic takes fractions of a second.
+        options: dict[str, Any] = dict(
+            max_single_put_size=READ_CHUNK_BYTES, max_block_size=READ_CHUNK_BYTES,
             retry_policy=LinearRetry(backoff=0.3, retry_total=2, random_jitter_range=0.1))  # type: ignore[arg-type]
+        if ca_bundle:
+            options["connection_verify"] = ca_bundle
         self.containers = containers or Containers()
-        credential = self._service.credential
-        self._account_name = credential.account_name
-        self._account_key = credential.account_key
+        self._account_key: str | None = None
+        if credential is not None:
+            self._service = BlobServiceClient(account_url, credential=credential, **options)
+            self._account_name = str(self._service.account_name)
+        else:
+            self._service = BlobServiceClient.from_connection_string(connection_string, **options)
+            self._account_name = str(self._service.credential.account_name)
+            self._account_key = self._service.credential.account_key
 
     def close(self) -> None:
         self._service.close()
@@ -132,9 +156,9 @@ class BlobStore:
         """A container URL that can create and write blobs but not read, list or delete them: what Batch's
         output-file rules upload with. It must outlive the task, so `hours` covers the longest job."""
         start, expiry = _window(timedelta(hours=hours))
-        token = generate_container_sas(self._account_name, container, account_key=self._account_key,
+        token = generate_container_sas(self._account_name, container,
                                        permission=ContainerSasPermissions(create=True, write=True),
-                                       start=start, expiry=expiry)
+                                       start=start, **self._signer(expiry))
         return f"{self._service.get_container_client(container).url}?{token}"
 
     def blob_url(self, container: str, path: str) -> str:
@@ -144,10 +168,31 @@ class BlobStore:
     def _blob_url(self, container: str, path: str, permission: BlobSasPermissions, lifetime: timedelta,
                   *, content_disposition: str | None = None, snapshot: str | None = None) -> str:
         start, expiry = _window(lifetime)
-        token = generate_blob_sas(self._account_name, container, path, account_key=self._account_key,
-                                  permission=permission, start=start, expiry=expiry, snapshot=snapshot,
-                                  content_disposition=content_disposition)
+        token = generate_blob_sas(self._account_name, container, path, permission=permission, start=start,
+                                  snapshot=snapshot, content_disposition=content_disposition, **self._signer(expiry))
         return f"{self._service.get_blob_client(container, path).url}?{token}"
+
+    def _signer(self, expiry: datetime) -> dict[str, Any]:
+        """What signs a SAS that should last until `expiry`: the account key, or a user-delegation key (the SAS then
+        ends with the key, at most 7 days from when it was fetched)."""
+        if self._account_key:
+            return {"account_key": self._account_key, "expiry": expiry}
+        key, key_expiry = self._delegation_key(expiry)
+        return {"user_delegation_key": key, "expiry": min(expiry, key_expiry)}
+
+    def _delegation_key(self, until: datetime) -> tuple[UserDelegationKey, datetime]:
+        now = datetime.now(UTC)
+        wanted = min(until, now + _DELEGATION_KEY_LIFETIME - _DELEGATION_KEY_REUSE)
+        with _delegation_lock:
+            cached = _delegation_keys.get(self._service.url)
+            if cached and cached[1] >= wanted:
+                return cached
+            expiry = now + _DELEGATION_KEY_LIFETIME
+            with _translated():
+                # Storage Blob Data Contributor includes the right to ask for one (…/generateUserDelegationKey/action).
+                key = self._service.get_user_delegation_key(now - _CLOCK_SKEW, expiry)
+            _delegation_keys[self._service.url] = (key, expiry)
+            return key, expiry
 
     # --- reading --------------------------------------------------------------------------------------------
 
