@@ -206,7 +206,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `manage.py collectstatic` gathers the files WhiteNoise serves (production runs it at every release).
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Not the manifest variant: it needs collectstatic before any page renders, which tests
@@ -323,6 +324,9 @@ SUBMISSION_MAX_UPLOAD_BYTES = int(os.environ.get("SUBMISSION_MAX_UPLOAD_BYTES", 
 SUBMISSION_MAX_CSV_BYTES = int(os.environ.get("SUBMISSION_MAX_CSV_BYTES", str(20 * 1000 ** 2)))
 # Where people open the portal; dev_bootstrap lets these origins upload straight to storage (CORS).
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000")
+
+# /readyz (portal/readiness.py): how long each dependency's check may wait, without retries.
+READINESS_TIMEOUT_SECONDS = float(os.environ.get("READINESS_TIMEOUT_SECONDS", "2"))
 
 # Celery: configured in batchsync/celery.py; only the broker lives here.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

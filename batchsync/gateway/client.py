@@ -94,6 +94,15 @@ class BatchGateway:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def ping(self, *, timeout: float) -> None:
+        """One cheap signed request (at most one pool id), without retries, each wait at most `timeout` seconds:
+        returns if the account answers and takes the credentials, else raises a GatewayError (readiness)."""
+        with _translated():
+            pages = self._client.list_pools(max_results=1, select=["id"], retry_total=0,
+                                            connection_timeout=timeout, read_timeout=timeout).by_page()
+            for _ in next(pages):
+                break
+
     # --- pools and nodes -------------------------------------------------------------------------
 
     def list_pools(self) -> list[PoolRecord]:

@@ -125,6 +125,19 @@ class BlobStore:
                                 max_age_in_seconds=3600)
                 self._service.set_service_properties(cors=[rule])
 
+    def missing_containers(self, *, timeout: float) -> list[str]:
+        """The portal's containers that do not exist, asked without retries, each wait at most `timeout` seconds;
+        raises a GatewayError when storage does not answer or refuses the credentials (readiness)."""
+        missing = []
+        with _translated():
+            for name in self.containers:
+                try:
+                    self._service.get_container_client(name).get_container_properties(
+                        retry_total=0, connection_timeout=timeout, read_timeout=timeout)
+                except ResourceNotFoundError:
+                    missing.append(name)
+        return missing
+
     # --- SAS URLs -------------------------------------------------------------------------------------------
 
     def upload_url(self, path: str, *, minutes: int = 30) -> str:

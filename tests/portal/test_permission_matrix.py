@@ -88,7 +88,7 @@ ROUTES = {
     "submission_retry_failed": Route("submission", get=ACTORS, post=ACTORS),
 }
 # Sign-in and health answer everyone; the admin site has its own staff check (tested below).
-OPEN = {"login", "logout", "healthz", "oidc_authentication_init", "oidc_authentication_callback", "favicon"}
+OPEN = {"login", "logout", "healthz", "readyz", "oidc_authentication_init", "oidc_authentication_callback", "favicon"}
 
 
 def named_urls(patterns=None, namespace=""):
