@@ -112,8 +112,9 @@ def storage() -> None:
 
 
 def accounts() -> list[BatchAccount]:
-    """Every account row; before the first sync has made the default account's row, the one settings describe."""
-    rows = list(BatchAccount.objects.all())
+    """Every enabled account; before the first sync has made the default account's row, the one settings describe.
+    A disabled account is neither synced nor offered, so it cannot make the portal unready."""
+    rows = list(BatchAccount.objects.filter(enabled=True))
     return rows or [BatchAccount(name="default", account_url=settings.BATCH_ACCOUNT_URL,
                                  account_name=settings.BATCH_ACCOUNT_NAME, is_default=True)]
 
