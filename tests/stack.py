@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = REPO_ROOT / ".venv" / "bin"
@@ -217,6 +218,7 @@ class Stack:
             "READINESS_TIMEOUT_SECONDS": "1",
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         })
+        self.env.update({"GUNICORN_BIND": f"127.0.0.1:{self.web_port}", "WEB_CONCURRENCY": str(web_workers)})
         self.env.update(extra_env or {})
         log = workdir.joinpath
         celery = [str(BIN / "celery"), "-A", "batchsync"]
@@ -234,11 +236,8 @@ class Stack:
                                            str(self.blob_port), "--location", str(workdir / "azurite"),
                                            "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"],
                                log("azurite.log"), up=lambda: http_answers(f"{self.blob_endpoint}?comp=list")),
-            "web": Service("web", [str(BIN / "gunicorn"), "portal.wsgi:application", "--bind",
-                                   f"127.0.0.1:{self.web_port}", "--workers", str(web_workers), "--timeout", "60",
-                                   "--graceful-timeout", "20", "--access-logfile", "-",
-                                   # Its control socket's default path is one per machine user; not needed here.
-                                   "--no-control-socket"],
+            # gunicorn.conf.py in the checkout (the working directory) is the production configuration.
+            "web": Service("web", [str(BIN / "gunicorn"), "portal.wsgi:application"],
                            log("web.log"), up=lambda: http_answers(f"{self.url}/healthz")),
             "worker-submit": Service("worker-submit", [*worker, "-Q", "submit", "--hostname", "submit@%h"],
                                      log("worker-submit.log")),
@@ -248,9 +247,11 @@ class Stack:
                                      str(workdir / "celerybeat-schedule")], log("beat.log")),
         }
 
-    def manage(self, *args: str) -> str:
-        """Run `manage.py` with the stack's settings; its output, or an error with it."""
-        result = subprocess.run([str(BIN / "python"), "manage.py", *args], cwd=REPO_ROOT, env=self.env,
+    def manage(self, *args: str, database_url: str | None = None) -> str:
+        """Run `manage.py` with the stack's settings (`database_url`: as another role, the owner's for `migrate`);
+        its output, or an error with it."""
+        env = {**self.env, "DATABASE_URL": database_url or self.database_url}
+        result = subprocess.run([str(BIN / "python"), "manage.py", *args], cwd=REPO_ROOT, env=env,
                                 capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
@@ -270,6 +271,16 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(f"--- {name}\n{service.tail()}" for name, service in self.services.items())
+
+
+APP_ROLE_SQL = REPO_ROOT / "deploy" / "postgres-app-role.sql"
+
+
+def grant_app_role(cursor: Any, role: str) -> None:
+    """Run deploy/postgres-app-role.sql for `role` (in place of portal_app) with `cursor`, the owner's."""
+    statements = [line for line in APP_ROLE_SQL.read_text().splitlines() if line and not line.startswith("--")]
+    for statement in statements:
+        cursor.execute(statement.replace("portal_app", role))
 
 
 def main() -> None:

@@ -7,20 +7,23 @@ Every process opens the test's database, so this needs PostgreSQL, as in CI (.ci
 a plain local run it is skipped. Locally: DATABASE_URL=postgres://postgres@127.0.0.1:5432/<a name of your own>."""
 
 import re
+import secrets
 
+import psycopg
 import pytest
 import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import Group
+from django.db import connection
 
 from batchsync.gateway import BatchGateway, BlobStore, PoolSpec
-from portal.models import Job, JobState, JobTemplate, Submission, Task
+from portal.models import AuditEvent, Job, JobState, JobTemplate, Submission, Task
 from tests.batchsync.test_submit_faults import database_url
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import UserFactory
 from tests.localbatch.helpers import wait_for
 from tests.portal.submit_helpers import put_blocks
-from tests.stack import LOCALBATCH_KEY, LOCALBATCH_NAME, Stack, TcpRelay
+from tests.stack import LOCALBATCH_KEY, LOCALBATCH_NAME, Stack, TcpRelay, grant_app_role
 
 # The processes write committed rows the test reads; serialized_rollback keeps the shipped templates for the tests
 # that run after these, which a transactional test would otherwise truncate.
@@ -38,8 +41,24 @@ def shared_database():
 
 
 @pytest.fixture
-def stack(tmp_path, shared_database):
-    running = Stack(tmp_path / "stack", shared_database)
+def app_role(shared_database):
+    """A role of this test's own, granted what deploy/postgres-app-role.sql grants the portal's app role: owner of
+    nothing, not a superuser. Yields its database URL; dropped afterwards."""
+    role = f"portal_app_{secrets.token_hex(4)}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER")
+        grant_app_role(cursor, role)
+    try:
+        yield shared_database.replace("://postgres@", f"://{role}@", 1)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP OWNED BY {role}")
+            cursor.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def stack(tmp_path, shared_database, app_role):
+    running = Stack(tmp_path / "stack", app_role)
     try:
         yield running
     finally:
@@ -92,10 +111,11 @@ def prepare_dependencies(stack: Stack) -> None:
                                      target_dedicated_nodes=1, task_slots_per_node=2))
 
 
-def test_a_person_signs_in_submits_a_file_and_reads_the_log_on_the_production_stack(stack):
+def test_a_person_signs_in_submits_a_file_and_reads_the_log_on_the_production_stack(stack, shared_database):
     stack.start("redis", "localbatch", "azurite")
     prepare_dependencies(stack)
-    stack.manage("migrate", "--noinput")
+    # Migrations as the owner; the web process and the workers as the app role, which owns nothing.
+    stack.manage("migrate", "--noinput", database_url=shared_database)
     stack.manage("collectstatic", "--noinput")
     submitter()
     try:
@@ -142,6 +162,15 @@ def test_a_person_signs_in_submits_a_file_and_reads_the_log_on_the_production_st
         output = session.get(f"{base}/tasks/{task.pk}/output/", timeout=30)
         assert output.status_code == 200
         assert "3 inputs/words.txt" in output.text, output.text[-2000:]
+
+        # The app role could append to the audit history (the sign-in and the submission are in it), not change it.
+        assert AuditEvent.objects.filter(action="submission.create").exists()
+        with psycopg.connect(stack.database_url.replace("postgres://", "postgresql://")) as app:
+            for statement in ("UPDATE portal_auditevent SET action = 'x'", "DELETE FROM portal_auditevent",
+                              "TRUNCATE portal_auditevent"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    app.execute(statement)
+                app.rollback()
     except BaseException:
         print(stack.logs())
         raise
