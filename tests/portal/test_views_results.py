@@ -141,7 +141,8 @@ def test_a_name_that_could_leave_the_tasks_folder_is_refused(signed_in, store, j
 
     for view in ("task_result_preview", "task_result_image", "task_result_download"):
         response = signed_in.get(reverse(view, args=[task.pk]), {"name": name})
-        assert response.status_code == 404, (view, name)
+        # A NUL in a query string is refused before any view (portal/request_guard.py).
+        assert response.status_code == (400 if "\x00" in name else 404), (view, name)
         assert b"secret" not in response.content and b"someone else" not in response.content
 
 
