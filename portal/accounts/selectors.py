@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal import access
-from portal.models import BatchAccount
+from portal.models import BatchAccount, Pool
 
 # A sync normally runs every few seconds; older than this and the page says it may be out of date.
 STALE_AFTER = timedelta(minutes=2)
@@ -78,6 +78,26 @@ def split_pool_param(text: str) -> tuple[str, str]:
     text = text.strip()[:200]
     account_name, sep, pool_id = text.partition(POOL_SEPARATOR)
     return (account_name, pool_id[:64]) if sep else ("", text[:64])
+
+
+def filtered_account_ids(*, user: User | AnonymousUser, account: str = "", pool_account: str = "") -> list[int]:
+    """The accounts a filtered list reads: those `user` reads (account_scope), narrowed to
+    `account` and to the account of the chosen pool. Two that disagree select nothing."""
+    scope = account_scope(user=user, params={"account": account})
+    ids = scope.ids
+    if pool_account:
+        named = scope.named(pool_account)
+        ids = [pk for pk in ids if named is not None and pk == named.pk]
+    return ids
+
+
+def pool_choices(scope: AccountScope) -> list[tuple[str, str]]:
+    """(value, label) of each pool a list can be filtered by; with several accounts the same pool id in two of them
+    is two choices, each naming its account."""
+    rows = (Pool.objects.filter(account_id__in=[account.pk for account in scope.accounts])
+            .values_list("account__name", "pool_id").distinct().order_by("pool_id", "account__name"))
+    return [(pool_param_value(account_name=name, pool_id=pool_id, several=scope.several),
+             f"{pool_id} ({name})" if scope.several else pool_id) for name, pool_id in rows]
 
 
 def accounts_freshness(account_ids: list[int]) -> list[tuple[str, datetime | None]]:

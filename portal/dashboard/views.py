@@ -7,6 +7,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from portal.access import SignedInRequest
+from portal.accounts.selectors import account_scope
 from portal.dashboard import selectors
 from portal.pages import partial_for, render_page
 
@@ -14,7 +15,7 @@ from portal.pages import partial_for, render_page
 @require_safe
 @login_required
 def dashboard(request: SignedInRequest) -> HttpResponse:
-    data = selectors.dashboard_data(user=request.user)
+    data = selectors.dashboard_data(user=request.user, scope=account_scope(user=request.user, params=request.GET))
     partial = partial_for(request, {}, default="live")
     return render_page(request, "dashboard/index.html", {"d": data}, partial)
 

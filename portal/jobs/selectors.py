@@ -11,6 +11,13 @@ from django.db.models import Q
 from django.urls import reverse
 
 from portal import access
+from portal.accounts.selectors import (
+    POOL_SEPARATOR,
+    AccountScope,
+    filtered_account_ids,
+    pool_choices,
+    split_pool_param,
+)
 from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskAttempt, TaskState
 from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
 from portal.params import exit_code_param, row_id_param
@@ -85,10 +92,17 @@ class JobFilters:
     q: str = ""
     # My / Team / All (portal.access.SCOPES). Not a filter in `active`: it has its own selector and always a value.
     scope: str = access.SCOPE_ALL
+    account: str = ""         # an account's name (`?account=`); see portal.accounts.selectors.account_scope
+    pool_account: str = ""    # the account of `pool`, when the pool filter named one (`prod/demo-pool`)
 
     @property
     def active(self) -> bool:
-        return bool(self.state or self.pool or self.submitter or self.q)
+        return bool(self.state or self.pool or self.submitter or self.q or self.account)
+
+    @property
+    def pool_value(self) -> str:
+        """The pool filter's value as the form sent it, so the same choice shows selected."""
+        return f"{self.pool_account}{POOL_SEPARATOR}{self.pool}" if self.pool_account else self.pool
 
 
 def scope_from(params: Mapping[str, str], default: str = access.SCOPE_ALL) -> str:
@@ -99,19 +113,23 @@ def scope_from(params: Mapping[str, str], default: str = access.SCOPE_ALL) -> st
 def job_filters_from(params: Mapping[str, str], *, default_scope: str = access.SCOPE_ALL) -> JobFilters:
     state = params.get("state", "")
     submitter = params.get("submitter", "")
+    pool_account, pool = split_pool_param(params.get("pool", ""))
     return JobFilters(
         scope=scope_from(params, default_scope),
         state=state if state in {"live", *JobState.values} else "",
-        pool=params.get("pool", "").strip()[:64],
+        pool=pool,
+        pool_account=pool_account,
         submitter=row_id_param(submitter),
         q=params.get("q", "").strip()[:200],
+        account=params.get("account", "").strip()[:50],
     )
 
 
 def job_list(*, user: User, filters: JobFilters, after: str | None = None, before: str | None = None,
              size: int = PAGE_SIZE) -> Page:
     """Jobs newest first, filtered; `q` matches anywhere in the job id or display name."""
-    jobs = Job.objects.filter(account_id__in=access.visible_account_ids(user)).select_related("submitted_by", "account")
+    account_ids = filtered_account_ids(user=user, account=filters.account, pool_account=filters.pool_account)
+    jobs = Job.objects.filter(account_id__in=account_ids).select_related("submitted_by", "account")
     # Scopes filter on indexed columns (submitted_by, team), so the keyset page below stays one range scan.
     jobs = access.scoped(jobs, user=user, scope=filters.scope)
     if filters.state == "live":
@@ -127,13 +145,12 @@ def job_list(*, user: User, filters: JobFilters, after: str | None = None, befor
     return keyset_page(jobs, sort=JOB_SORT, tiebreak="id", size=size, after=after, before=before)
 
 
-def job_filter_choices(*, user: User) -> dict:
-    """The pools and submitters the jobs list can be filtered by."""
+def job_filter_choices(*, user: User, scope: AccountScope) -> dict:
+    """The accounts, pools and submitters the jobs list can be filtered by."""
     User = get_user_model()
     return {
         "states": [("live", "Not finished"), *JobState.choices],
-        "pools": list(Pool.objects.filter(account_id__in=access.visible_account_ids(user)).order_by("pool_id")
-                      .values_list("pool_id", flat=True).distinct()),
+        "pools": pool_choices(scope),
         "submitters": list(User.objects.filter(submitted_jobs__isnull=False).distinct()
                            .order_by(User.USERNAME_FIELD)),
     }

@@ -11,7 +11,14 @@ from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from portal import access
-from portal.models import TERMINATED_FAILURE_CODE, BatchAccount, Job, Pool, Task, TaskResult
+from portal.accounts.selectors import (
+    POOL_SEPARATOR,
+    AccountScope,
+    filtered_account_ids,
+    pool_choices,
+    split_pool_param,
+)
+from portal.models import TERMINATED_FAILURE_CODE, BatchAccount, Job, Task, TaskResult
 from portal.params import exit_code_param, row_id_param
 
 TRIAGE_RANGES = {"24h": ("Last 24 hours", timedelta(hours=24)), "7d": ("Last 7 days", timedelta(days=7)),
@@ -31,8 +38,15 @@ class TriageFilters:
     range: str = DEFAULT_TRIAGE_RANGE
     job: int | None = None      # a Job row's pk
     pool: str = ""
+    pool_account: str = ""      # the account of `pool`, when the pool filter named one (`prod/demo-pool`)
+    account: str = ""           # an account's name (portal.accounts.selectors.account_scope)
     # Also tasks killed by a terminate (Task.killed_by_terminate): left out unless asked for, as nothing in them failed.
     terminated: bool = False
+
+    @property
+    def pool_value(self) -> str:
+        """The pool filter's value as the form sent it, so the same choice shows selected."""
+        return f"{self.pool_account}{POOL_SEPARATOR}{self.pool}" if self.pool_account else self.pool
 
     def since(self, now: datetime) -> datetime | None:
         span = TRIAGE_RANGES[self.range][1]
@@ -49,7 +63,9 @@ class TriageFilters:
         if self.job:
             params["job"] = str(self.job)
         if self.pool:
-            params["pool"] = self.pool
+            params["pool"] = self.pool_value
+        if self.account:
+            params["account"] = self.account
         if self.terminated:
             params["terminated"] = "1"
         return params
@@ -57,10 +73,13 @@ class TriageFilters:
 
 def triage_filters_from(params: Mapping[str, str]) -> TriageFilters:
     job, chosen_range = params.get("job", ""), params.get("range", "")
+    pool_account, pool = split_pool_param(params.get("pool", ""))
     return TriageFilters(
         range=chosen_range if chosen_range in TRIAGE_RANGES else DEFAULT_TRIAGE_RANGE,
         job=row_id_param(job),
-        pool=params.get("pool", "").strip()[:64],
+        pool=pool,
+        pool_account=pool_account,
+        account=params.get("account", "").strip()[:50],
         terminated=params.get("terminated") in {"1", "on", "true"},
     )
 
@@ -131,9 +150,9 @@ def _failed_tasks(*, user: User, filters: TriageFilters, now: datetime) -> Query
     """Failed tasks the filters select, in accounts the user reads: the one query every triage read starts from.
     Tasks killed by a terminate only when the filters ask for them."""
     tasks = Task.objects.filter(result=TaskResult.FAILURE) if filters.terminated else Task.objects.failed()
-    accounts = access.visible_account_ids(user)
+    accounts = filtered_account_ids(user=user, account=filters.account, pool_account=filters.pool_account)
     if set(accounts) != set(BatchAccount.objects.values_list("pk", flat=True)):
-        # Only when some account is hidden: the join costs a lookup per failed task.
+        # Only when some account is hidden or filtered out: the join costs a lookup per failed task.
         tasks = tasks.filter(job__account_id__in=accounts)
     since = filters.since(now)
     if since is not None:
@@ -174,7 +193,7 @@ def failure_triage(*, user: User, filters: TriageFilters, now: datetime | None =
         signatures = [Signature(code, exit_code, line) for code, exit_code, line, *_ in rows]
         top_jobs, job_counts = _top_jobs(failed, signatures, every=not more)
         failures = failed.count() if more else sum(row[3] for row in rows)
-    jobs = (Job.objects.only("pk", "job_id", "display_name")
+    jobs = (Job.objects.select_related("account").only("pk", "job_id", "display_name", "account__name")
             .in_bulk({pk for picked in top_jobs.values() for pk, _ in picked}))
     examples = _examples(failed, {signature: row[3] for signature, row in zip(signatures, rows, strict=True)})
     groups = [FailureGroup(signature=signature, count=n, first_seen=first, last_seen=last,
@@ -269,10 +288,8 @@ def _examples(failed: QuerySet[Task], groups: dict[Signature, int]) -> dict[Sign
     return {signature: [tasks[pk] for pk in picked if pk in tasks] for signature, picked in chosen.items()}
 
 
-def triage_filter_choices(*, user: User) -> dict:
-    return {"ranges": [(key, label) for key, (label, _) in TRIAGE_RANGES.items()],
-            "pools": list(Pool.objects.filter(account_id__in=access.visible_account_ids(user)).order_by("pool_id")
-                          .values_list("pool_id", flat=True).distinct())}
+def triage_filter_choices(*, scope: AccountScope) -> dict:
+    return {"ranges": [(key, label) for key, (label, _) in TRIAGE_RANGES.items()], "pools": pool_choices(scope)}
 
 
 def triage_job(*, user: User, filters: TriageFilters) -> Job | None:

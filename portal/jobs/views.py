@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from portal import access
 from portal.access import SignedInRequest
-from portal.accounts.selectors import accounts_synced_at
+from portal.accounts.selectors import account_scope, accounts_synced_at
 from portal.actions import ActionError
 from portal.audit import selectors as audit_selectors
 from portal.jobs import selectors, services, triage
@@ -43,12 +43,14 @@ def job_list(request: SignedInRequest) -> HttpResponse:
     page = selectors.job_list(user=request.user, filters=filters,
                               after=request.GET.get("after"), before=request.GET.get("before"))
     partial = partial_for(request, {}, default="jobs")
-    synced_at = accounts_synced_at(access.visible_account_ids(request.user))
+    accounts = account_scope(user=request.user, params=request.GET)
+    synced_at = accounts_synced_at(accounts.ids)
     context = {"page": page, "filters": filters, "synced_at": synced_at, "scopes": access.SCOPES,
+               "accounts": accounts,
                "in_a_team": filters.scope != access.SCOPE_TEAM or request.user.teams.exists()}
     if partial is None:
         # The filter form sits outside the partial, so only a whole page needs its choices.
-        context["choices"] = selectors.job_filter_choices(user=request.user)
+        context["choices"] = selectors.job_filter_choices(user=request.user, scope=accounts)
     return render_page(request, "jobs/list.html", context, partial)
 
 
@@ -219,12 +221,13 @@ def _tell(request: SignedInRequest, outcome: services.ActionOutcome) -> None:
 @login_required
 def failure_triage(request: SignedInRequest) -> HttpResponse:
     filters = triage.triage_filters_from(request.GET)
+    accounts = account_scope(user=request.user, params=request.GET)
     found = triage.failure_triage(user=request.user, filters=filters)
     groups = [(group, urlencode({**filters.params, **group.signature.params})) for group in found.groups]
     context = {"triage": found, "groups": groups, "filters": filters, "triage_url": reverse("failure_triage"),
                "job": triage.triage_job(user=request.user, filters=filters),
-               "choices": triage.triage_filter_choices(user=request.user),
-               "synced_at": accounts_synced_at(access.visible_account_ids(request.user))}
+               "choices": triage.triage_filter_choices(scope=accounts), "accounts": accounts,
+               "synced_at": accounts_synced_at(accounts.ids)}
     return render(request, "jobs/triage.html", context)
 
 

@@ -46,9 +46,12 @@ def pool_summaries(pools: list[Pool]) -> list[PoolSummary]:
     return summaries
 
 
-def pool_list(*, user: User) -> list[PoolSummary]:
-    """Every pool, those Batch still has first, then the ones it deleted, kept as history."""
-    pools = Pool.objects.filter(account_id__in=access.visible_account_ids(user)).select_related("account")
+def pool_list(*, user: User, account_ids: list[int] | None = None) -> list[PoolSummary]:
+    """Every pool (of `account_ids`, when given: portal.accounts.selectors.account_scope), those Batch still has
+    first, then the ones it deleted, kept as history."""
+    visible = access.visible_account_ids(user)
+    ids = visible if account_ids is None else [pk for pk in account_ids if pk in visible]
+    pools = Pool.objects.filter(account_id__in=ids).select_related("account")
     return pool_summaries(list(pools.order_by(F("gone_at").desc(nulls_first=True), "pool_id")))
 
 

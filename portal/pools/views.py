@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from portal import access
 from portal.access import SignedInRequest
-from portal.accounts.selectors import accounts_synced_at
+from portal.accounts.selectors import account_scope, accounts_synced_at
 from portal.actions import ActionError
 from portal.audit import selectors as audit_selectors
 from portal.models import Pool, PoolTemplate
@@ -30,9 +30,9 @@ manage_pools_required = access.require(access.MANAGE_POOLS)
 @require_safe
 @login_required
 def pool_list(request: SignedInRequest) -> HttpResponse:
-    pools = selectors.pool_list(user=request.user)
-    synced_at = accounts_synced_at(access.visible_account_ids(request.user))
-    context = {"pools": pools, "synced_at": synced_at}
+    accounts = account_scope(user=request.user, params=request.GET)
+    pools = selectors.pool_list(user=request.user, account_ids=accounts.ids)
+    context = {"pools": pools, "synced_at": accounts_synced_at(accounts.ids), "accounts": accounts}
     return render_page(request, "pools/list.html", context, partial_for(request, {}, default="live"))
 
 
