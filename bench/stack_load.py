@@ -1,0 +1,193 @@
+"""The production stack under load: gunicorn (gunicorn.conf.py), a worker per queue, one beat, Redis, localbatch and
+Azurite, started by tests/stack.py (the launcher the production-stack test uses) on a PostgreSQL database of this
+benchmark's own. `--users` signed-in people (asyncio + aiohttp, each its own session) request a mix of the dashboard,
+the job list, the job page and a task page for `--seconds`, twice in the same run:
+
+  1. idle sync: a job of `--tasks` tasks, already in the mirror, on a pool with no nodes, so nothing changes and
+     each sync pass finds nothing to write;
+  2. busy sync: the pool resized to `--nodes` x `--slots`, so tasks run (`sleep --task-seconds`) and end all the
+     time, and the sync worker brings each change in while the same load runs.
+
+Prints requests/s and p50/p95/p99 of each, and the tasks the sync brought in during the busy phase (it must have
+worked). Fails only when a request answered an error or the sync brought nothing in."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common
+
+PASSWORD = "bench stack password 7"
+POOL = "bench-stack-pool"
+JOB = "bench-stack-job"
+GOAL_RPS, GOAL_P95_MS = 150.0, 300.0
+
+
+def fresh_database(url: str) -> None:
+    """Drop and create the database: a run starts from nothing (no other benchmark's rows on its dashboard)."""
+    import dj_database_url
+    import psycopg
+    from psycopg import sql
+
+    config = dj_database_url.parse(url)
+    with psycopg.connect(host=config["HOST"], port=config["PORT"] or 5432, user=config["USER"],
+                         password=config["PASSWORD"] or None, dbname="postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(config["NAME"])))
+
+
+async def user_loop(base: str, paths: list[str], offset: int, stop_at: float, latencies: list[float],
+                    errors: list[str]) -> None:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=timeout) as session:
+        async with session.get(f"{base}/login/") as page:
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', await page.text())
+        assert token, "no CSRF token on the login page"
+        form = {"username": "bench-stack", "password": PASSWORD, "next": "/",
+                "csrfmiddlewaretoken": token.group(1)}
+        async with session.post(f"{base}/login/", data=form, allow_redirects=False) as answer:
+            if answer.status != 302:
+                errors.append(f"sign-in answered {answer.status}")
+                return
+        turn = offset
+        while time.monotonic() < stop_at:
+            path = paths[turn % len(paths)]
+            turn += 1
+            started = time.monotonic()
+            try:
+                async with session.get(base + path, allow_redirects=False) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                errors.append(f"{path}: {type(exc).__name__}")
+                continue
+            if status != 200:
+                errors.append(f"{path}: {status}")
+                continue
+            latencies.append(time.monotonic() - started)
+
+
+def load(base: str, paths: list[str], users: int, seconds: float) -> tuple[list[float], list[str], float]:
+    """`users` signed-in sessions requesting `paths` in turn for `seconds`: latencies, errors, wall time."""
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def everyone() -> float:
+        stop_at = time.monotonic() + seconds
+        started = time.monotonic()
+        await asyncio.gather(*(user_loop(base, paths, n, stop_at, latencies, errors) for n in range(users)))
+        return time.monotonic() - started
+
+    wall = asyncio.run(everyone())
+    return latencies, errors, wall
+
+
+def summary(latencies: list[float], errors: list[str], wall: float) -> dict[str, float]:
+    if not latencies:
+        return {"rps": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "errors": float(len(errors))}
+    return {"rps": len(latencies) / wall, "p50": _common.percentile(latencies, 50) * 1000,
+            "p95": _common.percentile(latencies, 95) * 1000, "p99": _common.percentile(latencies, 99) * 1000,
+            "errors": float(len(errors))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--task-seconds", type=float, default=1.0)
+    parser.add_argument("--web-workers", type=int, default=3, help="gunicorn processes (WEB_CONCURRENCY)")
+    args = _common.arguments(parser, smoke={"users": 4, "seconds": 8.0, "tasks": 300, "nodes": 2, "slots": 4})
+
+    base_url = _common.database_url()
+    url = base_url.rsplit("/", 1)[0] + "/" + base_url.rsplit("/", 1)[1] + "_stack"
+    fresh_database(url)
+    _common.setup_django(url)
+
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    from batchsync.gateway import BatchGateway, BlobStore, ImageSpec, JobSpec, PoolSpec, TaskSpec
+    from portal.models import Job, Task, TaskState
+    from tests.stack import LOCALBATCH_KEY, LOCALBATCH_NAME, Stack
+
+    user = _common.user_with_role("bench-stack", "Viewer")
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.save(update_fields=["password"])
+
+    print(f"stack_load: gunicorn ({args.web_workers} processes, gunicorn.conf.py), a worker per queue, one beat, "
+          f"Redis, localbatch, Azurite; PostgreSQL {url.rsplit('@', 1)[-1]}")
+    print(f"  load: {args.users} signed-in users for {args.seconds:.0f} s per phase; dashboard, job list, job page, "
+          f"task page in turn; {args.tasks:,}-task job", flush=True)
+    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-stack-")), url, web_workers=args.web_workers,
+                  worker_concurrency=2)
+    try:
+        stack.start("redis", "localbatch", "azurite")
+        with BlobStore(stack.storage_connection_string) as store:
+            store.ensure_containers()
+        image = ImageSpec(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts",
+                          node_agent_sku_id="batch.node.ubuntu 22.04")
+        with BatchGateway(stack.batch_url, LOCALBATCH_NAME, LOCALBATCH_KEY) as gateway:
+            gateway.create_pool(PoolSpec(id=POOL, vm_size="standard_d2s_v3", image=image,
+                                         task_slots_per_node=args.slots))
+            gateway.create_job(JobSpec(id=JOB, pool_id=POOL))
+            gateway.add_tasks(JOB, [TaskSpec(id=f"t{n:06d}", command_line=f"sleep {args.task_seconds}")
+                                    for n in range(args.tasks)])
+        stack.manage("collectstatic", "--noinput")
+        stack.start("web", "worker-submit", "worker-sync", "beat")
+
+        def mirrored() -> bool:
+            return Task.objects.filter(job__job_id=JOB).count() >= args.tasks
+        _common.wait_for(mirrored, timeout=600, interval=1, message=f"the sync to bring in {args.tasks:,} tasks")
+        job = Job.objects.get(job_id=JOB)
+        task = Task.objects.filter(job=job).order_by("task_id").first()
+        assert task is not None
+        paths = ["/", "/jobs/", f"/jobs/{job.pk}/", f"/tasks/{task.pk}/"]
+
+        idle = summary(*load(stack.url, paths, args.users, args.seconds))
+
+        with BatchGateway(stack.batch_url, LOCALBATCH_NAME, LOCALBATCH_KEY) as gateway:
+            gateway.resize_pool(POOL, dedicated=args.nodes, low_priority=0)
+        # Wait for the first tasks to run, so the measured phase is all churn.
+        _common.wait_for(lambda: Task.objects.filter(job=job).exclude(state=TaskState.ACTIVE).exists(),
+                         timeout=120, interval=0.5, message="the first tasks to start")
+        before = Task.objects.filter(job=job, state=TaskState.COMPLETED).count()
+        busy = summary(*load(stack.url, paths, args.users, args.seconds))
+        synced = Task.objects.filter(job=job, state=TaskState.COMPLETED).count() - before
+    except BaseException:
+        print(stack.logs(), file=sys.stderr)
+        raise
+    finally:
+        stack.stop()
+
+    def line(figures: dict[str, float]) -> str:
+        return (f"{figures['rps']:.1f} req/s, p50 {figures['p50']:.0f} ms, p95 {figures['p95']:.0f} ms, "
+                f"p99 {figures['p99']:.0f} ms, {figures['errors']:.0f} errors")
+
+    _common.result("busy sync: requests/s", busy["rps"], "req/s", f">= {GOAL_RPS:.0f}", busy["rps"] >= GOAL_RPS,
+                   f"idle sync {idle['rps']:.1f} req/s")
+    for pct in ("p50", "p95", "p99"):
+        goal = f"<= {GOAL_P95_MS:.0f} ms" if pct == "p95" else ""
+        _common.result(f"busy sync: {pct}", busy[pct], "ms", goal,
+                       busy[pct] <= GOAL_P95_MS if pct == "p95" else None, f"idle sync {idle[pct]:.0f} ms")
+    print(f"  idle sync: {line(idle)}")
+    print(f"  busy sync: {line(busy)}; the sync brought in {synced:,} completed tasks during it")
+    if idle["errors"] or busy["errors"]:
+        print("FAILED: requests answered errors", file=sys.stderr)
+        return 1
+    if synced <= 0:
+        print("FAILED: the sync brought no task in during the busy phase", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
