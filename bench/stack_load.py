@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 import tempfile
@@ -41,37 +42,44 @@ def fresh_database(url: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(config["NAME"])))
 
 
-async def user_loop(base: str, paths: list[str], offset: int, stop_at: float, latencies: list[float],
+async def sign_in(base: str, gate: asyncio.Semaphore):
+    """A session of its own, signed in (a few at a time: sign-in is deliberately slow, and not what is measured)."""
+    import aiohttp
+
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                    timeout=aiohttp.ClientTimeout(total=120))
+    async with gate:
+        async with session.get(f"{base}/login/") as page:
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', await page.text())
+        if not token:
+            raise RuntimeError("no CSRF token on the login page")
+        form = {"username": "bench-stack", "password": PASSWORD, "next": "/", "csrfmiddlewaretoken": token.group(1)}
+        async with session.post(f"{base}/login/", data=form, allow_redirects=False) as answer:
+            if answer.status != 302:
+                raise RuntimeError(f"sign-in answered {answer.status}")
+    return session
+
+
+async def user_loop(session, base: str, paths: list[str], offset: int, stop_at: float, latencies: list[float],
                     errors: list[str]) -> None:
     import aiohttp
 
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=timeout) as session:
-        async with session.get(f"{base}/login/") as page:
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', await page.text())
-        assert token, "no CSRF token on the login page"
-        form = {"username": "bench-stack", "password": PASSWORD, "next": "/",
-                "csrfmiddlewaretoken": token.group(1)}
-        async with session.post(f"{base}/login/", data=form, allow_redirects=False) as answer:
-            if answer.status != 302:
-                errors.append(f"sign-in answered {answer.status}")
-                return
-        turn = offset
-        while time.monotonic() < stop_at:
-            path = paths[turn % len(paths)]
-            turn += 1
-            started = time.monotonic()
-            try:
-                async with session.get(base + path, allow_redirects=False) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                errors.append(f"{path}: {type(exc).__name__}")
-                continue
-            if status != 200:
-                errors.append(f"{path}: {status}")
-                continue
-            latencies.append(time.monotonic() - started)
+    turn = offset
+    while time.monotonic() < stop_at:
+        path = paths[turn % len(paths)]
+        turn += 1
+        started = time.monotonic()
+        try:
+            async with session.get(base + path, allow_redirects=False) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            errors.append(f"{path}: {type(exc).__name__}")
+            continue
+        if status != 200:
+            errors.append(f"{path}: {status}")
+            continue
+        latencies.append(time.monotonic() - started)
 
 
 def load(base: str, paths: list[str], users: int, seconds: float) -> tuple[list[float], list[str], float]:
@@ -80,12 +88,22 @@ def load(base: str, paths: list[str], users: int, seconds: float) -> tuple[list[
     errors: list[str] = []
 
     async def everyone() -> float:
-        stop_at = time.monotonic() + seconds
-        started = time.monotonic()
-        await asyncio.gather(*(user_loop(base, paths, n, stop_at, latencies, errors) for n in range(users)))
-        return time.monotonic() - started
+        gate = asyncio.Semaphore(4)
+        sessions = await asyncio.gather(*(sign_in(base, gate) for _ in range(users)))
+        try:
+            stop_at = time.monotonic() + seconds
+            started = time.monotonic()
+            await asyncio.gather(*(user_loop(session, base, paths, n, stop_at, latencies, errors)
+                                   for n, session in enumerate(sessions)))
+            return time.monotonic() - started
+        finally:
+            for session in sessions:
+                await session.close()
 
+    load_before = os.getloadavg()[0]
     wall = asyncio.run(everyone())
+    print(f"  phase done: {len(latencies):,} requests in {wall:.1f} s; load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after", flush=True)
     return latencies, errors, wall
 
 
