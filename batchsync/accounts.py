@@ -36,6 +36,12 @@ def default_account() -> BatchAccount:
     return account
 
 
+def runs_on(chosen: BatchAccount | None) -> BatchAccount:
+    """The account a job template or pool template (its `account`, "runs on") sends work to: the one it names, or
+    the default account when it names none (templates written before there were several)."""
+    return chosen if chosen is not None else default_account()
+
+
 class AccountNotConfigured(ImproperlyConfigured):
     """This process lacks what it needs to reach an account (its key's environment variable, say). Names the
     account and the missing setting, never a value: pages show the message as it is."""

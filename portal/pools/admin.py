@@ -35,7 +35,7 @@ class PoolTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "description", "vm_size"]
     readonly_fields = ["created_at", "updated_at", "audit_history"]
     fieldsets = [
-        (None, {"fields": ["name", "description"]}),
+        (None, {"fields": ["name", "description", "account"]}),
         ("Machines", {"fields": ["vm_size", "image_publisher", "image_offer", "image_sku", "image_version",
                                  "node_agent_sku_id"]}),
         ("Size and scheduling", {"fields": ["default_dedicated_nodes", "default_low_priority_nodes",

@@ -10,7 +10,7 @@ import re
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 
-from batchsync.accounts import default_account, gateway_for
+from batchsync.accounts import gateway_for, runs_on
 from batchsync.gateway import AlreadyExists, GatewayError, ImageSpec, NotFound, PoolSpec, Rejected, ResourceFileSpec
 from portal import access
 from portal.actions import ActionError, record_and_sync, refusal
@@ -49,7 +49,10 @@ def pool_create(*, user: User, template: PoolTemplate, pool_id: str, dedicated_n
     _check_counts(dedicated_nodes, low_priority_nodes)
     spec = pool_spec_from_template(template=template, pool_id=pool_id, dedicated_nodes=dedicated_nodes,
                                    low_priority_nodes=low_priority_nodes)
-    account = default_account()
+    account = runs_on(template.account)
+    if not account.enabled:
+        raise ActionError(f"The pool template creates pools in the Batch account “{account.name}”, which an "
+                          "administrator has disabled, so nothing was created.")
     try:
         with gateway_for(account) as gateway:
             gateway.create_pool(spec)

@@ -63,7 +63,8 @@ def pool_create(request: SignedInRequest) -> HttpResponse:
     chosen = _chosen_template(request.GET.get("template"), templates)
     if chosen is None:
         # No JavaScript: the node counts are prefilled from a template, so the template is chosen first.
-        return render(request, "pools/actions/choose_template.html", {"templates": templates})
+        return render(request, "pools/actions/choose_template.html",
+                      {"templates": templates, "several_accounts": account_scope(user=request.user).several})
     form = PoolCreateForm(initial=PoolCreateForm.initial_for(chosen))
     return _create_form_page(request, form, chosen)
 
@@ -94,7 +95,8 @@ def pool_create_confirm(request: SignedInRequest) -> HttpResponse:
             "form": form, "template": template, "spec": spec, "template_version": version,
             "template_changed": "confirmed" in request.POST,
             "task_slots": (spec.target_dedicated_nodes + spec.target_low_priority_nodes) * spec.task_slots_per_node,
-            "resource_files": template.resource_files_for_display()})
+            "resource_files": template.resource_files_for_display(),
+            "several_accounts": account_scope(user=request.user).several})
     try:
         services.pool_create(user=request.user, template=template, **values)
     except ActionError as exc:
@@ -119,7 +121,8 @@ def _create_values(form: PoolCreateForm) -> dict:
 def _create_form_page(request: SignedInRequest, form: PoolCreateForm, template: PoolTemplate) -> HttpResponse:
     return render(request, "pools/actions/create.html", {
         "form": form, "template": template, "resource_files": template.resource_files_for_display(),
-        "several_templates": PoolTemplate.objects.count() > 1})
+        "several_templates": PoolTemplate.objects.count() > 1,
+        "several_accounts": account_scope(user=request.user).several})
 
 
 # --- resize -----------------------------------------------------------------------------------------

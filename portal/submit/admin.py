@@ -28,7 +28,7 @@ class JobTemplateForm(forms.ModelForm):
 
     class Meta:
         model = JobTemplate
-        fields = ["name", "slug", "description", "is_active"]
+        fields = ["name", "slug", "description", "is_active", "account"]
 
     def __init__(self, *args: Any, can_write: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,12 +74,12 @@ class JobTemplateVersionInline(admin.TabularInline):
 class JobTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
     audit_type = "job_template"
     form = JobTemplateForm
-    list_display = ["name", "slug", "is_active", "current_version_number", "updated_at"]
+    list_display = ["name", "slug", "is_active", "account", "current_version_number", "updated_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug", "description"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [JobTemplateVersionInline]
-    fields = ["name", "slug", "description", "is_active", "spec", "audit_history"]
+    fields = ["name", "slug", "description", "is_active", "account", "spec", "audit_history"]
     readonly_fields = ["audit_history"]
 
     def get_form(self, request: HttpRequest, obj: JobTemplate | None = None, change: bool = False,

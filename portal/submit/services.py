@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from batchsync.accounts import default_account
+from batchsync.accounts import runs_on
 from batchsync.tasks import submit_submission_task
 from portal import access
 from portal.audit.services import record_event
@@ -209,7 +209,11 @@ def submission_create(*, user: User, template_version: JobTemplateVersion | int 
                                   uploaded_files=uploaded_files, parent=parent, command_line=command_line,
                                   name=name)
     public_id = public_id or uuid.uuid4()
-    account = default_account()
+    account = runs_on(prepared.template_version.template.account)
+    if not account.enabled:
+        raise SubmissionError(f"The template runs on the Batch account “{account.name}”, which an administrator has "
+                              "disabled, so nothing was submitted. Ask an administrator to enable it or to point the "
+                              "template at another account.")
     try:
         submission = _submission_write(user=user, prepared=prepared, public_id=public_id, account=account,
                                        parent=parent)

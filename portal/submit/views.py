@@ -26,6 +26,7 @@ from django.views.decorators.http import (
 from batchsync.accounts import blob_store
 from portal import access
 from portal.access import SignedInRequest
+from portal.accounts.selectors import account_scope
 from portal.audit import selectors as audit_selectors
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from portal.pages import partial_for, render_page
@@ -67,7 +68,8 @@ def submit_template_list(request: SignedInRequest) -> HttpResponse:
     _require_submitter(request)
     offered = [{"template": template, "version": version, "runs_on": spec.pool_label, "fan_out": _fan_out_words(spec)}
                for template, version, spec in submit_selectors.offered_templates()]
-    return render(request, "submit/template_list.html", {"offered": offered})
+    return render(request, "submit/template_list.html",
+                  {"offered": offered, "several_accounts": account_scope(user=request.user).several})
 
 
 def _fan_out_words(spec: TemplateSpec) -> str:
@@ -145,6 +147,7 @@ def submit_form(request: SignedInRequest, slug: str) -> HttpResponse:
         "template": template, "version": prepared.template_version, "prepared": prepared,
         "summary": prepared.preview.summary, "tasks": tasks, "values": preview.shown_values(spec, prepared, parent),
         "payload": preview.sign_preview(payload), "parent": parent,
+        "several_accounts": account_scope(user=request.user).several,
         "more_tasks": prepared.preview.task_count - len(tasks)})
 
 
