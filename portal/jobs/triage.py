@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import Count, F, Max, Min, Q, QuerySet
+from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from portal import access
@@ -18,7 +19,7 @@ from portal.accounts.selectors import (
     pool_choices,
     split_pool_param,
 )
-from portal.models import TERMINATED_FAILURE_CODE, BatchAccount, Job, Task, TaskResult
+from portal.models import TERMINATED_FAILURE_CODE, BatchAccount, Job, Task, TaskAttempt, TaskResult
 from portal.params import exit_code_param, row_id_param
 
 TRIAGE_RANGES = {"24h": ("Last 24 hours", timedelta(hours=24)), "7d": ("Last 7 days", timedelta(days=7)),
@@ -31,6 +32,12 @@ TRIAGE_JOBS_SHOWN = 5
 EXAMPLE_SCAN_ROWS = 2_000
 # Up to this many (signature, job) rows, one GROUP BY answers the whole page.
 PAIR_ROWS = 2_000
+# A group's first failure. A retried task's end_time is its latest attempt's (Batch keeps no other), so each task
+# counts from its earliest failed attempt the sync recorded (TaskAttempt, looked up by the task's own index); a
+# task without attempts (synced before they were recorded) from its end_time.
+FIRST_SEEN = Min(Coalesce(Subquery(
+    TaskAttempt.objects.filter(task_id=OuterRef("pk"), result=TaskResult.FAILURE, end_time__isnull=False)
+    .order_by("end_time").values("end_time")[:1]), "end_time"))
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,7 @@ def failure_triage(*, user: User, filters: TriageFilters, now: datetime | None =
     now = now or timezone.now()
     failed = _failed_tasks(user=user, filters=filters, now=now)
     pairs = list(failed.values_list("failure_code", "exit_code", "error_line", "job_id")
-                 .annotate(n=Count("*"), first=Min("end_time"), last=Max("end_time")).order_by()[:PAIR_ROWS + 1])
+                 .annotate(n=Count("*"), first=FIRST_SEEN, last=Max("end_time")).order_by()[:PAIR_ROWS + 1])
     if len(pairs) <= PAIR_ROWS:
         rows, per_job = _fold_pairs(pairs)
         more, failures = len(rows) > limit, sum(row[3] for row in rows)
@@ -186,7 +193,7 @@ def failure_triage(*, user: User, filters: TriageFilters, now: datetime | None =
         top_jobs, job_counts = _rank_jobs(signatures, per_job)
     else:
         rows = list(failed.values_list("failure_code", "exit_code", "error_line")
-                    .annotate(n=Count("*"), first=Min("end_time"), last=Max("end_time"))
+                    .annotate(n=Count("*"), first=FIRST_SEEN, last=Max("end_time"))
                     .order_by("-n", F("last").desc(nulls_last=True), "failure_code", "error_line")[:limit + 1])
         more = len(rows) > limit
         rows = rows[:limit]

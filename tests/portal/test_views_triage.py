@@ -275,6 +275,26 @@ def retry_query(code: str, exit_code: str, line: str, **filters) -> dict:
     return {"code": code, "exit": exit_code, "line": line, **filters}
 
 
+def test_first_seen_stays_the_first_failure_after_a_retry_fails_again(batch, batch_client, viewer):
+    make_pool(batch_client, "pool-1", nodes=1)
+    make_job(batch_client, "again", "pool-1")
+    batch_client.create_task("again", task("t1", "/bin/sh -c 'exit 4'"))
+    wait_for(lambda: batch_client.get_task("again", "t1").state == "completed", message="the first failure")
+    sync()
+    first = Task.objects.get(task_id="t1").end_time
+
+    batch_client.reactivate_task("again", "t1")
+    wait_for(lambda: (lambda t: t.state == "completed" and t.execution_info.end_time > first)(
+        batch_client.get_task("again", "t1")), message="the second failure")
+    # A full pass: the job's task counts are as they were (one failed), so a quick pass may take it for quiet.
+    wait_for(lambda: not sync_account(default_account(), full=True).busy, message="a full sync pass")
+
+    stored = Task.objects.get(task_id="t1")
+    assert stored.result == TaskResult.FAILURE and stored.end_time > first
+    [group] = selectors.failure_triage(user=viewer, filters=selectors.TriageFilters()).groups
+    assert (group.first_seen, group.last_seen) == (first, stored.end_time)
+
+
 def test_real_failures_of_two_kinds_are_grouped(failures, viewer):
     page = text(client_for(viewer).get(reverse("failure_triage")))
 
