@@ -304,6 +304,9 @@ STORAGE_OUTPUTS_CONTAINER = os.environ.get("STORAGE_OUTPUTS_CONTAINER", "portal-
 # The dashboard's chart is counted by beat every 30 s for every viewer; a page counts for itself only when the
 # stored counts are older than this (beat stopped). portal/dashboard/rollups.py.
 DASHBOARD_ROLLUP_STALE_SECONDS = float(os.environ.get("DASHBOARD_ROLLUP_STALE_SECONDS", "90"))
+# The rest of the dashboard is read once per this many seconds for everyone who sees the same accounts (0: per
+# request). Its pages poll every 5 s and the mirror moves every 5 s, so 2 s adds little age and saves most reads.
+DASHBOARD_SHARED_SECONDS = float(os.environ.get("DASHBOARD_SHARED_SECONDS", "2"))
 # The audit chain's heads, one blob each, never replaced (portal/audit/heads.py); give it an immutability policy.
 STORAGE_AUDIT_CONTAINER = os.environ.get("STORAGE_AUDIT_CONTAINER", "portal-audit")
 STORAGE_UPLOAD_SAS_MINUTES = int(os.environ.get("STORAGE_UPLOAD_SAS_MINUTES", "30"))

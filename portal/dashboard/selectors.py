@@ -1,10 +1,12 @@
 """The dashboard's reads: pools and their nodes by state, unfinished jobs, recent failures, and tasks finished per
 hour, each from an index of the mirror; nothing counts the task table."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db.models import Count, Sum
 from django.utils import timezone
 
@@ -115,10 +117,24 @@ def tasks_finished_per_hour(*, hours: int = rollups.HOURS, now: datetime | None 
 
 def dashboard_data(*, user: User, scope: AccountScope | None = None) -> Dashboard:
     """The dashboard over the accounts of `scope` (portal.accounts.selectors.account_scope; every account `user`
-    reads when not given). The chart of tasks finished per hour counts every account either way (rollups)."""
-    now = timezone.now()
+    reads when not given). The chart of tasks finished per hour counts every account either way (rollups).
+
+    What it shows depends on the accounts alone, so it is read once per DASHBOARD_SHARED_SECONDS for everyone who
+    sees the same accounts (a hundred open dashboards poll every 5 s; the mirror itself moves every 5 s)."""
     scope = scope or account_scope(user=user)
-    accounts = scope.ids
+    seconds = settings.DASHBOARD_SHARED_SECONDS
+    if seconds <= 0:
+        return replace(_dashboard_over(scope.ids), scope=scope)
+    key = "dashboard:data:v1:" + ",".join(str(pk) for pk in sorted(scope.ids))
+    data = cache.get(key)
+    if data is None:
+        data = _dashboard_over(scope.ids)
+        cache.set(key, data, timeout=seconds)
+    return replace(data, scope=scope)
+
+
+def _dashboard_over(accounts: list[int]) -> Dashboard:
+    now = timezone.now()
     pools = list(Pool.objects.filter(account_id__in=accounts, gone_at__isnull=True)
                  .select_related("account").order_by("pool_id"))
     summaries = pool_summaries(pools)
@@ -135,7 +151,7 @@ def dashboard_data(*, user: User, scope: AccountScope | None = None) -> Dashboar
     failures = list(Task.objects.failed().filter(job__account_id__in=accounts)
                     .select_related("job", "job__account").order_by("-end_time")[:DASHBOARD_FAILURES])
     synced_at = accounts_synced_at(accounts)
-    return Dashboard(accounts=accounts_freshness(accounts) if len(accounts) > 1 else [], scope=scope,
+    return Dashboard(accounts=accounts_freshness(accounts) if len(accounts) > 1 else [],
         pools=summaries, node_totals=node_totals, active_jobs=active_jobs, active_job_count=totals["jobs"],
         tasks_running=totals["running"] or 0, tasks_waiting=totals["waiting"] or 0,
         recent_failures=failures, throughput=tasks_finished_per_hour(now=now), synced_at=synced_at,

@@ -87,3 +87,18 @@ def test_the_dashboard_page_shows_the_stored_counts(signed_in):
     finished(now - timedelta(minutes=2))
     page = signed_in.get(reverse("dashboard")).content.decode()
     assert "1 succeeded and 0 failed in all" in page   # the stored count, not the two tasks in the table
+
+
+def test_the_rest_of_the_dashboard_is_read_once_for_everyone_who_sees_the_same_accounts(
+        settings, signed_in, viewer, client, django_assert_max_num_queries):
+    settings.DASHBOARD_SHARED_SECONDS = 60
+    now = timezone.now()
+    finished(now - timedelta(minutes=3), TaskResult.FAILURE)
+    first = signed_in.get(reverse("dashboard")).content.decode()
+    client.force_login(viewer)
+    # Another person over the same accounts: the dashboard's own reads come from the shared copy; what is left
+    # is the request's (session, user, role, the accounts they may read).
+    with django_assert_max_num_queries(6):
+        second = client.get(reverse("dashboard"), headers={"HX-Request": "true", "HX-Target": "dashboard"})
+    assert second.status_code == 200
+    assert first.count('href="/tasks/') == second.content.decode().count('href="/tasks/') == 1
