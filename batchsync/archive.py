@@ -40,7 +40,7 @@ from portal.logs.files import (
 from portal.models import BatchAccount, Task, TaskAttempt, TaskState
 
 from . import locks
-from .accounts import blob_store, gateway_for
+from .accounts import AccountNotConfigured, blob_store, gateway_for
 from .gateway import BatchGateway, BlobInfo, BlobStore, GatewayError, NotFound, Rejected
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,13 @@ def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0) -> Arc
         with blob_store() as store:
             for account_id, account_tasks in by_account.items():
                 account = BatchAccount.objects.get(pk=account_id)
-                with gateway_for(account) as batch:
+                try:
+                    batch = gateway_for(account)
+                except AccountNotConfigured:
+                    # One account this worker cannot reach must not stop the others' logs being saved.
+                    log.warning("archive: skipped account %s", account.name, exc_info=True)
+                    continue
+                with batch:
                     for task in account_tasks:
                         archive_task(task, batch=batch, store=store, report=report)
             archive_attempts(store=store, report=report, since=since)

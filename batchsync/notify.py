@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from portal.models import Job, JobState, Submission, SubmissionState
 
-from .accounts import gateway_for
+from .accounts import AccountNotConfigured, gateway_for
 from .gateway import GatewayError
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def _counts(submission: Submission, job: Job | None) -> tuple[int, int, int]:
             with gateway_for(submission.account) as gateway:
                 counts = gateway.get_task_counts(job.job_id)
             return counts.succeeded, counts.failed, counts.active + counts.running + counts.completed
-        except GatewayError as exc:
+        except (GatewayError, AccountNotConfigured) as exc:
             # The mirror's counts are at most one sync old; not worth holding the e-mail back for.
             logger.info("task counts of job %s from the mirror: %s", job.job_id, exc)
     return job.task_succeeded, job.task_failed, job.task_total

@@ -23,7 +23,7 @@ from portal.submit.render import expand_tasks, job_spec
 from portal.submit.spec import TemplateSpec
 from portal.submit.values import InputFile
 
-from .accounts import blob_store, gateway_for
+from .accounts import AccountNotConfigured, blob_store, gateway_for
 from .celery import app
 from .gateway import (
     AlreadyExists,
@@ -118,6 +118,9 @@ def submit_submission(submission_id: int) -> str | None:
             return submission.state
         with gateway_for(submission.account) as gateway:
             _drive(run, gateway)
+    except AccountNotConfigured as exc:
+        # This worker lacks the account's credential: an operator sets it and restarts; until then, retried.
+        _retry_later(run, exc)
     except _LeaseLost:
         logger.info("submission %s: another run took over", submission.job_id)
         return None
@@ -282,7 +285,7 @@ def _upload_url(configured: str, container: str, what: str) -> str | None:
 _UPLOAD_URLS: dict[tuple[str, str], tuple[float, str | None]] = {}
 
 
-def _retry_later(run: _Run, exc: GatewayError) -> None:
+def _retry_later(run: _Run, exc: GatewayError | AccountNotConfigured) -> None:
     submission = run.submission
     if submission.attempts >= MAX_ATTEMPTS:
         _fail(run, None, f"Batch could not be reached for a long time ({MAX_ATTEMPTS} attempts); "
@@ -293,6 +296,7 @@ def _retry_later(run: _Run, exc: GatewayError) -> None:
     logger.warning("submission %s: %s; retrying in %.0fs (attempt %s)", submission.job_id, exc, delay,
                    submission.attempts)
     reason = ("Batch refused the portal's credentials" if isinstance(exc, AuthFailed)
+              else str(exc).rstrip(".") if isinstance(exc, AccountNotConfigured)
               else "Batch is busy or could not be reached")
     run.advance(release=True, next_attempt_at=timezone.now() + timedelta(seconds=delay),
                 error_message=f"{reason}; trying again shortly ({_progress(submission)} so far).")
@@ -319,7 +323,7 @@ def _stop_job(submission: Submission, gateway: BatchGateway | None) -> str:
         return "No job was left in Batch."
     except Rejected:
         return f"The job {submission.job_id} had already ended."
-    except GatewayError:
+    except (GatewayError, AccountNotConfigured):
         logger.warning("submission %s: could not stop its job", submission.job_id, exc_info=True)
         return (f"The job {submission.job_id} could not be stopped; terminate it from its page so that the tasks "
                 "already added do not run.")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 
-from batchsync.accounts import gateway_for
+from batchsync.accounts import AccountNotConfigured, gateway_for
 from batchsync.gateway import GatewayError, NotFound, Rejected
 from portal import access
 from portal.actions import ActionError, record_and_sync, refusal
@@ -110,6 +110,8 @@ def job_terminate(*, user: User, job: Job, reason: str) -> ActionOutcome:
         if exc.code not in _ENDED_JOB_CODES:
             raise refusal(exc, action="terminate", what=f"the job “{job.job_id}”") from exc
         done, message = False, _job_already_ended(job, exc.code)
+    except AccountNotConfigured as exc:
+        raise ActionError(str(exc)) from exc
     except GatewayError as exc:
         raise refusal(exc, action="terminate", what=f"the job “{job.job_id}”") from exc
     record_and_sync(account_pk=job.account_id, actor=user, action="job.terminate", obj=job, reason=reason,
@@ -135,6 +137,8 @@ def task_terminate(*, user: User, task: Task, reason: str) -> ActionOutcome:
         if exc.code != "TaskCompleted":
             raise refusal(exc, action="terminate", what=f"the task “{task.task_id}”") from exc
         done, message = False, f"The task “{task.task_id}” had already completed, so there was nothing to terminate."
+    except AccountNotConfigured as exc:
+        raise ActionError(str(exc)) from exc
     except GatewayError as exc:
         raise refusal(exc, action="terminate", what=f"the task “{task.task_id}”") from exc
     record_and_sync(account_pk=job.account_id, job_pk=job.pk, actor=user, action="task.terminate", obj=task,
@@ -156,6 +160,8 @@ def task_delete(*, user: User, task: Task, reason: str) -> ActionOutcome:
             gateway.delete_task(job.job_id, task.task_id)
     except NotFound:
         done, message = False, f"Batch no longer had the task “{task.task_id}”, so there was nothing to delete."
+    except AccountNotConfigured as exc:
+        raise ActionError(str(exc)) from exc
     except GatewayError as exc:
         raise refusal(exc, action="delete", what=f"the task “{task.task_id}”") from exc
     # A full pass of the job's tasks: only that notices a task Batch no longer lists.
@@ -193,6 +199,8 @@ def tasks_retry(*, user: User, job: Job, task_ids: list[str] | None = None, dry_
         if exc.code in _ENDED_JOB_CODES:
             _check_job_open_for_retry(job, "completed")
         raise refusal(exc, action="retry tasks of", what=f"the job “{job.job_id}”") from exc
+    except AccountNotConfigured as exc:
+        raise ActionError(str(exc)) from exc
     except GatewayError as exc:
         raise refusal(exc, action="retry tasks of", what=f"the job “{job.job_id}”") from exc
     not_failed = sum(1 for failure in result.refused if failure.code in _NOT_FAILED_CODES)

@@ -59,7 +59,7 @@ def job_list(request: SignedInRequest) -> HttpResponse:
 def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     partial = partial_for(request, {"job-summary": "summary"}, default="tasks")
-    context = {"job": job, "live": job.is_live}
+    context = {"job": job, "live": job.is_live, "several_accounts": account_scope(user=request.user).several}
     if partial != "tasks":
         context["pool"] = selectors.job_pool(job)
     if partial != "summary":
@@ -98,6 +98,7 @@ def task_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     partial = partial_for(request, {}, default="live")
     # A poll's answer carries the header's actions as well (out of band): they change when the task ends.
     context["allowed"] = selectors.task_actions_allowed(request.user, task)
+    context["several_accounts"] = account_scope(user=request.user).several
     context["oob"] = partial is not None
     if partial is None:
         # The History section is not part of the polled partial.

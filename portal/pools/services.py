@@ -10,7 +10,7 @@ import re
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 
-from batchsync.accounts import gateway_for, runs_on
+from batchsync.accounts import AccountNotConfigured, gateway_for, runs_on
 from batchsync.gateway import AlreadyExists, GatewayError, ImageSpec, NotFound, PoolSpec, Rejected, ResourceFileSpec
 from portal import access
 from portal.actions import ActionError, record_and_sync, refusal
@@ -56,6 +56,8 @@ def pool_create(*, user: User, template: PoolTemplate, pool_id: str, dedicated_n
     try:
         with gateway_for(account) as gateway:
             gateway.create_pool(spec)
+    except AccountNotConfigured as exc:
+        raise ActionError(str(exc)) from exc
     except GatewayError as exc:
         raise _refusal(exc, action="create", account=account, pool_id=pool_id) from exc
     # As changes from nothing, so the audit list (which shows changes) says what was asked for, as a resize's row does.
@@ -77,6 +79,8 @@ def pool_resize(*, user: User, pool: Pool, dedicated_nodes: int, low_priority_no
     try:
         with gateway_for(pool.account) as gateway:
             gateway.resize_pool(pool.pool_id, dedicated=dedicated_nodes, low_priority=low_priority_nodes)
+    except AccountNotConfigured as exc:
+        raise ActionError(str(exc)) from exc
     except GatewayError as exc:
         raise _refusal(exc, action="resize", account=pool.account, pool_id=pool.pool_id) from exc
     _after(pool.account, user=user, action="pool.resize", pool_id=pool.pool_id,
@@ -95,6 +99,8 @@ def pool_delete(*, user: User, pool: Pool) -> bool:
     except NotFound:
         # The outcome the person asked for holds already (deleted elsewhere, or a second click); the sync marks it gone.
         deleted = False
+    except AccountNotConfigured as exc:
+        raise ActionError(str(exc)) from exc
     except GatewayError as exc:
         raise _refusal(exc, action="delete", account=pool.account, pool_id=pool.pool_id) from exc
     else:

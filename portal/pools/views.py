@@ -40,7 +40,8 @@ def pool_list(request: SignedInRequest) -> HttpResponse:
 @login_required
 def pool_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     pool = selectors.pool_get(user=request.user, pk=pk)
-    context = {"detail": selectors.pool_detail(pool=pool), "pool": pool}
+    context = {"detail": selectors.pool_detail(pool=pool), "pool": pool,
+               "several_accounts": account_scope(user=request.user).several}
     partial = partial_for(request, {}, default="live")
     if partial is None:
         # Pools are known to the audit history by their Batch id: a pool re-created under the same id shares it.

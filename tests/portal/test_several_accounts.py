@@ -125,3 +125,19 @@ def test_a_disabled_account_never_synced_adds_no_filter_and_no_column(signed_in,
     html = signed_in.get(reverse("job_list")).content.decode()
 
     assert 'name="account"' not in html and ">Account<" not in html
+
+
+def test_job_task_and_pool_pages_name_their_account_when_there_are_several(signed_in, twins):
+    job = twins["prod"]
+    task = job.tasks.get()
+    pool = job.account.pools.get()
+
+    assert '<dd id="job-account">prod</dd>' in signed_in.get(reverse("job_detail", args=[job.pk])).content.decode()
+    assert '<dd id="task-account">prod</dd>' in signed_in.get(reverse("task_detail", args=[task.pk])).content.decode()
+    assert '<dd id="pool-account">prod</dd>' in signed_in.get(reverse("pool_detail", args=[pool.pk])).content.decode()
+
+
+def test_with_one_account_detail_pages_do_not_name_it(signed_in, default):
+    job = JobFactory(account=default)
+
+    assert 'id="job-account"' not in signed_in.get(reverse("job_detail", args=[job.pk])).content.decode()

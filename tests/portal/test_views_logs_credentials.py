@@ -1,11 +1,15 @@
-"""A task's output when the web process lacks its account's credential: every part of the log viewer says which
-account and which setting is missing, answers 200 (or a plain 503 for downloads), and stops polling; nothing is
-a 500 and nothing spins on "Reading…" forever."""
+"""When a process lacks an account's credential: every part of the log viewer says which account and which setting
+is missing, answers 200 (or a plain 503 for downloads), and stops polling; nothing is a 500 and nothing spins on
+"Reading…" forever. Actions are refused in the same words, and a submission waits with them as its error."""
 
 import pytest
 from django.urls import reverse
 
-from portal.models import TaskState
+from batchsync.submit import submit_submission
+from portal.actions import ActionError
+from portal.jobs import services as job_services
+from portal.models import AuditEvent, JobTemplate, SubmissionState, TaskState
+from portal.submit import services as submit_services
 from tests.factories import BatchAccountFactory, JobFactory, PoolFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +69,29 @@ def test_node_files_and_preparation_status_name_it_too(signed_in, task):
     for response in (node_file, preparation):
         assert response.status_code == 200
         assert "team-b" in response.content.decode() and VARIABLE in response.content.decode()
+
+
+def test_an_action_on_that_accounts_job_is_refused_in_words_naming_what_is_missing(task, operator_a, team_a):
+    job = task.job
+    job.team = team_a
+    job.save(update_fields=["team"])
+
+    with pytest.raises(ActionError) as refused:
+        job_services.job_terminate(user=operator_a, job=job, reason="stuck for hours")
+
+    assert "team-b" in refused.value.message and VARIABLE in refused.value.message
+    assert not AuditEvent.objects.filter(action="job.terminate").exists()
+
+
+def test_a_submission_to_that_account_waits_and_says_what_the_worker_lacks(task, submitter):
+    template = JobTemplate.objects.get(slug="render-frames")
+    template.account = task.job.account
+    template.save(update_fields=["account"])
+    submission = submit_services.submission_create(user=submitter, template_version=template.current_version(),
+                                                   parameters={"frames": "2", "seconds_per_frame": "0"})
+
+    submit_submission(submission.pk)
+
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.PENDING and submission.next_attempt_at is not None
+    assert "team-b" in submission.error_message and VARIABLE in submission.error_message
