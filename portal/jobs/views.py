@@ -59,9 +59,10 @@ def job_list(request: SignedInRequest) -> HttpResponse:
 def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     partial = partial_for(request, {"job-summary": "summary"}, default="tasks")
-    context = {"job": job, "live": job.is_live, "several_accounts": account_scope(user=request.user).several}
+    context = {"job": job, "live": job.is_live}
     if partial != "tasks":
         context["pool"] = selectors.job_pool(job)
+        context["several_accounts"] = account_scope(user=request.user).several
     if partial != "summary":
         filters = selectors.task_filters_from(request.GET)
         context["filters"] = filters

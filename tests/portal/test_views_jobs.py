@@ -363,10 +363,11 @@ def test_job_detail_makes_the_same_few_queries_for_10_or_250_tasks(signed_in, dj
 
     # session + user, job, pool, up to two task segments (a nullable sort crosses into the rows
     # without a value), the History section's events, and the role check (the user's and their groups'
-    # permissions, loaded once a request); nothing grows with the number of tasks.
-    with django_assert_max_num_queries(9):
+    # permissions, loaded once a request), the accounts (whether to name the job's); nothing grows with the number
+    # of tasks.
+    with django_assert_max_num_queries(10):
         first = signed_in.get(url, params)
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         deeper = signed_in.get(deep)
     with django_assert_max_num_queries(7):
         poll = signed_in.get(url, params, HTTP_HX_TARGET="tasks", **HTMX)

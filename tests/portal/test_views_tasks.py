@@ -177,8 +177,8 @@ def test_task_detail_makes_a_fixed_number_of_queries(signed_in, django_assert_ma
     TaskFactory.create_batch(30, job=task.job)
 
     # session, user, the role check (user and group permissions), task with its job, its attempts, node with its
-    # pool, History
-    with django_assert_max_num_queries(8):
+    # pool, History, the accounts (whether to name the task's)
+    with django_assert_max_num_queries(9):
         response = signed_in.get(reverse("task_detail", args=[task.pk]))
     # An error page is cheap too: the budget counts only if the page itself was served.
     assert response.status_code == 200
