@@ -112,7 +112,10 @@ class BearerAuth:
             if isinstance(self._keys, jwt.PyJWKClient):
                 return self._keys.get_signing_key(kid).key
             return self._keys[kid].key
-        except (KeyError, jwt.PyJWKClientError, jwt.PyJWKSetError, urllib.error.URLError):
+        except (jwt.PyJWKClientConnectionError, urllib.error.URLError):
+            raise self.refuse(f"Signature validation failed. The signing keys could not be fetched from "
+                              f"{self.jwks}.") from None
+        except (KeyError, jwt.PyJWKClientError, jwt.PyJWKSetError):
             raise self.refuse(f"Signature validation failed. No trusted key has the id '{kid}'.") from None
 
 
