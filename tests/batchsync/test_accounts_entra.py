@@ -2,6 +2,13 @@
 signed with a shared key. The token issuer stands in for Entra's sign-in; localbatch verifies the tokens as Batch
 does, and the real azure-batch SDK carries them."""
 
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
@@ -9,7 +16,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from batchsync import accounts
 from batchsync.accounts import default_account, gateway_for
-from batchsync.gateway import AuthFailed, entra_credential
+from batchsync.gateway import AuthFailed, entra_credential, identity
 from batchsync.sync import sync_account
 from portal.models import BatchAccount, Job, Pool
 from tests.entra import IssuedCredential, Issuer, start_entra_localbatch
@@ -116,3 +123,60 @@ def test_credentials_are_azure_identitys_and_made_once_per_identity():
     assert entra_credential(IDENTITY) is entra_credential(IDENTITY)
     assert isinstance(entra_credential(""), DefaultAzureCredential)
     assert entra_credential("") is not entra_credential(IDENTITY)
+
+
+@pytest.fixture
+def managed_identity_endpoint(issuer, monkeypatch):
+    """The managed identity endpoint a host gives its apps (App Service's protocol: IDENTITY_ENDPOINT and
+    IDENTITY_HEADER), issuing `issuer`'s tokens: the sign-in stood in, while azure-identity's own
+    ManagedIdentityCredential does everything else. Records each (resource, client_id) asked for."""
+    secret = uuid.uuid4().hex
+    asked: list[tuple[str, str]] = []
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            if self.headers.get("X-IDENTITY-HEADER") != secret:
+                self.send_response(401)
+                self.end_headers()
+                return
+            asked.append((query.get("resource", ""), query.get("client_id", "")))
+            expires_on = int(time.time()) + 3600
+            body = json.dumps({"access_token": issuer.token(query["resource"]), "expires_on": str(expires_on),
+                               "resource": query["resource"], "token_type": "Bearer",
+                               "client_id": query.get("client_id", "")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", secret)
+    monkeypatch.setattr(identity, "_credentials", {})   # credentials made before these variables were set
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_azure_identitys_managed_identity_credential_signs_the_sync_in(entra_batch, managed_identity_endpoint):
+    """No credential of ours: the account's managed identity client id goes to azure-identity, which asks the host's
+    managed identity endpoint for a Batch token; localbatch verifies it as Batch would."""
+    account = entra_account(entra_batch)
+    with BatchClient(entra_batch.endpoint, AzureNamedKeyCredential(entra_batch.account_name, entra_batch.account_key),
+                     connection_verify=entra_batch.ca_path) as by_key:
+        make_job(by_key, "made-by-key", "p")
+
+    sync_account(account, tasks=False)
+
+    assert list(Job.objects.filter(account=account).values_list("job_id", flat=True)) == ["made-by-key"]
+    assert managed_identity_endpoint and set(managed_identity_endpoint) == {("https://batch.core.windows.net/",
+                                                                             IDENTITY)}
+    assert not [s for s in entra_batch.app.served if s.status == 401]
