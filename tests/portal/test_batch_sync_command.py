@@ -42,6 +42,12 @@ def test_one_pass_fills_the_mirror_and_prints_a_summary(configured):
     assert Task.objects.filter(job__job_id="job-1").count() == 4
 
 
+def test_a_second_pass_says_which_jobs_it_did_not_need_to_list(configured):
+    batch_sync()
+
+    assert "; 1 unchanged jobs not listed" in batch_sync()
+
+
 def test_full_marks_what_batch_deleted_as_gone(configured):
     batch_sync()
     configured.delete_task("job-1", "t2")

@@ -50,6 +50,10 @@ class Command(BaseCommand):
         line = (f"{account.name}{' (full)' if full else ''}: {stats.pools} pools, {stats.nodes} nodes, "
                 f"{stats.jobs} jobs, {stats.tasks:,} tasks upserted ({stats.tasks_listed:,} listed), "
                 f"{stats.gone:,} marked gone, in {stats.seconds:.2f} s")
+        if stats.quiet:
+            line += f"; {stats.quiet} unchanged jobs not listed"
+        if stats.failed:
+            line += f"; Batch did not answer for jobs {', '.join(stats.failed)} (tried again next pass)"
         if stats.busy:
             line += f"; skipped, another sync was running: {', '.join(stats.busy)}"
         return line
