@@ -82,7 +82,7 @@ _budgets: dict[str, RequestBudget] = {}
 _budgets_lock = threading.Lock()
 
 
-DEFAULT_RATE = 200.0
+DEFAULT_RATE = 400.0
 
 
 def budget_for(account_url: str, rate: float | None = None) -> RequestBudget:

@@ -72,13 +72,14 @@ def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = Tru
     started = time.monotonic()
     with gateway_or_own(account, gateway) as gw:
         budget_before = _budget_requests(gw)
-        with _AccountPass(account, gw, full=full, tasks=tasks, retry=retry, workers=workers, defer=defer) as run:
+        with mirror.relaxed_commits(), \
+                _AccountPass(account, gw, full=full, tasks=tasks, retry=retry, workers=workers, defer=defer) as run:
             run.pools()
             run.jobs()
             run.run()
+            mirror.mark_account_synced(account)
         stats = run.stats
         stats.requests = _budget_requests(gw) - budget_before
-    mirror.mark_account_synced(account)
     stats.seconds = time.monotonic() - started
     # Every few seconds from beat: say it at INFO only when something changed.
     changed = stats.pools or stats.nodes or stats.jobs or stats.tasks or stats.gone or stats.failed
@@ -138,7 +139,8 @@ class _AccountPass:
         self.asked: set[int] = set()
         self.jobs_listed = False
         self.parked: list[tuple[Job, bool, int]] = []
-        self.checked: list[int] = []
+        self.checked: list[Job] = []
+        self.recounted: list[Job] = []
         self.lock_waits: list[Job] = []
         self.now = timezone.now()
 
@@ -157,7 +159,7 @@ class _AccountPass:
         # seconds and could win every time); it waits here, once the rest of the pass is done.
         for job in self.lock_waits:
             self.stats += mirror.reconcile_job_tasks(job, gateway=self.gw, retry=self.retry)
-        mirror.mark_jobs_checked(self.checked)
+        mirror.write_jobs_checked(self.checked, self.recounted)
 
     def _lock(self, name: str, *, ttl: float, wait: float = 0.0) -> ExitStack | None:
         """Take the lock `name` for the rest of the pass, or until the returned stack is closed; None if busy."""
@@ -240,8 +242,10 @@ class _AccountPass:
             self._failed(job, error)
             return
         before = _counts_of(job)
-        changed = mirror.write_task_counts(job, counts)
-        self.checked.append(job.pk)
+        changed = mirror.apply_task_counts(job, counts)
+        self.checked.append(job)
+        if changed:
+            self.recounted.append(job)
         if not self.tasks:
             return
         expected = counts.active + counts.running + counts.completed

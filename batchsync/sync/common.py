@@ -184,7 +184,7 @@ class Fetcher:
 
 def concurrency() -> int:
     """Requests of one pass in flight at once (settings.SYNC_CONCURRENCY)."""
-    return max(1, int(getattr(settings, "SYNC_CONCURRENCY", 16)))
+    return max(1, int(getattr(settings, "SYNC_CONCURRENCY", 32)))
 
 
 @contextmanager

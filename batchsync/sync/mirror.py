@@ -7,11 +7,13 @@ any pass may run twice, overlap another, or stop half-way and be run again."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from portal.models import (
@@ -125,10 +127,10 @@ class TaskWrite:
     that owns the database connection, and `finish` moves the job's watermark once everything was stored. The
     caller holds the job's task lock from `begin` to `finish`."""
 
-    def __init__(self, job: Job, *, full: bool, since: datetime | None):
+    def __init__(self, job: Job, *, full: bool, since: datetime | None, check_existing: bool = True):
         self.job, self.full, self.since = job, full, since
         # A job without rows yet (its first pass) needs no look-up of stored times before writing.
-        self.check_existing = Task.objects.filter(job_id=job.pk).exists()
+        self.check_existing = check_existing
         self.server_time: datetime | None = None
         self.restart()
 
@@ -136,12 +138,16 @@ class TaskWrite:
     def begin(cls, job: Job, *, full: bool) -> TaskWrite | None:
         """The pass of `job` (None if the job is gone): every task with `full`, else those changed since its
         watermark minus OVERLAP."""
-        # The caller's copy may be stale (queued tasks load it early); the lock holder's view counts.
-        job.refresh_from_db(fields=["job_id", "task_watermark_at", "gone_at", "account"])
-        if job.gone_at is not None:
+        # The caller's copy may be stale (queued tasks load it early); the lock holder's view counts. One query:
+        # a pass over hundreds of jobs makes this look-up hundreds of times.
+        state = (Job.objects.filter(pk=job.pk)
+                 .annotate(has_tasks=Exists(Task.objects.filter(job_id=OuterRef("pk"))))
+                 .values_list("task_watermark_at", "gone_at", "has_tasks").first())
+        if state is None or state[1] is not None:
             return None
+        job.task_watermark_at, has_tasks = state[0], state[2]
         since = None if full or job.task_watermark_at is None else job.task_watermark_at - OVERLAP
-        return cls(job, full=full, since=since)
+        return cls(job, full=full, since=since, check_existing=has_tasks)
 
     def restart(self) -> None:
         """Forget what was listed: the listing starts again from its beginning."""
@@ -195,9 +201,11 @@ class TaskWrite:
         # stateTransitionTime (or one within OVERLAP, for a change Batch lists late), so the next pass starts there.
         # Our clock is a fallback only, minus SKEW for the difference between the two clocks.
         watermark = self.server_time or self.started_at - SKEW + OVERLAP
-        Job.objects.filter(pk=self.job.pk).filter(
-            Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=watermark)).update(task_watermark_at=watermark)
-        Job.objects.filter(pk=self.job.pk).update(tasks_synced_at=now)
+        # It only moves forward, whoever else moved it meanwhile.
+        Job.objects.filter(pk=self.job.pk).update(tasks_synced_at=now, task_watermark_at=Case(
+            When(Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=watermark),
+                 then=Value(watermark, output_field=DateTimeField())),
+            default=F("task_watermark_at")))
         log.log(logging.INFO if stats.tasks or stats.gone else logging.DEBUG,
                 "job %s tasks %s: listed %d, wrote %d, gone %d", self.job.job_id,
                 "reconciled" if self.full else "synced", stats.tasks_listed, stats.tasks, stats.gone)
@@ -249,23 +257,49 @@ def write_jobs(account: BatchAccount, records: list[JobRecord], *, full: bool) -
     return stats
 
 
-def write_task_counts(job: Job, counts: TaskCountsRecord) -> bool:
-    """Batch's task counts of the job onto its row, if they changed; returns whether they did."""
-    values = {"task_active": counts.active, "task_running": counts.running, "task_completed": counts.completed,
-              "task_succeeded": counts.succeeded, "task_failed": counts.failed}
-    if all(getattr(job, name) == value for name, value in values.items()):
+TASK_COUNT_FIELDS = ["task_active", "task_running", "task_completed", "task_succeeded", "task_failed"]
+
+
+def apply_task_counts(job: Job, counts: TaskCountsRecord) -> bool:
+    """Batch's task counts onto the job (in memory; `write_jobs_checked` stores them); returns whether they
+    changed."""
+    values = (counts.active, counts.running, counts.completed, counts.succeeded, counts.failed)
+    if all(getattr(job, name) == value for name, value in zip(TASK_COUNT_FIELDS, values, strict=True)):
         return False
-    Job.objects.filter(pk=job.pk).update(**values)
-    for name, value in values.items():
+    for name, value in zip(TASK_COUNT_FIELDS, values, strict=True):
         setattr(job, name, value)
     return True
 
 
-def mark_jobs_checked(job_pks: list[int]) -> None:
-    """An unchanged job is not listed by an incremental pass, yet was checked: its 'synced' time moves on."""
+def write_jobs_checked(checked: list[Job], recounted: list[Job]) -> None:
+    """The jobs a pass asked Batch about: their 'synced' time moves on (an unchanged job is not listed by an
+    incremental pass, yet was checked), and the task counts that changed are stored, in a few statements for
+    the whole pass."""
     now = timezone.now()
-    for batch in chunks(job_pks, 500):
+    for batch in chunks([job.pk for job in checked], 500):
         Job.objects.filter(pk__in=batch).update(last_synced_at=now)
+    if recounted:
+        Job.objects.bulk_update(recounted, TASK_COUNT_FIELDS, batch_size=500)
+
+
+@contextmanager
+def relaxed_commits() -> Iterator[None]:
+    """On PostgreSQL, commits that do not wait for the disk (synchronous_commit off) for the rest of the block.
+
+    The mirror is Batch's and can be read again at any time. A crash loses at most the last moment's commits, and
+    in order (the log is sequential); a job's watermark is committed after the rows it covers, so what survives
+    never claims more than it holds. A pass writes a few hundred small transactions: waiting for the disk on each
+    was most of its time."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO OFF")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
 
 
 def mark_account_synced(account: BatchAccount) -> None:
