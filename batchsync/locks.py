@@ -20,6 +20,8 @@ from redis.exceptions import LockError
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "batchsync:lock:"
+PING_EVERY = 5.0
+_answered: dict[str, float] = {}   # Redis URL → when it last answered a ping (time.monotonic())
 
 
 @contextmanager
@@ -51,7 +53,11 @@ def _redis_lock(name: str, ttl: float) -> redis.lock.Lock | None:
     """A redis-py Lock, or None when Redis is unreachable and DEBUG allows the file fallback."""
     client = _client(settings.REDIS_URL)
     try:
-        client.ping()
+        # Asked once per PING_EVERY at most: a sync pass takes a lock per job, hundreds a pass, and a ping each
+        # doubled its round trips to Redis. Should Redis go away meanwhile, taking the lock fails plainly.
+        if time.monotonic() - _answered.get(settings.REDIS_URL, -PING_EVERY) >= PING_EVERY:
+            client.ping()
+            _answered[settings.REDIS_URL] = time.monotonic()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         if not settings.DEBUG:
             # Several machines need one shared lock; a private file lock would let them all run.

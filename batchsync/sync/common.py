@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
@@ -154,19 +154,23 @@ class Fetcher:
     def __init__(self, size: int):
         self._pool = ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="sync-fetch")
         self._handlers: dict[Future[Any], Callable[[Future[Any]], None]] = {}
+        # Done futures arrive here in the order they finish: one hand-over each, where waiting on all the pending
+        # ones (concurrent.futures.wait) would cost a pass of hundreds of requests time squared in the number.
+        self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
 
     def fetch(self, action: Callable[[], T], then: Callable[[Future[T]], None]) -> None:
         """Start `action` on a thread; `then(future)` runs on the caller's thread, in `run`, once it is done."""
-        self._handlers[self._pool.submit(action)] = then
+        future = self._pool.submit(action)
+        self._handlers[future] = then
+        future.add_done_callback(self._done.put)
 
     def run(self) -> None:
         """Handle answers as they arrive (a handler may fetch more) until none is pending. A handler's exception
         cancels what has not started and is raised."""
         try:
             while self._handlers:
-                done, _ = wait(list(self._handlers), return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._handlers.pop(future)(future)
+                future = self._done.get()
+                self._handlers.pop(future)(future)
         finally:
             for future in self._handlers:
                 future.cancel()
