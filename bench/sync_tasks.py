@@ -44,9 +44,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--changed", type=float, default=0.01, help="share of tasks changed before the second pass")
-    parser.add_argument("--skew-seconds", type=float, default=None,
-                        help="override batchsync.sync.SKEW (default: the production value) to iterate faster")
-    args = c.arguments(parser, smoke={"tasks": 1_000, "skew_seconds": 1.0})
+    parser.add_argument("--overlap-seconds", type=float, default=None,
+                        help="override batchsync.sync.mirror.OVERLAP (default: the production value) to iterate faster")
+    args = c.arguments(parser, smoke={"tasks": 1_000, "overlap_seconds": 1.0})
     c.setup_django()
 
     from azure.batch import models
@@ -60,10 +60,10 @@ def main() -> int:
     from batchsync.accounts import gateway_for
     from portal.models import Job, Task
 
-    if args.skew_seconds is not None:
-        sync.mirror.SKEW = timedelta(seconds=args.skew_seconds)
+    if args.overlap_seconds is not None:
+        sync.mirror.OVERLAP = timedelta(seconds=args.overlap_seconds)
     c.header(f"batchsync: task sync of a {args.tasks:,}-task job into {connection.vendor} "
-             f"({connection.settings_dict['NAME']}), SKEW {sync.mirror.SKEW.total_seconds():g} s")
+             f"({connection.settings_dict['NAME']}), OVERLAP {sync.mirror.OVERLAP.total_seconds():g} s")
 
     with c.localbatch_server() as server:
         client = c.batch_client(server)
@@ -83,12 +83,12 @@ def main() -> int:
             listed = sum(1 for _ in gateway.list_tasks("big"))
         assert listed == args.tasks
 
-        # The incremental pass re-reads the last SKEW before the previous pass began (clock skew and late
+        # The incremental pass re-reads the last OVERLAP before the previous pass began (late
         # changes). For its figure to be about the changed 1% only, the initial pass starts once the
         # tasks' creation lies further back than that, as it does in steady state.
-        wait = created_until + sync.mirror.SKEW.total_seconds() + 1 - time.time()
+        wait = created_until + sync.mirror.OVERLAP.total_seconds() + 1 - time.time()
         if wait > 0:
-            print(f"  waiting {wait:.0f} s so the creations lie more than SKEW before the initial pass", flush=True)
+            print(f"  waiting {wait:.0f} s so the creations lie more than OVERLAP before the initial pass", flush=True)
             time.sleep(wait)
 
         with c.Timer() as initial:
