@@ -8,10 +8,15 @@ verify it. Tokens look like Entra's v1 access tokens: RS256, a `kid` from the is
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from azure.core.credentials import AccessToken
@@ -82,3 +87,43 @@ def start_entra_localbatch(directory: Path, issuer: Issuer) -> Running:
     directory.mkdir(parents=True, exist_ok=True)
     bearer = BearerAuth(str(issuer.write_jwks(directory / "jwks.json")), [issuer.issuer])
     return start(str(directory / "localbatch"), node_start_seconds=0.05, bearer=bearer)
+
+
+@contextmanager
+def host_managed_identity(issuer: Issuer, monkeypatch: Any) -> Iterator[list[tuple[str, str]]]:
+    """The managed identity endpoint a host gives its apps (App Service's protocol: IDENTITY_ENDPOINT and
+    IDENTITY_HEADER in the environment), issuing `issuer`'s tokens: Entra's sign-in stood in, while azure-identity's
+    own ManagedIdentityCredential does everything else. Yields the (resource, client_id) pairs asked for."""
+    secret = uuid.uuid4().hex
+    asked: list[tuple[str, str]] = []
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            if self.headers.get("X-IDENTITY-HEADER") != secret or "resource" not in query:
+                self.send_response(400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            asked.append((query["resource"], query.get("client_id", "")))
+            body = json.dumps({"access_token": issuer.token(query["resource"]),
+                               "expires_on": str(int(time.time()) + 3600), "resource": query["resource"],
+                               "token_type": "Bearer", "client_id": query.get("client_id", "")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", secret)
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()

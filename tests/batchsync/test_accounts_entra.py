@@ -2,13 +2,6 @@
 signed with a shared key. The token issuer stands in for Entra's sign-in; localbatch verifies the tokens as Batch
 does, and the real azure-batch SDK carries them."""
 
-import json
-import threading
-import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
@@ -19,7 +12,7 @@ from batchsync.accounts import default_account, gateway_for
 from batchsync.gateway import AuthFailed, entra_credential, identity
 from batchsync.sync import sync_account
 from portal.models import BatchAccount, Job, Pool
-from tests.entra import IssuedCredential, Issuer, start_entra_localbatch
+from tests.entra import IssuedCredential, Issuer, host_managed_identity, start_entra_localbatch
 from tests.localbatch.helpers import make_job, make_pool
 
 pytestmark = pytest.mark.django_db
@@ -127,43 +120,9 @@ def test_credentials_are_azure_identitys_and_made_once_per_identity():
 
 @pytest.fixture
 def managed_identity_endpoint(issuer, monkeypatch):
-    """The managed identity endpoint a host gives its apps (App Service's protocol: IDENTITY_ENDPOINT and
-    IDENTITY_HEADER), issuing `issuer`'s tokens: the sign-in stood in, while azure-identity's own
-    ManagedIdentityCredential does everything else. Records each (resource, client_id) asked for."""
-    secret = uuid.uuid4().hex
-    asked: list[tuple[str, str]] = []
-
-    class Endpoint(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
-            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-            if self.headers.get("X-IDENTITY-HEADER") != secret:
-                self.send_response(401)
-                self.end_headers()
-                return
-            asked.append((query.get("resource", ""), query.get("client_id", "")))
-            expires_on = int(time.time()) + 3600
-            body = json.dumps({"access_token": issuer.token(query["resource"]), "expires_on": str(expires_on),
-                               "resource": query["resource"], "token_type": "Bearer",
-                               "client_id": query.get("client_id", "")}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}/msi/token")
-    monkeypatch.setenv("IDENTITY_HEADER", secret)
-    monkeypatch.setattr(identity, "_credentials", {})   # credentials made before these variables were set
-    try:
+    with host_managed_identity(issuer, monkeypatch) as asked:
+        monkeypatch.setattr(identity, "_credentials", {})   # credentials made before the variables were set
         yield asked
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_azure_identitys_managed_identity_credential_signs_the_sync_in(entra_batch, managed_identity_endpoint):

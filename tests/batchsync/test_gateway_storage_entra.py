@@ -20,10 +20,10 @@ import pytest
 import requests
 
 from batchsync import accounts
-from batchsync.gateway import AuthFailed, BlobStore, Containers
+from batchsync.gateway import AuthFailed, BlobStore, Containers, identity
 from localbatch.tls import self_signed
 from tests.conftest import AZURITE_ACCOUNT_NAME, AZURITE_BLOB, free_port
-from tests.entra import IssuedCredential, Issuer
+from tests.entra import IssuedCredential, Issuer, host_managed_identity
 
 AZURITE_UDK_SAS = pytest.mark.xfail(
     strict=True, raises=AssertionError,
@@ -153,17 +153,19 @@ def test_tokens_storage_would_refuse_are_refused(azurite_oauth, issuer, options)
 
 
 def test_the_portal_uses_entra_id_when_a_storage_account_url_is_set(azurite_oauth, issuer, settings, monkeypatch):
-    """AZURE_STORAGE_ACCOUNT_URL switches the portal's storage to Entra ID: the connection string is not read."""
+    """AZURE_STORAGE_ACCOUNT_URL switches the portal's storage to Entra ID (the connection string is not read): the
+    managed identity named in settings signs in through azure-identity's own ManagedIdentityCredential, at the
+    host's managed identity endpoint (stood in), for Storage's audience."""
     url, ca = azurite_oauth
-    asked: list[str] = []
-    monkeypatch.setattr(accounts, "entra_credential", lambda client_id="": asked.append(client_id) or
-                        IssuedCredential(issuer))
+    client_id = "6f1c3a52-0d4e-4b8e-9a43-2f7c9b1e5d10"
     settings.AZURE_STORAGE_ACCOUNT_URL, settings.AZURE_STORAGE_CA_BUNDLE = url, ca
-    settings.AZURE_STORAGE_MANAGED_IDENTITY_CLIENT_ID = "6f1c3a52-0d4e-4b8e-9a43-2f7c9b1e5d10"
+    settings.AZURE_STORAGE_MANAGED_IDENTITY_CLIENT_ID = client_id
     settings.AZURE_STORAGE_CONNECTION_STRING = "not a connection string: never read with Entra ID"
     settings.STORAGE_LOGS_CONTAINER = f"logs-{uuid.uuid4().hex[:8]}"
-    with accounts.blob_store() as store:
-        store.ensure_containers()
-        store.put(settings.STORAGE_LOGS_CONTAINER, "x.txt", b"by the managed identity")
-        assert store.read_all(settings.STORAGE_LOGS_CONTAINER, "x.txt") == b"by the managed identity"
-    assert asked == ["6f1c3a52-0d4e-4b8e-9a43-2f7c9b1e5d10"]
+    with host_managed_identity(issuer, monkeypatch) as asked:
+        monkeypatch.setattr(identity, "_credentials", {})   # credentials made before the variables were set
+        with accounts.blob_store() as store:
+            store.ensure_containers()
+            store.put(settings.STORAGE_LOGS_CONTAINER, "x.txt", b"by the managed identity")
+            assert store.read_all(settings.STORAGE_LOGS_CONTAINER, "x.txt") == b"by the managed identity"
+    assert set(asked) == {("https://storage.azure.com", client_id)}
