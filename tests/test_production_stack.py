@@ -44,12 +44,13 @@ def shared_database():
 def app_role(shared_database):
     """A role of this test's own, granted what deploy/postgres-app-role.sql grants the portal's app role: owner of
     nothing, not a superuser. Yields its database URL; dropped afterwards."""
-    role = f"portal_app_{secrets.token_hex(4)}"
+    role, password = f"portal_app_{secrets.token_hex(4)}", secrets.token_hex(16)
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER")
+        cursor.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER PASSWORD '{password}'")
         grant_app_role(cursor, role)
     try:
-        yield shared_database.replace("://postgres@", f"://{role}@", 1)
+        # The owner's URL with the role's name and password in place of the owner's.
+        yield re.sub(r"^(postgres(?:ql)?://)[^@]*@", rf"\g<1>{role}:{password}@", shared_database)
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP OWNED BY {role}")
