@@ -36,6 +36,8 @@ def fresh_account(name: str, *, report_others: bool = True):
     if old:
         with connection.cursor() as cursor:
             # Raw deletes: the ORM would load 100,000 tasks to cascade them.
+            cursor.execute("DELETE FROM portal_taskdependency WHERE job_id IN "
+                           "(SELECT id FROM portal_job WHERE account_id = ANY(%s))", [old])
             cursor.execute("DELETE FROM portal_task WHERE job_id IN "
                            "(SELECT id FROM portal_job WHERE account_id = ANY(%s))", [old])
             cursor.execute("DELETE FROM portal_job WHERE account_id = ANY(%s)", [old])

@@ -56,6 +56,7 @@ _RIGHTS = {
     MANAGE_POOLS: ("create, resize or delete pools", "Operator"),
     VIEW_AUDIT: ("read the audit history", "Operator"),
     WRITE_COMMAND_LINES: ("write command lines", "Admin"),
+    OPERATE_TEAM_WORK: ("act on your teams' work", "Operator"),
 }
 
 SCOPE_MY, SCOPE_TEAM, SCOPE_ALL = "my", "team", "all"
@@ -178,6 +179,13 @@ def refusal(user: Person, right: str) -> Refused:
     highest = roles[-1]
     return Refused(f"Your role, {highest}, {_ROLE_CAN[highest]} but not {action}. "
                    f"Ask an Admin for the {role_needed} role.")
+
+
+def role_for(right: str) -> str:
+    """The first role that has `right` (one of the permissions above), with its article, for sentences that say
+    who could change something: "an Operator", "an Admin"."""
+    role = _RIGHTS[right][1]
+    return f"{'an' if role[0] in 'AEIOU' else 'a'} {role}"
 
 
 View = Callable[..., HttpResponse]

@@ -486,3 +486,7 @@ if OIDC_ENABLED:
     roles.parse_group_mapping(OIDC_GROUP_ROLES, allowed=roles.ROLE_NAMES)
     roles.parse_group_mapping(OIDC_GROUP_TEAMS)
     AUTHENTICATION_BACKENDS.append("portal.accounts.oidc.EntraIDBackend")
+
+# "Why is it waiting?" on job, task and submission pages and the dashboard (portal/jobs/waiting.py). On by default;
+# bench/pages_waiting.py turns it off to time the same page without it.
+WAITING_REASONS = env_bool("WAITING_REASONS", default=True)

@@ -31,7 +31,8 @@ _DURATION_ENCODER = SdkJSONEncoder()
 # The REST fields TaskRecord is built from; list_tasks asks Batch for these and nothing else.
 TASK_RECORD_FIELDS = [
     "id", "displayName", "state", "previousState", "stateTransitionTime", "creationTime", "commandLine",
-    "executionInfo", "nodeInfo", "requiredSlots", "environmentSettings", "constraints",
+    "executionInfo", "nodeInfo", "requiredSlots", "environmentSettings", "constraints", "dependsOn",
+    "exitConditions",
 ]
 # What changes when a task changes: its state (stateTransitionTime) or, through a task update, its constraints.
 TASK_VERSION_FIELDS = ["id", "stateTransitionTime", "constraints"]
@@ -155,6 +156,7 @@ def _duration(seconds: int | None) -> timedelta | None:
 # --- SDK → records -------------------------------------------------------------------------------
 
 def pool_record(pool: models.BatchPool) -> PoolRecord:
+    resize_error = _first_resize_error(pool)
     return PoolRecord(
         id=pool.id, display_name=pool.display_name, state=enum_value(pool.state),
         allocation_state=enum_value(pool.allocation_state), vm_size=pool.vm_size,
@@ -166,7 +168,21 @@ def pool_record(pool: models.BatchPool) -> PoolRecord:
         start_task_command_line=pool.start_task.command_line if pool.start_task else None,
         creation_time=_aware(pool.creation_time), state_transition_time=_aware(pool.state_transition_time),
         last_modified=_aware(pool.last_modified), etag=pool.etag,
+        enable_auto_scale=bool(pool.enable_auto_scale), auto_scale_error=_auto_scale_error(pool),
+        resize_error_code=resize_error.code if resize_error else None,
+        resize_error_message=resize_error.message if resize_error else None,
     )
+
+
+def _first_resize_error(pool: models.BatchPool) -> models.ResizeError | None:
+    return pool.resize_errors[0] if pool.resize_errors else None
+
+
+def _auto_scale_error(pool: models.BatchPool) -> str | None:
+    error = pool.auto_scale_run.error if pool.auto_scale_run else None
+    if error is None:
+        return None
+    return ": ".join(part for part in (error.code, error.message) if part) or "error"
 
 
 def node_record(pool_id: str, node: models.BatchNode) -> NodeRecord:
@@ -229,6 +245,8 @@ def job_record(job: models.BatchJob) -> JobRecord:
         end_time=_aware(execution.end_time) if execution else None,
         terminate_reason=execution.termination_reason if execution else None,
         last_modified=_aware(job.last_modified), etag=job.etag,
+        max_parallel_tasks=job.max_parallel_tasks if job.max_parallel_tasks is not None else -1,
+        uses_task_dependencies=bool(job.uses_task_dependencies),
     )
 
 
@@ -272,7 +290,37 @@ def task_record_from_wire(job_id: str, task: dict) -> TaskRecord:
         max_wall_clock_seconds=(None if wall_clock is None or wall_clock >= _UNLIMITED
                                 else int(wall_clock.total_seconds())),
         max_task_retry_count=constraints.get("maxTaskRetryCount"),
+        depends_on_ids=tuple((task.get("dependsOn") or {}).get("taskIds") or ()),
+        depends_on_ranges=tuple((span["start"], span["end"])
+                                for span in (task.get("dependsOn") or {}).get("taskIdRanges") or ()),
+        dependency_action=_dependency_action(task, execution, failure),
     )
+
+
+def _dependency_action(task: dict, execution: dict, failure: dict) -> str | None:
+    """What a completed task's outcome does to the tasks depending on it, as Batch decides it from the task's
+    exitConditions: its exit code's own options, else "satisfy" for a success and the default's (or "block")
+    for anything else. None while the task has not completed."""
+    if enum_value(task.get("state")) != "completed":
+        return None
+    conditions = task.get("exitConditions") or {}
+    code = execution.get("exitCode")
+    options: dict | None = None
+    if enum_value(failure.get("category")) and failure.get("code", "").startswith("FileUpload"):
+        options = conditions.get("fileUploadError")
+    elif code is None and failure:
+        options = conditions.get("preProcessingError")
+    if options is None and code is not None:
+        options = next((item.get("exitOptions") for item in conditions.get("exitCodes") or ()
+                        if item.get("code") == code), None)
+        if options is None:
+            options = next((item.get("exitOptions") for item in conditions.get("exitCodeRanges") or ()
+                            if item.get("start", 0) <= code <= item.get("end", -1)), None)
+    if options is None:
+        succeeded = enum_value(execution.get("result")) == "success"
+        options = {"dependencyAction": "satisfy"} if succeeded else conditions.get("default") or {}
+    return enum_value(options.get("dependencyAction")) or (
+        "satisfy" if enum_value(execution.get("result")) == "success" else "block")
 
 
 # Batch writes durations as .NET TimeSpans in ISO 8601: days, hours, minutes, seconds with a fraction.

@@ -27,6 +27,12 @@ class PoolRecord:
     state_transition_time: datetime | None
     last_modified: datetime | None
     etag: str | None
+    # Autoscale, and why the pool last failed to reach its target (Batch's first resizeError): what the
+    # "why is it waiting?" reasons read (an autoscale formula at zero, a used-up core quota).
+    enable_auto_scale: bool = False
+    auto_scale_error: str | None = None     # "code: message" of the last autoScaleRun's error
+    resize_error_code: str | None = None
+    resize_error_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ class JobRecord:
     terminate_reason: str | None
     last_modified: datetime | None
     etag: str | None
+    max_parallel_tasks: int = -1            # -1: no limit
+    uses_task_dependencies: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,11 @@ class TaskRecord:
     environment: tuple[tuple[str, str], ...]
     max_wall_clock_seconds: int | None   # None: unlimited
     max_task_retry_count: int | None     # -1: unlimited
+    # dependsOn: the ids it waits for, and id ranges as (start, end), both inclusive.
+    depends_on_ids: tuple[str, ...] = ()
+    depends_on_ranges: tuple[tuple[int, int], ...] = ()
+    # What its completion does to the tasks that depend on it ("satisfy" | "block"), once it has completed.
+    dependency_action: str | None = None
 
 
 @dataclass(frozen=True)

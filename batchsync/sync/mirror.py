@@ -26,6 +26,7 @@ from portal.models import (
     Pool,
     PoolState,
     Task,
+    TaskDependency,
     TaskResult,
     TaskState,
 )
@@ -217,8 +218,20 @@ def _store_tasks(job: Job, rows: list[Task], *, check_existing: bool) -> int:
     unless the mirror holds the same or a newer state. Returns how many were written."""
     written = upsert(Task, "job", job.pk, "task_id", rows, TASK_FIELDS, compare=TASK_COMPARE,
                      check_existing=check_existing)
+    _store_dependency_edges(job, rows)
     record_attempts(job.pk, rows)       # each attempt, before a retry replaces what Batch reports
     return written
+
+
+def _store_dependency_edges(job: Job, rows: list[Task]) -> None:
+    """Each task's dependsOn the other way round (TaskDependency), for "needed by": Batch never changes a task's
+    dependencies, so an edge already stored is left as it is."""
+    edges = [TaskDependency(job_id=job.pk, task_id=row.task_id, parent_task_id=parent[:64])
+             for row in rows if row.depends_on for parent in row.depends_on.get("taskIds", ())]
+    edges += [TaskDependency(job_id=job.pk, task_id=row.task_id, range_start=start, range_end=end)
+              for row in rows if row.depends_on for start, end in row.depends_on.get("taskIdRanges", ())]
+    for batch in chunks(edges, UPSERT_BATCH):
+        TaskDependency.objects.bulk_create(batch, ignore_conflicts=True)
 
 
 # --- pools, nodes, jobs --------------------------------------------------------------------------
@@ -311,7 +324,8 @@ def mark_account_synced(account: BatchAccount) -> None:
 
 POOL_FIELDS = ["display_name", "state", "allocation_state", "vm_size", "target_dedicated_nodes",
                "target_low_priority_nodes", "current_dedicated_nodes", "current_low_priority_nodes",
-               "task_slots_per_node", "node_fill_type", "start_task_command_line", "creation_time",
+               "task_slots_per_node", "node_fill_type", "start_task_command_line", "enable_auto_scale",
+               "auto_scale_error", "resize_error_code", "resize_error_message", "creation_time",
                "state_transition_time", "last_modified", "etag", "last_synced_at", "gone_at"]
 NODE_FIELDS = ["state", "scheduling_state", "is_dedicated", "running_tasks_count", "running_task_slots_count",
                "total_tasks_run", "total_tasks_succeeded", "start_task_state", "start_task_exit_code",
@@ -319,12 +333,12 @@ NODE_FIELDS = ["state", "scheduling_state", "is_dedicated", "running_tasks_count
                "state_transition_time", "last_synced_at", "gone_at"]
 JOB_FIELDS = ["display_name", "state", "pool_id", "priority", "on_all_tasks_complete", "creation_time",
               "state_transition_time", "start_time", "end_time", "terminate_reason", "last_modified", "etag",
-              "last_synced_at", "gone_at"]
+              "max_parallel_tasks", "uses_task_dependencies", "last_synced_at", "gone_at"]
 TASK_FIELDS = ["display_name", "state", "previous_state", "state_transition_time", "creation_time", "command_line",
                "exit_code", "result", "failure_category", "failure_code", "failure_message", "retry_count",
                "requeue_count", "start_time", "end_time", "duration_seconds", "node_id", "pool_id",
                "required_slots", "environment", "max_wall_clock_seconds", "max_task_retry_count",
-               "last_synced_at", "gone_at"]
+               "depends_on", "dependency_action", "last_synced_at", "gone_at"]
 # A job's etag changes with every change to the job itself; its state changes move stateTransitionTime.
 JOB_COMPARE = ("etag", "last_modified")
 # A task row with the same stateTransitionTime is rewritten only if one of these differs: they are the
@@ -357,7 +371,9 @@ def pool_row(account: BatchAccount, r: PoolRecord, now: datetime) -> Pool:
         current_dedicated_nodes=r.current_dedicated_nodes or 0,
         current_low_priority_nodes=r.current_low_priority_nodes or 0,
         task_slots_per_node=r.task_slots_per_node or 1, node_fill_type=_text(r.node_fill_type, 20),
-        start_task_command_line=_text(r.start_task_command_line), creation_time=r.creation_time,
+        start_task_command_line=_text(r.start_task_command_line), enable_auto_scale=r.enable_auto_scale,
+        auto_scale_error=_text(r.auto_scale_error), resize_error_code=_text(r.resize_error_code, 100),
+        resize_error_message=_text(r.resize_error_message), creation_time=r.creation_time,
         state_transition_time=r.state_transition_time, last_modified=r.last_modified, etag=_text(r.etag, 100),
         last_synced_at=now, gone_at=None)
 
@@ -381,6 +397,7 @@ def job_row(account: BatchAccount, r: JobRecord, now: datetime) -> Job:
         on_all_tasks_complete=_text(r.on_all_tasks_complete, 20), creation_time=r.creation_time,
         state_transition_time=r.state_transition_time, start_time=r.start_time, end_time=r.end_time,
         terminate_reason=_text(r.terminate_reason, 100), last_modified=r.last_modified, etag=_text(r.etag, 100),
+        max_parallel_tasks=r.max_parallel_tasks, uses_task_dependencies=r.uses_task_dependencies,
         last_synced_at=now, gone_at=None)
 
 
@@ -398,7 +415,17 @@ def _task_row(job: Job, r: TaskRecord, now: datetime) -> Task:
         # Batch's own shape for environmentSettings.
         environment=[{"name": name, "value": value} for name, value in r.environment],
         max_wall_clock_seconds=r.max_wall_clock_seconds, max_task_retry_count=r.max_task_retry_count,
+        depends_on=_depends_on(r), dependency_action=_text(r.dependency_action, 10),
         last_synced_at=now, gone_at=None)
+
+
+def _depends_on(r: TaskRecord) -> dict:
+    depends: dict[str, list] = {}
+    if r.depends_on_ids:
+        depends["taskIds"] = list(r.depends_on_ids)
+    if r.depends_on_ranges:
+        depends["taskIdRanges"] = [list(span) for span in r.depends_on_ranges]
+    return depends
 
 
 # --- writing -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -21,7 +22,7 @@ from portal.access import SignedInRequest
 from portal.accounts.selectors import account_scope, accounts_synced_at
 from portal.actions import ActionError
 from portal.audit import selectors as audit_selectors
-from portal.jobs import selectors, services, triage
+from portal.jobs import selectors, services, triage, waiting
 from portal.models import Job, Task
 from portal.pages import partial_for, render_page
 
@@ -61,8 +62,13 @@ def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     partial = partial_for(request, {"job-summary": "summary"}, default="tasks")
     context = {"job": job, "live": job.is_live}
     if partial != "tasks":
-        context["pool"] = selectors.job_pool(job)
         context["several_accounts"] = account_scope(user=request.user).several
+        if settings.WAITING_REASONS:
+            # The same pool row, with its nodes counted in the same query for the reasons.
+            context["pool"] = pool = waiting.pool_of(job)
+            context["reasons"] = waiting.reasons_for_job(job, pool=pool)
+        else:
+            context["pool"] = selectors.job_pool(job)
     if partial != "summary":
         filters = selectors.task_filters_from(request.GET)
         context["filters"] = filters
@@ -95,6 +101,8 @@ def task_detail(request: SignedInRequest, pk: int) -> HttpResponse:
         "timeline": selectors.task_timeline(task, attempts),
         "environment": selectors.task_environment(task),
         "node": selectors.task_node(task),
+        "reasons": waiting.reasons_for_task(task) if settings.WAITING_REASONS else [],
+        "dependencies": waiting.Dependencies.of(task),
     }
     partial = partial_for(request, {}, default="live")
     # A poll's answer carries the header's actions as well (out of band): they change when the task ends.

@@ -18,6 +18,7 @@ from batchsync.gateway import BatchGateway, GatewayError, NotFound
 from portal.access import SignedInRequest
 from portal.downloads import header_safe, inert
 from portal.jobs.selectors import job_get
+from portal.jobs.waiting import preparation_failing
 from portal.logs import node_files as on_node
 from portal.logs.ansi import ansi_to_html
 from portal.logs.files import InvalidFileName, stream
@@ -168,4 +169,5 @@ def job_preparation(request: SignedInRequest, pk: int) -> HttpResponseBase:
     pools = {p.pool_id: p for p in Pool.objects.filter(account_id=job.account_id,
                                                        pool_id__in={s.pool_id for s in statuses})}
     context["rows"] = [(status, pools.get(status.pool_id)) for status in sorted(statuses, key=lambda s: s.node_id)]
+    context["reasons"] = [reason for reason in [preparation_failing(job, statuses)] if reason]
     return render(request, "logs/_preparation.html", context)

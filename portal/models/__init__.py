@@ -11,6 +11,7 @@ from portal.models.jobs import (
                                  Outcome,
                                  Task,
                                  TaskAttempt,
+                                 TaskDependency,
                                  TaskResult,
                                  TaskState,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_NODES_PER_KIND", "TERMINATED_FAILURE_CODE", "UNFINISHED_SUBMISSION_STATES",
     "AllocationState", "AuditEvent", "BatchAccount", "Job", "JobOutcome", "Outcome",
     "JobState", "JobTemplate", "JobTemplateVersion", "Node", "NodeFillType", "NodeState", "Pool", "PoolState",
-    "PoolTemplate", "Submission", "SubmissionState", "Task", "TaskAttempt", "TaskResult", "TaskState", "Team",
+    "PoolTemplate", "Submission", "SubmissionState", "Task", "TaskAttempt", "TaskDependency", "TaskResult",
+    "TaskState", "Team",
     "resource_files_problem",
 ]

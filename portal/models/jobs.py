@@ -98,6 +98,9 @@ class Job(models.Model):
     terminate_reason = models.CharField(max_length=100, blank=True)
     last_modified = models.DateTimeField(null=True, blank=True)
     etag = models.CharField(max_length=100, blank=True)
+    # constraints.maxParallelTasks (-1: no limit) and whether its tasks may depend on each other.
+    max_parallel_tasks = models.IntegerField(default=-1, db_default=-1)
+    uses_task_dependencies = models.BooleanField(default=False, db_default=False)
     # Batch's own task counts (get_job_task_counts): progress without counting our task table.
     task_active = models.IntegerField(default=0)
     task_running = models.IntegerField(default=0)
@@ -229,6 +232,11 @@ class Task(models.Model):
     environment = models.JSONField(default=list, blank=True)
     max_wall_clock_seconds = models.FloatField(null=True, blank=True)
     max_task_retry_count = models.IntegerField(null=True, blank=True)
+    # dependsOn as Batch has it ({"taskIds": [...], "taskIdRanges": [{"start", "end"}]}; empty: none), and what this
+    # task's completion did to the tasks depending on it ("satisfy" or "block"; empty until it completed).
+    # TaskDependency holds the same edges the other way round, for "needed by".
+    depends_on = models.JSONField(default=dict, db_default=models.Value({}, models.JSONField()), blank=True)
+    dependency_action = models.CharField(max_length=10, blank=True, db_default="")
     last_synced_at = models.DateTimeField(null=True, blank=True)
     gone_at = models.DateTimeField(null=True, blank=True)
     # When stdout/stderr were found saved in Blob (by the task's own output-file rules or by the archiver), and
@@ -260,6 +268,9 @@ class Task(models.Model):
             # A job's tasks killed by a terminate, counted apart from its failures (Job.task_terminated): a few rows.
             models.Index(fields=["job"], name="task_killed_by_terminate",
                          condition=models.Q(result="failure", failure_code=TERMINATED_FAILURE_CODE)),
+            # "Why is it waiting?": a job's failed tasks whose failure blocks the tasks depending on them (a few rows).
+            models.Index(fields=["job", "task_id"], name="task_dependency_blocks",
+                         condition=models.Q(dependency_action="block")),
         ]
 
     # Batch's failure codes when an output file could not be uploaded (FileUploadContainerNotFound,
@@ -288,6 +299,27 @@ class Task(models.Model):
     def is_live(self) -> bool:
         """Can still change (its page keeps polling): still in Batch, not completed, and its job is live."""
         return self.gone_at is None and self.state != TaskState.COMPLETED and self.job.is_live
+
+
+class TaskDependency(models.Model):
+    """One edge of a task's dependsOn, kept by the sync so a task's page finds what needs it ("needed by: 12 tasks")
+    from an index: a task id (`parent_task_id`) or an inclusive range of numeric ids (`range_start`..`range_end`,
+    -1 for an id edge). Batch never changes a task's dependencies, so edges are only ever added."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependency_edges")
+    task_id = models.CharField(max_length=64)                   # the task that waits
+    parent_task_id = models.CharField(max_length=64, blank=True)  # the task it waits for ("" for a range)
+    range_start = models.IntegerField(default=-1)
+    range_end = models.IntegerField(default=-1)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "task_id", "parent_task_id", "range_start"],
+                                               name="task_dependency_unique")]
+        indexes = [models.Index(fields=["job", "parent_task_id"], name="task_dependency_parent"),
+                   models.Index(fields=["job", "range_start", "range_end"], name="task_dependency_range")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} → {self.parent_task_id or f'{self.range_start}-{self.range_end}'}"
 
 
 class TaskAttempt(models.Model):

@@ -56,6 +56,11 @@ class Pool(models.Model):
     task_slots_per_node = models.IntegerField(default=1)
     node_fill_type = models.CharField(max_length=20, blank=True)
     start_task_command_line = models.TextField(blank=True)
+    # Autoscale on, and its last run's error; the first of Batch's resizeErrors (e.g. AccountCoreQuotaReached).
+    enable_auto_scale = models.BooleanField(default=False, db_default=False)
+    auto_scale_error = models.TextField(blank=True, db_default="")
+    resize_error_code = models.CharField(max_length=100, blank=True, db_default="")
+    resize_error_message = models.TextField(blank=True, db_default="")
     creation_time = models.DateTimeField(null=True, blank=True)
     state_transition_time = models.DateTimeField(null=True, blank=True)
     last_modified = models.DateTimeField(null=True, blank=True)

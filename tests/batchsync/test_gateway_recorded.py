@@ -259,7 +259,9 @@ def test_task_record_of_a_recorded_completed_task(service, gateway):
         failure_code=None, failure_message=None, retry_count=0, requeue_count=0,
         start_time=utc(2022, 9, 6, 23, 45, 30, 635053), end_time=utc(2022, 9, 6, 23, 45, 31, 168152),
         node_id="tvmps_d60153fb260c911cd921ac8003a07aad582b51c4024f09657a154ab6b1578235_d", pool_id="ncj-ubuntu1604",
-        required_slots=1, environment=(), max_wall_clock_seconds=None, max_task_retry_count=0)
+        required_slots=1, environment=(), max_wall_clock_seconds=None, max_task_retry_count=0,
+        # A success with no exitConditions satisfies the tasks that depend on it (Batch's default).
+        dependency_action="satisfy")
 
 
 def test_task_record_keeps_the_environment_and_limits_batch_sent(service, gateway):
