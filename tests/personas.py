@@ -27,7 +27,12 @@ from django.test import Client
 from portal.models import Team
 from tests.factories import UserFactory
 
-ROLES = importlib.import_module("portal.migrations.0007_roles_audit_guard").ROLES
+ROLES = {name: list(codenames) for name, codenames in
+         importlib.import_module("portal.migrations.0007_roles_audit_guard").ROLES.items()}
+# Later migrations that add to a role's permissions (each names its additions ROLE_ADDITIONS).
+for _later in ("0020_vm_prices",):
+    for _name, _added in importlib.import_module(f"portal.migrations.{_later}").ROLE_ADDITIONS.items():
+        ROLES[_name] += _added
 
 
 def role(name: str) -> Group:

@@ -48,11 +48,12 @@ KNOWN_ACTIONS = [
     "job_template.create", "job_template.change", "job_template.delete", "job_template.version_create",
     "pool_template.create", "pool_template.change", "pool_template.delete",
     "batch_account.create", "batch_account.change",
+    "vm_price.create", "vm_price.change", "vm_price.delete", "vm_price.import",
     "user.role_change", "user.team_change", "user.delete", "group.permission_change",
     "audit.export",
 ]
 OBJECT_TYPES = ["job", "task", "submission", "pool", "job_template", "pool_template", "batch_account", "user", "group",
-                "audit"]
+                "audit", "vm_price"]
 
 
 def _clip(name: str, value: object) -> str:

@@ -3,6 +3,7 @@ migrations keep working whichever module a model lives in."""
 
 from portal.models.accounts import BatchAccount, Team
 from portal.models.audit import AuditEvent
+from portal.models.costs import VmPrice
 from portal.models.jobs import (
                                  TERMINATED_FAILURE_CODE,
                                  Job,
@@ -39,6 +40,6 @@ __all__ = [
     "AllocationState", "AuditEvent", "BatchAccount", "Job", "JobOutcome", "Outcome",
     "JobState", "JobTemplate", "JobTemplateVersion", "Node", "NodeFillType", "NodeState", "Pool", "PoolState",
     "PoolTemplate", "Submission", "SubmissionState", "Task", "TaskAttempt", "TaskDependency", "TaskResult",
-    "TaskState", "Team",
+    "TaskState", "Team", "VmPrice",
     "resource_files_problem",
 ]
