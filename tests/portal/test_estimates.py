@@ -1,0 +1,254 @@
+"""When will a job finish (portal.jobs.estimates): the estimator on constructed series, the selector's reads from
+the mirror and its query bound, and the line on the job, submission and dashboard pages."""
+
+import re
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from portal.jobs.estimates import History, estimate, job_estimate
+from portal.models import JobTemplate, Submission, SubmissionState
+from tests.factories import JobFactory, PoolFactory, TaskFactory
+from tests.portal.pages import text
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=dt_timezone.utc)
+ESTIMATE_LINE = re.compile(r"Finishes about <time[^>]*>[^<]+</time>, between <time[^>]*>[^<]+</time> and "
+                           r"<time[^>]*>[^<]+</time>")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(settings):
+    """A memory cache of this module's own: the template history is cached per version, and versions' ids repeat
+    from one test's database to the next."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "test-estimates"}}
+
+
+def minutes(value: datetime | None) -> float:
+    assert value is not None
+    return (value - NOW).total_seconds() / 60
+
+
+# --- The estimator over numbers -------------------------------------------------------------------------------
+
+def test_a_steady_rate_gives_the_remaining_over_the_rate_with_a_range_around_it():
+    # 100 tasks ended in the last 10 minutes, 8 running: 10 a minute, 300 to go.
+    result = estimate(now=NOW, remaining=300, running=8, endings=100, window_seconds=600)
+
+    assert result.known
+    assert minutes(result.finish_at) == pytest.approx(30)
+    assert minutes(result.low) < 30 < minutes(result.high)
+    # ±2√100 = ±20 on the count: 300 / 12 a minute and 300 / 8 a minute, plus one task (8 slots ÷ 10/min) late.
+    assert minutes(result.low) == pytest.approx(25)
+    assert minutes(result.high) == pytest.approx(37.5 + 0.8)
+    assert "100 tasks ended in the last 10.0 min (10.0 tasks a minute), 300 to go" in result.basis
+
+
+def test_more_endings_narrow_the_range():
+    few = estimate(now=NOW, remaining=100, endings=10, window_seconds=600)
+    many = estimate(now=NOW, remaining=100, endings=1000, window_seconds=60000)
+
+    assert minutes(few.finish_at) == pytest.approx(minutes(many.finish_at))
+    assert minutes(many.high) - minutes(many.low) < (minutes(few.high) - minutes(few.low)) / 5
+
+
+def test_a_slow_start_does_not_count_when_the_window_starts_at_the_first_ending():
+    # Nodes took 20 minutes to start; since the first task ended 10 minutes ago 50 more ended (5 a minute). The
+    # naive estimate over the job's whole life (elapsed × (1 − p) / p) would make it half as fast.
+    result = estimate(now=NOW, remaining=50, running=4, endings=50, window_seconds=600)
+    naive_minutes = 30 * (50 / 101) / (51 / 101)
+
+    assert minutes(result.finish_at) == pytest.approx(10)
+    assert naive_minutes > 25
+
+
+def test_before_any_ending_the_templates_history_and_the_pools_slots_are_used():
+    history = History(q1=50, median=60, q3=90, runs=3, tasks=240)
+
+    result = estimate(now=NOW, remaining=40, running=8, history=history, slots=8)
+
+    # 40 tasks on 8 slots: five waves of a minute.
+    assert minutes(result.finish_at) == pytest.approx(5)
+    assert minutes(result.low) == pytest.approx(5 * 50 / 60)
+    assert minutes(result.high) == pytest.approx(5 * 1.5 + 1)
+    assert "last 3 runs: a task took 60 s (median of 240), 40 to go on 8 slots" in result.basis
+
+
+def test_fewer_tasks_than_slots_still_take_one_task_duration():
+    result = estimate(now=NOW, remaining=3, history=History(60, 120, 180, 1, 10), slots=16)
+
+    assert minutes(result.finish_at) == pytest.approx(2)
+
+
+def test_it_is_unknown_without_endings_or_history_and_says_why():
+    nothing = estimate(now=NOW, remaining=10)
+    one_ending = estimate(now=NOW, remaining=10, running=2, endings=1, window_seconds=60)
+    no_nodes = estimate(now=NOW, remaining=10, history=History(1, 2, 3, 1, 5), slots=0)
+
+    for result in (nothing, one_ending, no_nodes):
+        assert not result.known and result.low is None and result.high is None
+    assert nothing.basis == ("None of its tasks has ended yet, and there are no finished runs of its template to "
+                             "go by.")
+    assert "Too few of its tasks have ended" in one_ending.basis
+    assert "pool has no nodes" in no_nodes.basis
+
+
+def test_nothing_left_means_it_finishes_now():
+    result = estimate(now=NOW, remaining=0)
+
+    assert result.finish_at == result.low == result.high == NOW
+
+
+# --- The selector, from the mirror ------------------------------------------------------------------------------
+
+def running_job(**fields):
+    fields.setdefault("tasks_synced_at", NOW)
+    fields.setdefault("last_synced_at", NOW)
+    return JobFactory(**fields)
+
+
+def ended_tasks(job, count: int, first: datetime, every: timedelta) -> None:
+    for n in range(count):
+        end = first + n * every
+        TaskFactory(job=job, start_time=end - timedelta(seconds=30), end_time=end, duration_seconds=30)
+
+
+@pytest.mark.django_db
+def test_the_selector_reads_the_rate_from_the_recent_window_of_end_times():
+    job = running_job(task_active=90, task_running=10, task_completed=41)
+    # Nodes started late: the first task ended 20 minutes after the job began, then one every 15 s.
+    ended_tasks(job, 41, NOW - timedelta(minutes=10), timedelta(seconds=15))
+
+    result = job_estimate(job)
+
+    assert result is not None and result.known
+    # 40 endings after the first in 10 minutes: 4 a minute, 100 to go.
+    assert minutes(result.finish_at) == pytest.approx(25)
+    assert "40 tasks ended in the last 10.0 min" in result.basis
+
+
+@pytest.mark.django_db
+def test_the_selector_ignores_endings_the_sync_has_not_reached():
+    # The task rows were synced 5 minutes ago; rows ending after that (written by a later pass of another job's
+    # sync, or a clock ahead) are not counted against the counts read then.
+    job = running_job(task_active=10, task_completed=31, tasks_synced_at=NOW - timedelta(minutes=5))
+    ended_tasks(job, 31, NOW - timedelta(minutes=15), timedelta(seconds=30))
+
+    result = job_estimate(job)
+
+    # 20 after the first up to the sync, in 10 minutes: 2 a minute, 10 to go from the sync's time.
+    assert result is not None and "20 tasks ended in the last 10.0 min" in result.basis
+    assert result.finish_at == NOW - timedelta(minutes=5) + timedelta(minutes=5)
+
+
+@pytest.mark.django_db
+def test_before_its_first_ending_the_selector_uses_the_templates_last_runs_and_the_pools_slots():
+    version = JobTemplate.objects.get(slug="render-frames").current_version()
+    earlier = running_job(job_id="sub-earlier", state="completed", task_completed=5)
+    for seconds in (40, 50, 60, 70, 80):
+        TaskFactory(job=earlier, duration_seconds=seconds)
+    Submission.objects.create(public_id="00000000-0000-0000-0000-0000000000e1", account=earlier.account,
+                              template_version=version, job_id="sub-earlier", state=SubmissionState.SUBMITTED)
+    PoolFactory(account=earlier.account, pool_id="render", current_dedicated_nodes=2, task_slots_per_node=4)
+    job = running_job(job_id="sub-now", pool_id="render", task_active=16, task_running=8)
+    Submission.objects.create(public_id="00000000-0000-0000-0000-0000000000e2", account=job.account,
+                              template_version=version, job_id="sub-now", state=SubmissionState.SUBMITTED)
+
+    result = job_estimate(job)
+
+    assert result is not None and result.known
+    # 24 tasks on 8 slots: three waves of the median 60 s.
+    assert minutes(result.finish_at) == pytest.approx(3)
+    assert "last 1 run: a task took 60 s (median of 5), 24 to go on 8 slots" in result.basis
+
+
+@pytest.mark.django_db
+def test_long_tasks_with_few_recent_endings_count_from_the_first_ending():
+    job = running_job(task_active=10, task_completed=3)
+    # Three ended 100, 90 and 80 minutes ago, none in the last 50 (the recent half of the time since the first).
+    ended_tasks(job, 3, NOW - timedelta(minutes=100), timedelta(minutes=10))
+
+    result = job_estimate(job)
+
+    assert result is not None and "2 tasks ended in the last 1.7 h (a task every 50.0 min)" in result.basis
+    assert minutes(result.finish_at) == pytest.approx(10 * 50)
+
+
+@pytest.mark.django_db
+def test_the_selector_says_unknown_and_nothing_for_an_ended_job():
+    assert not job_estimate(running_job(task_active=5)).known
+    assert job_estimate(running_job(state="completed", task_completed=5)) is None
+    assert job_estimate(running_job()) is None, "no tasks"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("tasks", [3, 60])
+def test_the_selectors_queries_do_not_grow_with_the_job(tasks):
+    job = running_job(job_id="sub-unknown", task_active=100, task_running=4, task_completed=tasks)
+    ended_tasks(job, tasks, NOW - tasks * timedelta(seconds=20), timedelta(seconds=20))
+    without = running_job(task_active=100)
+
+    with CaptureQueriesContext(connection) as with_rate:
+        job_estimate(job)
+    with CaptureQueriesContext(connection) as cold, CaptureQueriesContext(connection):
+        job_estimate(without)
+    with CaptureQueriesContext(connection) as warm:
+        job_estimate(without)
+
+    assert len(with_rate) == 2, "the first end time and the window's count"
+    assert len(cold) <= 5 and len(warm) <= 4, "and the submission, the pool, the history once"
+
+
+# --- The pages ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_the_job_page_shows_the_estimate_and_unknown(client, viewer):
+    now = timezone.now()
+    job = JobFactory(task_active=50, task_running=4, task_completed=41, tasks_synced_at=now, last_synced_at=now)
+    for n in range(41):
+        end = now - timedelta(minutes=10) + n * timedelta(seconds=15)
+        TaskFactory(job=job, start_time=end - timedelta(seconds=30), end_time=end)
+    waiting = JobFactory(task_active=5)
+    client.force_login(viewer)
+
+    page = text(client.get(reverse("job_detail", args=[job.pk])))
+    assert ESTIMATE_LINE.search(page) and "40 tasks ended in the last 10.0 min" in page
+
+    page = text(client.get(reverse("job_detail", args=[waiting.pk])))
+    assert "Finish time unknown" in page and "None of its tasks has ended yet" in page
+
+    dashboard = text(client.get(reverse("dashboard")))
+    assert ESTIMATE_LINE.search(dashboard) and "Finish time unknown" in dashboard
+
+
+@pytest.mark.django_db
+def test_an_ended_job_shows_no_estimate(client, viewer):
+    job = JobFactory(state="completed", task_completed=3, task_succeeded=3)
+    client.force_login(viewer)
+
+    page = text(client.get(reverse("job_detail", args=[job.pk])))
+
+    assert "Finishes about" not in page and "Finish time unknown" not in page
+
+
+@pytest.mark.django_db
+def test_the_submission_page_shows_the_estimate(client, submitter):
+    version = JobTemplate.objects.get(slug="render-frames").current_version()
+    job = JobFactory(job_id="sub-eta", task_active=3)
+    submission = Submission.objects.create(public_id="00000000-0000-0000-0000-0000000000e3", account=job.account,
+                                           template_version=version, submitted_by=submitter, job_id="sub-eta",
+                                           state=SubmissionState.SUBMITTED, total_tasks=3, tasks_added=3)
+    client.force_login(submitter)
+
+    page = text(client.get(reverse("submission_detail", args=[submission.public_id])))
+
+    assert "Finish time unknown" in page
+
+    ended_tasks(job, 4, timezone.now() - timedelta(minutes=4), timedelta(minutes=1))
+    page = text(client.get(reverse("submission_detail", args=[submission.public_id])))
+    assert ESTIMATE_LINE.search(page) and "3 tasks ended in the last 4.0 min" in page
