@@ -22,6 +22,7 @@ from portal.access import SignedInRequest
 from portal.accounts.selectors import account_scope, accounts_synced_at
 from portal.actions import ActionError
 from portal.audit import selectors as audit_selectors
+from portal.costs import selectors as costs_selectors
 from portal.jobs import selectors, services, triage, waiting
 from portal.models import Job, Task
 from portal.pages import partial_for, render_page
@@ -68,7 +69,8 @@ def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
             context["pool"] = pool = waiting.pool_of(job)
             context["reasons"] = waiting.reasons_for_job(job, pool=pool)
         else:
-            context["pool"] = selectors.job_pool(job)
+            context["pool"] = pool = selectors.job_pool(job)
+        context["cost"] = costs_selectors.job_cost(job, pool=pool, pool_known=True)
     if partial != "summary":
         filters = selectors.task_filters_from(request.GET)
         context["filters"] = filters

@@ -28,6 +28,7 @@ from portal import access
 from portal.access import SignedInRequest
 from portal.accounts.selectors import account_scope
 from portal.audit import selectors as audit_selectors
+from portal.costs.selectors import job_cost
 from portal.jobs.waiting import reasons_for_job
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
 from portal.pages import partial_for, render_page
@@ -368,6 +369,7 @@ def submission_detail(request: SignedInRequest, public_id: uuid.UUID) -> HttpRes
         "can_rerun": access.can_submit(request.user) and submission.template_version.template.is_active,
         "values": _submitted_values(submission),
         "reasons": reasons_for_job(job) if job is not None and settings.WAITING_REASONS else [],
+        "cost": job_cost(job) if job is not None else None, "job_live": job_live,
     }
     partial = partial_for(request, {}, default="status")
     if partial is None:
