@@ -120,6 +120,30 @@ def estimate(*, now: datetime, remaining: int, running: int = 0, endings: int = 
     return Estimate(None, None, None, f"{why[0].upper()}{why[1:]}.")
 
 
+def recent_since(now: datetime, first_end: datetime) -> datetime:
+    """Where the rate's window starts: the recent past (RECENT_WINDOW, or the latest RECENT_SHARE of the time since
+    the first ending if longer), never before the first ending, which is not counted itself."""
+    return max(first_end, now - max(RECENT_WINDOW, (now - first_end) * RECENT_SHARE))
+
+
+def from_end_times(*, now: datetime, end_times: Sequence[datetime], remaining: int, running: int = 0,
+                   history: History | None = None, slots: int = 0) -> Estimate:
+    """The estimate from a job's task end times as a list, with the windows job_estimates reads from the index: what
+    bench/eta_backtest.py feeds from its snapshots of Batch and from finished jobs in the mirror."""
+    ended = [end for end in end_times if end <= now]
+    endings, window = 0, 0.0
+    if ended:
+        first_end = min(ended)
+        since = recent_since(now, first_end)
+        endings = sum(1 for end in ended if end > since)
+        if endings < MIN_ENDINGS and since > first_end:
+            since = first_end
+            endings = sum(1 for end in ended if end > since)
+        window = (now - since).total_seconds()
+    return estimate(now=now, remaining=remaining, running=running, endings=endings, window_seconds=window,
+                    history=history, slots=slots)
+
+
 def template_history(version_id: int, account_id: int, exclude_job_id: str = "") -> History | None:
     """The finished tasks of the template version's latest runs (not the job asked about), cached per version: a
     few indexed reads of at most HISTORY_TASKS durations, at most once per HISTORY_CACHE_SECONDS."""
@@ -209,7 +233,7 @@ def job_estimates(jobs: Sequence[Job], submission: Submission | None = None) -> 
     for job in live:
         now, first_end = _as_of(job), first_ends.get(job.pk)
         if first_end is not None and first_end < now:
-            windows[job.pk] = (now, max(first_end, now - max(RECENT_WINDOW, (now - first_end) * RECENT_SHARE)))
+            windows[job.pk] = (now, recent_since(now, first_end))
     counts = _endings(windows)
     # Too few lately (long tasks): the whole time since the first ending, still free of the start-up.
     wider = {pk: (now, first_ends[pk]) for pk, (now, since) in windows.items()

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.jobs.estimates import History, estimate, job_estimate
+from portal.jobs.estimates import History, estimate, from_end_times, job_estimate
 from portal.models import JobTemplate, Submission, SubmissionState
 from tests.factories import JobFactory, PoolFactory, TaskFactory
 from tests.portal.pages import text
@@ -130,6 +130,17 @@ def test_the_selector_reads_the_rate_from_the_recent_window_of_end_times():
     # 40 endings after the first in 10 minutes: 4 a minute, 100 to go.
     assert minutes(result.finish_at) == pytest.approx(25)
     assert "40 tasks ended in the last 10.0 min" in result.basis
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("every", [timedelta(seconds=15), timedelta(minutes=10)])
+def test_the_benchs_list_of_end_times_gives_what_the_selector_reads_from_the_mirror(every):
+    job = running_job(task_active=30, task_running=5, task_completed=12)
+    ends = [NOW - 12 * every + n * every + timedelta(seconds=n * n) for n in range(12)]
+    for end in ends:
+        TaskFactory(job=job, start_time=end - timedelta(seconds=30), end_time=end)
+
+    assert job_estimate(job) == from_end_times(now=NOW, end_times=ends, remaining=35, running=5)
 
 
 @pytest.mark.django_db
