@@ -28,6 +28,7 @@ from portal import access
 from portal.access import SignedInRequest
 from portal.accounts.selectors import account_scope
 from portal.audit import selectors as audit_selectors
+from portal.costs.preview import estimate_for_preview
 from portal.costs.selectors import job_cost
 from portal.jobs.waiting import reasons_for_job
 from portal.models import JobTemplate, JobTemplateVersion, Submission, SubmissionState
@@ -150,6 +151,8 @@ def submit_form(request: SignedInRequest, slug: str) -> HttpResponse:
         "summary": prepared.preview.summary, "tasks": tasks, "values": preview.shown_values(spec, prepared, parent),
         "payload": preview.sign_preview(payload), "parent": parent,
         "several_accounts": account_scope(user=request.user).several,
+        "cost_estimate": estimate_for_preview(template=prepared.template_version.template, spec=spec,
+                                              task_count=prepared.preview.task_count),
         "more_tasks": prepared.preview.task_count - len(tasks)})
 
 
