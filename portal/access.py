@@ -157,6 +157,19 @@ def can_act_on_teams(user: Person) -> bool:
     return _active(user) and (user.is_superuser or user.has_perm(OPERATE_TEAM_WORK))
 
 
+def can_view_costs(user: Person) -> bool:
+    """Who reads the Costs page: Operators (their teams' costs) and Admins (every team's); see `cost_team_ids`."""
+    return can_act_on_teams(user)
+
+
+def cost_team_ids(user: User) -> list[int] | None:
+    """The teams whose costs `user` reads: None for all of them and for work outside any team (Admins, who manage
+    teams, and superusers); else the teams they are in."""
+    if user.is_superuser or user.has_perm(MANAGE_TEAMS):
+        return None
+    return list(user.teams.values_list("pk", flat=True))
+
+
 class Refused(PermissionDenied):
     """A refusal that says why in plain words and what to do; the 403 page shows its message as it is."""
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("portal.submit.urls")),
     path("", include("portal.audit.urls")),
     path("", include("portal.accounts.urls")),
+    path("", include("portal.costs.urls")),
     path("admin/", admin.site.urls),
     path("favicon.ico", errors.favicon, name="favicon"),
 ]

@@ -31,12 +31,15 @@ def region_of(account: BatchAccount) -> str:
 
 
 def price_for(vm_size: str, *, region: str = "") -> VmPrice | None:
-    """The price row for `vm_size` (without regard to case): the region's own, else one for any region, else any
-    region's (prices differ by a few percent between regions; some price beats none)."""
+    """The price row for `vm_size` (without regard to case); see `choose_price`."""
     if not vm_size:
         return None
-    rows = list(VmPrice.objects.filter(vm_size__iexact=vm_size))
+    return choose_price(list(VmPrice.objects.filter(vm_size__iexact=vm_size)), region=region)
 
+
+def choose_price(rows: list[VmPrice], *, region: str) -> VmPrice | None:
+    """Of one VM size's price rows: the region's own, else one for any region, else any region's (prices differ by
+    a few percent between regions; some price beats none)."""
     def rank(row: VmPrice) -> tuple[int, str]:
         return (0 if region and row.region == region else 1 if not row.region else 2, row.region)
 

@@ -30,3 +30,8 @@ def can_view_audit(user: access.Person) -> bool:
 @register.filter
 def can_act_on_some_work(user: access.Person) -> bool:
     return access.can_act_on_some_work(user)
+
+
+@register.filter
+def can_view_costs(user: access.Person) -> bool:
+    return access.can_view_costs(user)

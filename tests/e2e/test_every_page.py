@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from batchsync.accounts import default_account
 from portal.audit.services import record_event
-from portal.models import JobTemplate, TaskAttempt, TaskState
+from portal.models import JobTemplate, TaskAttempt, TaskState, VmPrice
 from portal.submit import services
 from tests.factories import PASSWORD, JobFactory, NodeFactory, PoolFactory, TaskFactory
 from tests.personas import person
@@ -59,6 +59,8 @@ def world(batch, azurite, settings):
     TaskFactory(job=job, failed=True, node_id=node.node_id)
     TaskFactory(job=job, failed=True, failure_code="TaskEnded", node_id=node.node_id)
     TaskFactory(job=job, state=TaskState.ACTIVE)
+    # Priced, so the job page says what it cost and the Costs page draws its chart.
+    VmPrice.objects.create(vm_size=pool.vm_size, dedicated_per_hour="0.096", currency="USD", taken_on="2026-12-01")
     # The shipped examples, as migration 0005 makes them: an earlier transactional test's flush removed them.
     importlib.import_module("portal.migrations.0005_example_job_templates").add_templates(apps, None)
     template = JobTemplate.objects.get(slug="render-frames")

@@ -77,6 +77,8 @@ ROUTES = {
     # GET without a chosen group of failures is a 404 for everyone; the POST is what matters.
     "failure_retry": Route(get=set(), post=SUBMITTERS),
     "audit_list": Route(get=POOL_MANAGERS),
+    # Operators see their teams' costs, Admins every team's.
+    "cost_overview": Route(get=POOL_MANAGERS),
     "audit_export": Route(get=POOL_MANAGERS),
     "submit_template_list": Route(get=SUBMITTERS),
     "submit_form": Route("template", get=SUBMITTERS, post=SUBMITTERS),
