@@ -9,9 +9,10 @@ snapshot first reaching 25 / 50 / 75 % of tasks ended is fed to `portal.jobs.est
 windows and the same `estimate` the job page uses), and the error is |estimated finish − actual finish| ÷ the actual
 time remaining at that snapshot. The naive estimate uses the time since the job was created.
 
-Part 2, the database: the latest finished jobs in the mirror of the benchmark database (every account's; made by
-other benchmarks or copied from a real portal) are replayed from their tasks' start and end times: at the moment the
-k-th task ended (k = 25 / 50 / 75 % of the tasks), what the estimator would have said from the end times up to then.
+Part 2, the database: the latest finished jobs in the mirror of the benchmark database (every account's: part 1's
+jobs, synced into it by batchsync, and any other history there) are replayed from their tasks' start and end times:
+at the moment the k-th task ended (k = 25 / 50 / 75 % of the tasks), what the estimator would have said from the
+end times up to then.
 
 Median errors are printed for both estimators; the goal (issue 15) is ≤ 15 % at 50 % progress on part 1."""
 
@@ -81,7 +82,31 @@ def snapshot(client, job_id: str) -> Snapshot:
     return Snapshot(at, counts.active, counts.running, counts.completed, ended)
 
 
-def run_jobs(specs: list[Spec], node_start: float, interval: float, seed: int) -> list[Run]:
+ACCOUNT_NAME = "bench-eta-backtest"
+KEY_VARIABLE = "BENCH_ETA_BACKTEST_KEY"
+
+
+def mirror_jobs(server) -> int:
+    """The finished jobs into the benchmark database's mirror through the portal's own sync (batchsync), under an
+    account of this benchmark's, emptied first: history for part 2 to replay. Returns the jobs mirrored."""
+    import os
+
+    from batchsync import sync
+    from portal.models import BatchAccount, Job, Node, Pool, Task
+    old = BatchAccount.objects.filter(name=ACCOUNT_NAME)
+    Task.objects.filter(job__account__in=old).delete()
+    Job.objects.filter(account__in=old).delete()
+    Node.objects.filter(pool__account__in=old).delete()
+    Pool.objects.filter(account__in=old).delete()
+    old.delete()
+    os.environ[KEY_VARIABLE] = server.account_key
+    account = BatchAccount.objects.create(name=ACCOUNT_NAME, account_url=server.endpoint,
+                                          account_name=server.account_name, key_env_var=KEY_VARIABLE)
+    sync.sync_account(account, full=True)
+    return Job.objects.filter(account=account).count()
+
+
+def run_jobs(specs: list[Spec], node_start: float, interval: float, seed: int, mirror: bool = False) -> list[Run]:
     from azure.batch import models
     rng = random.Random(seed)
     runs: list[Run] = []
@@ -117,6 +142,8 @@ def run_jobs(specs: list[Spec], node_start: float, interval: float, seed: int) -
         for thread in threads:
             thread.join(timeout=900)
         client.close()
+        if mirror:
+            print(f"  {mirror_jobs(server)} jobs synced into the mirror (account {ACCOUNT_NAME})", flush=True)
     return runs
 
 
@@ -145,11 +172,15 @@ def errors_at(run: Run) -> dict[float, tuple[float, float]]:
 
 def database_errors(limit: int, max_tasks: int) -> tuple[int, dict[float, list[tuple[float, float]]]]:
     """Replays the latest finished jobs of the mirror; ({progress: [(portal, naive)]}, jobs replayed)."""
+    from django.db.models import Q
+
     from portal.jobs.estimates import from_end_times
     from portal.models import Job, JobState, Task
     found: dict[float, list[tuple[float, float]]] = {p: [] for p in PROGRESS}
-    jobs = (Job.objects.filter(state=JobState.COMPLETED, creation_time__isnull=False, task_completed__gte=8,
-                               task_completed__lte=max_tasks).order_by("-end_time")[:limit])
+    # Every task ended: completed jobs, and jobs left active after their last task (Batch's default).
+    jobs = (Job.objects.filter(Q(state=JobState.COMPLETED) | Q(task_active=0, task_running=0),
+                               creation_time__isnull=False, task_completed__gte=8, task_completed__lte=max_tasks)
+            .order_by("-creation_time")[:limit])
     replayed = 0
     for job in jobs:
         rows = list(Task.objects.filter(job=job, start_time__isnull=False, end_time__isnull=False)
@@ -208,7 +239,7 @@ def main() -> int:
     c.header(f"ETA backtest: {len(specs)} jobs on localbatch (nodes start in {args.node_start_seconds} s), then "
              f"finished jobs of the benchmark database's mirror")
     with c.Timer() as timer:
-        runs = run_jobs(specs, args.node_start_seconds, args.interval, args.seed)
+        runs = run_jobs(specs, args.node_start_seconds, args.interval, args.seed, mirror=args.db_jobs > 0)
     print(f"  localbatch part took {timer.seconds:.0f} s")
     found: dict[float, list[tuple[float, float]]] = {p: [] for p in PROGRESS}
     for run in runs:

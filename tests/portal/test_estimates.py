@@ -1,6 +1,7 @@
 """When will a job finish (portal.jobs.estimates): the estimator on constructed series, the selector's reads from
 the mirror and its query bound, and the line on the job, submission and dashboard pages."""
 
+import math
 import re
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -41,12 +42,25 @@ def test_a_steady_rate_gives_the_remaining_over_the_rate_with_a_range_around_it(
     result = estimate(now=NOW, remaining=300, running=8, endings=100, window_seconds=600)
 
     assert result.known
-    assert minutes(result.finish_at) == pytest.approx(30)
-    assert minutes(result.low) < 30 < minutes(result.high)
-    # ±2√100 = ±20 on the count: 300 / 12 a minute and 300 / 8 a minute, plus one task (8 slots ÷ 10/min) late.
+    # A task takes 8 slots ÷ 10 a minute = 0.8 min; the last wave waits for the slowest of 8: H(8) − 1 more tasks.
+    tail = 0.8 * (1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5 + 1 / 6 + 1 / 7 + 1 / 8 - 1)
+    assert minutes(result.finish_at) == pytest.approx(30 + tail)
+    assert minutes(result.low) < minutes(result.finish_at) < minutes(result.high)
+    # ±2√100 = ±20 on the count: 300 / 12 a minute early, 300 / 8 a minute and one task more late.
     assert minutes(result.low) == pytest.approx(25)
-    assert minutes(result.high) == pytest.approx(37.5 + 0.8)
+    assert minutes(result.high) == pytest.approx(37.5 + tail + 0.8)
     assert "100 tasks ended in the last 10.0 min (10.0 tasks a minute), 300 to go" in result.basis
+
+
+def test_the_last_wave_waits_for_the_slowest_of_the_tasks_running():
+    one_slot = estimate(now=NOW, remaining=20, running=1, endings=60, window_seconds=600)
+    many_slots = estimate(now=NOW, remaining=20, running=12, endings=60, window_seconds=600)
+    thousands = estimate(now=NOW, remaining=5000, running=4000, endings=60000, window_seconds=600)
+
+    assert minutes(one_slot.finish_at) == pytest.approx(20 / 6), "one at a time: no wave to wait for"
+    assert minutes(many_slots.finish_at) > 20 / 6 + 2 * 12 / 6
+    assert minutes(thousands.finish_at) == pytest.approx(5000 / 6000 + 4000 / 6000 * (math.log(4000) + 0.5772 - 1),
+                                                         rel=0.001)
 
 
 def test_more_endings_narrow_the_range():
@@ -60,7 +74,7 @@ def test_more_endings_narrow_the_range():
 def test_a_slow_start_does_not_count_when_the_window_starts_at_the_first_ending():
     # Nodes took 20 minutes to start; since the first task ended 10 minutes ago 50 more ended (5 a minute). The
     # naive estimate over the job's whole life (elapsed × (1 − p) / p) would make it half as fast.
-    result = estimate(now=NOW, remaining=50, running=4, endings=50, window_seconds=600)
+    result = estimate(now=NOW, remaining=50, running=0, endings=50, window_seconds=600)
     naive_minutes = 30 * (50 / 101) / (51 / 101)
 
     assert minutes(result.finish_at) == pytest.approx(10)
@@ -120,7 +134,7 @@ def ended_tasks(job, count: int, first: datetime, every: timedelta) -> None:
 
 @pytest.mark.django_db
 def test_the_selector_reads_the_rate_from_the_recent_window_of_end_times():
-    job = running_job(task_active=90, task_running=10, task_completed=41)
+    job = running_job(task_active=100, task_completed=41)
     # Nodes started late: the first task ended 20 minutes after the job began, then one every 15 s.
     ended_tasks(job, 41, NOW - timedelta(minutes=10), timedelta(seconds=15))
 
