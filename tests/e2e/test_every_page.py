@@ -16,7 +16,7 @@ from batchsync.accounts import default_account
 from portal.audit.services import record_event
 from portal.models import JobTemplate, TaskAttempt, TaskState, VmPrice
 from portal.submit import services
-from tests.factories import PASSWORD, JobFactory, NodeFactory, PoolFactory, TaskFactory
+from tests.factories import PASSWORD, BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory
 from tests.personas import person
 from tests.portal.test_permission_matrix import ROUTES
 
@@ -36,12 +36,13 @@ class Page:
 
 
 @pytest.fixture
-def world(batch, azurite, settings):
+def world(batch, azurite, settings, monkeypatch):
     """One of each object a URL can name, on this test's localbatch and Azurite; the people who open the pages."""
     settings.AZURE_STORAGE_CONNECTION_STRING = azurite.connection_string
     people = {"admin": person("ada-admin", "Admin", is_staff=True), "viewer": person("vic-viewer", "Viewer"),
               "no_role": person("nora-norole")}
     account = default_account()
+    monkeypatch.setenv("BATCH_ACCOUNT_KEY", batch.account_key)   # the second account's key, from the environment
     pool = PoolFactory(account=account, pool_id="render-pool-with-a-rather-long-name")
     node = NodeFactory(pool=pool)
     # Named, and terminated with a task it killed: the name beside the id, and terminated's own colour.
@@ -61,6 +62,11 @@ def world(batch, azurite, settings):
     TaskFactory(job=job, state=TaskState.ACTIVE)
     # Priced, so the job page says what it cost and the Costs page draws its chart.
     VmPrice.objects.create(vm_size=pool.vm_size, dedicated_per_hour="0.096", currency="USD", taken_on="2026-12-01")
+    # A second account, with the same pool id and a job of the same id: every list names accounts and offers the
+    # account filter, and the pool filter offers each account's pool (the widest these pages get).
+    second = BatchAccountFactory(name="production-west-europe", is_default=False, account_url=batch.endpoint,
+                                 account_name=batch.account_name, key_env_var="BATCH_ACCOUNT_KEY")
+    JobFactory(account=second, job_id=job.job_id, pool_id=PoolFactory(account=second, pool_id=pool.pool_id).pool_id)
     # The shipped examples, as migration 0005 makes them: an earlier transactional test's flush removed them.
     importlib.import_module("portal.migrations.0005_example_job_templates").add_templates(apps, None)
     template = JobTemplate.objects.get(slug="render-frames")
