@@ -1,9 +1,10 @@
 """Why is it waiting? The reasons a job's (or a task's) waiting tasks do not start, in plain words, each with what
 would change it and who can do that, reasoned from the mirror alone: one function per reason.
 
-Cheap by design, so the job page of a 100,000-task job can show it on every render: a job's reasons read its pool,
-one aggregate over the pool's nodes, the pool's other busy jobs and, with dependencies, one `exists`; never a
-query per task. Who can act comes from portal.access (its role names), never from roles written down here."""
+Cheap by design, so the job page of a 100,000-task job can show it on every render: the job page reads the pool
+with its node counts, the pool's other busy jobs and the job's first blocking failure in the one statement that
+reads the pool anyway (pool_of); a list of jobs (the dashboard) reads its pools and their busy jobs in two queries;
+never a query per task. Who can act comes from portal.access (its role names), never from roles written here."""
 
 from __future__ import annotations
 
@@ -125,7 +126,11 @@ def max_parallel_reached(s: Situation) -> Reason | None:
 def pool_missing(s: Situation) -> Reason | None:
     if s.pool is not None and s.pool.gone_at is None:
         return None
-    name = s.job.pool_id or "(none)"
+    if not s.job.pool_id:
+        # A job with a pool of its own (an auto pool): Batch names the pool once it has made it.
+        return Reason("pool_missing", "Batch is still making the job's own pool", "wait: its nodes start once the "
+                      f"pool exists, in {NODE_START_MINUTES}", "nobody needs to act", tasks=s.job.task_active)
+    name = s.job.pool_id
     return Reason("pool_missing", f"the pool {name} does not exist (any more), so nothing can run the tasks",
                   f"create a pool named {name}", _pool_who("create", name), reverse("pool_list"),
                   tasks=s.job.task_active)

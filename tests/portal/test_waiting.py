@@ -61,6 +61,19 @@ def test_a_pool_without_nodes_says_so_and_who_can_resize_it(batch, batch_client,
                                                                       "t1")
 
 
+def test_a_deleted_pool_says_it_no_longer_exists(batch, batch_client, signed_in):
+    make_pool(batch_client, POOL, nodes=0)
+    make_job(batch_client, "frames", POOL)
+    batch_client.create_task("frames", task("t1", "/bin/true"))
+    batch_client.begin_delete_pool(POOL).result()
+    wait_for(lambda: POOL not in {pool.id for pool in batch_client.list_pools()}, message="pool deleted")
+
+    page = job_page(signed_in, synced("frames"))
+
+    assert "1 task waits: the pool render-pool does not exist (any more), so nothing can run the tasks." in page
+    assert "Who can: an Operator can create render-pool." in page
+
+
 @pytest.fixture
 def slow_batch(tmp_path, settings, monkeypatch):
     """A localbatch whose nodes take two minutes to start, like real ones take minutes."""
