@@ -10,6 +10,12 @@ class Team(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    # Set by an Admin, in `budget_currency`; compared with the costs the price table gives (portal.costs.budgets).
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True,
+        help_text="What the team's jobs may cost in a month; the preview warns past 80 %. Empty: no budget.")
+    budget_currency = models.CharField(max_length=3, default="USD", blank=True,
+                                       help_text="ISO 4217 code of the budget; empty: USD.")
 
     class Meta:
         ordering = ["name"]

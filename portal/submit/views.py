@@ -28,6 +28,7 @@ from portal import access
 from portal.access import SignedInRequest
 from portal.accounts.selectors import account_scope
 from portal.audit import selectors as audit_selectors
+from portal.costs.budgets import budget_warning
 from portal.costs.preview import estimate_for_preview
 from portal.costs.selectors import job_cost
 from portal.jobs.waiting import reasons_for_job
@@ -146,13 +147,15 @@ def submit_form(request: SignedInRequest, slug: str) -> HttpResponse:
                "f": facts, "k": uuid.uuid4().hex, "n": form.submission_name()}
     spec = prepared.template_version.parsed
     tasks = list(preview.first_tasks(spec, prepared))
+    estimate = estimate_for_preview(template=prepared.template_version.template, spec=spec,
+                                    task_count=prepared.preview.task_count)
     return render(request, "submit/preview.html", {
         "template": template, "version": prepared.template_version, "prepared": prepared,
         "summary": prepared.preview.summary, "tasks": tasks, "values": preview.shown_values(spec, prepared, parent),
         "payload": preview.sign_preview(payload), "parent": parent,
         "several_accounts": account_scope(user=request.user).several,
-        "cost_estimate": estimate_for_preview(template=prepared.template_version.template, spec=spec,
-                                              task_count=prepared.preview.task_count),
+        "cost_estimate": estimate, "budget_warning": budget_warning(team=access.submission_team(request.user),
+                                                                    estimate=estimate),
         "more_tasks": prepared.preview.task_count - len(tasks)})
 
 

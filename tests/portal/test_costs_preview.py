@@ -1,6 +1,7 @@
 """The preview's cost estimate: from the template's latest finished runs (median time per task × the tasks to
 send), else a bound from its time limit, else why there is none; shown to those who may submit."""
 
+import html
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -111,3 +112,35 @@ def test_a_viewer_and_anonymous_get_no_preview(client, viewer, priced):
     assert preview(client_for(viewer)).status_code == 403
     response = preview(client)
     assert response.status_code == 302 and "login" in response["Location"]
+
+
+def spend_this_month(team, demo_pool, hours):
+    job = JobFactory(account=demo_pool.account, pool_id=demo_pool.pool_id, team=team)
+    TaskFactory(job=job, duration_seconds=hours * 3600)
+
+
+def test_past_80_percent_of_the_teams_monthly_budget_the_preview_warns(submitter, team_a, demo_pool, priced):
+    team_a.monthly_budget = Decimal("40")
+    team_a.save()
+    spend_this_month(team_a, demo_pool, 5)   # 5 node-hours at $1.52 = $7.60
+
+    body = html.unescape(preview(client_for(submitter)).content.decode())
+
+    month = timezone.localdate().strftime("%B")
+    assert (f"Team A has used $7.60 of its $40.00 budget for {month} (19%); with this submission's estimate it "
+            "would reach 95%.") in body   # $7.60 + up to $30.40
+
+
+@pytest.mark.parametrize("budget", [None, "1000"])
+def test_no_warning_without_a_budget_or_well_within_it(submitter, team_a, demo_pool, priced, budget):
+    team_a.monthly_budget = budget
+    team_a.save()
+    spend_this_month(team_a, demo_pool, 5)
+    assert 'id="budget-warning"' not in preview(client_for(submitter)).content.decode()
+
+
+def test_a_budget_in_another_currency_counts_only_what_is_in_it(submitter, team_a, demo_pool, priced):
+    team_a.monthly_budget, team_a.budget_currency = Decimal("10"), "EUR"
+    team_a.save()
+    spend_this_month(team_a, demo_pool, 5)
+    assert 'id="budget-warning"' not in preview(client_for(submitter)).content.decode()
