@@ -158,6 +158,22 @@ def test_the_benchs_list_of_end_times_gives_what_the_selector_reads_from_the_mir
 
 
 @pytest.mark.django_db
+def test_a_fast_job_is_measured_over_its_latest_endings_only(monkeypatch):
+    monkeypatch.setattr("portal.jobs.estimates.MAX_ENDINGS", 10)
+    job = running_job(task_active=50, task_completed=30)
+    # 20 ended slowly (one a minute), then 10 quickly (one every 6 s): the latest ten tell the pace.
+    ends = ([NOW - timedelta(minutes=21) + n * timedelta(minutes=1) for n in range(20)]
+            + [NOW - timedelta(seconds=60) + n * timedelta(seconds=6) for n in range(1, 11)])
+    for end in ends:
+        TaskFactory(job=job, start_time=end - timedelta(seconds=30), end_time=end)
+
+    result = job_estimate(job)
+
+    assert result is not None and "9 tasks ended in the last 54 s (10.0 tasks a minute)" in result.basis
+    assert result == from_end_times(now=NOW, end_times=ends, remaining=50)
+
+
+@pytest.mark.django_db
 def test_the_selector_ignores_endings_the_sync_has_not_reached():
     # The task rows were synced 5 minutes ago; rows ending after that (written by a later pass of another job's
     # sync, or a clock ahead) are not counted against the counts read then.
