@@ -170,6 +170,13 @@ def cost_team_ids(user: User) -> list[int] | None:
     return list(user.teams.values_list("pk", flat=True))
 
 
+def can_approve(user: Person, submission: Submission) -> bool:
+    """May `user` approve or turn down `submission`, which waits for approval (portal.costs.budgets)? An Operator of its
+    team or an Admin (as `can_act_on`), never the person who submitted it."""
+    return (_active(user) and submission.submitted_by_id != user.pk and user.has_perm(OPERATE_TEAM_WORK)
+            and can_act_on(user, submission))
+
+
 class Refused(PermissionDenied):
     """A refusal that says why in plain words and what to do; the 403 page shows its message as it is."""
 

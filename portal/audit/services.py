@@ -42,7 +42,7 @@ _LIMITS = {"actor_name": 150, "action": 64, "object_type": 40, "object_id": 200,
 KNOWN_ACTIONS = [
     "auth.login", "auth.login_failed", "auth.lockout", "auth.logout",
     "pool.create", "pool.resize", "pool.delete",
-    "submission.create", "submission.retry_failed",
+    "submission.create", "submission.retry_failed", "submission.approve", "submission.reject",
     "job.terminate", "job.retry_failed", "task.terminate", "task.delete",
     "logs.download", "logs.zip_download", "results.download", "results.zip_download",
     "job_template.create", "job_template.change", "job_template.delete", "job_template.version_create",

@@ -38,3 +38,15 @@ def budget_warning(*, team: Team | None, estimate: CostEstimate) -> str:
     if extra:
         return f"{used}; with this submission's estimate it would reach {(spent + extra) / budget:.0%}."
     return f"{used}."
+
+
+def approval_reason(*, team: Team | None, estimate: CostEstimate) -> str:
+    """Why a submission must wait for approval: its estimate (the upper end) is over its team's per-submission limit;
+    empty when it need not (no team, no limit, no estimate, or an estimate in another currency)."""
+    if team is None or team.approval_limit is None or estimate.high is None:
+        return ""
+    currency = (team.budget_currency or "USD").upper()
+    if estimate.currency.upper() != currency or estimate.high <= team.approval_limit:
+        return ""
+    return (f"it is estimated at up to {money(estimate.high, currency)}, over {team.name}'s limit of "
+            f"{money(team.approval_limit, currency)} per submission")

@@ -14,8 +14,12 @@ class Team(models.Model):
     monthly_budget = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True,
         help_text="What the team's jobs may cost in a month; the preview warns past 80 %. Empty: no budget.")
+    approval_limit = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True,
+        help_text="A submission estimated to cost more than this waits for an Operator's or an Admin's approval "
+                  "before anything runs. Empty: no limit.")
     budget_currency = models.CharField(max_length=3, default="USD", blank=True,
-                                       help_text="ISO 4217 code of the budget; empty: USD.")
+                                       help_text="ISO 4217 code of the budget and the limit; empty: USD.")
 
     class Meta:
         ordering = ["name"]

@@ -88,6 +88,9 @@ class SubmissionState(models.TextChoices):
     FINALIZING = "finalizing"
     SUBMITTED = "submitted"
     FAILED = "failed"
+    # Estimated past its team's per-submission limit (Team.approval_limit): nothing is sent to Batch until an Operator
+    # of the team or an Admin approves it (portal.submit.services.submission_decide); never driven until then.
+    AWAITING_APPROVAL = "awaiting_approval", "waiting for approval"
 
 
 # States a submission still has work in; the re-driver looks only at these.

@@ -22,6 +22,8 @@ from batchsync.accounts import runs_on
 from batchsync.tasks import submit_submission_task
 from portal import access
 from portal.audit.services import record_event
+from portal.costs.budgets import approval_reason
+from portal.costs.preview import estimate_for_preview
 from portal.models import (
     BatchAccount,
     Job,
@@ -29,6 +31,7 @@ from portal.models import (
     JobTemplate,
     JobTemplateVersion,
     Submission,
+    SubmissionState,
     Task,
     TaskState,
 )
@@ -214,9 +217,12 @@ def submission_create(*, user: User, template_version: JobTemplateVersion | int 
         raise SubmissionError(f"The template runs on the Batch account “{account.name}”, which an administrator has "
                               "disabled, so nothing was submitted. Ask an administrator to enable it or to point the "
                               "template at another account.")
+    spec = prepared.template_version.parsed
+    approval = approval_reason(team=access.submission_team(user), estimate=estimate_for_preview(
+        template=prepared.template_version.template, spec=spec, task_count=prepared.preview.task_count))
     try:
         submission = _submission_write(user=user, prepared=prepared, public_id=public_id, account=account,
-                                       parent=parent)
+                                       parent=parent, approval=approval)
     except IntegrityError:
         # Two posts of the same preview raced past the check above: the other one's row is the submission.
         existing = _submission_with_key(user, public_id)
@@ -236,7 +242,9 @@ def _submission_with_key(user: User, public_id: uuid.UUID) -> Submission | None:
 
 
 def _submission_write(*, user: User, prepared: PreparedSubmission, public_id: uuid.UUID, account: BatchAccount,
-                      parent: Submission | None) -> Submission:
+                      parent: Submission | None, approval: str = "") -> Submission:
+    """`approval`: why it must wait for approval (portal.costs.budgets.approval_reason); then it is written waiting
+    and nothing is enqueued until submission_decide approves it."""
     version, preview = prepared.template_version, prepared.preview
     with transaction.atomic():
         submission = Submission.objects.create(
@@ -249,7 +257,8 @@ def _submission_write(*, user: User, prepared: PreparedSubmission, public_id: uu
                            else {"name": f.name, "url": f.url, "size": f.size} for f in given]
                     for name, given in prepared.files.items()},
             csv_rows=prepared.rows or [], command_line=prepared.command_line or "",
-            job_id=Submission.job_id_for(public_id), total_tasks=preview.task_count)
+            job_id=Submission.job_id_for(public_id), total_tasks=preview.task_count,
+            state=SubmissionState.AWAITING_APPROVAL if approval else SubmissionState.PENDING)
         _record_submission_action(user=user, action="submission.create", target=submission.job_id,
                                   obj=submission,
                                   details={"name": submission.name, "template_version_id": version.pk,
@@ -258,8 +267,10 @@ def _submission_write(*, user: User, prepared: PreparedSubmission, public_id: uu
                                            "parent": parent.job_id if parent else None,
                                            "parameters": prepared.values,
                                            "inputs": {name: [f.name for f in given]
-                                                      for name, given in prepared.files.items()}})
-        transaction.on_commit(lambda: _request_submit(submission.pk))
+                                                      for name, given in prepared.files.items()},
+                                           **({"approval_needed": approval} if approval else {})})
+        if not approval:
+            transaction.on_commit(lambda: _request_submit(submission.pk))
     return submission
 
 
@@ -421,6 +432,33 @@ def _offered_version(template_version: JobTemplateVersion | int | str | None, *,
         raise SubmissionError(f"The template “{version.template.name}” has changed since the form was opened; "
                               "nothing was submitted. Reload the form to use the current version.")
     return version
+
+
+def submission_decide(*, user: User, submission: Submission, approve: bool, reason: str = "") -> Submission:
+    """Approve a submission that waits for approval (it is then sent to Batch as any other) or turn it down (it ends
+    as not submitted, saying by whom and why), with the audit event, once: a second decision is refused."""
+    if not access.can_approve(user, submission):
+        raise access.Refused("Only an Operator of the submission's team or an Admin, other than the person who "
+                             "submitted it, may approve it or turn it down.")
+    reason = (reason or "").strip()[:500]
+    with transaction.atomic():
+        if approve:
+            fields: dict = {"state": SubmissionState.PENDING}
+        else:
+            refused = f"Not approved by {user.get_username()}" + (f": {reason}" if reason else ".")
+            fields = {"state": SubmissionState.FAILED, "error_message": refused}
+        changed = Submission.objects.filter(pk=submission.pk, state=SubmissionState.AWAITING_APPROVAL).update(
+            **fields, updated_at=timezone.now())
+        if not changed:
+            raise SubmissionError("This submission no longer waits for approval; someone decided already.")
+        _record_submission_action(user=user, action="submission.approve" if approve else "submission.reject",
+                                  target=submission.job_id, obj=submission, reason=reason,
+                                  changes={"state": [SubmissionState.AWAITING_APPROVAL, fields["state"]]},
+                                  details={})
+        if approve:
+            transaction.on_commit(lambda: _request_submit(submission.pk))
+    submission.refresh_from_db()
+    return submission
 
 
 def _record_submission_action(*, user: access.Person, action: str, target: str, details: dict, obj: Model | None = None,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal.submit import retry_views, views
+from portal.submit import approval_views, retry_views, views
 
 urlpatterns = [
     path("submit/", views.submit_template_list, name="submit_template_list"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("submit/<slug:slug>/confirm/", views.submit_confirm, name="submit_confirm"),
     path("submissions/", views.submission_list, name="submission_list"),
     path("submissions/<uuid:public_id>/", views.submission_detail, name="submission_detail"),
+    path("submissions/<uuid:public_id>/decide/", approval_views.submission_decide, name="submission_decide"),
     path("submissions/<uuid:public_id>/retry-failed/", retry_views.submission_retry_failed,
          name="submission_retry_failed"),
 ]

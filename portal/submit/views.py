@@ -28,7 +28,7 @@ from portal import access
 from portal.access import SignedInRequest
 from portal.accounts.selectors import account_scope
 from portal.audit import selectors as audit_selectors
-from portal.costs.budgets import budget_warning
+from portal.costs.budgets import approval_reason, budget_warning
 from portal.costs.preview import estimate_for_preview
 from portal.costs.selectors import job_cost
 from portal.jobs.waiting import reasons_for_job
@@ -149,13 +149,14 @@ def submit_form(request: SignedInRequest, slug: str) -> HttpResponse:
     tasks = list(preview.first_tasks(spec, prepared))
     estimate = estimate_for_preview(template=prepared.template_version.template, spec=spec,
                                     task_count=prepared.preview.task_count)
+    team = access.submission_team(request.user)
     return render(request, "submit/preview.html", {
         "template": template, "version": prepared.template_version, "prepared": prepared,
         "summary": prepared.preview.summary, "tasks": tasks, "values": preview.shown_values(spec, prepared, parent),
         "payload": preview.sign_preview(payload), "parent": parent,
         "several_accounts": account_scope(user=request.user).several,
-        "cost_estimate": estimate, "budget_warning": budget_warning(team=access.submission_team(request.user),
-                                                                    estimate=estimate),
+        "cost_estimate": estimate, "budget_warning": budget_warning(team=team, estimate=estimate),
+        "approval_reason": approval_reason(team=team, estimate=estimate),
         "more_tasks": prepared.preview.task_count - len(tasks)})
 
 
@@ -367,10 +368,14 @@ def submission_detail(request: SignedInRequest, public_id: uuid.UUID) -> HttpRes
     job = submission.job
     job_live = job is not None and job.is_live
     waiting_for_job = submission.state == SubmissionState.SUBMITTED and job is None
+    # Nothing moves until someone decides: no polling.
+    awaiting = submission.state == SubmissionState.AWAITING_APPROVAL
     context: dict[str, object] = {
         "submission": submission, "job": job, "template": submission.template_version.template,
         # Polled while anything on it can still change: fast while tasks are being added, slower after.
-        "poll": "1s" if not submission.is_final else ("2s" if job_live or waiting_for_job else None),
+        "poll": None if awaiting else "1s" if not submission.is_final else (
+            "2s" if job_live or waiting_for_job else None),
+        "awaiting_approval": awaiting, "can_approve": awaiting and access.can_approve(request.user, submission),
         "added_pct": (100 * submission.tasks_added // submission.total_tasks) if submission.total_tasks else 0,
         "can_rerun": access.can_submit(request.user) and submission.template_version.template.is_active,
         "values": _submitted_values(submission),

@@ -79,6 +79,8 @@ ROUTES = {
     "audit_list": Route(get=POOL_MANAGERS),
     # Operators see their teams' costs, Admins every team's.
     "cost_overview": Route(get=POOL_MANAGERS),
+    # Approving a submission over its team's limit: its team's Operator or an Admin, never its submitter.
+    "submission_decide": Route("submission", post={"operator_a", "admin"}, get_allowed=False),
     "audit_export": Route(get=POOL_MANAGERS),
     "submit_template_list": Route(get=SUBMITTERS),
     "submit_form": Route("template", get=SUBMITTERS, post=SUBMITTERS),

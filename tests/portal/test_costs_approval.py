@@ -1,0 +1,124 @@
+"""Past its team's per-submission limit, Submit asks for approval: nothing goes to Batch until an Operator of the team
+or an Admin approves it (then it is sent as any other) or turns it down (it ends not submitted); both audited, the
+submitter cannot approve their own, and only one decision counts."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from batchsync.submit import redrive_submissions
+from portal.models import AuditEvent, JobTemplate, Submission, SubmissionState, VmPrice
+from tests.factories import BatchAccountFactory, PoolFactory
+from tests.personas import client_for
+from tests.portal.submit_helpers import form_values
+
+pytestmark = pytest.mark.django_db
+
+SLUG = "render-frames"   # 240 tasks × its 300 s limit = 20 node-hours: up to $30.40 at $1.52
+
+
+@pytest.fixture
+def limited(team_a):
+    PoolFactory(account=BatchAccountFactory(), pool_id="demo-pool", vm_size="Standard_D2s_v3")
+    VmPrice.objects.create(vm_size="Standard_D2s_v3", dedicated_per_hour=Decimal("1.52"), taken_on=date(2026, 12, 1))
+    team_a.approval_limit = Decimal("25")
+    team_a.save()
+    return team_a
+
+
+def submit(client, frames="240"):
+    template = JobTemplate.objects.get(slug=SLUG)
+    shown = client.post(reverse("submit_form", args=[SLUG]), {"template_version": template.current_version().pk,
+                                                             "frames": frames, "seconds_per_frame": "1"})
+    body = shown.content.decode()
+    response = client.post(reverse("submit_confirm", args=[SLUG]), {**form_values(shown), "submit": "1"})
+    assert response.status_code == 302
+    return body, Submission.objects.get(submitted_by__isnull=False, public_id=response["Location"].split("/")[-2])
+
+
+def decide(person, submission, decision, reason=""):
+    return client_for(person).post(reverse("submission_decide", args=[submission.public_id]),
+                                   {"decision": decision, "reason": reason})
+
+
+def test_over_the_limit_the_preview_says_so_and_submit_waits_without_sending(
+        submitter, limited, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        preview_body, submission = submit(client_for(submitter))
+
+    assert "Needs approval:</strong> It is estimated at up to $30.40, over Team A" in preview_body
+    assert submission.state == SubmissionState.AWAITING_APPROVAL
+    assert callbacks == [], "nothing enqueued for Batch"
+    created = AuditEvent.objects.get(action="submission.create", object_id=str(submission.pk))
+    assert "over Team A" in created.details["approval_needed"]
+    page = client_for(submitter).get(reverse("submission_detail", args=[submission.public_id])).content.decode()
+    assert "Waiting for approval" in page and 'id="approve-button"' not in page and "hx-trigger" not in page
+
+
+def test_within_the_limit_it_is_sent_at_once(submitter, limited, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        preview_body, submission = submit(client_for(submitter), frames="10")
+    assert "Needs approval" not in preview_body
+    assert submission.state == SubmissionState.PENDING and len(callbacks) == 1
+
+
+@pytest.mark.parametrize("approver", ["operator_a", "portal_admin"])
+def test_the_teams_operator_or_an_admin_approves_and_it_is_sent(request, submitter, limited, approver,
+                                                                django_capture_on_commit_callbacks):
+    _, submission = submit(client_for(submitter))
+    person = request.getfixturevalue(approver)
+    page = client_for(person).get(reverse("submission_detail", args=[submission.public_id])).content.decode()
+    assert 'id="approve-button"' in page
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = decide(person, submission, "approve", "the March review needs it")
+
+    assert response.status_code == 302
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.PENDING and len(callbacks) == 1
+    event = AuditEvent.objects.get(action="submission.approve")
+    assert (event.actor_id, event.reason, event.object_id) == (person.pk, "the March review needs it",
+                                                              str(submission.pk))
+    # A second decision is refused and changes nothing.
+    decide(person, submission, "reject")
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.PENDING
+    assert not AuditEvent.objects.filter(action="submission.reject").exists()
+
+
+def test_turned_down_it_ends_not_submitted_saying_by_whom(submitter, operator_a, limited):
+    _, submission = submit(client_for(submitter))
+    decide(operator_a, submission, "reject", "too much this month")
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.FAILED
+    assert submission.error_message == "Not approved by opal-operator: too much this month"
+    assert AuditEvent.objects.filter(action="submission.reject", actor_id=operator_a.pk).count() == 1
+
+
+@pytest.mark.parametrize("persona", ["submitter", "operator_b", "viewer", "other_submitter"])
+def test_others_and_the_submitter_cannot_decide(request, submitter, limited, persona):
+    _, submission = submit(client_for(submitter))
+    response = decide(request.getfixturevalue(persona), submission, "approve")
+    assert response.status_code in (403, 404)
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.AWAITING_APPROVAL
+    assert not AuditEvent.objects.filter(action="submission.approve").exists()
+
+
+def test_anonymous_is_sent_to_sign_in_and_a_bad_decision_changes_nothing(client, submitter, operator_a, limited):
+    _, submission = submit(client_for(submitter))
+    response = client.post(reverse("submission_decide", args=[submission.public_id]), {"decision": "approve"})
+    assert response.status_code == 302 and "login" in response["Location"]
+    assert decide(operator_a, submission, "maybe").status_code == 302
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.AWAITING_APPROVAL
+
+
+def test_the_redriver_leaves_a_waiting_submission_alone(submitter, limited, settings):
+    _, submission = submit(client_for(submitter))
+    settings.SUBMISSION_STALE_SECONDS = 0   # any unfinished row counts as lost at once
+    Submission.objects.filter(pk=submission.pk).update(updated_at=submission.created_at.replace(year=2000))
+
+    assert submission.pk not in redrive_submissions()
