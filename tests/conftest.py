@@ -10,10 +10,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from django.conf import settings
+from django.core.management import call_command
+from django.db.backends.base.creation import BaseDatabaseCreation
 
 from portal.access import WRITE_COMMAND_LINES
 from tests.personas import person, role, team
@@ -189,3 +192,18 @@ def real_redis():
     except redis.ConnectionError:
         pytest.fail(f"no Redis answers at {settings.REDIS_URL}: start one (.ci/run does) or set REDIS_URL")
     return client
+
+
+def _restore_into_an_empty_database(creation: Any, data: str) -> None:
+    """Django's serialized rollback puts the shipped rows (roles, example templates, content types) back before a
+    transactional test. It assumes the previous test left the database empty, but a transactional test without it
+    lets `flush` recreate the content types and permissions with new ids, and the restore then collides with them
+    (IntegrityError on django_content_type, depending on the order the tests ran in). Emptying first makes the
+    restore the same whatever ran before."""
+    call_command("flush", verbosity=0, interactive=False, database=creation.connection.alias,
+                 inhibit_post_migrate=True)
+    _restore_shipped_rows(creation, data)
+
+
+_restore_shipped_rows = BaseDatabaseCreation.deserialize_db_from_string
+BaseDatabaseCreation.deserialize_db_from_string = _restore_into_an_empty_database  # type: ignore[method-assign]
