@@ -42,6 +42,25 @@ def fresh_database(url: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(config["NAME"])))
 
 
+def stack_database(suffix: str) -> str:
+    """A database of this benchmark's own beside the benchmark database (`<name>_<suffix>`), made afresh and migrated,
+    with Django set up on it; its URL."""
+    base_url = _common.database_url()
+    url = base_url.rsplit("/", 1)[0] + "/" + base_url.rsplit("/", 1)[1] + "_" + suffix
+    fresh_database(url)
+    _common.setup_django(url)
+    return url
+
+
+def viewer_with_password(username: str) -> None:
+    """A Viewer who signs in over HTTP with PASSWORD (PBKDF2, as the production processes check it)."""
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    user = _common.user_with_role(username, "Viewer")
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.save(update_fields=["password"])
+
+
 async def sign_in(base: str, gate: asyncio.Semaphore):
     """A session of its own, signed in (a few at a time: sign-in is deliberately slow, and not what is measured)."""
     import aiohttp
@@ -126,20 +145,13 @@ def main() -> int:
     parser.add_argument("--web-workers", type=int, default=3, help="gunicorn processes (WEB_CONCURRENCY)")
     args = _common.arguments(parser, smoke={"users": 4, "seconds": 8.0, "tasks": 300, "nodes": 2, "slots": 4})
 
-    base_url = _common.database_url()
-    url = base_url.rsplit("/", 1)[0] + "/" + base_url.rsplit("/", 1)[1] + "_stack"
-    fresh_database(url)
-    _common.setup_django(url)
-
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+    url = stack_database("stack")
 
     from batchsync.gateway import BatchGateway, BlobStore, ImageSpec, JobSpec, PoolSpec, TaskSpec
     from portal.models import Job, Task, TaskState
     from tests.stack import LOCALBATCH_KEY, LOCALBATCH_NAME, Stack
 
-    user = _common.user_with_role("bench-stack", "Viewer")
-    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
-    user.save(update_fields=["password"])
+    viewer_with_password("bench-stack")
 
     print(f"stack_load: gunicorn ({args.web_workers} processes, gunicorn.conf.py), a worker per queue, one beat, "
           f"Redis, localbatch, Azurite; PostgreSQL {url.rsplit('@', 1)[-1]}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 import _common
-from stack_load import PASSWORD, fresh_database
+from stack_load import PASSWORD, stack_database, viewer_with_password
 
 POOL = "bench-visibility-pool"
 GOAL_P95_S = 10.0
@@ -68,21 +68,14 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=int, default=100)
     args = _common.arguments(parser, smoke={"jobs": 10, "tasks": 5, "changes": 2})
 
-    base_url = _common.database_url()
-    url = base_url.rsplit("/", 1)[0] + "/" + base_url.rsplit("/", 1)[1] + "_visibility"
-    fresh_database(url)
-    _common.setup_django(url)
-
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+    url = stack_database("visibility")
 
     from batchsync.gateway import BatchGateway, BlobStore, ImageSpec, JobSpec, PoolSpec, TaskSpec
     from localbatch import admin
     from portal.models import Job, Task
     from tests.stack import LOCALBATCH_KEY, LOCALBATCH_NAME, Stack
 
-    user = _common.user_with_role("bench-visibility", "Viewer")
-    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
-    user.save(update_fields=["password"])
+    viewer_with_password("bench-visibility")
     total = args.jobs * args.tasks
     print(f"sync_visibility: {args.jobs} active jobs x {args.tasks} tasks; {args.changes} changes at "
           f"{args.delay_ms} ms per request, then {args.changes} at 0 ms; production stack on {url.rsplit('@', 1)[-1]}",
