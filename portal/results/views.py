@@ -135,15 +135,10 @@ def task_result_image(request: SignedInRequest, pk: int) -> HttpResponseBase:
     content_type = files.image_type(name)
     if content_type is None:
         raise Http404("Only images are shown this way")
-    opened = blob_store()
-    try:
-        info = _find(task, name, opened)
-    except GatewayError:
-        opened.close()
-        return _unreachable()
-    except BaseException:
-        opened.close()
-        raise
+    found = _open_result(task, name)
+    if isinstance(found, HttpResponse):
+        return found
+    opened, info = found
     if info.size > files.PREVIEW_IMAGE_BYTES:
         opened.close()
         return HttpResponse("This image is too big to show; download it instead.", status=413,
@@ -153,6 +148,20 @@ def task_result_image(request: SignedInRequest, pk: int) -> HttpResponseBase:
     response["Content-Disposition"] = "inline"
     inert(response)
     return response
+
+
+def _open_result(task: Task, name: str) -> tuple[BlobStore, BlobInfo] | HttpResponse:
+    """An open store and the result's blob, for a response that streams it and closes the store when done; or the
+    page saying storage did not answer. Http404 when there is no such result (the store closed either way)."""
+    opened = blob_store()
+    try:
+        return opened, _find(task, name, opened)
+    except GatewayError:
+        opened.close()
+        return _unreachable()
+    except BaseException:
+        opened.close()
+        raise
 
 
 def _closing(chunks: Iterator[bytes], store: BlobStore) -> Iterator[bytes]:
@@ -168,15 +177,10 @@ def task_result_download(request: SignedInRequest, pk: int) -> HttpResponseBase:
     """One output file as an attachment, streamed in ranged reads with constant memory, and recorded."""
     task = task_get(user=request.user, pk=pk)
     name = _name_param(request)
-    opened = blob_store()
-    try:
-        info = _find(task, name, opened)
-    except GatewayError:
-        opened.close()
-        return _unreachable()
-    except BaseException:
-        opened.close()
-        raise
+    found = _open_result(task, name)
+    if isinstance(found, HttpResponse):
+        return found
+    opened, info = found
     services.result_download_record(user=request.user, task=task, name=name, size=info.size)
     response = StreamingHttpResponse(_closing(stream(SavedFile(opened, info)), opened),
                                      content_type="application/octet-stream")
