@@ -10,11 +10,14 @@ The basis, in order:
 1. The job's own rate: tasks that ended in a recent window (from the task_job_end index: one bounded COUNT and the
    first end time). The window starts at the first end time at the earliest, so the time nodes took to start and
    the first wave of tasks took to run do not count as slowness; it keeps the recent part of the run only, so a
-   pool that grew or shrank shows in the rate. The range comes from the count's own uncertainty (±2√n), and the
-   finish allows for the last wave's stragglers (the slowest of the tasks still running), and the late end one
-   typical task duration more.
+   pool that grew or shrank shows in the rate. The queue drains at that rate; then the job waits for the slowest of
+   the tasks still running, whose rest follows from the run times of the tasks that ended in the window (the latest
+   SAMPLE_TASKS of them, read with the count): tightly spread run times end together, a heavy tail keeps the job
+   waiting for its last task. The range comes from the count's own uncertainty (±2√n), and the late end one typical
+   task duration more.
 2. Before two of its tasks have ended: the median duration of the finished tasks of the template version's last
-   runs (cached per version), times remaining tasks, over the slots the pool has now.
+   runs on the same machine (VM size and tasks per node) when there are any, cached per version and machine, times
+   remaining tasks, over the slots the pool has now.
 3. Neither: unknown, and the sentence says why.
 """
 
@@ -25,8 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from portal.models import Job, Pool, Submission, SubmissionState, Task
@@ -39,21 +42,42 @@ RECENT_SHARE = 0.5
 # this many (a fast job with a million tasks), the latest are enough (±2√n is ±4.5 %) and the count stays cheap.
 MIN_ENDINGS = 2
 MAX_ENDINGS = 2000
+# The run times of the latest this many endings in the window give the shape of the last wave (see _last_wave); below
+# MIN_SAMPLE of them the shape is taken as an exponential's.
+SAMPLE_TASKS = 500
+MIN_SAMPLE = 5
 # Template history: the finished tasks of this many of the version's latest runs, at most this many durations.
 HISTORY_RUNS = 5
+# Runs looked at to find HISTORY_RUNS on the job's own machine.
+HISTORY_CANDIDATES = 4 * HISTORY_RUNS
 HISTORY_TASKS = 5000
 HISTORY_CACHE_SECONDS = 600
 
 
 @dataclass(frozen=True)
+class Machine:
+    """What a task runs on, as far as its run time goes: the pool's VM size and how many tasks share a node."""
+
+    vm_size: str
+    slots_per_node: int
+
+    def __str__(self) -> str:
+        per_node = "1 task a node" if self.slots_per_node == 1 else f"{self.slots_per_node} tasks a node"
+        return f"{self.vm_size}, {per_node}"
+
+
+@dataclass(frozen=True)
 class History:
-    """A template version's finished tasks: the quartiles of their durations, and how many runs they came from."""
+    """A template version's finished tasks: the quartiles of their durations, and how many runs they came from.
+    `machine`: the VM size and slots per node those runs had, when they all matched the job's pool (runs on the same
+    machine are taken first); None when they ran on other machines (or their pools are unknown)."""
 
     q1: float
     median: float
     q3: float
     runs: int
     tasks: int
+    machine: Machine | None = None
 
 
 @dataclass(frozen=True)
@@ -87,14 +111,37 @@ def _harmonic(n: int) -> float:
     return math.log(n) + 0.5772156649 + 1 / (2 * n)
 
 
+def _last_wave(durations: Sequence[float], n: int) -> float:
+    """How long the last n tasks running when the queue empties take to end, all of them: the expected maximum of n
+    residual run times. A task caught running has the rest of its run ahead of it, and long tasks are more likely to
+    be caught (the inspection paradox), so a residual follows the equilibrium distribution of the durations,
+    F_e(t) = ∫₀ᵗ S(u) du ÷ mean; E[max of n] = ∫ (1 − F_e(t)ⁿ) dt. Over the sorted sample S is a step, so F_e is
+    linear between two durations and each piece integrates exactly. With exponential durations this is H(n) × mean;
+    with tightly spread ones (uniform 0.5–3 s) much less; with a heavy tail, more."""
+    ordered = sorted(d for d in durations if d > 0)
+    if not ordered or n <= 0:
+        return 0.0
+    k, mean = len(ordered), statistics.fmean(ordered)
+    total, at, level = 0.0, 0.0, 0.0   # level: F_e at `at`
+    for j, value in enumerate(ordered):
+        width = value - at
+        if width > 0:
+            slope = (k - j) / k / mean
+            top = min(level + slope * width, 1.0)
+            # ∫ (1 − (level + slope·u)ⁿ) du over the piece
+            total += width - (top ** (n + 1) - level ** (n + 1)) / (slope * (n + 1))
+            level, at = top, value
+    return total
+
+
 def estimate(*, now: datetime, remaining: int, running: int = 0, endings: int = 0, window_seconds: float = 0.0,
-             history: History | None = None, slots: int = 0) -> Estimate:
+             history: History | None = None, slots: int = 0, durations: Sequence[float] = ()) -> Estimate:
     """The estimate from numbers alone.
 
     now: the time the numbers were read (the sync's); remaining: tasks not yet ended (waiting + running); running:
     of those, running now; endings: tasks that ended within the last `window_seconds` (the window starting no
-    earlier than the first ending, which itself is not counted); history: the template version's task durations;
-    slots: task slots the job's pool has now."""
+    earlier than the first ending, which itself is not counted); durations: the run times of (the latest of) those
+    endings; history: the template version's task durations; slots: task slots the job's pool has now."""
     if remaining <= 0:
         return Estimate(now, now, now, "All its tasks have ended.")
     if endings >= MIN_ENDINGS and window_seconds > 0:
@@ -102,16 +149,24 @@ def estimate(*, now: datetime, remaining: int, running: int = 0, endings: int = 
         spread = 2 * math.sqrt(endings)
         fast = (endings + spread) / window_seconds
         slow = max(endings - spread, 0.5) / window_seconds
-        # Busy slots ÷ rate is the mean time a task takes (Little's law). Remaining ÷ rate lets the last tasks end
-        # one task's time after the queue empties, but the job waits for the slowest of the last n running: about
-        # H(n) = 1 + 1/2 + … + 1/n task times for durations as spread as an exponential's (the backtest's lognormal
-        # jobs on 12 slots ran a third early without it). The late end adds one more task time.
+        # The queue drains at the rate until the last n tasks run; then the job waits for the slowest of them.
         busy = min(running, remaining)
-        typical = running / rate if running else 0.0
-        tail = typical * (_harmonic(busy) - 1) if busy else 0.0
-        finish = now + timedelta(seconds=remaining / rate + tail)
-        low = now + timedelta(seconds=remaining / fast)
-        high = now + timedelta(seconds=remaining / slow + tail + typical)
+        if len(durations) >= MIN_SAMPLE:
+            # From the shape of its own run times (the backtest's heavy-tailed jobs on 12 slots waited 5 mean task
+            # times for the last wave, its uniform ones 1.1).
+            typical = statistics.fmean(durations)
+            tail = _last_wave(durations, busy)
+        else:
+            # Busy slots ÷ rate is the mean time a task takes (Little's law); the slowest of n exponential residuals
+            # takes H(n) = 1 + 1/2 + … + 1/n of them.
+            typical = running / rate if running else 0.0
+            tail = typical * _harmonic(busy) if busy else 0.0
+        queue = (remaining - busy) / rate
+        finish = now + timedelta(seconds=queue + tail)
+        # At best the queue drains at the fast end of the rate's range and the last wave takes one task time.
+        low = now + timedelta(seconds=(remaining - busy) / fast + min(tail, typical))
+        # The late end allows one more task time.
+        high = now + timedelta(seconds=(remaining - busy) / slow + tail + typical)
         per_minute = rate * 60
         pace = f"{per_minute:.1f} tasks a minute" if per_minute >= 1 else f"a task every {_seconds(1 / rate)}"
         return Estimate(finish, low, high,
@@ -123,9 +178,12 @@ def estimate(*, now: datetime, remaining: int, running: int = 0, endings: int = 
         low = now + timedelta(seconds=waves * history.q1)
         high = now + timedelta(seconds=waves * history.q3 + history.median)
         runs = "run" if history.runs == 1 else "runs"
+        where = (f" on {history.machine}" if history.machine is not None
+                 else " (on other VM sizes or slots per node than this job's pool)")
         return Estimate(finish, low, high,
-                        f"From this template's last {history.runs} {runs}: a task took {_seconds(history.median)} "
-                        f"(median of {history.tasks:,}), {remaining:,} to go on {slots:,} slots.")
+                        f"From this template's last {history.runs} {runs}{where}: a task took "
+                        f"{_seconds(history.median)} (median of {history.tasks:,}), {remaining:,} to go on "
+                        f"{slots:,} slots.")
     if history is not None:
         why = "its pool has no nodes to run them on yet"
     elif endings or running:
@@ -145,38 +203,64 @@ def recent_since(now: datetime, first_end: datetime, nth_latest: datetime | None
 
 
 def from_end_times(*, now: datetime, end_times: Sequence[datetime], remaining: int, running: int = 0,
-                   history: History | None = None, slots: int = 0) -> Estimate:
-    """The estimate from a job's task end times as a list, with the windows job_estimates reads from the index: what
+                   history: History | None = None, slots: int = 0,
+                   durations: Sequence[float] | None = None) -> Estimate:
+    """The estimate from a job's task end times as a list (and `durations`, each ended task's run time in the same
+    order, when known), with the windows and the sample job_estimates reads from the index: what
     bench/eta_backtest.py feeds from its snapshots of Batch and from finished jobs in the mirror."""
-    ended = [end for end in end_times if end <= now]
-    endings, window = 0, 0.0
+    ended = [(end, durations[i] if durations is not None else None) for i, end in enumerate(end_times) if end <= now]
+    endings, window, sample = 0, 0.0, []
     if ended:
-        first_end = min(ended)
-        latest = sorted(ended, reverse=True)
+        first_end = min(end for end, _ in ended)
+        latest = sorted((end for end, _ in ended), reverse=True)
         since = recent_since(now, first_end, latest[MAX_ENDINGS - 1] if len(latest) >= MAX_ENDINGS else None)
-        endings = sum(1 for end in ended if end > since)
+        endings = sum(1 for end, _ in ended if end > since)
         if endings < MIN_ENDINGS and since > first_end:
             since = first_end
-            endings = sum(1 for end in ended if end > since)
+            endings = sum(1 for end, _ in ended if end > since)
         window = (now - since).total_seconds()
+        in_window = sorted(((end, took) for end, took in ended if end > since and took is not None),
+                           key=lambda pair: pair[0], reverse=True)
+        sample = [took for _, took in in_window[:SAMPLE_TASKS]]
     return estimate(now=now, remaining=remaining, running=running, endings=endings, window_seconds=window,
-                    history=history, slots=slots)
+                    history=history, slots=slots, durations=sample)
 
 
-def template_history(version_id: int, account_id: int, exclude_job_id: str = "") -> History | None:
-    """The finished tasks of the template version's latest runs (not the job asked about), cached per version: a
-    few indexed reads of at most HISTORY_TASKS durations, at most once per HISTORY_CACHE_SECONDS."""
-    key = f"eta-history:{version_id}:{exclude_job_id}"
+def template_history(version_id: int, account_id: int, exclude_job_id: str = "",
+                     machine: Machine | None = None) -> History | None:
+    """The finished tasks of the template version's latest runs (not the job asked about), cached per version and
+    machine: a few indexed reads of at most HISTORY_TASKS durations, at most once per HISTORY_CACHE_SECONDS.
+
+    A task's run time depends on the machine: the VM size, and how many tasks share a node's cores and disk. So the
+    runs on the job's own machine (same VM size and slots per node) are taken when there are any, else those on the
+    same VM size, else any, and History.machine says which."""
+    key = f"eta-history:{version_id}:{exclude_job_id}:{machine.vm_size.lower() if machine else ''}:" \
+          f"{machine.slots_per_node if machine else 0}"
     cached = cache.get(key)
     if cached is not None:
         return cached or None  # False: looked, nothing there
     job_ids = list(Submission.objects.filter(template_version_id=version_id, state=SubmissionState.SUBMITTED)
                    .exclude(job_id=exclude_job_id).order_by("-created_at")
-                   .values_list("job_id", flat=True)[:HISTORY_RUNS])
-    jobs = list(Job.objects.filter(account_id=account_id, job_id__in=job_ids).values_list("pk", flat=True))
+                   .values_list("job_id", flat=True)[:HISTORY_CANDIDATES])
+    order = {job_id: n for n, job_id in enumerate(job_ids)}
+    jobs = sorted(Job.objects.filter(account_id=account_id, job_id__in=job_ids).values_list("pk", "job_id", "pool_id"),
+                  key=lambda row: order[row[1]])
+    pools = {pool_id: Machine(vm_size, max(slots, 1)) for pool_id, vm_size, slots in Pool.objects.filter(
+        account_id=account_id, pool_id__in={row[2] for row in jobs}).exclude(vm_size="")
+        .values_list("pool_id", "vm_size", "task_slots_per_node")}
+
+    def fit(pool_id: str) -> int:
+        """2: the job's machine; 1: its VM size; 0: another (or unknown)."""
+        ran_on = pools.get(pool_id)
+        if machine is None or ran_on is None or ran_on.vm_size.lower() != machine.vm_size.lower():
+            return 0
+        return 2 if ran_on.slots_per_node == machine.slots_per_node else 1
+
+    best = max((fit(pool_id) for _, _, pool_id in jobs), default=0)
+    chosen = [pk for pk, _, pool_id in jobs if fit(pool_id) == best][:HISTORY_RUNS]
     durations: list[float] = []
     runs = 0
-    for pk in jobs:
+    for pk in chosen:
         found = list(Task.objects.filter(job_id=pk, duration_seconds__isnull=False)
                      .values_list("duration_seconds", flat=True)[:HISTORY_TASKS - len(durations)])
         runs += bool(found)
@@ -189,7 +273,7 @@ def template_history(version_id: int, account_id: int, exclude_job_id: str = "")
             q1 = median = q3 = durations[0]
         else:
             q1, median, q3 = statistics.quantiles(durations, n=4, method="inclusive")
-        history = History(q1, median, q3, runs, len(durations))
+        history = History(q1, median, q3, runs, len(durations), machine if best == 2 else None)
     cache.set(key, history or False, HISTORY_CACHE_SECONDS)
     return history
 
@@ -199,16 +283,27 @@ def _as_of(job: Job) -> datetime:
     return job.tasks_synced_at or job.last_synced_at or timezone.now()
 
 
-def _endings(windows: dict[int, tuple[datetime, datetime]]) -> dict[int, int]:
-    """Tasks ended within each job's window (after its start, up to its end): one query, a range of task_job_end per
-    job."""
+def _endings(windows: dict[int, tuple[datetime, datetime]]) -> tuple[dict[int, int], dict[int, list[float]]]:
+    """Tasks ended within each job's window (after its start, up to its end), and the run times of the latest
+    SAMPLE_TASKS of them: one query, a range of task_job_end per job, its count taken over the whole range before
+    the latest are kept."""
     if not windows:
-        return {}
+        return {}, {}
     ranges = Q()
     for pk, (now, since) in windows.items():
         ranges |= Q(job_id=pk, end_time__gt=since, end_time__lte=now)
-    rows = Task.objects.filter(ranges).order_by().values("job_id").annotate(n=Count("pk")).values_list("job_id", "n")
-    return dict(rows)
+    rows = (Task.objects.filter(ranges).order_by()
+            .annotate(n=Window(Count("pk"), partition_by=[F("job_id")]),
+                      latest=Window(RowNumber(), partition_by=[F("job_id")],
+                                    order_by=[F("end_time").desc(), F("task_id").desc()]))
+            .filter(latest__lte=SAMPLE_TASKS).values_list("job_id", "n", "duration_seconds"))
+    counts: dict[int, int] = {}
+    samples: dict[int, list[float]] = {}
+    for job_id, n, took in rows:
+        counts[job_id] = n
+        if took is not None:
+            samples.setdefault(job_id, []).append(took)
+    return counts, samples
 
 
 def _template_versions(jobs: list[Job], submission: Submission | None) -> dict[int, int]:
@@ -225,13 +320,15 @@ def _template_versions(jobs: list[Job], submission: Submission | None) -> dict[i
     return {by_key[(account, job_id)]: version for account, job_id, version in rows if (account, job_id) in by_key}
 
 
-def _pool_slots(jobs: list[Job]) -> dict[tuple[int, str], int]:
-    """Task slots each job's pool has now (current nodes × slots per node), by (account, pool id): one query."""
+def _pools(jobs: list[Job]) -> dict[tuple[int, str], tuple[int, Machine | None]]:
+    """Task slots each job's pool has now (current nodes × slots per node), and its machine, by (account, pool id):
+    one query."""
     rows = (Pool.objects.filter(account_id__in={job.account_id for job in jobs},
                                 pool_id__in={job.pool_id for job in jobs}, gone_at__isnull=True)
             .values_list("account_id", "pool_id", "current_dedicated_nodes", "current_low_priority_nodes",
-                         "task_slots_per_node"))
-    return {(account, pool_id): (dedicated + spot) * slots for account, pool_id, dedicated, spot, slots in rows}
+                         "task_slots_per_node", "vm_size"))
+    return {(account, pool_id): ((dedicated + spot) * slots, Machine(vm_size, max(slots, 1)) if vm_size else None)
+            for account, pool_id, dedicated, spot, slots, vm_size in rows}
 
 
 def job_estimates(jobs: Sequence[Job], submission: Submission | None = None) -> dict[int, Estimate | None]:
@@ -260,25 +357,30 @@ def job_estimates(jobs: Sequence[Job], submission: Submission | None = None) -> 
         now, (first_end, nth_latest) = _as_of(job), ends.get(job.pk, (None, None))
         if first_end is not None and first_end < now:
             windows[job.pk] = (now, recent_since(now, first_end, nth_latest))
-    counts = _endings(windows)
+    counts, samples = _endings(windows)
     # Too few lately (long tasks): the whole time since the first ending, still free of the start-up.
     wider = {pk: (now, first_ends[pk]) for pk, (now, since) in windows.items()
              if counts.get(pk, 0) < MIN_ENDINGS and since > first_ends[pk]}
-    counts.update(_endings(wider))
-    windows.update(wider)
+    if wider:
+        wider_counts, wider_samples = _endings(wider)
+        for pk in wider:
+            counts[pk] = wider_counts.get(pk, 0)
+            samples[pk] = wider_samples.get(pk, [])
+        windows.update(wider)
     slow = [job for job in live if counts.get(job.pk, 0) < MIN_ENDINGS]
     versions = _template_versions(slow, submission) if slow else {}
-    slots = _pool_slots(slow) if slow else {}
+    pools = _pools(slow) if slow else {}
     for job in live:
         now = _as_of(job)
         history = None
+        slots, machine = pools.get((job.account_id, job.pool_id), (0, None))
         if job.pk in versions:
-            history = template_history(versions[job.pk], job.account_id, job.job_id)
+            history = template_history(versions[job.pk], job.account_id, job.job_id, machine)
         window = windows.get(job.pk)
         estimates[job.pk] = estimate(
             now=now, remaining=job.task_active + job.task_running, running=job.task_running,
             endings=counts.get(job.pk, 0), window_seconds=(window[0] - window[1]).total_seconds() if window else 0.0,
-            history=history, slots=slots.get((job.account_id, job.pool_id), 0))
+            history=history, slots=slots, durations=samples.get(job.pk, ()))
     return estimates
 
 

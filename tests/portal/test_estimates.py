@@ -3,16 +3,18 @@ the mirror and its query bound, and the line on the job, submission and dashboar
 
 import math
 import re
+import uuid
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.jobs.estimates import History, estimate, from_end_times, job_estimate
+from portal.jobs.estimates import History, Machine, estimate, from_end_times, job_estimate
 from portal.models import JobTemplate, Submission, SubmissionState
 from tests.factories import JobFactory, PoolFactory, TaskFactory
 from tests.portal.pages import text
@@ -28,6 +30,7 @@ def own_cache(settings):
     from one test's database to the next."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                                    "LOCATION": "test-estimates"}}
+    cache.clear()
 
 
 def minutes(value: datetime | None) -> float:
@@ -46,9 +49,10 @@ def test_a_steady_rate_gives_the_remaining_over_the_rate_with_a_range_around_it(
     tail = 0.8 * (1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5 + 1 / 6 + 1 / 7 + 1 / 8 - 1)
     assert minutes(result.finish_at) == pytest.approx(30 + tail)
     assert minutes(result.low) < minutes(result.finish_at) < minutes(result.high)
-    # ±2√100 = ±20 on the count: 300 / 12 a minute early, 300 / 8 a minute and one task more late.
-    assert minutes(result.low) == pytest.approx(25)
-    assert minutes(result.high) == pytest.approx(37.5 + tail + 0.8)
+    # ±2√100 = ±20 on the count: the 292 queued drain at 12 a minute early and the last wave takes one task time;
+    # late at 8 a minute, the last wave in full, and one task more.
+    assert minutes(result.low) == pytest.approx(292 / 12 + 0.8)
+    assert minutes(result.high) == pytest.approx(292 / 8 + 0.8 + tail + 0.8)
     assert "100 tasks ended in the last 10.0 min (10.0 tasks a minute), 300 to go" in result.basis
 
 
@@ -61,6 +65,31 @@ def test_the_last_wave_waits_for_the_slowest_of_the_tasks_running():
     assert minutes(many_slots.finish_at) > 20 / 6 + 2 * 12 / 6
     assert minutes(thousands.finish_at) == pytest.approx(5000 / 6000 + 4000 / 6000 * (math.log(4000) + 0.5772 - 1),
                                                          rel=0.001)
+
+
+def test_the_last_wave_follows_the_shape_of_the_jobs_own_run_times():
+    # The same pace (6 a minute, 12 running, 20 to go) with run times of the same mean (2 min) but different spread:
+    # the last wave waits for the slowest of 12, which a heavy tail makes much later than a tight spread.
+    tight = [1.5 * 60 + n for n in range(61)]                   # 90–150 s
+    heavy = [30.0] * 45 + [480.0] * 15                         # mostly short, a quarter 8 min: mean 142.5 s
+    exponential = [-120 * math.log(1 - (n + 0.5) / 400) for n in range(400)]
+    results = {name: estimate(now=NOW, remaining=20, running=12, endings=60, window_seconds=600, durations=sample)
+               for name, sample in (("tight", tight), ("heavy", heavy), ("exponential", exponential))}
+
+    queue = 8 / 6   # minutes until the 8 waiting have started
+    assert minutes(results["tight"].finish_at) < queue + 2.6, "the slowest of 12 residuals is under 150 s"
+    assert minutes(results["heavy"].finish_at) > queue + 7, "one of the 8-minute tasks is almost surely running"
+    harmonic = sum(1 / k for k in range(1, 13))
+    assert minutes(results["exponential"].finish_at) == pytest.approx(queue + 2 * harmonic, rel=0.03)
+    for result in results.values():
+        assert result.low <= result.finish_at < result.high
+
+
+def test_too_few_run_times_fall_back_to_an_exponentials_last_wave():
+    without = estimate(now=NOW, remaining=20, running=12, endings=60, window_seconds=600)
+    few = estimate(now=NOW, remaining=20, running=12, endings=60, window_seconds=600, durations=[5.0] * 4)
+
+    assert few == without
 
 
 def test_more_endings_narrow_the_range():
@@ -82,7 +111,7 @@ def test_a_slow_start_does_not_count_when_the_window_starts_at_the_first_ending(
 
 
 def test_before_any_ending_the_templates_history_and_the_pools_slots_are_used():
-    history = History(q1=50, median=60, q3=90, runs=3, tasks=240)
+    history = History(q1=50, median=60, q3=90, runs=3, tasks=240, machine=Machine("Standard_D2s_v3", 4))
 
     result = estimate(now=NOW, remaining=40, running=8, history=history, slots=8)
 
@@ -90,7 +119,8 @@ def test_before_any_ending_the_templates_history_and_the_pools_slots_are_used():
     assert minutes(result.finish_at) == pytest.approx(5)
     assert minutes(result.low) == pytest.approx(5 * 50 / 60)
     assert minutes(result.high) == pytest.approx(5 * 1.5 + 1)
-    assert "last 3 runs: a task took 60 s (median of 240), 40 to go on 8 slots" in result.basis
+    assert ("last 3 runs on Standard_D2s_v3, 4 tasks a node: a task took 60 s (median of 240), 40 to go on 8 slots"
+            in result.basis)
 
 
 def test_fewer_tasks_than_slots_still_take_one_task_duration():
@@ -154,7 +184,8 @@ def test_the_benchs_list_of_end_times_gives_what_the_selector_reads_from_the_mir
     for end in ends:
         TaskFactory(job=job, start_time=end - timedelta(seconds=30), end_time=end)
 
-    assert job_estimate(job) == from_end_times(now=NOW, end_times=ends, remaining=35, running=5)
+    assert job_estimate(job) == from_end_times(now=NOW, end_times=ends, remaining=35, running=5,
+                                               durations=[30.0] * len(ends))
 
 
 @pytest.mark.django_db
@@ -170,7 +201,7 @@ def test_a_fast_job_is_measured_over_its_latest_endings_only(monkeypatch):
     result = job_estimate(job)
 
     assert result is not None and "9 tasks ended in the last 54 s (10.0 tasks a minute)" in result.basis
-    assert result == from_end_times(now=NOW, end_times=ends, remaining=50)
+    assert result == from_end_times(now=NOW, end_times=ends, remaining=50, durations=[30.0] * len(ends))
 
 
 @pytest.mark.django_db
@@ -190,7 +221,7 @@ def test_the_selector_ignores_endings_the_sync_has_not_reached():
 @pytest.mark.django_db
 def test_before_its_first_ending_the_selector_uses_the_templates_last_runs_and_the_pools_slots():
     version = JobTemplate.objects.get(slug="render-frames").current_version()
-    earlier = running_job(job_id="sub-earlier", state="completed", task_completed=5)
+    earlier = running_job(job_id="sub-earlier", pool_id="render", state="completed", task_completed=5)
     for seconds in (40, 50, 60, 70, 80):
         TaskFactory(job=earlier, duration_seconds=seconds)
     Submission.objects.create(public_id="00000000-0000-0000-0000-0000000000e1", account=earlier.account,
@@ -205,7 +236,57 @@ def test_before_its_first_ending_the_selector_uses_the_templates_last_runs_and_t
     assert result is not None and result.known
     # 24 tasks on 8 slots: three waves of the median 60 s.
     assert minutes(result.finish_at) == pytest.approx(3)
-    assert "last 1 run: a task took 60 s (median of 5), 24 to go on 8 slots" in result.basis
+    assert "last 1 run on standard_d2s_v3, 4 tasks a node: a task took 60 s (median of 5), 24 to go on 8 slots" \
+        in result.basis
+
+
+def earlier_run(version, pool, job_id: str, seconds: list[int]) -> None:
+    job = running_job(account=pool.account, job_id=job_id, pool_id=pool.pool_id, state="completed",
+                      task_completed=len(seconds))
+    for took in seconds:
+        TaskFactory(job=job, duration_seconds=took)
+    Submission.objects.create(public_id=uuid.uuid4(), account=pool.account, template_version=version, job_id=job_id,
+                              state=SubmissionState.SUBMITTED)
+
+
+@pytest.mark.django_db
+def test_the_templates_history_is_taken_from_runs_on_the_jobs_own_vm_size_and_slots_first():
+    version = JobTemplate.objects.get(slug="render-frames").current_version()
+    pool = PoolFactory(pool_id="render", vm_size="Standard_D2s_v3", current_dedicated_nodes=2, task_slots_per_node=4)
+    account = pool.account
+    big = PoolFactory(account=account, pool_id="big", vm_size="Standard_D16s_v3", task_slots_per_node=4)
+    packed = PoolFactory(account=account, pool_id="packed", vm_size="Standard_D2s_v3", task_slots_per_node=8)
+    # Newest first: a run on a bigger VM size (fast), one on the same size with twice the tasks a node (slow), and
+    # the oldest on the job's own machine.
+    earlier_run(version, pool, "sub-same", [60, 60, 60])
+    earlier_run(version, packed, "sub-packed", [150, 150, 150])
+    earlier_run(version, big, "sub-big", [20, 20, 20])
+    job = running_job(account=account, job_id="sub-now", pool_id="render", task_active=16)
+    Submission.objects.create(public_id=uuid.uuid4(), account=account, template_version=version, job_id="sub-now",
+                              state=SubmissionState.SUBMITTED)
+
+    result = job_estimate(job)
+
+    assert result is not None and minutes(result.finish_at) == pytest.approx(2), "two waves of the same machine's 60 s"
+    assert "last 1 run on Standard_D2s_v3, 4 tasks a node: a task took 60 s" in result.basis
+
+    # Without a run on its machine: the same VM size with other slots per node, said to be another machine.
+    other = running_job(account=account, job_id="sub-other", pool_id="packed", task_active=16)
+    Submission.objects.create(public_id=uuid.uuid4(), account=account, template_version=version,
+                              job_id="sub-other", state=SubmissionState.SUBMITTED)
+    packed.current_dedicated_nodes = 1
+    packed.save()
+    result = job_estimate(other)
+    assert result is not None and "last 1 run on Standard_D2s_v3, 8 tasks a node: a task took 2.5 min" in result.basis
+
+    # A VM size no run had: every run, and the sentence says they ran elsewhere.
+    PoolFactory(account=account, pool_id="fresh", vm_size="Standard_F4s_v2", task_slots_per_node=4)
+    fresh = running_job(account=account, job_id="sub-fresh", pool_id="fresh", task_active=16)
+    Submission.objects.create(public_id=uuid.uuid4(), account=account, template_version=version,
+                              job_id="sub-fresh", state=SubmissionState.SUBMITTED)
+    result = job_estimate(fresh)
+    assert result is not None and ("last 3 runs (on other VM sizes or slots per node than this job's pool): a task "
+                                   "took 60 s (median of 9)") in result.basis
 
 
 @pytest.mark.django_db
