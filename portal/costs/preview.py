@@ -16,6 +16,7 @@ from portal.costs.selectors import (
     pool_is_spot,
     price_for,
     region_of,
+    spot_share,
     task_seconds,
 )
 from portal.models import BatchAccount, Job, JobState, JobTemplate, Pool, Submission, SubmissionState
@@ -43,6 +44,7 @@ class _Machine:
     vm_size: str
     slots_per_node: int
     spot: bool
+    spot_share: float = 0.0   # a pool of both kinds: the share of Spot nodes its tasks are assumed to run on
 
 
 def _machine(spec: TemplateSpec, account: BatchAccount | None) -> _Machine | None:
@@ -53,7 +55,9 @@ def _machine(spec: TemplateSpec, account: BatchAccount | None) -> _Machine | Non
             if account is not None and spec.pool_id else None)
     if pool is None or not pool.vm_size:
         return None
-    return _Machine(pool.vm_size, max(pool.task_slots_per_node, 1), spot=pool_is_spot(pool))
+    share = spot_share(pool)
+    return _Machine(pool.vm_size, max(pool.task_slots_per_node, 1), spot=pool_is_spot(pool),
+                    spot_share=share if 0 < share < 1 else 0.0)
 
 
 def history_seconds_per_task(template: JobTemplate) -> list[float]:
@@ -83,11 +87,19 @@ def estimate_for_preview(*, template: JobTemplate, spec: TemplateSpec, task_coun
     if machine is None:
         return CostEstimate(f"No cost estimate: the portal does not know the VM size of {spec.pool_label}")
     price = price_for(machine.vm_size, region=region_of(account) if account else "")
-    per_hour = None if price is None else (price.spot_per_hour if machine.spot else price.dedicated_per_hour)
+    spot = machine.spot or machine.spot_share > 0
+    per_hour = None if price is None else (price.spot_per_hour if spot else price.dedicated_per_hour)
     if price is None or per_hour is None:
-        kind = "Spot " if machine.spot and price is not None else ""
+        kind = "Spot " if spot and price is not None else ""
         return CostEstimate(f"No cost estimate: the price table has no {kind}price for {machine.vm_size}")
     on = f"of {machine.vm_size}{' (Spot)' if machine.spot else ''} at {hourly(per_hour, price.currency)}"
+    if machine.spot_share:
+        # Which kind of node each task will get is not known before it runs: the pool's mix as it is now.
+        share = Decimal(str(machine.spot_share))
+        on = (f"of {machine.vm_size} at {hourly(price.dedicated_per_hour, price.currency)} dedicated and "
+              f"{hourly(per_hour, price.currency)} Spot, assuming its tasks run on the pool's nodes as they are now "
+              f"({machine.spot_share:.0%} Spot)")
+        per_hour = price.dedicated_per_hour * (1 - share) + per_hour * share
     history = history_seconds_per_task(template)
     if history:
         hours = statistics.median(history) * task_count / machine.slots_per_node / SECONDS_PER_HOUR

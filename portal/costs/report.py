@@ -5,16 +5,15 @@ keeps one price per size and region). Work on sizes without a price is named, wi
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db.models import Sum
 from django.utils import timezone
 
-from portal.costs.selectors import SECONDS_PER_HOUR, choose_price, money, node_hours_text, pool_is_spot, region_of
-from portal.models import BatchAccount, Job, Pool, Task, Team, VmPrice
+from portal.costs.selectors import choose_price, money, node_hours_text, price_time, region_of, slot_times
+from portal.models import BatchAccount, Job, Pool, Team, VmPrice
 
 DEFAULT_MONTHS = 6
 MAX_MONTHS = 24
@@ -91,17 +90,16 @@ def _month_starts(count: int, today: date) -> list[date]:
 def cost_report(*, team_ids: list[int] | None, months: int = DEFAULT_MONTHS) -> CostReport:
     """Costs per team and month over the last `months` months, of the teams in `team_ids` (None: every team and
     work outside any team). A fixed number of queries: the jobs, one grouped sum of their task times (read from the
-    index task_job_duration), the pools, the prices, the accounts and the teams."""
+    index task_job_duration; see selectors.slot_times), the pools, the prices, the accounts and the teams."""
     month_list = _month_starts(months, timezone.localdate())
     start = timezone.make_aware(datetime.combine(month_list[0], datetime.min.time()))
     jobs = Job.objects.filter(creation_time__gte=start)
     if team_ids is not None:
         jobs = jobs.filter(team_id__in=team_ids)
-    seconds = dict(Task.objects.filter(job__in=jobs, duration_seconds__isnull=False).order_by()
-                   .values("job_id").annotate(total=Sum("duration_seconds")).values_list("job_id", "total"))
     rows = list(jobs.order_by().values_list("pk", "account_id", "pool_id", "team_id", "creation_time"))
     pools = {(pool.account_id, pool.pool_id): pool for pool in Pool.objects.filter(
         account_id__in={row[1] for row in rows}, pool_id__in={row[2] for row in rows})}
+    times = slot_times([(pk, pools.get((account_id, pool_id))) for pk, account_id, pool_id, _, _ in rows])
     regions = {account.pk: region_of(account) for account in BatchAccount.objects.all()}
     prices: dict[str, list[VmPrice]] = defaultdict(list)
     for row in VmPrice.objects.all():
@@ -113,16 +111,14 @@ def cost_report(*, team_ids: list[int] | None, months: int = DEFAULT_MONTHS) -> 
         for team_id in team_ids:
             cells[team_id]   # noqa: B018 (a team with no work still gets its row of dashes)
     totals = [Cell() for _ in month_list]
-    unpriced: Counter[str] = Counter()
+    unpriced: defaultdict[str, float] = defaultdict(float)
     for pk, account_id, pool_id, job_team_id, created in rows:
         pool = pools.get((account_id, pool_id))
-        if pool is None or not pool.vm_size or not seconds.get(pk):
+        if pool is None or not pool.vm_size or not times[pk].total:
             continue
-        hours = seconds[pk] / max(pool.task_slots_per_node, 1) / SECONDS_PER_HOUR
         price = choose_price(prices.get(pool.vm_size.lower(), []), region=regions.get(account_id, ""))
-        per_hour = None if price is None else (price.spot_per_hour if pool_is_spot(pool) else
-                                               price.dedicated_per_hour)
-        amount = None if per_hour is None else Decimal(str(hours)) * per_hour
+        priced = price_time(times[pk], slots_per_node=pool.task_slots_per_node, pool=pool, price=price)
+        hours, amount = priced.hours, priced.cost
         currency = price.currency if price is not None else ""
         i = index.get(timezone.localtime(created).date().replace(day=1))
         if i is None:   # created after this month began by a clock ahead of ours: not in any column

@@ -258,6 +258,10 @@ class Task(models.Model):
             models.Index(fields=["job", "state", "start_time", "task_id"], name="task_job_state_start"),
             models.Index(fields=["job", "end_time", "task_id"], name="task_job_end"),
             models.Index(fields=["job", "duration_seconds", "task_id"], name="task_job_duration"),
+            # A job's cost counts a task that needs several slots that many times (portal.costs.selectors): the few
+            # such tasks are summed from here, while the run times of all are summed from task_job_duration alone.
+            models.Index(fields=["job", "duration_seconds"], include=["required_slots"], name="task_multi_slot",
+                         condition=models.Q(required_slots__gt=1)),
             models.Index(fields=["job", "exit_code", "task_id"], name="task_job_exit"),
             models.Index(fields=["job", "result", "task_id"], name="task_job_result"),
             # Dashboard: recent failures and tasks finished per hour.

@@ -6,11 +6,13 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from portal.costs.report import cost_report
 from portal.costs.selectors import hourly, job_cost, money, price_for
 from portal.models import JobState, JobTemplate, Submission, SubmissionState, VmPrice
 from portal.submit import services
-from tests.factories import BatchAccountFactory, JobFactory, PoolFactory, TaskFactory
+from tests.factories import BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory
 from tests.personas import client_for
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +129,57 @@ def test_the_submission_page_shows_its_jobs_cost(submitter, operator_a, other_su
         body = client_for(person).get(url).content.decode()
         assert "Its tasks ran 0.50 node-hours on standard_d2s_v3 at $0.096/h: about $0.05." in body
     assert client_for(other_submitter).get(url).status_code in (403, 404)
+
+
+def test_a_task_that_needs_several_slots_counts_each_of_them():
+    price(dedicated="1")
+    pool = PoolFactory(task_slots_per_node=4)
+    job = JobFactory(account=pool.account, pool_id=pool.pool_id)
+    TaskFactory(job=job, duration_seconds=3600, required_slots=2)   # half of a node for an hour
+    TaskFactory(job=job, duration_seconds=3600)                     # a quarter
+
+    cost = job_cost(job)
+
+    assert cost.node_hours == pytest.approx(0.75)
+    assert cost.cost == Decimal("0.750000")
+    assert "a task that needs several slots counts that many" in cost.share
+
+
+def mixed_pool_job():
+    """A pool of 1 dedicated and 3 Spot nodes now: an hour on its dedicated node, two on a Spot node, and an hour on a
+    node that has left the mirror."""
+    price(dedicated="1", spot="0.2")
+    pool = PoolFactory(current_dedicated_nodes=1, target_dedicated_nodes=1, current_low_priority_nodes=3,
+                       target_low_priority_nodes=3)
+    NodeFactory(pool=pool, node_id="dedicated-1", is_dedicated=True)
+    NodeFactory(pool=pool, node_id="spot-1", is_dedicated=False)
+    job = JobFactory(account=pool.account, pool_id=pool.pool_id)
+    TaskFactory(job=job, duration_seconds=3600, node_id="dedicated-1")
+    TaskFactory(job=job, duration_seconds=7200, node_id="spot-1")
+    TaskFactory(job=job, duration_seconds=3600, node_id="gone-1")
+    return job
+
+
+def test_a_pool_of_dedicated_and_spot_nodes_prices_each_at_its_own_rate_and_says_what_it_assumed():
+    job = mixed_pool_job()
+
+    cost = job_cost(job)
+
+    # The unknown node's hour is split as the pool is now (75 % Spot): 1.25 h dedicated at $1, 2.75 h Spot at $0.20.
+    assert cost.dedicated_hours == pytest.approx(1.25) and cost.spot_hours == pytest.approx(2.75)
+    assert cost.cost == Decimal("1.800000")
+    assert cost.sentence == ("Its tasks ran 4.0 node-hours on standard_d2s_v3: 1.2 on dedicated nodes at $1.00/h and "
+                             "2.8 on Spot nodes at $0.20/h: about $1.80.")
+    assert ("1.0 node-hours ran on nodes the portal no longer knows; they are counted as the pool's nodes are now: "
+            "75% Spot.") in cost.share
+
+
+def test_the_costs_page_prices_a_mixed_pool_as_the_job_page_does():
+    job = mixed_pool_job()
+    job.team = None
+    job.creation_time = job.creation_time or timezone.now()
+    job.save()
+
+    report = cost_report(team_ids=None, months=1)
+
+    assert report.total.amounts["USD"] == pytest.approx(Decimal("1.8"))

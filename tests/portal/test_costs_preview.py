@@ -95,6 +95,16 @@ def test_a_spot_pool_is_estimated_at_the_spot_price(signed_in, priced, demo_pool
     assert "of Standard_D2s_v3 (Spot) at $0.30/h" in estimate_on(preview(signed_in))
 
 
+def test_a_pool_of_both_kinds_is_estimated_at_its_current_mix_and_says_so(signed_in, priced, demo_pool):
+    demo_pool.current_dedicated_nodes, demo_pool.current_low_priority_nodes = 1, 3
+    demo_pool.save()
+    # 20 node-hours, a quarter at $1.52 and three quarters at $0.30: $7.60 + $4.50.
+    assert html.unescape(estimate_on(preview(signed_in))) == (
+        "between nothing and $12.10 — up to 20 node-hours of Standard_D2s_v3 at $1.52/h dedicated and $0.30/h Spot, "
+        "assuming its tasks run on the pool's nodes as they are now (75% Spot) if every task ran its whole time "
+        "limit; this template has no finished runs to go by yet.")
+
+
 def test_without_a_price_or_a_known_pool_it_says_why(signed_in, demo_pool):
     assert estimate_on(preview(signed_in)) == "No cost estimate: the price table has no price for Standard_D2s_v3."
     demo_pool.delete()
