@@ -15,7 +15,10 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from portal import access
 from portal.access import SignedInRequest
+from portal.costs.budgets import approval_reason, budget_warning
+from portal.models import SubmissionState
 from portal.submit import selectors as submit_selectors
 from portal.submit import services
 from portal.submit.services import SubmissionError
@@ -39,10 +42,18 @@ def submission_retry_failed(request: SignedInRequest, public_id: uuid.UUID) -> H
         if request.method == "POST":
             key = _key(request.POST.get("key"))
             submission = services.submission_retry_failed(user=request.user, job=job, key=key)
-            messages.success(request, f"Submitted {submission.total_tasks:,} failed "
-                                      f"task{'' if submission.total_tasks == 1 else 's'} again, as a new job.")
+            tasks = f"{submission.total_tasks:,} failed task{'' if submission.total_tasks == 1 else 's'}"
+            if submission.state == SubmissionState.AWAITING_APPROVAL:
+                messages.success(request, f"Submitted {tasks} again, as a new job that waits for approval: its "
+                                          "estimated cost is over your team's limit per submission.")
+            else:
+                messages.success(request, f"Submitted {tasks} again, as a new job.")
             return redirect("submission_detail", submission.public_id)
-        context["plan"] = services.submission_retry_failed_plan(user=request.user, job=job)
+        plan = services.submission_retry_failed_plan(user=request.user, job=job)
+        team = access.submission_team(request.user)
+        context.update(plan=plan, cost_estimate=plan.estimate,
+                       budget_warning=budget_warning(team=team, estimate=plan.estimate),
+                       approval_reason=approval_reason(team=team, estimate=plan.estimate))
     except PermissionDenied:
         raise Http404("No such submission") from None
     except SubmissionError as exc:

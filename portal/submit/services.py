@@ -23,7 +23,7 @@ from batchsync.tasks import submit_submission_task
 from portal import access
 from portal.audit.services import record_event
 from portal.costs.budgets import approval_reason
-from portal.costs.preview import estimate_for_preview
+from portal.costs.preview import CostEstimate, estimate_for_preview
 from portal.models import (
     BatchAccount,
     Job,
@@ -293,6 +293,9 @@ class FailedTasksRetry:
     succeeded: int                       # Batch's count of the job's tasks that succeeded: not run again
     others: int                          # neither failed nor succeeded (stopped, or never added): not run either
     earlier: tuple[Submission, ...]      # retries of the same submission made before, newest first
+    # What running them again should cost: a retry is a submission, so it meets the same budget warning and the
+    # same per-submission approval limit as any other (the confirm page shows both).
+    estimate: CostEstimate
 
     @property
     def count(self) -> int:
@@ -327,16 +330,20 @@ def submission_retry_failed_plan(*, user: User, job: Job, task_ids: Sequence[str
         raise SubmissionError(f"The job “{job.job_id}” has no failed tasks to retry (as of the last sync); nothing "
                               "was submitted.")
     counted = len(indexes) + job.task_succeeded
+    version = parent.template_version
     return FailedTasksRetry(job=job, parent=parent, task_indexes=tuple(indexes), succeeded=job.task_succeeded,
                             others=max(0, parent.total_tasks - counted) if task_ids is None else 0,
-                            earlier=tuple(parent.retries.order_by("-created_at")[:20]))
+                            earlier=tuple(parent.retries.order_by("-created_at")[:20]),
+                            estimate=estimate_for_preview(template=version.template, spec=version.parsed,
+                                                          task_count=len(indexes)))
 
 
 def submission_retry_failed(*, user: User, job: Job, key: uuid.UUID,
                             task_ids: Sequence[str] | None = None) -> Submission:
     """Submit the failed tasks of the ended `job` again, as a new submission of its submission's template version,
     values and files with only those tasks, which keep their ids (t00037 in both jobs): the outbox row, linked to
-    its parent by `retry_of`, and its audit event in one transaction; a worker sends it once committed.
+    its parent by `retry_of`, and its audit event in one transaction; a worker sends it once committed. Like any
+    submission, one estimated past the team's per-submission limit waits for approval (submission_decide) instead.
 
     `key` is the idempotency key the confirm page handed out, and the new submission's public id: a second call
     with it (a double click, a re-posted form) returns the submission the first made and never makes another.
@@ -346,6 +353,7 @@ def submission_retry_failed(*, user: User, job: Job, key: uuid.UUID,
         return existing
     plan = submission_retry_failed_plan(user=user, job=job, task_ids=task_ids)
     parent = plan.parent
+    approval = approval_reason(team=access.submission_team(user), estimate=plan.estimate)
     try:
         with transaction.atomic():
             submission = Submission.objects.create(
@@ -355,15 +363,18 @@ def submission_retry_failed(*, user: User, job: Job, key: uuid.UUID,
                 # The parent's values and files as they were: uploads are kept as snapshots, read again by blob path.
                 parameters=parent.parameters, inputs=parent.inputs, csv_rows=parent.csv_rows,
                 command_line=parent.command_line, job_id=Submission.job_id_for(key), total_tasks=plan.count,
-                task_indexes=list(plan.task_indexes))
+                task_indexes=list(plan.task_indexes),
+                state=SubmissionState.AWAITING_APPROVAL if approval else SubmissionState.PENDING)
             # Ids of up to 100 tasks in the record; the count says how many there were.
             _record_submission_action(
                 user=user, action="submission.retry_failed", target=submission.job_id, obj=submission,
                 details={"retry_of": parent.job_id, "job_id": submission.job_id, "tasks": plan.count,
                          "succeeded_not_rerun": plan.succeeded, "template": str(parent.template_version),
                          "chosen": "all failed" if task_ids is None else "listed",
-                         "task_ids": [task_id(index) for index in plan.task_indexes[:100]]})
-            transaction.on_commit(lambda: _request_submit(submission.pk))
+                         "task_ids": [task_id(index) for index in plan.task_indexes[:100]],
+                         **({"approval_needed": approval} if approval else {})})
+            if not approval:   # else it waits for submission_decide
+                transaction.on_commit(lambda: _request_submit(submission.pk))
     except IntegrityError:
         # Two posts of the same confirm page raced past the check above: the other one's row is the submission.
         existing = _submission_with_key(user, key)

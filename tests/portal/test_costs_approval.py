@@ -2,6 +2,7 @@
 or an Admin approves it (then it is sent as any other) or turns it down (it ends not submitted); both audited, the
 submitter cannot approve their own, and only one decision counts."""
 
+import uuid
 from datetime import date
 from decimal import Decimal
 
@@ -9,8 +10,9 @@ import pytest
 from django.urls import reverse
 
 from batchsync.submit import redrive_submissions
-from portal.models import AuditEvent, JobTemplate, Submission, SubmissionState, VmPrice
-from tests.factories import BatchAccountFactory, PoolFactory
+from portal.models import AuditEvent, Job, JobTemplate, Submission, SubmissionState, VmPrice
+from portal.submit.render import task_id
+from tests.factories import BatchAccountFactory, JobFactory, PoolFactory, TaskFactory
 from tests.personas import client_for
 from tests.portal.submit_helpers import form_values
 
@@ -122,3 +124,55 @@ def test_the_redriver_leaves_a_waiting_submission_alone(submitter, limited, sett
     Submission.objects.filter(pk=submission.pk).update(updated_at=submission.created_at.replace(year=2000))
 
     assert submission.pk not in redrive_submissions()
+
+
+def ended_with_failures(submitter, failed: int) -> Job:
+    """An ended job of the portal's (its submission made by `submitter`), with `failed` failed tasks, as the mirror
+    has it."""
+    _, submission = submit(client_for(submitter), frames="10")
+    Submission.objects.filter(pk=submission.pk).update(state=SubmissionState.SUBMITTED)
+    job = JobFactory(account=submission.account, job_id=submission.job_id, pool_id="demo-pool", state="completed",
+                     submitted_by=submitter, team=submission.team, task_completed=failed, task_failed=failed)
+    for n in range(1, failed + 1):
+        TaskFactory(job=job, task_id=task_id(n), state="completed", result="failure", exit_code=1)
+    return job
+
+
+def test_a_retry_of_failed_tasks_meets_the_same_limit_and_waits_for_approval(
+        submitter, operator_a, limited, django_capture_on_commit_callbacks):
+    # The failed run is the template's history: 100 tasks of 60 s, 1.7 node-hours at $1.52 = $2.53, again.
+    job = ended_with_failures(submitter, failed=100)
+    limited.approval_limit = Decimal("2")
+    limited.monthly_budget = Decimal("5")
+    limited.save()
+    parent = Submission.of_job(job)
+    url = reverse("submission_retry_failed", args=[parent.public_id])
+    client = client_for(submitter)
+
+    page = client.get(url).content.decode()
+    assert "Needs approval:</strong> It is estimated at up to $2.53, over Team A" in page
+    assert 'id="budget-warning"' in page
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(url, {"key": str(uuid.uuid4())})
+    retry = Submission.objects.get(retry_of=parent)
+    assert response.status_code == 302 and retry.state == SubmissionState.AWAITING_APPROVAL
+    assert callbacks == [], "nothing enqueued for Batch"
+    event = AuditEvent.objects.get(action="submission.retry_failed", object_id=str(retry.pk))
+    assert "over Team A" in event.details["approval_needed"]
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        decide(operator_a, retry, "approve")
+    retry.refresh_from_db()
+    assert retry.state == SubmissionState.PENDING and len(callbacks) == 1
+
+
+def test_a_retry_within_the_limit_is_sent_at_once(submitter, limited, django_capture_on_commit_callbacks):
+    job = ended_with_failures(submitter, failed=3)
+    parent = Submission.of_job(job)
+    url = reverse("submission_retry_failed", args=[parent.public_id])
+
+    assert "Needs approval" not in client_for(submitter).get(url).content.decode()
+    with django_capture_on_commit_callbacks() as callbacks:
+        client_for(submitter).post(url, {"key": str(uuid.uuid4())})
+    assert Submission.objects.get(retry_of=parent).state == SubmissionState.PENDING and len(callbacks) == 1
