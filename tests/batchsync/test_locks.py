@@ -167,3 +167,41 @@ def test_without_redis_outside_debug_the_lock_refuses_to_fall_back(settings, tmp
     with pytest.raises(redis.ConnectionError):
         with locks.hold(name):
             pass
+
+
+def test_locks_taken_together_exclude_other_holders_and_are_released_together(real_redis, name):
+    with locks.hold(f"{name}-busy") as busy:
+        taken = locks.take_many([f"{name}-a", f"{name}-busy", f"{name}-b"], ttl=60)
+        assert busy and taken.held == {f"{name}-a", f"{name}-b"}, "a lock held elsewhere is not taken"
+    with locks.hold(f"{name}-a") as other:
+        assert not other, "held by the set"
+
+    taken.release([f"{name}-a"])
+
+    with locks.hold(f"{name}-a") as other:
+        assert other, "released on its own"
+    with locks.hold(f"{name}-b") as other:
+        assert not other, "the others stay held"
+    taken.close()
+    assert redis_keys(real_redis, f"{name}-b") == []
+
+
+def test_locks_taken_together_release_only_their_own(real_redis, name):
+    taken = locks.take_many([name], ttl=60)
+    real_redis.delete(*redis_keys(real_redis, name))   # expired; someone else took it since
+    with locks.hold(name) as other:
+        assert other
+        taken.close()
+        assert len(redis_keys(real_redis, name)) == 1, "the new holder's lock stays"
+
+
+def test_without_redis_locks_taken_together_are_file_locks(settings, tmp_path, name):
+    settings.REDIS_URL, settings.DEBUG, settings.VAR_DIR = NO_REDIS, True, tmp_path
+    with locks.hold(f"{name}-busy") as busy:
+        taken = locks.take_many([f"{name}-a", f"{name}-busy"])
+        assert busy and taken.held == {f"{name}-a"}
+    with locks.hold(f"{name}-a") as other:
+        assert not other
+    taken.close()
+    with locks.hold(f"{name}-a") as other:
+        assert other
