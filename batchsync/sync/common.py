@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import os
 import queue
 import random
 import threading
@@ -152,8 +154,9 @@ class Fetcher:
     the one that writes the database (Django's connections belong to their thread)."""
 
     def __init__(self, size: int):
-        self._pool = ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="sync-fetch")
+        self._pool = _threads(max(1, size))
         self._handlers: dict[Future[Any], Callable[[Future[Any]], None]] = {}
+        self._started: list[Future[Any]] = []
         # Done futures arrive here in the order they finish: one hand-over each, where waiting on all the pending
         # ones (concurrent.futures.wait) would cost a pass of hundreds of requests time squared in the number.
         self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
@@ -161,15 +164,27 @@ class Fetcher:
     def fetch(self, action: Callable[[], T], then: Callable[[Future[T]], None]) -> None:
         """Start `action` on a thread; `then(future)` runs on the caller's thread, in `run`, once it is done."""
         future = self._pool.submit(action)
+        self._started.append(future)
         self._handlers[future] = then
         future.add_done_callback(self._done.put)
 
-    def run(self) -> None:
+    def run(self, idle: Callable[[], None] | None = None) -> None:
         """Handle answers as they arrive (a handler may fetch more) until none is pending. A handler's exception
-        cancels what has not started and is raised."""
+        cancels what has not started and is raised.
+
+        `idle()` runs whenever no answer is waiting to be handled (and once more before returning), and may fetch
+        more: handlers can leave work there to be done for every answer that arrived meanwhile at once. The slower
+        that work, the more answers wait meanwhile, so its batches grow exactly when the caller falls behind."""
         try:
-            while self._handlers:
-                future = self._done.get()
+            while True:
+                try:
+                    future = self._done.get_nowait()
+                except queue.Empty:
+                    if idle is not None:
+                        idle()
+                    if not self._handlers:
+                        return
+                    future = self._done.get()
                 self._handlers.pop(future)(future)
         finally:
             for future in self._handlers:
@@ -177,13 +192,33 @@ class Fetcher:
             self._handlers.clear()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Cancel what has not started and wait for what has: nothing of this fetcher outlives it."""
+        for future in self._started:
+            future.cancel()
+        concurrent.futures.wait(self._started)
+        self._started.clear()
 
     def __enter__(self) -> Fetcher:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+_thread_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_thread_pools_lock = threading.Lock()
+
+
+def _threads(size: int) -> ThreadPoolExecutor:
+    """This process's threads for fetchers of `size`, kept from one pass to the next: starting 32 threads on every
+    pass, each waiting for the interpreter's lock while the others work, cost a busy pass a good part of a second.
+    Passes running at once in one process share them (and so their bound)."""
+    key = (os.getpid(), size)   # a forked worker starts its own
+    with _thread_pools_lock:
+        pool = _thread_pools.get(key)
+        if pool is None:
+            pool = _thread_pools[key] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="sync-fetch")
+        return pool
 
 
 def concurrency() -> int:
