@@ -133,7 +133,8 @@ class _AccountPass:
         self.account, self.gw, self.full, self.tasks, self.retry, self.defer = account, gw, full, tasks, retry, defer
         self.stats = SyncStats()
         self.held = ExitStack()      # every lock taken in the pass, released when it ends, whatever happens
-        self.fetcher = Fetcher(workers or concurrency())
+        self.workers = workers or concurrency()
+        self.fetcher = Fetcher(self.workers)
         self.known: dict[str, tuple[datetime | None, datetime | None]] = {}
         self.changed_jobs: set[str] = set()
         self.asked: set[int] = set()
@@ -143,6 +144,15 @@ class _AccountPass:
         self.recounted: list[Job] = []
         self.lock_waits: list[Job] = []
         self.now = timezone.now()
+        # Left by the handlers for `_flush`, which does each for all the jobs at once: listings to begin, listed
+        # tasks to store, listings complete to finish.
+        self.to_begin: list[Job] = []
+        self.to_store: list[tuple[TaskWrite, list]] = []
+        self.to_finish: list[_Listing] = []
+        self.listing: set[int] = set()     # jobs whose tasks this pass lists (or listed)
+        self.live_pools: dict[str, Pool] | None = None
+        self.nodes_asked: set[int] = set()
+        self.nodes_parked: list[tuple[Pool, list[NodeRecord]]] = []
 
     def __enter__(self) -> _AccountPass:
         return self
@@ -154,7 +164,7 @@ class _AccountPass:
             self.held.close()
 
     def run(self) -> None:
-        self.fetcher.run()
+        self.fetcher.run(idle=self._flush)
         # A full pass waits for a job's lock rather than skipping it (the incremental pass runs on the same round
         # seconds and could win every time); it waits here, once the rest of the pass is done.
         for job in self.lock_waits:
@@ -180,23 +190,40 @@ class _AccountPass:
             self.stats.busy.append(f"pools of account {self.account.name}")
             return
         self._fetch(self.gw.list_pools, f"list pools of account {self.account.name}", self._pools_listed)
+        # The nodes of the pools already known go out with the pool list, not after it.
+        for pool in Pool.objects.filter(account=self.account, gone_at__isnull=True):
+            self._ask_nodes(pool)
+
+    def _ask_nodes(self, pool: Pool) -> None:
+        self.nodes_asked.add(pool.pk)
+        self._fetch(partial(self.gw.list_nodes, pool.pool_id), f"list nodes of pool {pool.pool_id}",
+                    partial(self._nodes_listed, pool))
 
     def _pools_listed(self, answer: Future[list[PoolRecord]]) -> None:
         records = answer.result()
-        stats, pools = mirror.write_pools(self.account, records)
+        stats, self.live_pools = mirror.write_pools(self.account, records)
         self.stats += stats
-        for record in records:
-            pool = pools.get(record.id)
-            if pool is not None:
-                self._fetch(partial(self.gw.list_nodes, record.id), f"list nodes of pool {record.id}",
-                            partial(self._nodes_listed, pool))
+        for pool in self.live_pools.values():
+            if pool.pk not in self.nodes_asked:   # new, or back
+                self._ask_nodes(pool)
+        parked, self.nodes_parked = self.nodes_parked, []
+        for pool, nodes in parked:
+            self._write_nodes(pool, nodes)
 
     def _nodes_listed(self, pool: Pool, answer: Future[list[NodeRecord]]) -> None:
         try:
             records = answer.result()
         except NotFound:
             return   # deleted since it was listed; the next pass marks it gone
-        self.stats += mirror.write_nodes(pool, records)
+        if self.live_pools is None:   # whether the pool is still there is known once the pool list is in
+            self.nodes_parked.append((pool, records))
+        else:
+            self._write_nodes(pool, records)
+
+    def _write_nodes(self, pool: Pool, records: list[NodeRecord]) -> None:
+        assert self.live_pools is not None
+        if pool.pool_id in self.live_pools:   # a pool Batch no longer lists keeps its nodes marked gone
+            self.stats += mirror.write_nodes(self.live_pools[pool.pool_id], records)
 
     # --- jobs and their task counts ----------------------------------------------------------------
 
@@ -211,8 +238,16 @@ class _AccountPass:
         self._fetch(lambda: self.gw.list_jobs(changed_since=since), f"list jobs of account {self.account.name}",
                     partial(self._jobs_listed, full))
         # The counts of the jobs already known go out with the job list, not after it.
-        for job in jobs_needing_task_sync(self.account):
+        known = list(jobs_needing_task_sync(self.account))
+        # When the whole pass fits in the requests in flight (it is bound by the round trip, not by throughput), a
+        # job with tasks to run has its changes listed with its counts rather than after them: a round trip saved
+        # for a request that may list nothing. A pass over more jobs would only send more requests.
+        spare = not self.full and self.tasks and 2 * len(known) + 2 <= self.workers
+        memory = mirror.remembered(known) if spare else {}
+        for job in known:
             self._ask_counts(job)
+            if spare and _busy(job, memory.get(job.pk)):
+                self._list_tasks(job)
 
     def _jobs_listed(self, full: bool, answer: Future[list[JobRecord]]) -> None:
         records = answer.result()
@@ -261,6 +296,8 @@ class _AccountPass:
     def _decide(self, job: Job, counts_changed: bool, expected: int) -> None:
         """List the job's tasks now, hand them to `defer` (`expected` tasks), or skip them: nothing about the job
         changed."""
+        if job.pk in self.listing:
+            return   # listed already, with its counts
         # A running task can fail and be retried, or be requeued, between two passes without moving any count:
         # only a job with none running can be known unchanged from its counts.
         quiet = (not counts_changed and job.task_running == 0 and job.job_id not in self.changed_jobs
@@ -283,56 +320,89 @@ class _AccountPass:
     # --- a job's tasks -----------------------------------------------------------------------------
 
     def _list_tasks(self, job: Job) -> None:
-        lock = self._lock(task_lock_name(job), ttl=TASK_LOCK_TTL)
-        if lock is None:
-            if self.full:
+        """List the job's tasks, once `_flush` has taken its lock and read where its listing starts."""
+        self.listing.add(job.pk)
+        self.to_begin.append(job)
+
+    def _flush(self) -> None:
+        """What the handlers left, for all the jobs at once: begin the listings asked for (their requests go out
+        first), store what was listed, finish the listings that are complete."""
+        if self.to_begin:
+            self._begin()
+        self._store()
+        if self.to_finish:
+            finishing, self.to_finish = self.to_finish, []
+            self.stats += TaskWrite.finish_many([listing.write for listing in finishing])
+            for listing in finishing:   # the job's next pass may start: this one is stored
+                listing.release()
+
+    def _begin(self) -> None:
+        jobs, self.to_begin = self.to_begin, []
+        held = locks.take_many([task_lock_name(job) for job in jobs], ttl=TASK_LOCK_TTL)
+        self.held.callback(held.close)
+        free = []
+        for job in jobs:
+            if task_lock_name(job) in held.held:
+                free.append(job)
+            elif self.full:
                 self.lock_waits.append(job)
             else:
                 self.stats.busy.append(f"tasks of job {job.job_id}")
-            return
-        write = TaskWrite.begin(job, full=self.full)
-        if write is None:
-            lock.close()
-            return
-        listing = _Listing(self.gw, write, Backoff(self.retry, f"list tasks of job {job.job_id}"), lock)
-        self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
+        writes = TaskWrite.begin_many(free, full=self.full)
+        for job in free:
+            write = writes[job.pk]
+            release = partial(held.release, [task_lock_name(job)])
+            if write is None:
+                release()
+                continue
+            listing = _Listing(self.gw, write, Backoff(self.retry, f"list tasks of job {job.job_id}"), release)
+            self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
+
+    def _store(self) -> None:
+        if self.to_store:
+            parts, self.to_store = self.to_store, []
+            TaskWrite.write_many(parts)
 
     def _listed(self, listing: _Listing, answer: Future[tuple[str, list | None]]) -> None:
         write = listing.write
         try:
             phase, batch = answer.result()
         except NotFound:
-            listing.lock.close()
+            self._store()   # what was listed before, then the job is gone with its tasks
+            listing.release()
             self.stats.gone += mirror.mark_job_gone(write.job)
             return
         except GatewayError as error:
-            listing.lock.close()
+            self._store()
+            listing.release()
             self._failed(write.job, error)
             return
         if phase == _RESTARTED:
+            self._store()
             write.restart()
         elif batch is not None:
             # The next page is on its way while this one is stored.
             self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
-            (write.compare if phase == _VERSIONS else write.write)(batch)
+            if phase == _VERSIONS:
+                write.compare(batch)
+            else:
+                self.to_store.append((write, batch))
+                if sum(len(part) for _, part in self.to_store) >= mirror.UPSERT_BATCH:
+                    self._store()
             return
         elif phase == _VERSIONS:
             write.server_time = listing.server_time
             if write.stale:
                 listing.open(_TASKS)   # a reconcile's second phase: the changed tasks in full
             else:
-                self._finish(listing)
+                self.to_finish.append(listing)
                 return
         else:
             if not write.full:
                 write.server_time = listing.server_time
-            self._finish(listing)
+            self.to_finish.append(listing)
             return
         self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
-
-    def _finish(self, listing: _Listing) -> None:
-        self.stats += listing.write.finish()
-        listing.lock.close()   # the job's next pass may start: this one is stored
 
 
 _VERSIONS, _TASKS, _RESTARTED = "versions", "tasks", "restarted"
@@ -344,8 +414,8 @@ class _Listing:
     that outlasts the SDK's own retries starts the listing again after a backoff: the upserts skip what was stored
     already."""
 
-    def __init__(self, gw: BatchGateway, write: TaskWrite, backoff: Backoff, lock: ExitStack):
-        self.gw, self.write, self.backoff, self.lock = gw, write, backoff, lock
+    def __init__(self, gw: BatchGateway, write: TaskWrite, backoff: Backoff, release: Callable[[], None]):
+        self.gw, self.write, self.backoff, self.release = gw, write, backoff, release
         self.server_time: datetime | None = None
         self.open(_VERSIONS if write.full else _TASKS)
 
@@ -367,6 +437,12 @@ class _Listing:
         if phase == _VERSIONS or not self.write.full:
             self.server_time = getattr(self._listing, "server_time", None)
         return phase, batch
+
+
+def _busy(job: Job, memory: mirror.Memory | None) -> bool:
+    """Whether the job's tasks are likely to have changed since its last pass: a task was running then, or that pass
+    stored changes (a job submitted or changing lately)."""
+    return job.task_watermark_at is not None and (job.task_running > 0 or (memory is not None and memory.wrote))
 
 
 def _counts_of(job: Job) -> tuple[int, int, int]:

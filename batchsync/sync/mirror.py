@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from portal.models import (
@@ -126,12 +128,24 @@ def _task_pass(write: TaskWrite, gw: BatchGateway, page_size: int) -> None:
 class TaskWrite:
     """One task pass of one job on the writing side: what is listed is handed to `write` in batches, on the thread
     that owns the database connection, and `finish` moves the job's watermark once everything was stored. The
-    caller holds the job's task lock from `begin` to `finish`."""
+    caller holds the job's task lock from `begin` to `finish`.
 
-    def __init__(self, job: Job, *, full: bool, since: datetime | None, check_existing: bool = True):
+    A pass over many jobs hands them over together instead (`begin_many`, `write_many`, `finish_many`): a few
+    statements for all of them rather than a few for each, the per-job cost that bounded a pass over hundreds.
+
+    What a pass listed within OVERLAP of its watermark, it remembers (in the cache, for the pass that starts from
+    that watermark): the next incremental listing returns those tasks again, and the ones at the same version are
+    skipped without a look-up or a write. The mirror never goes back in time, so "stored at this version or newer"
+    stays true; a pass that finds the watermark moved by someone else finds nothing remembered and looks up."""
+
+    def __init__(self, job: Job, *, full: bool, since: datetime | None, check_existing: bool = True,
+                 known: dict[str, tuple] | None = None):
         self.job, self.full, self.since = job, full, since
         # A job without rows yet (its first pass) needs no look-up of stored times before writing.
         self.check_existing = check_existing
+        # Tasks the mirror holds at this version or newer (task id → TASK_VERSION of the record): remembered from
+        # the pass that set the watermark this one starts from.
+        self.known = known or {}
         self.server_time: datetime | None = None
         self.restart()
 
@@ -139,22 +153,35 @@ class TaskWrite:
     def begin(cls, job: Job, *, full: bool) -> TaskWrite | None:
         """The pass of `job` (None if the job is gone): every task with `full`, else those changed since its
         watermark minus OVERLAP."""
-        # The caller's copy may be stale (queued tasks load it early); the lock holder's view counts. One query:
-        # a pass over hundreds of jobs makes this look-up hundreds of times.
-        state = (Job.objects.filter(pk=job.pk)
-                 .annotate(has_tasks=Exists(Task.objects.filter(job_id=OuterRef("pk"))))
-                 .values_list("task_watermark_at", "gone_at", "has_tasks").first())
-        if state is None or state[1] is not None:
-            return None
-        job.task_watermark_at, has_tasks = state[0], state[2]
-        since = None if full or job.task_watermark_at is None else job.task_watermark_at - OVERLAP
-        return cls(job, full=full, since=since, check_existing=has_tasks)
+        return cls.begin_many([job], full=full)[job.pk]
+
+    @classmethod
+    def begin_many(cls, jobs: list[Job], *, full: bool) -> dict[int, TaskWrite | None]:
+        """`begin` for each job (keyed by pk), in one query and one cache read."""
+        # The caller's copies may be stale (queued tasks load them early); the lock holder's view counts.
+        states = {pk: (watermark, gone, has_tasks) for pk, watermark, gone, has_tasks in (
+            Job.objects.filter(pk__in=[job.pk for job in jobs])
+            .annotate(has_tasks=Exists(Task.objects.filter(job_id=OuterRef("pk"))))
+            .values_list("pk", "task_watermark_at", "gone_at", "has_tasks"))}
+        live = {job.pk: job for job in jobs if job.pk in states and states[job.pk][1] is None}
+        for job in live.values():
+            job.task_watermark_at = states[job.pk][0]
+        memory = {} if full else remembered(list(live.values()))
+        writes: dict[int, TaskWrite | None] = {job.pk: None for job in jobs}
+        for pk, job in live.items():
+            watermark, _, has_tasks = states[pk]
+            since = None if full or watermark is None else watermark - OVERLAP
+            writes[pk] = cls(job, full=full, since=since, check_existing=has_tasks,
+                             known=memory[pk].versions if pk in memory else None)
+        return writes
 
     def restart(self) -> None:
         """Forget what was listed: the listing starts again from its beginning."""
         self.started_at = timezone.now()
         self.listed = self.written = 0
         self.seen: set[str] = set()
+        # What this pass listed recently enough to be listed again by the next one, at which version.
+        self.versions: dict[str, tuple] = {}
         # A reconcile's tasks that the mirror lacks or holds an older version of, and the oldest of their changes.
         self.stale: set[str] = set()
         self.stale_since: datetime | None = None
@@ -186,49 +213,183 @@ class TaskWrite:
         return None if self.stale_undated else self.stale_since
 
     def write(self, records: list[TaskRecord]) -> None:
+        TaskWrite.write_many([(self, records)])
+
+    def _rows(self, records: list[TaskRecord], now: datetime) -> list[Task]:
+        """The rows to store of `records`: all but those remembered at the same version."""
+        self.listed += len(records)
+        self.seen.update(record.id for record in records)
+        # Only what the next listing (since this one's watermark minus OVERLAP) can return again is remembered;
+        # our clock minus SKEW stands in for Batch's here, and the exact cut is made in `finish`.
+        recent = self.started_at - SKEW - OVERLAP
+        rows = []
+        for record in records:
+            version = _task_version(record)
+            if record.state_transition_time is not None and record.state_transition_time >= recent:
+                self.versions[record.id] = version
+            if self.known.get(record.id) != version:
+                rows.append(_task_row(self.job, record, now))
+        return rows
+
+    @staticmethod
+    def write_many(parts: list[tuple[TaskWrite, list[TaskRecord]]]) -> None:
+        """Store what several passes listed (a pass may appear more than once), in one transaction per
+        UPSERT_BATCH rows."""
         now = timezone.now()
-        batch = [_task_row(self.job, record, now) for record in records]
-        self.listed += len(batch)
-        self.seen.update(row.task_id for row in batch)
-        self.written += _store_tasks(self.job, batch, check_existing=self.check_existing)
+        rows: list[tuple[TaskWrite, Task]] = [(write, row) for write, records in parts
+                                              for row in write._rows(records, now)]
+        # One statement may not touch a row twice (PostgreSQL refuses), and a listing can repeat a task.
+        newest: dict[tuple[int, str], tuple[TaskWrite, Task]] = {}
+        for write, row in rows:
+            kept = newest.get((row.job_id, row.task_id))
+            if kept is None or _newer_or_same(row.state_transition_time, kept[1].state_transition_time):
+                newest[(row.job_id, row.task_id)] = (write, row)
+        for batch in chunks(list(newest.values()), UPSERT_BATCH):
+            _store_task_rows(batch)
 
     def finish(self) -> SyncStats:
         """After the whole listing was stored: mark what Batch no longer lists gone (`full`), move the watermark."""
-        stats = SyncStats(tasks_listed=self.listed, tasks=self.written)
+        return TaskWrite.finish_many([self])
+
+    @staticmethod
+    def finish_many(writes: list[TaskWrite]) -> SyncStats:
+        """`finish` for each of `writes` (jobs of the same pass), in a few statements for all of them."""
+        stats = SyncStats()
+        if not writes:
+            return stats
         now = timezone.now()
-        if self.full:
-            stats.gone += _mark_tasks_gone(self.job, self.seen, now)
-        # Batch's own clock when it answered the first page: every change it had not shown by then carries a later
-        # stateTransitionTime (or one within OVERLAP, for a change Batch lists late), so the next pass starts there.
-        # Our clock is a fallback only, minus SKEW for the difference between the two clocks.
-        watermark = self.server_time or self.started_at - SKEW + OVERLAP
-        # It only moves forward, whoever else moved it meanwhile.
-        Job.objects.filter(pk=self.job.pk).update(tasks_synced_at=now, task_watermark_at=Case(
-            When(Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=watermark),
-                 then=Value(watermark, output_field=DateTimeField())),
-            default=F("task_watermark_at")))
-        log.log(logging.INFO if stats.tasks or stats.gone else logging.DEBUG,
-                "job %s tasks %s: listed %d, wrote %d, gone %d", self.job.job_id,
-                "reconciled" if self.full else "synced", stats.tasks_listed, stats.tasks, stats.gone)
+        marks: dict[int, datetime] = {}
+        for write in writes:
+            done = SyncStats(tasks_listed=write.listed, tasks=write.written)
+            if write.full:
+                done.gone += _mark_tasks_gone(write.job, write.seen, now)
+            # Batch's own clock when it answered the first page: every change it had not shown by then carries a
+            # later stateTransitionTime (or one within OVERLAP, for a change Batch lists late), so the next pass
+            # starts there. Our clock is a fallback only, minus SKEW for the difference between the two clocks.
+            marks[write.job.pk] = write.server_time or write.started_at - SKEW + OVERLAP
+            log.log(logging.INFO if done.tasks or done.gone else logging.DEBUG,
+                    "job %s tasks %s: listed %d, wrote %d, gone %d", write.job.job_id,
+                    "reconciled" if write.full else "synced", done.tasks_listed, done.tasks, done.gone)
+            stats += done
+        for batch in chunks(list(marks), 500):
+            Job.objects.filter(pk__in=batch).update(tasks_synced_at=now)
+        # It only moves forward, whoever else moved it meanwhile. Batch's clock has whole seconds: the jobs of one
+        # pass share a few watermarks, one statement each.
+        by_mark: dict[datetime, list[int]] = {}
+        for pk, mark in marks.items():
+            by_mark.setdefault(mark, []).append(pk)
+        for mark, pks in by_mark.items():
+            for batch in chunks(pks, 500):
+                Job.objects.filter(Q(task_watermark_at__isnull=True) | Q(task_watermark_at__lt=mark),
+                                   pk__in=batch).update(task_watermark_at=mark)
+        _remember(writes, marks)
         return stats
 
 
-def _store_tasks(job: Job, rows: list[Task], *, check_existing: bool) -> int:
-    """The one place task rows are written (every pass, incremental or full, sequential or concurrent): upserted
-    unless the mirror holds the same or a newer state. Returns how many were written."""
-    written = upsert(Task, "job", job.pk, "task_id", rows, TASK_FIELDS, compare=TASK_COMPARE,
-                     check_existing=check_existing)
-    _store_dependency_edges(job, rows)
-    record_attempts(job.pk, rows)       # each attempt, before a retry replaces what Batch reports
-    return written
+# The parts of a task record whose equality means the mirror holds the same: its state's time and what a task update
+# changes without a state transition (TASK_COMPARE).
+def _task_version(record: TaskRecord) -> tuple:
+    return record.state_transition_time, record.max_wall_clock_seconds, record.max_task_retry_count
 
 
-def _store_dependency_edges(job: Job, rows: list[Task]) -> None:
+# How long what a pass saw is remembered: passes run every few seconds; past this the job is looked up again.
+REMEMBER_SECONDS = 600
+# Past this many recent tasks in one job, a pass remembers none and the next one looks them up.
+REMEMBER_AT_MOST = 50_000
+
+
+def _memory_key(job: Job, watermark: datetime) -> str:
+    # The database's name and the job's creation in Batch as well as its pk: a pk can be reused (tests roll back).
+    created = job.creation_time.timestamp() if job.creation_time else None
+    return f"batchsync:seen:{connection.settings_dict['NAME']}:{job.pk}:{created}:{watermark.timestamp()}"
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the task pass that set a job's watermark remembers for the next one."""
+    wrote: bool                    # it stored changes: the job is busy, and likely to have more
+    versions: dict[str, tuple]     # what it listed within OVERLAP of the watermark (see TaskWrite)
+
+
+def remembered(jobs: list[Job]) -> dict[int, Memory]:
+    """What the passes that set these jobs' watermarks remember (by job pk; none for a job whose watermark another
+    pass moved, or was forgotten)."""
+    keys = {_memory_key(job, job.task_watermark_at): job.pk for job in jobs if job.task_watermark_at is not None}
+    if not keys:
+        return {}
+    found = cache.get_many(list(keys))
+    return {keys[key]: value for key, value in found.items() if isinstance(value, Memory)}
+
+
+def _remember(writes: list[TaskWrite], marks: dict[int, datetime]) -> None:
+    memory = {}
+    for write in writes:
+        if write.full:
+            continue   # a reconcile's versions are compared, not all stored: the next pass looks them up
+        cut = marks[write.job.pk] - OVERLAP
+        recent = {task_id: version for task_id, version in write.versions.items() if version[0] >= cut}
+        memory[_memory_key(write.job, marks[write.job.pk])] = Memory(
+            wrote=write.written > 0, versions=recent if len(recent) <= REMEMBER_AT_MOST else {})
+    cache.set_many(memory, timeout=REMEMBER_SECONDS)
+
+
+def _store_task_rows(batch: list[tuple[TaskWrite, Task]]) -> None:
+    """The one place task rows are written (every pass, incremental or full, of one job or many): upserted unless
+    the mirror holds the same or a newer state, in one transaction; counted on each pass's `written`."""
+    if not batch:
+        return
+    with transaction.atomic():
+        stored = _stored_tasks([row for write, row in batch if write.check_existing])
+        changed = [(write, row) for write, row in batch if not write.check_existing
+                   or _should_write(row, stored.get((row.job_id, row.task_id)), TASK_COMPARE)]
+        if changed:
+            Task.objects.bulk_create([row for _, row in changed], update_conflicts=True,
+                                     unique_fields=["job", "task_id"], update_fields=TASK_FIELDS)
+    for write, _ in changed:
+        write.written += 1
+    rows = [row for _, row in batch]
+    _store_dependency_edges(rows)
+    by_job: dict[int, list[Task]] = {}
+    for row in rows:
+        by_job.setdefault(row.job_id, []).append(row)
+    for job_pk, job_rows in by_job.items():
+        record_attempts(job_pk, job_rows)       # each attempt, before a retry replaces what Batch reports
+
+
+def _stored_tasks(rows: list[Task]) -> dict[tuple[int, str], tuple]:
+    """The stored version of these rows' tasks (of any jobs), by (job pk, task id)."""
+    by_job: dict[int, list[str]] = {}
+    for row in rows:
+        by_job.setdefault(row.job_id, []).append(row.task_id)
+    stored: dict[tuple[int, str], tuple] = {}
+
+    def look_up(where: Q) -> None:
+        for job_pk, key, *values in Task.objects.filter(where).values_list(
+                "job_id", "task_id", "state_transition_time", "gone_at", *TASK_COMPARE):
+            stored[(job_pk, key)] = tuple(values)
+
+    # One statement for many jobs, within what the database takes (some SQLite builds: 999 parameters).
+    limit = max(2, (connection.features.max_query_params or 10_000) - 1)
+    where, size = Q(), 0
+    for pk, ids in by_job.items():
+        for start in range(0, len(ids), limit - 1):
+            part = ids[start:start + limit - 1]
+            if size and size + 1 + len(part) > limit:
+                look_up(where)
+                where, size = Q(), 0
+            where |= Q(job_id=pk, task_id__in=part)
+            size += 1 + len(part)
+    if size:
+        look_up(where)
+    return stored
+
+
+def _store_dependency_edges(rows: list[Task]) -> None:
     """Each task's dependsOn the other way round (TaskDependency), for "needed by": Batch never changes a task's
     dependencies, so an edge already stored is left as it is."""
-    edges = [TaskDependency(job_id=job.pk, task_id=row.task_id, parent_task_id=parent[:64])
+    edges = [TaskDependency(job_id=row.job_id, task_id=row.task_id, parent_task_id=parent[:64])
              for row in rows if row.depends_on for parent in row.depends_on.get("taskIds", ())]
-    edges += [TaskDependency(job_id=job.pk, task_id=row.task_id, range_start=start, range_end=end)
+    edges += [TaskDependency(job_id=row.job_id, task_id=row.task_id, range_start=start, range_end=end)
               for row in rows if row.depends_on for start, end in row.depends_on.get("taskIdRanges", ())]
     for batch in chunks(edges, UPSERT_BATCH):
         TaskDependency.objects.bulk_create(batch, ignore_conflicts=True)
@@ -291,8 +452,21 @@ def write_jobs_checked(checked: list[Job], recounted: list[Job]) -> None:
     now = timezone.now()
     for batch in chunks([job.pk for job in checked], 500):
         Job.objects.filter(pk__in=batch).update(last_synced_at=now)
-    if recounted:
-        Job.objects.bulk_update(recounted, TASK_COUNT_FIELDS, batch_size=500)
+    # Each job's own counts: one statement of CASEs, written out here because Django's bulk_update spent more time
+    # building its expressions for a few hundred jobs than the database spent running them.
+    per_job = 2 * len(TASK_COUNT_FIELDS) + 1
+    for group in chunks(recounted, min(500, (connection.features.max_query_params or 10_000) // per_job)):
+        quote = connection.ops.quote_name
+        pk = quote(Job._meta.pk.column)
+        assignments, params = [], []
+        for name in TASK_COUNT_FIELDS:
+            column = quote(next(field.column for field in Job._meta.concrete_fields if field.name == name))
+            assignments.append(f"{column} = CASE {pk} {' '.join(['WHEN %s THEN %s'] * len(group))} ELSE {column} END")
+            params += [value for job in group for value in (job.pk, getattr(job, name))]
+        params += [job.pk for job in group]
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {quote(Job._meta.db_table)} SET {', '.join(assignments)} "
+                           f"WHERE {pk} IN ({', '.join(['%s'] * len(group))})", params)
 
 
 @contextmanager

@@ -5,6 +5,9 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils.timezone import now as timezone_now
 
 from batchsync import locks, sync
 from batchsync.gateway import BatchGateway, ImageSpec, JobSpec, PoolSpec, TaskSpec, Transient
@@ -439,11 +442,13 @@ def test_an_unchanged_pass_writes_nothing(account, gateway):
     sync.sync_account(account)
     first_seen = mirrored_job(account).last_synced_at
 
-    again = sync.sync_account(account)
+    again = sync.sync_account(account)   # the job changed at its last pass: listed once more, with its counts
+    quiet = sync.sync_account(account)
     full = sync.sync_account(account, full=True)
 
-    assert again.tasks_listed == 0 and again.quiet == 1, "nothing changed: the job's tasks are not listed"
     assert (again.jobs, again.tasks) == (0, 0)
+    assert quiet.tasks_listed == 0 and quiet.quiet == 1, "nothing changed: the job's tasks are not listed"
+    assert (quiet.jobs, quiet.tasks) == (0, 0)
     assert full.tasks_listed == 10 and (full.jobs, full.tasks, full.gone) == (0, 0, 0)
     assert mirrored_job(account).last_synced_at > first_seen, "checked, so its 'synced' time moves on"
 
@@ -471,3 +476,53 @@ def test_a_full_pass_waits_for_a_busy_lock_instead_of_skipping(account, gateway)
     holder.join()
 
     assert letting_go.is_set() and stats.busy == [] and stats.tasks == 3
+
+
+def task_queries(queries) -> list[str]:
+    """The statements that read or wrote task rows themselves (not the job's look-up of whether it has any)."""
+    return [q["sql"] for q in queries if q["sql"].startswith(('SELECT "portal_task"', 'INSERT INTO "portal_task"'))]
+
+
+def test_tasks_listed_again_within_the_overlap_are_neither_looked_up_nor_written(account, gateway):
+    make_pool(gateway, "pool-1", nodes=0)
+    gateway.create_job(JobSpec(id="job-1", pool_id="pool-1"))
+    add_tasks(gateway, "job-1", 10)
+    sync.sync_jobs(account)
+    job = mirrored_job(account)
+    assert sync.sync_job_tasks(job).tasks == 10
+
+    with CaptureQueriesContext(connection) as queries:
+        again = sync.sync_job_tasks(job)   # the same ten, changed within OVERLAP of the watermark
+
+    assert (again.tasks_listed, again.tasks) == (10, 0)
+    assert task_queries(queries.captured_queries) == [], "remembered at the same version: no look-up, no write"
+    gateway.terminate_task("job-1", "task-00003")
+
+    with CaptureQueriesContext(connection) as queries:
+        changed = sync.sync_job_tasks(job)
+
+    assert (changed.tasks_listed, changed.tasks) == (10, 1), "a new version is stored"
+    assert Task.objects.get(job=job, task_id="task-00003").state == "completed"
+    assert len(task_queries(queries.captured_queries)) == 2, "one look-up and one write, of that task only"
+
+
+def test_a_pass_that_finds_the_watermark_moved_by_another_looks_tasks_up(account, gateway):
+    make_pool(gateway, "pool-1", nodes=0)
+    gateway.create_job(JobSpec(id="job-1", pool_id="pool-1"))
+    add_tasks(gateway, "job-1", 4)
+    sync.sync_jobs(account)
+    job = mirrored_job(account)
+    sync.sync_job_tasks(job)
+    # Another pass moved the watermark (a second back, so the same tasks are listed): what this one remembers is
+    # for a pass starting from its own.
+    Job.objects.filter(pk=job.pk).update(task_watermark_at=mirrored_job(account).task_watermark_at
+                                         - timedelta(seconds=1))
+    # The mirror changed behind the sync's back: only a look-up notices.
+    Task.objects.filter(job=job, task_id="task-00001").update(state="running",
+                                                              state_transition_time=timezone_now() - timedelta(days=1))
+
+    with CaptureQueriesContext(connection) as queries:
+        stats = sync.sync_job_tasks(job)
+
+    assert stats.tasks == 1 and task_queries(queries.captured_queries)
+    assert Task.objects.get(job=job, task_id="task-00001").state == "active"

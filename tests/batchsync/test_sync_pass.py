@@ -61,6 +61,7 @@ def test_the_same_pass_one_request_at_a_time_mirrors_the_same(account, many_jobs
 
 def test_jobs_where_nothing_changed_are_not_listed_again(account, many_jobs, gateway, localbatch):  # noqa: F811
     sync.sync_account(account)
+    sync.sync_account(account)   # every job changed at its last pass: listed once more, with its counts
     before_second = last_request_time(localbatch)
 
     quiet = sync.sync_account(account)
@@ -79,6 +80,7 @@ def test_jobs_where_nothing_changed_are_not_listed_again(account, many_jobs, gat
 
 def test_a_quiet_job_is_listed_again_after_a_while(account, many_jobs, localbatch):  # noqa: F811
     sync.sync_account(account)
+    sync.sync_account(account)   # the pass after a change lists every job once more
     Job.objects.filter(account=account, job_id="job-05").update(
         tasks_synced_at=Job.objects.get(account=account, job_id="job-05").tasks_synced_at
         - account_pass.QUIET_RELIST)
@@ -87,6 +89,34 @@ def test_a_quiet_job_is_listed_again_after_a_while(account, many_jobs, localbatc
     sync.sync_account(account)
 
     assert task_listings(localbatch, before) == ["job-05"]
+
+
+def test_a_busy_jobs_changes_are_listed_with_its_counts_not_after_them(account, many_jobs, gateway,  # noqa: F811
+                                                                      localbatch):
+    sync.sync_account(account)   # every job's tasks were stored: each job is busy at the next pass
+    gateway.terminate_task("job-02", "t1")
+    # Batch does not answer for task counts: only a listing sent without waiting for them sees the change.
+    localbatch.app.faults = Faults(rate=1.0, status=503, retry_after=0, path_pattern=r"/taskcounts$")
+
+    stats = sync.sync_account(account, retry=sync.RetryPolicy(budget_seconds=0.3, first_delay=0.1))
+
+    assert sorted(stats.failed) == [f"job-{n:02d}" for n in range(JOBS)], "no counts"
+    assert Task.objects.get(job__job_id="job-02", task_id="t1").state == "completed"
+    assert stats.tasks == 1
+
+
+def test_a_pass_over_more_jobs_than_requests_in_flight_lists_after_the_counts(account, many_jobs, gateway,  # noqa: F811
+                                                                            localbatch, settings):
+    settings.SYNC_CONCURRENCY = 8   # 12 jobs: their counts alone fill the requests in flight
+    sync.sync_account(account)
+    gateway.terminate_task("job-02", "t1")
+    localbatch.app.faults = Faults(rate=1.0, status=503, retry_after=0, path_pattern=r"/taskcounts$")
+    before = last_request_time(localbatch)
+
+    stats = sync.sync_account(account, retry=sync.RetryPolicy(budget_seconds=0.3, first_delay=0.1))
+
+    assert len(stats.failed) == JOBS and task_listings(localbatch, before) == []
+    assert Task.objects.get(job__job_id="job-02", task_id="t1").state == "active", "listed once counts are in"
 
 
 def test_the_incremental_listing_asks_only_for_changes_since_batchs_clock(account, many_jobs, localbatch):  # noqa: F811
