@@ -307,6 +307,9 @@ DASHBOARD_ROLLUP_STALE_SECONDS = float(os.environ.get("DASHBOARD_ROLLUP_STALE_SE
 # The rest of the dashboard is read once per this many seconds for everyone who sees the same accounts (0: per
 # request). Its pages poll every 5 s and the mirror moves every 5 s, so 2 s adds little age and saves most reads.
 DASHBOARD_SHARED_SECONDS = float(os.environ.get("DASHBOARD_SHARED_SECONDS", "2"))
+# The status sections of the dashboard, job list, job page and task page are rendered once per this many seconds
+# for everyone who sees them alike (portal/pages.py, "Shared fragments"); 0 renders them for every request.
+PAGE_SHARED_SECONDS = int(os.environ.get("PAGE_SHARED_SECONDS", "2"))
 # The audit chain's heads, one blob each, never replaced (portal/audit/heads.py); give it an immutability policy.
 STORAGE_AUDIT_CONTAINER = os.environ.get("STORAGE_AUDIT_CONTAINER", "portal-audit")
 STORAGE_UPLOAD_SAS_MINUTES = int(os.environ.get("STORAGE_UPLOAD_SAS_MINUTES", "30"))
@@ -390,6 +393,9 @@ SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_FAILURE_VIEW = "portal.errors.csrf_failure"
 # A shared dashboard is left open on screens: a session lasts a working day, not Django's two weeks.
 SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_SECONDS", str(12 * 3600)))
+# Sessions are written to the database and read from the shared cache first: a page costs no query for them, and a
+# Redis that was emptied or does not answer falls back to the database rather than signing everyone out.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # Request bodies. Files go from the browser straight to Blob Storage, so what reaches Django is forms: their fields
 # are kilobytes, and the largest file posted here is a sweep's CSV (SUBMISSION_MAX_CSV_BYTES). Fields past 2 MiB are
@@ -445,7 +451,8 @@ CONTENT_SECURITY_POLICY = {
 # elsewhere, and other people behind the same proxy, can still sign in.
 AUTHENTICATION_BACKENDS = [
     "portal.accounts.throttle.LoginThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, with each person's permissions kept in the shared cache (two queries less per page).
+    "portal.accounts.permissions.CachedPermissionsBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))

@@ -37,3 +37,6 @@ AZURE_STORAGE_CONNECTION_STRING = os.environ.get(
 DASHBOARD_ROLLUP_STALE_SECONDS = -1
 # ...and so is the rest of the dashboard (tests/portal/test_dashboard_rollups.py tests the shared read).
 DASHBOARD_SHARED_SECONDS = 0
+# ...and the shared sections of pages: a test sees the rows it just changed (tests/portal/test_shared_fragments.py
+# tests the sharing).
+PAGE_SHARED_SECONDS = 0

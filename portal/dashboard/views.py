@@ -1,5 +1,7 @@
 """The team dashboard and the health check."""
 
+import functools
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.db import DatabaseError, connection
@@ -11,17 +13,21 @@ from portal.access import SignedInRequest
 from portal.accounts.selectors import account_scope
 from portal.dashboard import selectors
 from portal.jobs import waiting
-from portal.pages import partial_for, render_page
+from portal.pages import lazy, partial_for, render_page, row_version
 
 
 @require_safe
 @login_required
 def dashboard(request: SignedInRequest) -> HttpResponse:
-    data = selectors.dashboard_data(user=request.user, scope=account_scope(user=request.user, params=request.GET))
+    scope = account_scope(user=request.user, params=request.GET)
+    data = functools.cache(lambda: selectors.dashboard_data(user=request.user, scope=scope))
     partial = partial_for(request, {}, default="live")
-    # Each active job's leading "why is it waiting?" reason (its own partial, dashboard/_waiting.html).
-    reasons = waiting.first_reasons(data.active_jobs) if settings.WAITING_REASONS else {}
-    return render_page(request, "dashboard/index.html", {"d": data, "waiting_reasons": reasons}, partial)
+    # The whole dashboard is one shared section (portal/pages.py), keyed on the accounts it covers: its data, each
+    # active job's leading "why is it waiting?" reason (dashboard/_waiting.html) and its rendering happen once per
+    # PAGE_SHARED_SECONDS for everyone who sees the same accounts.
+    reasons = lazy(lambda: waiting.first_reasons(data().active_jobs) if settings.WAITING_REASONS else {})
+    context = {"d": lazy(data), "waiting_reasons": reasons, "scope_version": row_version(*scope.accounts, scope.chosen)}
+    return render_page(request, "dashboard/index.html", context, partial)
 
 
 @require_safe

@@ -4,6 +4,7 @@ the actions on them (each a confirm page, then one POST to a service), and failu
 Someone who may not act on an object gets 404 from its action pages, as if it did not exist
 (portal.access.can_act_on), and so does an object Batch has deleted."""
 
+import functools
 import uuid
 from collections.abc import Callable
 from urllib.parse import urlencode
@@ -25,7 +26,7 @@ from portal.audit import selectors as audit_selectors
 from portal.costs import selectors as costs_selectors
 from portal.jobs import selectors, services, triage, waiting
 from portal.models import Job, Task
-from portal.pages import partial_for, render_page
+from portal.pages import lazy, partial_for, render_page, row_version, shared_value
 
 # --- jobs and tasks ----------------------------------------------------------------------------------
 
@@ -42,17 +43,23 @@ def job_list(request: SignedInRequest) -> HttpResponse:
     filters = selectors.job_filters_from(request.GET, default_scope=remembered)
     if "scope" in request.GET and filters.scope != remembered:
         request.session[SCOPE_SESSION_KEY] = filters.scope
-    page = selectors.job_list(user=request.user, filters=filters,
-                              after=request.GET.get("after"), before=request.GET.get("before"))
     partial = partial_for(request, {}, default="jobs")
     accounts = account_scope(user=request.user, params=request.GET)
-    synced_at = accounts_synced_at(accounts.ids)
-    context = {"page": page, "filters": filters, "synced_at": synced_at, "scopes": access.SCOPES,
-               "accounts": accounts,
-               "in_a_team": filters.scope != access.SCOPE_TEAM or request.user.teams.exists()}
+    version = row_version(*accounts.accounts, accounts.chosen)
+    # The list is a shared section (portal/pages.py): whose jobs "Mine" and "My teams" are depends on the viewer.
+    viewer = "" if filters.scope == access.SCOPE_ALL else str(request.user.pk)
+    context = {"filters": filters, "scopes": access.SCOPES, "accounts": accounts, "list_version": version,
+               "list_viewer": viewer,
+               "page": lazy(lambda: selectors.job_list(user=request.user, filters=filters,
+                                                       after=request.GET.get("after"),
+                                                       before=request.GET.get("before"))),
+               "synced_at": lazy(lambda: accounts_synced_at(accounts.ids)),
+               "in_a_team": lazy(lambda: filters.scope != access.SCOPE_TEAM or request.user.teams.exists())}
     if partial is None:
-        # The filter form sits outside the partial, so only a whole page needs its choices.
-        context["choices"] = selectors.job_filter_choices(user=request.user, scope=accounts)
+        # The filter form sits outside the partial, so only a whole page needs its choices (the same for everyone
+        # who sees the same accounts).
+        context["choices"] = shared_value(f"job-list-choices:{version}",
+                                          lambda: selectors.job_filter_choices(user=request.user, scope=accounts))
     return render_page(request, "jobs/list.html", context, partial)
 
 
@@ -61,22 +68,23 @@ def job_list(request: SignedInRequest) -> HttpResponse:
 def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     partial = partial_for(request, {"job-summary": "summary"}, default="tasks")
-    context = {"job": job, "live": job.is_live}
+    # The summary and the task table are shared sections (portal/pages.py): what they read is computed only when
+    # the section is rendered, and they are keyed on the job row read here.
+    context = {"job": job, "live": job.is_live, "job_version": row_version(job)}
     if partial != "tasks":
         context["several_accounts"] = account_scope(user=request.user).several
+        # The same pool row, with its nodes counted in the same query for the reasons; read once, when first needed.
+        pool = functools.cache(lambda: waiting.pool_of(job) if settings.WAITING_REASONS else selectors.job_pool(job))
+        context["pool"] = lazy(pool)
         if settings.WAITING_REASONS:
-            # The same pool row, with its nodes counted in the same query for the reasons.
-            context["pool"] = pool = waiting.pool_of(job)
-            context["reasons"] = waiting.reasons_for_job(job, pool=pool)
-        else:
-            context["pool"] = pool = selectors.job_pool(job)
-        context["cost"] = costs_selectors.job_cost(job, pool=pool, pool_known=True)
+            context["reasons"] = lazy(lambda: waiting.reasons_for_job(job, pool=pool()))
+        context["cost"] = lazy(lambda: costs_selectors.job_cost(job, pool=pool(), pool_known=True))
     if partial != "summary":
         filters = selectors.task_filters_from(request.GET)
         context["filters"] = filters
         context["sorts"] = selectors.TASK_SORTS.values()
-        context["page"] = selectors.task_list(job=job, filters=filters,
-                                              after=request.GET.get("after"), before=request.GET.get("before"))
+        context["page"] = lazy(lambda: selectors.task_list(job=job, filters=filters, after=request.GET.get("after"),
+                                                           before=request.GET.get("before")))
     if partial is None:
         # Only with the whole page: the polled partials leave the header's actions and the History section alone.
         context["allowed"] = selectors.job_actions_allowed(request.user, job)
@@ -93,18 +101,21 @@ def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
 @login_required
 def task_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     task = selectors.task_get(user=request.user, pk=pk)
-    attempts = selectors.task_attempts(task)
+    attempts = functools.cache(lambda: selectors.task_attempts(task))
+    # The task's status section is shared (portal/pages.py): what it reads is computed only when it is rendered,
+    # and it is keyed on the task and job rows read here.
     context = {
         "task": task,
         "job": task.job,
         "live": task.is_live,
-        "attempts": attempts if len(attempts) > 1 else [],
-        "waited_seconds": selectors.task_waited_seconds(task, attempts),
-        "timeline": selectors.task_timeline(task, attempts),
+        "task_version": row_version(task, task.job),
+        "attempts": lazy(lambda: attempts() if len(attempts()) > 1 else []),
+        "waited_seconds": lazy(lambda: selectors.task_waited_seconds(task, attempts())),
+        "timeline": lazy(lambda: selectors.task_timeline(task, attempts())),
         "environment": selectors.task_environment(task),
-        "node": selectors.task_node(task),
-        "reasons": waiting.reasons_for_task(task) if settings.WAITING_REASONS else [],
-        "dependencies": waiting.Dependencies.of(task),
+        "node": lazy(lambda: selectors.task_node(task)),
+        "reasons": lazy(lambda: waiting.reasons_for_task(task) if settings.WAITING_REASONS else []),
+        "dependencies": lazy(lambda: waiting.Dependencies.of(task)),
     }
     partial = partial_for(request, {}, default="live")
     # A poll's answer carries the header's actions as well (out of band): they change when the task ends.

@@ -1,0 +1,156 @@
+"""Shared page sections (portal/pages.py) and the shared cache of permissions (portal/accounts/permissions.py):
+rendered once for every viewer, yet each viewer still sees their own name, actions and scope, and a change to the
+rows a page reads shows at once."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from portal.models import JobState, TaskState
+from tests.factories import JobFactory, TaskFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shared(settings, local_cache):
+    """Sections shared for a minute, in this process's own memory cache (emptied before and after)."""
+    settings.PAGE_SHARED_SECONDS = 60
+    settings.DASHBOARD_SHARED_SECONDS = 60
+    return local_cache
+
+
+def queries(client, url: str) -> tuple[str, int]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return response.content.decode(), len(captured.captured_queries)
+
+
+def test_a_shared_job_page_is_read_once_for_everyone(client, shared, viewer, operator_a):
+    job = JobFactory(team=operator_a.teams.first())
+    TaskFactory.create_batch(3, job=job)
+    url = reverse("job_detail", args=[job.pk])
+
+    client.force_login(viewer)
+    first, first_queries = queries(client, url)
+    client.force_login(operator_a)
+    second, second_queries = queries(client, url)
+
+    # The second viewer is served the sections the first one rendered: none of their queries run again.
+    assert second_queries < first_queries
+    assert second.count('href="/tasks/') == first.count('href="/tasks/') == 3
+    # What belongs to the viewer is their own: their name, and the actions they may take.
+    assert "vic-viewer" in first and "opal-operator" not in first
+    assert "opal-operator" in second and "vic-viewer" not in second
+    assert 'id="job-terminate"' not in first
+    assert 'id="job-terminate"' in second
+
+
+def test_a_change_to_the_job_shows_at_once(client, shared, viewer):
+    job = JobFactory(state=JobState.ACTIVE, terminate_reason="")
+    url = reverse("job_detail", args=[job.pk])
+    client.force_login(viewer)
+    client.get(url)
+
+    job.state, job.terminate_reason = JobState.COMPLETED, "UserTerminate"
+    job.save()
+
+    assert "UserTerminate" in client.get(url).content.decode()
+
+
+def test_within_the_window_a_task_change_alone_is_not_read_again(client, shared, viewer):
+    """The bound the sharing costs, made visible: rows other than the job's are at most PAGE_SHARED_SECONDS old."""
+    job = JobFactory()
+    task = TaskFactory(job=job, task_id="first-name")
+    url = reverse("job_detail", args=[job.pk])
+    client.force_login(viewer)
+    assert "first-name" in client.get(url).content.decode()
+
+    type(task).objects.filter(pk=task.pk).update(task_id="second-name")
+
+    assert "first-name" in client.get(url).content.decode()
+    shared.clear()
+    assert "second-name" in client.get(url).content.decode()
+
+
+def test_the_task_page_shares_its_status_but_not_its_actions(client, shared, viewer, operator_a):
+    job = JobFactory(team=operator_a.teams.first())
+    task = TaskFactory(job=job, state=TaskState.RUNNING, end_time=None)
+    url = reverse("task_detail", args=[task.pk])
+
+    client.force_login(viewer)
+    first, first_queries = queries(client, url)
+    client.force_login(operator_a)
+    second, second_queries = queries(client, url)
+
+    assert second_queries < first_queries
+    assert 'id="task-terminate"' not in first
+    assert 'id="task-terminate"' in second
+
+
+def test_whose_jobs_mine_lists_is_never_shared(client, shared, submitter, other_submitter):
+    JobFactory(job_id="sues-job", submitted_by=submitter)
+    JobFactory(job_id="sids-job", submitted_by=other_submitter)
+    url = reverse("job_list") + "?scope=my"
+
+    client.force_login(submitter)
+    sue = client.get(url).content.decode()
+    client.force_login(other_submitter)
+    sid = client.get(url).content.decode()
+
+    assert "sues-job" in sue and "sids-job" not in sue
+    assert "sids-job" in sid and "sues-job" not in sid
+
+
+def test_the_dashboard_is_rendered_once_for_everyone(client, shared, viewer, operator_a):
+    JobFactory.create_batch(3)
+    client.force_login(viewer)
+    first, first_queries = queries(client, reverse("dashboard"))
+    client.force_login(operator_a)
+    second, second_queries = queries(client, reverse("dashboard"))
+
+    assert second_queries < first_queries
+    assert "opal-operator" in second and "vic-viewer" not in second
+
+
+# --- permissions, from the shared cache ---------------------------------------------------------------
+
+def test_permissions_are_read_from_the_cache_after_the_first_page(client, shared, viewer):
+    job = JobFactory()
+    url = reverse("job_detail", args=[job.pk])
+    client.force_login(viewer)
+    _, first_queries = queries(client, url)
+    _, second_queries = queries(client, url)
+
+    assert second_queries < first_queries
+
+
+def test_a_role_taken_away_takes_effect_on_the_next_page(client, shared, viewer):
+    client.force_login(viewer)
+    assert client.get(reverse("job_list")).status_code == 200
+
+    viewer.groups.remove(Group.objects.get(name="Viewer"))
+
+    assert client.get(reverse("job_list")).status_code == 403
+
+
+def test_a_role_given_takes_effect_on_the_next_page(client, shared, no_role):
+    client.force_login(no_role)
+    assert client.get(reverse("job_list")).status_code == 403
+
+    no_role.groups.add(Group.objects.get(name="Viewer"))
+
+    assert client.get(reverse("job_list")).status_code == 200
+
+
+def test_a_permission_taken_from_a_role_takes_effect_for_its_members(client, shared, submitter):
+    client.force_login(submitter)
+    assert client.get(reverse("submit_template_list")).status_code == 200
+
+    Group.objects.get(name="Submitter").permissions.remove(
+        *Group.objects.get(name="Submitter").permissions.filter(codename="submit"))
+
+    assert client.get(reverse("submit_template_list")).status_code == 403
