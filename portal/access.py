@@ -16,7 +16,7 @@ from typing import Any, TypeGuard, TypeVar
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 
 from portal.accounts.roles import ROLE_NAMES
@@ -138,6 +138,19 @@ def can_act_on(user: Person, obj: Job | Task | Submission) -> bool:
         return True
     return bool(team_id is not None and user.has_perm(OPERATE_TEAM_WORK)
                 and user.teams.filter(pk=team_id).exists())
+
+
+def can_act_on_filter(user: Person) -> Q:
+    """`can_act_on` as a filter over jobs or submissions (their `submitted_by` and `team`): for lists that show only
+    what the person may act on."""
+    if not _active(user):
+        return Q(pk__in=[])
+    if user.is_superuser or (user.has_perm(OPERATE_TEAM_WORK) and user.has_perm(MANAGE_TEAMS)):
+        return Q()
+    allowed = Q(submitted_by=user.pk) if user.has_perm(SUBMIT) else Q(pk__in=[])
+    if user.has_perm(OPERATE_TEAM_WORK):
+        allowed |= Q(team__in=user.teams.values("pk"))
+    return allowed
 
 
 def can_act_on_some_work(user: Person) -> bool:

@@ -14,6 +14,7 @@ from portal.accounts.selectors import account_scope
 from portal.dashboard import selectors
 from portal.jobs import waiting
 from portal.pages import lazy, partial_for, render_page, row_version
+from portal.submit import selectors as submit_selectors
 
 
 @require_safe
@@ -27,6 +28,8 @@ def dashboard(request: SignedInRequest) -> HttpResponse:
     # PAGE_SHARED_SECONDS for everyone who sees the same accounts.
     reasons = lazy(lambda: waiting.first_reasons(data().active_jobs) if settings.WAITING_REASONS else {})
     context = {"d": lazy(data), "waiting_reasons": reasons, "scope_version": row_version(*scope.accounts, scope.chosen)}
+    if partial is None:   # per person, outside the shared section; the live partial's polls do not read it
+        context["approvals"] = submit_selectors.submissions_awaiting_approval(user=request.user)
     return render_page(request, "dashboard/index.html", context, partial)
 
 

@@ -53,6 +53,7 @@ NATURAL_END_REASONS = frozenset({"alltaskscomplete", "taskfailed"})
 
 class Outcome(models.TextChoices):
     SUBMITTING = "submitting", "submitting"          # a submission still on its way to Batch
+    AWAITING_APPROVAL = "awaiting_approval", "waiting for approval"   # held until an Operator or Admin decides
     NOT_SUBMITTED = "not_submitted", "not submitted"  # a submission Batch never got
     RUNNING = "running", "running"
     SUCCEEDED = "succeeded", "succeeded"

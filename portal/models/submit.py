@@ -154,6 +154,9 @@ class Submission(models.Model):
                          condition=models.Q(state__in=UNFINISHED_SUBMISSION_STATES)),
             models.Index(fields=["updated_at"], name="submission_redrive_stale",
                          condition=models.Q(state__in=UNFINISHED_SUBMISSION_STATES)),
+            # The dashboard's "Waiting for approval": the few rows in that state, newest first.
+            models.Index(fields=["-created_at"], name="submission_awaiting_approval",
+                         condition=models.Q(state="awaiting_approval")),
         ]
 
     # Every job a submission makes is named sub-<its public id in hex>: the id derives from the row, so a retry that
@@ -180,10 +183,13 @@ class Submission(models.Model):
 
     @property
     def outcome(self) -> JobOutcome:
-        """How it turned out: submitting until Batch has the whole job, not submitted if it never will, then its
-        job's outcome (Job.outcome, the one rule), running until the sync has seen the job."""
+        """How it turned out: waiting for approval while it does (nothing is being sent), submitting until Batch has
+        the whole job, not submitted if it never will, then its job's outcome (Job.outcome, the one rule), running
+        until the sync has seen the job."""
         if self.state == SubmissionState.FAILED:
             return JobOutcome(Outcome.NOT_SUBMITTED)
+        if self.state == SubmissionState.AWAITING_APPROVAL:
+            return JobOutcome(Outcome.AWAITING_APPROVAL)
         if not self.is_final:
             return JobOutcome(Outcome.SUBMITTING)
         job = self.job

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from portal import access
-from portal.models import Job, JobState, JobTemplate, Submission
+from portal.models import Job, JobState, JobTemplate, Submission, SubmissionState
 from portal.pagination import Page, Sort, keyset_page
 from portal.submit.spec import SpecError
 
@@ -86,3 +86,10 @@ def submission_retry_url(*, user: User, submission: Submission, job: Job | None)
             or not access.can_submit_again(user, submission)):
         return None
     return reverse("submission_retry_failed", args=[submission.public_id])
+
+
+def submissions_awaiting_approval(*, user: User, limit: int = 10) -> list[Submission]:
+    """The latest submissions waiting for approval that `user` may act on (their own, and for an Operator their
+    teams'), newest first: the dashboard lists them, read from the partial index submission_awaiting_approval."""
+    return list(Submission.objects.filter(access.can_act_on_filter(user), state=SubmissionState.AWAITING_APPROVAL)
+                .select_related("submitted_by", "template_version__template").order_by("-created_at")[:limit])

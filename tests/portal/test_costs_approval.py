@@ -176,3 +176,32 @@ def test_a_retry_within_the_limit_is_sent_at_once(submitter, limited, django_cap
     with django_capture_on_commit_callbacks() as callbacks:
         client_for(submitter).post(url, {"key": str(uuid.uuid4())})
     assert Submission.objects.get(retry_of=parent).state == SubmissionState.PENDING and len(callbacks) == 1
+
+
+def test_a_waiting_submission_reads_waiting_for_approval_in_the_list_not_submitting(submitter, operator_a, limited):
+    _, waiting = submit(client_for(submitter))
+    _, sent = submit(client_for(submitter), frames="10")
+
+    for person, scope in ((submitter, "my"), (operator_a, "team")):
+        body = client_for(person).get(reverse("submission_list"), {"scope": scope}).content.decode()
+        row = body[body.index(f'id="submission-{waiting.pk}"'):]
+        row = row[:row.index("</tr>")]
+        assert '<span class="badge outcome-awaiting_approval">waiting for approval</span>' in row
+        assert "submitting" not in row
+        other = body[body.index(f'id="submission-{sent.pk}"'):]
+        assert '<span class="badge outcome-submitting">submitting</span>' in other[:other.index("</tr>")]
+
+
+def test_the_dashboard_lists_what_waits_for_approval_to_those_who_may_act_on_it(
+        submitter, operator_a, other_submitter, viewer, limited):
+    _, waiting = submit(client_for(submitter))
+    submit(client_for(submitter), frames="10")   # sent at once: not listed
+
+    for person in (submitter, operator_a):
+        body = client_for(person).get(reverse("dashboard")).content.decode()
+        card = body[body.index('id="approvals"'):]
+        card = card[:card.index("</section>")]
+        assert reverse("submission_detail", args=[waiting.public_id]) in card and card.count("<li>") == 1
+        assert "waiting for approval" in card and "240 tasks, by sue-submitter" in card
+    for person in (other_submitter, viewer):
+        assert 'id="approvals"' not in client_for(person).get(reverse("dashboard")).content.decode()
