@@ -101,6 +101,71 @@ async def user_loop(session, base: str, paths: list[str], offset: int, stop_at: 
         latencies.append(time.monotonic() - started)
 
 
+def _process_cpu() -> dict[int, tuple[int, float]]:
+    """{pid: (session id, CPU seconds so far)} of every process on the machine, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[int, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(fields[3]), (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent during a phase by each of the stack's processes (each service is a session of its own:
+    gunicorn's workers count for `web`), by the database's backends serving it, and by this load client; what a
+    request costs the machine, whatever else runs on it (which wall-clock figures cannot say)."""
+
+    def __init__(self, stack, database_pids) -> None:
+        self.sessions = {service.process.pid: name for name, service in stack.services.items() if service.process}
+        self.database_pids = database_pids
+
+    def _now(self) -> dict[str, float]:
+        totals: dict[str, float] = {"client": sum(os.times()[:2])}
+        processes = _process_cpu()
+        for session, cpu in processes.values():
+            if session in self.sessions:
+                totals[self.sessions[session]] = totals.get(self.sessions[session], 0.0) + cpu
+        totals["postgresql"] = sum(processes.get(pid, (0, 0.0))[1] for pid in self.database_pids())
+        return totals
+
+    def __enter__(self) -> "CpuMeter":
+        self.before = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = self._now()
+        self.spent = {name: max(after.get(name, 0.0) - self.before.get(name, 0.0), 0.0) for name in after}
+
+
+def database_backends() -> list[int]:
+    """The PostgreSQL backends connected to this benchmark's database (the stack's processes keep theirs open)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity"
+                       " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def cpu_line(spent: dict[str, float], requests: int) -> str:
+    """CPU milliseconds per request by process, and what two cores could serve at that cost."""
+    if not requests:
+        return "no requests"
+    groups = {"web": ["web"], "workers+beat": ["worker-submit", "worker-sync", "beat"], "postgresql": ["postgresql"],
+              "localbatch": ["localbatch"], "redis+azurite": ["redis", "azurite"], "load client": ["client"]}
+    per = {label: sum(spent.get(name, 0.0) for name in names) * 1000 / requests for label, names in groups.items()}
+    total = sum(per.values())
+    parts = ", ".join(f"{label} {ms:.1f}" for label, ms in per.items())
+    return f"CPU per request (ms): {parts}; total {total:.1f} ms, i.e. 2 cores serve at most {2000 / total:.0f} req/s"
+
+
 def load(base: str, paths: list[str], users: int, seconds: float) -> tuple[list[float], list[str], float]:
     """`users` signed-in sessions requesting `paths` in turn for `seconds`: latencies, errors, wall time."""
     latencies: list[float] = []
@@ -182,7 +247,9 @@ def main() -> int:
         assert task is not None
         paths = ["/", "/jobs/", f"/jobs/{job.pk}/", f"/tasks/{task.pk}/"]
 
-        idle = summary(*load(stack.url, paths, args.users, args.seconds))
+        with CpuMeter(stack, database_backends) as idle_cpu:
+            idle_run = load(stack.url, paths, args.users, args.seconds)
+        idle = summary(*idle_run)
 
         with BatchGateway(stack.batch_url, LOCALBATCH_NAME, LOCALBATCH_KEY) as gateway:
             gateway.resize_pool(POOL, dedicated=args.nodes, low_priority=0)
@@ -190,7 +257,9 @@ def main() -> int:
         _common.wait_for(lambda: Task.objects.filter(job=job).exclude(state=TaskState.ACTIVE).exists(),
                          timeout=120, interval=0.5, message="the first tasks to start")
         before = Task.objects.filter(job=job, state=TaskState.COMPLETED).count()
-        busy = summary(*load(stack.url, paths, args.users, args.seconds))
+        with CpuMeter(stack, database_backends) as busy_cpu:
+            busy_run = load(stack.url, paths, args.users, args.seconds)
+        busy = summary(*busy_run)
         synced = Task.objects.filter(job=job, state=TaskState.COMPLETED).count() - before
     except BaseException:
         print(stack.logs(), file=sys.stderr)
@@ -209,7 +278,9 @@ def main() -> int:
         _common.result(f"busy sync: {pct}", busy[pct], "ms", goal,
                        busy[pct] <= GOAL_P95_MS if pct == "p95" else None, f"idle sync {idle[pct]:.0f} ms")
     print(f"  idle sync: {line(idle)}")
+    print(f"    {cpu_line(idle_cpu.spent, len(idle_run[0]) + len(idle_run[1]))}")
     print(f"  busy sync: {line(busy)}; the sync brought in {synced:,} completed tasks during it")
+    print(f"    {cpu_line(busy_cpu.spent, len(busy_run[0]) + len(busy_run[1]))}")
     if idle["errors"] or busy["errors"]:
         print("FAILED: requests answered errors", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from portal import access
 from portal.models import BatchAccount, Pool
+from portal.pages import shared_value
 
 # A sync normally runs every few seconds; older than this and the page says it may be out of date.
 STALE_AFTER = timedelta(minutes=2)
@@ -55,7 +56,9 @@ def shown_accounts(user: User | AnonymousUser) -> tuple[BatchAccount, ...]:
     so it neither adds a filter choice nor makes the pages name accounts."""
     # One query: the account table is tiny, and access decides per account (access.visible_account_ids would be a
     # second query for the same rows).
-    rows = BatchAccount.objects.filter(Q(enabled=True) | Q(last_synced_at__isnull=False)).order_by("name")
+    # Every page asks: the rows are read once per PAGE_SHARED_SECONDS for everyone, and access decides per person.
+    rows = shared_value("shown-accounts", lambda: list(
+        BatchAccount.objects.filter(Q(enabled=True) | Q(last_synced_at__isnull=False)).order_by("name")))
     return tuple(account for account in rows if access.user_can_view_account(user=user, account_id=account.pk))
 
 

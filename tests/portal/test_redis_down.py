@@ -54,6 +54,15 @@ def redis_cache(own_redis, settings):
     TolerantRedisCache._down_until = 0.0
 
 
+def test_cache_calls_share_one_redis_client(redis_cache):
+    """Django's client builds a redis.Redis per call; ours keeps one per connection pool (portal/cache.py)."""
+    clients = {id(cache._cache.get_client(write=True)) for _ in range(3)}
+    cache.set("k", "v")
+    assert cache.get("k") == "v"
+    clients |= {id(cache._cache.get_client(write=True))}
+    assert len(clients) == 1
+
+
 def test_a_cache_without_redis_misses_drops_and_hands_the_work_back(redis_cache):
     cache.set("k", "v")
     assert cache.get("k") == "v"
