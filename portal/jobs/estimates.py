@@ -17,7 +17,7 @@ The basis, in order:
    task duration more.
 2. Before two of its tasks have ended: the median duration of the finished tasks of the template version's last
    runs on the same machine (VM size and tasks per node) when there are any, cached per version and machine, times
-   remaining tasks, over the slots the pool has now.
+   remaining tasks, over the slots it can get: the pool's now, at most the job's maxParallelTasks.
 3. Neither: unknown, and the sentence says why.
 """
 
@@ -374,6 +374,8 @@ def job_estimates(jobs: Sequence[Job], submission: Submission | None = None) -> 
         now = _as_of(job)
         history = None
         slots, machine = pools.get((job.account_id, job.pool_id), (0, None))
+        if job.max_parallel_tasks > 0:   # the slots it can get: no more than its maxParallelTasks at once
+            slots = min(slots, job.max_parallel_tasks)
         if job.pk in versions:
             history = template_history(versions[job.pk], job.account_id, job.job_id, machine)
         window = windows.get(job.pk)

@@ -250,6 +250,23 @@ def earlier_run(version, pool, job_id: str, seconds: list[int]) -> None:
 
 
 @pytest.mark.django_db
+def test_before_its_first_ending_a_job_gets_no_more_slots_than_its_max_parallel_tasks():
+    version = JobTemplate.objects.get(slug="render-frames").current_version()
+    pool = PoolFactory(pool_id="render", current_dedicated_nodes=2, task_slots_per_node=4)
+    earlier_run(version, pool, "sub-before", [60, 60, 60])
+    job = running_job(account=pool.account, job_id="sub-capped", pool_id="render", task_active=16,
+                      max_parallel_tasks=2)
+    Submission.objects.create(public_id=uuid.uuid4(), account=pool.account, template_version=version,
+                              job_id="sub-capped", state=SubmissionState.SUBMITTED)
+
+    result = job_estimate(job)
+
+    # 16 tasks, two at a time, a minute each: 8 minutes (on all 8 of the pool's slots it would be 2).
+    assert result is not None and minutes(result.finish_at) == pytest.approx(8)
+    assert "16 to go on 2 slots" in result.basis
+
+
+@pytest.mark.django_db
 def test_the_templates_history_is_taken_from_runs_on_the_jobs_own_vm_size_and_slots_first():
     version = JobTemplate.objects.get(slug="render-frames").current_version()
     pool = PoolFactory(pool_id="render", vm_size="Standard_D2s_v3", current_dedicated_nodes=2, task_slots_per_node=4)
