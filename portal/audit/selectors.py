@@ -187,6 +187,12 @@ def audit_rows(events: list[AuditEvent], *, user: User) -> list:
     return events
 
 
+def history_viewer(user: User) -> str:
+    """What of a History section depends on who reads it (audit_rows and its template): addresses, shown to those who
+    read the whole audit history, and links to the admin site, for its users. A shared section varies on this."""
+    return f"audit={int(access.can_view_audit(user))},admin={int(access.can_use_admin(user))}"
+
+
 def audit_list_url(object_type: str, object_id: object) -> str:
     """The audit list filtered to one object."""
     return reverse("audit_list") + "?" + urlencode({"object_type": object_type, "object_id": object_id})

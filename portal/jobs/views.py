@@ -91,7 +91,10 @@ def job_detail(request: SignedInRequest, pk: int) -> HttpResponse:
         context["rerun_url"] = selectors.job_rerun_url(user=request.user, job=job)
         context["retry_again_url"] = selectors.job_retry_again_url(user=request.user, job=job)
         context["retry_not_possible"] = selectors.job_retry_not_possible(user=request.user, job=job)
-        context["history"] = audit_selectors.audit_rows(audit_selectors.audit_for_job(job), user=request.user)
+        # A shared section too, for everyone who is shown the same of it (addresses, admin links).
+        context["history"] = lazy(lambda: audit_selectors.audit_rows(audit_selectors.audit_for_job(job),
+                                                                     user=request.user))
+        context["history_viewer"] = audit_selectors.history_viewer(request.user)
         if access.can_view_audit(request.user):
             context["audit_url"] = audit_selectors.audit_list_url("job", job.pk)
     return render_page(request, "jobs/detail.html", context, partial)
@@ -124,8 +127,9 @@ def task_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     context["oob"] = partial is not None
     if partial is None:
         # The History section is not part of the polled partial.
-        context["history"] = audit_selectors.audit_rows(audit_selectors.audit_for_object("task", task.pk),
-                                                        user=request.user)
+        context["history"] = lazy(lambda: audit_selectors.audit_rows(
+            audit_selectors.audit_for_object("task", task.pk), user=request.user))
+        context["history_viewer"] = audit_selectors.history_viewer(request.user)
         if access.can_view_audit(request.user):
             context["audit_url"] = audit_selectors.audit_list_url("task", task.pk)
     return render_page(request, "jobs/task_detail.html", context, partial)

@@ -8,6 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from portal.audit.middleware import RequestContext, _current
+from portal.audit.services import record_event
 from portal.models import JobState, TaskState
 from tests.factories import JobFactory, TaskFactory
 
@@ -74,6 +76,27 @@ def test_within_the_window_a_task_change_alone_is_not_read_again(client, shared,
     assert "first-name" in client.get(url).content.decode()
     shared.clear()
     assert "second-name" in client.get(url).content.decode()
+
+
+@pytest.mark.parametrize("auditor_first", [True, False])
+def test_a_shared_history_shows_addresses_only_to_those_who_may_see_them(client, shared, viewer, operator_a,
+                                                                          auditor_first):
+    job = JobFactory()
+    # Recorded inside a request from that address, as the middleware sets it aside for record_event.
+    token = _current.set(RequestContext(ip="203.0.113.7", request=None))
+    try:
+        record_event(actor=operator_a, action="job.terminate", obj=job, reason="wrong frames")
+    finally:
+        _current.reset(token)
+    url = reverse("job_detail", args=[job.pk])
+    pages = {}
+    for person in ([operator_a, viewer] if auditor_first else [viewer, operator_a]):
+        client.force_login(person)
+        pages[person.username] = client.get(url).content.decode()
+
+    assert "job.terminate" in pages["vic-viewer"] and "job.terminate" in pages["opal-operator"]
+    assert "203.0.113.7" in pages["opal-operator"]
+    assert "203.0.113.7" not in pages["vic-viewer"]
 
 
 def test_the_task_page_shares_its_status_but_not_its_actions(client, shared, viewer, operator_a):
