@@ -92,6 +92,18 @@ def test_too_few_run_times_fall_back_to_an_exponentials_last_wave():
     assert few == without
 
 
+def test_the_rate_is_read_after_the_first_wave_has_ended():
+    # 8 tasks ran at once; the first wave's short ones ended in a burst (8 in 8 s), then one every 10 s.
+    burst = [NOW - timedelta(seconds=208 - n) for n in range(8)]
+    steady = [NOW - timedelta(seconds=200 - 10 * n) for n in range(1, 21)]
+
+    result = from_end_times(now=NOW, end_times=burst + steady, remaining=40, running=8)
+    counted_burst = from_end_times(now=NOW, end_times=burst + steady, remaining=40, running=1)
+
+    assert "20 tasks ended in the last 3.4 min (6.0 tasks a minute)" in result.basis
+    assert "27 tasks ended" in counted_burst.basis, "one at a time: no wave"
+
+
 def test_more_endings_narrow_the_range():
     few = estimate(now=NOW, remaining=100, endings=10, window_seconds=600)
     many = estimate(now=NOW, remaining=100, endings=1000, window_seconds=60000)
@@ -339,7 +351,7 @@ def test_the_selectors_queries_do_not_grow_with_the_job(tasks):
     with CaptureQueriesContext(connection) as warm:
         job_estimate(without)
 
-    assert len(with_rate) == 2, "the first end time and the window's count"
+    assert len(with_rate) == 3, "the first end times, the end of the first wave, the window's count"
     assert len(cold) <= 5 and len(warm) <= 4, "and the submission, the pool, the history once"
 
 
@@ -356,7 +368,8 @@ def test_the_job_page_shows_the_estimate_and_unknown(client, viewer):
     client.force_login(viewer)
 
     page = text(client.get(reverse("job_detail", args=[job.pk])))
-    assert ESTIMATE_LINE.search(page) and "40 tasks ended in the last 10.0 min" in page
+    # Counted from the 4th ending on (4 running: the first wave's end).
+    assert ESTIMATE_LINE.search(page) and "37 tasks ended in the last 9.2 min" in page
 
     page = text(client.get(reverse("job_detail", args=[waiting.pk])))
     assert "Finish time unknown" in page and "None of its tasks has ended yet" in page
