@@ -18,8 +18,9 @@ graceful_timeout = 30
 # Behind a reverse proxy that reuses its connections to us.
 keepalive = 5
 # Replace each worker after this many requests (jittered so they do not all restart at once): bounds slow leaks.
-max_requests = 2000
-max_requests_jitter = 200
+# Not much lower: a new worker loads Django again (about a second of CPU) and starts with cold caches.
+max_requests = 10000
+max_requests_jitter = 1000
 accesslog = "-"
 # X-Forwarded-* are read from these addresses only (the proxy's); Django decides separately (TRUSTED_PROXY_COUNT).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -120,28 +121,48 @@ def _process_cpu() -> dict[int, tuple[int, float]]:
 class CpuMeter:
     """CPU seconds spent during a phase by each of the stack's processes (each service is a session of its own:
     gunicorn's workers count for `web`), by the database's backends serving it, and by this load client; what a
-    request costs the machine, whatever else runs on it (which wall-clock figures cannot say)."""
+    request costs the machine, whatever else runs on it (which wall-clock figures cannot say). Sampled every
+    second, so a process that ends during the phase (gunicorn replaces its workers after max_requests) counts up to
+    its last sample."""
 
     def __init__(self, stack, database_pids) -> None:
         self.sessions = {service.process.pid: name for name, service in stack.services.items() if service.process}
         self.database_pids = database_pids
+        self.first: dict[int, tuple[str, float]] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
 
-    def _now(self) -> dict[str, float]:
-        totals: dict[str, float] = {"client": sum(os.times()[:2])}
+    def _sample(self, *, baseline: bool) -> None:
         processes = _process_cpu()
-        for session, cpu in processes.values():
-            if session in self.sessions:
-                totals[self.sessions[session]] = totals.get(self.sessions[session], 0.0) + cpu
-        totals["postgresql"] = sum(processes.get(pid, (0, 0.0))[1] for pid in self.database_pids())
-        return totals
+        seen = {pid: (self.sessions[session], cpu) for pid, (session, cpu) in processes.items()
+                if session in self.sessions}
+        seen.update({pid: ("postgresql", processes[pid][1]) for pid in self.database_pids() if pid in processes})
+        for pid, entry in seen.items():
+            # A process first seen during the phase started during it: all of its time counts.
+            self.first.setdefault(pid, entry if baseline else (entry[0], 0.0))
+            self.last[pid] = entry
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        while not self._stop.wait(1.0):
+            self._sample(baseline=False)
+        connection.close()   # this thread's own
 
     def __enter__(self) -> "CpuMeter":
-        self.before = self._now()
+        self._sample(baseline=True)
+        self.client_before = sum(os.times()[:2])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        after = self._now()
-        self.spent = {name: max(after.get(name, 0.0) - self.before.get(name, 0.0), 0.0) for name in after}
+        self._stop.set()
+        self._thread.join()
+        self._sample(baseline=False)
+        self.spent: dict[str, float] = {"client": sum(os.times()[:2]) - self.client_before}
+        for pid, (name, cpu) in self.last.items():
+            self.spent[name] = self.spent.get(name, 0.0) + cpu - self.first[pid][1]
 
 
 def database_backends() -> list[int]:

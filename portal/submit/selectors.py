@@ -91,5 +91,7 @@ def submission_retry_url(*, user: User, submission: Submission, job: Job | None)
 def submissions_awaiting_approval(*, user: User, limit: int = 10) -> list[Submission]:
     """The latest submissions waiting for approval that `user` may act on (their own, and for an Operator their
     teams'), newest first: the dashboard lists them, read from the partial index submission_awaiting_approval."""
+    if not access.can_act_on_some_work(user):
+        return []   # a Viewer's dashboard asks no query for a list that is always empty for them
     return list(Submission.objects.filter(access.can_act_on_filter(user), state=SubmissionState.AWAITING_APPROVAL)
                 .select_related("submitted_by", "template_version__template").order_by("-created_at")[:limit])
