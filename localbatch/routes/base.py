@@ -128,11 +128,14 @@ def select(request: Request):
         raise errors.invalid_query("$select", request.query.get("$select"), str(exc)) from None
 
 
-def page(app: Account, request: Request, entities, fields: dict, present, kind: str) -> Response:
+def page(app: Account, request: Request, entities, fields: dict, present, kind: str, *,
+         filter_stored: bool = False) -> Response:
     """One page of a list: filter, $select and a nextLink that carries every list parameter.
 
     `entities` yields (skip token, entity) in list order, starting after the request's skip token
-    (`in_id_order`, `numbered`)."""
+    (`in_id_order`, `numbered`). `filter_stored`: every property the filter can name is stored as it is presented,
+    so the filter reads the stored entity and only what it keeps is presented (a filtered listing of a 20,000-task
+    job presented every task to keep a few)."""
     query = request.query
     try:
         predicate = compile_filter(query.get("$filter"), fields)
@@ -149,8 +152,10 @@ def page(app: Account, request: Request, entities, fields: dict, present, kind: 
                                 {"QueryParameterName": "maxresults", "QueryParameterValue": page_size})
     items, last_token, more = [], None, False
     for token, entity in entities:
+        if filter_stored and not predicate(entity):
+            continue
         presented = present(entity)
-        if not predicate(presented):
+        if not filter_stored and not predicate(presented):
             continue
         if len(items) == page_size:
             more = True

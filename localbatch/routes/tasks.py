@@ -31,8 +31,9 @@ def list_tasks(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.job(request.params["job"])
         tasks = app.state.tasks[job["id"].lower()]
+        # wire.task presents a stored task's own fields as they are (TASK_FILTER_FIELDS names no other).
         return page(app, request, in_id_order(tasks, request), TASK_FILTER_FIELDS,
-                    stats.task_presenter(request.query, app.service, job), "tasks")
+                    stats.task_presenter(request.query, app.service, job), "tasks", filter_stored=True)
 
 
 def replace_task(app: Account, request: Request) -> Response:
