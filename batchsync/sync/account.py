@@ -333,8 +333,12 @@ class _AccountPass:
         if self.to_finish:
             finishing, self.to_finish = self.to_finish, []
             self.stats += TaskWrite.finish_many([listing.write for listing in finishing])
-            for listing in finishing:   # the job's next pass may start: this one is stored
-                listing.release()
+            # The jobs' next passes may start: these are stored. One round trip for each set the locks came in.
+            by_set: dict[int, tuple[locks.LockSet, list[str]]] = {}
+            for listing in finishing:
+                by_set.setdefault(id(listing.locks), (listing.locks, []))[1].append(task_lock_name(listing.write.job))
+            for lock_set, names in by_set.values():
+                lock_set.release(names)
 
     def _begin(self) -> None:
         jobs, self.to_begin = self.to_begin, []
@@ -351,11 +355,10 @@ class _AccountPass:
         writes = TaskWrite.begin_many(free, full=self.full)
         for job in free:
             write = writes[job.pk]
-            release = partial(held.release, [task_lock_name(job)])
             if write is None:
-                release()
+                held.release([task_lock_name(job)])
                 continue
-            listing = _Listing(self.gw, write, Backoff(self.retry, f"list tasks of job {job.job_id}"), release)
+            listing = _Listing(self.gw, write, Backoff(self.retry, f"list tasks of job {job.job_id}"), held)
             self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
 
     def _store(self) -> None:
@@ -414,8 +417,8 @@ class _Listing:
     that outlasts the SDK's own retries starts the listing again after a backoff: the upserts skip what was stored
     already."""
 
-    def __init__(self, gw: BatchGateway, write: TaskWrite, backoff: Backoff, release: Callable[[], None]):
-        self.gw, self.write, self.backoff, self.release = gw, write, backoff, release
+    def __init__(self, gw: BatchGateway, write: TaskWrite, backoff: Backoff, held: locks.LockSet):
+        self.gw, self.write, self.backoff, self.locks = gw, write, backoff, held
         self.server_time: datetime | None = None
         self.open(_VERSIONS if write.full else _TASKS)
 
@@ -425,6 +428,10 @@ class _Listing:
         self._listing = self.gw.list_tasks(self.write.job.job_id, versions_only=versions,
                                            changed_since=None if versions else self.write.listing_since())
         self._batches: Iterator[list] = chunks(self._listing, mirror.UPSERT_BATCH)
+
+    def release(self) -> None:
+        """The job's task lock: its next pass may start."""
+        self.locks.release([task_lock_name(self.write.job)])
 
     def next_batch(self) -> tuple[str, list | None]:
         phase = self.phase
