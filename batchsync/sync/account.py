@@ -74,8 +74,8 @@ def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = Tru
         budget_before = _budget_requests(gw)
         with mirror.relaxed_commits(), \
                 _AccountPass(account, gw, full=full, tasks=tasks, retry=retry, workers=workers, defer=defer) as run:
+            run.jobs()    # first: the jobs' counts and busy jobs' listings are most of the pass
             run.pools()
-            run.jobs()
             run.run()
             mirror.mark_account_synced(account)
         stats = run.stats
@@ -248,6 +248,8 @@ class _AccountPass:
             self._ask_counts(job)
             if spare and _busy(job, memory.get(job.pk)):
                 self._list_tasks(job)
+        if self.to_begin:
+            self._begin()   # their listings go out now, not after the pools are asked for
 
     def _jobs_listed(self, full: bool, answer: Future[list[JobRecord]]) -> None:
         records = answer.result()
