@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 # and a resumed submission repeats little, yet recording (one UPDATE) costs nothing measurable. Requests do not
 # pause for it (see add_tasks' on_progress).
 CHUNK_SIZE = 500
-# Tasks handed to one add_tasks call; the time between two run-budget checks.
-SLICE_SIZE = 20_000
+# addtaskcollection requests in flight at once for one submission (settings.SUBMISSION_MAX_CONCURRENCY).
+MAX_CONCURRENCY = 4
 # Our own time budget per chunk of an add_tasks call (the SDK's create_tasks would retry a 5xx forever); below
 # the lease, so a run stuck on one chunk gives up (and retries later) before another run may take over.
 CHUNK_BUDGET_SECONDS = 40.0
@@ -74,6 +74,10 @@ def lease_seconds() -> float:
 
 def chunk_size() -> int:
     return int(getattr(settings, "SUBMISSION_CHUNK_SIZE", CHUNK_SIZE))
+
+
+def max_concurrency() -> int:
+    return int(getattr(settings, "SUBMISSION_MAX_CONCURRENCY", MAX_CONCURRENCY))
 
 
 def chunk_budget_seconds() -> float:
@@ -156,38 +160,14 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
             run.advance(state=SubmissionState.ADDING_TASKS)
 
         if submission.state == SubmissionState.ADDING_TASKS:
-            tasks = expand(submission, spec, start=submission.tasks_added)
-            while submission.tasks_added < submission.total_tasks:
-                if time.monotonic() - started > RUN_BUDGET_SECONDS:
-                    run.advance(release=True)
-                    _enqueue(submission.pk)
-                    return
-                base = submission.tasks_added
-                batch = [task for _, task in zip(range(SLICE_SIZE), tasks, strict=False)]
-                if not batch:
-                    # Fewer tasks than the row counts (a retry naming a task its spec does not make): said, not looped.
-                    _fail(run, gateway, f"The tasks to add ran out before the count recorded ({_progress(submission)})"
-                                        "; ask an administrator to look at this submission.", job_may_exist=True)
-                    return
-                # Requests keep flowing while progress is recorded, every chunk_size() tasks, from this thread.
-                step, recorded = chunk_size(), [base]
-
-                # Defaults bind this slice's values now, not the loop's later ones.
-                def record(prefix: int, *, base: int = base, step: int = step, recorded: list[int] = recorded,
-                           size: int = len(batch)) -> None:  # noqa: B008
-                    if prefix == size or base + prefix - recorded[0] >= step:
-                        # Conditional on the count this run last wrote: a second run that got here stops at once.
-                        run.advance(expect={"tasks_added": recorded[0]}, tasks_added=base + prefix)
-                        recorded[0] = base + prefix
-
-                result = gateway.add_tasks(submission.job_id, batch, on_progress=record,
-                                           budget_seconds=chunk_budget_seconds() * max(1, len(batch) // step))
-                if result.failures:
-                    _fail(run, gateway, _refused_task_message(result.failures[0]), job_may_exist=True)
-                    return
-                if submission.tasks_added != base + len(batch):
-                    run.advance(expect={"tasks_added": submission.tasks_added}, tasks_added=base + len(batch))
-            run.advance(state=SubmissionState.FINALIZING)
+            _add_tasks(run, gateway, spec, started)
+            if submission.state == SubmissionState.ADDING_TASKS:
+                # Out of run time: a fresh Celery task carries on from the count just recorded.
+                run.advance(release=True)
+                _enqueue(submission.pk)
+                return
+            if submission.state != SubmissionState.FINALIZING:
+                return   # failed, and recorded so
 
         if submission.state == SubmissionState.FINALIZING:
             try:
@@ -205,6 +185,55 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
     except GatewayError as exc:
         # An answer we do not recognise (an unexpected status): as likely to pass as a 503, and bounded alike.
         _retry_later(run, exc)
+
+
+def _add_tasks(run: _Run, gateway: BatchGateway, spec: TemplateSpec, started: float) -> None:
+    """Add the submission's tasks from its recorded count on, as one stream of requests: tasks are expanded just
+    ahead of the requests (no pause to build them all first, and none between chunks), and progress is recorded
+    every chunk_size() tasks while the requests go on. Stops taking new tasks at a chunk boundary once the run has
+    used its time. Leaves the submission finalizing (every task added), failed, or still adding (out of time)."""
+    submission = run.submission
+    base, total, step = submission.tasks_added, submission.total_tasks, chunk_size()
+    taken = 0
+    out_of_time = False
+
+    def source() -> Iterator[TaskSpec]:
+        nonlocal taken, out_of_time
+        for task in expand(submission, spec, start=base):
+            if taken >= total - base:
+                return
+            if taken % step == 0 and taken and time.monotonic() - started > RUN_BUDGET_SECONDS:
+                out_of_time = True
+                return
+            taken += 1
+            yield task
+
+    def record(prefix: int) -> None:
+        # The count reaching the total is written below together with the next state, in one update.
+        if base + prefix - submission.tasks_added >= step and base + prefix < total:
+            # Conditional on the count this run last wrote: a second run that got here stops at once.
+            run.advance(expect={"tasks_added": submission.tasks_added}, tasks_added=base + prefix)
+
+    # A request retried for a chunk's budget ends the run (Transient: retried later) before its lease, which only
+    # progress renews, can run out; the run stops taking tasks after its budget, so the call is bounded too.
+    result = gateway.add_tasks(submission.job_id, source(), on_progress=record, max_concurrency=max_concurrency(),
+                               budget_seconds=RUN_BUDGET_SECONDS + chunk_budget_seconds(),
+                               request_budget_seconds=chunk_budget_seconds())
+    if result.failures:
+        _fail(run, gateway, _refused_task_message(result.failures[0]), job_may_exist=True)
+        return
+    if taken < total - base and not out_of_time:
+        # Fewer tasks than the row counts (a retry naming a task its spec does not make): said, not looped.
+        if submission.tasks_added != base + taken:
+            run.advance(expect={"tasks_added": submission.tasks_added}, tasks_added=base + taken)
+        _fail(run, gateway, f"The tasks to add ran out before the count recorded ({_progress(submission)}); ask an "
+                            "administrator to look at this submission.", job_may_exist=True)
+        return
+    if base + taken == total:
+        run.advance(expect={"tasks_added": submission.tasks_added}, tasks_added=total,
+                    state=SubmissionState.FINALIZING)
+    elif submission.tasks_added != base + taken:
+        run.advance(expect={"tasks_added": submission.tasks_added}, tasks_added=base + taken)
 
 
 def expand(submission: Submission, spec: TemplateSpec | None = None, *, start: int = 0) -> Iterator[TaskSpec]:

@@ -11,6 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from itertools import islice
 from urllib.parse import parse_qs, quote, urljoin, urlparse
 
 import requests
@@ -196,9 +197,15 @@ class BatchGateway:
         with _translated():
             return convert.task_record(job_id, self._client.get_task(job_id, task_id))
 
-    def add_tasks(self, job_id: str, specs: Sequence[TaskSpec], *, budget_seconds: float = 120,
-                  max_concurrency: int = 4, on_progress: Callable[[int], None] | None = None) -> AddTasksResult:
-        """Add tasks in requests of 100, retrying busy or failed requests until `budget_seconds` is spent.
+    def add_tasks(self, job_id: str, specs: Iterable[TaskSpec], *, budget_seconds: float = 120,
+                  max_concurrency: int = 4, on_progress: Callable[[int], None] | None = None,
+                  request_budget_seconds: float | None = None) -> AddTasksResult:
+        """Add tasks in requests of 100, `max_concurrency` at a time, retrying busy or failed requests until
+        `budget_seconds` is spent, or until one request has been retried for `request_budget_seconds`.
+
+        `specs` is read lazily, one request's worth at a time, just ahead of the requests: a generator that
+        builds its tasks as they are taken overlaps that work with the requests in flight, and a generator that
+        stops early (a run out of time) ends the call once what it gave is added.
 
         A task that exists already counts as added, so calling again with the same ids after a Transient
         is safe. Tasks Batch refuses come back in `failures`. Raises Transient when the budget runs out,
@@ -206,14 +213,15 @@ class BatchGateway:
 
         `on_progress(n)` is called in the caller's thread, while requests are still running, whenever the first
         n specs (in order) have all been added: a caller can record progress without pausing the requests.
-        If it raises, the remaining requests stop and its exception propagates."""
+        If it (or `specs`) raises, the remaining requests stop and its exception propagates."""
         deadline = time.monotonic() + budget_seconds
         outcome = _AddOutcome()
-        chunks = [list(specs[i:i + TASKS_PER_REQUEST]) for i in range(0, len(specs), TASKS_PER_REQUEST)]
+        futures: list[Future[int]] = []
         with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="add-tasks") as pool:
-            futures = [pool.submit(self._add_chunk, job_id, chunk, deadline, outcome) for chunk in chunks]
             try:
-                self._report_progress(futures, chunks, on_progress, outcome)
+                sizes = self._run_requests(pool, job_id, iter(specs), futures, deadline, outcome, on_progress,
+                                           ahead=2 * max(1, max_concurrency),
+                                           request_budget_seconds=request_budget_seconds)
             except BaseException:
                 outcome.stop.set()
                 raise
@@ -221,36 +229,56 @@ class BatchGateway:
         if errors:
             first = next((e for e in errors if not isinstance(e, Transient)), errors[0])
             if isinstance(first, Transient):
-                raise Transient(f"Added {len(outcome.added)} of {len(specs)} tasks to job {job_id} within "
+                raise Transient(f"Added {len(outcome.added)} of {sum(sizes)} tasks to job {job_id} within "
                                 f"{budget_seconds:g}s; Batch is busy or unreachable. Retry with the same task "
                                 f"ids. Last error: {first.message}", retry_after=first.retry_after,
                                 code=first.code, status=first.status, request_id=first.request_id)
             raise first
         return AddTasksResult(added=tuple(outcome.added), failures=tuple(outcome.failures))
 
-    @staticmethod
-    def _report_progress(futures: list[Future[int]], chunks: list[list[TaskSpec]],
-                         on_progress: Callable[[int], None] | None, outcome: _AddOutcome) -> None:
-        """Wait for the requests; call `on_progress` as the run of fully added leading chunks grows."""
+    def _run_requests(self, pool: ThreadPoolExecutor, job_id: str, specs: Iterator[TaskSpec],
+                      futures: list[Future[int]], deadline: float, outcome: _AddOutcome,
+                      on_progress: Callable[[int], None] | None, *, ahead: int,
+                      request_budget_seconds: float | None) -> list[int]:
+        """Keep `ahead` requests submitted (twice the threads, so a thread that finishes one starts the next at
+        once while this thread takes the specs after it); call `on_progress` as the run of fully added leading
+        requests grows. Returns the size of every request made."""
+        sizes: list[int] = []
         settled, prefix, reported = 0, 0, 0
-        pending = set(futures)
-        while pending:
+        pending: set[Future[int]] = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < ahead:
+                chunk = list(islice(specs, TASKS_PER_REQUEST))
+                if not chunk:
+                    exhausted = True
+                    break
+                future = pool.submit(self._add_chunk, job_id, chunk, deadline, outcome,
+                                     budget_seconds=request_budget_seconds)
+                futures.append(future)
+                sizes.append(len(chunk))
+                pending.add(future)
+            if not pending:
+                return sizes
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             if any(future.exception() for future in done):
-                outcome.stop.set()   # the other chunks give up at their next attempt
+                outcome.stop.set()   # the other requests give up at their next attempt
                 wait(pending)
-                return
-            # A chunk counts towards the prefix only if none of its tasks was refused.
+                return sizes
+            # A request counts towards the prefix only if none of its tasks was refused.
             while settled < len(futures) and futures[settled].done() and futures[settled].result() == 0:
-                prefix += len(chunks[settled])
+                prefix += sizes[settled]
                 settled += 1
             if on_progress is not None and prefix > reported:
                 on_progress(prefix)
                 reported = prefix
 
     def _add_chunk(self, job_id: str, chunk: list[TaskSpec], deadline: float, outcome: _AddOutcome,
-                   wire: dict[str, dict] | None = None) -> int:
-        """Add one request's worth of tasks; returns how many of them Batch refused."""
+                   wire: dict[str, dict] | None = None, *, budget_seconds: float | None = None) -> int:
+        """Add one request's worth of tasks; returns how many of them Batch refused. `budget_seconds`: from when
+        it starts, not from when it was queued."""
+        if budget_seconds is not None:
+            deadline = min(deadline, time.monotonic() + budget_seconds)
         pending = {spec.id: spec for spec in chunk}
         # Each task's JSON is built once, however often the request is retried or split.
         wire = wire if wire is not None else {spec.id: convert.task_wire(spec) for spec in chunk}

@@ -77,3 +77,44 @@ def test_an_error_raised_by_on_progress_stops_the_remaining_requests(job):
         job.add_tasks("job-1", specs(2000), on_progress=stop, max_concurrency=1)
 
     assert len(list(job.list_tasks("job-1"))) < 2000
+
+
+def test_specs_given_lazily_are_taken_just_ahead_of_the_requests(job):
+    taken = []
+
+    def lazily():
+        for spec in specs(2000):
+            taken.append(spec.id)
+            yield spec
+
+    taken_at_progress = []
+    result = job.add_tasks("job-1", lazily(), on_progress=lambda n: taken_at_progress.append(len(taken)),
+                           max_concurrency=1)
+
+    assert len(result.added) == 2000 and result.failures == ()
+    # Not all built before the first request: at most the requests queued ahead (two) and the one being built.
+    assert taken_at_progress[0] <= 400
+    assert len(list(job.list_tasks("job-1"))) == 2000
+
+
+def test_specs_that_stop_early_end_the_call_once_what_they_gave_is_added(job):
+    seen = []
+
+    result = job.add_tasks("job-1", iter(specs(250)), on_progress=seen.append)
+
+    assert len(result.added) == 250 and seen[-1] == 250
+    assert sorted(task.id for task in job.list_tasks("job-1")) == [f"t{n:05d}" for n in range(1, 251)]
+
+
+def test_an_error_raised_while_taking_the_specs_stops_the_remaining_requests(job):
+    class Broken(Exception):
+        pass
+
+    def breaking():
+        yield from specs(300)
+        raise Broken()
+
+    with pytest.raises(Broken):
+        job.add_tasks("job-1", breaking(), max_concurrency=1)
+
+    assert len(list(job.list_tasks("job-1"))) <= 300

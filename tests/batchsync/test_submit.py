@@ -172,6 +172,21 @@ def test_re_running_any_step_is_harmless(gateway, idle_pool, user, settings, sta
     assert sorted(ids) == expected_ids(250) and len(ids) == len(set(ids))
 
 
+def test_a_run_out_of_time_stops_at_a_chunk_boundary_and_fresh_runs_carry_on(gateway, idle_pool, user, settings,
+                                                                              eager, monkeypatch):
+    settings.SUBMISSION_CHUNK_SIZE = 100
+    monkeypatch.setattr(submit, "RUN_BUDGET_SECONDS", 0)   # every run stops after its first chunk
+    submission = create(user, 450)
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.ADDING_TASKS, "this run handed over"
+
+    submission.refresh_from_db()
+    # 100, 200, 300, 400, then the last 50 and the finishing steps: one run each.
+    assert (submission.state, submission.tasks_added, submission.attempts) == ("submitted", 450, 5)
+    ids = task_ids_in_batch(gateway, submission.job_id)
+    assert sorted(ids) == expected_ids(450) and len(ids) == len(set(ids))
+
+
 def test_with_a_fifth_of_batch_calls_answered_503_there_is_still_one_job_and_every_task_once(
         batch, gateway, idle_pool, user, settings):
     settings.SUBMISSION_CHUNK_SIZE = 300
