@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from enum import Enum
+from functools import lru_cache
 
 from azure.batch import models
 from azure.batch._utils.model_base import SdkJSONEncoder
@@ -98,10 +99,16 @@ def task_wire(spec: TaskSpec) -> dict:
         if spec.max_task_retry_count is not None:
             constraints["maxTaskRetryCount"] = spec.max_task_retry_count
         if spec.max_wall_clock_seconds is not None:
-            constraints["maxWallClockTime"] = _DURATION_ENCODER.default(timedelta(seconds=spec.max_wall_clock_seconds))
+            constraints["maxWallClockTime"] = _iso_duration(spec.max_wall_clock_seconds)
         task["constraints"] = constraints
     task["requiredSlots"] = spec.required_slots
     return task
+
+
+@lru_cache(maxsize=64)
+def _iso_duration(seconds: int) -> str:
+    # Every task of a submission has the same limit: encoded once, not once per task.
+    return _DURATION_ENCODER.default(timedelta(seconds=seconds))
 
 
 def _output_file_wire(spec: OutputFileSpec) -> dict:

@@ -28,12 +28,16 @@ def quote_value(value: object) -> str:
 
 def render_script(command_line: str, words: Mapping[str, str]) -> str:
     """The command line template with each {placeholder} replaced by its already-quoted shell word(s)."""
-    out = []
-    for literal, name, _, _ in string.Formatter().parse(command_line):
-        out.append(literal)
-        if name is not None:
-            out.append(words[name])
-    return "".join(out)
+    return _render(_parsed(command_line), words)
+
+
+def _parsed(command_line: str) -> list[tuple[str, str | None]]:
+    """The template's literal text and placeholder names, in order: parsed once for a whole expansion."""
+    return [(literal, name) for literal, name, _, _ in string.Formatter().parse(command_line)]
+
+
+def _render(parts: Sequence[tuple[str, str | None]], words: Mapping[str, str]) -> str:
+    return "".join(literal if name is None else literal + words[name] for literal, name in parts)
 
 
 def shell_command(script: str) -> str:
@@ -120,6 +124,12 @@ def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequen
     if logs_container_url:
         # stdout and stderr sit one folder above the working directory; saved whatever the outcome.
         outputs_base.append(("../std*.txt", "taskcompletion", logs_container_url, "logs"))
+    # Everything that is the same for every task is worked out once here, not once per task: on a 10,000-task
+    # sweep the expansion runs alongside the requests that send it, on the same CPU.
+    parts = _parsed(template)
+    outputs = [(pattern, condition, url, folder, _output_name(pattern))
+               for pattern, condition, url, folder in outputs_base]
+    shared = tuple(shared_files)
 
     count = task_count(spec, values, files, rows)
     indexes: Iterable[int] = (range(start + 1, count + 1) if only is None
@@ -145,14 +155,14 @@ def expand_tasks(spec: TemplateSpec, values: Mapping, files: Mapping[str, Sequen
             item_words[fan.placeholder] = quote_value(value)
             display = f"{fan.placeholder} {value}"
         identifier = task_id(index)
-        script = render_script(template, {**words, **item_words})
+        script = _render(parts, {**words, **item_words} if item_words else words)
         yield TaskSpec(
             id=identifier, command_line=shell_command(script), display_name=display,
-            resource_files=tuple(shared_files + item_files),
+            resource_files=shared + tuple(item_files) if item_files else shared,
             output_files=tuple(OutputFileSpec(file_pattern=pattern, container_url=url,
-                                              path=output_path(job_id, identifier, folder, pattern),
+                                              path=_output_path(job_id, identifier, folder, name),
                                               upload_condition=condition)
-                               for pattern, condition, url, folder in outputs_base),
+                               for pattern, condition, url, folder, name in outputs),
             max_task_retry_count=None, max_wall_clock_seconds=spec.max_wall_clock_seconds,
             required_slots=spec.required_slots)
 
@@ -161,12 +171,20 @@ def output_path(job_id: str, task_id: str, folder: str, pattern: str) -> str | N
     """Where an output rule uploads to: the folder `<job>/<task>/<folder>` for a pattern with wildcards (Batch keeps
     each match's path below the pattern's fixed part); for a pattern naming one file, Batch takes the path as the
     blob's whole name, so the file's own name is added to stay in that folder."""
+    return _output_path(job_id, task_id, folder, _output_name(pattern))
+
+
+def _output_name(pattern: str) -> str | None:
+    """The file name a pattern naming one file uploads as; None for a pattern with wildcards."""
+    if any(c in pattern for c in "*?["):
+        return None
+    return pattern.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _output_path(job_id: str, task_id: str, folder: str, name: str | None) -> str | None:
     if not job_id:
         return None
-    folder_path = f"{job_id}/{task_id}/{folder}"
-    if any(c in pattern for c in "*?["):
-        return folder_path
-    return f"{folder_path}/{pattern.rstrip('/').rsplit('/', 1)[-1]}"
+    return f"{job_id}/{task_id}/{folder}" if name is None else f"{job_id}/{task_id}/{folder}/{name}"
 
 
 def missing_csv_columns(spec: TemplateSpec, rows: Sequence[Mapping], command_line: str | None = None) -> list[str]:
