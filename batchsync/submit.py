@@ -437,9 +437,13 @@ def own_job(submission: Submission) -> None:
     the sync's watermark past jobs it has not listed yet."""
     if submission.submitted_by_id is None:
         return
-    job, _ = Job.objects.get_or_create(account_id=submission.account_id, job_id=submission.job_id)
-    Job.objects.filter(pk=job.pk, submitted_by__isnull=True).update(submitted_by_id=submission.submitted_by_id,
-                                                                    team_id=submission.team_id)
+    owner = {"submitted_by_id": submission.submitted_by_id, "team_id": submission.team_id}
+    # Two statements and no transaction, whoever writes the row first: the insert makes it already owned, and if
+    # the sync made it first (with no owner) the update gives it one; a row someone owns is never re-owned.
+    Job.objects.bulk_create([Job(account_id=submission.account_id, job_id=submission.job_id, **owner)],
+                            ignore_conflicts=True)
+    Job.objects.filter(account_id=submission.account_id, job_id=submission.job_id,
+                       submitted_by__isnull=True).update(**owner)
 
 
 def link_submitted_jobs(account_id: int | None = None) -> int:
