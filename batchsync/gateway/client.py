@@ -43,6 +43,9 @@ from .specs import JobSpec, PoolSpec, TaskSpec
 
 # Batch's limit for one addtaskcollection request.
 TASKS_PER_REQUEST = 100
+# add_tasks keeps this many requests queued per thread: enough that the threads keep sending while the caller's
+# thread builds the next specs or records progress (a commit can take 100 ms on a busy database).
+REQUESTS_AHEAD_PER_THREAD = 4
 
 # The SDK's own retries stay short so they don't multiply with ours (add_tasks here, Celery above), and
 # a read timeout keeps one call from outliving the Celery task that made it.
@@ -220,7 +223,7 @@ class BatchGateway:
         with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="add-tasks") as pool:
             try:
                 sizes = self._run_requests(pool, job_id, iter(specs), futures, deadline, outcome, on_progress,
-                                           ahead=2 * max(1, max_concurrency),
+                                           ahead=REQUESTS_AHEAD_PER_THREAD * max(1, max_concurrency),
                                            request_budget_seconds=request_budget_seconds)
             except BaseException:
                 outcome.stop.set()
@@ -240,9 +243,9 @@ class BatchGateway:
                       futures: list[Future[int]], deadline: float, outcome: _AddOutcome,
                       on_progress: Callable[[int], None] | None, *, ahead: int,
                       request_budget_seconds: float | None) -> list[int]:
-        """Keep `ahead` requests submitted (twice the threads, so a thread that finishes one starts the next at
-        once while this thread takes the specs after it); call `on_progress` as the run of fully added leading
-        requests grows. Returns the size of every request made."""
+        """Keep `ahead` requests submitted, so a thread that finishes one starts the next at once while this thread
+        takes the specs after it, or waits on `on_progress` (a database write, slow on a busy server); call
+        `on_progress` as the run of fully added leading requests grows. Returns the size of every request made."""
         sizes: list[int] = []
         settled, prefix, reported = 0, 0, 0
         pending: set[Future[int]] = set()
@@ -258,6 +261,10 @@ class BatchGateway:
                 futures.append(future)
                 sizes.append(len(chunk))
                 pending.add(future)
+            # Reported once the queue is topped up: the threads keep sending while the caller records it.
+            if on_progress is not None and prefix > reported:
+                on_progress(prefix)
+                reported = prefix
             if not pending:
                 return sizes
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -269,9 +276,6 @@ class BatchGateway:
             while settled < len(futures) and futures[settled].done() and futures[settled].result() == 0:
                 prefix += sizes[settled]
                 settled += 1
-            if on_progress is not None and prefix > reported:
-                on_progress(prefix)
-                reported = prefix
 
     def _add_chunk(self, job_id: str, chunk: list[TaskSpec], deadline: float, outcome: _AddOutcome,
                    wire: dict[str, dict] | None = None, *, budget_seconds: float | None = None) -> int:
