@@ -34,7 +34,7 @@ from ..gateway import (
     TaskCountsRecord,
     Transient,
 )
-from . import mirror
+from . import memory, mirror
 from .common import (
     DEFAULT_RETRY,
     Backoff,
@@ -46,6 +46,7 @@ from .common import (
     gateway_or_own,
     retrying,
 )
+from .memory import Memory
 from .mirror import AFTER_COMPLETION, FULL_PASS_WAITS, TASK_LOCK_TTL, TaskWrite, task_lock_name
 
 log = logging.getLogger("batchsync.sync")
@@ -243,10 +244,10 @@ class _AccountPass:
         # job with tasks to run has its changes listed with its counts rather than after them: a round trip saved
         # for a request that may list nothing. A pass over more jobs would only send more requests.
         spare = not self.full and self.tasks and 2 * len(known) + 2 <= self.workers
-        memory = mirror.remembered(known) if spare else {}
+        memories = memory.recall(known) if spare else {}
         for job in known:
             self._ask_counts(job)
-            if spare and _busy(job, memory.get(job.pk)):
+            if spare and _busy(job, memories.get(job.pk)):
                 self._list_tasks(job)
         if self.to_begin:
             self._begin()   # their listings go out now, not after the pools are asked for
@@ -448,10 +449,10 @@ class _Listing:
         return phase, batch
 
 
-def _busy(job: Job, memory: mirror.Memory | None) -> bool:
+def _busy(job: Job, remembered: Memory | None) -> bool:
     """Whether the job's tasks are likely to have changed since its last pass: a task was running then, or that pass
     stored changes (a job submitted or changing lately)."""
-    return job.task_watermark_at is not None and (job.task_running > 0 or (memory is not None and memory.wrote))
+    return job.task_watermark_at is not None and (job.task_running > 0 or (remembered is not None and remembered.wrote))
 
 
 def _counts_of(job: Job) -> tuple[int, int, int]:

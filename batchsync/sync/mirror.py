@@ -9,34 +9,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from portal.models import (
-    AllocationState,
-    BatchAccount,
-    Job,
-    JobState,
-    Node,
-    NodeState,
-    Pool,
-    PoolState,
-    Task,
-    TaskDependency,
-    TaskResult,
-    TaskState,
-)
+from portal.models import BatchAccount, Job, Node, Pool, Task, TaskDependency
 
 from .. import locks
 from ..attempts import record_attempts
 from ..gateway import BatchGateway, JobRecord, NodeRecord, NotFound, PoolRecord, TaskCountsRecord, TaskRecord
+from . import memory
 from .common import DEFAULT_RETRY, RetryPolicy, SyncStats, chunks, gateway_or_own, read_ahead, retrying
+from .rows import (
+    JOB_COMPARE,
+    JOB_FIELDS,
+    NODE_FIELDS,
+    POOL_FIELDS,
+    TASK_COMPARE,
+    TASK_FIELDS,
+    job_row,
+    node_row,
+    pool_row,
+    task_row,
+    task_version,
+)
 
 log = logging.getLogger("batchsync.sync")
 
@@ -166,13 +165,13 @@ class TaskWrite:
         live = {job.pk: job for job in jobs if job.pk in states and states[job.pk][1] is None}
         for job in live.values():
             job.task_watermark_at = states[job.pk][0]
-        memory = {} if full else remembered(list(live.values()))
+        memories = {} if full else memory.recall(list(live.values()))
         writes: dict[int, TaskWrite | None] = {job.pk: None for job in jobs}
         for pk, job in live.items():
             watermark, _, has_tasks = states[pk]
             since = None if full or watermark is None else watermark - OVERLAP
             writes[pk] = cls(job, full=full, since=since, check_existing=has_tasks,
-                             known=memory[pk].versions if pk in memory else None)
+                             known=memories[pk].versions if pk in memories else None)
         return writes
 
     def restart(self) -> None:
@@ -198,7 +197,7 @@ class TaskWrite:
             stored = _stored(Task, "job", self.job.pk, "task_id", [record.id for record in records], TASK_COMPARE)
         now = timezone.now()
         for record in records:
-            if _should_write(_task_row(self.job, record, now), stored.get(record.id), TASK_COMPARE):
+            if _should_write(task_row(self.job, record, now), stored.get(record.id), TASK_COMPARE):
                 self.stale.add(record.id)
                 changed = record.state_transition_time
                 if changed is None:
@@ -224,11 +223,11 @@ class TaskWrite:
         recent = self.started_at - SKEW - OVERLAP
         rows = []
         for record in records:
-            version = _task_version(record)
+            version = task_version(record)
             if record.state_transition_time is not None and record.state_transition_time >= recent:
                 self.versions[record.id] = version
             if self.known.get(record.id) != version:
-                rows.append(_task_row(self.job, record, now))
+                rows.append(task_row(self.job, record, now))
         return rows
 
     @staticmethod
@@ -286,51 +285,16 @@ class TaskWrite:
         return stats
 
 
-# The parts of a task record whose equality means the mirror holds the same: its state's time and what a task update
-# changes without a state transition (TASK_COMPARE).
-def _task_version(record: TaskRecord) -> tuple:
-    return record.state_transition_time, record.max_wall_clock_seconds, record.max_task_retry_count
-
-
-# How long what a pass saw is remembered: passes run every few seconds; past this the job is looked up again.
-REMEMBER_SECONDS = 600
-# Past this many recent tasks in one job, a pass remembers none and the next one looks them up.
-REMEMBER_AT_MOST = 50_000
-
-
-def _memory_key(job: Job, watermark: datetime) -> str:
-    # The database's name and the job's creation in Batch as well as its pk: a pk can be reused (tests roll back).
-    created = job.creation_time.timestamp() if job.creation_time else None
-    return f"batchsync:seen:{connection.settings_dict['NAME']}:{job.pk}:{created}:{watermark.timestamp()}"
-
-
-@dataclass(frozen=True)
-class Memory:
-    """What the task pass that set a job's watermark remembers for the next one."""
-    wrote: bool                    # it stored changes: the job is busy, and likely to have more
-    versions: dict[str, tuple]     # what it listed within OVERLAP of the watermark (see TaskWrite)
-
-
-def remembered(jobs: list[Job]) -> dict[int, Memory]:
-    """What the passes that set these jobs' watermarks remember (by job pk; none for a job whose watermark another
-    pass moved, or was forgotten)."""
-    keys = {_memory_key(job, job.task_watermark_at): job.pk for job in jobs if job.task_watermark_at is not None}
-    if not keys:
-        return {}
-    found = cache.get_many(list(keys))
-    return {keys[key]: value for key, value in found.items() if isinstance(value, Memory)}
-
-
 def _remember(writes: list[TaskWrite], marks: dict[int, datetime]) -> None:
-    memory = {}
+    """What each (incremental) pass listed within OVERLAP of the watermark it set, for the pass starting there."""
+    kept = {}
     for write in writes:
         if write.full:
             continue   # a reconcile's versions are compared, not all stored: the next pass looks them up
         cut = marks[write.job.pk] - OVERLAP
         recent = {task_id: version for task_id, version in write.versions.items() if version[0] >= cut}
-        memory[_memory_key(write.job, marks[write.job.pk])] = Memory(
-            wrote=write.written > 0, versions=recent if len(recent) <= REMEMBER_AT_MOST else {})
-    cache.set_many(memory, timeout=REMEMBER_SECONDS)
+        kept[memory.key(write.job, marks[write.job.pk])] = memory.Memory(wrote=write.written > 0, versions=recent)
+    memory.keep(kept)
 
 
 def _store_task_rows(batch: list[tuple[TaskWrite, Task]]) -> None:
@@ -492,114 +456,6 @@ def relaxed_commits() -> Iterator[None]:
 def mark_account_synced(account: BatchAccount) -> None:
     """A pass over the account completed: the dashboard says how fresh the mirror is from this."""
     BatchAccount.objects.filter(pk=account.pk).update(last_synced_at=timezone.now())
-
-
-# --- records → rows ------------------------------------------------------------------------------
-
-POOL_FIELDS = ["display_name", "state", "allocation_state", "vm_size", "target_dedicated_nodes",
-               "target_low_priority_nodes", "current_dedicated_nodes", "current_low_priority_nodes",
-               "task_slots_per_node", "node_fill_type", "start_task_command_line", "enable_auto_scale",
-               "auto_scale_error", "resize_error_code", "resize_error_message", "creation_time",
-               "state_transition_time", "last_modified", "etag", "last_synced_at", "gone_at"]
-NODE_FIELDS = ["state", "scheduling_state", "is_dedicated", "running_tasks_count", "running_task_slots_count",
-               "total_tasks_run", "total_tasks_succeeded", "start_task_state", "start_task_exit_code",
-               "start_task_result", "start_task_failure_code", "start_task_failure_message",
-               "state_transition_time", "last_synced_at", "gone_at"]
-JOB_FIELDS = ["display_name", "state", "pool_id", "priority", "on_all_tasks_complete", "creation_time",
-              "state_transition_time", "start_time", "end_time", "terminate_reason", "last_modified", "etag",
-              "max_parallel_tasks", "uses_task_dependencies", "last_synced_at", "gone_at"]
-TASK_FIELDS = ["display_name", "state", "previous_state", "state_transition_time", "creation_time", "command_line",
-               "exit_code", "result", "failure_category", "failure_code", "failure_message", "retry_count",
-               "requeue_count", "start_time", "end_time", "duration_seconds", "node_id", "pool_id",
-               "required_slots", "environment", "max_wall_clock_seconds", "max_task_retry_count",
-               "depends_on", "dependency_action", "last_synced_at", "gone_at"]
-# A job's etag changes with every change to the job itself; its state changes move stateTransitionTime.
-JOB_COMPARE = ("etag", "last_modified")
-# A task row with the same stateTransitionTime is rewritten only if one of these differs: they are the
-# only fields Batch changes without a state transition (through a task update).
-TASK_COMPARE = ("max_wall_clock_seconds", "max_task_retry_count")
-
-_POOL_STATES = frozenset(PoolState.values)
-_ALLOCATION_STATES = frozenset(AllocationState.values)
-_NODE_STATES = frozenset(NodeState.values)
-_JOB_STATES = frozenset(JobState.values)
-_TASK_STATES = frozenset(TaskState.values)
-_TASK_RESULTS = frozenset(TaskResult.values)
-
-
-def _choice(value: str | None, known: frozenset[str], unknown: str = "unknown") -> str:
-    return value if value in known else unknown
-
-
-def _text(value: str | None, limit: int | None = None) -> str:
-    # Limits guard the columns whose length Batch does not document (codes, reasons).
-    return (value or "")[:limit] if limit else (value or "")
-
-
-def pool_row(account: BatchAccount, r: PoolRecord, now: datetime) -> Pool:
-    return Pool(
-        account_id=account.pk, pool_id=r.id, display_name=_text(r.display_name, 1024),
-        state=_choice(r.state, _POOL_STATES), allocation_state=_choice(r.allocation_state, _ALLOCATION_STATES),
-        vm_size=_text(r.vm_size, 100), target_dedicated_nodes=r.target_dedicated_nodes or 0,
-        target_low_priority_nodes=r.target_low_priority_nodes or 0,
-        current_dedicated_nodes=r.current_dedicated_nodes or 0,
-        current_low_priority_nodes=r.current_low_priority_nodes or 0,
-        task_slots_per_node=r.task_slots_per_node or 1, node_fill_type=_text(r.node_fill_type, 20),
-        start_task_command_line=_text(r.start_task_command_line), enable_auto_scale=r.enable_auto_scale,
-        auto_scale_error=_text(r.auto_scale_error), resize_error_code=_text(r.resize_error_code, 100),
-        resize_error_message=_text(r.resize_error_message), creation_time=r.creation_time,
-        state_transition_time=r.state_transition_time, last_modified=r.last_modified, etag=_text(r.etag, 100),
-        last_synced_at=now, gone_at=None)
-
-
-def node_row(pool: Pool, r: NodeRecord, now: datetime) -> Node:
-    return Node(
-        pool_id=pool.pk, node_id=r.id, state=_choice(r.state, _NODE_STATES),
-        scheduling_state=_text(r.scheduling_state, 20), is_dedicated=r.is_dedicated is not False,
-        running_tasks_count=r.running_tasks_count or 0, running_task_slots_count=r.running_task_slots_count or 0,
-        total_tasks_run=r.total_tasks_run or 0, total_tasks_succeeded=r.total_tasks_succeeded or 0,
-        start_task_state=_text(r.start_task_state, 20), start_task_exit_code=r.start_task_exit_code,
-        start_task_result=_text(r.start_task_result, 20), start_task_failure_code=_text(r.start_task_failure_code, 100),
-        start_task_failure_message=_text(r.start_task_failure_message), state_transition_time=r.state_transition_time,
-        last_synced_at=now, gone_at=None)
-
-
-def job_row(account: BatchAccount, r: JobRecord, now: datetime) -> Job:
-    return Job(
-        account_id=account.pk, job_id=r.id, display_name=_text(r.display_name, 1024),
-        state=_choice(r.state, _JOB_STATES), pool_id=_text(r.pool_id, 64), priority=r.priority or 0,
-        on_all_tasks_complete=_text(r.on_all_tasks_complete, 20), creation_time=r.creation_time,
-        state_transition_time=r.state_transition_time, start_time=r.start_time, end_time=r.end_time,
-        terminate_reason=_text(r.terminate_reason, 100), last_modified=r.last_modified, etag=_text(r.etag, 100),
-        max_parallel_tasks=r.max_parallel_tasks, uses_task_dependencies=r.uses_task_dependencies,
-        last_synced_at=now, gone_at=None)
-
-
-def _task_row(job: Job, r: TaskRecord, now: datetime) -> Task:
-    start, end = r.start_time, r.end_time
-    return Task(
-        job_id=job.pk, task_id=r.id, display_name=r.display_name or "", state=_choice(r.state, _TASK_STATES),
-        previous_state=_text(r.previous_state, 20), state_transition_time=r.state_transition_time,
-        creation_time=r.creation_time, command_line=r.command_line or "", exit_code=r.exit_code,
-        result=_choice(r.result, _TASK_RESULTS, ""), failure_category=_text(r.failure_category, 20),
-        failure_code=_text(r.failure_code, 100), failure_message=r.failure_message or "",
-        retry_count=r.retry_count or 0, requeue_count=r.requeue_count or 0, start_time=start, end_time=end,
-        duration_seconds=(end - start).total_seconds() if start and end else None,
-        node_id=r.node_id or "", pool_id=r.pool_id or "", required_slots=r.required_slots or 1,
-        # Batch's own shape for environmentSettings.
-        environment=[{"name": name, "value": value} for name, value in r.environment],
-        max_wall_clock_seconds=r.max_wall_clock_seconds, max_task_retry_count=r.max_task_retry_count,
-        depends_on=_depends_on(r), dependency_action=_text(r.dependency_action, 10),
-        last_synced_at=now, gone_at=None)
-
-
-def _depends_on(r: TaskRecord) -> dict:
-    depends: dict[str, list] = {}
-    if r.depends_on_ids:
-        depends["taskIds"] = list(r.depends_on_ids)
-    if r.depends_on_ranges:
-        depends["taskIdRanges"] = [list(span) for span in r.depends_on_ranges]
-    return depends
 
 
 # --- writing -------------------------------------------------------------------------------------
