@@ -3,12 +3,13 @@ pages that every viewer sees alike, rendered once and shared for a moment.
 
 Shared fragments. Everyone with a role reads the whole mirror (portal.access), so what a status section shows
 depends on the mirror, not on who looks: fifty open dashboards should cost one rendering per refresh, not fifty.
-Templates wrap such sections in Django's `{% cache shared_seconds "<name>" <vary on> %}`; `render_page` puts
-`shared_seconds` (PAGE_SHARED_SECONDS) in every context, and views pass what a section reads as `lazy` values, so a
-cached section costs neither its queries nor its rendering. A section varies on `row_version` of the rows the view
-has read anyway (so a change to them shows at once, the viewer's own action included) and on the request's path; the
-rest it shows (other rows it reads) is at most PAGE_SHARED_SECONDS older than the mirror. Anything that depends on
-the viewer (actions they may take, history they may read, their name, the CSRF token) stays outside these sections.
+Templates wrap such sections in `{% shared "<name>" <vary on> %}` (portal/templatetags/portal_shared.py: Django's
+`{% cache %}`, rendered by one request when it expires while the others wait for it), and views pass what a section
+reads as `lazy` values, so a shared section costs neither its queries nor its rendering. A section varies on
+`row_version` of the rows the view has read anyway (so a change to them shows at once, the viewer's own action
+included) and on the request's path; the rest it shows (other rows it reads) is at most PAGE_SHARED_SECONDS older
+than the mirror. Anything that depends on the viewer (actions they may take, history they may read, their name, the
+CSRF token) stays outside these sections.
 """
 
 import functools
@@ -37,7 +38,6 @@ def partial_for(request: HttpRequest, partials: dict[str, str], default: str) ->
 
 
 def render_page(request: HttpRequest, template: str, context: dict, partial: str | None) -> HttpResponse:
-    context.setdefault("shared_seconds", int(settings.PAGE_SHARED_SECONDS))
     response = render(request, f"{template}#{partial}" if partial else template, context)
     # One URL answers with a page or a fragment: caches must key on the headers that decide.
     patch_vary_headers(response, ["HX-Request", "HX-Target"])

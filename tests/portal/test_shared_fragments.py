@@ -2,9 +2,14 @@
 rendered once for every viewer, yet each viewer still sees their own name, actions and scope, and a change to the
 rows a page reads shows at once."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.contrib.auth.models import Group
+from django.core.cache.utils import make_template_fragment_key
 from django.db import connection
+from django.template import Context, Template
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -177,3 +182,39 @@ def test_a_permission_taken_from_a_role_takes_effect_for_its_members(client, sha
         *Group.objects.get(name="Submitter").permissions.filter(codename="submit"))
 
     assert client.get(reverse("submit_template_list")).status_code == 403
+
+
+# --- the {% shared %} tag ----------------------------------------------------------------------------------
+
+SECTION = Template('{% load portal_shared %}{% shared "test-section" version %}{{ rendering }}{% endshared %}')
+
+
+def test_a_section_that_expires_is_rendered_once_while_the_others_wait(shared):
+    renderings = []
+
+    def rendering():
+        renderings.append(1)
+        time.sleep(0.2)   # a slow section: the other requests arrive while it renders
+        return f"rendering {len(renderings)}"
+
+    with ThreadPoolExecutor(4) as pool:
+        pages = list(pool.map(lambda _: SECTION.render(Context({"version": "v1", "rendering": rendering})),
+                              range(4)))
+
+    assert renderings == [1]
+    assert pages == ["rendering 1"] * 4
+
+
+def test_a_renderer_that_never_finishes_holds_the_others_up_only_briefly(shared):
+    key = "shared:" + make_template_fragment_key("test-section", ["v2"])
+    shared.add(key + ":rendering", "a renderer that died", 60)
+
+    assert SECTION.render(Context({"version": "v2", "rendering": "rendered anyway"})) == "rendered anyway"
+
+
+def test_a_section_varies_on_what_it_names(shared):
+    first = SECTION.render(Context({"version": "v3", "rendering": "first"}))
+    again = SECTION.render(Context({"version": "v3", "rendering": "second"}))
+    other = SECTION.render(Context({"version": "v4", "rendering": "second"}))
+
+    assert (first, again, other) == ("first", "first", "second")
