@@ -8,8 +8,10 @@ the job list, the job page and a task page for `--seconds`, twice in the same ru
   2. busy sync: the pool resized to `--nodes` x `--slots`, so tasks run (`sleep --task-seconds`) and end all the
      time, and the sync worker brings each change in while the same load runs.
 
-Prints requests/s and p50/p95/p99 of each, and the tasks the sync brought in during the busy phase (it must have
-worked). Fails only when a request answered an error or the sync brought nothing in."""
+Between the two, the same users poll the dashboard alone for `--dashboard-seconds` (issue 14's "50 viewers").
+Prints requests/s and p50/p95/p99 of each, the tasks the sync brought in during the busy phase (it must have
+worked), and what each request cost each process in CPU (CpuMeter). Fails only when a request answered an error or
+the sync brought nothing in."""
 
 from __future__ import annotations
 
@@ -224,12 +226,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--dashboard-seconds", type=float, default=30.0,
+                        help="the dashboard alone, the same users, before the busy phase")
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--task-seconds", type=float, default=1.0)
     parser.add_argument("--web-workers", type=int, default=3, help="gunicorn processes (WEB_CONCURRENCY)")
-    args = _common.arguments(parser, smoke={"users": 4, "seconds": 8.0, "tasks": 300, "nodes": 2, "slots": 4})
+    args = _common.arguments(parser, smoke={"users": 4, "seconds": 8.0, "dashboard_seconds": 4.0, "tasks": 300,
+                                                       "nodes": 2, "slots": 4})
 
     url = stack_database("stack")
 
@@ -271,6 +276,10 @@ def main() -> int:
         with CpuMeter(stack, database_backends) as idle_cpu:
             idle_run = load(stack.url, paths, args.users, args.seconds)
         idle = summary(*idle_run)
+        # Issue 14's figure: the dashboard alone, as a team's open screens poll it (idle sync).
+        with CpuMeter(stack, database_backends) as dashboard_cpu:
+            dashboard_run = load(stack.url, ["/"], args.users, args.dashboard_seconds)
+        dashboard = summary(*dashboard_run)
 
         with BatchGateway(stack.batch_url, LOCALBATCH_NAME, LOCALBATCH_KEY) as gateway:
             gateway.resize_pool(POOL, dedicated=args.nodes, low_priority=0)
@@ -298,11 +307,15 @@ def main() -> int:
         goal = f"<= {GOAL_P95_MS:.0f} ms" if pct == "p95" else ""
         _common.result(f"busy sync: {pct}", busy[pct], "ms", goal,
                        busy[pct] <= GOAL_P95_MS if pct == "p95" else None, f"idle sync {idle[pct]:.0f} ms")
+    _common.result("dashboard alone: requests/s", dashboard["rps"], "req/s", f">= {GOAL_RPS:.0f}",
+                   dashboard["rps"] >= GOAL_RPS, f"p95 {dashboard['p95']:.0f} ms (goal <= {GOAL_P95_MS:.0f} ms)")
+    print(f"  dashboard alone ({args.users} viewers, idle sync): {line(dashboard)}")
+    print(f"    {cpu_line(dashboard_cpu.spent, len(dashboard_run[0]) + len(dashboard_run[1]))}")
     print(f"  idle sync: {line(idle)}")
     print(f"    {cpu_line(idle_cpu.spent, len(idle_run[0]) + len(idle_run[1]))}")
     print(f"  busy sync: {line(busy)}; the sync brought in {synced:,} completed tasks during it")
     print(f"    {cpu_line(busy_cpu.spent, len(busy_run[0]) + len(busy_run[1]))}")
-    if idle["errors"] or busy["errors"]:
+    if idle["errors"] or busy["errors"] or dashboard["errors"]:
         print("FAILED: requests answered errors", file=sys.stderr)
         return 1
     if synced <= 0:
