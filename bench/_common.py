@@ -86,6 +86,9 @@ def setup_django(url: str | None = None, **environment: str) -> str:
     os.environ.update(environment)
     os.environ.setdefault("DJANGO_HTTPS", "0")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    # A page benchmark times what a request costs when it renders the page itself, not a copy another viewer's
+    # request rendered (portal/pages.py's shared sections); one that times the shared page says so.
+    os.environ.setdefault("PAGE_SHARED_SECONDS", "0")
     # WhiteNoise warns once that collectstatic has not run; benchmarks never serve static files.
     warnings.filterwarnings("ignore", message="No directory at")
     import django

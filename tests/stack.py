@@ -195,7 +195,8 @@ class Stack:
         # The settings of every portal process: production (DJANGO_DEBUG off) as the README lists them.
         self.env = {
             key: value for key, value in os.environ.items()
-            if not key.startswith(("DJANGO_", "BATCH_", "AZURE_", "STORAGE_", "CELERY_", "REDIS_", "CACHE_"))
+            if not key.startswith(("DJANGO_", "BATCH_", "AZURE_", "STORAGE_", "CELERY_", "REDIS_", "CACHE_", "PAGE_",
+                                   "DASHBOARD_"))
         }
         self.env.update({
             "PYTHONPATH": str(REPO_ROOT),
