@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from portal.models import BatchAccount
 
-from .gateway import BatchGateway, BlobStore, Containers, budget_for, entra_credential
+from .gateway import BatchGateway, BlobStore, Containers, RequestBudget, budget_for, entra_credential
 
 DEFAULT_ACCOUNT_NAME = "default"
 
@@ -67,11 +67,18 @@ def account_key(account: BatchAccount) -> str:
     return key
 
 
+def request_budget(account: BatchAccount) -> RequestBudget:
+    """The account's request budget, shared through the portal's Redis by every worker process (each process keeps
+    its own while Redis does not answer)."""
+    return budget_for(account.account_url, settings.BATCH_REQUESTS_PER_SECOND, redis_url=settings.REDIS_URL,
+                      key_prefix=settings.REDIS_KEY_PREFIX)
+
+
 def gateway_for(account: BatchAccount, *, budgeted: bool = False, connections: int | None = None) -> BatchGateway:
     """A gateway to the account; the caller closes it (it is a context manager). `budgeted`: its requests take
-    tokens from the account's request budget in this process (the sync's do; a person's action is not held up);
-    `connections`: how many requests it may have open at once."""
-    budget = budget_for(account.account_url, settings.BATCH_REQUESTS_PER_SECOND) if budgeted else None
+    tokens from the account's request budget, shared by every worker process (the sync's do; a person's action is
+    not held up); `connections`: how many requests it may have open at once."""
+    budget = request_budget(account) if budgeted else None
     ca_bundle = settings.BATCH_CA_BUNDLE or None
     if account.auth == BatchAccount.Auth.ENTRA_ID:
         return BatchGateway(account.account_url, account.account_name,

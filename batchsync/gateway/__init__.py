@@ -1,6 +1,6 @@
 """The only code in the portal that talks to Azure Batch: specs in, records and our errors out."""
 
-from .budget import RequestBudget, budget_for
+from .budget import RequestBudget, SharedBudget, budget_for
 from .client import BatchGateway, TaskListing
 from .errors import AlreadyExists, AuthFailed, GatewayError, NotFound, Rejected, Transient
 from .identity import entra_credential
@@ -18,7 +18,7 @@ from .specs import ImageSpec, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpe
 from .storage import BlobInfo, BlobStore, Containers
 
 __all__ = [
-    "BatchGateway", "TaskListing", "RequestBudget", "budget_for", "entra_credential",
+    "BatchGateway", "TaskListing", "RequestBudget", "SharedBudget", "budget_for", "entra_credential",
     "GatewayError", "NotFound", "AlreadyExists", "Transient", "Rejected", "AuthFailed",
     "PoolRecord", "NodeRecord", "JobRecord", "TaskCountsRecord", "TaskRecord",
     "FileRecord", "TaskFailure", "AddTasksResult",

@@ -1,18 +1,29 @@
 """A per-account request budget: every request a gateway sends takes a token, at most `rate` a second, and a 429 or
-503 that names a Retry-After pauses every request to that account in this process until then.
+503 that names a Retry-After pauses every request to that account until then — in this process (RequestBudget), or
+in every process that shares one Redis (SharedBudget).
 
 Batch throttles per account. Without a budget, a pass over a big account (hundreds of concurrent task listings)
 could spend the account's whole allowance and have Batch throttle the submissions that share it; with one, the
-sync slows down instead, and when Batch says "wait" every thread waits, not only the one that was told."""
+sync slows down instead, and when Batch says "wait" every thread waits, not only the one that was told. Celery
+runs several worker processes, each with its own threads: a budget per process would multiply by their number,
+and a Retry-After seen by one would be ignored by the rest, so the portal's budgets live in Redis."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from .errors import retry_after_seconds
+
+log = logging.getLogger(__name__)
 
 # Statuses after which Batch's Retry-After applies to the whole account, not only to the request it answered.
 _PAUSING_STATUSES = frozenset({429, 503})
@@ -78,21 +89,151 @@ class RequestBudget:
                 self.pause(seconds)
 
 
-_budgets: dict[str, RequestBudget] = {}
+# GCRA (the token bucket as one timestamp): KEYS[1] holds the account's "theoretical arrival time" in µs of Redis's
+# clock, KEYS[2] the pause. The pause, the bucket and the update are one script, so each request is one round trip
+# and two processes never take the same token. Returns 0 when the request may go, else the µs to wait first.
+# Redis's clock, not the callers': the processes may run on machines whose clocks disagree.
+_TAKE = """
+local paused = redis.call('PTTL', KEYS[2])
+if paused > 0 then return paused * 1000 end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait > 0 then return math.ceil(wait) end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return 0
+"""
+# A pause only ever grows: a shorter Retry-After must not cut a longer one another process was given.
+_PAUSE = """
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
+return 1
+"""
+# After Redis failed to answer, how long the budget stays in-process before it asks Redis again: a dead Redis costs
+# one connection attempt per this many seconds, not one per request.
+RETRY_REDIS_EVERY = 5.0
+KEY_PREFIX = "batchsync:budget:"
+
+
+class SharedBudget(RequestBudget):
+    """The budget of one account shared through Redis by every process that uses the same keys: one token bucket
+    (`rate` tokens a second, `rate` at most in hand) and one pause. When Redis does not answer, it falls back to
+    the in-process budget it inherits (said once in the log) and asks Redis again every RETRY_REDIS_EVERY seconds:
+    a dead Redis slows nothing down and fails nothing. `requests` and `pauses` count this process's only."""
+
+    def __init__(self, rate: float, client: redis.Redis, key: str):
+        super().__init__(rate)
+        self._client = client
+        self._keys = [f"{key}:tat", f"{key}:pause"]
+        self._take_script = client.register_script(_TAKE)
+        self._pause_script = client.register_script(_PAUSE)
+        self._redis_down_until = 0.0   # time.monotonic() before which Redis is not asked again
+        self._redis_lock = threading.Lock()
+
+    def take(self) -> float:
+        waited = 0.0
+        while True:
+            local_pause = super().paused_for()   # one told while Redis was away still holds
+            if local_pause > 0:
+                time.sleep(local_pause)
+                waited += local_pause
+                continue
+            if not self._redis_usable():
+                return waited + super().take()
+            # The interval and tolerance go with each call, so a changed rate applies from the next request on.
+            interval = 1_000_000 / self.rate
+            try:
+                wait_us = self._take_script(keys=self._keys, args=[interval, (max(self.rate, 1) - 1) * interval])
+            except redis.RedisError as exc:
+                self._redis_failed(exc)
+                return waited + super().take()
+            self._redis_answered()
+            if not wait_us:
+                with self._lock:
+                    self.requests += 1
+                return waited
+            delay = int(wait_us) / 1_000_000
+            time.sleep(delay)
+            waited += delay
+
+    def pause(self, seconds: float) -> None:
+        super().pause(seconds)
+        if not self._redis_usable():
+            return
+        try:
+            self._pause_script(keys=self._keys[1:], args=[max(1, round(min(seconds, MAX_PAUSE) * 1000))])
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+        else:
+            self._redis_answered()
+
+    def paused_for(self) -> float:
+        local = super().paused_for()
+        if not self._redis_usable():
+            return local
+        try:
+            shared = int(self._client.pttl(self._keys[1]))
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+            return local
+        self._redis_answered()
+        return max(local, shared / 1000)
+
+    def _redis_usable(self) -> bool:
+        return time.monotonic() >= self._redis_down_until
+
+    def _redis_failed(self, exc: redis.RedisError) -> None:
+        with self._redis_lock:
+            was_up = self._redis_down_until == 0.0
+            self._redis_down_until = time.monotonic() + RETRY_REDIS_EVERY
+        if was_up:
+            # Once per outage, not per request: a sync pass sends hundreds.
+            log.warning("request budget %s: Redis does not answer (%s: %s); this process keeps its own budget "
+                        "until it does", self._keys[0].rsplit(":", 1)[0], exc.__class__.__name__, exc)
+
+    def _redis_answered(self) -> None:
+        if self._redis_down_until:
+            with self._redis_lock:
+                if self._redis_down_until:
+                    self._redis_down_until = 0.0
+                    log.info("request budget %s: Redis answers again; the budget is shared again",
+                             self._keys[0].rsplit(":", 1)[0])
+
+
+_budgets: dict[tuple[str, str | None, str], RequestBudget] = {}
 _budgets_lock = threading.Lock()
 
 
 DEFAULT_RATE = 400.0
 
 
-def budget_for(account_url: str, rate: float | None = None) -> RequestBudget:
-    """The budget of the account at `account_url` in this process, created on first use; a `rate` given applies
-    from now on."""
-    key = account_url.rstrip("/").lower()
+def budget_for(account_url: str, rate: float | None = None, *, redis_url: str | None = None,
+               key_prefix: str = "") -> RequestBudget:
+    """The budget of the account at `account_url`, created on first use; a `rate` given applies from now on.
+    Without `redis_url` it is this process's own; with one, it is shared by every process that uses the same Redis
+    and `key_prefix` (the installation's namespace in Redis)."""
+    account = account_url.rstrip("/").lower()
     with _budgets_lock:
-        budget = _budgets.get(key)
+        budget = _budgets.get((account, redis_url, key_prefix))
         if budget is None:
-            budget = _budgets[key] = RequestBudget(rate or DEFAULT_RATE)
+            if redis_url is None:
+                budget = RequestBudget(rate or DEFAULT_RATE)
+            else:
+                budget = SharedBudget(rate or DEFAULT_RATE, _client(redis_url), f"{key_prefix}{KEY_PREFIX}{account}")
+            _budgets[(account, redis_url, key_prefix)] = budget
         elif rate:
             budget.rate = rate
         return budget
+
+
+@functools.lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    # Short timeouts and one retry without backoff (redis-py's default retries thrice with backoff): every request to
+    # Batch asks Redis first, and a Redis that hangs must cost the sync a second or two at most before the budget
+    # falls back to this process's own; the one retry replaces a connection Redis closed while it sat in the pool.
+    # (A forked worker gets fresh connections: redis-py's pool notices the new process id.)
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 1))

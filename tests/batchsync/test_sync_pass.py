@@ -7,7 +7,8 @@ import pytest
 from azure.batch import models
 
 from batchsync import sync
-from batchsync.gateway import JobSpec, TaskSpec, budget_for
+from batchsync.accounts import request_budget
+from batchsync.gateway import JobSpec, TaskSpec
 from batchsync.sync import account as account_pass
 from localbatch.server import Faults
 from portal.models import BatchAccount, Job, Task
@@ -130,7 +131,7 @@ def test_the_incremental_listing_asks_only_for_changes_since_batchs_clock(accoun
 
 def test_a_throttled_request_waits_for_retry_after_and_pauses_the_account(account, many_jobs, localbatch):  # noqa: F811
     localbatch.app.faults = Faults(rate=1.0, status=429, retry_after=1, path_pattern=r"/taskcounts$", count=1)
-    pauses_before = budget_for(account.account_url).pauses
+    pauses_before = request_budget(account).pauses
 
     stats = sync.sync_account(account)
 
@@ -140,7 +141,7 @@ def test_a_throttled_request_waits_for_retry_after_and_pauses_the_account(accoun
     retried = [s for s in served if s.path == throttled.path and s.at > throttled.at]
     assert retried and retried[0].status == 200
     assert retried[0].at - throttled.at >= 1.0, "Batch's Retry-After was honoured"
-    assert budget_for(account.account_url).pauses > pauses_before, "every request of the account was paused"
+    assert request_budget(account).pauses > pauses_before, "every request of the account was paused"
 
 
 def test_a_job_batch_does_not_answer_for_does_not_stop_the_others(account, many_jobs, localbatch):  # noqa: F811
