@@ -274,8 +274,8 @@ BATCH_MANAGED_IDENTITY_CLIENT_ID = os.environ.get("BATCH_MANAGED_IDENTITY_CLIENT
 BATCH_CA_BUNDLE = os.environ.get("BATCH_CA_BUNDLE", "")
 
 # The sync (batchsync/sync/): how many requests of one pass are in flight at once (a real region answers in
-# 50–150 ms, so a pass of 200 jobs needs them side by side), and the request budget of one account in each worker
-# process: every request to Batch takes a token, and a Retry-After from Batch pauses them all.
+# 50–150 ms, so a pass of 200 jobs needs them side by side), and the request budget of one account, shared by every
+# worker process through REDIS_URL: every request to Batch takes a token, and a Retry-After from Batch pauses them all.
 SYNC_CONCURRENCY = int(os.environ.get("SYNC_CONCURRENCY", "32"))
 BATCH_REQUESTS_PER_SECOND = float(os.environ.get("BATCH_REQUESTS_PER_SECOND", "400"))
 
