@@ -90,22 +90,23 @@ class RequestBudget:
 
 
 # GCRA (the token bucket as one timestamp): KEYS[1] holds the account's "theoretical arrival time" in µs of Redis's
-# clock, KEYS[2] the pause. The pause, the bucket and the update are one script, so each request is one round trip
-# and two processes never take the same token. Returns 0 when the request may go, else the µs to wait first.
-# Redis's clock, not the callers': the processes may run on machines whose clocks disagree.
+# clock, KEYS[2] the pause. The pause, the bucket and the update are one script, so a request costs one round trip
+# and two processes never take the same token. Unless the account is paused ({0, µs of the pause}), the caller is
+# given the next free slot at once and told how long to wait for it ({1, µs}): callers queue in Redis rather than
+# all asking again each time a token comes free. Redis's clock, not the callers': their machines' may disagree.
 _TAKE = """
 local paused = redis.call('PTTL', KEYS[2])
-if paused > 0 then return paused * 1000 end
+if paused > 0 then return {0, paused * 1000} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
 local wait = tat - tolerance - now
-if wait > 0 then return math.ceil(wait) end
+if wait < 0 then wait = 0 end
 tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-return 0
+return {1, math.ceil(wait)}
 """
 # A pause only ever grows: a shorter Retry-After must not cut a longer one another process was given.
 _PAUSE = """
@@ -147,18 +148,25 @@ class SharedBudget(RequestBudget):
             # The interval and tolerance go with each call, so a changed rate applies from the next request on.
             interval = 1_000_000 / self.rate
             try:
-                wait_us = self._take_script(keys=self._keys, args=[interval, (max(self.rate, 1) - 1) * interval])
+                slotted, wait_us = self._take_script(keys=self._keys,
+                                                     args=[interval, (max(self.rate, 1) - 1) * interval])
             except redis.RedisError as exc:
                 self._redis_failed(exc)
                 return waited + super().take()
             self._redis_answered()
-            if not wait_us:
-                with self._lock:
-                    self.requests += 1
-                return waited
             delay = int(wait_us) / 1_000_000
-            time.sleep(delay)
-            waited += delay
+            if delay:
+                time.sleep(delay)
+                waited += delay
+            if not slotted:
+                continue   # the account was paused: ask again once the pause is over
+            # A Retry-After given to anyone while this caller waited for its slot holds it back too; the slot is
+            # given up (one token less, never one request too many).
+            if delay and self.paused_for() > 0:
+                continue
+            with self._lock:
+                self.requests += 1
+            return waited
 
     def pause(self, seconds: float) -> None:
         super().pause(seconds)
