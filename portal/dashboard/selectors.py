@@ -144,7 +144,8 @@ def _dashboard_over(accounts: list[int]) -> Dashboard:
             node_totals[state] = node_totals.get(state, 0) + n
 
     live = Job.objects.live().filter(account_id__in=accounts)
-    active_jobs = list(live.select_related("submitted_by", "account")
+    # Kept in the shared cache: the submitter's name, not their password hash.
+    active_jobs = list(live.select_related("submitted_by", "account").defer("submitted_by__password")
                        .order_by("-creation_time", "-pk")[:DASHBOARD_JOBS])
     for job in active_jobs:
         job.task_terminated  # noqa: B018 -- read now (a query per job with failures), so the shared copy holds it

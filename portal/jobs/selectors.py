@@ -151,8 +151,9 @@ def job_filter_choices(*, user: User, scope: AccountScope) -> dict:
     return {
         "states": [("live", "Not finished"), *JobState.choices],
         "pools": pool_choices(scope),
+        # Names only: the choices are kept in the shared cache (portal.pages.shared_value), password hashes are not.
         "submitters": list(User.objects.filter(submitted_jobs__isnull=False).distinct()
-                           .order_by(User.USERNAME_FIELD)),
+                           .order_by(User.USERNAME_FIELD).only("pk", User.USERNAME_FIELD)),
     }
 
 

@@ -144,6 +144,19 @@ def test_the_dashboard_is_rendered_once_for_everyone(client, shared, viewer, ope
     assert "opal-operator" in second and "vic-viewer" not in second
 
 
+def test_nothing_kept_for_everyone_holds_a_password_hash(client, shared, viewer, submitter):
+    submitter.set_password("a password of sue's")
+    submitter.save()
+    JobFactory(submitted_by=submitter)
+    client.force_login(viewer)
+    for url in (reverse("dashboard"), reverse("job_list"), reverse("job_list") + "?scope=all"):
+        assert client.get(url).status_code == 200
+
+    kept = list(shared._cache.values())   # the memory cache's pickled entries
+    assert kept
+    assert not any(submitter.password.encode() in entry for entry in kept)
+
+
 # --- permissions, from the shared cache ---------------------------------------------------------------
 
 def test_permissions_are_read_from_the_cache_after_the_first_page(client, shared, viewer):
