@@ -310,6 +310,10 @@ DASHBOARD_SHARED_SECONDS = float(os.environ.get("DASHBOARD_SHARED_SECONDS", "2")
 # The status sections of the dashboard, job list, job page and task page are rendered once per this many seconds
 # for everyone who sees them alike (portal/pages.py, "Shared fragments"); 0 renders them for every request.
 PAGE_SHARED_SECONDS = int(os.environ.get("PAGE_SHARED_SECONDS", "2"))
+# A running job's pace (its recent endings and run times, portal/jobs/estimates.py) is read from its tasks once per
+# this many seconds for every page and viewer (0: per estimate): it reads up to thousands of index entries a job, and
+# over a window of 15 minutes or more a minute's age moves the rate little. Its counts and sync time stay current.
+ESTIMATE_PACE_SECONDS = float(os.environ.get("ESTIMATE_PACE_SECONDS", "60"))
 # The audit chain's heads, one blob each, never replaced (portal/audit/heads.py); give it an immutability policy.
 STORAGE_AUDIT_CONTAINER = os.environ.get("STORAGE_AUDIT_CONTAINER", "portal-audit")
 STORAGE_UPLOAD_SAS_MINUTES = int(os.environ.get("STORAGE_UPLOAD_SAS_MINUTES", "30"))

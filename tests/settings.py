@@ -40,3 +40,5 @@ DASHBOARD_SHARED_SECONDS = 0
 # ...and the shared sections of pages: a test sees the rows it just changed (tests/portal/test_shared_fragments.py
 # tests the sharing).
 PAGE_SHARED_SECONDS = 0
+# ...and a job's pace behind its finish estimate (tests/portal/test_estimates.py tests the shared read).
+ESTIMATE_PACE_SECONDS = 0

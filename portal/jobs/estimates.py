@@ -4,7 +4,9 @@ Two parts. `estimate` is a pure function over numbers (remaining tasks, completi
 template's history, the slots the pool has): bench/eta_backtest.py feeds it what it reads from Batch, so the bench
 measures this estimator and not a copy. `job_estimate` reads those numbers for one job from the mirror, on render:
 the estimate is "updated by the sync" because every sync pass rewrites what it reads (Batch's task counts on the
-job, each task's end time, the pool's node counts); nothing is stored.
+job, each task's end time, the pool's node counts). Only the job's pace (its recent endings and their run times, the
+part that reads thousands of index entries a job) is kept, in the shared cache for ESTIMATE_PACE_SECONDS, so a page
+listing jobs costs the same with a million ended tasks as with ten thousand.
 
 The basis, in order:
 1. The job's own rate: tasks that ended in a recent window (from the task_job_end index: one bounded COUNT and the
@@ -21,12 +23,14 @@ The basis, in order:
 3. Neither: unknown, and the sentence says why.
 """
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, F, OuterRef, Q, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
@@ -134,6 +138,13 @@ def _last_wave(durations: Sequence[float], n: int) -> float:
     return total
 
 
+@functools.lru_cache(maxsize=1024)
+def _last_wave_of(durations: tuple[float, ...], n: int) -> float:
+    """_last_wave, remembered: a job's pace (its durations) is shared for ESTIMATE_PACE_SECONDS and its tasks running
+    seldom change, so a page listing jobs computes each job's last wave once, not on every render."""
+    return _last_wave(durations, n)
+
+
 def estimate(*, now: datetime, remaining: int, running: int = 0, endings: int = 0, window_seconds: float = 0.0,
              history: History | None = None, slots: int = 0, durations: Sequence[float] = ()) -> Estimate:
     """The estimate from numbers alone.
@@ -155,7 +166,7 @@ def estimate(*, now: datetime, remaining: int, running: int = 0, endings: int = 
             # From the shape of its own run times (the backtest's heavy-tailed jobs on 12 slots waited 5 mean task
             # times for the last wave, its uniform ones 1.1).
             typical = statistics.fmean(durations)
-            tail = _last_wave(durations, busy)
+            tail = _last_wave_of(tuple(durations), busy)
         else:
             # Busy slots ÷ rate is the mean time a task takes (Little's law); the slowest of n exponential residuals
             # takes H(n) = 1 + 1/2 + … + 1/n of them.
@@ -363,18 +374,23 @@ def _pools(jobs: list[Job]) -> dict[tuple[int, str], tuple[int, Machine | None]]
             for account, pool_id, dedicated, spot, slots, vm_size in rows}
 
 
-def job_estimates(jobs: Sequence[Job], submission: Submission | None = None) -> dict[int, Estimate | None]:
-    """When each job should finish, by pk, from the mirror as the last sync left it; None for a job with nothing to
-    estimate (it has ended, or Batch counts no task of it). A fixed number of queries however many jobs (the
-    dashboard's list): the first end times of each (seeks on task_job_end), the end of each one's first wave (at most
-    MAX_ENDINGS entries of task_job_end each), the endings in each one's recent window
-    (a range of task_job_end each; again over the whole time since the first ending for those whose window held too
-    few), then, for jobs without a rate, their submissions (unless `submission`, the one job's, is given) and pools,
-    and each template version's history, cached."""
-    estimates: dict[int, Estimate | None] = {job.pk: None for job in jobs}
-    live = [job for job in jobs if job.is_live and not job.has_ended and job.task_total > 0]
-    if not live:
-        return estimates
+@dataclass(frozen=True)
+class Pace:
+    """What a job's own rate is read from: as of `at` (its sync time then), `endings` in the `window_seconds` before
+    it, the run times of (the latest of) them, and the job's count of ended tasks then."""
+
+    at: datetime
+    endings: int
+    window_seconds: float
+    durations: tuple[float, ...]
+    completed: int
+
+
+def _read_paces(live: list[Job]) -> dict[int, Pace]:
+    """Each job's Pace from the mirror, in a fixed number of queries however many jobs: the first end times of each
+    (seeks on task_job_end), the end of each one's first wave (at most MAX_ENDINGS entries of task_job_end each), the
+    endings in each one's recent window (a range of task_job_end each; again over the whole time since the first
+    ending for those whose window held too few)."""
     # The first ending, and the MAX_ENDINGS-th latest up to the sync's time (a walk of that many index entries).
     as_of = Coalesce(OuterRef("tasks_synced_at"), OuterRef("last_synced_at"), Value(timezone.now()))
     rows = Job.objects.filter(pk__in=[job.pk for job in live]).annotate(
@@ -404,22 +420,73 @@ def job_estimates(jobs: Sequence[Job], submission: Submission | None = None) -> 
             counts[pk] = wider_counts.get(pk, 0)
             samples[pk] = wider_samples.get(pk, [])
         windows.update(wider)
-    slow = [job for job in live if counts.get(job.pk, 0) < MIN_ENDINGS]
+    paces = {}
+    for job in live:
+        window = windows.get(job.pk)
+        paces[job.pk] = Pace(at=_as_of(job), endings=counts.get(job.pk, 0),
+                             window_seconds=(window[0] - window[1]).total_seconds() if window else 0.0,
+                             durations=tuple(samples.get(job.pk, ())), completed=job.task_completed)
+    return paces
+
+
+def _pace_key(job: Job) -> str:
+    return f"eta-pace:v1:{job.pk}:{job.account_id}:{job.job_id}"
+
+
+def _paces(live: list[Job]) -> dict[int, Pace]:
+    """Each job's Pace, read from its tasks at most once per ESTIMATE_PACE_SECONDS for every page and viewer (the
+    shared cache): the read costs up to thousands of index entries a job (MAX_ENDINGS, SAMPLE_TASKS), the same for
+    each of a dashboard's jobs on every render; a minute's age moves a rate over 15 minutes or more little, and the
+    estimate itself runs from the job's current counts and sync time. A Pace is read again once older than that
+    (by the job's sync time), and at once for a job that had no rate yet and has had tasks end since (its first
+    endings replace the template's history). Jobs whose sync time is unknown are read every time."""
+    seconds = settings.ESTIMATE_PACE_SECONDS
+    if seconds <= 0:
+        return _read_paces(live)
+    keys = {job.pk: _pace_key(job) for job in live if job.tasks_synced_at or job.last_synced_at}
+    stored = cache.get_many(list(keys.values())) if keys else {}
+    paces: dict[int, Pace] = {}
+    for job in live:
+        pace = stored.get(keys.get(job.pk, ""))
+        if not isinstance(pace, Pace):
+            continue
+        age = (_as_of(job) - pace.at).total_seconds()
+        if 0 <= age <= seconds and (pace.endings >= MIN_ENDINGS or pace.completed == job.task_completed):
+            paces[job.pk] = pace
+    stale = [job for job in live if job.pk not in paces]
+    if stale:
+        fresh = _read_paces(stale)
+        paces.update(fresh)
+        cache.set_many({keys[pk]: pace for pk, pace in fresh.items() if pk in keys}, timeout=seconds)
+    return paces
+
+
+def job_estimates(jobs: Sequence[Job], submission: Submission | None = None) -> dict[int, Estimate | None]:
+    """When each job should finish, by pk, from the mirror as the last sync left it; None for a job with nothing to
+    estimate (it has ended, or Batch counts no task of it). A fixed number of queries however many jobs (the
+    dashboard's list): each job's pace (_paces: none while the shared copy is fresh), then, for jobs without a rate,
+    their submissions (unless `submission`, the one job's, is given) and pools, and each template version's history,
+    cached."""
+    estimates: dict[int, Estimate | None] = {job.pk: None for job in jobs}
+    live = [job for job in jobs if job.is_live and not job.has_ended and job.task_total > 0]
+    if not live:
+        return estimates
+    paces = _paces(live)
+    slow = [job for job in live if paces[job.pk].endings < MIN_ENDINGS]
     versions = _template_versions(slow, submission) if slow else {}
     pools = _pools(slow) if slow else {}
     for job in live:
-        now = _as_of(job)
         history = None
         slots, machine = pools.get((job.account_id, job.pool_id), (0, None))
         if job.max_parallel_tasks > 0:   # the slots it can get: no more than its maxParallelTasks at once
             slots = min(slots, job.max_parallel_tasks)
         if job.pk in versions:
             history = template_history(versions[job.pk], job.account_id, job.job_id, machine)
-        window = windows.get(job.pk)
+        pace = paces[job.pk]
         estimates[job.pk] = estimate(
-            now=now, remaining=job.task_active + job.task_running, running=job.task_running,
-            endings=counts.get(job.pk, 0), window_seconds=(window[0] - window[1]).total_seconds() if window else 0.0,
-            history=history, slots=slots, durations=samples.get(job.pk, ()))
+            now=_as_of(job), remaining=job.task_active + job.task_running, running=job.task_running,
+            endings=pace.endings, window_seconds=pace.window_seconds, history=history, slots=slots,
+            durations=pace.durations)
     return estimates
 
 

@@ -14,8 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.jobs.estimates import History, Machine, estimate, from_end_times, job_estimate
-from portal.models import JobTemplate, Submission, SubmissionState
+from portal.jobs.estimates import History, Machine, estimate, from_end_times, job_estimate, job_estimates
+from portal.models import Job, JobTemplate, Submission, SubmissionState
 from tests.factories import JobFactory, PoolFactory, TaskFactory
 from tests.portal.pages import text
 
@@ -353,6 +353,49 @@ def test_the_selectors_queries_do_not_grow_with_the_job(tasks):
 
     assert len(with_rate) == 3, "the first end times, the end of the first wave, the window's count"
     assert len(cold) <= 5 and len(warm) <= 4, "and the submission, the pool, the history once"
+
+
+@pytest.mark.django_db
+def test_a_jobs_pace_is_read_once_per_interval_for_every_page_and_viewer(settings):
+    settings.ESTIMATE_PACE_SECONDS = 60
+    jobs = [running_job(task_active=100, task_running=4, task_completed=tasks) for tasks in (30, 300)]
+    for job, tasks in zip(jobs, (30, 300), strict=True):
+        ended_tasks(job, tasks, NOW - tasks * timedelta(seconds=2), timedelta(seconds=2))
+    pks = [job.pk for job in jobs]
+
+    def read(**synced):
+        # Each page reads its jobs afresh, as a request does.
+        Job.objects.filter(pk__in=pks).update(**synced)
+        fresh = list(Job.objects.filter(pk__in=pks).order_by("pk"))
+        with CaptureQueriesContext(connection) as queries:
+            estimates = job_estimates(fresh)
+        return estimates, len(queries)
+
+    first, cold = read()
+    again, warm = read()
+    assert cold == 3 and warm == 0, "read once; then from the shared copy, whatever the jobs' sizes"
+    assert again == first
+
+    # The next sync pass: the same pace, from the job's new sync time and counts.
+    moved, warm = read(tasks_synced_at=NOW + timedelta(seconds=30), task_active=90)
+    assert warm == 0
+    assert moved[pks[0]].finish_at < first[pks[0]].finish_at + timedelta(seconds=30), "ten fewer to go"
+    # Older than the interval: read again, over the window up to the new sync time.
+    _, read_again = read(tasks_synced_at=NOW + timedelta(seconds=61))
+    assert read_again == 3
+
+
+@pytest.mark.django_db
+def test_a_job_without_a_pace_reads_it_again_as_soon_as_its_tasks_end(settings):
+    settings.ESTIMATE_PACE_SECONDS = 60
+    job = running_job(task_active=100, task_running=4)
+    assert not job_estimate(job).known
+
+    ended_tasks(job, 10, NOW - timedelta(minutes=5), timedelta(seconds=30))
+    job.task_completed, job.task_active = 10, 90
+
+    result = job_estimate(job)
+    assert result is not None and "6 tasks ended in the last 3.5 min" in result.basis, "after the first wave"
 
 
 # --- The pages ----------------------------------------------------------------------------------------------------
