@@ -328,8 +328,8 @@ SUBMISSION_LOGS_CONTAINER_URL = os.environ.get("SUBMISSION_LOGS_CONTAINER_URL", 
 SUBMISSION_OUTPUTS_CONTAINER_URL = os.environ.get("SUBMISSION_OUTPUTS_CONTAINER_URL", "")
 SUBMISSION_LEASE_SECONDS = float(os.environ.get("SUBMISSION_LEASE_SECONDS", "45"))
 SUBMISSION_CHUNK_SIZE = int(os.environ.get("SUBMISSION_CHUNK_SIZE", "500"))
-# addtaskcollection requests (100 tasks each) one submission keeps in flight.
-SUBMISSION_MAX_CONCURRENCY = int(os.environ.get("SUBMISSION_MAX_CONCURRENCY", "4"))
+# addtaskcollection requests (100 tasks each) one submission keeps in flight (batchsync/submit.py says why 8).
+SUBMISSION_MAX_CONCURRENCY = int(os.environ.get("SUBMISSION_MAX_CONCURRENCY", "8"))
 # Browser uploads (portal/submit/uploads.py): at most this many bytes of files in one submission, and the largest CSV
 # a sweep is read from (the server reads it whole to make one task per row).
 SUBMISSION_MAX_UPLOAD_BYTES = int(os.environ.get("SUBMISSION_MAX_UPLOAD_BYTES", str(5 * 1000 ** 3)))
