@@ -57,6 +57,9 @@ QUIET_RELIST = timedelta(seconds=60)
 # A listing expected to return more tasks than this is handed to `defer` (its own Celery task) when the caller
 # gives one, so one job's big listing does not keep the account's pass, and the worker running it, busy.
 BIG_LISTING = 10_000
+# While answers keep arriving, what they leave to store is stored at most this often: against a slow Batch they
+# trickle in, and storing each on its own cost what storing them together saves. Short beside a round trip.
+LINGER = 0.02
 
 
 # --- the account ---------------------------------------------------------------------------------
@@ -165,7 +168,7 @@ class _AccountPass:
             self.held.close()
 
     def run(self) -> None:
-        self.fetcher.run(idle=self._flush)
+        self.fetcher.run(idle=self._flush, linger=LINGER)
         # A full pass waits for a job's lock rather than skipping it (the incremental pass runs on the same round
         # seconds and could win every time); it waits here, once the rest of the pass is done.
         for job in self.lock_waits:

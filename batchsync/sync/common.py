@@ -168,23 +168,33 @@ class Fetcher:
         self._handlers[future] = then
         future.add_done_callback(self._done.put)
 
-    def run(self, idle: Callable[[], None] | None = None) -> None:
+    def run(self, idle: Callable[[], None] | None = None, linger: float = 0.0) -> None:
         """Handle answers as they arrive (a handler may fetch more) until none is pending. A handler's exception
         cancels what has not started and is raised.
 
-        `idle()` runs whenever no answer is waiting to be handled (and once more before returning), and may fetch
-        more: handlers can leave work there to be done for every answer that arrived meanwhile at once. The slower
-        that work, the more answers wait meanwhile, so its batches grow exactly when the caller falls behind."""
+        `idle()` runs when no answer is waiting to be handled and either nothing is pending or `linger` seconds
+        passed since it last ran (and once more before returning); it may fetch more. Handlers leave work there to
+        be done for every answer that arrived meanwhile at once. Answers trickle in when Batch is slow: without
+        `linger` each would be written on its own, the per-answer cost batching is meant to save."""
+        last = time.monotonic()
         try:
             while True:
                 try:
                     future = self._done.get_nowait()
                 except queue.Empty:
-                    if idle is not None:
+                    wait = linger - (time.monotonic() - last)
+                    if idle is not None and (wait <= 0 or not self._handlers):
                         idle()
+                        last = time.monotonic()
+                        if not self._handlers:
+                            return   # idle fetched nothing more: the run is over
+                        continue
                     if not self._handlers:
                         return
-                    future = self._done.get()
+                    try:
+                        future = self._done.get(timeout=wait if idle is not None else None)
+                    except queue.Empty:
+                        continue
                 self._handlers.pop(future)(future)
         finally:
             for future in self._handlers:
