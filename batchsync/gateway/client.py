@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,8 +24,9 @@ from azure.core.rest import HttpRequest
 from urllib3.util.retry import Retry
 
 from . import convert
+from .adding import AddOutcome, Stopped, settle, sleep_before_retry
 from .budget import RequestBudget
-from .errors import AuthFailed, GatewayError, Rejected, Transient, refusal_words, translate
+from .errors import AuthFailed, GatewayError, Rejected, Transient, translate
 from .records import (
     AddTasksResult,
     FileRecord,
@@ -218,7 +218,7 @@ class BatchGateway:
         n specs (in order) have all been added: a caller can record progress without pausing the requests.
         If it (or `specs`) raises, the remaining requests stop and its exception propagates."""
         deadline = time.monotonic() + budget_seconds
-        outcome = _AddOutcome()
+        outcome = AddOutcome()
         futures: list[Future[int]] = []
         with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="add-tasks") as pool:
             try:
@@ -228,7 +228,7 @@ class BatchGateway:
             except BaseException:
                 outcome.stop.set()
                 raise
-        errors = [error for f in futures if (error := f.exception()) and not isinstance(error, _Stopped)]
+        errors = [error for f in futures if (error := f.exception()) and not isinstance(error, Stopped)]
         if errors:
             first = next((e for e in errors if not isinstance(e, Transient)), errors[0])
             if isinstance(first, Transient):
@@ -240,7 +240,7 @@ class BatchGateway:
         return AddTasksResult(added=tuple(outcome.added), failures=tuple(outcome.failures))
 
     def _run_requests(self, pool: ThreadPoolExecutor, job_id: str, specs: Iterator[TaskSpec],
-                      futures: list[Future[int]], deadline: float, outcome: _AddOutcome,
+                      futures: list[Future[int]], deadline: float, outcome: AddOutcome,
                       on_progress: Callable[[int], None] | None, *, ahead: int,
                       request_budget_seconds: float | None) -> list[int]:
         """Keep `ahead` requests submitted, so a thread that finishes one starts the next at once while this thread
@@ -277,7 +277,7 @@ class BatchGateway:
                 prefix += sizes[settled]
                 settled += 1
 
-    def _add_chunk(self, job_id: str, chunk: list[TaskSpec], deadline: float, outcome: _AddOutcome,
+    def _add_chunk(self, job_id: str, chunk: list[TaskSpec], deadline: float, outcome: AddOutcome,
                    wire: dict[str, dict] | None = None, *, budget_seconds: float | None = None) -> int:
         """Add one request's worth of tasks; returns how many of them Batch refused. `budget_seconds`: from when
         it starts, not from when it was queued."""
@@ -289,7 +289,7 @@ class BatchGateway:
         attempt, refused = 0, 0
         while pending:
             if outcome.stop.is_set():
-                raise _Stopped()
+                raise Stopped()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Transient(f"time budget for adding tasks to job {job_id} ran out")
@@ -299,7 +299,7 @@ class BatchGateway:
                                                      read_timeout=max(1.0, min(60.0, remaining)))
             except Transient as error:
                 attempt += 1
-                _sleep_before_retry(attempt, error.retry_after, deadline, outcome.stop, error)
+                sleep_before_retry(attempt, error.retry_after, deadline, outcome.stop, error)
                 continue
             except Rejected as error:
                 if error.code != "RequestBodyTooLarge":
@@ -312,12 +312,12 @@ class BatchGateway:
                 return (refused + self._add_chunk(job_id, specs[:len(specs) // 2], deadline, outcome, wire)
                         + self._add_chunk(job_id, specs[len(specs) // 2:], deadline, outcome, wire))
 
-            refused += _settle(results, pending, outcome)
+            refused += settle(results, pending, outcome)
             if pending:
                 # Tasks Batch answered with servererror, or not at all, are in an unknown state; resending
                 # them is safe because a task that exists already counts as added.
                 attempt += 1
-                _sleep_before_retry(attempt, None, deadline, outcome.stop,
+                sleep_before_retry(attempt, None, deadline, outcome.stop,
                                     Transient(f"Batch did not add {len(pending)} tasks to job {job_id}"))
         return refused
 
@@ -406,8 +406,8 @@ class BatchGateway:
             except Transient as error:
                 attempt += 1
                 try:
-                    _sleep_before_retry(attempt, error.retry_after, deadline, stop, error)
-                except _Stopped:
+                    sleep_before_retry(attempt, error.retry_after, deadline, stop, error)
+                except Stopped:
                     return error
                 except Transient:
                     return error
@@ -530,28 +530,6 @@ class TaskListing(Iterator[TaskRecord]):
         return next(self.records)
 
 
-class _Stopped(Exception):
-    """A chunk of add_tasks gave up because another chunk failed."""
-
-
-class _AddOutcome:
-    """What add_tasks' worker threads found out, shared between them."""
-
-    def __init__(self) -> None:
-        self.added: list[str] = []
-        self.failures: list[TaskFailure] = []
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
-
-    def add(self, task_id: str) -> None:
-        with self._lock:
-            self.added.append(task_id)
-
-    def fail(self, failure: TaskFailure) -> None:
-        with self._lock:
-            self.failures.append(failure)
-
-
 @contextmanager
 def _translated() -> Iterator[None]:
     try:
@@ -559,40 +537,6 @@ def _translated() -> Iterator[None]:
     except AzureError as exc:
         # `from None`: the SDK's exception text includes response bodies, which may echo SAS URLs.
         raise translate(exc) from None
-
-
-def _settle(results: Iterable[dict], pending: dict[str, TaskSpec], outcome: _AddOutcome) -> int:
-    """Move the tasks Batch added (or had already) and those it refused out of `pending`; returns how many it
-    refused."""
-    refused = 0
-    for result in results:
-        task_id = result.get("taskId")
-        if task_id not in pending:
-            continue
-        status, error = result.get("status"), result.get("error") or {}
-        code = error.get("code")
-        if convert.enum_equals(status, "success") or code == "TaskExists":
-            outcome.add(pending.pop(task_id).id)
-        elif convert.enum_equals(status, "clientError"):
-            message, _ = refusal_words((error.get("message") or {}).get("value") or "refused by Batch",
-                                       [(item.get("key"), item.get("value")) for item in error.get("values") or ()
-                                        if isinstance(item, dict)])
-            outcome.fail(TaskFailure(pending.pop(task_id).id, code, message))
-            refused += 1
-        # A ServerError stays pending and is sent again.
-    return refused
-
-
-def _sleep_before_retry(attempt: int, retry_after: float | None, deadline: float, stop: threading.Event,
-                        error: GatewayError) -> None:
-    """Exponential backoff with jitter, at least what Batch asked for; raise `error` instead if that would
-    overrun the deadline. Wakes early, and gives up, when another chunk has failed."""
-    delay = min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0)
-    delay = max(delay, retry_after or 0.0)
-    if time.monotonic() + delay >= deadline:
-        raise error
-    if stop.wait(delay):
-        raise _Stopped()
 
 
 # Batch's answers to a task call that are about the job, not the task: no other task of the job would fare better.
