@@ -335,13 +335,14 @@ def _endings(windows: dict[int, tuple[datetime, datetime]]) -> tuple[dict[int, i
 
 def _wave_ends(bounds: dict[int, tuple[datetime, datetime | None]]) -> dict[int, datetime]:
     """Each job's task_running-th ending up to its sync time (see wave_end), for jobs with more than one task
-    running: one query numbering each job's earliest endings, at most MAX_ENDINGS of them (up to `bounds`' second
-    time, the MAX_ENDINGS-th earliest ending; None: the job has fewer) from the index task_job_end."""
+    running: one query numbering each job's earliest endings, at most as many as the most tasks any of them has
+    running (up to `bounds`' second time, that many-th earliest ending; None: the job has fewer) from the index
+    task_job_end."""
     if not bounds:
         return {}
     ranges = Q()
-    for pk, (now, nth_earliest) in bounds.items():
-        ranges |= Q(job_id=pk, end_time__lte=min(now, nth_earliest) if nth_earliest is not None else now)
+    for pk, (now, kth_earliest) in bounds.items():
+        ranges |= Q(job_id=pk, end_time__lte=min(now, kth_earliest) if kth_earliest is not None else now)
     rows = (Task.objects.filter(ranges).order_by()
             .annotate(running=F("job__task_running"),
                       nth=Window(RowNumber(), partition_by=[F("job_id")], order_by=[F("end_time").asc()]))
@@ -388,23 +389,27 @@ class Pace:
 
 def _read_paces(live: list[Job]) -> dict[int, Pace]:
     """Each job's Pace from the mirror, in a fixed number of queries however many jobs: the first end times of each
-    (seeks on task_job_end), the end of each one's first wave (at most MAX_ENDINGS entries of task_job_end each), the
-    endings in each one's recent window (a range of task_job_end each; again over the whole time since the first
-    ending for those whose window held too few)."""
-    # The first ending, and the MAX_ENDINGS-th latest up to the sync's time (a walk of that many index entries).
+    (seeks on task_job_end), the end of each one's first wave (as many entries of task_job_end each as the most tasks
+    running in one of them, at most MAX_ENDINGS), the endings in each one's recent window (a range of task_job_end
+    each; again over the whole time since the first ending for those whose window held too few)."""
+    # The first ending, the MAX_ENDINGS-th latest up to the sync's time (a walk of that many index entries), and the
+    # k-th earliest, k the most tasks running in any of the jobs whose first wave is looked for (_wave_ends reads no
+    # further: a first wave of 28 reads 28 entries a job, not MAX_ENDINGS).
+    waved = [job for job in live if 1 < job.task_running <= MAX_ENDINGS]
+    k = max((job.task_running for job in waved), default=1)
     as_of = Coalesce(OuterRef("tasks_synced_at"), OuterRef("last_synced_at"), Value(timezone.now()))
     rows = Job.objects.filter(pk__in=[job.pk for job in live]).annotate(
         first_end=Subquery(Task.objects.filter(job=OuterRef("pk"), end_time__isnull=False).order_by("end_time")
                            .values("end_time")[:1]),
         nth_latest=Subquery(Task.objects.filter(job=OuterRef("pk"), end_time__isnull=False, end_time__lte=as_of)
                             .order_by("-end_time").values("end_time")[MAX_ENDINGS - 1:MAX_ENDINGS]),
-        nth_earliest=Subquery(Task.objects.filter(job=OuterRef("pk"), end_time__isnull=False, end_time__lte=as_of)
-                              .order_by("end_time").values("end_time")[MAX_ENDINGS - 1:MAX_ENDINGS]),
-    ).order_by().values_list("pk", "first_end", "nth_latest", "nth_earliest")
+        kth_earliest=Subquery(Task.objects.filter(job=OuterRef("pk"), end_time__isnull=False, end_time__lte=as_of)
+                              .order_by("end_time").values("end_time")[k - 1:k]),
+    ).order_by().values_list("pk", "first_end", "nth_latest", "kth_earliest")
     ends = {pk: (first, nth) for pk, first, nth, _ in rows}
     first_ends = {pk: first for pk, (first, _) in ends.items()}
     waves = _wave_ends({job.pk: (_as_of(job), next((e for pk, _, _, e in rows if pk == job.pk), None))
-                        for job in live if 1 < job.task_running <= MAX_ENDINGS and ends.get(job.pk, (None,))[0]})
+                        for job in waved if ends.get(job.pk, (None,))[0]})
     windows: dict[int, tuple[datetime, datetime]] = {}
     for job in live:
         now, (first_end, nth_latest) = _as_of(job), ends.get(job.pk, (None, None))

@@ -356,6 +356,21 @@ def test_the_selectors_queries_do_not_grow_with_the_job(tasks):
 
 
 @pytest.mark.django_db
+def test_the_first_wave_is_looked_for_among_as_many_endings_as_tasks_running():
+    job = running_job(task_active=100, task_running=4, task_completed=60)
+    ended_tasks(job, 60, NOW - 60 * timedelta(seconds=20), timedelta(seconds=20))
+
+    with CaptureQueriesContext(connection) as queries:
+        result = job_estimate(job)
+
+    # The 4th earliest ending bounds the numbering of the first wave's endings (not the MAX_ENDINGS-th).
+    assert "OFFSET 3" in queries.captured_queries[0]["sql"]
+    assert result == from_end_times(now=NOW, end_times=[NOW - 60 * timedelta(seconds=20) + n * timedelta(seconds=20)
+                                                        for n in range(60)],
+                                    remaining=104, running=4, durations=[30.0] * 60)
+
+
+@pytest.mark.django_db
 def test_a_jobs_pace_is_read_once_per_interval_for_every_page_and_viewer(settings):
     settings.ESTIMATE_PACE_SECONDS = 60
     jobs = [running_job(task_active=100, task_running=4, task_completed=tasks) for tasks in (30, 300)]
