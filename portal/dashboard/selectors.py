@@ -147,8 +147,7 @@ def _dashboard_over(accounts: list[int]) -> Dashboard:
     # Kept in the shared cache: the submitter's name, not their password hash.
     active_jobs = list(live.select_related("submitted_by", "account").defer("submitted_by__password")
                        .order_by("-creation_time", "-pk")[:DASHBOARD_JOBS])
-    for job in active_jobs:
-        job.task_terminated  # noqa: B018 -- read now (a query per job with failures), so the shared copy holds it
+    Job.read_task_terminated(active_jobs)   # read now, in one query, so the shared copy holds it
     # Jobs are thousands, not millions; one aggregate over the unfinished ones is cheap.
     totals = live.aggregate(jobs=Count("pk"), running=Sum("task_running"), waiting=Sum("task_active"))
     failures = list(Task.objects.failed().filter(job__account_id__in=accounts)

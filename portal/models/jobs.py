@@ -4,6 +4,7 @@ Mirrored fields keep Batch's names in snake_case and are written only by batchsy
 end in `_at`. Rows Batch deleted stay, marked by `gone_at`."""
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -161,6 +162,18 @@ class Job(models.Model):
         if not self.task_failed:
             return 0
         return min(self.task_failed, Task.objects.killed_by_terminate().filter(job=self).count())
+
+    @staticmethod
+    def read_task_terminated(jobs: Iterable["Job"]) -> None:
+        """task_terminated of each of `jobs` (a page listing them) in one query instead of one a job with failures,
+        from the same partial index."""
+        failing = [job for job in jobs if job.task_failed and "task_terminated" not in job.__dict__]
+        if not failing:
+            return
+        killed = dict(Task.objects.killed_by_terminate().filter(job__in=failing).order_by().values("job_id")
+                      .annotate(n=models.Count("pk")).values_list("job_id", "n"))
+        for job in failing:
+            job.__dict__["task_terminated"] = min(job.task_failed, killed.get(job.pk, 0))
 
     @property
     def failed_task_count(self) -> int:

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.dashboard import selectors
-from portal.models import JobState, NodeState, TaskState
+from portal.models import TERMINATED_FAILURE_CODE, Job, JobState, NodeState, TaskState
 from tests.factories import BatchAccountFactory, JobFactory, NodeFactory, PoolFactory, TaskFactory, UserFactory
 from tests.portal.pages import text
 
@@ -186,3 +186,22 @@ def test_dashboard_queries_do_not_grow_with_jobs_pools_or_tasks(signed_in, djang
         many = signed_in.get(reverse("dashboard"))
     # An error page is cheap too: the budget counts only if the page itself was served.
     assert (few.status_code, many.status_code) == (200, 200)
+
+
+def test_the_jobs_tasks_killed_by_a_terminate_are_counted_in_one_query(django_assert_num_queries):
+    account = BatchAccountFactory()
+    jobs = [JobFactory(account=account, job_id=f"failing-{n}", task_failed=3, task_completed=3) for n in range(4)]
+    for job, killed in zip(jobs, (0, 1, 2, 3), strict=True):
+        for n in range(3):
+            TaskFactory(job=job, task_id=f"t{n}", state=TaskState.COMPLETED, result="failure",
+                        failure_code=TERMINATED_FAILURE_CODE if n < killed else "FailureExitCode")
+    clean = JobFactory(account=account, job_id="clean")
+    fresh = list(Job.objects.filter(account=account).order_by("job_id"))
+
+    with django_assert_num_queries(1):
+        Job.read_task_terminated(fresh)
+        assert [job.task_terminated for job in fresh] == [0, 0, 1, 2, 3]
+
+    assert [job.task_terminated for job in Job.objects.filter(account=account).order_by("job_id")] == \
+        [0, 0, 1, 2, 3], "as each job reads it alone"
+    assert clean.task_terminated == 0
