@@ -42,8 +42,11 @@ def test_one_pass_fills_the_mirror_and_prints_a_summary(configured):
     assert Task.objects.filter(job__job_id="job-1").count() == 4
 
 
-def test_a_second_pass_says_which_jobs_it_did_not_need_to_list(configured):
+def test_a_pass_says_which_jobs_it_did_not_need_to_list(configured):
     batch_sync()
+    # The pass after a job changed lists it once more (it stored changes last time: batchsync/sync/account.py lists
+    # such a job with its counts); the one after that finds it quiet.
+    assert "not listed" not in batch_sync()
 
     assert "; 1 unchanged jobs not listed" in batch_sync()
 
