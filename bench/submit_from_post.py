@@ -7,9 +7,11 @@ extrapolated to 10,000; the output says so).
 What the timed part goes through: the POST (the real view, Django's test Client in this process), the submission
 row and its audit event, the on-commit enqueue to Redis, the worker (`celery -A batchsync worker -Q submit`, its
 own process) picking it up, creating the job and adding the tasks in chunks, recording progress in PostgreSQL. The
-clock stops when the database says the submission is submitted: a trigger this run adds (and drops) on the
-submission table sends a NOTIFY when the worker's update that marks it submitted commits, and this process waits for
-it on a LISTENing connection, so waiting costs no queries and no CPU taken from the worker. The tasks carry their
+clock stops when the database says every task is accepted (the submission finalizing: its tasks all added, the job
+next told to end when they complete): a trigger this run adds (and drops) on the submission table sends a NOTIFY
+when the worker's update that records it commits, and this process waits for it on a LISTENing connection, so
+waiting costs no queries and no CPU taken from the worker. The time until the submission is submitted (that one
+more request done) is printed beside it. The tasks carry their
 log-upload rules (an Azurite the script starts), as in production. The pool has no nodes, so nothing runs while
 tasks are added. `--latency-ms` makes localbatch answer every request that much later (a region's round trip).
 The compared add_tasks keeps as many requests in flight as the worker does (SUBMISSION_MAX_CONCURRENCY)."""
@@ -50,8 +52,9 @@ def previewed(client, tasks: int) -> str:
 
 @contextmanager
 def final_notices(url: str):
-    """A connection that hears, the moment it commits, every update that makes a submission submitted or failed (the
-    payload is its public id): a trigger and its function named for this run, dropped afterwards."""
+    """A connection that hears, the moment it commits, every update that makes a submission finalizing, submitted
+    or failed (the payload is `<public id> <state>`): a trigger and its function named for this run, dropped
+    afterwards."""
     import dj_database_url
     import psycopg
 
@@ -61,9 +64,11 @@ def final_notices(url: str):
                            password=config["PASSWORD"] or None, dbname=config["NAME"], autocommit=True)
     try:
         conn.execute(f"CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN "
-                     f"PERFORM pg_notify('{name}', NEW.public_id::text); RETURN NEW; END $$ LANGUAGE plpgsql")
+                     f"PERFORM pg_notify('{name}', NEW.public_id::text || ' ' || NEW.state); RETURN NEW; END $$ "
+                     "LANGUAGE plpgsql")
         conn.execute(f"CREATE TRIGGER {name} AFTER UPDATE OF state ON portal_submission FOR EACH ROW "
-                     "WHEN (NEW.state IN ('submitted', 'failed') AND OLD.state IS DISTINCT FROM NEW.state) "
+                     "WHEN (NEW.state IN ('finalizing', 'submitted', 'failed') "
+                     "AND OLD.state IS DISTINCT FROM NEW.state) "
                      f"EXECUTE FUNCTION {name}()")
         conn.execute(f"LISTEN {name}")
         yield conn
@@ -74,8 +79,9 @@ def final_notices(url: str):
 
 
 def submitted(client, notices, payload: str, tasks: int, worker: subprocess.Popen,
-              log_path: str) -> tuple[float, str]:
-    """POST the preview's Submit and wait until the worker has every task accepted: the seconds, the job id."""
+              log_path: str) -> tuple[float, float, str]:
+    """POST the preview's Submit and wait until the worker has every task accepted, then until the submission is
+    submitted: the seconds to each, and the job id."""
     from django.urls import reverse
 
     from portal.models import Submission
@@ -84,11 +90,16 @@ def submitted(client, notices, payload: str, tasks: int, worker: subprocess.Pope
     response = client.post(reverse("submit_confirm", args=["render-frames"]), {"payload": payload, "submit": "1"},
                            secure=True)
     public_id = response["Location"].rstrip("/").rsplit("/", 1)[-1]
-    finished = None
+    accepted = finished = None
     while finished is None:
-        # Notices of earlier submissions (the warm-up's) may be queued: only this one's stops the clock.
+        # Notices of earlier submissions (the warm-up's) may be queued: only this one's stop the clocks.
         for notice in notices.notifies(timeout=1.0):
-            if notice.payload == public_id:
+            notice_id, state = notice.payload.split(" ", 1)
+            if notice_id != public_id:
+                continue
+            if accepted is None:
+                accepted = time.perf_counter()   # finalizing; or submitted/failed, had finalizing been skipped
+            if state in ("submitted", "failed"):
                 finished = time.perf_counter()
                 break
         else:
@@ -96,13 +107,13 @@ def submitted(client, notices, payload: str, tasks: int, worker: subprocess.Pope
                 raise RuntimeError(f"the worker exited with {worker.returncode}; see {log_path}")
             if time.perf_counter() - started > 600:
                 raise RuntimeError(f"not submitted after 600 s; see {log_path}")
-    seconds = finished - started
     row = Submission.objects.filter(public_id=public_id).values("state", "tasks_added", "error_message",
                                                                  "job_id").get()
     if row["state"] != "submitted" or row["tasks_added"] != tasks:
         raise RuntimeError(f"the submission ended {row['state']} with {row['tasks_added']} tasks added: "
                            f"{row['error_message']}")
-    return seconds, row["job_id"]
+    assert accepted is not None
+    return accepted - started, finished - started, row["job_id"]
 
 
 def start_worker(log_path: str) -> subprocess.Popen:
@@ -154,11 +165,12 @@ def main() -> int:
             # A first small submission warms the worker up (imports, connections) and shows it consumes.
             submitted(client, notices, previewed(client, 10), 10, worker, log_path)
 
-            posts, gateway_times, sdk_times, job_ids = [], [], [], []
+            posts, ends, gateway_times, sdk_times, job_ids = [], [], [], [], []
             for round_number in range(args.rounds):
-                seconds, job_id = submitted(client, notices, previewed(client, args.tasks), args.tasks, worker,
-                                            log_path)
+                seconds, end, job_id = submitted(client, notices, previewed(client, args.tasks), args.tasks, worker,
+                                                 log_path)
                 posts.append(seconds)
+                ends.append(end)
                 job_ids.append(job_id)
                 specs = list(expand(Submission.objects.get(job_id=job_id)))
                 with gateway_for(default_account()) as gateway:
@@ -171,7 +183,8 @@ def main() -> int:
                 options = [convert.task_create_options(spec) for spec in specs]
                 sdk_times.append(bare_create_tasks(batch, c.make_job(batch, f"sdk-{round_number}", "demo-pool"),
                                                    options))
-                print(f"  round {round_number + 1}: POST → accepted {seconds:.2f} s, gateway.add_tasks "
+                print(f"  round {round_number + 1}: POST → accepted {seconds:.2f} s (submitted {end:.2f} s), "
+                      "gateway.add_tasks "
                       f"{gateway_times[-1]:.2f} s, SDK create_tasks {sdk_times[-1]:.2f} s; load average "
                       f"{os.getloadavg()[0]:.1f}", flush=True)
 
@@ -189,6 +202,8 @@ def main() -> int:
     c.result("POST → worker → all tasks accepted", median, "s",
              compared=f"median of {len(posts)}: {', '.join(f'{s:.2f}' for s in posts)} s; "
                       f"{args.tasks / median:.0f} tasks/s")
+    c.result("... and the submission marked submitted", statistics.median(ends), "s",
+             compared="one request more: the job told to end when its tasks complete")
     c.result(f"gateway.add_tasks(max_concurrency={max_concurrency()}) of the same tasks", gateway_median, "s",
              compared=f"median of {len(gateway_times)}: {', '.join(f'{s:.2f}' for s in gateway_times)} s")
     c.result("SDK create_tasks(max_concurrency=4) of the same tasks", sdk_median, "s",
