@@ -3,11 +3,9 @@ identity's bearer token, and every SAS is a user-delegation SAS (no account key 
 in for Entra's sign-in; Azurite checks the token's issuer, audience and lifetime (its `--oauth basic` level does not
 check signatures, so the signature refusals are tested at localbatch, tests/localbatch/test_bearer.py).
 
-Azurite 3.35 cannot yet check the SDK's user-delegation SAS: azure-storage-blob 12.31.1 signs them as version
-2026-10-06, whose string-to-sign has two lines more (signed request headers and query parameters) than the
-2025-07-05 form Azurite computes for every version since. The same SAS re-signed without those two lines is accepted
-by Azurite (tried by hand). The tests that use such a SAS are therefore strict xfails: they start failing, to be
-un-marked, the day Azurite verifies the newer form."""
+The SDK signs user-delegation SAS as version 2026-10-06 (two more lines in the string-to-sign than the 2025-07-05
+form); Azurite verifies that form from 3.37 on (package.json pins it), so these tests read and write through such
+a SAS for real."""
 
 import shutil
 import subprocess
@@ -24,11 +22,6 @@ from batchsync.gateway import AuthFailed, BlobStore, Containers, identity
 from localbatch.tls import self_signed
 from tests.conftest import AZURITE_ACCOUNT_NAME, AZURITE_BLOB, free_port
 from tests.entra import IssuedCredential, Issuer, host_managed_identity
-
-AZURITE_UDK_SAS = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="Azurite 3.35 verifies user-delegation SAS in the 2025-07-05 form; azure-storage-blob 12.31.1 signs the "
-           "2026-10-06 form (see the module docstring)")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +91,6 @@ def test_every_sas_is_signed_with_a_user_delegation_key_from_storage(store):
         assert {"skoid", "sktid", "skt", "ske", "sks", "skv", "sig"} <= set(query)
 
 
-@AZURITE_UDK_SAS
 def test_upload_url_writes_one_blob_and_cannot_read(store, azurite_oauth):
     _, ca = azurite_oauth
     url = store.upload_url("sub/abc/report.txt")
@@ -111,7 +103,6 @@ def test_upload_url_writes_one_blob_and_cannot_read(store, azurite_oauth):
                         timeout=10).status_code == 403
 
 
-@AZURITE_UDK_SAS
 def test_read_url_downloads_and_names_the_file(store, azurite_oauth):
     _, ca = azurite_oauth
     store.put(store.containers.outputs, "job-1/result.csv", b"a,b\n1,2\n")
@@ -121,7 +112,6 @@ def test_read_url_downloads_and_names_the_file(store, azurite_oauth):
     assert answer.headers["Content-Disposition"] == 'attachment; filename="result.csv"'
 
 
-@AZURITE_UDK_SAS
 def test_container_write_url_lets_a_task_upload_but_not_list_or_read(store, azurite_oauth):
     _, ca = azurite_oauth
     base, token = store.container_write_url(store.containers.logs, hours=24).split("?", 1)
