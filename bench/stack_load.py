@@ -179,7 +179,7 @@ def database_backends() -> list[int]:
 
 
 def cpu_line(spent: dict[str, float], requests: int) -> str:
-    """CPU milliseconds per request by process, and what two cores could serve at that cost."""
+    """CPU milliseconds per request by process, and roughly what two CPUs could serve at that cost."""
     if not requests:
         return "no requests"
     groups = {"web": ["web"], "workers+beat": ["worker-submit", "worker-sync", "beat"], "postgresql": ["postgresql"],
@@ -187,7 +187,8 @@ def cpu_line(spent: dict[str, float], requests: int) -> str:
     per = {label: sum(spent.get(name, 0.0) for name in names) * 1000 / requests for label, names in groups.items()}
     total = sum(per.values())
     parts = ", ".join(f"{label} {ms:.1f}" for label, ms in per.items())
-    return f"CPU per request (ms): {parts}; total {total:.1f} ms, i.e. 2 cores serve at most {2000 / total:.0f} req/s"
+    # An estimate: /proc counts whole clock ticks, sampled once a second.
+    return f"CPU per request (ms): {parts}; total {total:.1f} ms; 2 CPUs at that cost: ≈ {2000 / total:.0f} req/s"
 
 
 def load(base: str, paths: list[str], users: int, seconds: float) -> tuple[list[float], list[str], float]:
