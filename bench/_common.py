@@ -101,6 +101,19 @@ def setup_django(url: str | None = None, **environment: str) -> str:
     return url
 
 
+def remove_account(name: str) -> None:
+    """The Batch account called `name` and its mirror rows, from this or an earlier run of a benchmark; other
+    benchmarks' accounts are left alone."""
+    from portal.models import BatchAccount, Job, Node, Pool, Task
+
+    old = BatchAccount.objects.filter(name=name)
+    Task.objects.filter(job__account__in=old).delete()
+    Job.objects.filter(account__in=old).delete()
+    Node.objects.filter(pool__account__in=old).delete()
+    Pool.objects.filter(account__in=old).delete()
+    old.delete()
+
+
 def user_with_role(username: str, role: str):
     """A user holding `role` (one of portal.accounts.roles.ROLE_NAMES): every page needs a role, submitting the
     Submitter's."""

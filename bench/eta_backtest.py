@@ -118,13 +118,8 @@ def mirror_jobs(server) -> int:
     import os
 
     from batchsync import sync
-    from portal.models import BatchAccount, Job, Node, Pool, Task
-    old = BatchAccount.objects.filter(name=ACCOUNT_NAME)
-    Task.objects.filter(job__account__in=old).delete()
-    Job.objects.filter(account__in=old).delete()
-    Node.objects.filter(pool__account__in=old).delete()
-    Pool.objects.filter(account__in=old).delete()
-    old.delete()
+    from portal.models import BatchAccount, Job
+    c.remove_account(ACCOUNT_NAME)
     os.environ[KEY_VARIABLE] = server.account_key
     account = BatchAccount.objects.create(name=ACCOUNT_NAME, account_url=server.endpoint,
                                           account_name=server.account_name, key_env_var=KEY_VARIABLE)

@@ -23,20 +23,10 @@ PASS_GOAL = 2.0            # s, 200 jobs x 20 tasks at 100 ms
 INCREMENTAL_GOAL = 5.0     # % of the big job's full pass
 
 
-def remove_rows() -> None:
-    from portal.models import BatchAccount, Job, Node, Pool, Task
-    old = BatchAccount.objects.filter(name=ACCOUNT_NAME)
-    Task.objects.filter(job__account__in=old).delete()
-    Job.objects.filter(account__in=old).delete()
-    Node.objects.filter(pool__account__in=old).delete()
-    Pool.objects.filter(account__in=old).delete()
-    old.delete()
-
-
 def fresh_account(server):
     from portal.models import BatchAccount
     os.environ[KEY_VARIABLE] = server.account_key
-    remove_rows()
+    c.remove_account(ACCOUNT_NAME)
     return BatchAccount.objects.create(name=ACCOUNT_NAME, account_url=server.endpoint,
                                        account_name=server.account_name, key_env_var=KEY_VARIABLE)
 
@@ -186,7 +176,7 @@ def main() -> int:
         _, figures = many_jobs(args, sync)
         big = big_job(args, sync)
     finally:
-        remove_rows()
+        c.remove_account(ACCOUNT_NAME)
 
     work = f"{args.jobs} jobs x {args.tasks_per_job} tasks"
     (changed, changed_requests, quiet, quiet_requests, skipped) = figures["concurrent"]

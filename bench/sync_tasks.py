@@ -20,22 +20,11 @@ INCREMENTAL_GOAL = 5.0        # % of the initial pass
 ACCOUNT_NAME = "bench-sync-tasks"
 
 
-def remove_rows() -> None:
-    """This benchmark's rows, from this or an earlier run; other benchmarks' accounts are left alone."""
-    from portal.models import BatchAccount, Job, Node, Pool, Task
-    old = BatchAccount.objects.filter(name=ACCOUNT_NAME)
-    Task.objects.filter(job__account__in=old).delete()
-    Job.objects.filter(account__in=old).delete()
-    Node.objects.filter(pool__account__in=old).delete()
-    Pool.objects.filter(account__in=old).delete()
-    old.delete()
-
-
 def fresh_account(server):
     """A mirror account for this localbatch, without rows from an earlier run."""
     from portal.models import BatchAccount
     os.environ[KEY_VARIABLE] = server.account_key
-    remove_rows()
+    c.remove_account(ACCOUNT_NAME)
     return BatchAccount.objects.create(name=ACCOUNT_NAME, account_url=server.endpoint,
                                        account_name=server.account_name, key_env_var=KEY_VARIABLE)
 
@@ -110,7 +99,7 @@ def main() -> int:
     rows = Task.objects.filter(job=job)
     stored, completed = rows.count(), rows.filter(state="completed").count()
     # The pages_* benchmarks share this database, and its 100,000 rows would weigh on their figures.
-    remove_rows()
+    c.remove_account(ACCOUNT_NAME)
     if stored != args.tasks or completed != len(changed):
         print(f"  MIRROR WRONG: {stored} rows, {completed} completed", file=sys.stderr)
         return 1
