@@ -13,6 +13,7 @@ from portal.access import SignedInRequest
 from portal.accounts.selectors import account_scope
 from portal.dashboard import selectors
 from portal.jobs import waiting
+from portal.models import Job
 from portal.pages import lazy, partial_for, render_page, row_version
 from portal.submit import selectors as submit_selectors
 
@@ -24,10 +25,14 @@ def dashboard(request: SignedInRequest) -> HttpResponse:
     data = functools.cache(lambda: selectors.dashboard_data(user=request.user, scope=scope))
     partial = partial_for(request, {}, default="live")
     # The whole dashboard is one shared section (portal/pages.py), keyed on the accounts it covers: its data, each
-    # active job's leading "why is it waiting?" reason (dashboard/_waiting.html) and its rendering happen once per
+    # active job's leading "why is it waiting?" reason (its row in active_rows) and its rendering happen once per
     # PAGE_SHARED_SECONDS for everyone who sees the same accounts.
-    reasons = lazy(lambda: waiting.first_reasons(data().active_jobs) if settings.WAITING_REASONS else {})
-    context = {"d": lazy(data), "waiting_reasons": reasons, "scope_version": row_version(*scope.accounts, scope.chosen)}
+    def active_rows() -> list[tuple[Job, waiting.Reason | None]]:
+        reasons = waiting.first_reasons(data().active_jobs) if settings.WAITING_REASONS else {}
+        return [(job, reasons.get(job.pk)) for job in data().active_jobs]
+
+    context = {"d": lazy(data), "active_rows": lazy(active_rows),
+               "scope_version": row_version(*scope.accounts, scope.chosen)}
     if partial is None:   # per person, outside the shared section; the live partial's polls do not read it
         context["approvals"] = submit_selectors.submissions_awaiting_approval(user=request.user)
     return render_page(request, "dashboard/index.html", context, partial)

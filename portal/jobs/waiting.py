@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum, Window
+from django.db.models.functions import RowNumber
 from django.urls import reverse
 
 from portal import access
@@ -260,28 +261,45 @@ def reasons_for_job(job: Job, *, pool: Pool | None = None) -> list[Reason]:
 
 def first_reasons(jobs: Iterable[Job]) -> dict[int, Reason]:
     """The leading reason of each of these jobs that has one, for a list of jobs (the dashboard), in a fixed number
-    of queries however many jobs and pools: their pools with node counts in one, the pools' busy jobs in another.
+    of queries however many jobs and pools: their pools with node counts in one; in another, each pool's two
+    highest-priority busy jobs and how many it has (enough to name the first one other than the job itself).
     Dependencies are left to the job's own page (they need a look at the job's tasks)."""
     waiting = [job for job in jobs if _waits(job)]
     keys = {(job.account_id, job.pool_id) for job in waiting if job.pool_id}
     if not keys:
         return {}
-    on_pools = Q()
-    for account_id, pool_id in keys:
-        on_pools |= Q(account_id=account_id, pool_id=pool_id)
-    pools = {(pool.account_id, pool.pool_id): pool for pool in _with_node_counts(Pool.objects.filter(on_pools))}
-    busy: dict[tuple[int, str], list[Job]] = {}
-    for other in _busy(Job.objects.filter(on_pools))[:200]:
-        busy.setdefault((other.account_id, other.pool_id), []).append(other)
+    # Filtered on both columns, then to the exact pairs here: a long OR of pairs costs more to build than to read.
+    accounts, pool_ids = {account for account, _ in keys}, {pool_id for _, pool_id in keys}
+    pools = {(pool.account_id, pool.pool_id): pool
+             for pool in _with_node_counts(Pool.objects.filter(account_id__in=accounts, pool_id__in=pool_ids))
+             if (pool.account_id, pool.pool_id) in keys}
+    on_pool = [F("account_id"), F("pool_id")]
+    leading = (_busy(Job.objects.filter(account_id__in=accounts, pool_id__in=pool_ids))
+               .annotate(rank=Window(RowNumber(), partition_by=on_pool,
+                                     order_by=[F("priority").desc(), F("creation_time").asc()]),
+                         busy_on_pool=Window(Count("*"), partition_by=on_pool))
+               .filter(rank__lte=2).order_by("rank")
+               .values_list("account_id", "pool_id", "pk", "job_id", "priority", "busy_on_pool"))
+    busy: dict[tuple[int, str], tuple[list[BusyJob], int]] = {}
+    for account_id, pool_id, pk, job_id, priority, count in leading:
+        busy.setdefault((account_id, pool_id), ([], count))[0].append(BusyJob(pk, job_id, priority))
     found: dict[int, Reason] = {}
     for job in waiting:
-        pool = pools.get((job.account_id, job.pool_id))
-        situation = Situation(job, pool, node_summary(pool) if pool is not None and pool.gone_at is None
-                              else NodeSummary())
-        reasons = _reasons(situation, busy.get((job.account_id, job.pool_id), []), dependencies=False)
+        key = (job.account_id, job.pool_id)
+        pool = pools.get(key)
+        nodes = node_summary(pool) if pool is not None and pool.gone_at is None else NodeSummary()
+        first_two, count = busy.get(key, ([], 0))
+        others = [other for other in first_two if other.pk != job.pk]
+        ahead = (others[0], count - _is_busy(job)) if others else (BusyJob(0, "", 0), 0)
+        reasons = _reasons(Situation(job, pool, nodes, ahead), None, dependencies=False)
         if reasons:
             found[job.pk] = reasons[0]
     return found
+
+
+def _is_busy(job: Job) -> bool:
+    """Whether _busy would list the job (it counts among its pool's busy jobs)."""
+    return job.gone_at is None and job.task_running > 0 and job.state not in JobState.ENDED
 
 
 def _waits(job: Job) -> bool:

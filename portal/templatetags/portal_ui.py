@@ -107,14 +107,16 @@ def num(value: Any) -> str:  # whatever the template hands over
 
 
 @register.simple_tag
-def when(value: datetime | None, empty: str = "–") -> SafeString | str:
+def when(value: datetime | None, empty: str = "–", seconds: bool = True) -> SafeString | str:
     """A <time> element: the time alone today, with its date on other days (and year in other years); the full time
-    with its zone on hover and for machines. The zone is said once per page, in base.html's footer."""
+    with its zone on hover and for machines. The zone is said once per page, in base.html's footer. `seconds=False`
+    for an estimate, which is not that precise."""
     if value is None:
         return empty
     value = timezone.localtime(value)
-    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(),
-                       value.strftime("%Y-%m-%d %H:%M:%S %Z"), short_time(value))
+    title, today = ("%Y-%m-%d %H:%M:%S %Z", "%H:%M:%S") if seconds else ("%Y-%m-%d %H:%M %Z", "%H:%M")
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), value.strftime(title),
+                       short_time(value, today))
 
 
 @register.filter

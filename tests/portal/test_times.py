@@ -36,6 +36,14 @@ def test_another_day_carries_its_date_and_another_year_its_year():
     assert shown(last_year) == last_year.strftime("%b %d %Y, %H:%M")
 
 
+def test_an_estimate_is_shown_to_the_minute():
+    now = timezone.localtime()
+    html = str(when(now, seconds=False))
+
+    assert re.sub(r"<[^>]+>", "", html) == now.strftime("%H:%M")
+    assert f'title="{now.strftime("%Y-%m-%d %H:%M")} UTC"' in html and f'datetime="{now.isoformat()}"' in html
+
+
 def test_nothing_is_a_dash():
     assert when(None) == "–"
 

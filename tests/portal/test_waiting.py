@@ -12,9 +12,10 @@ from django.urls import reverse
 from batchsync.accounts import default_account
 from batchsync.sync import sync_account
 from localbatch.server import start
-from portal.models import Job, JobTemplate, Pool, Submission, SubmissionState, Task
+from portal.jobs import waiting
+from portal.models import Job, JobTemplate, NodeState, Pool, Submission, SubmissionState, Task
 from portal.submit import services
-from tests.factories import JobFactory, PoolFactory
+from tests.factories import JobFactory, NodeFactory, PoolFactory
 from tests.localbatch.helpers import make_job, make_pool, sh, task, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -288,3 +289,28 @@ def test_the_submission_page_and_the_dashboard_say_why_too(user, signed_in):
     assert "Who can: an Operator can resize render-pool." in on_submission
     assert "2 tasks wait: the pool render-pool has no nodes." in on_dashboard
     assert f'id="d-waiting-{job.pk}"' in signed_in.get(reverse("dashboard")).content.decode()
+
+
+def test_the_dashboards_reasons_agree_with_each_job_pages_on_a_crowded_pool(user):
+    """first_reasons reads only each pool's two leading busy jobs and their number: whichever of them is the job
+    itself, it must name the same job and count the same others as the job page's own reading."""
+    pool = PoolFactory(pool_id=POOL, task_slots_per_node=2, target_dedicated_nodes=2, current_dedicated_nodes=2)
+    for _ in range(2):
+        NodeFactory(pool=pool, state=NodeState.RUNNING, running_task_slots_count=2)
+    other_pool = PoolFactory(account=pool.account, pool_id="quiet-pool", target_dedicated_nodes=0)
+    # Five jobs hold the four slots (priorities 90, 50, 50, 10, 0 among them); four more wait.
+    jobs = [JobFactory(account=pool.account, pool_id=POOL, priority=priority, task_running=running, task_active=active)
+            for priority, running, active in [(90, 1, 0), (50, 1, 4), (50, 0, 3), (10, 1, 2), (0, 1, 7), (0, 0, 1),
+                                              (95, 0, 2), (90, 0, 5)]]
+    jobs.append(JobFactory(account=pool.account, pool_id=other_pool.pool_id, task_active=3))
+
+    found = waiting.first_reasons(Job.objects.filter(pk__in=[job.pk for job in jobs]))
+
+    for job in jobs:
+        expected = waiting.reasons_for_job(Job.objects.get(pk=job.pk))
+        if not expected:
+            assert job.pk not in found
+            continue
+        assert found[job.pk].sentence == expected[0].sentence, job.job_id
+    assert "busy with job" in found[jobs[-2].pk].sentence   # the 90 waits behind the other 90 and 3 more
+    assert "and 3 other jobs" in found[jobs[-2].pk].sentence
