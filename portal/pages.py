@@ -14,8 +14,9 @@ CSRF token) stays outside these sections.
 
 import functools
 import hashlib
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -70,8 +71,47 @@ def shared_value(key: str, compute: Callable[[], T]) -> T:
     seconds = settings.PAGE_SHARED_SECONDS
     if seconds <= 0:
         return compute()
-    value = cache.get(f"shared:{key}")
+    value = read_shared(f"shared:{key}")
     if value is None:
         value = compute()
-        cache.set(f"shared:{key}", value, seconds)
+        keep_shared(f"shared:{key}", value, seconds)
     return value
+
+
+# Every shared value is also kept in this process's memory until the moment its shared copy expires (the same moment
+# for every process, as the copy carries it): a web process serves most requests for a section it has seen without
+# a round trip to the cache, and nothing is older than PAGE_SHARED_SECONDS. Bounded: emptied past LOCAL_COPIES keys.
+LOCAL_COPIES = 2000
+_local_copies: dict[str, tuple[float, Any]] = {}
+_now = time.time   # wall clock: the expiry is compared across processes
+
+
+def read_shared(key: str) -> Any:
+    """The shared value under `key`, None when there is none or it expired."""
+    now = _now()
+    local = _local_copies.get(key)
+    if local is not None and local[0] > now:
+        return local[1]
+    stored = cache.get(key)
+    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] <= now:
+        return None   # none, expired, or written by a version of the portal that kept the value alone
+    _keep_locally(key, *stored)
+    return stored[1]
+
+
+def keep_shared(key: str, value: Any, seconds: int) -> None:
+    """Share `value` under `key` for `seconds`, with every process."""
+    expires = _now() + seconds
+    cache.set(key, (expires, value), seconds)
+    _keep_locally(key, expires, value)
+
+
+def _keep_locally(key: str, expires: float, value: Any) -> None:
+    if len(_local_copies) >= LOCAL_COPIES:
+        _local_copies.clear()
+    _local_copies[key] = (expires, value)
+
+
+def forget_local_copies() -> None:
+    """Drop this process's copies (tests that empty the cache between them)."""
+    _local_copies.clear()

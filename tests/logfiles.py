@@ -12,6 +12,7 @@ from django.core.cache import cache
 from batchsync.accounts import blob_store
 from batchsync.gateway import BatchGateway, GatewayError
 from portal.models import BatchAccount
+from portal.pages import forget_local_copies
 from tests.localbatch.helpers import make_job, make_pool, wait_for
 
 KEY_VARIABLE = "PORTAL_TEST_LOGS_BATCH_KEY"
@@ -70,8 +71,10 @@ def local_cache(settings):
     at the same time (and whose clear() would empty the broker's database too)."""
     settings.CACHES = LOCAL_CACHE
     cache.clear()
+    forget_local_copies()
     yield cache
     cache.clear()
+    forget_local_copies()
 
 
 @pytest.fixture

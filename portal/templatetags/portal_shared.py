@@ -15,6 +15,8 @@ from django.core.cache.utils import make_template_fragment_key
 from django.template.base import FilterExpression, NodeList, Parser, Token
 from django.template.context import Context
 
+from portal.pages import keep_shared, read_shared
+
 register = template.Library()
 
 # How long a request waits for another's rendering, polling every POLL_SECONDS; a rendering that takes longer is
@@ -36,7 +38,7 @@ class SharedSectionNode(template.Node):
         if seconds <= 0:
             return self.nodelist.render(context)
         key = "shared:" + make_template_fragment_key(self.name, [var.resolve(context) for var in self.vary_on])
-        html = cache.get(key)
+        html = read_shared(key)
         if html is not None:
             return html
         mark, mine = key + ":rendering", uuid.uuid4().hex
@@ -44,11 +46,11 @@ class SharedSectionNode(template.Node):
             deadline = time.monotonic() + WAIT_SECONDS
             while time.monotonic() < deadline:
                 time.sleep(POLL_SECONDS)
-                html = cache.get(key)
+                html = read_shared(key)
                 if html is not None:
                     return html
         html = self.nodelist.render(context)
-        cache.set(key, html, seconds)
+        keep_shared(key, html, seconds)
         if cache.get(mark) == mine:
             cache.delete(mark)
         return html

@@ -13,6 +13,7 @@ from django.template import Context, Template
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from portal import pages
 from portal.audit.middleware import RequestContext, _current
 from portal.audit.services import record_event
 from portal.models import JobState, TaskState
@@ -79,7 +80,8 @@ def test_within_the_window_a_task_change_alone_is_not_read_again(client, shared,
     type(task).objects.filter(pk=task.pk).update(task_id="second-name")
 
     assert "first-name" in client.get(url).content.decode()
-    shared.clear()
+    shared.clear()   # the window has passed: the shared copy and each process's are gone
+    pages.forget_local_copies()
     assert "second-name" in client.get(url).content.decode()
 
 
@@ -231,3 +233,23 @@ def test_a_section_varies_on_what_it_names(shared):
     other = SECTION.render(Context({"version": "v4", "rendering": "second"}))
 
     assert (first, again, other) == ("first", "first", "second")
+
+
+def test_a_process_keeps_its_copy_until_the_shared_copy_expires_and_no_longer(shared, monkeypatch):
+    clock = [1_000_000.0]
+    monkeypatch.setattr(pages, "_now", lambda: clock[0])
+    assert SECTION.render(Context({"version": "v5", "rendering": "first"})) == "first"
+
+    shared.clear()   # served from this process's copy, without asking the cache
+    assert SECTION.render(Context({"version": "v5", "rendering": "second"})) == "first"
+
+    clock[0] += 61   # past PAGE_SHARED_SECONDS (60): neither copy is served
+    assert SECTION.render(Context({"version": "v5", "rendering": "third"})) == "third"
+
+
+def test_another_process_reads_the_shared_copy(shared):
+    assert SECTION.render(Context({"version": "v6", "rendering": "first"})) == "first"
+
+    pages.forget_local_copies()   # as a process that has not seen the section
+
+    assert SECTION.render(Context({"version": "v6", "rendering": "second"})) == "first"
