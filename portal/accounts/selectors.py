@@ -4,7 +4,7 @@ One rule for "which accounts are there, and are there several" (`account_scope`)
 page and the pool list ask it, filter with `?account=<name>`, and name the account on each row only when there are
 several. Pages say when the mirror was last synced, and warn when that is old."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -107,15 +107,23 @@ def pool_choices(scope: AccountScope) -> list[tuple[str, str]]:
 def accounts_freshness(account_ids: list[int]) -> list[tuple[str, datetime | None]]:
     """(name, when its last sync pass completed) of each of these accounts that is synced, by name: how fresh each
     one's mirror is, where a page over several accounts would otherwise show only the stalest."""
-    return list(BatchAccount.objects.filter(pk__in=account_ids, enabled=True).order_by("name")
-                .values_list("name", "last_synced_at"))
+    return freshness_of(BatchAccount.objects.filter(pk__in=account_ids))
+
+
+def freshness_of(accounts: Iterable[BatchAccount]) -> list[tuple[str, datetime | None]]:
+    """accounts_freshness of account rows already read."""
+    return sorted((account.name, account.last_synced_at) for account in accounts if account.enabled)
 
 
 def accounts_synced_at(account_ids: list[int]) -> datetime | None:
-    """When the least recently synced of these accounts was synced: a page is only as fresh as that. A disabled
-    account is not synced on purpose, so its age says nothing about the page."""
-    synced = list(BatchAccount.objects.filter(pk__in=account_ids, enabled=True)
-                  .values_list("last_synced_at", flat=True))
+    """When the least recently synced of these accounts was synced: a page is only as fresh as that."""
+    return synced_at_of(BatchAccount.objects.filter(pk__in=account_ids, enabled=True).only("enabled", "last_synced_at"))
+
+
+def synced_at_of(accounts: Iterable[BatchAccount]) -> datetime | None:
+    """accounts_synced_at of account rows already read. A disabled account is not synced on purpose, so its age says
+    nothing about the page."""
+    synced = [account.last_synced_at for account in accounts if account.enabled]
     return None if not synced or None in synced else min(at for at in synced if at is not None)
 
 

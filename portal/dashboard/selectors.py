@@ -10,9 +10,9 @@ from django.core.cache import cache
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from portal.accounts.selectors import AccountScope, account_scope, accounts_freshness, accounts_synced_at
+from portal.accounts.selectors import AccountScope, account_scope, freshness_of, synced_at_of
 from portal.dashboard import rollups
-from portal.models import Job, Pool, Task
+from portal.models import BatchAccount, Job, Pool, Task
 from portal.pools.selectors import PoolSummary, pool_summaries
 
 DASHBOARD_JOBS = 12
@@ -123,18 +123,21 @@ def dashboard_data(*, user: User, scope: AccountScope | None = None) -> Dashboar
     sees the same accounts (a hundred open dashboards poll every 5 s; the mirror itself moves every 5 s)."""
     scope = scope or account_scope(user=user)
     seconds = settings.DASHBOARD_SHARED_SECONDS
+    covered = [scope.chosen] if scope.chosen else list(scope.accounts)
     if seconds <= 0:
-        return replace(_dashboard_over(scope.ids), scope=scope)
+        return replace(_dashboard_over(covered), scope=scope)
     key = "dashboard:data:v1:" + ",".join(str(pk) for pk in sorted(scope.ids))
     data = cache.get(key)
     if data is None:
-        data = _dashboard_over(scope.ids)
+        data = _dashboard_over(covered)
         cache.set(key, data, timeout=seconds)
     return replace(data, scope=scope)
 
 
-def _dashboard_over(accounts: list[int]) -> Dashboard:
+def _dashboard_over(covered: list[BatchAccount]) -> Dashboard:
+    """`covered`: the account rows as the page's scope read them (at most PAGE_SHARED_SECONDS old, as the rest)."""
     now = timezone.now()
+    accounts = [account.pk for account in covered]
     pools = list(Pool.objects.filter(account_id__in=accounts, gone_at__isnull=True)
                  .select_related("account").order_by("pool_id"))
     summaries = pool_summaries(pools)
@@ -152,8 +155,8 @@ def _dashboard_over(accounts: list[int]) -> Dashboard:
     totals = live.aggregate(jobs=Count("pk"), running=Sum("task_running"), waiting=Sum("task_active"))
     failures = list(Task.objects.failed().filter(job__account_id__in=accounts)
                     .select_related("job", "job__account").order_by("-end_time")[:DASHBOARD_FAILURES])
-    synced_at = accounts_synced_at(accounts)
-    return Dashboard(accounts=accounts_freshness(accounts) if len(accounts) > 1 else [],
+    synced_at = synced_at_of(covered)
+    return Dashboard(accounts=freshness_of(covered) if len(covered) > 1 else [],
         pools=summaries, node_totals=node_totals, active_jobs=active_jobs, active_job_count=totals["jobs"],
         tasks_running=totals["running"] or 0, tasks_waiting=totals["waiting"] or 0,
         recent_failures=failures, throughput=tasks_finished_per_hour(now=now), synced_at=synced_at,

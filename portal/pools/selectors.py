@@ -19,6 +19,17 @@ class PoolSummary:
     def live(self) -> bool:
         return self.pool.is_live
 
+    @property
+    def segments(self) -> list[tuple[str, str, int, int]]:
+        """(state, label, count, % of the nodes, whole) of each state: the node bar's parts."""
+        return [(state, label, n, round(n / self.nodes * 100) if self.nodes else 0)
+                for state, label, n in self.node_states]
+
+    @property
+    def described(self) -> str:
+        """The node bar in words: '6 idle, 4 running'."""
+        return ", ".join(f"{n} {label}" for _, label, n in self.node_states)
+
 
 NODE_STATE_LABELS = {state: str(label)[:1].lower() + str(label)[1:] for state, label in NodeState.choices}
 
