@@ -1,8 +1,10 @@
 """The Celery tasks of batchsync, run in-process (directly, or eagerly for what they enqueue), by id."""
 
+import gc
 from pathlib import Path
 
 import pytest
+from celery import signals
 
 from batchsync import submit, sync, tasks
 from batchsync.accounts import default_account
@@ -137,3 +139,13 @@ def test_the_submit_driver_enqueues_the_submit_task_by_its_name():
     assert tasks.submit_submission_task.name == submit.SUBMIT_TASK
     assert submit.SUBMIT_TASK in app.tasks
     assert app.amqp.router.route({}, submit.SUBMIT_TASK)["queue"].name == "submit"
+
+
+@pytest.mark.parametrize("signal", ["worker_ready", "worker_process_init"])
+def test_a_worker_ready_to_run_tasks_leaves_its_startup_objects_out_of_full_collections(signal):
+    gc.unfreeze()
+    try:
+        getattr(signals, signal).send(sender=None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
