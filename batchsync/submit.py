@@ -11,11 +11,13 @@ import logging
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from itertools import chain, islice
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
 from portal.models import UNFINISHED_SUBMISSION_STATES, Job, Submission, SubmissionState
@@ -30,12 +32,14 @@ from .gateway import (
     AuthFailed,
     BatchGateway,
     GatewayError,
+    JobSpec,
     NotFound,
     Rejected,
     TaskFailure,
     TaskSpec,
     Transient,
 )
+from .gateway.client import TASKS_PER_REQUEST
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +144,11 @@ def _claim(submission_id: int) -> _Run | None:
                .filter(pk=submission_id, state__in=UNFINISHED_SUBMISSION_STATES)
                .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-               .update(lease_expires_at=lease, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now))
+               .update(lease_expires_at=lease, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now,
+                       # A pending submission is creating its job from here on: said by the claim rather than by
+                       # a write of its own before the request (not when its attempts are spent: it fails).
+                       state=Case(When(state=SubmissionState.PENDING, attempts__lt=MAX_ATTEMPTS,
+                                       then=Value(SubmissionState.CREATING_JOB)), default=F("state"))))
     if claimed != 1:
         return None
     submission = Submission.objects.select_related("account", "template_version").get(pk=submission_id)
@@ -152,17 +160,13 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
     spec = submission.template_version.parsed
     started = time.monotonic()
     try:
-        if submission.state in (SubmissionState.PENDING, SubmissionState.CREATING_JOB):
-            run.advance(state=SubmissionState.CREATING_JOB)
-            try:
-                gateway.create_job(job_spec(spec, job_id=submission.job_id, display_name=_display(submission)))
-            except AlreadyExists:
-                pass   # an earlier run of ours created it: the id holds the submission's uuid
-            own_job(submission)
-            run.advance(state=SubmissionState.ADDING_TASKS)
+        if submission.state == SubmissionState.PENDING:
+            run.advance(state=SubmissionState.CREATING_JOB)   # the claim says so, but for a row it did not move
 
-        if submission.state == SubmissionState.ADDING_TASKS:
-            _add_tasks(run, gateway, spec, started)
+        if submission.state in (SubmissionState.CREATING_JOB, SubmissionState.ADDING_TASKS):
+            job = (job_spec(spec, job_id=submission.job_id, display_name=_display(submission))
+                   if submission.state == SubmissionState.CREATING_JOB else None)
+            _add_tasks(run, gateway, spec, started, job=job)
             if submission.state == SubmissionState.ADDING_TASKS:
                 # Out of run time: a fresh Celery task carries on from the count just recorded.
                 run.advance(release=True)
@@ -189,26 +193,54 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
         _retry_later(run, exc)
 
 
-def _add_tasks(run: _Run, gateway: BatchGateway, spec: TemplateSpec, started: float) -> None:
+def _add_tasks(run: _Run, gateway: BatchGateway, spec: TemplateSpec, started: float, *,
+               job: JobSpec | None = None) -> None:
     """Add the submission's tasks from its recorded count on, as one stream of requests: tasks are expanded just
     ahead of the requests (no pause to build them all first, and none between chunks), and progress is recorded
     every chunk_size() tasks while the requests go on. Stops taking new tasks at a chunk boundary once the run has
-    used its time. Leaves the submission finalizing (every task added), failed, or still adding (out of time)."""
+    used its time. Leaves the submission finalizing (every task added), failed, or still adding (out of time).
+
+    With `job` (a submission creating its job), the job is created first, its request on a thread of its own while
+    this one signs the files' URLs and expands the first requests' tasks, so those requests leave the moment Batch
+    has the job; the job's owner and the adding state are written once they are on their way, before any answer
+    to them is looked at (a refusal then stops the job, as for any submission adding tasks)."""
     submission = run.submission
     base, total, step = submission.tasks_added, submission.total_tasks, chunk_size()
     taken = 0
     out_of_time = False
+    ready: list[TaskSpec] = []
+    if job is None:
+        tasks = expand(submission, spec, start=base)
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="create-job") as pool:
+            creating = pool.submit(_create_job, gateway, job)
+            try:
+                tasks = expand(submission, spec, start=base)
+                ready = list(islice(tasks, max(0, min(total - base, TASKS_PER_REQUEST * max_concurrency()))))
+            finally:
+                creating.result()   # the job's refusal, if any, is the error to report
+    created = job is not None
+
+    def adding() -> None:
+        nonlocal created
+        if created:
+            created = False
+            own_job(submission)
+            run.advance(state=SubmissionState.ADDING_TASKS)
 
     def source() -> Iterator[TaskSpec]:
         nonlocal taken, out_of_time
-        for task in expand(submission, spec, start=base):
+        for task in chain(ready, tasks):
+            if taken == len(ready):
+                adding()   # the first requests are all on their way
             if taken >= total - base:
-                return
+                break
             if taken % step == 0 and taken and time.monotonic() - started > RUN_BUDGET_SECONDS:
                 out_of_time = True
-                return
+                break
             taken += 1
             yield task
+        adding()   # fewer tasks than the first requests take
 
     def record(prefix: int) -> None:
         # The count reaching the total is written below together with the next state, in one update.
@@ -236,6 +268,13 @@ def _add_tasks(run: _Run, gateway: BatchGateway, spec: TemplateSpec, started: fl
                     state=SubmissionState.FINALIZING)
     elif submission.tasks_added != base + taken:
         run.advance(expect={"tasks_added": submission.tasks_added}, tasks_added=base + taken)
+
+
+def _create_job(gateway: BatchGateway, job: JobSpec) -> None:
+    try:
+        gateway.create_job(job)
+    except AlreadyExists:
+        pass   # an earlier run of ours created it: the id holds the submission's uuid
 
 
 def expand(submission: Submission, spec: TemplateSpec | None = None, *, start: int = 0) -> Iterator[TaskSpec]:
@@ -430,8 +469,8 @@ def redrive_submissions() -> list[int]:
 
 
 def own_job(submission: Submission) -> None:
-    """Give the submission's job its submitter and team the moment Batch has accepted it, so its page names who
-    submitted it and offers them Terminate before the sync's next pass.
+    """Give the submission's job its submitter and team once Batch has accepted it (as its first tasks are sent),
+    so its page names who submitted it and offers them Terminate before the sync's next pass.
 
     Ownership is the submission's to give, so it is written here, where the job is made. If the sync has not mirrored
     the job yet, its row is made holding only its Batch id besides: every Batch field stays the sync's to write (it

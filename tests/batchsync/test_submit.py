@@ -238,6 +238,39 @@ def test_when_the_retry_budget_is_spent_the_submission_fails_in_plain_words(batc
                                                "0 of 3 tasks added.")
 
 
+def test_a_pending_submission_whose_attempts_are_spent_fails_without_creating_or_stopping_a_job(gateway, idle_pool,
+                                                                                                 user):
+    submission = create(user, 3)
+    Submission.objects.filter(pk=submission.pk).update(attempts=submit.MAX_ATTEMPTS)
+
+    assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
+
+    submission.refresh_from_db()
+    assert submission.error_message == ("Batch could not be reached for a long time (15 attempts); "
+                                        "0 of 3 tasks added.")
+    assert jobs_in_batch(gateway) == []
+
+
+def test_when_batch_refuses_the_first_tasks_of_a_job_it_just_created_the_job_is_owned_stopped_and_said_so(
+        batch, gateway, idle_pool, submitter, team_a):
+    # The job is created while the first tasks are expanded, and its owner and the adding state are written as
+    # those tasks' requests leave: a refusal of them must find the submission adding, not still creating its job.
+    submission = create(submitter, 250)
+    batch.app.faults = Faults(rate=1.0, status=400, path_pattern="addtaskcollection")
+    try:
+        assert submit.submit_submission(submission.pk) == SubmissionState.FAILED
+    finally:
+        batch.app.faults = Faults()
+
+    submission.refresh_from_db()
+    assert submission.error_message.startswith("Batch refused the submission: ")
+    assert f"The job {submission.job_id} was stopped, so none of it runs" in submission.error_message
+    job = gateway.get_job(submission.job_id)
+    assert job.state in ("terminating", "completed") and job.terminate_reason == submit.FAILED_TERMINATE_REASON
+    mirrored = Job.objects.get(job_id=submission.job_id)
+    assert (mirrored.submitted_by, mirrored.team) == (submitter, team_a)
+
+
 def test_a_task_over_1_mb_fails_the_submission_with_a_clear_message_and_stops_the_job(gateway, idle_pool, user,
                                                                                       monkeypatch):
     version = frames_version({"parameters": [
