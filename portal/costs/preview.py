@@ -79,10 +79,13 @@ def history_seconds_per_task(template: JobTemplate) -> list[float]:
     return per_task
 
 
-def estimate_for_preview(*, template: JobTemplate, spec: TemplateSpec, task_count: int) -> CostEstimate:
+def estimate_for_preview(*, template: JobTemplate, spec: TemplateSpec, task_count: int,
+                         account: BatchAccount | None = None) -> CostEstimate:
     """The preview's sentence: "about $3.20 — 2.1 node-hours of Standard_D2s_v3 at $1.52/h; based on the last 12
-    runs of this template", a bound from the time limit without history, or why there is no estimate."""
-    account = template.account or BatchAccount.objects.filter(is_default=True).order_by("pk").first()
+    runs of this template", a bound from the time limit without history, or why there is no estimate.
+
+    `account`: the account the template runs on, where the caller has it already (else it is looked up)."""
+    account = account or template.account or BatchAccount.objects.filter(is_default=True).order_by("pk").first()
     machine = _machine(spec, account)
     if machine is None:
         return CostEstimate(f"No cost estimate: the portal does not know the VM size of {spec.pool_label}")

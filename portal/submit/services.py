@@ -34,6 +34,7 @@ from portal.models import (
     SubmissionState,
     Task,
     TaskState,
+    Team,
 )
 from portal.submit.limits import task_limit_problems
 from portal.submit.preview import Preview, preview
@@ -218,11 +219,13 @@ def submission_create(*, user: User, template_version: JobTemplateVersion | int 
                               "disabled, so nothing was submitted. Ask an administrator to enable it or to point the "
                               "template at another account.")
     spec = prepared.template_version.parsed
-    approval = approval_reason(team=access.submission_team(user), estimate=estimate_for_preview(
-        template=prepared.template_version.template, spec=spec, task_count=prepared.preview.task_count))
+    team = access.submission_team(user)
+    approval = approval_reason(team=team, estimate=estimate_for_preview(
+        template=prepared.template_version.template, spec=spec, task_count=prepared.preview.task_count,
+        account=account))
     try:
         submission = _submission_write(user=user, prepared=prepared, public_id=public_id, account=account,
-                                       parent=parent, approval=approval)
+                                       team=team, parent=parent, approval=approval)
     except IntegrityError:
         # Two posts of the same preview raced past the check above: the other one's row is the submission.
         existing = _submission_with_key(user, public_id)
@@ -242,14 +245,14 @@ def _submission_with_key(user: User, public_id: uuid.UUID) -> Submission | None:
 
 
 def _submission_write(*, user: User, prepared: PreparedSubmission, public_id: uuid.UUID, account: BatchAccount,
-                      parent: Submission | None, approval: str = "") -> Submission:
+                      team: Team | None, parent: Submission | None, approval: str = "") -> Submission:
     """`approval`: why it must wait for approval (portal.costs.budgets.approval_reason); then it is written waiting
     and nothing is enqueued until submission_decide approves it."""
     version, preview = prepared.template_version, prepared.preview
     with transaction.atomic():
         submission = Submission.objects.create(
             public_id=public_id, account=account, template_version=version, submitted_by=user, parent=parent,
-            team=access.submission_team(user), name=prepared.name,
+            team=team, name=prepared.name,
             parameters=prepared.values,
             # Uploaded files are kept as blob paths; a read SAS is signed when the tasks are built.
             inputs={name: [{"name": f.name, "blob": f.blob, "size": f.size,

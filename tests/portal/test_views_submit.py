@@ -198,6 +198,20 @@ def test_submit_makes_one_submission_and_a_second_post_returns_it(signed_in, use
         user, 3, {"frames": 3, "seconds_per_frame": 0.0})
 
 
+def test_submit_records_the_submitters_team_within_a_query_budget(client, submitter, team_a,
+                                                                   django_assert_max_num_queries):
+    client.force_login(submitter)
+    default_account()   # made on first use: a running portal has it
+    shown = preview(client, "render-frames", frames="3", seconds_per_frame="0")
+
+    # The team and the account are looked up once each, though the approval check and the row both use them.
+    with django_assert_max_num_queries(19):
+        response = confirm(client, "render-frames", shown)
+
+    assert response.status_code == 302
+    assert (Submission.objects.get().team, Submission.objects.get().submitted_by) == (team_a, submitter)
+
+
 def test_a_version_with_an_id_prefix_batch_would_refuse_is_stopped_at_the_preview_naming_the_field(signed_in):
     # Saved before ids were checked (the admin now refuses it): the preview says what to fix, and writes nothing.
     template = JobTemplate.objects.get(slug="render-frames")
