@@ -39,7 +39,7 @@ from .gateway import (
     TaskSpec,
     Transient,
 )
-from .gateway.client import TASKS_PER_REQUEST
+from .gateway.client import REQUESTS_AHEAD_PER_THREAD, TASKS_PER_REQUEST
 
 logger = logging.getLogger(__name__)
 
@@ -201,9 +201,10 @@ def _add_tasks(run: _Run, gateway: BatchGateway, spec: TemplateSpec, started: fl
     used its time. Leaves the submission finalizing (every task added), failed, or still adding (out of time).
 
     With `job` (a submission creating its job), the job is created first, its request on a thread of its own while
-    this one signs the files' URLs and expands the first requests' tasks, so those requests leave the moment Batch
-    has the job; the job's owner and the adding state are written once they are on their way, before any answer
-    to them is looked at (a refusal then stops the job, as for any submission adding tasks)."""
+    this one signs the files' URLs and expands tasks (the first requests' at least, then as many as add_tasks
+    queues ahead while the request lasts), so requests leave the moment Batch has the job; the job's owner and the
+    adding state are written once they are on their way, before any answer to them is looked at (a refusal then
+    stops the job, as for any submission adding tasks)."""
     submission = run.submission
     base, total, step = submission.tasks_added, submission.total_tasks, chunk_size()
     taken = 0
@@ -212,35 +213,34 @@ def _add_tasks(run: _Run, gateway: BatchGateway, spec: TemplateSpec, started: fl
     if job is None:
         tasks = expand(submission, spec, start=base)
     else:
+        first = TASKS_PER_REQUEST * max_concurrency()
+        most = min(total - base, first * REQUESTS_AHEAD_PER_THREAD)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="create-job") as pool:
             creating = pool.submit(_create_job, gateway, job)
             try:
                 tasks = expand(submission, spec, start=base)
-                ready = list(islice(tasks, max(0, min(total - base, TASKS_PER_REQUEST * max_concurrency()))))
+                while len(ready) < most and (len(ready) < first or not creating.done()):
+                    more = list(islice(tasks, min(TASKS_PER_REQUEST, most - len(ready))))
+                    if not more:
+                        break
+                    ready += more
             finally:
                 creating.result()   # the job's refusal, if any, is the error to report
-    created = job is not None
 
     def adding() -> None:
-        nonlocal created
-        if created:
-            created = False
-            own_job(submission)
-            run.advance(state=SubmissionState.ADDING_TASKS)
+        own_job(submission)
+        run.advance(state=SubmissionState.ADDING_TASKS)
 
     def source() -> Iterator[TaskSpec]:
         nonlocal taken, out_of_time
         for task in chain(ready, tasks):
-            if taken == len(ready):
-                adding()   # the first requests are all on their way
             if taken >= total - base:
-                break
+                return
             if taken % step == 0 and taken and time.monotonic() - started > RUN_BUDGET_SECONDS:
                 out_of_time = True
-                break
+                return
             taken += 1
             yield task
-        adding()   # fewer tasks than the first requests take
 
     def record(prefix: int) -> None:
         # The count reaching the total is written below together with the next state, in one update.
@@ -252,7 +252,8 @@ def _add_tasks(run: _Run, gateway: BatchGateway, spec: TemplateSpec, started: fl
     # progress renews, can run out; the run stops taking tasks after its budget, so the call is bounded too.
     result = gateway.add_tasks(submission.job_id, source(), on_progress=record, max_concurrency=max_concurrency(),
                                budget_seconds=RUN_BUDGET_SECONDS + chunk_budget_seconds(),
-                               request_budget_seconds=chunk_budget_seconds())
+                               request_budget_seconds=chunk_budget_seconds(),
+                               on_sending=adding if job is not None else None)
     if result.failures:
         _fail(run, gateway, _refused_task_message(result.failures[0]), job_may_exist=True)
         return

@@ -202,7 +202,8 @@ class BatchGateway:
 
     def add_tasks(self, job_id: str, specs: Iterable[TaskSpec], *, budget_seconds: float = 120,
                   max_concurrency: int = 4, on_progress: Callable[[int], None] | None = None,
-                  request_budget_seconds: float | None = None) -> AddTasksResult:
+                  request_budget_seconds: float | None = None,
+                  on_sending: Callable[[], None] | None = None) -> AddTasksResult:
         """Add tasks in requests of 100, `max_concurrency` at a time, retrying busy or failed requests until
         `budget_seconds` is spent, or until one request has been retried for `request_budget_seconds`.
 
@@ -216,7 +217,10 @@ class BatchGateway:
 
         `on_progress(n)` is called in the caller's thread, while requests are still running, whenever the first
         n specs (in order) have all been added: a caller can record progress without pausing the requests.
-        If it (or `specs`) raises, the remaining requests stop and its exception propagates."""
+        `on_sending()` is called once, in the caller's thread, when the first requests have been handed to the
+        request threads and before any answer to them is looked at: a caller can record that adding has begun
+        while they are on their way. If either (or `specs`) raises, the remaining requests stop and its exception
+        propagates."""
         deadline = time.monotonic() + budget_seconds
         outcome = AddOutcome()
         futures: list[Future[int]] = []
@@ -224,7 +228,7 @@ class BatchGateway:
             try:
                 sizes = self._run_requests(pool, job_id, iter(specs), futures, deadline, outcome, on_progress,
                                            ahead=REQUESTS_AHEAD_PER_THREAD * max(1, max_concurrency),
-                                           request_budget_seconds=request_budget_seconds)
+                                           request_budget_seconds=request_budget_seconds, on_sending=on_sending)
             except BaseException:
                 outcome.stop.set()
                 raise
@@ -242,7 +246,8 @@ class BatchGateway:
     def _run_requests(self, pool: ThreadPoolExecutor, job_id: str, specs: Iterator[TaskSpec],
                       futures: list[Future[int]], deadline: float, outcome: AddOutcome,
                       on_progress: Callable[[int], None] | None, *, ahead: int,
-                      request_budget_seconds: float | None) -> list[int]:
+                      request_budget_seconds: float | None,
+                      on_sending: Callable[[], None] | None = None) -> list[int]:
         """Keep `ahead` requests submitted, so a thread that finishes one starts the next at once while this thread
         takes the specs after it, or waits on `on_progress` (a database write, slow on a busy server); call
         `on_progress` as the run of fully added leading requests grows. Returns the size of every request made."""
@@ -261,6 +266,9 @@ class BatchGateway:
                 futures.append(future)
                 sizes.append(len(chunk))
                 pending.add(future)
+            if on_sending is not None:
+                on_sending()
+                on_sending = None
             # Reported once the queue is topped up: the threads keep sending while the caller records it.
             if on_progress is not None and prefix > reported:
                 on_progress(prefix)

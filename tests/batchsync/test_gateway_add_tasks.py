@@ -6,7 +6,16 @@ import json
 import pytest
 from azure.batch._utils.model_base import SdkJSONEncoder
 
-from batchsync.gateway import BatchGateway, JobSpec, OutputFileSpec, PoolSpec, ResourceFileSpec, TaskSpec, convert
+from batchsync.gateway import (
+    BatchGateway,
+    JobSpec,
+    NotFound,
+    OutputFileSpec,
+    PoolSpec,
+    ResourceFileSpec,
+    TaskSpec,
+    convert,
+)
 from batchsync.gateway.client import REQUESTS_AHEAD_PER_THREAD, TASKS_PER_REQUEST
 from localbatch.server import Faults
 from tests.batchsync.test_sync import UBUNTU
@@ -119,3 +128,31 @@ def test_an_error_raised_while_taking_the_specs_stops_the_remaining_requests(job
         job.add_tasks("job-1", breaking(), max_concurrency=1)
 
     assert len(list(job.list_tasks("job-1"))) <= 300
+
+
+@pytest.mark.parametrize("count", [0, 250, 5000])
+def test_on_sending_is_called_once_with_the_first_requests_queued_before_any_progress(job, count):
+    events = []
+
+    def lazily():
+        for spec in specs(count):
+            events.append("taken")
+            yield spec
+
+    result = job.add_tasks("job-1", lazily(), on_sending=lambda: events.append("sending"),
+                           on_progress=lambda n: events.append("progress"), max_concurrency=2)
+
+    assert len(result.added) == count and events.count("sending") == 1
+    sending = events.index("sending")
+    assert "progress" not in events[:sending]
+    # The requests queued ahead were handed to the threads first (or every spec, when there are fewer).
+    assert events[:sending].count("taken") == min(count, REQUESTS_AHEAD_PER_THREAD * 2 * TASKS_PER_REQUEST)
+
+
+def test_on_sending_comes_before_a_refusal_of_the_whole_request_is_raised(job):
+    sent = []
+
+    with pytest.raises(NotFound):
+        job.add_tasks("no-such-job", specs(300), on_sending=lambda: sent.append(True), max_concurrency=1)
+
+    assert sent == [True]
