@@ -242,27 +242,43 @@ def _node_relative(root: str) -> str | None:
 
 
 def job_record(job: models.BatchJob) -> JobRecord:
-    execution = job.execution_info
-    pool_id = (execution.pool_id if execution else None) or (job.pool_info.pool_id if job.pool_info else None)
+    return job_record_from_wire(job.as_dict())
+
+
+# What job_record_from_wire reads: list_jobs asks Batch for these only.
+JOB_RECORD_FIELDS = ("id", "displayName", "state", "poolInfo", "executionInfo", "priority", "onAllTasksComplete",
+                     "creationTime", "stateTransitionTime", "lastModified", "eTag", "maxParallelTasks",
+                     "usesTaskDependencies")
+
+
+def job_record_from_wire(job: dict) -> JobRecord:
+    """A job as Batch's JSON has it to our record: list_jobs reads its pages as JSON and comes straight here (the
+    SDK's models of a few hundred jobs were a tenth of a sync pass's CPU); get_job goes through the SDK's model and
+    `as_dict()`, the same JSON."""
+    execution = job.get("executionInfo") or {}
+    max_parallel = job.get("maxParallelTasks")
     return JobRecord(
-        id=job.id, display_name=job.display_name, state=enum_value(job.state), pool_id=pool_id, priority=job.priority,
-        on_all_tasks_complete=enum_value(job.all_tasks_complete_mode),
-        creation_time=_aware(job.creation_time), state_transition_time=_aware(job.state_transition_time),
-        start_time=_aware(execution.start_time) if execution else None,
-        end_time=_aware(execution.end_time) if execution else None,
-        terminate_reason=execution.termination_reason if execution else None,
-        last_modified=_aware(job.last_modified), etag=job.etag,
-        max_parallel_tasks=job.max_parallel_tasks if job.max_parallel_tasks is not None else -1,
-        uses_task_dependencies=bool(job.uses_task_dependencies),
+        id=job["id"], display_name=job.get("displayName"), state=enum_value(job.get("state")),
+        pool_id=execution.get("poolId") or (job.get("poolInfo") or {}).get("poolId"), priority=job.get("priority"),
+        on_all_tasks_complete=enum_value(job.get("onAllTasksComplete")),
+        creation_time=wire_time(job.get("creationTime")),
+        state_transition_time=wire_time(job.get("stateTransitionTime")),
+        start_time=wire_time(execution.get("startTime")), end_time=wire_time(execution.get("endTime")),
+        terminate_reason=execution.get("terminateReason"), last_modified=wire_time(job.get("lastModified")),
+        etag=job.get("eTag"), max_parallel_tasks=max_parallel if max_parallel is not None else -1,
+        uses_task_dependencies=bool(job.get("usesTaskDependencies")),
     )
 
 
-def task_counts_record(result: models.BatchTaskCountsResult) -> TaskCountsRecord:
-    tasks, slots = result.task_counts, result.task_slot_counts
+def task_counts_record_from_wire(result: dict) -> TaskCountsRecord:
+    """Batch's task counts answer as its JSON has it (taskCounts, taskSlotCounts) to our record."""
+    tasks, slots = result.get("taskCounts") or {}, result.get("taskSlotCounts") or {}
     return TaskCountsRecord(
-        active=tasks.active, running=tasks.running, completed=tasks.completed, succeeded=tasks.succeeded,
-        failed=tasks.failed, active_slots=slots.active, running_slots=slots.running,
-        completed_slots=slots.completed, succeeded_slots=slots.succeeded, failed_slots=slots.failed,
+        active=int(tasks.get("active") or 0), running=int(tasks.get("running") or 0),
+        completed=int(tasks.get("completed") or 0), succeeded=int(tasks.get("succeeded") or 0),
+        failed=int(tasks.get("failed") or 0), active_slots=int(slots.get("active") or 0),
+        running_slots=int(slots.get("running") or 0), completed_slots=int(slots.get("completed") or 0),
+        succeeded_slots=int(slots.get("succeeded") or 0), failed_slots=int(slots.get("failed") or 0),
     )
 
 

@@ -223,6 +223,18 @@ def test_job_record_from_a_recorded_job(service, gateway):
         etag="0x8DA9061E0AFB569")
 
 
+def test_listed_jobs_read_as_the_same_records_as_a_job_read_alone(service, gateway):
+    job = recorded_body("cli-extensions/job_get.json")
+    serve(service, "GET", "/jobs/ncj-ubuntu1604", "cli-extensions/job_get.json")
+    service.routes[("GET", "/jobs")] = Answer(200, {"value": [job]})
+
+    [listed] = gateway.list_jobs()
+
+    assert listed == gateway.get_job("ncj-ubuntu1604")
+    [request] = service.requests_to("GET", "/jobs")
+    assert "executionInfo" in request.query["$select"][0]
+
+
 def test_task_counts_record_from_recorded_counts(service, gateway):
     serve(service, "GET", "/jobs/xplatJobForTaskTests/taskcounts", "azure-cli/task_counts.json")
 
