@@ -14,6 +14,7 @@ import functools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,21 +93,22 @@ class RequestBudget:
 # GCRA (the token bucket as one timestamp): KEYS[1] holds the account's "theoretical arrival time" in µs of Redis's
 # clock, KEYS[2] the pause. The pause, the bucket and the update are one script, so a request costs one round trip
 # and two processes never take the same token. Unless the account is paused ({0, µs of the pause}), the caller is
-# given the next free slot at once and told how long to wait for it ({1, µs}): callers queue in Redis rather than
-# all asking again each time a token comes free. Redis's clock, not the callers': their machines' may disagree.
+# given the next ARGV[3] free slots at once and told when the first is due, in µs from now ({1, µs}; the k-th is due
+# k intervals later, and any that are due already may go now): callers queue in Redis rather than all asking again
+# each time a token comes free. Redis's clock, not the callers': their machines' may disagree.
 _TAKE = """
 local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return {0, paused * 1000} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local count = tonumber(ARGV[3]) or 1
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local wait = tat - tolerance - now
-if wait < 0 then wait = 0 end
-tat = tat + interval
+local first = tat - tolerance - now
+tat = tat + interval * count
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-return {1, math.ceil(wait)}
+return {1, math.ceil(first)}
 """
 # A pause only ever grows: a shorter Retry-After must not cut a longer one another process was given.
 _PAUSE = """
@@ -117,6 +119,10 @@ return 1
 # After Redis failed to answer, how long the budget stays in-process before it asks Redis again: a dead Redis costs
 # one connection attempt per this many seconds, not one per request.
 RETRY_REDIS_EVERY = 5.0
+# At most this many slots are taken from Redis at once, for as many callers of this process waiting together, and
+# at most as many as the rate gives in LEASE_KEPT; a slot not used within LEASE_KEPT after it was due is given up.
+LEASE = 8
+LEASE_KEPT = 0.02
 KEY_PREFIX = "batchsync:budget:"
 
 
@@ -134,6 +140,12 @@ class SharedBudget(RequestBudget):
         self._pause_script = client.register_script(_PAUSE)
         self._redis_down_until = 0.0   # time.monotonic() before which Redis is not asked again
         self._redis_lock = threading.Lock()
+        # Slots Redis gave this process for callers that were waiting (when each is due), and who is asking now.
+        self._leases = threading.Condition()
+        self._leased: deque[float] = deque()
+        self._recent: deque[float] = deque()   # when slots were handed out lately
+        self._asking = False
+        self._wanting = 0
 
     def take(self) -> float:
         waited = 0.0
@@ -145,21 +157,20 @@ class SharedBudget(RequestBudget):
                 continue
             if not self._redis_usable():
                 return waited + super().take()
-            # The interval and tolerance go with each call, so a changed rate applies from the next request on.
-            interval = 1_000_000 / self.rate
             try:
-                slotted, wait_us = self._take_script(keys=self._keys,
-                                                     args=[interval, (max(self.rate, 1) - 1) * interval])
+                due = self._slot()
             except redis.RedisError as exc:
                 self._redis_failed(exc)
                 return waited + super().take()
             self._redis_answered()
-            delay = int(wait_us) / 1_000_000
+            if due < 0:   # the account was paused: ask again once the pause is over
+                time.sleep(-due)
+                waited -= due
+                continue
+            delay = max(0.0, due - time.monotonic())
             if delay:
                 time.sleep(delay)
                 waited += delay
-            if not slotted:
-                continue   # the account was paused: ask again once the pause is over
             # A Retry-After given to anyone while this caller waited for its slot holds it back too; the slot is
             # given up (one token less, never one request too many).
             if delay and self.paused_for() > 0:
@@ -168,8 +179,57 @@ class SharedBudget(RequestBudget):
                 self.requests += 1
             return waited
 
+    def _slot(self) -> float:
+        """When (time.monotonic()) this caller's slot is due: one of the slots this process was given already, or
+        from Redis. Callers that find none while another asks Redis wait for its answer, which brings a slot for
+        each of them, and for the callers the last LEASE_KEPT saw (up to LEASE): a pass of hundreds of requests
+        asks Redis a fraction of as many times, each round trip a share of a request's CPU on both sides. A slot is
+        used within LEASE_KEPT of being due, so a Retry-After another process was given is missed by a few
+        requests at most. Negative: the account is paused for that many seconds."""
+        with self._leases:
+            self._wanting += 1
+            try:
+                while True:
+                    now = time.monotonic()
+                    # A slot not taken soon after it was due is given up (a token less, never a request too many).
+                    while self._leased and self._leased[0] + LEASE_KEPT < now:
+                        self._leased.popleft()
+                    while self._recent and self._recent[0] + LEASE_KEPT < now:
+                        self._recent.popleft()
+                    if self._leased:
+                        self._recent.append(now)
+                        return self._leased.popleft()
+                    if not self._asking:
+                        break
+                    self._leases.wait(1.0)
+                self._asking = True
+                self._recent.append(now)
+                # As many as are waiting, or as were taken in the last LEASE_KEPT: when requests keep leaving,
+                # the next ones' slots are in hand before they ask.
+                count = min(max(self._wanting, len(self._recent)), max(1, min(LEASE, int(self.rate * LEASE_KEPT))))
+            finally:
+                self._wanting -= 1
+        slots: list[float] = []
+        try:
+            # The interval and tolerance go with each call, so a changed rate applies from the next request on.
+            interval = 1_000_000 / self.rate
+            slotted, first_us = self._take_script(keys=self._keys,
+                                                  args=[interval, (max(self.rate, 1) - 1) * interval, count])
+            now = time.monotonic()
+            if not slotted:
+                return -max(int(first_us) / 1_000_000, 1e-6)
+            slots = [now + max(0, int(first_us) + k * interval) / 1_000_000 for k in range(count)]
+            return slots[0]
+        finally:
+            with self._leases:
+                self._asking = False
+                self._leased.extend(slots[1:])
+                self._leases.notify_all()
+
     def pause(self, seconds: float) -> None:
         super().pause(seconds)
+        with self._leases:
+            self._leased.clear()   # given before Batch said to wait
         if not self._redis_usable():
             return
         try:
