@@ -372,10 +372,10 @@ class _AccountPass:
             parts, self.to_store = self.to_store, []
             TaskWrite.write_many(parts)
 
-    def _listed(self, listing: _Listing, answer: Future[tuple[str, list | None]]) -> None:
+    def _listed(self, listing: _Listing, answer: Future[tuple[str, list | None, bool]]) -> None:
         write = listing.write
         try:
-            phase, batch = answer.result()
+            phase, batch, last = answer.result()
         except NotFound:
             self._store()   # what was listed before, then the job is gone with its tasks
             listing.release()
@@ -389,29 +389,29 @@ class _AccountPass:
         if phase == _RESTARTED:
             self._store()
             write.restart()
-        elif batch is not None:
-            # The next page is on its way while this one is stored.
             self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
+            return
+        if batch is not None:
+            if not last:   # the next page is on its way while this one is stored
+                self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
             if phase == _VERSIONS:
                 write.compare(batch)
             else:
                 self.to_store.append((write, batch))
                 if sum(len(part) for _, part in self.to_store) >= mirror.UPSERT_BATCH:
                     self._store()
-            return
-        elif phase == _VERSIONS:
+            if not last:
+                return
+        # The phase's listing is complete.
+        if phase == _VERSIONS:
             write.server_time = listing.server_time
             if write.stale:
                 listing.open(_TASKS)   # a reconcile's second phase: the changed tasks in full
-            else:
-                self.to_finish.append(listing)
+                self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
                 return
-        else:
-            if not write.full:
-                write.server_time = listing.server_time
-            self.to_finish.append(listing)
-            return
-        self.fetcher.fetch(listing.next_batch, partial(self._listed, listing))
+        elif not write.full:
+            write.server_time = listing.server_time
+        self.to_finish.append(listing)
 
 
 _VERSIONS, _TASKS, _RESTARTED = "versions", "tasks", "restarted"
@@ -439,17 +439,20 @@ class _Listing:
         """The job's task lock: its next pass may start."""
         self.locks.release([task_lock_name(self.write.job)])
 
-    def next_batch(self) -> tuple[str, list | None]:
+    def next_batch(self) -> tuple[str, list | None, bool]:
+        """The phase, its next batch (None: there is none), and whether that batch is the phase's last."""
         phase = self.phase
         try:
             batch = next(self._batches, None)
         except Transient as error:
             self.backoff.wait(error)
             self.open(_VERSIONS if self.write.full else _TASKS)
-            return _RESTARTED, None
+            return _RESTARTED, None, False
         if phase == _VERSIONS or not self.write.full:
             self.server_time = getattr(self._listing, "server_time", None)
-        return phase, batch
+        # `chunks` gives a short batch only once the listing is exhausted: the listing is complete without another
+        # trip through the fetcher to learn so (a round of hand-overs for every job of a pass).
+        return phase, batch, batch is not None and len(batch) < mirror.UPSERT_BATCH
 
 
 def _busy(job: Job, remembered: Memory | None) -> bool:
