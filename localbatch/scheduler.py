@@ -33,6 +33,9 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._cleanup_due = 0.0
         self._next_due = 0.0
+        # (creationTime, maxWallClockTime) → when the job's wall clock runs out, in epoch seconds: parsed once, not
+        # for every job on every step (each step holds the lock the requests wait for).
+        self._deadlines: dict[tuple[str, str], float] = {}
         state.listeners.append(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -118,7 +121,15 @@ class Scheduler:
             self.terminate_job(job, "AllTasksComplete")
             return
         limit = job["constraints"].get("maxWallClockTime")
-        if limit and time.time() - iso_to_epoch(job["creationTime"]) > parse_duration(limit):
+        if not limit:
+            return
+        deadline = self._deadlines.get((job["creationTime"], limit))
+        if deadline is None:
+            if len(self._deadlines) > 100_000:
+                self._deadlines.clear()
+            deadline = self._deadlines[(job["creationTime"], limit)] = (
+                iso_to_epoch(job["creationTime"]) + parse_duration(limit))
+        if time.time() > deadline:
             self.terminate_job(job, "MaxWallClockTimeExpiry")
 
     def terminate_job(self, job: dict, reason: str) -> None:
