@@ -119,8 +119,8 @@ return 1
 # After Redis failed to answer, how long the budget stays in-process before it asks Redis again: a dead Redis costs
 # one connection attempt per this many seconds, not one per request.
 RETRY_REDIS_EVERY = 5.0
-# At most this many slots are taken from Redis at once, for as many callers of this process waiting together, and
-# at most as many as the rate gives in LEASE_KEPT; a slot not used within LEASE_KEPT after it was due is given up.
+# At most this many slots are taken from Redis at once, as many as this process's callers took in the last LEASE_KEPT
+# and at most as many as the rate gives in LEASE_KEPT; a slot not used within LEASE_KEPT after it was due is given up.
 LEASE = 8
 LEASE_KEPT = 0.02
 KEY_PREFIX = "batchsync:budget:"
@@ -140,12 +140,12 @@ class SharedBudget(RequestBudget):
         self._pause_script = client.register_script(_PAUSE)
         self._redis_down_until = 0.0   # time.monotonic() before which Redis is not asked again
         self._redis_lock = threading.Lock()
-        # Slots Redis gave this process for callers that were waiting (when each is due), and who is asking now.
-        self._leases = threading.Condition()
+        # Slots Redis gave this process ahead of their callers (when each is due), when callers took slots lately,
+        # and how many slots are being asked for.
+        self._leases = threading.Lock()
         self._leased: deque[float] = deque()
-        self._recent: deque[float] = deque()   # when slots were handed out lately
-        self._asking = False
-        self._wanting = 0
+        self._recent: deque[float] = deque()
+        self._asked = 0
 
     def take(self) -> float:
         waited = 0.0
@@ -180,35 +180,25 @@ class SharedBudget(RequestBudget):
             return waited
 
     def _slot(self) -> float:
-        """When (time.monotonic()) this caller's slot is due: one of the slots this process was given already, or
-        from Redis. Callers that find none while another asks Redis wait for its answer, which brings a slot for
-        each of them, and for the callers the last LEASE_KEPT saw (up to LEASE): a pass of hundreds of requests
-        asks Redis a fraction of as many times, each round trip a share of a request's CPU on both sides. A slot is
-        used within LEASE_KEPT of being due, so a Retry-After another process was given is missed by a few
-        requests at most. Negative: the account is paused for that many seconds."""
+        """When (time.monotonic()) this caller's slot is due: one this process was given already, or from Redis,
+        which is asked for more when callers keep coming: as many as were taken in the last LEASE_KEPT, less those
+        being asked for, up to LEASE. A pass of hundreds of requests asks Redis a fraction of as many times (each
+        round trip a share of a request's CPU on both sides). A slot is used within LEASE_KEPT of being due, so a
+        Retry-After another process was given is missed by a few requests at most. Negative: the account is paused
+        for that many seconds."""
         with self._leases:
-            self._wanting += 1
-            try:
-                while True:
-                    now = time.monotonic()
-                    # A slot not taken soon after it was due is given up (a token less, never a request too many).
-                    while self._leased and self._leased[0] + LEASE_KEPT < now:
-                        self._leased.popleft()
-                    while self._recent and self._recent[0] + LEASE_KEPT < now:
-                        self._recent.popleft()
-                    if self._leased:
-                        self._recent.append(now)
-                        return self._leased.popleft()
-                    if not self._asking:
-                        break
-                    self._leases.wait(1.0)
-                self._asking = True
-                self._recent.append(now)
-                # As many as are waiting, or as were taken in the last LEASE_KEPT: when requests keep leaving,
-                # the next ones' slots are in hand before they ask.
-                count = min(max(self._wanting, len(self._recent)), max(1, min(LEASE, int(self.rate * LEASE_KEPT))))
-            finally:
-                self._wanting -= 1
+            now = time.monotonic()
+            # A slot not taken soon after it was due is given up (a token less, never a request too many).
+            while self._leased and self._leased[0] + LEASE_KEPT < now:
+                self._leased.popleft()
+            while self._recent and self._recent[0] + LEASE_KEPT < now:
+                self._recent.popleft()
+            self._recent.append(now)
+            if self._leased:
+                return self._leased.popleft()
+            cap = max(1, min(LEASE, int(self.rate * LEASE_KEPT)))
+            count = max(1, min(cap, len(self._recent) - self._asked))
+            self._asked += count
         slots: list[float] = []
         try:
             # The interval and tolerance go with each call, so a changed rate applies from the next request on.
@@ -222,9 +212,8 @@ class SharedBudget(RequestBudget):
             return slots[0]
         finally:
             with self._leases:
-                self._asking = False
+                self._asked -= count
                 self._leased.extend(slots[1:])
-                self._leases.notify_all()
 
     def pause(self, seconds: float) -> None:
         super().pause(seconds)

@@ -43,6 +43,7 @@ from .common import (
     SyncStats,
     chunks,
     concurrency,
+    fewer_collections,
     gateway_or_own,
     retrying,
 )
@@ -76,7 +77,7 @@ def sync_account(account: BatchAccount, *, full: bool = False, tasks: bool = Tru
     started = time.monotonic()
     with gateway_or_own(account, gateway) as gw:
         budget_before = _budget_requests(gw)
-        with mirror.relaxed_commits(), \
+        with fewer_collections(), mirror.relaxed_commits(), \
                 _AccountPass(account, gw, full=full, tasks=tasks, retry=retry, workers=workers, defer=defer) as run:
             run.jobs()    # first: the jobs' counts and busy jobs' listings are most of the pass
             run.pools()
