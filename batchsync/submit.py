@@ -17,7 +17,7 @@ from itertools import chain, islice
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Value, When
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from portal.models import UNFINISHED_SUBMISSION_STATES, Job, Submission, SubmissionState
@@ -144,11 +144,7 @@ def _claim(submission_id: int) -> _Run | None:
                .filter(pk=submission_id, state__in=UNFINISHED_SUBMISSION_STATES)
                .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-               .update(lease_expires_at=lease, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now,
-                       # A pending submission is creating its job from here on: said by the claim rather than by
-                       # a write of its own before the request (not when its attempts are spent: it fails).
-                       state=Case(When(state=SubmissionState.PENDING, attempts__lt=MAX_ATTEMPTS,
-                                       then=Value(SubmissionState.CREATING_JOB)), default=F("state"))))
+               .update(lease_expires_at=lease, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now))
     if claimed != 1:
         return None
     submission = Submission.objects.select_related("account", "template_version").get(pk=submission_id)
@@ -161,7 +157,9 @@ def _drive(run: _Run, gateway: BatchGateway) -> None:
     started = time.monotonic()
     try:
         if submission.state == SubmissionState.PENDING:
-            run.advance(state=SubmissionState.CREATING_JOB)   # the claim says so, but for a row it did not move
+            # Not said by the claim: a run that cannot start (this worker lacks the account's credential) leaves the
+            # submission pending, with no job that may exist to stop.
+            run.advance(state=SubmissionState.CREATING_JOB)
 
         if submission.state in (SubmissionState.CREATING_JOB, SubmissionState.ADDING_TASKS):
             job = (job_spec(spec, job_id=submission.job_id, display_name=_display(submission))
