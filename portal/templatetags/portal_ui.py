@@ -9,6 +9,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from portal.accounts.selectors import sync_is_stale
+from portal.dashboard.selectors import HourBar
 from portal.jobs.selectors import Progress, job_progress
 from portal.models import Job, Task, TaskResult, TaskState
 from portal.pools.selectors import PoolSummary
@@ -132,6 +133,22 @@ def node_bar(summary: PoolSummary) -> SafeString:
                               ((state, f"{n:,}", label) for state, label, n, _ in segments))
     return format_html('<div class="nodebar" role="img" aria-label="{}">{}</div>\n<p class="node-counts">{}</p>',
                        summary.described, bar, counts)
+
+
+@register.simple_tag
+def hour_bars(bars: list[HourBar]) -> SafeString:
+    """The dashboard chart's bars (portal.dashboard.selectors.tasks_finished_per_hour): succeeded below, failed stacked
+    on top, their numbers on hover, every fourth hour labelled."""
+    def bar(index: int, hour: HourBar) -> SafeString:
+        end = timezone.localtime(hour.end).strftime("%H:%M")
+        failed = (format_html('<span class="bar-fail" style="height: {}%"></span>', f"{hour.failed_pct:.2f}")
+                  if hour.failed else "")
+        label = timezone.localtime(hour.hour).strftime("%H:%M") if index % 4 == 0 else ""
+        return format_html('<li title="{}–{}: {} succeeded, {} failed"><span class="bar" style="height: {}%">{}</span>'
+                           '<span class="x">{}</span></li>', short_time(hour.hour, "%H:%M"), end,
+                           f"{hour.succeeded:,}", f"{hour.failed:,}", f"{hour.height_pct:.2f}", failed, label)
+
+    return format_html_join("\n", "{}", ((bar(index, hour),) for index, hour in enumerate(bars)))
 
 
 @register.inclusion_tag("includes/synced.html")

@@ -110,6 +110,14 @@ def test_dashboard_chart_and_tiles_show_what_finished(signed_in):
     assert "3 succeeded and 1 failed in all" in page
     assert '<span class="tile-value t-run">4</span>' in page
     assert "7 waiting" in page
+    # Each hour a bar with its numbers on hover, the failed part on top; every fourth hour labelled.
+    html = signed_in.get(reverse("dashboard")).content.decode()
+    bars = re.findall(r'<li title="([^"–]+)–(\d\d:\d\d): ([\d,]+) succeeded, ([\d,]+) failed">(.*?)</li>', html)
+    assert len(bars) == 24
+    now_hour = timezone.localtime().strftime("%H:00")
+    assert bars[-1][0] == now_hour and bars[-1][2:4] == ("3", "1") and "bar-fail" in bars[-1][4]
+    assert "bar-fail" not in bars[0][4]
+    assert len([bar for bar in bars if re.search(r'<span class="x">\d\d:\d\d</span>', bar[4])]) == 6
 
 
 def test_dashboard_empty_says_so(signed_in):
