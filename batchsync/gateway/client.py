@@ -489,15 +489,20 @@ class BatchGateway:
         with _translated():
             yield from items
 
-    def _json_get(self, path: str) -> dict:
-        """The JSON Batch answers a GET of `path` with, through the SDK's own pipeline (signing, retries, timeouts)."""
-        request = HttpRequest("GET", path, params={"api-version": self._client._config.api_version},
-                              headers={"Accept": "application/json"})
+    def _send_json(self, request: HttpRequest) -> tuple[dict, Mapping[str, str]]:
+        """The JSON Batch answers `request` with, and the answer's headers, through the SDK's own pipeline (signing,
+        retries, timeouts); our errors otherwise."""
         with _translated():
             response = self._client.send_request(request)
             if response.status_code != 200:
                 raise HttpResponseError(response=response)
-            return response.json()
+            return response.json(), response.headers
+
+    def _json_get(self, path: str) -> dict:
+        """The JSON Batch answers a GET of `path` with."""
+        body, _ = self._send_json(HttpRequest("GET", path, params={"api-version": self._client._config.api_version},
+                                              headers={"Accept": "application/json"}))
+        return body
 
     def _json_pages(self, path: str, query: dict[str, str],
                     on_answer: Callable[[Mapping[str, str]], None] | None = None) -> Iterator[dict]:
@@ -508,13 +513,9 @@ class BatchGateway:
         request: HttpRequest | None = HttpRequest("GET", path, params={**params, "api-version": api_version},
                                                   headers={"Accept": "application/json"})
         while request is not None:
-            with _translated():
-                response = self._client.send_request(request)
-                if response.status_code != 200:
-                    raise HttpResponseError(response=response)
-                body = response.json()
+            body, headers = self._send_json(request)
             if on_answer is not None:
-                on_answer(response.headers)
+                on_answer(headers)
             yield from body.get("value") or ()
             next_link = body.get("odata.nextLink")
             request = None

@@ -256,7 +256,7 @@ def reasons_for_job(job: Job, *, pool: Pool | None = None) -> list[Reason]:
     pool_of, with its nodes counted) saves the queries of the pool and its nodes."""
     if not _waits(job):
         return []
-    return _reasons(situation_of(job, pool=pool), None, dependencies=True)
+    return _reasons(situation_of(job, pool=pool), dependencies=True)
 
 
 def first_reasons(jobs: Iterable[Job]) -> dict[int, Reason]:
@@ -291,7 +291,7 @@ def first_reasons(jobs: Iterable[Job]) -> dict[int, Reason]:
         first_two, count = busy.get(key, ([], 0))
         others = [other for other in first_two if other.pk != job.pk]
         ahead = (others[0], count - _is_busy(job)) if others else (BusyJob(0, "", 0), 0)
-        reasons = _reasons(Situation(job, pool, nodes, ahead), None, dependencies=False)
+        reasons = _reasons(Situation(job, pool, nodes, ahead), dependencies=False)
         if reasons:
             found[job.pk] = reasons[0]
     return found
@@ -306,7 +306,7 @@ def _waits(job: Job) -> bool:
     return job.is_live and not job.has_ended and job.task_active > 0
 
 
-def _reasons(situation: Situation, busy_jobs: list[Job] | None, *, dependencies: bool) -> list[Reason]:
+def _reasons(situation: Situation, *, dependencies: bool) -> list[Reason]:
     reasons = [reason for check in (job_disabled, max_parallel_reached) if (reason := check(situation))]
     pool_reasons = [reason for check in POOL_REASONS if (reason := check(situation))]
     reasons += pool_reasons
@@ -317,9 +317,8 @@ def _reasons(situation: Situation, busy_jobs: list[Job] | None, *, dependencies:
             first, count = situation.ahead
             busy = slots_busy(situation, [first] if count else [], count)
         else:
-            if busy_jobs is None:
-                busy_jobs = list(_busy(Job.objects.filter(account_id=situation.job.account_id,
-                                                          pool_id=situation.job.pool_id))[:6])
+            busy_jobs = list(_busy(Job.objects.filter(account_id=situation.job.account_id,
+                                                      pool_id=situation.job.pool_id))[:6])
             busy = slots_busy(situation, [other for other in busy_jobs if other.pk != situation.job.pk])
         reasons += [busy] if busy else []
     if dependencies:

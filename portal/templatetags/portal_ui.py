@@ -102,11 +102,10 @@ def progress_bar(job: Job, big: bool = False) -> SafeString:
     terminated = f" {p.terminated:,} ended by a terminate," if p.terminated else ""
     label = (f"{p.succeeded:,} succeeded, {p.failed:,} failed,{terminated} {p.running:,} running, "
              f"{p.waiting:,} waiting, of {p.total:,} tasks")
-    parts = [(kind, n, pct) for kind, n, pct in (("ok", p.succeeded, p.succeeded_pct), ("fail", p.failed, p.failed_pct),
-                                                 ("term", p.terminated, p.terminated_pct),
-                                                 ("run", p.running, p.running_pct)) if n]
+    parts = (("ok", p.succeeded, p.succeeded_pct), ("fail", p.failed, p.failed_pct),
+             ("term", p.terminated, p.terminated_pct), ("run", p.running, p.running_pct))
     bar = format_html_join("", '<span class="seg {}" style="width: {}%"></span>',
-                           ((kind, f"{pct:.2f}") for kind, _, pct in parts))
+                           ((kind, f"{pct:.2f}") for kind, n, pct in parts if n))
     if p.total:
         counts = format_html("<strong>{}%</strong> · {} of {} done", p.finished_pct, f"{p.finished:,}", f"{p.total:,}")
         extras = [format_html('<span class="t-fail">{} failed</span>', f"{p.failed:,}") if p.failed else "",
