@@ -18,7 +18,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 
 from batchsync.gateway import BatchGateway, BlobStore, PoolSpec
-from portal.models import AuditEvent, Job, JobState, JobTemplate, Submission, Task
+from portal.models import AuditEvent, JobState, JobTemplate, Submission, Task, TaskState
 from tests.batchsync.test_submit_faults import database_url
 from tests.batchsync.test_sync import UBUNTU
 from tests.factories import UserFactory
@@ -159,10 +159,12 @@ def test_a_person_signs_in_submits_a_file_and_reads_the_log_on_the_production_st
         assert confirmed.status_code == 302, confirmed.text[:500]
         submission = Submission.objects.get()
 
-        # The submit worker adds the job; the beat's sync brings it into the mirror, completed.
-        job = wait_for(lambda: Job.objects.filter(job_id=submission.job_id, state=JobState.COMPLETED).first(),
-                       timeout=120, interval=1, message=f"the job to complete\n{stack.logs()}")
-        task = Task.objects.get(job=job)
+        # The submit worker adds the job; the beat's sync brings it into the mirror, completed. A pass writes the
+        # job's row before it lists the job's tasks, so the task's row may land a moment after the job's.
+        task = wait_for(lambda: Task.objects.filter(job__job_id=submission.job_id, job__state=JobState.COMPLETED,
+                                                    state=TaskState.COMPLETED).select_related("job").first(),
+                        timeout=120, interval=1, message=f"the job and its task to complete\n{stack.logs()}")
+        job = task.job
         assert task.exit_code == 0
 
         job_page = session.get(f"{base}/jobs/{job.pk}/", timeout=30)
