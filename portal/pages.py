@@ -3,19 +3,22 @@ pages that every viewer sees alike, rendered once and shared for a moment.
 
 Shared fragments. Everyone with a role reads the whole mirror (portal.access), so what a status section shows
 depends on the mirror, not on who looks: fifty open dashboards should cost one rendering per refresh, not fifty.
-Templates wrap such sections in `{% shared "<name>" <vary on> %}` (portal/templatetags/portal_shared.py: Django's
-`{% cache %}`, rendered by one request when it expires while the others wait for it), and views pass what a section
-reads as `lazy` values, so a shared section costs neither its queries nor its rendering. A section varies on
-`row_version` of the rows the view has read anyway (so a change to them shows at once, the viewer's own action
-included) and on the request's path; the rest it shows (other rows it reads) is at most PAGE_SHARED_SECONDS older
-than the mirror. Anything that depends on the viewer (actions they may take, history they may read, their name, the
-CSRF token) stays outside these sections.
+Templates wrap such sections in `{% shared "<name>" <version> <vary on>... %}` (portal/templatetags/portal_shared.py:
+Django's `{% cache %}`, with one rendering at a time), and views pass what a section reads as `lazy` values, so a
+shared section costs neither its queries nor its rendering. A section's version is `row_version` of the rows the
+view has read anyway, so the first request that reads a change to them renders it; a section also varies on what
+else it names (the request's path, …). A copy is rendered again after PAGE_SHARED_SECONDS. While one request renders
+a section again, the others are served the copy it replaces: no viewer waits for another's rendering, and what a
+section shows is at most PAGE_SHARED_SECONDS and one rendering old (never more than twice PAGE_SHARED_SECONDS).
+Anything that depends on the viewer (actions they may take, history they may read, their name, the CSRF token) stays
+outside these sections.
 """
 
 import functools
 import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -78,38 +81,64 @@ def shared_value(key: str, compute: Callable[[], T]) -> T:
     return value
 
 
-# Every shared value is also kept in this process's memory until the moment its shared copy expires (the same moment
+@dataclass(frozen=True)
+class SharedCopy:
+    """A shared value as kept: `fresh_until` it is served as is; after that and until `usable_until`, only while
+    another request computes its successor. Wall-clock moments, the same for every process."""
+
+    fresh_until: float
+    usable_until: float
+    value: Any
+
+    @property
+    def fresh(self) -> bool:
+        return self.fresh_until > _now()
+
+
+# Every shared value is also kept in this process's memory until its shared copy is no longer usable (the same moment
 # for every process, as the copy carries it): a web process serves most requests for a section it has seen without
-# a round trip to the cache, and nothing is older than PAGE_SHARED_SECONDS. Bounded: emptied past LOCAL_COPIES keys.
+# a round trip to the cache. Bounded: emptied past LOCAL_COPIES keys.
 LOCAL_COPIES = 2000
-_local_copies: dict[str, tuple[float, Any]] = {}
-_now = time.time   # wall clock: the expiry is compared across processes
+_local_copies: dict[str, SharedCopy] = {}
+_now = time.time   # wall clock: the moments are compared across processes
 
 
 def read_shared(key: str) -> Any:
-    """The shared value under `key`, None when there is none or it expired."""
+    """The shared value under `key` while it is fresh; None when there is none or it is not fresh."""
+    copy = read_copy(key)
+    return copy.value if copy is not None and copy.fresh else None
+
+
+def read_copy(key: str, accept: Callable[[Any], bool] = lambda value: True) -> SharedCopy | None:
+    """The copy under `key`: a fresh one whose value `accept`s, from this process's memory or else from the shared
+    cache; failing that the newest copy still usable (neither fresh nor accepted: its caller computes a successor or
+    serves it while another request does); None when there is none."""
     now = _now()
     local = _local_copies.get(key)
-    if local is not None and local[0] > now:
-        return local[1]
+    if local is not None and local.fresh_until > now and accept(local.value):
+        return local
     stored = cache.get(key)
-    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] <= now:
-        return None   # none, expired, or written by a version of the portal that kept the value alone
-    _keep_locally(key, *stored)
-    return stored[1]
+    # Anything else was written by a version of the portal that kept its copies otherwise.
+    shared = SharedCopy(*stored) if isinstance(stored, tuple) and len(stored) == 3 else None
+    if shared is not None and shared.fresh_until > now and accept(shared.value):
+        _keep_locally(key, shared)
+        return shared
+    usable = [copy for copy in (shared, local) if copy is not None and copy.usable_until > now]
+    return max(usable, key=lambda copy: copy.fresh_until) if usable else None
 
 
-def keep_shared(key: str, value: Any, seconds: int) -> None:
-    """Share `value` under `key` for `seconds`, with every process."""
-    expires = _now() + seconds
-    cache.set(key, (expires, value), seconds)
-    _keep_locally(key, expires, value)
+def keep_shared(key: str, value: Any, seconds: int, *, usable_seconds: int = 0) -> None:
+    """Share `value` under `key` with every process: fresh for `seconds`, then usable `usable_seconds` more."""
+    fresh_until = _now() + seconds
+    copy = SharedCopy(fresh_until, fresh_until + usable_seconds, value)
+    cache.set(key, (copy.fresh_until, copy.usable_until, copy.value), seconds + usable_seconds)
+    _keep_locally(key, copy)
 
 
-def _keep_locally(key: str, expires: float, value: Any) -> None:
+def _keep_locally(key: str, copy: SharedCopy) -> None:
     if len(_local_copies) >= LOCAL_COPIES:
         _local_copies.clear()
-    _local_copies[key] = (expires, value)
+    _local_copies[key] = copy
 
 
 def forget_local_copies() -> None:

@@ -221,7 +221,7 @@ def test_a_section_that_expires_is_rendered_once_while_the_others_wait(shared):
 
 
 def test_a_renderer_that_never_finishes_holds_the_others_up_only_briefly(shared):
-    key = "shared:" + make_template_fragment_key("test-section", ["v2"])
+    key = "shared:" + make_template_fragment_key("test-section", [])   # the version is not part of the key
     shared.add(key + ":rendering", "a renderer that died", 60)
 
     assert SECTION.render(Context({"version": "v2", "rendering": "rendered anyway"})) == "rendered anyway"
@@ -253,3 +253,46 @@ def test_another_process_reads_the_shared_copy(shared):
     pages.forget_local_copies()   # as a process that has not seen the section
 
     assert SECTION.render(Context({"version": "v6", "rendering": "second"})) == "first"
+
+
+def test_while_one_request_renders_a_change_the_others_are_served_the_copy_it_replaces(shared):
+    renderings = []
+
+    def rendering():
+        renderings.append(1)
+        time.sleep(0.3)   # a slow section: the other requests arrive while it renders
+        return f"rendering {len(renderings)}"
+
+    assert SECTION.render(Context({"version": "v7", "rendering": rendering})) == "rendering 1"
+    with ThreadPoolExecutor(4) as pool:
+        pages = list(pool.map(lambda _: SECTION.render(Context({"version": "v8", "rendering": rendering})),
+                              range(4)))
+
+    # One request rendered the new version; the three that came meanwhile did not wait for it.
+    assert renderings == [1, 1]
+    assert sorted(pages) == ["rendering 1"] * 3 + ["rendering 2"]
+    assert SECTION.render(Context({"version": "v8", "rendering": rendering})) == "rendering 2"
+
+
+def test_a_copy_past_its_window_is_served_only_while_another_request_renders_it_again(shared, monkeypatch):
+    clock = [1_000_000.0]
+    monkeypatch.setattr(pages, "_now", lambda: clock[0])
+    key = "shared:" + make_template_fragment_key("test-section", [])
+    assert SECTION.render(Context({"version": "v9", "rendering": "first"})) == "first"
+    clock[0] += 61   # past PAGE_SHARED_SECONDS (60)
+
+    shared.add(key + ":rendering", "another request", 60)
+    assert SECTION.render(Context({"version": "v9", "rendering": "second"})) == "first"
+    shared.delete(key + ":rendering")
+    assert SECTION.render(Context({"version": "v9", "rendering": "third"})) == "third"
+
+
+def test_a_copy_twice_its_window_old_is_never_served(shared, monkeypatch):
+    clock = [1_000_000.0]
+    monkeypatch.setattr(pages, "_now", lambda: clock[0])
+    key = "shared:" + make_template_fragment_key("test-section", [])
+    assert SECTION.render(Context({"version": "v10", "rendering": "first"})) == "first"
+    clock[0] += 121   # past twice PAGE_SHARED_SECONDS
+
+    shared.add(key + ":rendering", "a renderer that died", 60)
+    assert SECTION.render(Context({"version": "v10", "rendering": "second"})) == "second"

@@ -101,8 +101,11 @@ def test_the_chart_scale_is_a_round_number_just_above_the_peak(peak, top):
 
 def test_dashboard_chart_and_tiles_show_what_finished(signed_in):
     job = JobFactory(task_running=4, task_active=7)
-    TaskFactory.create_batch(3, job=job, end_time=timezone.now() - timedelta(minutes=1))
-    TaskFactory(job=job, failed=True, end_time=timezone.now() - timedelta(minutes=2))
+    # Within this hour, so they count in its bar even in the first minutes of an hour.
+    now = timezone.now()
+    ended = max(now - timedelta(minutes=1), timezone.localtime(now).replace(minute=0, second=0, microsecond=0))
+    TaskFactory.create_batch(3, job=job, end_time=ended)
+    TaskFactory(job=job, failed=True, end_time=ended)
 
     page = text(signed_in.get(reverse("dashboard")))
 
