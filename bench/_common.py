@@ -91,10 +91,11 @@ def setup_django(url: str | None = None, **environment: str) -> str:
     os.environ.setdefault("PAGE_SHARED_SECONDS", "0")
     # WhiteNoise warns once that collectstatic has not run; benchmarks never serve static files.
     warnings.filterwarnings("ignore", message="No directory at")
-    import django
     from django.core.management import call_command
 
-    django.setup()
+    # Set up as a web process is (portal/wsgi.py: Django, then its startup heap frozen), so pages and the services
+    # they call are timed as gunicorn's workers run them; the Celery workers freeze theirs too.
+    import portal.wsgi  # noqa: F401
     # django-axes logs every sign-in; a benchmark signs in its clients and has no use for those lines.
     logging.getLogger("axes").setLevel(logging.WARNING)
     call_command("migrate", verbosity=0)
