@@ -19,7 +19,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -90,9 +90,13 @@ class SharedCopy:
     usable_until: float
     value: Any
 
-    @property
-    def fresh(self) -> bool:
-        return self.fresh_until > _now()
+
+class FoundCopy(NamedTuple):
+    """What `read_copy` found: a `current` copy (fresh and accepted), served as is; else the newest copy still
+    `usable`, served only while another request computes its successor; else neither."""
+
+    current: SharedCopy | None = None
+    usable: SharedCopy | None = None
 
 
 # Every shared value is also kept in this process's memory until its shared copy is no longer usable (the same moment
@@ -105,26 +109,26 @@ _now = time.time   # wall clock: the moments are compared across processes
 
 def read_shared(key: str) -> Any:
     """The shared value under `key` while it is fresh; None when there is none or it is not fresh."""
-    copy = read_copy(key)
-    return copy.value if copy is not None and copy.fresh else None
+    found = read_copy(key)
+    return found.current.value if found.current is not None else None
 
 
-def read_copy(key: str, accept: Callable[[Any], bool] = lambda value: True) -> SharedCopy | None:
-    """The copy under `key`: a fresh one whose value `accept`s, from this process's memory or else from the shared
-    cache; failing that the newest copy still usable (neither fresh nor accepted: its caller computes a successor or
-    serves it while another request does); None when there is none."""
+def read_copy(key: str, accept: Callable[[Any], bool] = lambda value: True) -> FoundCopy:
+    """The copy under `key`: a current one (fresh, and its value `accept`ed) from this process's memory or else from
+    the shared cache; failing that the newest copy still usable (its caller computes a successor, or serves it while
+    another request does)."""
     now = _now()
     local = _local_copies.get(key)
     if local is not None and local.fresh_until > now and accept(local.value):
-        return local
+        return FoundCopy(current=local)
     stored = cache.get(key)
     # Anything else was written by a version of the portal that kept its copies otherwise.
     shared = SharedCopy(*stored) if isinstance(stored, tuple) and len(stored) == 3 else None
     if shared is not None and shared.fresh_until > now and accept(shared.value):
         _keep_locally(key, shared)
-        return shared
+        return FoundCopy(current=shared)
     usable = [copy for copy in (shared, local) if copy is not None and copy.usable_until > now]
-    return max(usable, key=lambda copy: copy.fresh_until) if usable else None
+    return FoundCopy(usable=max(usable, key=lambda copy: copy.fresh_until) if usable else None)
 
 
 def keep_shared(key: str, value: Any, seconds: int, *, usable_seconds: int = 0) -> None:

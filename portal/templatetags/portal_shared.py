@@ -47,19 +47,19 @@ class SharedSectionNode(template.Node):
         def this_version(held: tuple[object, str]) -> bool:
             return held[0] == version
 
-        copy = read_copy(key, this_version)
-        if copy is not None and copy.fresh and this_version(copy.value):
-            return copy.value[1]
+        found = read_copy(key, this_version)
+        if found.current is not None:
+            return found.current.value[1]
         mark, mine = key + ":rendering", uuid.uuid4().hex
         if not cache.add(mark, mine, RENDERING_MARK_SECONDS):
-            if copy is not None:
-                return copy.value[1]   # the copy another request is rendering again
+            if found.usable is not None:
+                return found.usable.value[1]   # the copy another request is rendering again
             deadline = time.monotonic() + WAIT_SECONDS
             while time.monotonic() < deadline:
                 time.sleep(POLL_SECONDS)
-                copy = read_copy(key, this_version)
-                if copy is not None and copy.fresh and this_version(copy.value):
-                    return copy.value[1]
+                found = read_copy(key, this_version)
+                if found.current is not None:
+                    return found.current.value[1]
         try:
             html = self.nodelist.render(context)
             keep_shared(key, (version, html), seconds, usable_seconds=seconds)
