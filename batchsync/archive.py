@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q
@@ -59,6 +61,7 @@ _ANSI = re.compile(rb"\x1b\[[0-9;:?]*[@-~]")
 # Batch's answers meaning "this task's files are not there and will not come back".
 _GONE_CODES = {"TaskFilesCleanedup", "TaskFilesUnavailable"}
 LOCK_NAME = "archive-finished-tasks"
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,9 +75,11 @@ class ArchiveReport:
     skipped: list[str] = field(default_factory=list)    # "<job>/<task>: why", left for the next pass
 
 
-def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0) -> ArchiveReport | None:
-    """One pass over up to `limit` completed tasks whose logs are not yet saved, newest first; None when another
-    pass held the lock for longer than `wait` seconds."""
+def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0,
+                           tasks_per_second: float = 0.0) -> ArchiveReport | None:
+    """One pass over up to `limit` completed tasks whose logs are not yet saved, newest first, starting at most
+    `tasks_per_second` of them a second (0: as fast as they go); None when another pass held the lock for longer
+    than `wait` seconds."""
     with locks.hold(LOCK_NAME, ttl=300, wait=wait) as acquired:
         if not acquired:
             return None
@@ -98,7 +103,7 @@ def archive_finished_tasks(*, limit: int = BATCH_SIZE, wait: float = 0.0) -> Arc
                     log.warning("archive: skipped account %s", account.name, exc_info=True)
                     continue
                 with batch:
-                    for task in account_tasks:
+                    for task in paced(account_tasks, tasks_per_second):
                         archive_task(task, batch=batch, store=store, report=report)
             archive_attempts(store=store, report=report, since=since)
         return report
@@ -178,6 +183,16 @@ def _blob_chunks(store: BlobStore, info: BlobInfo) -> Iterator[bytes]:
             return
         offset += len(data)
         yield data
+
+
+def paced(items: Iterable[T], per_second: float) -> Iterator[T]:
+    """`items`, each handed out at least 1/`per_second` seconds after the one before (all at once for 0)."""
+    last_started: float | None = None
+    for item in items:
+        if per_second > 0 and last_started is not None:
+            time.sleep(max(0.0, last_started + 1 / per_second - time.monotonic()))
+        last_started = time.monotonic()
+        yield item
 
 
 def archive_task(task: Task, *, batch: BatchGateway, store: BlobStore, report: ArchiveReport | None = None) -> bool:

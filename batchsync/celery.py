@@ -44,8 +44,6 @@ app.conf.update(
             "schedule": 5.0,
             "options": {"expires": 5.0},
         },
-        # Lists every job and task of the jobs still changing: catches deletions and anything the
-        # incremental passes missed.
         # Submissions whose doorbell was lost (Redis restarted, worker killed) or whose retry is due.
         # With the 45 s lease, a submission whose worker died is resumed within a minute.
         "redrive-submissions-every-15s": {
@@ -53,7 +51,8 @@ app.conf.update(
             "schedule": 15.0,
             "options": {"expires": 15.0, "queue": "submit"},
         },
-        # Copies finished tasks' stdout/stderr to Blob before the node's copy goes (bounded batch per run).
+        # Copies finished tasks' stdout/stderr to Blob before the node's copy goes (bounded batch per run, paced:
+        # ARCHIVE_TASKS_PER_SECOND).
         "archive-logs-every-15s": {
             "task": "batchsync.archive_finished_tasks",
             "schedule": 15.0,
@@ -65,18 +64,20 @@ app.conf.update(
             "schedule": 30.0,
             "options": {"expires": 30.0},
         },
-        # The audit chain's head to write-once storage, so cutting records from the end shows (portal/audit/heads.py).
         # The dashboard's chart counted once for every viewer (portal/dashboard/rollups.py).
         "refresh-dashboard-rollups-every-30s": {
             "task": "batchsync.refresh_dashboard_rollups",
             "schedule": 30.0,
             "options": {"expires": 30.0},
         },
+        # The audit chain's head to write-once storage, so cutting records from the end shows (portal/audit/heads.py).
         "publish-audit-head-every-10min": {
             "task": "batchsync.publish_audit_head",
             "schedule": 600.0,
             "options": {"expires": 600.0},
         },
+        # Lists every job and task of the jobs still changing: catches deletions and anything the
+        # incremental passes missed.
         "reconcile-every-5min": {
             "task": "batchsync.sync_all_accounts",
             "schedule": 300.0,

@@ -3,6 +3,7 @@
 Each is idempotent and safe to run twice or side by side: the sync functions take their own locks."""
 
 from celery import shared_task
+from django.conf import settings
 
 from portal.audit import heads
 from portal.dashboard import rollups
@@ -77,4 +78,4 @@ def notify_finished_jobs_task() -> None:
 @shared_task(name="batchsync.archive_finished_tasks")
 def archive_finished_tasks_task() -> None:
     """Save the logs of the newest finished tasks not yet saved (one pass at a time: it takes a lock)."""
-    archive.archive_finished_tasks()
+    archive.archive_finished_tasks(tasks_per_second=settings.ARCHIVE_TASKS_PER_SECOND)

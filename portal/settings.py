@@ -278,6 +278,10 @@ BATCH_CA_BUNDLE = os.environ.get("BATCH_CA_BUNDLE", "")
 # worker process through REDIS_URL: every request to Batch takes a token, and a Retry-After from Batch pauses them all.
 SYNC_CONCURRENCY = int(os.environ.get("SYNC_CONCURRENCY", "32"))
 BATCH_REQUESTS_PER_SECOND = float(os.environ.get("BATCH_REQUESTS_PER_SECOND", "400"))
+# The archiver (batchsync/archive.py) starts at most this many tasks' log copies a second (0: no limit): background
+# work, spread over its 15 s period instead of taking the CPU it shares with the pages in one burst, and reading from
+# the nodes' file API while their tasks run a little at a time.
+ARCHIVE_TASKS_PER_SECOND = float(os.environ.get("ARCHIVE_TASKS_PER_SECOND", "5"))
 
 # Azure Blob Storage: Azurite by default, with its published development account.
 AZURE_STORAGE_CONNECTION_STRING = os.environ.get(

@@ -256,3 +256,48 @@ def test_a_retried_task_is_saved_again_and_the_earlier_attempts_copy_no_longer_s
     shown = open_file(task, "stdout.txt", batch=gateway, store=store, live=False)
     assert shown.kind == "saved" and window(shown).text == "attempt 2\n"
     assert archive.archive_finished_tasks(wait=60).tasks_marked == 0
+
+
+class FakeClock:
+    """Stands in for the archiver's `time`: a clock that moves only when slept on or told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_paced_hands_out_each_item_no_sooner_than_its_interval_after_the_one_before(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(archive, "time", clock)
+    handed = []
+    for item in archive.paced(["a", "b", "c", "d"], 4):
+        handed.append((item, clock.now))
+        clock.now += 0.4 if item == "b" else 0.1   # "b" takes longer than the interval: "c" then goes at once
+    assert handed == [("a", 100.0), ("b", 100.25), ("c", 100.65), ("d", 100.9)]
+    assert clock.slept == [0.15, 0.0, 0.15]
+
+
+def test_a_pass_paced_at_a_rate_starts_its_tasks_that_far_apart_and_unpaced_at_once(account, store, monkeypatch):
+    for n in range(3):
+        finished_row(account, f"paced-{n}", minutes_ago=n)   # not on any node: each is marked gone
+    clock = FakeClock()
+    monkeypatch.setattr(archive, "time", clock)
+    started = []
+    original = archive.archive_task
+    monkeypatch.setattr(archive, "archive_task", lambda task, **kw: started.append(clock.now) or original(task, **kw))
+
+    assert archive.archive_finished_tasks(wait=60, tasks_per_second=2).gone == 6
+    assert started == [100.0, 100.5, 101.0]
+
+    Task.objects.filter(task_id__startswith="paced-").update(logs_saved_at=None)
+    started.clear()
+    clock.slept.clear()
+    assert archive.archive_finished_tasks(wait=60).gone == 6
+    assert clock.slept == [] and started == [101.0] * 3
