@@ -9,7 +9,8 @@ import argparse
 import _pages as p
 from _common import arguments, percentile, result, setup_django
 
-GOAL_MS = 150.0
+# Issue 14's goal at 1,000,000 tasks (issue 3 asked 150 ms at 100,000).
+GOAL_MS = 80.0
 GOAL_RATIO = 1.5
 # Substring search (trigram indexes on PostgreSQL, migration 0014): its own goal, no ratio (the small job's search
 # reads a handful of rows whatever it does).
