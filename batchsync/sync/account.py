@@ -236,6 +236,18 @@ class _AccountPass:
         if self._lock(f"account:{self.account.pk}:jobs", ttl=300, wait=FULL_PASS_WAITS if self.full else 0) is None:
             self.stats.busy.append(f"jobs of account {self.account.name}")
             return
+        known = list(jobs_needing_task_sync(self.account))
+        # When the whole pass fits in the requests in flight (it is bound by the round trip, not by throughput), a
+        # job with tasks to run has its changes listed with its counts rather than after them: a round trip saved
+        # for a request that may list nothing. A pass over more jobs would only send more requests.
+        spare = not self.full and self.tasks and 2 * len(known) + 2 <= self.workers
+        if spare:
+            memories = memory.recall(known)
+            for job in known:
+                if _busy(job, memories.get(job.pk)):
+                    self._list_tasks(job)
+            if self.to_begin:
+                self._begin()   # first: a busy job's listing is the longest part of such a pass, and ends it
         self.known = {job_id: (changed, modified) for job_id, changed, modified in Job.objects.filter(
             account=self.account).values_list("job_id", "state_transition_time", "last_modified")}
         since = None if self.full else _jobs_watermark(self.account)
@@ -243,18 +255,8 @@ class _AccountPass:
         self._fetch(lambda: self.gw.list_jobs(changed_since=since), f"list jobs of account {self.account.name}",
                     partial(self._jobs_listed, full))
         # The counts of the jobs already known go out with the job list, not after it.
-        known = list(jobs_needing_task_sync(self.account))
-        # When the whole pass fits in the requests in flight (it is bound by the round trip, not by throughput), a
-        # job with tasks to run has its changes listed with its counts rather than after them: a round trip saved
-        # for a request that may list nothing. A pass over more jobs would only send more requests.
-        spare = not self.full and self.tasks and 2 * len(known) + 2 <= self.workers
-        memories = memory.recall(known) if spare else {}
         for job in known:
             self._ask_counts(job)
-            if spare and _busy(job, memories.get(job.pk)):
-                self._list_tasks(job)
-        if self.to_begin:
-            self._begin()   # their listings go out now, not after the pools are asked for
 
     def _jobs_listed(self, full: bool, answer: Future[list[JobRecord]]) -> None:
         records = answer.result()
