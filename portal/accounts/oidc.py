@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
+from portal.accounts.permissions import shared_user
 from portal.accounts.roles import ROLE_NAMES, parse_group_mapping
 from portal.models import Team
 
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 class EntraIDBackend(OIDCAuthenticationBackend):
     """mozilla-django-oidc's backend, keyed on the directory's user name and mapping groups to roles and teams."""
+
+    def get_user(self, user_id: int) -> User | None:
+        # Every request of a person signed in this way loads their row here: shared like the other backend's.
+        return shared_user(user_id, super().get_user)
 
     def get_userinfo(self, access_token: str, id_token: str, payload: Claims) -> Claims:
         # The ID token is already verified and carries everything needed, the groups included; Entra's userinfo
