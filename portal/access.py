@@ -20,6 +20,7 @@ from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 
 from portal.accounts.roles import ROLE_NAMES
+from portal.lookups import CompiledGet
 from portal.models import BatchAccount, Job, Submission, Task, Team
 
 # Who asks: a request's user, signed in or not.
@@ -110,7 +111,8 @@ def visible_account_ids(user: Person) -> list[int]:
             if user_can_view_account(user=user, account_id=pk)]
 
 
-def readable_or_404(queryset: QuerySet[M], *, user: Person, account_of: Callable[[M], int], **lookup: object) -> M:
+def readable_or_404(queryset: QuerySet[M] | CompiledGet[M], *, user: Person, account_of: Callable[[M], int],
+                    **lookup: Any) -> M:
     """The one object of `queryset` matching `lookup`, if `user` may read its account (`account_of(obj)` gives the
     account id). 404 rather than 403 either way: a person without access learns nothing about which ids exist."""
     try:

@@ -18,6 +18,7 @@ from portal.accounts.selectors import (
     pool_choices,
     split_pool_param,
 )
+from portal.lookups import CompiledGet
 from portal.models import Job, JobState, Node, Pool, Submission, Task, TaskAttempt, TaskState
 from portal.pagination import PAGE_SIZE, Page, Sort, keyset_page
 from portal.params import exit_code_param, row_id_param
@@ -157,9 +158,13 @@ def job_filter_choices(*, user: User, scope: AccountScope) -> dict:
     }
 
 
+# The job and task pages read these on every request, every viewer's page polling: compiled once.
+_JOB_WITH_ACCOUNT = CompiledGet(Job.objects.select_related("account", "submitted_by"))
+_TASK_WITH_JOB = CompiledGet(Task.objects.select_related("job", "job__account"))
+
+
 def job_get(*, user: User, pk: int) -> Job:
-    return access.readable_or_404(Job.objects.select_related("account", "submitted_by"), user=user,
-                                  account_of=lambda job: job.account_id, pk=pk)
+    return access.readable_or_404(_JOB_WITH_ACCOUNT, user=user, account_of=lambda job: job.account_id, pk=pk)
 
 
 def job_pool(job: Job) -> Pool | None:
@@ -248,8 +253,7 @@ def _matching_tasks_at_most(job: Job, filters: TaskFilters) -> int | None:
 
 
 def task_get(*, user: User, pk: int) -> Task:
-    return access.readable_or_404(Task.objects.select_related("job", "job__account"), user=user,
-                                  account_of=lambda task: task.job.account_id, pk=pk)
+    return access.readable_or_404(_TASK_WITH_JOB, user=user, account_of=lambda task: task.job.account_id, pk=pk)
 
 
 TIMELINE_MIN_GAP_SECONDS = 1.0
