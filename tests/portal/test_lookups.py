@@ -5,6 +5,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
@@ -57,7 +58,7 @@ def test_a_missing_row_raises_the_models_does_not_exist(task):
 
 
 def test_a_queryset_with_parameters_of_its_own_is_refused(task):
-    with pytest.raises(Exception, match="without parameters of its own"):
+    with pytest.raises(ImproperlyConfigured, match="without parameters of its own"):
         CompiledGet(Task.objects.filter(exit_code=3)).get(pk=task.pk)
 
 
