@@ -93,26 +93,27 @@ class CachedPermissionsBackend(ModelBackend):
         return set(permissions)
 
 
-def permissions_changed() -> None:
-    """Every cached answer is out of date from now on (called once the change is committed)."""
+def _move_token(key: str) -> None:
     # A new random token rather than a counter: a plain set, which the tolerant cache drops quietly when Redis does
     # not answer, where incr would raise.
-    cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
+    cache.set(key, uuid.uuid4().hex, None)
+
+
+def _move_token_now_and_after_commit(key: str) -> None:
+    # Now, so this process's next page sees the change even inside the transaction that made it; and again once it
+    # commits, since another process may have cached the old rows, under the new token, in between.
+    _move_token(key)
+    transaction.on_commit(lambda: _move_token(key))
 
 
 def _on_change(**kwargs: Any) -> None:
-    # Now, so this process's next page sees the change even inside the transaction that made it; and again once it
-    # commits, since another process may have cached the old rows, under the new token, in between.
-    permissions_changed()
-    transaction.on_commit(permissions_changed)
+    """Roles or permissions changed: every cached answer is out of date."""
+    _move_token_now_and_after_commit(GENERATION_KEY)
 
 
 def _row_changed(instance: User, **kwargs: Any) -> None:
-    """A person's row was saved or deleted: their shared copy is out of date, now and once the change commits."""
-    def move_token() -> None:
-        cache.set(_row_token_key(instance.pk), uuid.uuid4().hex, None)
-    move_token()
-    transaction.on_commit(move_token)
+    """A person's row was saved or deleted: their shared copy is out of date."""
+    _move_token_now_and_after_commit(_row_token_key(instance.pk))
 
 
 def connect_receivers() -> None:
