@@ -11,9 +11,9 @@ from django.db import connection
 
 from portal.models import Job
 
-# How long what a pass saw is remembered: passes run every few seconds; past this the job is looked up again.
+# How long what a pass saw is remembered: passes run every few seconds; past this what the job lists is written again.
 REMEMBER_SECONDS = 600
-# Past this many recent tasks in one job, a pass remembers none of them and the next one looks them up.
+# Past this many recent tasks in one job, a pass remembers none of them and the next one writes them.
 REMEMBER_AT_MOST = 50_000
 
 

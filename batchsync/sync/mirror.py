@@ -135,13 +135,14 @@ class TaskWrite:
 
     What a pass listed within OVERLAP of its watermark, it remembers (in the cache, for the pass that starts from
     that watermark): the next incremental listing returns those tasks again, and the ones at the same version are
-    skipped without a look-up or a write. The mirror never goes back in time, so "stored at this version or newer"
-    stays true; a pass that finds the watermark moved by someone else finds nothing remembered and looks up."""
+    skipped without a write. The mirror never goes back in time, so "stored at this version or newer" stays true; a
+    pass that finds the watermark moved by someone else finds nothing remembered and writes what it lists (the upsert
+    keeps what is as new)."""
 
     def __init__(self, job: Job, *, full: bool, since: datetime | None, check_existing: bool = True,
                  known: dict[str, tuple] | None = None):
         self.job, self.full, self.since = job, full, since
-        # A job without rows yet (its first pass) needs no look-up of stored times before writing.
+        # A job without rows yet (its first pass) has nothing for a reconcile to compare with.
         self.check_existing = check_existing
         # Tasks the mirror holds at this version or newer (task id → TASK_VERSION of the record): remembered from
         # the pass that set the watermark this one starts from.
@@ -291,7 +292,7 @@ def _remember(writes: list[TaskWrite], marks: dict[int, datetime]) -> None:
     kept = {}
     for write in writes:
         if write.full:
-            continue   # a reconcile's versions are compared, not all stored: the next pass looks them up
+            continue   # a reconcile's versions are compared, not all stored: the next pass writes them
         cut = marks[write.job.pk] - OVERLAP
         recent = {task_id: version for task_id, version in write.versions.items() if version[0] >= cut}
         kept[memory.key(write.job, marks[write.job.pk])] = memory.Memory(wrote=write.written > 0, versions=recent)
