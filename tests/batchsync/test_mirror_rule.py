@@ -43,7 +43,8 @@ def test_a_task_is_written_exactly_when_the_python_rule_says_so(job):
 
     written = upsert_newer(Task, ("job", "task_id"), incoming, TASK_FIELDS, TASK_COMPARE)
 
-    expected = {(job.pk, row.task_id) for row, (stored_time, gone, constraints, _, _) in zip(incoming, cases, strict=True)
+    expected = {(job.pk, row.task_id)
+                for row, (stored_time, gone, constraints, _, _) in zip(incoming, cases, strict=True)
                 if _should_write(row, (stored_time, gone, *constraints), TASK_COMPARE)}
     assert written == expected
     assert 0 < len(expected) < len(cases), "the grid holds cases of both kinds"
