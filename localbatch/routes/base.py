@@ -134,8 +134,9 @@ def page(app: Account, request: Request, entities, fields: dict, present, kind: 
 
     `entities` yields (skip token, entity) in list order, starting after the request's skip token
     (`in_id_order`, `numbered`). `filter_stored`: every property the filter can name is stored as it is presented,
-    so the filter reads the stored entity and only what it keeps is presented (a filtered listing of a 20,000-task
-    job presented every task to keep a few)."""
+    so `entities` is a function of the filter (None without one) that filters the stored entities before it orders
+    them, and only what it keeps is presented (a filtered listing of a 20,000-task job presented, then sorted and
+    numbered, every task to keep a few)."""
     query = request.query
     try:
         predicate = compile_filter(query.get("$filter"), fields)
@@ -150,10 +151,10 @@ def page(app: Account, request: Request, entities, fields: dict, present, kind: 
         raise errors.BatchError(400, "OutOfRangeQueryParameterValue",
                                 "maxresults must be between 1 and 1000.",
                                 {"QueryParameterName": "maxresults", "QueryParameterValue": page_size})
+    if filter_stored:
+        entities = entities(predicate if query.get("$filter") else None)
     items, last_token, more = [], None, False
     for token, entity in entities:
-        if filter_stored and not predicate(entity):
-            continue
         presented = present(entity)
         if not filter_stored and not predicate(presented):
             continue
@@ -173,9 +174,12 @@ def page(app: Account, request: Request, entities, fields: dict, present, kind: 
     return Response(200, body)
 
 
-def in_id_order(entities: dict, request: Request):
-    """(skip token, entity) pairs of a dict keyed by id, in id order as the service lists, after the skip token."""
+def in_id_order(entities: dict, request: Request, keep: Callable[[dict], bool] | None = None):
+    """(skip token, entity) pairs of a dict keyed by id, in id order as the service lists, after the skip token; with
+    `keep`, only the entities it keeps."""
     after = _skip_token(request, "id.")
+    if keep is not None:
+        entities = {key: entity for key, entity in entities.items() if keep(entity)}
     keys = sorted(entities)
     start = bisect.bisect_right(keys, after) if after else 0
     return ((f"id.{key}", entities[key]) for key in keys[start:])

@@ -32,7 +32,7 @@ def list_tasks(app: Account, request: Request) -> Response:
         job = app.service.job(request.params["job"])
         tasks = app.state.tasks[job["id"].lower()]
         # wire.task presents a stored task's own fields as they are (TASK_FILTER_FIELDS names no other).
-        return page(app, request, in_id_order(tasks, request), TASK_FILTER_FIELDS,
+        return page(app, request, lambda keep: in_id_order(tasks, request, keep), TASK_FILTER_FIELDS,
                     stats.task_presenter(request.query, app.service, job), "tasks", filter_stored=True)
 
 

@@ -195,6 +195,20 @@ def test_list_tasks_with_filter_and_select(batch_client):
     assert raised.value.error.code == "InvalidQueryParameterValue"
 
 
+
+def test_a_filtered_listing_pages_through_the_matches_in_id_order(batch_client, parked_job):
+    # Tasks that match and tasks that do not, added out of order: the filter is applied before the pages are cut.
+    numbers = [7, 2, 9, 4, 1, 8, 3, 6, 5, 0]
+    batch_client.create_tasks(parked_job, [task(f"{'keep' if n % 2 else 'drop'}-{n}", "true") for n in numbers])
+
+    pages = [[t.id for t in page] for page in batch_client.list_tasks(
+        parked_job, filter="startswith(id,'keep')", max_results=2).by_page()]
+
+    assert pages == [["keep-1", "keep-3"], ["keep-5", "keep-7"], ["keep-9"]]
+    unfiltered = [[t.id for t in page] for page in batch_client.list_tasks(parked_job, max_results=4).by_page()]
+    assert unfiltered == [["drop-0", "drop-2", "drop-4", "drop-6"], ["drop-8", "keep-1", "keep-3", "keep-5"],
+                          ["keep-7", "keep-9"]]
+
 # -- what a task sees ------------------------------------------------------------------------
 
 def test_get_task_after_a_run(batch_client, job):
