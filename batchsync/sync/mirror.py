@@ -495,7 +495,6 @@ def _upsert_sql(model: type[Row], key: tuple[str, str], update_fields: tuple[str
     """`upsert_newer`'s statement (on SQLite, before and after its VALUES)."""
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-
     columns = {field.name: quote(field.column) for field in _insert_fields(model)}
 
     def column(name: str) -> str:
