@@ -495,22 +495,18 @@ def _upsert_sql(model: type[Row], key: tuple[str, str], update_fields: tuple[str
     """`upsert_newer`'s statement (on SQLite, before and after its VALUES)."""
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    columns = {field.name: quote(field.column) for field in _insert_fields(model)}
-
-    def column(name: str) -> str:
-        return columns[name]
-
+    column = {field.name: quote(field.column) for field in _insert_fields(model)}
     same = "IS NOT DISTINCT FROM" if vendor == "postgresql" else "IS"
-    new_time, old_time = f"excluded.{column('state_transition_time')}", f"{table}.{column('state_transition_time')}"
+    new_time, old_time = f"excluded.{column['state_transition_time']}", f"{table}.{column['state_transition_time']}"
     # Never back in time: a stored row without a time takes anything; else only a time at least as new.
     rule = f"({old_time} IS NULL OR ({new_time} IS NOT NULL AND {new_time} >= {old_time}))"
     if compare:
         # At the same time, a live row whose `compare` values are the same is unchanged; a row marked gone revives.
-        unchanged = [f"{new_time} {same} {old_time}", f"{table}.{column('gone_at')} IS NULL"]
-        unchanged += [f"excluded.{column(name)} {same} {table}.{column(name)}" for name in compare]
+        unchanged = [f"{new_time} {same} {old_time}", f"{table}.{column['gone_at']} IS NULL"]
+        unchanged += [f"excluded.{column[name]} {same} {table}.{column[name]}" for name in compare]
         rule += f" AND NOT ({' AND '.join(unchanged)})"
-    keys = ", ".join(column(name) for name in key)
-    head = f"INSERT INTO {table} ({', '.join(columns.values())}) "
+    keys = ", ".join(column[name] for name in key)
+    head = f"INSERT INTO {table} ({', '.join(column.values())}) "
     if vendor == "postgresql":
         # Without a type's length: a varchar(64)[] cast would cut longer values instead of refusing them.
         types = [(field.db_type(connection) or "").split("(")[0] for field in _insert_fields(model)]
@@ -519,7 +515,7 @@ def _upsert_sql(model: type[Row], key: tuple[str, str], update_fields: tuple[str
     else:
         head += "VALUES "
     tail = (f" ON CONFLICT ({keys}) DO UPDATE SET "
-            f"{', '.join(f'{column(name)} = excluded.{column(name)}' for name in update_fields)} "
+            f"{', '.join(f'{column[name]} = excluded.{column[name]}' for name in update_fields)} "
             f"WHERE {rule} RETURNING {keys}")
     return head, tail
 
