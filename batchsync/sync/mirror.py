@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import connection, transaction
+from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]  # not in the stubs
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Exists, Field, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -450,7 +452,7 @@ def upsert_newer(model: type[Row], key: tuple[str, str], rows: list[Row], update
     head, tail = _upsert_sql(model, key, tuple(update_fields), compare, connection.vendor)
     adapters = _adapters(fields)
     written: set[tuple] = set()
-    with connection.cursor() as cursor:
+    with _parameters_apart() as cursor:
         for part in chunks(rows, connection.ops.bulk_batch_size(fields, rows) or len(rows) or 1):
             values = [[getattr(row, name) if adapt is None else adapt(getattr(row, name)) for name, adapt in adapters]
                       for row in part]
@@ -464,6 +466,18 @@ def upsert_newer(model: type[Row], key: tuple[str, str], rows: list[Row], update
                                [value for row in values for value in row])
             written.update(tuple(found) for found in cursor.fetchall())
     return written
+
+
+def _parameters_apart() -> CursorWrapper:
+    """A cursor for `upsert_newer`'s statement. On PostgreSQL it sends the parameters apart from the statement, in
+    binary (its `%b`), rather than as literals written into it as Django's cursors do: quoting 30 arrays of values
+    in Python, and PostgreSQL parsing them back, cost about a third of the upsert's time. Wrapped as Django wraps
+    its own cursors, so errors are Django's and query logging sees the statement."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.ensure_connection()
+    cursor = ServerBindingCursor(connection.connection)
+    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
 
 
 @functools.cache
@@ -510,7 +524,7 @@ def _upsert_sql(model: type[Row], key: tuple[str, str], update_fields: tuple[str
     if vendor == "postgresql":
         # Without a type's length: a varchar(64)[] cast would cut longer values instead of refusing them.
         types = [(field.db_type(connection) or "").split("(")[0] for field in _insert_fields(model)]
-        arrays = ", ".join(f"(%s)::{db_type}[]" for db_type in types)
+        arrays = ", ".join(f"(%b)::{db_type}[]" for db_type in types)
         head += f"SELECT * FROM UNNEST({arrays})"
     else:
         head += "VALUES "
