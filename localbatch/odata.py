@@ -489,6 +489,26 @@ def compile_filter(text: str | None, fields: dict[str, str]) -> Callable[[dict],
     return _Parser(text, fields).parse()
 
 
+def lower_bound(text: str | None, path: str) -> datetime | None:
+    """The earliest value of the DATETIME property `path` an entity can hold and still match the filter `text`, which
+    has compiled: the latest literal of the `path ge …` or `path gt …` clauses that every match satisfies (the whole
+    filter, or clauses joined by `and` alone); None when it sets no such bound. A listing can then read the entities
+    from that moment on only, and the filter still decides about each."""
+    if text is None or not text.strip():
+        return None
+    tokens = _tokenize(text)
+    # In a group, a negation, an alternative or a call, a clause need not hold for every match.
+    if any(token.kind == "punct" or token.keyword in ("or", "not") for token in tokens):
+        return None
+    bounds = []
+    for name, op, literal in zip(tokens, tokens[1:], tokens[2:], strict=False):
+        if name.kind == "word" and name.text == path and op.keyword in ("ge", "gt") \
+                and literal.kind in ("datetime", "string"):
+            quoted = literal.text[literal.text.index("'"):]
+            bounds.append(parse_datetime(_unquote(quoted)))
+    return max(bounds, default=None)
+
+
 # ---------------------------------------------------------------------------------------------
 # $select
 

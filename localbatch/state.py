@@ -6,9 +6,12 @@ bookkeeping: persisted, never sent to clients."""
 import itertools
 import threading
 import time
+from bisect import bisect_left, insort
 from collections import Counter, defaultdict
 from contextlib import contextmanager
+from datetime import datetime
 
+from .odata import parse_datetime
 from .store import Store
 from .timeutil import now_iso
 
@@ -39,6 +42,10 @@ class AccountState:
         # Derived, rebuilt at load: counts of tasks per job by state and by result, in tasks and in slots.
         self.task_counts: dict[str, Counter] = defaultdict(Counter)
         self.active: dict[str, dict[str, None]] = defaultdict(dict)  # job key -> ordered set of active task keys
+        # Job key -> (stateTransitionTime, task key) in time order, so a listing of what changed since a moment (the
+        # portal's sync asks for that on every pass) reads those tasks, not all of a big job's. An entry outlives its
+        # task's next transition or removal (`tasks_since` looks at the tasks themselves) until the list is rebuilt.
+        self.transitions: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
         # ETags as the service makes them: "0x" and the time in .NET ticks (100 ns since year 1), 15 hex
         # digits; a counter from the start time keeps them unique and increasing.
         self._etag = itertools.count(int(time.time() * 1e7) + DOTNET_EPOCH_TICKS)
@@ -105,6 +112,8 @@ class AccountState:
             self.tasks[job_key][key_of(task["id"])] = task
             self._count(job_key, task, +1)
             max_seq = max(max_seq, task["_seq"])
+        for job_key in self.tasks:
+            self._index_transitions(job_key)
         for entity in itertools.chain(self.pools.values(), self.jobs.values(), self.job_schedules.values()):
             max_seq = max(max_seq, entity.get("_seq", 0))
         self._seq = itertools.count(max_seq + 1)
@@ -131,6 +140,7 @@ class AccountState:
         task["_seq"] = self.next_seq()
         self.tasks[job_key][key_of(task["id"])] = task
         self._count(job_key, task, +1)
+        self._note_transition(job_key, task)
         self.save_task(job_key, task)
 
     def remove_task(self, job_key: str, task: dict) -> None:
@@ -149,6 +159,7 @@ class AccountState:
             task["previousStateTransitionTime"] = task["stateTransitionTime"]
             task["state"] = state
             task["stateTransitionTime"] = now
+            self._note_transition(job_key, task)
         if execution_info:
             info = task.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
             for name, value in execution_info.items():
@@ -160,12 +171,36 @@ class AccountState:
         self.touch(task)
         self.save_task(job_key, task)
 
+    def tasks_since(self, job_key: str, moment: datetime) -> dict[str, dict]:
+        """The job's tasks, by key, whose stateTransitionTime is `moment` or later, and a few whose time is earlier
+        (a task that moved on since); the caller's filter decides about each."""
+        tasks = self.tasks.get(job_key, {})
+        entries = self.transitions.get(job_key, [])
+        found: dict[str, dict] = {}
+        for _, key in entries[bisect_left(entries, (moment,)):]:
+            task = tasks.get(key)
+            if task is not None:
+                found[key] = task
+        return found
+
+    def _note_transition(self, job_key: str, task: dict) -> None:
+        entries = self.transitions[job_key]
+        insort(entries, (parse_datetime(task["stateTransitionTime"]), key_of(task["id"])))
+        # Entries left by earlier transitions and removed tasks: dropped once they outnumber the tasks.
+        if len(entries) > 2 * len(self.tasks[job_key]) + 64:
+            self._index_transitions(job_key)
+
+    def _index_transitions(self, job_key: str) -> None:
+        self.transitions[job_key] = sorted((parse_datetime(task["stateTransitionTime"]), key)
+                                           for key, task in self.tasks[job_key].items())
+
     def remove_job(self, job_key: str) -> None:
         for task in list(self.tasks.get(job_key, {}).values()):
             self.store.delete("task", f"{job_key}/{key_of(task['id'])}")
         self.tasks.pop(job_key, None)
         self.task_counts.pop(job_key, None)
         self.active.pop(job_key, None)
+        self.transitions.pop(job_key, None)
         self.jobs.pop(job_key, None)
         self.store.delete("job", job_key)
 

@@ -2,6 +2,7 @@
 reactivate, delete, subtasks."""
 
 from .. import stats, wire
+from ..odata import lower_bound
 from ..service import TASK_FILTER_FIELDS
 from .base import Account, Request, Response, created, entity_response, in_id_order, page, write
 
@@ -30,10 +31,17 @@ def get_task(app: Account, request: Request) -> Response:
 def list_tasks(app: Account, request: Request) -> Response:
     with app.state.tx():
         job = app.service.job(request.params["job"])
-        tasks = app.state.tasks[job["id"].lower()]
+        job_key = job["id"].lower()
+
+        def listed(keep):
+            # A filter on recent transitions reads only the tasks that moved since (AccountState.tasks_since).
+            since = lower_bound(request.query.get("$filter"), "stateTransitionTime")
+            tasks = app.state.tasks[job_key] if since is None else app.state.tasks_since(job_key, since)
+            return in_id_order(tasks, request, keep)
+
         # wire.task presents a stored task's own fields as they are (TASK_FILTER_FIELDS names no other).
-        return page(app, request, lambda keep: in_id_order(tasks, request, keep), TASK_FILTER_FIELDS,
-                    stats.task_presenter(request.query, app.service, job), "tasks", filter_stored=True)
+        return page(app, request, listed, TASK_FILTER_FIELDS, stats.task_presenter(request.query, app.service, job),
+                    "tasks", filter_stored=True)
 
 
 def replace_task(app: Account, request: Request) -> Response:

@@ -10,6 +10,8 @@ from localbatch.odata import (
     STRING,
     ODataError,
     compile_filter,
+    lower_bound,
+    parse_datetime,
     parse_select,
     project,
 )
@@ -653,3 +655,29 @@ def test_project_accepts_parse_select_output():
         "id": "task-1",
         "executionInfo": {"result": "success"},
     }
+
+
+# -- lower_bound: where a listing filtered on recent transitions can start reading ---------------------------------
+
+SINCE = "datetime'2026-12-07T10:00:00.5Z'"
+LATER = "datetime'2026-12-07T11:00:00Z'"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (f"stateTransitionTime ge {SINCE}", "2026-12-07T10:00:00.5Z"),
+    (f"stateTransitionTime gt {SINCE}", "2026-12-07T10:00:00.5Z"),
+    (f"state eq 'completed' and stateTransitionTime ge {SINCE}", "2026-12-07T10:00:00.5Z"),
+    (f"stateTransitionTime ge {SINCE} and stateTransitionTime ge {LATER}", "2026-12-07T11:00:00Z"),
+    ("stateTransitionTime ge '2026-12-07T10:00:00.5Z'", "2026-12-07T10:00:00.5Z"),
+    # Not a bound every match satisfies: an alternative, a group, a negation, another comparison or property.
+    (f"stateTransitionTime ge {SINCE} or state eq 'active'", None),
+    (f"(stateTransitionTime ge {SINCE})", None),
+    (f"not (stateTransitionTime lt {SINCE})", None),
+    (f"stateTransitionTime lt {SINCE}", None),
+    (f"creationTime ge {SINCE}", None),
+    ("", None),
+    (None, None),
+])
+def test_lower_bound_is_a_clause_every_match_satisfies(text, expected):
+    compile_filter(text, TASK_FIELDS)   # every case is a filter the service accepts
+    assert lower_bound(text, "stateTransitionTime") == (expected and parse_datetime(expected))

@@ -209,6 +209,30 @@ def test_a_filtered_listing_pages_through_the_matches_in_id_order(batch_client, 
     assert unfiltered == [["drop-0", "drop-2", "drop-4", "drop-6"], ["drop-8", "keep-1", "keep-3", "keep-5"],
                           ["keep-7", "keep-9"]]
 
+def test_a_listing_filtered_on_recent_transitions_answers_what_the_whole_listing_does(batch_client, parked_job):
+    # localbatch reads such a listing from its transitions in time order (AccountState.tasks_since): it must keep
+    # every task that moved since, a terminated one, one added again after a delete, and no deleted one.
+    batch_client.create_tasks(parked_job, [task(f"t{n:02d}", "true") for n in range(12)])
+    moment = batch_client.get_task(parked_job, "t11").state_transition_time + datetime.timedelta(microseconds=1)
+    time.sleep(0.01)
+    for task_id in ("t03", "t07", "t10"):
+        batch_client.terminate_task(parked_job, task_id)
+    batch_client.delete_task(parked_job, "t10")
+    batch_client.delete_task(parked_job, "t05")
+    batch_client.create_task(parked_job, task("t05", "true"))
+    since = f"stateTransitionTime ge datetime'{moment:%Y-%m-%dT%H:%M:%S.%fZ}'"
+
+    def listed(**options) -> list[str]:
+        return [t.id for t in batch_client.list_tasks(parked_job, **options)]
+
+    whole = list(batch_client.list_tasks(parked_job))
+    assert listed(filter=since, max_results=2) == [t.id for t in whole if t.state_transition_time >= moment] \
+        == ["t03", "t05", "t07"]
+    assert listed(filter=f"state eq 'completed' and {since}") == ["t03", "t07"]
+    assert listed(filter=f"{since} or id eq 't00'") == ["t00", "t03", "t05", "t07"]
+    assert listed(filter=since.replace(" ge ", " lt ")) == ["t00", "t01", "t02", "t04", "t06", "t08", "t09", "t11"]
+
+
 # -- what a task sees ------------------------------------------------------------------------
 
 def test_get_task_after_a_run(batch_client, job):
