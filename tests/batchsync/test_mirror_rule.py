@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from batchsync.sync.mirror import _should_write, upsert_newer
+from batchsync.sync.mirror import _should_write
 from batchsync.sync.rows import POOL_FIELDS, TASK_COMPARE, TASK_FIELDS
+from batchsync.sync.upsert import upsert_newer
 from portal.models import BatchAccount, Job, Pool, Task
 
 pytestmark = pytest.mark.django_db
