@@ -142,6 +142,11 @@ def _unquote(quoted: str) -> str:
     return quoted[1:-1].replace("''", "'")
 
 
+def _datetime_text(token: _Token) -> str:
+    """The text of a datetime literal, written datetime'…' or as a plain quoted string."""
+    return _unquote(token.text[token.text.index("'"):])
+
+
 # ---------------------------------------------------------------------------------------------
 # Predicate builders. Each returns a closure; nothing is parsed per entity except the entity's
 # own value.
@@ -457,12 +462,9 @@ class _Parser:
                 raise wrong_type()
             return int(token.text)
         if kind == DATETIME:
-            if token.kind == "datetime":
-                raw = _unquote(token.text[token.text.index("'"):])
-            elif token.kind == "string":
-                raw = _unquote(token.text)
-            else:
+            if token.kind not in ("datetime", "string"):
                 raise wrong_type()
+            raw = _datetime_text(token)
             try:
                 return parse_datetime(raw)
             except ValueError:
@@ -504,8 +506,7 @@ def lower_bound(text: str | None, path: str) -> datetime | None:
     for name, op, literal in zip(tokens, tokens[1:], tokens[2:], strict=False):
         if name.kind == "word" and name.text == path and op.keyword in ("ge", "gt") \
                 and literal.kind in ("datetime", "string"):
-            quoted = literal.text[literal.text.index("'"):]
-            bounds.append(parse_datetime(_unquote(quoted)))
+            bounds.append(parse_datetime(_datetime_text(literal)))
     return max(bounds, default=None)
 
 

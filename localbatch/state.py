@@ -172,8 +172,8 @@ class AccountState:
         self.save_task(job_key, task)
 
     def tasks_since(self, job_key: str, moment: datetime) -> dict[str, dict]:
-        """The job's tasks, by key, whose stateTransitionTime is `moment` or later, and a few whose time is earlier
-        (a task that moved on since); the caller's filter decides about each."""
+        """The job's tasks, by key, whose stateTransitionTime is `moment` or later: what a listing filtered on that
+        time needs to look at (the filter still decides about each)."""
         tasks = self.tasks.get(job_key, {})
         entries = self.transitions.get(job_key, [])
         found: dict[str, dict] = {}

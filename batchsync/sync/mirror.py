@@ -58,7 +58,6 @@ AFTER_COMPLETION = SKEW
 FULL_PASS_WAITS = 120.0
 
 T = TypeVar("T")
-# The synced tables: each is written by _upsert the same way.
 
 
 # --- tasks ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from portal.models import Job, Node, Pool, Task
 
 from .common import chunks
 
+# The synced tables: each is written by `upsert_newer` the same way.
 Row = TypeVar("Row", Pool, Node, Job, Task)
 
 
